@@ -1,0 +1,247 @@
+"""One frozen, typed settings object, read from ``DRIFTSTREAM_*`` environment variables.
+
+Every process of driftstream (worker, CLI, SDK, tests, load tests) builds its Kafka
+configuration from this object, so the embedded broker and a production Apache Kafka
+cluster go through identical code.
+
+>>> s = Settings.from_env({"DRIFTSTREAM_BROKER": "kafka://k1:9092,k2:9092",
+...                        "DRIFTSTREAM_TOPIC_PREFIX": "prod."})
+>>> s.bootstrap_servers
+'k1:9092,k2:9092'
+>>> s.topic("alerts")
+'prod.alerts'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "DRIFTSTREAM_"
+
+#: The topics driftstream reads and writes, by their role (the prefix is prepended).
+TOPIC_ROLES = (
+    "predictions",
+    "ground-truth",
+    "drift-events",
+    "alerts",
+    "model-updates",
+    "dead-letter",
+    "join-outcomes",
+    "monitor-input",
+)
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+class SettingsError(ValueError):
+    """A ``DRIFTSTREAM_*`` variable has a value that cannot be used."""
+
+
+class SecretStr:
+    """A string that never shows itself in logs, reprs or tracebacks.
+
+    >>> SecretStr("hunter2")
+    SecretStr('**********')
+    >>> SecretStr("hunter2").get_secret_value()
+    'hunter2'
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretStr('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{ENV_PREFIX}{name.upper()}={raw!r}: expected a boolean (true/false)")
+
+
+def _coerce(name: str, annotation: str, raw: str) -> Any:
+    try:
+        if annotation == "int":
+            return int(raw)
+        if annotation == "float":
+            return float(raw)
+        if annotation == "bool":
+            return _parse_bool(name, raw)
+        if annotation == "SecretStr | None":
+            return SecretStr(raw) if raw else None
+        if annotation == "str | None":
+            return raw or None
+        return raw
+    except ValueError as exc:
+        raise SettingsError(
+            f"{ENV_PREFIX}{name.upper()}={raw!r}: expected {annotation} ({exc})"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of every driftstream process. Field ``x`` is read from ``DRIFTSTREAM_X``."""
+
+    #: Kafka bootstrap servers, ``kafka://host:port[,host:port]`` (Faust's URL form).
+    broker: str = "kafka://localhost:9092"
+    #: Prepended to every topic name, e.g. ``staging.`` (also namespaces replays).
+    topic_prefix: str = ""
+    #: Faust application id; also the consumer group.
+    app_id: str = "driftstream"
+    #: Partitions for topics driftstream creates.
+    partitions: int = 4
+    replication_factor: int = 1
+    #: Largest accepted event record, in bytes (larger ones are dead-lettered).
+    max_message_bytes: int = 1_048_576
+    #: Event-time window in which a prediction waits for its label.
+    join_window_s: float = 86_400.0
+    #: Data-drift reference: the first N events of each model (unless a profile is given).
+    reference_size: int = 1_000
+    #: Optional per-model monitoring config file (TOML or YAML).
+    config_path: str | None = None
+    #: Faust table store: ``memory://`` (demo, tests) or ``rocksdb://`` (production).
+    store: str = "memory://"
+    data_dir: str = "./driftstream-data"
+    #: Micro-batching of the pipeline agents.
+    batch_max_records: int = 2_000
+    batch_within_s: float = 0.05
+    #: Consumer-group timing; short values make the embedded broker start in seconds.
+    session_timeout_s: float = 30.0
+    heartbeat_interval_s: float = 3.0
+    rebalance_timeout_s: float = 60.0
+    #: How long a silent partition may lag before offsets are committed anyway.
+    commit_interval_s: float = 1.0
+    #: Worker web server (Prometheus ``/metrics``, ``/health``, ``/ready``).
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    #: Producer batching window in milliseconds.
+    producer_linger_ms: int = 5
+    #: Security for production Kafka.
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    #: Optional alert webhook (``json`` or ``slack`` payloads).
+    webhook_url: str | None = None
+    webhook_format: str = "json"
+    webhook_timeout_s: float = 5.0
+    webhook_retries: int = 3
+    #: Directory of the reference model updater's artifacts.
+    model_store_dir: str = "./driftstream-models"
+    log_level: str = "WARNING"
+
+    def __post_init__(self) -> None:
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise SettingsError(
+                f"{ENV_PREFIX}SECURITY_PROTOCOL={self.security_protocol!r}: "
+                f"expected one of {', '.join(SECURITY_PROTOCOLS)}"
+            )
+        if self.sasl_mechanism not in SASL_MECHANISMS:
+            raise SettingsError(
+                f"{ENV_PREFIX}SASL_MECHANISM={self.sasl_mechanism!r}: "
+                f"expected one of {', '.join(SASL_MECHANISMS)}"
+            )
+        if self.partitions < 1:
+            raise SettingsError(f"{ENV_PREFIX}PARTITIONS={self.partitions}: expected >= 1")
+        if self.max_message_bytes < 1024:
+            raise SettingsError(
+                f"{ENV_PREFIX}MAX_MESSAGE_BYTES={self.max_message_bytes}: expected >= 1024"
+            )
+        if self.webhook_format not in ("json", "slack"):
+            raise SettingsError(
+                f"{ENV_PREFIX}WEBHOOK_FORMAT={self.webhook_format!r}: expected json or slack"
+            )
+        if not self.broker.startswith("kafka://"):
+            raise SettingsError(
+                f"{ENV_PREFIX}BROKER={self.broker!r}: expected kafka://host:port[,host:port]"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``DRIFTSTREAM_*`` variables, then apply keyword overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _coerce(f.name, str(f.type), raw)
+        values.update(overrides)
+        settings = cls(**values)
+        if settings.sasl_username and settings.security_protocol == "SASL_PLAINTEXT":
+            log.warning(
+                "SASL is configured without SSL (DRIFTSTREAM_SECURITY_PROTOCOL=SASL_PLAINTEXT): "
+                "credentials travel in clear text; use SASL_SSL in production"
+            )
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``host:port[,host:port]`` for aiokafka and kcat."""
+        return ",".join(part.split("://", 1)[-1] for part in self.broker.split(","))
+
+    def topic(self, role: str) -> str:
+        """The full name of a topic by its role (see ``TOPIC_ROLES``)."""
+        if role not in TOPIC_ROLES:
+            raise KeyError(f"unknown topic role {role!r}; expected one of {TOPIC_ROLES}")
+        return f"{self.topic_prefix}{role}"
+
+    def kafka_client_kwargs(self) -> dict[str, Any]:
+        """Connection and security keyword arguments shared by every aiokafka client."""
+        kwargs: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kwargs["ssl_context"] = create_ssl_context(
+                cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
+            )
+        if self.security_protocol.startswith("SASL"):
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        return kwargs
+
+    def redacted(self) -> dict[str, Any]:
+        """All settings as a dict safe to log (secrets masked)."""
+        return {
+            f.name: (repr(v) if isinstance(v, SecretStr) else v)
+            for f in dataclasses.fields(self)
+            for v in [getattr(self, f.name)]
+        }
+
+
+__all__ = ["Settings", "SettingsError", "SecretStr", "TOPIC_ROLES", "ENV_PREFIX"]
