@@ -1,0 +1,320 @@
+"""Join predictions with their labels by ``prediction_id``, in event time, per partition.
+
+Pure logic, no Kafka: the live agent, ``replay`` and the offline ``backtest`` all run this.
+
+Both halves may arrive in either order, twice, or never. A half waits in the pending
+state until its partner arrives or the join window (event time) closes over it:
+
+- prediction, then label (or label, then prediction): ``matched``, one joined pair;
+- a second copy of either half: ``duplicate``, ignored;
+- a prediction whose window closed without a label: ``expired`` (counts against coverage);
+- a label whose prediction already expired: ``late``;
+- a label whose prediction never came within the window: ``unmatched``.
+
+State is bounded by the window: every entry leaves once the watermark (the largest event
+time seen in the partition) passes it by ``window_s`` (expired-prediction markers, kept to
+tell ``late`` from ``unmatched``, by ``2 * window_s``).
+
+Persistence is a log of deltas, one per micro-batch, so a batch of 500 events costs one
+changelog record rather than 500 table writes: ``JoinState.apply`` returns a
+:class:`JoinBatch` whose ``delta`` adds and removes entries; deltas whose entries are all
+gone can be deleted (their ``dead_deltas``), so the log stays bounded too.
+
+>>> state = JoinState(window_s=60.0)
+>>> batch = state.apply([
+...     ("predictions", {"prediction_id": "a", "model_id": "m", "model_version": None,
+...                      "timestamp": 10.0, "prediction": 1, "score": 0.9}, (0, None)),
+...     ("ground-truth", {"prediction_id": "a", "label": 1, "timestamp": 15.0}, (0, None)),
+... ])
+>>> [p.prediction_id for p in batch.pairs], batch.outcomes["matched"]
+(['a'], 1)
+>>> rebuilt = JoinState.from_deltas(60.0, [batch.delta])
+>>> rebuilt.apply([("ground-truth", {"prediction_id": "a", "label": 1,
+...                                  "timestamp": 16.0}, (1, None))]).outcomes["duplicate"]
+1
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Sections of the pending state: predictions, labels, done (matched ids), expired markers.
+SECTIONS = ("p", "l", "d", "x")
+
+#: Where an event came from inside its topic partition: (offset, index in a batch record).
+Position = tuple[int, "int | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class JoinedPair:
+    """A prediction with its label; ``timestamp`` is the prediction's event time."""
+
+    prediction_id: str
+    model_id: str
+    model_version: str | None
+    timestamp: float
+    prediction: Any
+    score: float | None
+    label: Any
+    label_timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRecord:
+    """A label that found no prediction (``late`` or ``unmatched``), or an expired prediction."""
+
+    outcome: str
+    prediction_id: str
+    model_id: str | None
+    timestamp: float
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "prediction_id": self.prediction_id,
+            "model_id": self.model_id,
+            "timestamp": self.timestamp,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class JoinBatch:
+    """What one micro-batch did to the join."""
+
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    pairs: list[JoinedPair] = field(default_factory=list)
+    records: list[JoinRecord] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    label_lags: list[float] = field(default_factory=list)
+    expired_by_model: Counter[str] = field(default_factory=Counter)
+    matched_by_model: Counter[str] = field(default_factory=Counter)
+    delta: dict[str, Any] = field(default_factory=dict)
+    dead_deltas: list[int] = field(default_factory=list)
+
+
+class JoinState:
+    """Pending halves of the join for one partition, with a delta log for persistence."""
+
+    def __init__(self, window_s: float) -> None:
+        if not window_s > 0:
+            raise ValueError(f"window_s must be > 0, got {window_s}")
+        self.window_s = float(window_s)
+        # section -> prediction_id -> entry; entry[-2] is the event time, entry[-1] the delta seq.
+        self.entries: dict[str, dict[str, list[Any]]] = {s: {} for s in SECTIONS}
+        # Deltas still needed for recovery: their live entry counts, and the older deltas
+        # whose entries they removed (a removal must outlive the entry's own delta).
+        self.alive: set[int] = set()
+        self.live: Counter[int] = Counter()
+        self.pins: dict[int, set[int]] = {}
+        self.pinned_by: dict[int, set[int]] = {}
+        self.expiry: list[tuple[float, str, str]] = []  # a heap of (deadline, section, id)
+        self.watermark = float("-inf")
+        self.seq = 0
+        self._touched: dict[str, dict[str, bool]] = {}
+        self._emptied: set[int] = set()
+
+    # -- persistence ---------------------------------------------------------------------
+    @classmethod
+    def from_deltas(cls, window_s: float, deltas: Iterable[dict[str, Any]]) -> JoinState:
+        """Rebuild the state by applying persisted deltas in ``seq`` order."""
+        state = cls(window_s)
+        for delta in sorted(deltas, key=lambda d: int(d["seq"])):
+            state._apply_delta(delta)
+        state._rebuild_expiry()
+        return state
+
+    def _apply_delta(self, delta: dict[str, Any]) -> None:
+        self.seq = max(self.seq, int(delta["seq"]))
+        self.watermark = max(self.watermark, float(delta["wm"]))
+        self.alive.add(self.seq)
+        for section in SECTIONS:
+            table = self.entries[section]
+            for pid in delta["rm"].get(section, ()):
+                self._drop(section, pid)
+            for pid, entry in delta["add"].get(section, {}).items():
+                self._drop(section, pid)
+                table[pid] = entry
+                self.live[int(entry[-1])] += 1
+
+    def _rebuild_expiry(self) -> None:
+        items = [
+            (entry[-2] + self._span(section), section, pid)
+            for section, table in self.entries.items()
+            for pid, entry in table.items()
+        ]
+        heapq.heapify(items)
+        self.expiry = items
+
+    def _span(self, section: str) -> float:
+        return 2 * self.window_s if section == "x" else self.window_s
+
+    def size(self) -> int:
+        return sum(len(t) for t in self.entries.values())
+
+    # -- mutation helpers ----------------------------------------------------------------
+    def _touch(self, section: str, pid: str) -> None:
+        touched = self._touched.setdefault(section, {})
+        if pid not in touched:
+            touched[pid] = pid in self.entries[section]
+
+    def _add(self, section: str, pid: str, entry: list[Any]) -> None:
+        self._touch(section, pid)
+        self._drop(section, pid)  # an expired marker can be replaced by a newer one
+        entry.append(self.seq)
+        self.entries[section][pid] = entry
+        self.live[self.seq] += 1
+        heapq.heappush(self.expiry, (entry[-2] + self._span(section), section, pid))
+
+    def _drop(self, section: str, pid: str) -> list[Any] | None:
+        entry = self.entries[section].pop(pid, None)
+        if entry is not None:
+            owner = int(entry[-1])
+            self.live[owner] -= 1
+            if self.live[owner] <= 0:
+                del self.live[owner]
+                self._emptied.add(owner)
+            if owner != self.seq:
+                self.pins.setdefault(self.seq, set()).add(owner)
+                self.pinned_by.setdefault(owner, set()).add(self.seq)
+        return entry
+
+    def _collect(self, seq: int, dead: list[int]) -> None:
+        """Forget delta ``seq`` if nothing it added is live and nothing it removed still is."""
+        if seq not in self.alive or self.live.get(seq, 0) > 0 or self.pins.get(seq):
+            return
+        self.alive.discard(seq)
+        self.pins.pop(seq, None)
+        dead.append(seq)
+        for dependent in self.pinned_by.pop(seq, set()):
+            pins = self.pins.get(dependent)
+            if pins is not None:
+                pins.discard(seq)
+            self._collect(dependent, dead)
+
+    def _remove(self, section: str, pid: str) -> list[Any] | None:
+        self._touch(section, pid)
+        return self._drop(section, pid)
+
+    # -- the join ------------------------------------------------------------------------
+    def apply(
+        self, events: Sequence[tuple[str, dict[str, Any], Position]]
+    ) -> JoinBatch:
+        """Apply validated events ``(topic role, event, position)`` in order; one delta."""
+        self.seq += 1
+        self._touched = {}
+        batch = JoinBatch()
+        for role, event, _position in events:
+            ts = float(event["timestamp"])
+            if ts > self.watermark:
+                self.watermark = ts
+            if role == "predictions":
+                self._on_prediction(event, ts, batch)
+            else:
+                self._on_label(event, ts, batch)
+        self._expire(batch)
+        batch.delta = self._delta()
+        self._touched = {}
+        self.alive.add(self.seq)
+        dead: list[int] = []
+        candidates, self._emptied = self._emptied | {self.seq}, set()
+        for seq in sorted(candidates):
+            self._collect(seq, dead)
+        batch.dead_deltas = sorted(s for s in dead if s != self.seq)
+        if self.seq in dead:
+            batch.delta = {}
+        return batch
+
+    def _on_prediction(self, event: dict[str, Any], ts: float, batch: JoinBatch) -> None:
+        pid = event["prediction_id"]
+        entries = self.entries
+        if pid in entries["p"] or pid in entries["d"]:
+            batch.outcomes["duplicate"] += 1
+            return
+        batch.predictions.append(event)
+        label = self._remove("l", pid) if pid in entries["l"] else None
+        if label is None:
+            self._add(
+                "p",
+                pid,
+                [event["model_id"], event["model_version"], event["prediction"], event["score"], ts],
+            )
+            return
+        self._match(
+            pid, event["model_id"], event["model_version"], event["prediction"],
+            event["score"], ts, label[0], label[-2], batch,
+        )
+
+    def _on_label(self, event: dict[str, Any], ts: float, batch: JoinBatch) -> None:
+        pid = event["prediction_id"]
+        entries = self.entries
+        if pid in entries["l"] or pid in entries["d"]:
+            batch.outcomes["duplicate"] += 1
+            return
+        pred = self._remove("p", pid) if pid in entries["p"] else None
+        if pred is not None:
+            model_id, version, prediction, score, pred_ts = pred[:5]
+            self._match(pid, model_id, version, prediction, score, pred_ts, event["label"], ts, batch)
+            return
+        expired = entries["x"].get(pid)
+        if expired is not None:
+            batch.outcomes["late"] += 1
+            batch.records.append(
+                JoinRecord(
+                    "late", pid, expired[0], ts,
+                    f"label arrived after the {self.window_s:g}s join window of its prediction closed",
+                )
+            )
+            return
+        self._add("l", pid, [event["label"], event.get("model_id"), ts])
+
+    def _match(
+        self, pid: str, model_id: str, version: str | None, prediction: Any, score: Any,
+        pred_ts: float, label: Any, label_ts: float, batch: JoinBatch,
+    ) -> None:
+        batch.outcomes["matched"] += 1
+        batch.pairs.append(
+            JoinedPair(pid, model_id, version, pred_ts, prediction, score, label, label_ts)
+        )
+        batch.label_lags.append(label_ts - pred_ts)
+        batch.matched_by_model[model_id] += 1
+        self._add("d", pid, [pred_ts])
+
+    def _expire(self, batch: JoinBatch) -> None:
+        expiry = self.expiry
+        while expiry and expiry[0][0] < self.watermark:
+            deadline, section, pid = heapq.heappop(expiry)
+            entry = self.entries[section].get(pid)
+            if entry is None or entry[-2] + self._span(section) != deadline:
+                continue  # already matched or replaced: a stale queue item
+            self._remove(section, pid)
+            if section == "p":
+                batch.outcomes["expired"] += 1
+                batch.expired_by_model[entry[0]] += 1
+                self._add("x", pid, [entry[0], entry[-2]])
+            elif section == "l":
+                batch.outcomes["unmatched"] += 1
+                batch.records.append(
+                    JoinRecord(
+                        "unmatched", pid, entry[1], entry[-2],
+                        f"no prediction with this id arrived within the {self.window_s:g}s join window",
+                    )
+                )
+
+    def _delta(self) -> dict[str, Any]:
+        add: dict[str, dict[str, list[Any]]] = {}
+        rm: dict[str, list[str]] = {}
+        for section, touched in self._touched.items():
+            table = self.entries[section]
+            for pid, existed in touched.items():
+                entry = table.get(pid)
+                if entry is not None and int(entry[-1]) == self.seq:
+                    add.setdefault(section, {})[pid] = entry
+                elif entry is None and existed:
+                    rm.setdefault(section, []).append(pid)
+        return {"seq": self.seq, "wm": self.watermark, "add": add, "rm": rm}
