@@ -235,6 +235,31 @@ class Settings:
             )
         return kwargs
 
+    def to_env(self) -> dict[str, str]:
+        """``DRIFTSTREAM_*`` variables that rebuild these settings in a child process."""
+        env: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            env[ENV_PREFIX + f.name.upper()] = str(value)
+        return env
+
+    def for_embedded_broker(self, url: str) -> Settings:
+        """These settings pointed at the embedded broker, with group timings that make a
+        worker start processing in seconds there (Tansu's group join takes half the session
+        timeout; production keeps the sane defaults)."""
+        return self.replace(
+            broker=url,
+            session_timeout_s=6.0,
+            heartbeat_interval_s=1.0,
+            rebalance_timeout_s=10.0,
+        )
+
     def redacted(self) -> dict[str, Any]:
         """All settings as a dict safe to log (secrets masked)."""
         return {

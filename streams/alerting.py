@@ -1,0 +1,227 @@
+"""The alert policy: from detector decisions to alerts people act on.
+
+Every detector decision is a drift event; this module decides which become alerts:
+
+- **lifecycle**: a detector (a *member*) starts *firing* on drift and is *resolved* once
+  its own stream shows no drift for ``resolve_after_s`` of event time;
+- **cooldown**: a member that fires again within ``cooldown_s`` of its resolution is
+  suppressed, so one drift is one alert, not dozens;
+- **grouping**: members of one model that fire within the same ``group_window_s`` bucket of
+  event time form one *incident*, published as one alert that references all of them.
+
+Each member's lifecycle depends only on its own stream, and the incident id only on the
+model and the event-time bucket, so the same events give the same alerts (same ids) live,
+replayed and offline, however the streams were cut into batches.
+
+>>> policy = AlertPolicy("churn", None, MonitorConfig().for_model("churn"))
+>>> obs = Observation("data:age", "data_drift", "psi", "age", True, 0.4, 0.25, "above",
+...                   None, 1000.0, 42, "p-42", "ev-1")
+>>> [(a["status"], a["severity"], a["feature"]) for a in policy.observe(obs)]
+[('firing', 'P3', 'age')]
+>>> quiet = obs._replace(drift=False, statistic=0.01, timestamp=1400.0, position=900)
+>>> [a["status"] for a in policy.observe(quiet)]
+['resolved']
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from schemas.ids import stable_id
+
+from .monitor_config import ModelConfig
+
+SEVERITIES = ("P0", "P1", "P2", "P3")
+
+
+class Observation(NamedTuple):
+    """One evaluation of one detector (``drift`` says whether it signalled drift)."""
+
+    key: str
+    kind: str
+    detector: str
+    feature: str | None
+    drift: bool
+    statistic: float
+    threshold: float
+    direction: str
+    p_value: float | None
+    timestamp: float
+    position: int
+    prediction_id: str
+    drift_event_id: str
+    baseline: float | None = None
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _bump(severity: str) -> str:
+    return SEVERITIES[max(0, SEVERITIES.index(severity) - 1)]
+
+
+class AlertPolicy:
+    """Per-model alert state: members (one per detector) and open incidents."""
+
+    def __init__(self, model_id: str, model_version: str | None, config: ModelConfig) -> None:
+        self.model_id = model_id
+        self.model_version = model_version
+        self.config = config
+        self.members: dict[str, dict[str, Any]] = {}
+        self.incidents: dict[str, dict[str, Any]] = {}
+
+    # -- persistence ---------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        return {"members": self.members, "incidents": self.incidents}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.members = state["members"]
+        self.incidents = state["incidents"]
+
+    # -- severity ------------------------------------------------------------------------
+    def severity(self, obs: Observation) -> str:
+        rules = self.config.severity
+        if obs.kind == "performance":
+            drop = abs(obs.statistic - (obs.baseline if obs.baseline is not None else obs.threshold))
+            for minimum, severity in rules["performance"]:
+                if drop >= minimum:
+                    return str(severity)
+            return "P2"
+        if obs.kind == "data_drift":
+            bands = rules["data_drift"]
+            if obs.detector.endswith("psi"):
+                if obs.statistic >= rules["data_drift_severe_psi"]:
+                    return str(bands["severe"])
+                return str(bands["significant"] if obs.statistic >= 0.2 else bands["moderate"])
+            return str(bands["significant"])
+        return str(rules.get(obs.kind, "P2"))
+
+    # -- the lifecycle -------------------------------------------------------------------
+    def observe(self, obs: Observation) -> list[dict[str, Any]]:
+        """Apply one observation; return the alerts to publish (possibly none)."""
+        alerts_cfg = self.config.alerts
+        member = self.members.get(obs.key)
+        if obs.drift:
+            if member is not None and member["status"] == "firing":
+                member["last_drift_ts"] = obs.timestamp
+                member["related"] = (member["related"] + [obs.drift_event_id])[-20:]
+                return []
+            if (
+                member is not None
+                and member["resolved_at"] is not None
+                and obs.timestamp < member["resolved_at"] + alerts_cfg["cooldown_s"]
+            ):
+                member["suppressed"] += 1
+                return []
+            return [self._fire(obs, member)]
+        if (
+            member is not None
+            and member["status"] == "firing"
+            and obs.timestamp - member["last_drift_ts"] >= alerts_cfg["resolve_after_s"]
+        ):
+            return self._resolve(obs, member)
+        return []
+
+    def _fire(self, obs: Observation, previous: dict[str, Any] | None) -> dict[str, Any]:
+        window = self.config.alerts["group_window_s"]
+        bucket = math.floor(obs.timestamp / window) * window
+        incident_id = stable_id(self.model_id, self.model_version or "", "incident", bucket)
+        member = {
+            "status": "firing",
+            "incident": incident_id,
+            "kind": obs.kind,
+            "detector": obs.detector,
+            "feature": obs.feature,
+            "value": _finite_or_none(obs.statistic),
+            "threshold": _finite_or_none(obs.threshold),
+            "direction": obs.direction,
+            "severity": self.severity(obs),
+            "fired_at": obs.timestamp,
+            "position": obs.position,
+            "prediction_id": obs.prediction_id,
+            "last_drift_ts": obs.timestamp,
+            "resolved_at": None,
+            "related": [obs.drift_event_id],
+            "suppressed": previous["suppressed"] if previous else 0,
+        }
+        self.members[obs.key] = member
+        incident = self.incidents.setdefault(incident_id, {"members": []})
+        if obs.key not in incident["members"]:
+            incident["members"].append(obs.key)
+        return self._alert(incident_id, "firing", obs.timestamp)
+
+    def _resolve(self, obs: Observation, member: dict[str, Any]) -> list[dict[str, Any]]:
+        member["status"] = "resolved"
+        member["resolved_at"] = obs.timestamp
+        incident_id = member["incident"]
+        incident = self.incidents.get(incident_id)
+        if incident is None:
+            return []
+        if any(self.members[k]["status"] == "firing" for k in incident["members"]):
+            return []
+        alert = self._alert(incident_id, "resolved", obs.timestamp)
+        del self.incidents[incident_id]
+        return [alert]
+
+    def _alert(self, incident_id: str, status: str, timestamp: float) -> dict[str, Any]:
+        keys = sorted(
+            self.incidents[incident_id]["members"],
+            key=lambda k: (self.members[k]["fired_at"], k),
+        )
+        members = [self.members[k] for k in keys]
+        primary = members[0]
+        severity = min((m["severity"] for m in members), key=SEVERITIES.index)
+        drifting_features = sum(1 for m in members if m["kind"] == "data_drift")
+        if drifting_features >= self.config.severity["many_features"]:
+            severity = _bump(severity)
+        related = [event_id for m in members for event_id in m["related"]]
+        version = f" v{self.model_version}" if self.model_version else ""
+        what = ", ".join(
+            f"{m['detector']}" + (f"[{m['feature']}]" if m["feature"] else "") for m in members
+        )
+        if status == "firing":
+            message = (
+                f"{primary['kind'].replace('_', ' ')} on model {self.model_id}{version}: "
+                f"{what} crossed threshold ({primary['detector']} = "
+                f"{_fmt(primary['value'])} {primary['direction']} {_fmt(primary['threshold'])})"
+            )
+        else:
+            message = f"resolved on model {self.model_id}{version}: {what} back within threshold"
+        return {
+            "alert_id": incident_id,
+            "event_id": stable_id(incident_id, status, len(members), timestamp),
+            "incident_id": incident_id,
+            "model_id": self.model_id,
+            "model_version": self.model_version,
+            "severity": severity,
+            "status": status,
+            "kind": primary["kind"],
+            "detector": primary["detector"],
+            "feature": primary["feature"],
+            "value": primary["value"],
+            "threshold": primary["threshold"],
+            "direction": primary["direction"],
+            "message": message,
+            "timestamp": primary["fired_at"] if status == "firing" else timestamp,
+            "position": primary["position"],
+            "prediction_id": primary["prediction_id"],
+            "related": related,
+            "members": [
+                {
+                    "detector": m["detector"],
+                    "feature": m["feature"],
+                    "kind": m["kind"],
+                    "value": m["value"],
+                    "threshold": m["threshold"],
+                    "severity": m["severity"],
+                    "status": m["status"],
+                }
+                for m in members
+            ],
+        }
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4g}"

@@ -1,0 +1,376 @@
+"""The Faust application: one factory, two thin agents, state in changelog-backed tables.
+
+``join`` consumes ``predictions`` and ``ground-truth`` (co-partitioned by prediction id)
+in micro-batches; ``monitor`` consumes the per-model column batches the join emits on
+``monitor-input`` (partitioned by model). Each agent: group its micro-batch by
+partition, load state (from the table after a rebalance), run the stage
+(:mod:`streams.stages`), write the state and the batch's outbox to the table and wait for
+the changelog, then publish the outputs and wait for them; only then does Faust ack the
+batch and may commit its offsets. The offsets each state reflects are stored with it, so
+a record Faust hands over twice is applied once.
+
+The worker's web server serves ``/metrics``, ``/health`` and ``/ready``; Faust's own table
+and graph views are off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+from faust.types import TP, EventT
+from prometheus_client import CollectorRegistry
+
+from schemas import codec
+
+from . import metrics as metrics_module
+from .gpu import register_gpu_collector
+from .monitor import ModelMonitor
+from .monitor_config import MonitorConfig
+from .settings import Settings
+from .stages import (
+    InputRecord,
+    JoinStage,
+    MonitorStage,
+    Outputs,
+    PartitionJoin,
+    owns_join_key,
+)
+from .webhook import WebhookSink
+
+log = logging.getLogger(__name__)
+
+OUTPUT_ROLES = ("monitor-input", "drift-events", "alerts", "dead-letter", "join-outcomes", "model-updates")
+
+
+def _credentials(settings: Settings) -> Any:
+    kwargs = settings.kafka_client_kwargs()
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
+            ssl_context=kwargs.get("ssl_context"),
+            mechanism=settings.sasl_mechanism,
+        )
+    if settings.security_protocol == "SSL":
+        return faust.SSLCredentials(kwargs["ssl_context"])
+    return None
+
+
+def faust_settings(settings: Settings) -> dict[str, Any]:
+    """The Faust configuration derived from driftstream's settings (also used by tests)."""
+    conf: dict[str, Any] = {
+        "broker": settings.broker,
+        "store": settings.store,
+        "datadir": settings.data_dir,
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": settings.heartbeat_interval_s,
+        "broker_rebalance_timeout": settings.rebalance_timeout_s,
+        "broker_commit_interval": settings.commit_interval_s,
+        "producer_linger": settings.producer_linger_ms / 1000.0,
+        "producer_max_request_size": max(4 * settings.max_message_bytes, 4_194_304),
+        "consumer_max_fetch_size": max(8 * settings.max_message_bytes, 8_388_608),
+        "consumer_auto_offset_reset": "earliest",
+        "stream_buffer_maxsize": 8192,
+        "web_enabled": True,
+        "web_bind": settings.web_host,
+        "web_host": settings.web_host,
+        "web_port": settings.web_port,
+        "web_tables_enabled": False,
+        "web_router_enabled": False,
+        "web_graph_enabled": False,
+        "web_stats_enabled": False,
+        "web_metrics_enabled": False,
+        "table_standby_replicas": 0,
+    }
+    credentials = _credentials(settings)
+    if credentials is not None:
+        conf["broker_credentials"] = credentials
+    return conf
+
+
+class Pipeline:
+    """The agents' logic and caches; one per app."""
+
+    def __init__(self, app: faust.App, settings: Settings, monitor_config: MonitorConfig, registry: CollectorRegistry) -> None:
+        self.app = app
+        self.settings = settings
+        self.metrics = metrics_module.create(registry)
+        self.registry = registry
+        self.join_stage = JoinStage(
+            window_s=settings.join_window_s,
+            max_message_bytes=settings.max_message_bytes,
+            monitor_config=monitor_config,
+        )
+        self.monitor_stage = MonitorStage(monitor_config)
+        self.role_of = {settings.topic("predictions"): "predictions", settings.topic("ground-truth"): "ground-truth"}
+        self.join_table = app.Table(
+            "join-state", partitions=settings.partitions, key_serializer="json", value_serializer="raw",
+        )
+        self.monitor_table = app.Table(
+            "monitor-state", partitions=settings.partitions, key_serializer="json", value_serializer="raw",
+        )
+        self.outputs = {
+            role: app.topic(settings.topic(role), key_serializer="raw", value_serializer="raw")
+            for role in OUTPUT_ROLES
+        }
+        self._joins: dict[int, PartitionJoin] = {}
+        self._monitors: dict[str, tuple[ModelMonitor, dict[str, int]]] = {}
+        self._alerts_firing: dict[str, dict[str, str]] = {}
+        self.webhook = WebhookSink.from_settings(settings, self.metrics)
+        self.broker_reachable = False
+        self.processed_batches = 0
+
+    # -- caches vs rebalances -----------------------------------------------------------
+    async def on_rebalance(self, *_: Any, **__: Any) -> None:
+        """Drop the in-memory views of table state; they are rebuilt from the tables."""
+        self._joins.clear()
+        self._monitors.clear()
+
+    # -- table writes ---------------------------------------------------------------------
+    def _write(self, table: faust.Table, partition: int, key: str, value: bytes | None) -> Any:
+        if value is None:
+            table.data.pop(key, None)
+            return table.send_changelog(partition, key, None, value_serializer="raw")
+        table.data[key] = value
+        return table.send_changelog(partition, key, value)
+
+    async def _write_all(self, table: faust.Table, partition: int, writes: Iterable[tuple[str, bytes | None]]) -> None:
+        futures = [self._write(table, partition, key, value) for key, value in writes]
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def publish(self, outputs: Outputs) -> None:
+        futures = []
+        for role, items in outputs.messages.items():
+            topic = self.outputs[role]
+            for key, value in items:
+                futures.append(await topic.send(key=key.encode() if key is not None else None, value=codec.dumps(value)))
+        if futures:
+            await asyncio.gather(*futures)
+        for alert in outputs.messages.get("alerts", ()):
+            await self._on_alert(alert[1])
+
+    async def _on_alert(self, alert: dict[str, Any]) -> None:
+        m = self.metrics
+        m.alerts.labels(alert["model_id"], alert["severity"], alert["status"]).inc()
+        firing = self._alerts_firing.setdefault(alert["model_id"], {})
+        if alert["status"] == "firing":
+            firing[alert["alert_id"]] = alert["severity"]
+            m.processing_latency_seconds.observe(max(0.0, time.time() - float(alert["timestamp"])))
+        else:
+            firing.pop(alert["alert_id"], None)
+        for severity in ("P0", "P1", "P2", "P3"):
+            m.alerts_firing.labels(alert["model_id"], severity).set(sum(1 for s in firing.values() if s == severity))
+        if self.webhook is not None and alert["status"] == "firing" and not await self.webhook.deliver(alert):
+            failure = self.webhook.failure_record(alert, self.webhook.last_error or "webhook failed")
+            await self.outputs["dead-letter"].send(key=alert["alert_id"].encode(), value=codec.dumps(failure))
+            m.dead_letters.labels("webhook_failed").inc()
+
+    # -- join ---------------------------------------------------------------------------
+    def _load_join(self, partition: int) -> PartitionJoin:
+        items = [(k, v) for k, v in self.join_table.data.items() if owns_join_key(partition, k)]
+        return PartitionJoin.load(partition, self.settings.join_window_s, items)
+
+    async def handle_join(self, events: list[EventT]) -> None:
+        started = time.perf_counter()
+        by_partition: dict[int, list[InputRecord]] = {}
+        for event in events:
+            msg = event.message
+            by_partition.setdefault(msg.partition, []).append(
+                InputRecord(self.role_of[msg.topic], msg.topic, msg.partition, msg.offset, msg.value)
+            )
+        m = self.metrics
+        for partition, records in by_partition.items():
+            part = self._joins.get(partition)
+            if part is None:
+                part = self._joins[partition] = self._load_join(partition)
+                if part.outbox:
+                    await self.publish(Outputs.from_json(part.outbox))
+            result = self.join_stage.process(part, records)
+            if result.skipped_records:
+                m.duplicates_skipped.labels("join").inc(result.skipped_records)
+            for topic, first, last in result.gaps:
+                m.offset_gaps.labels(topic).inc()
+                log.warning("offset gap on %s[%d]: offsets %d..%d were never applied", topic, partition, first, last)
+            if result.skipped_records == len(records):
+                continue
+            await self._write_all(self.join_table, partition, self.join_stage.persist(part, result))
+            await self.publish(result.outputs)
+            for role, n in result.events.items():
+                m.events_consumed.labels(self.settings.topic(role)).inc(n)
+                m.last_event_timestamp.labels(self.settings.topic(role)).set(time.time())
+            for reason, n in result.dead_letters.items():
+                m.dead_letters.labels(reason).inc(n)
+            if result.batch is not None:
+                for outcome, n in result.batch.outcomes.items():
+                    m.join_outcomes.labels(outcome).inc(n)
+                for lag in result.batch.label_lags:
+                    m.label_lag_seconds.observe(lag)
+        for record_list in by_partition.values():
+            for record in record_list:
+                m.records_consumed.labels(record.topic).inc()
+        m.batch_size.labels("join").observe(len(events))
+        m.batch_duration_seconds.labels("join").observe(time.perf_counter() - started)
+        m.table_size.labels("join-state").set(len(self.join_table.data))
+        self.processed_batches += 1
+
+    # -- monitor ------------------------------------------------------------------------
+    async def _monitor_for(self, key: str, payload: dict[str, Any]) -> tuple[ModelMonitor, dict[str, int]]:
+        cached = self._monitors.get(key)
+        if cached is not None:
+            return cached
+        raw = self.monitor_table.data.get(key)
+        if raw is None:
+            cached = (self.monitor_stage.new_monitor(payload["model_id"], payload["model_version"]), {})
+        else:
+            monitor, applied, outbox = self.monitor_stage.load(raw)
+            cached = (monitor, applied)
+            if outbox:
+                await self.publish(Outputs.from_json(outbox))
+        self._monitors[key] = cached
+        return cached
+
+    async def handle_monitor(self, events: list[EventT]) -> None:
+        started = time.perf_counter()
+        touched: dict[str, tuple[int, Outputs]] = {}
+        m = self.metrics
+        for event in events:
+            msg = event.message
+            key = msg.key.decode()
+            payload = codec.loads(msg.value)
+            monitor, applied = await self._monitor_for(key, payload)
+            result = self.monitor_stage.process(monitor, applied, payload)
+            _, outputs = touched.setdefault(key, (msg.partition, Outputs()))
+            if result is None:
+                m.duplicates_skipped.labels("monitor").inc()
+                continue
+            for role, items in self.monitor_stage.outputs(monitor, result).messages.items():
+                for k, v in items:
+                    outputs.add(role, k, v)
+            self._export(monitor, result)
+        for key, (partition, outputs) in touched.items():
+            monitor, applied = self._monitors[key]
+            await self._write_all(self.monitor_table, partition, [(key, self.monitor_stage.dump(monitor, applied, outputs))])
+        for _, outputs in touched.values():
+            await self.publish(outputs)
+        m.batch_size.labels("monitor").observe(len(events))
+        m.batch_duration_seconds.labels("monitor").observe(time.perf_counter() - started)
+        m.table_size.labels("monitor-state").set(len(self.monitor_table.data))
+
+    def _export(self, monitor: ModelMonitor, result: Any) -> None:
+        m = self.metrics
+        version = monitor.model_version or ""
+        latest: dict[str, dict[str, Any]] = {}
+        for sample in result.samples:
+            latest[sample["key"]] = sample
+        for sample in latest.values():
+            labels = (monitor.model_id, version, sample["detector"], sample["feature"] or "")
+            m.detector_statistic.labels(*labels).set(sample["statistic"])
+            m.detector_threshold.labels(*labels).set(sample["threshold"])
+            m.detector_drift.labels(*labels).set(1.0 if sample["drift"] else 0.0)
+            if sample["window_size"] is not None:
+                m.detector_window_size.labels(*labels).set(sample["window_size"])
+            if sample["p_value"] is not None:
+                m.detector_p_value.labels(*labels).set(sample["p_value"])
+        for event in result.drift_events:
+            if event["drift"]:
+                m.drift_events.labels(monitor.model_id, event["kind"]).inc()
+        coverage = monitor.label_coverage()
+        if coverage is not None:
+            m.label_coverage.labels(monitor.model_id).set(coverage)
+
+    # -- health ---------------------------------------------------------------------------
+    def readiness(self) -> dict[str, Any]:
+        assignment = self.app.consumer.assignment() if self.app.consumer else set()
+        recovered = self.app.tables.recovery.completed.is_set()
+        return {
+            "ready": bool(assignment) and recovered and self.broker_reachable,
+            "assigned_partitions": sorted(f"{tp.topic}[{tp.partition}]" for tp in assignment),
+            "recovery_finished": recovered,
+            "broker_reachable": self.broker_reachable,
+        }
+
+    def check_broker(self) -> None:
+        host, port = self.settings.bootstrap_servers.split(",")[0].rsplit(":", 1)
+        try:
+            with socket.create_connection((host, int(port)), timeout=1.0):
+                self.broker_reachable = True
+        except OSError:
+            self.broker_reachable = False
+
+    def update_lag(self) -> None:
+        consumer = self.app.consumer
+        if consumer is None:
+            return
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            read = consumer._read_offset.get(tp)  # noqa: SLF001 - Faust exposes no public accessor
+            if highwater is not None and read is not None:
+                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - read - 1))
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    monitor_config: MonitorConfig | None = None,
+    registry: CollectorRegistry | None = None,
+) -> faust.App:
+    """Build the driftstream Faust app (agents, tables, web endpoints) from settings."""
+    settings = settings or Settings.from_env()
+    monitor_config = monitor_config or MonitorConfig.load(settings.config_path)
+    registry = registry or CollectorRegistry()
+    codec.register_faust_codec()
+    app = faust.App(settings.app_id, **faust_settings(settings))
+    pipeline = Pipeline(app, settings, monitor_config, registry)
+    register_gpu_collector(registry)
+    app.driftstream = pipeline  # type: ignore[attr-defined]
+    app.on_partitions_revoked.connect(pipeline.on_rebalance)
+    app.on_partitions_assigned.connect(pipeline.on_rebalance)
+
+    inputs = app.topic(
+        settings.topic("predictions"), settings.topic("ground-truth"),
+        key_serializer="raw", value_serializer="raw",
+    )
+    monitor_input = app.topic(settings.topic("monitor-input"), key_serializer="raw", value_serializer="raw")
+
+    @app.agent(inputs, name="join", concurrency=1)
+    async def join(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_max_records, within=settings.batch_within_s):
+            await pipeline.handle_join(list(events))
+
+    @app.agent(monitor_input, name="monitor", concurrency=1)
+    async def monitor(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_max_records, within=settings.batch_within_s):
+            await pipeline.handle_monitor(list(events))
+
+    @app.timer(2.0)
+    async def housekeeping() -> None:
+        pipeline.check_broker()
+        pipeline.update_lag()
+
+    @app.page("/metrics")
+    async def metrics_view(web: Any, request: Any) -> Any:
+        body, content_type = metrics_module.render(registry, request.headers.get("Accept"))
+        return web.bytes(body, content_type=content_type.split(";")[0])
+
+    @app.page("/health")
+    async def health_view(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    @app.page("/ready")
+    async def ready_view(web: Any, request: Any) -> Any:
+        state = pipeline.readiness()
+        return web.json(state, status=200 if state["ready"] else 503)
+
+    return app
+
+
+__all__ = ["create_app", "faust_settings", "Pipeline", "TP"]

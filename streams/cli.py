@@ -1,0 +1,217 @@
+"""The ``driftstream`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
+
+from .exceptions import DriftstreamError
+from .settings import Settings, SettingsError
+
+DESCRIPTION = """\
+driftstream watches ML models in production and tells their owners, within seconds,
+when the data or the model's quality has drifted.
+
+Quick start (everything on an embedded, memory-only broker):
+  driftstream demo
+
+Production: run 'driftstream worker' against Apache Kafka (DRIFTSTREAM_BROKER=kafka://host:9092).
+Every setting is a DRIFTSTREAM_* environment variable (see the README).
+"""
+
+
+def _cmd_broker(args: argparse.Namespace) -> int:
+    from .broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(port=args.port)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with broker:
+        print(f"embedded broker (memory-only) ready at {broker.bootstrap_servers}", flush=True)
+        print(f"  export DRIFTSTREAM_BROKER={broker.url}", flush=True)
+        print("  Ctrl-C stops it; everything it holds is lost.", flush=True)
+        stop.wait()
+    print("broker stopped", flush=True)
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from .worker import run_worker
+
+    run_worker(Settings.from_env())
+    return 0
+
+
+def _cmd_topics(args: argparse.Namespace) -> int:
+    from .topics import ensure_topics
+
+    for topic, partitions in sorted(asyncio.run(ensure_topics(Settings.from_env())).items()):
+        print(f"{topic}\t{partitions} partitions")
+    return 0
+
+
+def _read_lines(source: str) -> Iterator[tuple[int, str]]:
+    stream: TextIO = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
+    try:
+        for number, line in enumerate(stream, start=1):
+            if line.strip():
+                yield number, line
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from schemas import codec
+    from schemas.errors import ContractError
+    from schemas.parsing import validate_ground_truth, validate_prediction
+
+    from .progress import Progress
+    from .sdk import DriftstreamClient
+
+    validate = validate_prediction if args.topic == "predictions" else validate_ground_truth
+
+    async def run() -> tuple[int, int]:
+        sent = invalid = 0
+        batch: list[dict[str, Any]] = []
+        async with DriftstreamClient(Settings.from_env(), batch_size=args.batch_size) as client:
+            with Progress(f"{args.topic} events") as bar:
+                for number, line in _read_lines(args.file):
+                    try:
+                        batch.append(validate(codec.loads(line)))
+                    except ContractError as exc:
+                        invalid += 1
+                        print(f"line {number}: {exc} (skipped)", file=sys.stderr)
+                        continue
+                    except ValueError as exc:
+                        invalid += 1
+                        print(f"line {number}: not valid JSON: {exc} (skipped)", file=sys.stderr)
+                        continue
+                    if len(batch) >= args.batch_size:
+                        sent += await client.publish(args.topic, batch)
+                        bar.update(len(batch))
+                        batch = []
+                if batch:
+                    sent += await client.publish(args.topic, batch)
+                    bar.update(len(batch))
+        return sent, invalid
+
+    sent, invalid = asyncio.run(run())
+    print(f"published {sent} {args.topic} events; {invalid} invalid line(s) skipped")
+    return 1 if invalid and not sent else 0
+
+
+def _cmd_alerts(args: argparse.Namespace) -> int:
+    from schemas import codec
+
+    from .sdk import DriftstreamClient
+
+    async def run() -> None:
+        async with DriftstreamClient(Settings.from_env()) as client:
+            async for alert in client.alerts(from_beginning=args.from_beginning, follow=args.follow):
+                sys.stdout.write(codec.dumps(alert).decode() + "\n")
+                sys.stdout.flush()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .demo import publish_simulation
+    from .simulate import SimulationConfig
+
+    settings = Settings.from_env()
+    if args.broker:
+        settings = settings.replace(broker=args.broker)
+    config = SimulationConfig(
+        events=args.events, seed=args.seed, concept_drift_at=args.concept_drift_at,
+        feature_drift_at=args.feature_drift_at,
+    )
+    sent = asyncio.run(publish_simulation(settings, config, rate=args.rate))
+    print(f"published {sent['predictions']} predictions and {sent['ground-truth']} labels")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    from .simulate import SimulationConfig
+
+    config = SimulationConfig(
+        events=args.events, seed=args.seed, concept_drift_at=args.concept_drift_at,
+        feature_drift_at=args.feature_drift_at,
+    )
+    return run_demo(config, rate=args.rate, partitions=args.partitions)
+
+
+def _add_simulation_options(parser: argparse.ArgumentParser, events: int) -> None:
+    parser.add_argument("--events", type=int, default=events, help="predictions to simulate (default %(default)s)")
+    parser.add_argument("--rate", type=float, default=20_000, help="predictions published per second (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=42, help="random seed (default %(default)s)")
+    parser.add_argument("--concept-drift-at", type=int, default=events * 6 // 10, metavar="N",
+                        help="prediction index where the true concept flips (default %(default)s)")
+    parser.add_argument("--feature-drift-at", type=int, default=events * 3 // 10, metavar="N",
+                        help="prediction index where sessions_7d shifts (default %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="driftstream", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the whole loop on an embedded broker: drift in, alerts out")
+    _add_simulation_options(p, 40_000)
+    p.add_argument("--partitions", type=int, default=2, help="partitions of each topic (default %(default)s)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (memory-only)")
+    p.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
+    p.set_defaults(func=_cmd_broker)
+
+    p = sub.add_parser("worker", help="run the stream processor against DRIFTSTREAM_BROKER")
+    p.set_defaults(func=_cmd_worker)
+
+    p = sub.add_parser("topics", help="create driftstream's topics (idempotent) and list them")
+    p.set_defaults(func=_cmd_topics)
+
+    p = sub.add_parser("publish", help="publish JSON-lines events from a file or stdin")
+    p.add_argument("topic", choices=("predictions", "ground-truth"))
+    p.add_argument("file", help="JSON-lines file, or - for stdin")
+    p.add_argument("--batch-size", type=int, default=500, help="events per Kafka record (default %(default)s)")
+    p.set_defaults(func=_cmd_publish)
+
+    p = sub.add_parser("alerts", help="print alerts as JSON lines")
+    p.add_argument("--follow", action="store_true", help="keep waiting for new alerts")
+    p.add_argument("--from-beginning", action="store_true", help="start with the oldest alert")
+    p.set_defaults(func=_cmd_alerts)
+
+    p = sub.add_parser("simulate", help="publish a simulated model's predictions and labels")
+    _add_simulation_options(p, 40_000)
+    p.add_argument("--broker", default=None, help="override DRIFTSTREAM_BROKER")
+    p.set_defaults(func=_cmd_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (DriftstreamError, SettingsError) as exc:
+        print(f"driftstream {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""``driftstream demo``: the whole loop in one command, on an embedded broker.
+
+Starts the embedded broker and a real worker process, publishes a simulated model with a
+feature drift and a concept drift injected at known points, prints alerts as they
+arrive, and ends with a summary that sets the event position of each alert against the
+injected drift points. Leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from .broker import EmbeddedBroker
+from .progress import Progress
+from .sdk import DriftstreamClient, subscribe
+from .settings import Settings
+from .simulate import Simulation, SimulationConfig
+from .topics import ensure_topics
+from .worker_process import WorkerProcess
+
+CHUNK = 1000
+
+
+async def publish_simulation(
+    settings: Settings, config: SimulationConfig, rate: float, progress: Progress | None = None
+) -> dict[str, int]:
+    """Publish the simulation in event-time order at about ``rate`` predictions per second."""
+    sim = Simulation(config)
+    sent = {"predictions": 0, "ground-truth": 0}
+    started = time.monotonic()
+    async with DriftstreamClient(settings) as client:
+        for start in range(0, config.events, CHUNK):
+            merged = sim.in_event_time_order(start, min(CHUNK, config.events - start))
+            for role in ("predictions", "ground-truth"):
+                events = [event for r, event in merged if r == role]
+                sent[role] += await client.publish(role, events)  # type: ignore[arg-type]
+            if progress is not None:
+                progress.update(min(CHUNK, config.events - start))
+            ahead = sent["predictions"] / rate - (time.monotonic() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)  # pacing the producer, not waiting on a result
+    return sent
+
+
+def _prediction_index(alert: dict[str, Any], config: SimulationConfig) -> int | None:
+    pid = str(alert.get("prediction_id", ""))
+    return int(pid[len(config.id_prefix):]) if pid.startswith(config.id_prefix) and pid[len(config.id_prefix):].isdigit() else None
+
+
+def describe_alert(alert: dict[str, Any], config: SimulationConfig) -> str:
+    index = _prediction_index(alert, config)
+    where = f"at prediction #{index}" if index is not None else ""
+    return f"[{alert['severity']} {alert['status']:>8}] {alert['kind']:<16} {where:<22} {alert['message']}"
+
+
+def summarize(alerts: list[dict[str, Any]], config: SimulationConfig, counts: dict[str, float]) -> str:
+    lines = ["", "=" * 78, "driftstream demo summary", "=" * 78]
+    for name, value in counts.items():
+        lines.append(f"  {name:<34} {value:>12,.0f}")
+    lines.append("")
+    lines.append("  injected drift points:")
+    lines.append(f"    feature drift (sessions_7d)    at prediction #{config.feature_drift_at}")
+    lines.append(f"    concept drift (labels flip)    at prediction #{config.concept_drift_at}")
+    lines.append("")
+    final: dict[str, dict[str, Any]] = {}
+    for alert in alerts:
+        if alert["status"] == "firing" and alert["alert_id"] not in final:
+            final[alert["alert_id"]] = alert
+    if not final:
+        lines.append("  no alerts fired")
+    for alert in sorted(final.values(), key=lambda a: a["timestamp"]):
+        index = _prediction_index(alert, config)
+        injected = config.concept_drift_at if alert["kind"] in ("concept_drift", "performance") else config.feature_drift_at
+        delay = f"{index - injected:+d} events after injection" if index is not None and injected is not None else ""
+        members = ", ".join(
+            m["detector"] + (f"[{m['feature']}]" if m["feature"] else "") for m in alert.get("members", [])
+        )
+        lines.append(f"  {alert['severity']} {alert['kind']:<16} fired at prediction #{index} ({delay})")
+        lines.append(f"      detectors: {members}")
+    lines.append("=" * 78)
+    return "\n".join(lines)
+
+
+def run_demo(config: SimulationConfig, rate: float, partitions: int = 2) -> int:
+    """Run the demo end to end; returns the process exit code."""
+    print("starting the embedded broker (memory-only) ...", flush=True)
+    with EmbeddedBroker() as broker:
+        settings = Settings.from_env().for_embedded_broker(broker.url).replace(partitions=partitions)
+        asyncio.run(ensure_topics(settings))
+        print(f"broker at {broker.bootstrap_servers}; starting a worker ...", flush=True)
+        with WorkerProcess(settings) as worker:
+            took = worker.wait_ready(deadline_s=90)
+            print(f"worker ready in {took:.1f} s (metrics at {worker.base_url}/metrics)", flush=True)
+            alerts = asyncio.run(_publish_and_watch(settings, config, rate, worker))
+            counts = {
+                "predictions processed": worker.metric("driftstream_events_consumed_total", topic=settings.topic("predictions")),
+                "labels processed": worker.metric("driftstream_events_consumed_total", topic=settings.topic("ground-truth")),
+                "joined (matched)": worker.metric("driftstream_join_outcomes_total", outcome="matched"),
+                "dead-lettered": worker.metric("driftstream_dead_letters_total"),
+                "drift events": worker.metric("driftstream_drift_events_total"),
+                "alert publications": worker.metric("driftstream_alerts_total"),
+            }
+        print(summarize(alerts, config, counts), flush=True)
+    print("worker and broker stopped.", flush=True)
+    return 0
+
+
+async def _publish_and_watch(settings: Settings, config: SimulationConfig, rate: float, worker: WorkerProcess) -> list[dict[str, Any]]:
+    alerts: list[dict[str, Any]] = []
+
+    async def watch() -> None:
+        async for alert in subscribe(settings, settings.topic("alerts"), from_beginning=True, idle_timeout_s=0.5):
+            alerts.append(alert)
+            print("\r\x1b[K" + describe_alert(alert, config), flush=True)
+
+    watcher = asyncio.create_task(watch())
+    with Progress("predictions", total=config.events) as bar:
+        sent = await publish_simulation(settings, config, rate, bar)
+    print(f"published {sent['predictions']} predictions and {sent['ground-truth']} labels; waiting for the worker ...", flush=True)
+    deadline = time.monotonic() + 120
+    topic = settings.topic("predictions")
+    while time.monotonic() < deadline:
+        done = worker.metric("driftstream_events_consumed_total", topic=topic) >= sent["predictions"]
+        lag = worker.metric("driftstream_consumer_lag_records")
+        if done and lag == 0:
+            break
+        await asyncio.sleep(0.5)  # polling the worker's metrics with a deadline
+    await asyncio.sleep(1.5)  # let the subscriber drain the alerts topic
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    return alerts

@@ -1,0 +1,241 @@
+"""driftstream's Prometheus metrics: one named tuple, built against an injectable registry.
+
+Faust-style (``faust/sensors/prometheus.py``): :func:`create` registers every metric on
+the registry it is given, so each test builds its own and the worker passes the registry
+it serves on ``/metrics``. Units are seconds and bytes; every name starts with the prefix.
+
+>>> from prometheus_client import CollectorRegistry
+>>> registry = CollectorRegistry()
+>>> metrics = create(registry, process_collectors=False)
+>>> metrics.events_consumed.labels(topic="predictions").inc(3)
+>>> registry.get_sample_value("driftstream_events_consumed_total", {"topic": "predictions"})
+3.0
+>>> body, content_type = render(registry)
+>>> b"driftstream_events_consumed_total" in body, content_type.startswith("text/plain")
+(True, True)
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import NamedTuple
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.exposition import choose_encoder
+
+#: Labels of every per-detector gauge.
+DETECTOR_LABELS = ("model_id", "model_version", "detector", "feature")
+
+#: Event time of the triggering event to alert publish: 1 ms .. 60 s.
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
+)
+#: Label event time minus prediction event time: 1 s .. 1 day (the default join window).
+LABEL_LAG_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3_600.0, 14_400.0, 43_200.0, 86_400.0)
+#: Events per micro-batch, up to twice the default ``batch_max_records``.
+BATCH_SIZE_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1_000, 2_000, 4_000)
+#: Wall time to process one micro-batch: 0.5 ms .. 10 s.
+BATCH_DURATION_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+class Metrics(NamedTuple):
+    """Every metric a driftstream worker exports (see :func:`create` for names and labels)."""
+
+    events_consumed: Counter
+    records_consumed: Counter
+    dead_letters: Counter
+    join_outcomes: Counter
+    label_lag_seconds: Histogram
+    label_coverage: Gauge
+    detector_statistic: Gauge
+    detector_threshold: Gauge
+    detector_window_size: Gauge
+    detector_p_value: Gauge
+    detector_drift: Gauge
+    drift_events: Counter
+    alerts: Counter
+    alerts_firing: Gauge
+    processing_latency_seconds: Histogram
+    batch_size: Histogram
+    batch_duration_seconds: Histogram
+    consumer_lag: Gauge
+    table_size: Gauge
+    table_bytes: Gauge
+    offset_gaps: Counter
+    duplicates_skipped: Counter
+    webhook_deliveries: Counter
+    model_updates: Counter
+    build_info: Info
+    last_event_timestamp: Gauge
+
+
+def _version() -> str:
+    try:
+        return metadata.version("driftstream")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def create(
+    registry: CollectorRegistry | None = None,
+    prefix: str = "driftstream",
+    *,
+    process_collectors: bool = True,
+    version: str | None = None,
+) -> Metrics:
+    """Register driftstream's metrics on ``registry`` (a new, private one when ``None``).
+
+    ``process_collectors`` also registers prometheus_client's standard process
+    (``process_cpu_seconds_total``, ``process_resident_memory_bytes``, ...) and platform
+    (``python_info``) collectors. ``version`` fills ``<prefix>_build_info`` (default: the
+    installed package version). Registering twice on one registry raises ``ValueError``.
+    """
+    registry = CollectorRegistry() if registry is None else registry
+
+    def counter(name: str, doc: str, *labels: str) -> Counter:
+        return Counter(f"{prefix}_{name}", doc, labels, registry=registry)
+
+    def gauge(name: str, doc: str, *labels: str) -> Gauge:
+        return Gauge(f"{prefix}_{name}", doc, labels, registry=registry)
+
+    def histogram(name: str, doc: str, buckets: tuple[float, ...], *labels: str) -> Histogram:
+        return Histogram(f"{prefix}_{name}", doc, labels, registry=registry, buckets=buckets)
+
+    build_info = Info(f"{prefix}_build", "driftstream build information.", registry=registry)
+    build_info.info({"version": version or _version()})
+    if process_collectors:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+
+    return Metrics(
+        events_consumed=counter("events_consumed", "Events consumed.", "topic"),
+        records_consumed=counter(
+            "records_consumed", "Kafka records consumed (a batch record holds many events).",
+            "topic",
+        ),
+        dead_letters=counter("dead_letters", "Events sent to the dead-letter topic.", "reason"),
+        join_outcomes=counter(
+            "join_outcomes",
+            "Prediction/label joins by outcome (matched, late, unmatched, expired, duplicate).",
+            "outcome",
+        ),
+        label_lag_seconds=histogram(
+            "label_lag_seconds", "Label event time minus prediction event time.",
+            LABEL_LAG_BUCKETS,
+        ),
+        label_coverage=gauge(
+            "label_coverage_ratio", "Share of predictions that received a label.", "model_id"
+        ),
+        detector_statistic=gauge(
+            "detector_statistic", "Current test statistic of a detector.", *DETECTOR_LABELS
+        ),
+        detector_threshold=gauge(
+            "detector_threshold", "Threshold the detector statistic is compared with.",
+            *DETECTOR_LABELS,
+        ),
+        detector_window_size=gauge(
+            "detector_window_size", "Observations in the detector's current window.",
+            *DETECTOR_LABELS,
+        ),
+        detector_p_value=gauge(
+            "detector_p_value", "p-value of the detector's last test.", *DETECTOR_LABELS
+        ),
+        detector_drift=gauge(
+            "detector_drift", "1 while the detector reports drift, else 0.", *DETECTOR_LABELS
+        ),
+        drift_events=counter(
+            "drift_events", "Drift events published.", "model_id", "kind"
+        ),
+        alerts=counter(
+            "alerts", "Alert state changes published.", "model_id", "severity", "status"
+        ),
+        alerts_firing=gauge(
+            "alerts_firing", "Alerts currently firing.", "model_id", "severity"
+        ),
+        processing_latency_seconds=histogram(
+            "processing_latency_seconds",
+            "Event time of the triggering event to alert publish.",
+            LATENCY_BUCKETS,
+        ),
+        batch_size=histogram(
+            "batch_size_events", "Events per micro-batch.", BATCH_SIZE_BUCKETS, "stage"
+        ),
+        batch_duration_seconds=histogram(
+            "batch_duration_seconds", "Wall time to process one micro-batch.",
+            BATCH_DURATION_BUCKETS, "stage",
+        ),
+        consumer_lag=gauge(
+            "consumer_lag_records", "Records between the committed offset and the high water "
+            "mark.", "topic", "partition",
+        ),
+        table_size=gauge("table_entries", "Entries in a state table.", "table"),
+        table_bytes=gauge("table_bytes", "Serialised size of a state table.", "table"),
+        offset_gaps=counter(
+            "offset_gaps", "Skipped offsets detected on a partition.", "topic"
+        ),
+        duplicates_skipped=counter(
+            "duplicates_skipped", "Redelivered events skipped by idempotency checks.", "stage"
+        ),
+        webhook_deliveries=counter(
+            "webhook_deliveries", "Webhook delivery attempts (delivered, retried, failed).",
+            "outcome",
+        ),
+        model_updates=counter(
+            "model_updates", "Reference model updates by action.", "model_id", "action"
+        ),
+        build_info=build_info,
+        last_event_timestamp=gauge(
+            "last_event_timestamp_seconds", "Wall clock (Unix seconds) of the last consumed "
+            "event.", "topic",
+        ),
+    )
+
+
+def render(registry: CollectorRegistry, accept: str | None = None) -> tuple[bytes, str]:
+    """The ``/metrics`` response: ``(body, content_type)``.
+
+    ``accept`` is the request's ``Accept`` header; OpenMetrics is served when it asks for
+    it, the Prometheus text format otherwise.
+    """
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type
+
+
+def exported_names(registry: CollectorRegistry) -> set[str]:
+    """Every sample name ``registry`` can export, whether or not a label set exists yet.
+
+    Counters give ``_total``; histograms ``_bucket``, ``_sum`` and ``_count``; infos
+    ``_info``; gauges their own name; samples already present (``_created`` ones included)
+    count too. This is what a PromQL expression or a dashboard may refer to.
+
+    >>> from prometheus_client import CollectorRegistry, Counter
+    >>> registry = CollectorRegistry()
+    >>> _ = Counter("jobs", "Jobs.", ["kind"], registry=registry)
+    >>> sorted(exported_names(registry))
+    ['jobs_total']
+    """
+    suffixes = {
+        "counter": ("_total",),
+        "histogram": ("_bucket", "_sum", "_count"),
+        "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
+        "summary": ("", "_sum", "_count"),
+        "info": ("_info",),
+        "stateset": ("",),
+    }
+    names: set[str] = set()
+    for family in registry.collect():
+        names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
+__all__ = ["Metrics", "create", "render", "exported_names", "DETECTOR_LABELS"]

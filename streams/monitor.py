@@ -1,0 +1,394 @@
+"""Monitoring of one model: reference, detectors, performance, alert policy.
+
+Pure logic, no Kafka: the live ``monitor`` agent, ``replay`` and the offline ``backtest``
+feed :class:`ModelMonitor` the same column batches and get the same drift events and alerts.
+
+A model's stream has two sequences: its **predictions** (data drift per feature and
+prediction drift, no labels needed) and its **joined pairs** (concept drift on the error
+stream and rolling performance). Each sequence is cut into chunks at fixed positions
+(multiples of ``OBSERVE_EVERY``), never at batch boundaries, so results do not depend on
+how the stream was batched; detectors are observed at each chunk end and at the first
+drift inside a chunk.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(7)
+>>> m = ModelMonitor("churn", None, MonitorConfig().for_model("churn"))
+>>> def batch(lo, hi, shift=0.0):
+...     x = rng.normal(shift, 1.0, hi - lo)
+...     return {"pred": {"pid": [f"p{i}" for i in range(lo, hi)],
+...                      "ts": [float(i) for i in range(lo, hi)],
+...                      "prediction": [int(v > 0) for v in x], "score": [None] * (hi - lo),
+...                      "latency_ms": [None] * (hi - lo), "features": {"x": x.tolist()}}}
+>>> _ = m.process(batch(0, 3000))
+>>> result = m.process(batch(3000, 6000, shift=2.0))
+>>> sorted({(a["kind"], a["feature"]) for a in result.alerts})
+[('data_drift', 'x'), ('prediction_drift', 'prediction')]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from detectors import registry
+from detectors.base import Detector
+from detectors.metrics import RollingAccuracy, RollingMAE
+from schemas.ids import stable_id
+
+from .alerting import AlertPolicy, Observation
+from .monitor_config import MonitorConfig, ModelConfig
+
+#: Detectors are observed every this many events of their sequence (and at first drift).
+OBSERVE_EVERY = 250
+
+STATE_VERSION = 1
+
+
+def model_key(model_id: str, model_version: str | None) -> str:
+    """The key of a monitored model: ``model_id`` or ``model_id@version``."""
+    return model_id if not model_version else f"{model_id}@{model_version}"
+
+
+def _is_number(v: Any) -> bool:
+    return (type(v) is float or type(v) is int) and math.isfinite(v)
+
+
+def _is_classification_value(v: Any) -> bool:
+    return type(v) is bool or type(v) is str or type(v) is int or (type(v) is float and v.is_integer())
+
+
+def _chunks(start: int, count: int) -> list[tuple[int, int]]:
+    """Cut positions [start, start+count) at multiples of OBSERVE_EVERY; (lo, hi) offsets."""
+    cuts = []
+    lo = 0
+    while lo < count:
+        pos = start + lo
+        hi = min(count, lo + OBSERVE_EVERY - pos % OBSERVE_EVERY)
+        cuts.append((lo, hi))
+        lo = hi
+    return cuts
+
+
+def _numeric(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Finite numbers of ``values`` and their indices (others are missing, not errors)."""
+    idx = [i for i, v in enumerate(values) if _is_number(v)]
+    return np.fromiter((values[i] for i in idx), dtype=np.float64, count=len(idx)), np.asarray(idx, dtype=np.int64)
+
+
+def _categorical(values: Sequence[Any]) -> tuple[list[str], np.ndarray]:
+    return ["null" if v is None else str(v) for v in values], np.arange(len(values), dtype=np.int64)
+
+
+@dataclass
+class MonitorResult:
+    """What one batch produced for one model."""
+
+    drift_events: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Watched:
+    """A detector and where its input comes from."""
+
+    key: str
+    kind: str  # data_drift | prediction_drift | concept_drift
+    feature: str | None
+    column: str  # predictions column ("feature" = a feature) or pairs column
+    categorical: bool
+    detector: Detector
+
+
+class ModelMonitor:
+    """Everything driftstream knows about one model (version), as explicit state."""
+
+    def __init__(self, model_id: str, model_version: str | None, config: ModelConfig) -> None:
+        self.model_id = model_id
+        self.model_version = model_version
+        self.key = model_key(model_id, model_version)
+        self.config = config
+        self.n_predictions = 0
+        self.n_pairs = 0
+        self.matched = 0
+        self.expired = 0
+        self.task: str | None = config.values.get("task")
+        self.reference: dict[str, list[Any]] | None = {}
+        self.reference_size = int(config.reference_size)
+        self.watched: dict[str, _Watched] = {}
+        self.concept: dict[str, _Watched] = {}
+        self.performance: RollingAccuracy | RollingMAE | None = None
+        self.baseline: float | None = None
+        self.in_drift: dict[str, bool] = {}
+        self.policy = AlertPolicy(model_id, model_version, config)
+
+    # -- building detectors ------------------------------------------------------------
+    def _watch(self, key: str, kind: str, feature: str | None, column: str, values: list[Any], spec: dict[str, Any]) -> None:
+        categorical = not all(_is_number(v) for v in values if v is not None)
+        cfg = dict(spec["categorical" if categorical else "numeric"]) if "numeric" in spec else dict(spec)
+        reference = _categorical(values)[0] if categorical else _numeric(values)[0]
+        if len(reference) < 2:
+            return
+        detector = registry.build({**cfg, "reference": list(reference) if categorical else reference})
+        self.watched[key] = _Watched(key, kind, feature, column, categorical, detector)
+
+    def _fit_reference(self) -> None:
+        ref = self.reference or {}
+        cfg = self.config
+        for name, values in sorted(ref.items()):
+            if not name.startswith("f:"):
+                continue
+            feature = name[2:]
+            if len(self.watched) >= cfg.max_features:
+                break
+            spec = cfg.feature_detectors.get(feature, cfg.data_drift)
+            self._watch(f"data:{feature}", "data_drift", feature, name, values, spec)
+        for column in ("prediction", "score"):
+            values = [v for v in ref.get(column, []) if v is not None]
+            if values:
+                self._watch(f"prediction:{column}", "prediction_drift", column, column, values, cfg.prediction_drift)
+        self.reference = None
+
+    def _ensure_concept(self) -> None:
+        if self.concept or self.task is None:
+            return
+        specs = self.config.concept_drift[self.task]
+        for spec in specs:
+            detector = registry.build(dict(spec))
+            key = f"concept:{detector.name}"
+            self.concept[key] = _Watched(key, "concept_drift", None, "error", False, detector)
+        window = int(self.config.performance["window"])
+        self.performance = RollingAccuracy(window=window) if self.task == "classification" else RollingMAE(window=window)
+
+    # -- processing --------------------------------------------------------------------
+    def process(self, batch: dict[str, Any]) -> MonitorResult:
+        """Apply one batch ``{"pred": columns, "pairs": columns, "join": counts}``."""
+        result = MonitorResult()
+        join = batch.get("join") or {}
+        self.matched += int(join.get("matched", 0))
+        self.expired += int(join.get("expired", 0))
+        preds = batch.get("pred")
+        if preds and preds["ts"]:
+            if self.task is None:
+                self.task = "classification" if _is_classification_value(preds["prediction"][0]) else "regression"
+            self._process_predictions(preds, result)
+        pairs = batch.get("pairs")
+        if pairs and pairs["ts"]:
+            if self.task is None:
+                self.task = "classification" if _is_classification_value(pairs["prediction"][0]) else "regression"
+            self._process_pairs(pairs, result)
+        return result
+
+    def _process_predictions(self, cols: dict[str, Any], result: MonitorResult) -> None:
+        n = len(cols["ts"])
+        start = 0
+        if self.reference is not None:
+            take = min(n, self.reference_size - self.n_predictions)
+            ref = self.reference
+            for name, values in cols["features"].items():
+                if self.config.monitors_feature(name):
+                    column = ref.setdefault(f"f:{name}", [None] * self.n_predictions)
+                    column.extend(values[:take])
+            for name in ref:
+                if len(ref[name]) < self.n_predictions + take:  # a feature absent in this batch
+                    ref[name].extend([None] * (self.n_predictions + take - len(ref[name])))
+            for column in ("prediction", "score"):
+                ref.setdefault(column, []).extend(cols[column][:take])
+            self.n_predictions += take
+            start = take
+            if self.n_predictions >= self.reference_size:
+                self._fit_reference()
+        if start >= n or self.reference is not None:
+            return
+        for lo, hi in _chunks(self.n_predictions, n - start):
+            lo += start
+            hi += start
+            for watched in self.watched.values():
+                values = cols["features"].get(watched.feature) if watched.kind == "data_drift" else cols[watched.column]
+                if values is None:
+                    continue
+                self._run(watched, values[lo:hi], lo, hi, cols, self.n_predictions, result)
+            self.n_predictions += hi - lo
+
+    def _process_pairs(self, cols: dict[str, Any], result: MonitorResult) -> None:
+        self._ensure_concept()
+        n = len(cols["ts"])
+        predictions, labels = cols["prediction"], cols["label"]
+        if self.task == "classification":
+            errors = [0.0 if p == y else 1.0 for p, y in zip(predictions, labels)]
+        else:
+            errors = [
+                abs(float(p) - float(y)) if _is_number(p) and _is_number(y) else None
+                for p, y in zip(predictions, labels)
+            ]
+        for lo, hi in _chunks(self.n_pairs, n):
+            for watched in self.concept.values():
+                self._run(watched, errors[lo:hi], lo, hi, cols, self.n_pairs, result)
+            self._update_performance(predictions[lo:hi], labels[lo:hi], hi, cols, result)
+            self.n_pairs += hi - lo
+
+    def _run(
+        self, watched: _Watched, values: Sequence[Any], lo: int, hi: int,
+        cols: dict[str, Any], base: int, result: MonitorResult,
+    ) -> None:
+        detector = watched.detector
+        if watched.categorical:
+            clean, idx = _categorical(values)
+        else:
+            clean, idx = _numeric(values)
+        if len(idx):
+            hits = detector.update_many(clean)
+            if len(hits):
+                i = lo + int(idx[int(hits[0])])
+                self._observe(watched, True, i, base + (i - lo), cols, result)
+        last = hi - 1
+        latched = detector.kind != "error_stream" and _crossed(detector)
+        self._observe(watched, latched, last, base + (hi - 1 - lo), cols, result, sample=True)
+
+    def _observe(
+        self, watched: _Watched, drift: bool, i: int, position: int,
+        cols: dict[str, Any], result: MonitorResult, sample: bool = False,
+    ) -> None:
+        detector = watched.detector
+        ts = float(cols["ts"][i])
+        pid = str(cols["pid"][i])
+        statistic = float(detector.statistic)
+        threshold = float(detector.threshold)
+        p_value = detector.p_value
+        was = self.in_drift.get(watched.key, False)
+        event_id = stable_id(self.key, watched.key, position, "drift" if drift else "clear")
+        if sample:
+            result.samples.append({
+                "key": watched.key, "kind": watched.kind, "detector": detector.name,
+                "feature": watched.feature, "timestamp": ts, "position": position,
+                "statistic": statistic, "threshold": threshold, "p_value": p_value,
+                "drift": drift, "window_size": detector.window_size,
+            })
+        if drift or was:
+            self.in_drift[watched.key] = drift
+            result.drift_events.append(self._drift_event(watched, event_id, drift, statistic, threshold, p_value, ts, position))
+        obs = Observation(
+            watched.key, watched.kind, detector.name, watched.feature if watched.kind != "concept_drift" else None,
+            drift, statistic, threshold, detector.direction, p_value, ts, position, pid, event_id,
+        )
+        result.alerts.extend(self.policy.observe(obs))
+
+    def _update_performance(
+        self, predictions: Sequence[Any], labels: Sequence[Any], hi: int,
+        cols: dict[str, Any], result: MonitorResult,
+    ) -> None:
+        metric = self.performance
+        if metric is None:
+            return
+        if self.task == "classification":
+            metric.update_many(np.asarray([str(y) for y in labels]), np.asarray([str(p) for p in predictions]))
+        else:
+            pairs = [(float(y), float(p)) for p, y in zip(predictions, labels) if _is_number(p) and _is_number(y)]
+            if not pairs:
+                return
+            ys, ps = zip(*pairs)
+            metric.update_many(np.asarray(ys), np.asarray(ps))
+        seen = self.n_pairs + len(predictions)
+        perf = self.config.performance
+        value = float(metric.value)
+        if self.baseline is None:
+            if seen >= int(perf["window"]) and math.isfinite(value):
+                self.baseline = value
+            return
+        if self.task == "classification":
+            threshold, direction = self.baseline - float(perf["max_accuracy_drop"]), "below"
+            drift = value < threshold
+            name = "accuracy"
+        else:
+            threshold, direction = self.baseline * (1 + float(perf["max_mae_increase"])), "above"
+            drift = value > threshold
+            name = "mae"
+        i = hi - 1
+        position = seen - 1
+        ts = float(cols["ts"][i])
+        key = f"performance:{name}"
+        was = self.in_drift.get(key, False)
+        event_id = stable_id(self.key, key, position, "drift" if drift else "clear")
+        result.samples.append({
+            "key": key, "kind": "performance", "detector": name, "feature": None, "timestamp": ts,
+            "position": position, "statistic": value, "threshold": threshold, "p_value": None,
+            "drift": drift, "window_size": metric.window_size,
+        })
+        if drift or was:
+            self.in_drift[key] = drift
+            result.drift_events.append({
+                **self._event_base(event_id, name, "performance", None, drift, ts, position),
+                "statistic": value, "threshold": threshold, "direction": direction, "p_value": None,
+                "severity_band": None,
+            })
+        obs = Observation(key, "performance", name, None, drift, value, threshold, direction, None, ts,
+                          position, str(cols["pid"][i]), event_id, self.baseline)
+        result.alerts.extend(self.policy.observe(obs))
+
+    def _event_base(self, event_id: str, detector: str, kind: str, feature: str | None, drift: bool, ts: float, position: int) -> dict[str, Any]:
+        return {
+            "event_id": event_id, "model_id": self.model_id, "model_version": self.model_version,
+            "detector": detector, "kind": kind, "feature": feature, "drift": drift,
+            "timestamp": ts, "position": position,
+        }
+
+    def _drift_event(self, watched: _Watched, event_id: str, drift: bool, statistic: float, threshold: float, p_value: float | None, ts: float, position: int) -> dict[str, Any]:
+        detector = watched.detector
+        band = None
+        if detector.name.endswith("psi") and math.isfinite(statistic):
+            band = "significant" if statistic >= 0.2 else "moderate" if statistic >= 0.1 else "none"
+        return {
+            **self._event_base(event_id, detector.name, watched.kind, watched.feature, drift, ts, position),
+            "statistic": statistic if math.isfinite(statistic) else None,
+            "threshold": threshold if math.isfinite(threshold) else None,
+            "direction": detector.direction, "p_value": p_value, "severity_band": band,
+        }
+
+    def label_coverage(self) -> float | None:
+        total = self.matched + self.expired
+        return self.matched / total if total else None
+
+    # -- state ---------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION, "model_id": self.model_id, "model_version": self.model_version,
+            "n_predictions": self.n_predictions, "n_pairs": self.n_pairs, "matched": self.matched,
+            "expired": self.expired, "task": self.task, "reference": self.reference,
+            "watched": [
+                {"key": w.key, "kind": w.kind, "feature": w.feature, "column": w.column,
+                 "categorical": w.categorical, "detector": w.detector.to_state()}
+                for w in [*self.watched.values(), *self.concept.values()]
+            ],
+            "performance": self.performance.to_state() if self.performance else None,
+            "baseline": self.baseline, "in_drift": self.in_drift, "policy": self.policy.to_state(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], config: MonitorConfig) -> ModelMonitor:
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported monitor state version {state.get('version')!r}")
+        m = cls(state["model_id"], state["model_version"], config.for_model(state["model_id"]))
+        m.n_predictions, m.n_pairs = state["n_predictions"], state["n_pairs"]
+        m.matched, m.expired, m.task = state["matched"], state["expired"], state["task"]
+        m.reference = state["reference"]
+        for w in state["watched"]:
+            watched = _Watched(w["key"], w["kind"], w["feature"], w["column"], w["categorical"], registry.from_state(w["detector"]))
+            (m.concept if w["kind"] == "concept_drift" else m.watched)[w["key"]] = watched
+        if state["performance"] is not None:
+            metric_cls = RollingAccuracy if m.task == "classification" else RollingMAE
+            m.performance = metric_cls.from_state(state["performance"])
+        m.baseline = state["baseline"]
+        m.in_drift = state["in_drift"]
+        m.policy.load_state(state["policy"])
+        return m
+
+
+def _crossed(detector: Detector) -> bool:
+    statistic, threshold = detector.statistic, detector.threshold
+    if not (math.isfinite(statistic) and math.isfinite(threshold)):
+        return False
+    return statistic > threshold if detector.direction == "above" else statistic < threshold

@@ -1,0 +1,173 @@
+"""Which detectors watch which model: the optional per-model config file (TOML or YAML).
+
+With no file at all every feature of every model is monitored with sensible defaults.
+A file overrides any part of the defaults, for all models (``[defaults]``) or one
+(``[models.<model_id>]``)::
+
+    [defaults]
+    reference_size = 2000
+
+    [defaults.alerts]
+    cooldown_s = 900
+
+    [models.churn]
+    ignore_features = ["customer_id"]
+    feature_detectors.age = { type = "ks", window = 500, step = 100, p_value_below = 0.001 }
+
+    [models.churn.reference]
+    profile = "profiles/churn.json"   # a reference profile instead of the first N events
+
+>>> cfg = MonitorConfig.from_mapping({"models": {"churn": {"reference_size": 50}}})
+>>> cfg.for_model("churn").reference_size, cfg.for_model("other").reference_size
+(50, 1000)
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .exceptions import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+#: The defaults every model starts from (documented in the README).
+DEFAULTS: dict[str, Any] = {
+    "reference_size": 1000,
+    "strict_models": False,
+    "features": None,  # None: every feature seen in the reference
+    "ignore_features": [],
+    "max_features": 200,
+    "reference": {"profile": None},
+    "data_drift": {
+        "numeric": {"type": "psi", "bins": 10, "window": 1000, "step": 250, "psi_above": 0.25},
+        "categorical": {
+            "type": "psi_categorical", "window": 1000, "step": 250, "psi_above": 0.25,
+        },
+    },
+    "feature_detectors": {},
+    "prediction_drift": {
+        "numeric": {"type": "psi", "bins": 10, "window": 1000, "step": 250, "psi_above": 0.25},
+        "categorical": {
+            "type": "psi_categorical", "window": 1000, "step": 250, "psi_above": 0.25,
+        },
+    },
+    "concept_drift": {
+        "classification": [{"type": "adwin", "delta": 0.002}, {"type": "ddm"}],
+        "regression": [{"type": "adwin", "delta": 0.002}],
+    },
+    "performance": {
+        "window": 1000,
+        "min_labels": 200,
+        "max_accuracy_drop": 0.1,
+        "max_mae_increase": 0.5,
+    },
+    "alerts": {
+        "cooldown_s": 600.0,
+        "resolve_after_s": 300.0,
+        "group_window_s": 300.0,
+    },
+    "severity": {
+        "concept_drift": "P2",
+        "prediction_drift": "P2",
+        "data_drift": {"moderate": "P3", "significant": "P3", "severe": "P2"},
+        "data_drift_severe_psi": 0.5,
+        "performance": [[0.25, "P0"], [0.1, "P1"], [0.0, "P2"]],
+        "many_features": 3,
+    },
+}
+
+_MODEL_KEYS = frozenset(DEFAULTS)
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if where.count(".") == 0 and key not in _MODEL_KEYS:
+            raise ConfigError(
+                f"{where}: unknown setting {key!r}; expected one of: {', '.join(sorted(_MODEL_KEYS))}"
+            )
+        current = merged.get(key)
+        if isinstance(current, dict) and isinstance(value, Mapping) and key != "feature_detectors":
+            merged[key] = _merge(current, value, f"{where}.{key}")
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The resolved monitoring config of one model."""
+
+    values: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def monitors_feature(self, name: str) -> bool:
+        selected = self.values["features"]
+        return (selected is None or name in selected) and name not in self.values["ignore_features"]
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """Defaults plus per-model overrides, from a file or a mapping."""
+
+    defaults: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULTS))
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], source: str = "config") -> MonitorConfig:
+        unknown = set(data) - {"defaults", "models"}
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown section(s) {sorted(unknown)}; expected 'defaults' and 'models'"
+            )
+        defaults = _merge(DEFAULTS, data.get("defaults", {}), f"{source}: defaults")
+        models = {
+            str(model_id): _merge(defaults, overrides, f"{source}: models.{model_id}")
+            for model_id, overrides in data.get("models", {}).items()
+        }
+        return cls(defaults, models)
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> MonitorConfig:
+        """Read a ``.toml``, ``.yaml`` or ``.yml`` file; ``None`` gives the defaults."""
+        if path is None:
+            return cls()
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read monitoring config {path}: {exc.strerror}") from None
+        try:
+            if path.suffix == ".toml":
+                data = tomllib.loads(text)
+            elif path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text) or {}
+            else:
+                raise ConfigError(f"{path}: expected a .toml, .yaml or .yml file")
+        except (tomllib.TOMLDecodeError, ValueError) as exc:
+            raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from None
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        return cls.from_mapping(data, source=str(path))
+
+    def for_model(self, model_id: str) -> ModelConfig:
+        return ModelConfig(self.models.get(model_id, self.defaults))
+
+    def knows(self, model_id: str) -> bool:
+        """False for a model the config does not list when ``strict_models`` is on."""
+        return model_id in self.models or not self.defaults["strict_models"]

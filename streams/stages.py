@@ -1,0 +1,288 @@
+"""The two pipeline stages as plain functions over records: what the agents, ``replay`` and
+``backtest`` share, so live, replayed and offline runs give the same outputs.
+
+**Join stage** (input partitioned by ``prediction_id``): decode and validate records
+(bad ones become dead letters), join predictions with labels, and hand each model's share
+of the batch to the monitor stage as one column batch (keyed by model, so every event of a
+model meets the same detectors). Its state per partition is a :class:`~streams.join.JoinState`
+plus the last offset applied per input topic, so a replayed record is never applied twice.
+
+**Monitor stage** (input partitioned by model): run each model's
+:class:`~streams.monitor.ModelMonitor`; skip a column batch it already applied (each
+carries its join partition and sequence number).
+
+Both stages persist as a transactional outbox: the state and the outputs of a batch are
+written to the table first; the outputs are published after; on recovery the last outbox
+is published again (same ids, so consumers see at most a repeat, never a loss).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas import codec
+from schemas.parsing import RecordError, dead_letter_record, decode_record
+
+from .join import JoinBatch, JoinState
+from .monitor import ModelMonitor, MonitorResult, model_key
+from .monitor_config import MonitorConfig
+
+
+@dataclass(frozen=True, slots=True)
+class InputRecord:
+    """One Kafka record of an input topic."""
+
+    role: str  # "predictions" | "ground-truth"
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+
+
+@dataclass
+class Outputs:
+    """Messages to publish, by topic role: ``(key, value)`` pairs."""
+
+    messages: dict[str, list[tuple[str | None, dict[str, Any]]]] = field(default_factory=dict)
+
+    def add(self, role: str, key: str | None, value: dict[str, Any]) -> None:
+        self.messages.setdefault(role, []).append((key, value))
+
+    def to_json(self) -> dict[str, Any]:
+        return {role: [[k, v] for k, v in items] for role, items in self.messages.items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outputs:
+        return cls({role: [(k, v) for k, v in items] for role, items in data.items()})
+
+
+@dataclass
+class JoinResult:
+    """What one batch of one join partition produced."""
+
+    outputs: Outputs
+    batch: JoinBatch | None
+    events: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    skipped_records: int = 0
+    gaps: list[tuple[str, int, int]] = field(default_factory=list)
+    writes: list[tuple[str, bytes | None]] = field(default_factory=list)
+
+
+class PartitionJoin:
+    """The join state of one input partition and the offsets it reflects."""
+
+    def __init__(self, partition: int, state: JoinState, offsets: dict[str, int], outbox: dict[str, Any] | None) -> None:
+        self.partition = partition
+        self.state = state
+        self.offsets = offsets
+        self.outbox = outbox
+
+    @classmethod
+    def fresh(cls, partition: int, window_s: float) -> PartitionJoin:
+        return cls(partition, JoinState(window_s), {}, None)
+
+    @classmethod
+    def load(cls, partition: int, window_s: float, items: Iterable[tuple[str, bytes]]) -> PartitionJoin:
+        """Rebuild from table items (``join_key``-named deltas and the meta record)."""
+        deltas = []
+        meta: dict[str, Any] | None = None
+        for key, raw in items:
+            if key == meta_key(partition):
+                meta = codec.loads(raw)
+            else:
+                deltas.append(codec.loads(raw))
+        state = JoinState.from_deltas(window_s, deltas)
+        if meta is None:
+            return cls(partition, state, {}, None)
+        state.seq = max(state.seq, int(meta["seq"]))
+        state.watermark = max(state.watermark, float(meta["wm"]))
+        return cls(partition, state, dict(meta["offsets"]), meta.get("outbox"))
+
+
+def meta_key(partition: int) -> str:
+    return f"{partition}:meta"
+
+
+def delta_key(partition: int, seq: int) -> str:
+    return f"{partition}:{seq:012d}"
+
+
+def owns_join_key(partition: int, key: str) -> bool:
+    return key.startswith(f"{partition}:")
+
+
+def _columns_for_predictions(events: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    n = len(events)
+    features: dict[str, list[Any]] = {}
+    for i, event in enumerate(events):
+        for name, value in event["features"].items():
+            column = features.get(name)
+            if column is None:
+                column = features[name] = [None] * n
+            column[i] = value
+    return {
+        "pid": [e["prediction_id"] for e in events],
+        "ts": [e["timestamp"] for e in events],
+        "prediction": [e["prediction"] for e in events],
+        "score": [e["score"] for e in events],
+        "latency_ms": [e["latency_ms"] for e in events],
+        "features": features,
+    }
+
+
+def _columns_for_pairs(pairs: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "pid": [p.prediction_id for p in pairs],
+        "ts": [p.timestamp for p in pairs],
+        "prediction": [p.prediction for p in pairs],
+        "label": [p.label for p in pairs],
+        "score": [p.score for p in pairs],
+        "label_ts": [p.label_timestamp for p in pairs],
+    }
+
+
+class JoinStage:
+    """Decode, dead-letter, join; one call per partition per micro-batch."""
+
+    def __init__(
+        self,
+        *,
+        window_s: float,
+        max_message_bytes: int,
+        monitor_config: MonitorConfig,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.window_s = window_s
+        self.max_message_bytes = max_message_bytes
+        self.monitor_config = monitor_config
+        self.clock = clock
+        strict = monitor_config.defaults["strict_models"]
+        self.known_models = set(monitor_config.models) if strict else None
+
+    def process(self, part: PartitionJoin, records: Sequence[InputRecord]) -> JoinResult:
+        outputs = Outputs()
+        result = JoinResult(outputs, None)
+        events: list[tuple[str, dict[str, Any], tuple[int, int | None]]] = []
+        now = self.clock()
+        for record in records:
+            last = part.offsets.get(record.role)
+            if last is not None and record.offset <= last:
+                result.skipped_records += 1
+                continue
+            if last is not None and record.offset > last + 1:
+                result.gaps.append((record.topic, last + 1, record.offset - 1))
+            part.offsets[record.role] = record.offset
+            oks, errors = decode_record(
+                record.value, record.role, self.max_message_bytes,  # type: ignore[arg-type]
+                known_models=self.known_models if record.role == "predictions" else None,
+            )
+            result.events[record.role] += len(oks)
+            for index, event in oks:
+                events.append((record.role, event, (record.offset, index)))
+            for error in errors:
+                self._dead_letter(record, error, now, result)
+        if not events and not result.dead_letters:
+            return result
+        batch = part.state.apply(events)
+        result.batch = batch
+        by_model: dict[str, dict[str, Any]] = {}
+
+        def payload(model_id: str, version: str | None) -> dict[str, Any]:
+            key = model_key(model_id, version)
+            if key not in by_model:
+                by_model[key] = {
+                    "model_id": model_id, "model_version": version, "source": part.partition,
+                    "seq": part.state.seq, "pred": None, "pairs": None,
+                    "join": {"matched": 0, "expired": 0},
+                }
+            return by_model[key]
+
+        grouped_preds: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+        for event in batch.predictions:
+            grouped_preds.setdefault((event["model_id"], event["model_version"]), []).append(event)
+        for (model_id, version), group in grouped_preds.items():
+            payload(model_id, version)["pred"] = _columns_for_predictions(group)
+        grouped_pairs: dict[tuple[str, str | None], list[Any]] = {}
+        for pair in batch.pairs:
+            grouped_pairs.setdefault((pair.model_id, pair.model_version), []).append(pair)
+        for (model_id, version), group in grouped_pairs.items():
+            p = payload(model_id, version)
+            p["pairs"] = _columns_for_pairs(group)
+            p["join"]["matched"] = len(group)
+        for model_id, count in batch.expired_by_model.items():
+            payload(model_id, None)["join"]["expired"] += count
+        for key, value in by_model.items():
+            outputs.add("monitor-input", key, value)
+        for record in batch.records:
+            outputs.add("join-outcomes", record.prediction_id, record.to_dict())
+        return result
+
+    def _dead_letter(self, record: InputRecord, error: RecordError, now: float, result: JoinResult) -> None:
+        result.dead_letters[error.reason] += 1
+        value = dead_letter_record(record.topic, record.partition, record.offset, error, now)
+        result.outputs.add("dead-letter", value["dead_letter_id"], value)
+
+    def persist(self, part: PartitionJoin, result: JoinResult) -> list[tuple[str, bytes | None]]:
+        """Table writes of this batch: its delta, tombstones, and the meta with the outbox."""
+        writes: list[tuple[str, bytes | None]] = []
+        batch = result.batch
+        if batch is not None:
+            if batch.delta:
+                writes.append((delta_key(part.partition, int(batch.delta["seq"])), codec.dumps(batch.delta)))
+            writes.extend((delta_key(part.partition, seq), None) for seq in batch.dead_deltas)
+        part.outbox = result.outputs.to_json()
+        meta = {
+            "seq": part.state.seq, "wm": part.state.watermark if part.state.watermark > float("-inf") else 0.0,
+            "offsets": part.offsets, "outbox": part.outbox,
+        }
+        writes.append((meta_key(part.partition), codec.dumps(meta)))
+        return writes
+
+
+@dataclass
+class MonitorOutcome:
+    """What one column batch did to one model."""
+
+    key: str
+    monitor: ModelMonitor
+    result: MonitorResult | None  # None: a batch already applied (skipped)
+
+
+class MonitorStage:
+    """Run the model monitors over column batches; dedupe on (join partition, seq)."""
+
+    def __init__(self, monitor_config: MonitorConfig) -> None:
+        self.monitor_config = monitor_config
+
+    def new_monitor(self, model_id: str, model_version: str | None) -> ModelMonitor:
+        return ModelMonitor(model_id, model_version, self.monitor_config.for_model(model_id))
+
+    def load(self, raw: bytes) -> tuple[ModelMonitor, dict[str, int], dict[str, Any] | None]:
+        stored = codec.loads(raw)
+        return ModelMonitor.from_state(stored["monitor"], self.monitor_config), stored["applied"], stored.get("outbox")
+
+    def process(self, monitor: ModelMonitor, applied: dict[str, int], payload: dict[str, Any]) -> MonitorResult | None:
+        source = str(payload["source"])
+        seq = int(payload["seq"])
+        if applied.get(source, 0) >= seq:
+            return None
+        applied[source] = seq
+        return monitor.process(payload)
+
+    @staticmethod
+    def outputs(monitor: ModelMonitor, result: MonitorResult) -> Outputs:
+        outputs = Outputs()
+        for event in result.drift_events:
+            outputs.add("drift-events", monitor.key, event)
+        for alert in result.alerts:
+            outputs.add("alerts", alert["alert_id"], alert)
+        return outputs
+
+    @staticmethod
+    def dump(monitor: ModelMonitor, applied: dict[str, int], outbox: Outputs) -> bytes:
+        return codec.dumps({"monitor": monitor.to_state(), "applied": applied, "outbox": outbox.to_json()})

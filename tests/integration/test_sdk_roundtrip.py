@@ -1,0 +1,92 @@
+"""The SDK against the real embedded broker, and against kcat, a client we did not write."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from schemas import codec
+from streams.partitioning import partition_for
+from streams.sdk import DriftstreamClient, SyncDriftstreamClient, subscribe
+from streams.settings import Settings
+from streams.simulate import Simulation, SimulationConfig
+from streams.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+async def _read(settings: Settings, role: str, expected: int) -> list[dict]:
+    got: list[dict] = []
+    async for value in subscribe(settings, settings.topic(role), from_beginning=True, follow=False, idle_timeout_s=3.0):
+        got.append(value)
+        if len(got) >= expected:
+            break
+    return got
+
+
+def test_sdk_publishes_and_reads_back(settings: Settings) -> None:
+    asyncio.run(ensure_topics(settings))
+    preds, labels = Simulation(SimulationConfig(events=1200, seed=1)).generate()
+
+    async def run() -> tuple[list[dict], list[dict]]:
+        async with DriftstreamClient(settings, batch_size=100) as client:
+            assert await client.publish_predictions(preds) == 1200
+            assert await client.publish_ground_truth(labels) == len(labels)
+        return await _read(settings, "predictions", 1200), await _read(settings, "ground-truth", len(labels))
+
+    got_preds, got_labels = asyncio.run(run())
+    assert sorted(p["prediction_id"] for p in got_preds) == sorted(p["prediction_id"] for p in preds)
+    assert sorted(g["prediction_id"] for g in got_labels) == sorted(g["prediction_id"] for g in labels)
+    assert got_preds[0]["features"] == next(p for p in preds if p["prediction_id"] == got_preds[0]["prediction_id"])["features"]
+
+
+def test_sync_client_publishes(settings: Settings) -> None:
+    asyncio.run(ensure_topics(settings))
+    preds, _ = Simulation(SimulationConfig(events=10, seed=2)).generate()
+    with SyncDriftstreamClient(settings) as client:
+        assert client.publish_prediction(preds[0]) == 1
+        assert client.publish_predictions(preds[1:]) == 9
+    assert len(asyncio.run(_read(settings, "predictions", 10))) == 10
+
+
+def test_sdk_rejects_invalid_event_at_the_call_site(settings: Settings) -> None:
+    from streams.exceptions import PublishError
+
+    asyncio.run(ensure_topics(settings))
+
+    async def run() -> None:
+        async with DriftstreamClient(settings) as client:
+            await client.publish_prediction({"prediction_id": "x", "timestamp": 1, "prediction": 1})
+
+    with pytest.raises(PublishError, match="predictions event #0: predictions: missing required field 'model_id'"):
+        asyncio.run(run())
+
+
+def test_kcat_produces_and_the_sdk_consumes(settings: Settings, kcat) -> None:
+    asyncio.run(ensure_topics(settings))
+    preds, _ = Simulation(SimulationConfig(events=50, seed=3)).generate()
+    lines = "".join(f"{p['prediction_id']}\t{codec.dumps(p).decode()}\n" for p in preds)
+    kcat("-b", settings.bootstrap_servers, "-P", "-t", settings.topic("predictions"), "-K", "\t",
+         "-X", "topic.partitioner=murmur2_random", input=lines.encode())
+    got = asyncio.run(_read(settings, "predictions", 50))
+    assert sorted(g["prediction_id"] for g in got) == sorted(p["prediction_id"] for p in preds)
+
+
+def test_sdk_produces_and_kcat_consumes_in_the_right_partitions(settings: Settings, kcat) -> None:
+    asyncio.run(ensure_topics(settings))
+    preds, _ = Simulation(SimulationConfig(events=40, seed=4)).generate()
+
+    async def publish() -> None:
+        async with DriftstreamClient(settings, batch_size=7) as client:
+            await client.publish_predictions(preds)
+
+    asyncio.run(publish())
+    out = kcat("-b", settings.bootstrap_servers, "-C", "-t", settings.topic("predictions"), "-e", "-q",
+               "-f", "%p\t%s\n").stdout.decode()
+    seen = []
+    for line in out.splitlines():
+        partition, value = line.split("\t", 1)
+        for event in codec.loads(value):
+            assert partition_for(event["prediction_id"], settings.partitions) == int(partition)
+            seen.append(event["prediction_id"])
+    assert sorted(seen) == sorted(p["prediction_id"] for p in preds)
