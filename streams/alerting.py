@@ -13,6 +13,7 @@ Each member's lifecycle depends only on its own stream, and the incident id only
 model and the event-time bucket, so the same events give the same alerts (same ids) live,
 replayed and offline, however the streams were cut into batches.
 
+>>> from streams.monitor_config import MonitorConfig
 >>> policy = AlertPolicy("churn", None, MonitorConfig().for_model("churn"))
 >>> obs = Observation("data:age", "data_drift", "psi", "age", True, 0.4, 0.25, "above",
 ...                   None, 1000.0, 42, "p-42", "ev-1")

@@ -111,12 +111,9 @@ class Pipeline:
         )
         self.monitor_stage = MonitorStage(monitor_config)
         self.role_of = {settings.topic("predictions"): "predictions", settings.topic("ground-truth"): "ground-truth"}
-        self.join_table = app.Table(
-            "join-state", partitions=settings.partitions, key_serializer="json", value_serializer="raw",
-        )
-        self.monitor_table = app.Table(
-            "monitor-state", partitions=settings.partitions, key_serializer="json", value_serializer="raw",
-        )
+        schema = faust.Schema(key_serializer="json", value_serializer="raw")
+        self.join_table = app.Table("join-state", partitions=settings.partitions, schema=schema)
+        self.monitor_table = app.Table("monitor-state", partitions=settings.partitions, schema=schema)
         self.outputs = {
             role: app.topic(settings.topic(role), key_serializer="raw", value_serializer="raw")
             for role in OUTPUT_ROLES
@@ -242,6 +239,7 @@ class Pipeline:
         started = time.perf_counter()
         touched: dict[str, tuple[int, Outputs]] = {}
         m = self.metrics
+        applied_events = 0
         for event in events:
             msg = event.message
             key = msg.key.decode()
@@ -252,6 +250,7 @@ class Pipeline:
             if result is None:
                 m.duplicates_skipped.labels("monitor").inc()
                 continue
+            applied_events += sum(len(payload[part]["ts"]) for part in ("pred", "pairs") if payload.get(part))
             for role, items in self.monitor_stage.outputs(monitor, result).messages.items():
                 for k, v in items:
                     outputs.add(role, k, v)
@@ -261,6 +260,8 @@ class Pipeline:
             await self._write_all(self.monitor_table, partition, [(key, self.monitor_stage.dump(monitor, applied, outputs))])
         for _, outputs in touched.values():
             await self.publish(outputs)
+        # predictions plus joined pairs the monitors applied (tests wait on this)
+        m.events_consumed.labels(self.settings.topic("monitor-input")).inc(applied_events)
         m.batch_size.labels("monitor").observe(len(events))
         m.batch_duration_seconds.labels("monitor").observe(time.perf_counter() - started)
         m.table_size.labels("monitor-state").set(len(self.monitor_table.data))

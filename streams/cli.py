@@ -127,15 +127,11 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from .demo import publish_simulation
-    from .simulate import SimulationConfig
 
     settings = Settings.from_env()
     if args.broker:
         settings = settings.replace(broker=args.broker)
-    config = SimulationConfig(
-        events=args.events, seed=args.seed, concept_drift_at=args.concept_drift_at,
-        feature_drift_at=args.feature_drift_at,
-    )
+    config = _simulation_config(args)
     sent = asyncio.run(publish_simulation(settings, config, rate=args.rate))
     print(f"published {sent['predictions']} predictions and {sent['ground-truth']} labels")
     return 0
@@ -143,23 +139,32 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
+
+    config = _simulation_config(args)
+    return run_demo(config, rate=args.rate, partitions=args.partitions)
+
+
+def _simulation_config(args: argparse.Namespace) -> Any:
     from .simulate import SimulationConfig
 
-    config = SimulationConfig(
-        events=args.events, seed=args.seed, concept_drift_at=args.concept_drift_at,
-        feature_drift_at=args.feature_drift_at,
+    def at(value: int | None, share: float) -> int | None:
+        return None if args.no_drift else (int(args.events * share) if value is None else value)
+
+    return SimulationConfig(
+        events=args.events, seed=args.seed,
+        concept_drift_at=at(args.concept_drift_at, 0.6), feature_drift_at=at(args.feature_drift_at, 0.3),
     )
-    return run_demo(config, rate=args.rate, partitions=args.partitions)
 
 
 def _add_simulation_options(parser: argparse.ArgumentParser, events: int) -> None:
     parser.add_argument("--events", type=int, default=events, help="predictions to simulate (default %(default)s)")
     parser.add_argument("--rate", type=float, default=20_000, help="predictions published per second (default %(default)s)")
     parser.add_argument("--seed", type=int, default=42, help="random seed (default %(default)s)")
-    parser.add_argument("--concept-drift-at", type=int, default=events * 6 // 10, metavar="N",
-                        help="prediction index where the true concept flips (default %(default)s)")
-    parser.add_argument("--feature-drift-at", type=int, default=events * 3 // 10, metavar="N",
-                        help="prediction index where sessions_7d shifts (default %(default)s)")
+    parser.add_argument("--concept-drift-at", type=int, default=None, metavar="N",
+                        help="prediction index where the true concept flips (default: 60%% of --events)")
+    parser.add_argument("--feature-drift-at", type=int, default=None, metavar="N",
+                        help="prediction index where sessions_7d shifts (default: 30%% of --events)")
+    parser.add_argument("--no-drift", action="store_true", help="inject no drift at all")
 
 
 def build_parser() -> argparse.ArgumentParser:

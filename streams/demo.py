@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from typing import Any
 
@@ -114,7 +115,8 @@ async def _publish_and_watch(settings: Settings, config: SimulationConfig, rate:
     async def watch() -> None:
         async for alert in subscribe(settings, settings.topic("alerts"), from_beginning=True, idle_timeout_s=0.5):
             alerts.append(alert)
-            print("\r\x1b[K" + describe_alert(alert, config), flush=True)
+            prefix = "\r\x1b[K" if sys.stderr.isatty() else ""
+            print(prefix + describe_alert(alert, config), flush=True)
 
     watcher = asyncio.create_task(watch())
     with Progress("predictions", total=config.events) as bar:

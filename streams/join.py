@@ -13,7 +13,10 @@ state until its partner arrives or the join window (event time) closes over it:
 
 State is bounded by the window: every entry leaves once the watermark (the largest event
 time seen in the partition) passes it by ``window_s`` (expired-prediction markers, kept to
-tell ``late`` from ``unmatched``, by ``2 * window_s``).
+tell ``late`` from ``unmatched``, by ``2 * window_s``), rounded up to 1/64 of the window.
+The window closes as soon as an event moves the watermark, before that event applies, so
+how a stream is cut into micro-batches never changes the outcome. Event time is per
+partition: a partition that receives nothing keeps its pending halves until it does.
 
 Persistence is a log of deltas, one per micro-batch, so a batch of 500 events costs one
 changelog record rather than 500 table writes: ``JoinState.apply`` returns a
@@ -37,6 +40,7 @@ gone can be deleted (their ``dead_deltas``), so the log stays bounded too.
 from __future__ import annotations
 
 import heapq
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +53,7 @@ SECTIONS = ("p", "l", "d", "x")
 Position = tuple[int, "int | None"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JoinedPair:
     """A prediction with its label; ``timestamp`` is the prediction's event time."""
 
@@ -113,10 +117,15 @@ class JoinState:
         self.live: Counter[int] = Counter()
         self.pins: dict[int, set[int]] = {}
         self.pinned_by: dict[int, set[int]] = {}
-        self.expiry: list[tuple[float, str, str]] = []  # a heap of (deadline, section, id)
+        # Expiry in event-time buckets of window/64: an entry leaves once the watermark has
+        # passed the end of its deadline's bucket (exact, whatever the batch cuts).
+        self.granularity = self.window_s / 64
+        self.buckets: dict[int, list[tuple[str, str]]] = {}
+        self.bucket_heap: list[int] = []
         self.watermark = float("-inf")
         self.seq = 0
-        self._touched: dict[str, dict[str, bool]] = {}
+        self._adds: dict[str, dict[str, list[Any]]] = {s: {} for s in SECTIONS}
+        self._rms: dict[str, list[str]] = {s: [] for s in SECTIONS}
         self._emptied: set[int] = set()
 
     # -- persistence ---------------------------------------------------------------------
@@ -143,13 +152,22 @@ class JoinState:
                 self.live[int(entry[-1])] += 1
 
     def _rebuild_expiry(self) -> None:
-        items = [
-            (entry[-2] + self._span(section), section, pid)
-            for section, table in self.entries.items()
-            for pid, entry in table.items()
-        ]
-        heapq.heapify(items)
-        self.expiry = items
+        self.buckets = {}
+        self.bucket_heap = []
+        for section, table in self.entries.items():
+            for pid, entry in table.items():
+                self._schedule(section, pid, entry)
+
+    def _bucket(self, section: str, entry: list[Any]) -> int:
+        return math.floor((entry[-2] + self._span(section)) / self.granularity)
+
+    def _schedule(self, section: str, pid: str, entry: list[Any]) -> None:
+        bucket = self._bucket(section, entry)
+        items = self.buckets.get(bucket)
+        if items is None:
+            items = self.buckets[bucket] = []
+            heapq.heappush(self.bucket_heap, bucket)
+        items.append((section, pid))
 
     def _span(self, section: str) -> float:
         return 2 * self.window_s if section == "x" else self.window_s
@@ -158,31 +176,41 @@ class JoinState:
         return sum(len(t) for t in self.entries.values())
 
     # -- mutation helpers ----------------------------------------------------------------
-    def _touch(self, section: str, pid: str) -> None:
-        touched = self._touched.setdefault(section, {})
-        if pid not in touched:
-            touched[pid] = pid in self.entries[section]
-
     def _add(self, section: str, pid: str, entry: list[Any]) -> None:
-        self._touch(section, pid)
-        self._drop(section, pid)  # an expired marker can be replaced by a newer one
+        table = self.entries[section]
+        if pid in table:  # an expired marker can be replaced by a newer one
+            self._remove(section, pid)
         entry.append(self.seq)
-        self.entries[section][pid] = entry
-        self.live[self.seq] += 1
-        heapq.heappush(self.expiry, (entry[-2] + self._span(section), section, pid))
+        table[pid] = entry
+        self._adds[section][pid] = entry
+        self._schedule(section, pid, entry)
 
-    def _drop(self, section: str, pid: str) -> list[Any] | None:
+    def _remove(self, section: str, pid: str) -> list[Any] | None:
+        entry = self.entries[section].pop(pid, None)
+        if entry is None:
+            return None
+        if entry[-1] == self.seq:
+            del self._adds[section][pid]  # added and removed within this batch: no trace
+        else:
+            self._rms[section].append(pid)
+            self._release(int(entry[-1]))
+        return entry
+
+    def _drop(self, section: str, pid: str) -> None:
+        """Remove while replaying a delta (recovery)."""
         entry = self.entries[section].pop(pid, None)
         if entry is not None:
-            owner = int(entry[-1])
-            self.live[owner] -= 1
-            if self.live[owner] <= 0:
-                del self.live[owner]
-                self._emptied.add(owner)
-            if owner != self.seq:
-                self.pins.setdefault(self.seq, set()).add(owner)
-                self.pinned_by.setdefault(owner, set()).add(self.seq)
-        return entry
+            self._release(int(entry[-1]))
+
+    def _release(self, owner: int) -> None:
+        """An entry of delta ``owner`` is gone: count it, and pin ``owner`` to this delta."""
+        self.live[owner] -= 1
+        if self.live[owner] <= 0:
+            del self.live[owner]
+            self._emptied.add(owner)
+        if owner != self.seq:
+            self.pins.setdefault(self.seq, set()).add(owner)
+            self.pinned_by.setdefault(owner, set()).add(self.seq)
 
     def _collect(self, seq: int, dead: list[int]) -> None:
         """Forget delta ``seq`` if nothing it added is live and nothing it removed still is."""
@@ -197,29 +225,26 @@ class JoinState:
                 pins.discard(seq)
             self._collect(dependent, dead)
 
-    def _remove(self, section: str, pid: str) -> list[Any] | None:
-        self._touch(section, pid)
-        return self._drop(section, pid)
-
     # -- the join ------------------------------------------------------------------------
     def apply(
         self, events: Sequence[tuple[str, dict[str, Any], Position]]
     ) -> JoinBatch:
         """Apply validated events ``(topic role, event, position)`` in order; one delta."""
         self.seq += 1
-        self._touched = {}
         batch = JoinBatch()
+        heap = self.bucket_heap
         for role, event, _position in events:
             ts = float(event["timestamp"])
             if ts > self.watermark:
                 self.watermark = ts
+                # close the window before this event applies: batching never changes the join
+                if heap and (heap[0] + 1) * self.granularity <= ts:
+                    self._expire(batch)
             if role == "predictions":
                 self._on_prediction(event, ts, batch)
             else:
                 self._on_label(event, ts, batch)
-        self._expire(batch)
         batch.delta = self._delta()
-        self._touched = {}
         self.alive.add(self.seq)
         dead: list[int] = []
         candidates, self._emptied = self._emptied | {self.seq}, set()
@@ -286,35 +311,33 @@ class JoinState:
         self._add("d", pid, [pred_ts])
 
     def _expire(self, batch: JoinBatch) -> None:
-        expiry = self.expiry
-        while expiry and expiry[0][0] < self.watermark:
-            deadline, section, pid = heapq.heappop(expiry)
-            entry = self.entries[section].get(pid)
-            if entry is None or entry[-2] + self._span(section) != deadline:
-                continue  # already matched or replaced: a stale queue item
-            self._remove(section, pid)
-            if section == "p":
-                batch.outcomes["expired"] += 1
-                batch.expired_by_model[entry[0]] += 1
-                self._add("x", pid, [entry[0], entry[-2]])
-            elif section == "l":
-                batch.outcomes["unmatched"] += 1
-                batch.records.append(
-                    JoinRecord(
-                        "unmatched", pid, entry[1], entry[-2],
-                        f"no prediction with this id arrived within the {self.window_s:g}s join window",
+        heap = self.bucket_heap
+        while heap and (heap[0] + 1) * self.granularity <= self.watermark:
+            bucket = heapq.heappop(heap)
+            for section, pid in self.buckets.pop(bucket):
+                entry = self.entries[section].get(pid)
+                if entry is None or self._bucket(section, entry) != bucket:
+                    continue  # already matched or replaced: a stale item
+                self._remove(section, pid)
+                if section == "p":
+                    batch.outcomes["expired"] += 1
+                    batch.expired_by_model[entry[0]] += 1
+                    self._add("x", pid, [entry[0], entry[-2]])
+                elif section == "l":
+                    batch.outcomes["unmatched"] += 1
+                    batch.records.append(
+                        JoinRecord(
+                            "unmatched", pid, entry[1], entry[-2],
+                            f"no prediction with this id arrived within the {self.window_s:g}s join window",
+                        )
                     )
-                )
 
     def _delta(self) -> dict[str, Any]:
-        add: dict[str, dict[str, list[Any]]] = {}
-        rm: dict[str, list[str]] = {}
-        for section, touched in self._touched.items():
-            table = self.entries[section]
-            for pid, existed in touched.items():
-                entry = table.get(pid)
-                if entry is not None and int(entry[-1]) == self.seq:
-                    add.setdefault(section, {})[pid] = entry
-                elif entry is None and existed:
-                    rm.setdefault(section, []).append(pid)
+        add = {section: adds for section, adds in self._adds.items() if adds}
+        rm = {section: rms for section, rms in self._rms.items() if rms}
+        added = sum(len(a) for a in add.values())
+        if added:
+            self.live[self.seq] += added
+        self._adds = {s: {} for s in SECTIONS}
+        self._rms = {s: [] for s in SECTIONS}
         return {"seq": self.seq, "wm": self.watermark, "add": add, "rm": rm}

@@ -75,8 +75,16 @@ def _chunks(start: int, count: int) -> list[tuple[int, int]]:
 
 def _numeric(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Finite numbers of ``values`` and their indices (others are missing, not errors)."""
-    idx = [i for i, v in enumerate(values) if _is_number(v)]
-    return np.fromiter((values[i] for i in idx), dtype=np.float64, count=len(idx)), np.asarray(idx, dtype=np.int64)
+    try:
+        arr = np.asarray(values, dtype=np.float64)  # None -> nan; a string raises
+    except (TypeError, ValueError):
+        idx = [i for i, v in enumerate(values) if _is_number(v)]
+        return np.fromiter((values[i] for i in idx), dtype=np.float64, count=len(idx)), np.asarray(idx, dtype=np.int64)
+    finite = np.isfinite(arr)
+    if finite.all():
+        return arr, np.arange(len(arr), dtype=np.int64)
+    idx = np.flatnonzero(finite)
+    return arr[idx], idx
 
 
 def _categorical(values: Sequence[Any]) -> tuple[list[str], np.ndarray]:
@@ -228,7 +236,7 @@ class ModelMonitor:
         for lo, hi in _chunks(self.n_pairs, n):
             for watched in self.concept.values():
                 self._run(watched, errors[lo:hi], lo, hi, cols, self.n_pairs, result)
-            self._update_performance(predictions[lo:hi], labels[lo:hi], hi, cols, result)
+            self._update_performance(predictions[lo:hi], labels[lo:hi], errors[lo:hi], hi, cols, result)
             self.n_pairs += hi - lo
 
     def _run(
@@ -278,14 +286,16 @@ class ModelMonitor:
         result.alerts.extend(self.policy.observe(obs))
 
     def _update_performance(
-        self, predictions: Sequence[Any], labels: Sequence[Any], hi: int,
-        cols: dict[str, Any], result: MonitorResult,
+        self, predictions: Sequence[Any], labels: Sequence[Any], errors: Sequence[float | None],
+        hi: int, cols: dict[str, Any], result: MonitorResult,
     ) -> None:
         metric = self.performance
         if metric is None:
             return
         if self.task == "classification":
-            metric.update_many(np.asarray([str(y) for y in labels]), np.asarray([str(p) for p in predictions]))
+            # accuracy of (label, prediction) is the share of rows (1, 1 - error)
+            correct = 1.0 - np.asarray(errors, dtype=np.float64)
+            metric.update_many(np.ones(len(correct)), correct)
         else:
             pairs = [(float(y), float(p)) for p, y in zip(predictions, labels) if _is_number(p) and _is_number(y)]
             if not pairs:

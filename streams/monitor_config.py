@@ -60,7 +60,7 @@ DEFAULTS: dict[str, Any] = {
         },
     },
     "concept_drift": {
-        "classification": [{"type": "adwin", "delta": 0.002}, {"type": "ddm"}],
+        "classification": [{"type": "adwin", "delta": 0.002}, {"type": "ddm", "warm_start": 500}],
         "regression": [{"type": "adwin", "delta": 0.002}],
     },
     "performance": {

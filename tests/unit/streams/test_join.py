@@ -127,3 +127,23 @@ def test_recovery_from_delta_log_equals_uninterrupted_run(seed: int) -> None:
     assert got_pairs == expected_pairs
     assert sum(expected.values()) > 1000
     assert len(log) < 60  # the log is bounded, not one record per batch forever
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_batching_never_changes_the_join(seed: int) -> None:
+    rng = random.Random(100 + seed)
+    events = _random_stream(rng, 1500)
+
+    def run(batch_size: int) -> tuple[Counter, list[str], list[str]]:
+        state = JoinState(20.0)
+        outcomes: Counter = Counter()
+        pairs: list[str] = []
+        records: list[str] = []
+        for start in range(0, len(events), batch_size):
+            out = state.apply(events[start:start + batch_size])
+            outcomes.update(out.outcomes)
+            pairs.extend(p.prediction_id for p in out.pairs)
+            records.extend(f"{r.outcome}:{r.prediction_id}" for r in out.records)
+        return outcomes, pairs, records
+
+    assert run(1) == run(37) == run(len(events))

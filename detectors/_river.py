@@ -1,0 +1,87 @@
+"""Thin wrappers around river's error-stream detectors (river pinned to 0.26.x).
+
+The river object does the work, so detections are river's own. Its state is written out
+explicitly, attribute by attribute (floats as JSON numbers, river's Rust objects as base64 of the
+bytes their ``__getstate__`` returns); ``from_state`` rebuilds the river object from this
+module's allow-listed class and the stored parameters, then restores those attributes. Nothing is
+ever unpickled.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from river import stats
+
+from detectors.base import Detector, Domain, check_value, check_values
+
+__all__ = ["RiverDetector", "dump_bytes", "dump_mean", "load_bytes", "load_mean"]
+
+
+def dump_bytes(data: bytes) -> str:
+    """Encode bytes (a Rust object's ``__getstate__``) for JSON."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def load_bytes(text: str) -> bytes:
+    """Invert :func:`dump_bytes`."""
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def dump_mean(mean: stats.Mean) -> list[float]:
+    """A river ``stats.Mean`` as ``[n, mean]``."""
+    return [float(mean.n), float(mean._mean)]
+
+
+def load_mean(values: Sequence[float]) -> stats.Mean:
+    """Invert :func:`dump_mean`."""
+    mean = stats.Mean()
+    mean.n, mean._mean = float(values[0]), float(values[1])
+    return mean
+
+
+class RiverDetector(Detector):
+    """A detector whose work is done by a river drift detector.
+
+    Subclasses name the river class, the input domain, how their parameters map to river's
+    (``_river_params``) and dump/load the river object's attributes.
+    """
+
+    kind: ClassVar[str] = "error_stream"  # type: ignore[assignment]
+    domain: ClassVar[Domain] = "real"
+    _river_cls: ClassVar[type]
+    _river: Any
+
+    def _river_params(self) -> dict[str, Any]:
+        return self.params()
+
+    def _reset(self) -> None:
+        super()._reset()
+        self._river = self._river_cls(**self._river_params())
+
+    def _check_one(self, x: Any) -> float:
+        return check_value(self.name, x, self.domain)
+
+    def _check_many(self, xs: Any) -> list[float]:
+        return check_values(self.name, xs, self.domain).tolist()
+
+    def _update_one(self, value: float) -> None:
+        river = self._river
+        river.update(value)
+        self._n_seen += 1
+        self._drift = river._drift_detected
+        self._warning = getattr(river, "_warning_detected", False)
+
+    def _load(self, state: Mapping[str, Any]) -> None:
+        self._load_river(state)
+        # river resets itself on the update after a drift: the flags are part of its state.
+        self._river._drift_detected = self._drift
+        if hasattr(self._river, "_warning_detected"):
+            self._river._warning_detected = self._warning
+
+    @abc.abstractmethod
+    def _load_river(self, state: Mapping[str, Any]) -> None:
+        """Restore the river object's attributes from ``state``."""

@@ -1,0 +1,181 @@
+"""The pipeline end to end on the real embedded broker, with a real worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+from collections import Counter
+
+import pytest
+
+from schemas import codec
+from streams.monitor import model_key
+from streams.settings import Settings
+from streams.simulate import Simulation, SimulationConfig
+from streams.topics import ensure_topics
+from streams.worker_process import WorkerProcess
+
+from .support import final_alerts, produce_raw, publish_events, read_table, read_topic, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _consumed(worker: WorkerProcess, settings: Settings, role: str) -> float:
+    return worker.metric("driftstream_events_consumed_total", topic=settings.topic(role))
+
+
+def _monitored(worker: WorkerProcess, settings: Settings) -> float:
+    """Predictions plus joined pairs applied by the model monitors."""
+    return worker.metric("driftstream_events_consumed_total", topic=settings.topic("monitor-input"))
+
+
+def test_drifts_raise_alerts_bad_input_is_dead_lettered_and_metrics_show_it(settings: Settings) -> None:
+    asyncio.run(ensure_topics(settings))
+    config = SimulationConfig(events=16_000, seed=11, feature_drift_at=5_000, concept_drift_at=9_000)
+    items = Simulation(config).in_event_time_order()
+    with WorkerProcess(settings) as worker:
+        worker.wait_ready(90)
+        half = len(items) // 2
+        sent = publish_events(settings, items[:half])
+        good_json = codec.dumps({"prediction_id": "ok-1", "model_id": "side", "timestamp": 1.0, "prediction": 1})
+        bad = [
+            (b"a", b"{not json"),
+            (b"b", codec.dumps({"prediction_id": "b", "model_id": "m", "timestamp": 1.0, "prediction": [1]})),
+            (b"c", b'{"prediction_id": "c", "model_id": "m", "timestamp": 1, "prediction": 1, "score": NaN}'),
+            (b"d", b'{"prediction_id": "d", "model_id": "m", "timestamp": 1, "prediction": 1, "x": "' + b"y" * 1_100_000 + b'"}'),
+            (b"e", pickle.dumps({"prediction_id": "e"})),
+            (b"ok-1", good_json),
+        ]
+        produce_raw(settings, settings.topic("predictions"), bad)
+        second = publish_events(settings, items[half:])
+        n_preds = sent["predictions"] + second["predictions"] + 1
+        n_labels = sent["ground-truth"] + second["ground-truth"]
+        wait_for(lambda: _monitored(worker, settings) >= n_preds + n_labels, 120, "the monitors to apply everything")
+
+        reasons = {
+            labels["reason"]: v
+            for (name, labels_t), v in worker.scrape().items()
+            if name == "driftstream_dead_letters_total"
+            for labels in [dict(labels_t)]
+        }
+        # bad JSON, a NaN literal and a pickle are not JSON; a list is not a prediction value
+        assert reasons == {"malformed_json": 3.0, "wrong_type": 1.0, "oversized": 1.0}, reasons
+        alerts_counter = worker.metric("driftstream_alerts_total", model_id=config.model_id, status="firing")
+        samples = worker.scrape()
+        psi = {dict(ls)["feature"]: v for (n, ls), v in samples.items()
+               if n == "driftstream_detector_statistic" and dict(ls)["detector"] == "psi"}
+        threshold = {dict(ls)["feature"]: v for (n, ls), v in samples.items()
+                     if n == "driftstream_detector_threshold" and dict(ls)["detector"] == "psi"}
+
+    dead = [v for _, v in read_topic(settings, settings.topic("dead-letter"))]
+    assert len(dead) == 5
+    assert {d["origin"]["topic"] for d in dead} == {settings.topic("predictions")}
+    assert all(d["message"] and d["raw_b64"] is not None for d in dead)
+    assert Counter(d["reason"] for d in dead) == Counter(reasons)
+
+    # the drift statistic crossed its threshold on the drifted feature, and alerts were counted
+    assert psi["sessions_7d"] > threshold["sessions_7d"]
+    assert psi["age"] < threshold["age"]
+    assert alerts_counter >= 2
+
+    alerts = final_alerts([v for _, v in read_topic(settings, settings.topic("alerts"))])
+    kinds = {(a["kind"], a["feature"]) for a in alerts.values() if a["model_id"] == config.model_id}
+    assert ("data_drift", "sessions_7d") in kinds
+    assert any(kind == "concept_drift" for kind, _ in kinds)
+    members = {m["feature"] for a in alerts.values() for m in a["members"] if m["kind"] == "data_drift"}
+    assert members == {"sessions_7d"}, members  # no other feature alerted
+
+
+def test_long_stationary_stream_raises_no_alert(settings: Settings) -> None:
+    asyncio.run(ensure_topics(settings))
+    config = SimulationConfig(events=50_000, seed=5, feature_drift_at=None, concept_drift_at=None)
+    with WorkerProcess(settings) as worker:
+        worker.wait_ready(90)
+        sent = publish_events(settings, Simulation(config).in_event_time_order(), chunk=5000)
+        wait_for(lambda: _monitored(worker, settings) >= sent["predictions"] + sent["ground-truth"],
+                 180, "the monitors to apply 50,000 predictions and their labels")
+        assert worker.metric("driftstream_alerts_total") == 0
+    assert read_topic(settings, settings.topic("alerts"), idle_s=1.0) == []
+
+
+def _model_counts(settings: Settings, model_id: str) -> tuple[int, int] | None:
+    raw = read_table(settings, "monitor-state").get(model_key(model_id, None))
+    if raw is None:
+        return None
+    monitor = codec.loads(raw)["monitor"]
+    return monitor["n_predictions"], monitor["n_pairs"]
+
+
+def _pred(pid: str, ts: float) -> dict:
+    return {"prediction_id": pid, "model_id": "join-model", "timestamp": ts, "prediction": 1, "features": {"x": 1.0}}
+
+
+def _label(pid: str, ts: float) -> dict:
+    return {"prediction_id": pid, "label": 1, "timestamp": ts}
+
+
+def test_join_handles_every_order_duplicates_late_and_missing_labels(settings: Settings) -> None:
+    # one partition: event time (the watermark that closes the window) is per partition
+    settings = settings.replace(join_window_s=100.0, partitions=1)
+    asyncio.run(ensure_topics(settings))
+    with WorkerProcess(settings) as worker:
+        worker.wait_ready(90)
+        publish_events(settings, [("ground-truth", _label("before", 10.0))])  # label first
+        publish_events(settings, [("predictions", _pred("before", 5.0)), ("predictions", _pred("after", 6.0)),
+                                  ("predictions", _pred("dup", 7.0)), ("predictions", _pred("missing", 8.0)),
+                                  ("predictions", _pred("late", 9.0))])
+        publish_events(settings, [("ground-truth", _label("after", 12.0)), ("ground-truth", _label("dup", 13.0)),
+                                  ("ground-truth", _label("dup", 13.0)), ("predictions", _pred("dup", 7.0)),
+                                  ("ground-truth", _label("ghost", 14.0))])
+        # event time moves on past the window: 'missing' and 'late' expire, 'ghost' goes unmatched
+        publish_events(settings, [("predictions", _pred("tick", 150.0)), ("ground-truth", _label("tick", 151.0))])
+        publish_events(settings, [("ground-truth", _label("late", 160.0)), ("predictions", _pred("tock", 170.0))])
+
+        def outcomes() -> dict[str, float]:
+            return {dict(ls)["outcome"]: v for (n, ls), v in worker.scrape().items()
+                    if n == "driftstream_join_outcomes_total"}
+
+        wait_for(lambda: outcomes().get("late", 0) >= 1 and outcomes().get("unmatched", 0) >= 1, 60,
+                 "late and unmatched labels to be counted")
+        got = outcomes()
+    assert got["matched"] == 4  # before, after, dup, tick
+    assert got["duplicate"] == 2  # the second 'dup' label and the second 'dup' prediction
+    assert got["expired"] == 2  # missing, late
+    assert got["late"] == 1 and got["unmatched"] == 1  # late, ghost
+    records = {v["prediction_id"]: v for _, v in read_topic(settings, settings.topic("join-outcomes"))}
+    assert records["late"]["outcome"] == "late" and records["ghost"]["outcome"] == "unmatched"
+    assert "join window" in records["ghost"]["detail"]
+
+
+def test_sigkilled_worker_resumes_from_its_tables_without_loss_or_second_alert(settings: Settings) -> None:
+    settings = settings.replace(partitions=1)
+    asyncio.run(ensure_topics(settings))
+    config = SimulationConfig(events=30_000, seed=21, feature_drift_at=8_000, concept_drift_at=16_000)
+    items = Simulation(config).in_event_time_order()
+    sent = publish_events(settings, items, chunk=500)
+    kills = 0
+    with WorkerProcess(settings) as first:
+        first.wait_ready(90)
+        wait_for(lambda: _consumed(first, settings, "predictions") >= 12_000, 120, "the first worker to get going")
+        first.kill()
+        kills += 1
+    with WorkerProcess(settings) as second:
+        second.wait_ready(90)
+        # the second worker applies what the first had not, and nothing twice
+        wait_for(lambda: _model_counts(settings, config.model_id) == (sent["predictions"], sent["ground-truth"]),
+                 180, "the restarted worker to catch up", poll_s=1.0)
+        gaps = second.metric("driftstream_offset_gaps_total")
+    assert kills == 1 and gaps == 0
+
+    # every prediction and label applied exactly once: the model's state counts them all
+    assert _model_counts(settings, config.model_id) == (sent["predictions"], sent["ground-truth"])
+
+    # the same alerts as an uninterrupted run over the same events, same ids, none extra
+    from streams.offline import OfflinePipeline
+
+    reference = OfflinePipeline(window_s=settings.join_window_s)
+    reference.feed_events(items)
+    live = final_alerts([v for _, v in read_topic(settings, settings.topic("alerts"))])
+    expected = final_alerts(reference.result.alerts)
+    assert set(live) == set(expected)
+    assert {k: (a["status"], a["kind"]) for k, a in live.items()} == {k: (a["status"], a["kind"]) for k, a in expected.items()}
