@@ -216,6 +216,7 @@ class AlertPolicy:
                     "kind": m["kind"],
                     "value": m["value"],
                     "threshold": m["threshold"],
+                    "direction": m["direction"],
                     "severity": m["severity"],
                     "status": m["status"],
                 }

@@ -98,6 +98,7 @@ class MonitorResult:
     drift_events: list[dict[str, Any]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    update_requests: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -133,6 +134,7 @@ class ModelMonitor:
         self.baseline: float | None = None
         self.in_drift: dict[str, bool] = {}
         self.policy = AlertPolicy(model_id, model_version, config)
+        self.requested: list[str] = []  # alert ids that already asked for a model update
 
     # -- building detectors ------------------------------------------------------------
     def _watch(self, key: str, kind: str, feature: str | None, column: str, values: list[Any], spec: dict[str, Any]) -> None:
@@ -189,7 +191,36 @@ class ModelMonitor:
             if self.task is None:
                 self.task = "classification" if _is_classification_value(pairs["prediction"][0]) else "regression"
             self._process_pairs(pairs, result)
+        self._request_updates(result)
         return result
+
+    def _request_updates(self, result: MonitorResult) -> None:
+        """A firing concept-drift or performance alert asks once for a model update."""
+        for alert in result.alerts:
+            if alert["status"] != "firing" or alert["alert_id"] in self.requested:
+                continue
+            causes = [m for m in alert["members"] if m["kind"] in ("concept_drift", "performance")]
+            if not causes:
+                continue
+            self.requested = (self.requested + [alert["alert_id"]])[-50:]
+            result.update_requests.append({
+                "event_id": stable_id(alert["alert_id"], "update_requested"),
+                "model_id": self.model_id,
+                "model_version": self.model_version,
+                "action": "update_requested",
+                "reason": "; ".join(
+                    f"{m['kind'].replace('_', ' ')}: {m['detector']} = {m['value']} ({m['direction']} {m['threshold']})"
+                    for m in causes
+                ),
+                "alert_ids": [alert["alert_id"]],
+                "from_timestamp": float(alert["timestamp"]),
+                "to_timestamp": float(max(s["timestamp"] for s in result.samples) if result.samples else alert["timestamp"]),
+                "metrics": {"accuracy_baseline": self.baseline} if self.baseline is not None else {},
+                "new_version": None,
+                "artifact_path": None,
+                "artifact_sha256": None,
+                "timestamp": float(alert["timestamp"]),
+            })
 
     def _process_predictions(self, cols: dict[str, Any], result: MonitorResult) -> None:
         n = len(cols["ts"])
@@ -252,14 +283,32 @@ class ModelMonitor:
             hits = detector.update_many(clean)
             if len(hits):
                 i = lo + int(idx[int(hits[0])])
-                self._observe(watched, True, i, base + (i - lo), cols, result)
+                self._observe(watched, True, i, base + (i - lo), cols, result, alert=self._confirmed(watched))
         last = hi - 1
         latched = detector.kind != "error_stream" and _crossed(detector)
         self._observe(watched, latched, last, base + (hi - 1 - lo), cols, result, sample=True)
 
+    def _confirmed(self, watched: _Watched) -> bool:
+        """Whether a concept-drift detection is worth an alert: the error got materially worse.
+
+        Error-stream detectors also fire on improvements and, over long streams, on chance
+        fluctuations; an alert needs the rolling error to exceed its baseline by
+        ``performance.min_error_increase`` (classification: absolute error rate;
+        regression: relative MAE). Every detection still becomes a drift event.
+        """
+        if watched.kind != "concept_drift":
+            return True
+        if self.baseline is None or self.performance is None:
+            return False
+        value = float(self.performance.value)
+        margin = float(self.config.performance["min_error_increase"])
+        if self.task == "classification":
+            return (1.0 - value) - (1.0 - self.baseline) >= margin
+        return value >= self.baseline * (1.0 + margin)
+
     def _observe(
         self, watched: _Watched, drift: bool, i: int, position: int,
-        cols: dict[str, Any], result: MonitorResult, sample: bool = False,
+        cols: dict[str, Any], result: MonitorResult, sample: bool = False, alert: bool = True,
     ) -> None:
         detector = watched.detector
         ts = float(cols["ts"][i])
@@ -281,7 +330,7 @@ class ModelMonitor:
             result.drift_events.append(self._drift_event(watched, event_id, drift, statistic, threshold, p_value, ts, position))
         obs = Observation(
             watched.key, watched.kind, detector.name, watched.feature if watched.kind != "concept_drift" else None,
-            drift, statistic, threshold, detector.direction, p_value, ts, position, pid, event_id,
+            drift and alert, statistic, threshold, detector.direction, p_value, ts, position, pid, event_id,
         )
         result.alerts.extend(self.policy.observe(obs))
 
@@ -375,6 +424,7 @@ class ModelMonitor:
             ],
             "performance": self.performance.to_state() if self.performance else None,
             "baseline": self.baseline, "in_drift": self.in_drift, "policy": self.policy.to_state(),
+            "requested": self.requested,
         }
 
     @classmethod
@@ -394,6 +444,7 @@ class ModelMonitor:
         m.baseline = state["baseline"]
         m.in_drift = state["in_drift"]
         m.policy.load_state(state["policy"])
+        m.requested = list(state["requested"])
         return m
 
 

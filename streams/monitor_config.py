@@ -68,6 +68,8 @@ DEFAULTS: dict[str, Any] = {
         "min_labels": 200,
         "max_accuracy_drop": 0.1,
         "max_mae_increase": 0.5,
+        # a concept-drift detection alerts only if the error rose at least this much
+        "min_error_increase": 0.03,
     },
     "alerts": {
         "cooldown_s": 600.0,

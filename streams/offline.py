@@ -26,6 +26,7 @@ class OfflineResult:
     """Everything a run produced, in the order it was produced."""
 
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    update_requests: list[dict[str, Any]] = field(default_factory=list)
     drift_events: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     join_records: list[dict[str, Any]] = field(default_factory=list)
@@ -115,6 +116,7 @@ class OfflinePipeline:
         res = self.result
         res.events += len(payload["pred"]["ts"]) if payload.get("pred") else 0
         res.alerts.extend(result.alerts)
+        res.update_requests.extend(result.update_requests)
         res.drift_events.extend(result.drift_events)
         if self.keep_samples:
             for sample in result.samples:

@@ -281,6 +281,8 @@ class MonitorStage:
             outputs.add("drift-events", monitor.key, event)
         for alert in result.alerts:
             outputs.add("alerts", alert["alert_id"], alert)
+        for request in result.update_requests:
+            outputs.add("model-updates", monitor.model_id, request)
         return outputs
 
     @staticmethod
