@@ -5,10 +5,9 @@ feed :class:`ModelMonitor` the same column batches and get the same drift events
 
 A model's stream has two sequences: its **predictions** (data drift per feature and
 prediction drift, no labels needed) and its **joined pairs** (concept drift on the error
-stream and rolling performance). Each sequence is cut into chunks at fixed positions
-(multiples of ``OBSERVE_EVERY``), never at batch boundaries, so results do not depend on
-how the stream was batched; detectors are observed at each chunk end and at the first
-drift inside a chunk.
+stream and rolling performance). Detectors are observed at every detection and at fixed
+positions of their sequence (every ``OBSERVE_EVERY`` events), never at batch boundaries,
+so results do not depend on how the stream was batched.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(7)
@@ -132,9 +131,14 @@ class ModelMonitor:
         self.concept: dict[str, _Watched] = {}
         self.performance: RollingAccuracy | RollingMAE | None = None
         self.baseline: float | None = None
+        self.last_performance: float | None = None  # at the last chunk boundary
         self.in_drift: dict[str, bool] = {}
         self.policy = AlertPolicy(model_id, model_version, config)
         self.requested: list[str] = []  # alert ids that already asked for a model update
+        profile = config.reference.get("profile")
+        if profile:
+            self.reference = load_reference_profile(profile)
+            self._fit_reference()
 
     # -- building detectors ------------------------------------------------------------
     def _watch(self, key: str, kind: str, feature: str | None, column: str, values: list[Any], spec: dict[str, Any]) -> None:
@@ -153,6 +157,8 @@ class ModelMonitor:
             if not name.startswith("f:"):
                 continue
             feature = name[2:]
+            if not cfg.monitors_feature(feature):
+                continue
             if len(self.watched) >= cfg.max_features:
                 break
             spec = cfg.feature_detectors.get(feature, cfg.data_drift)
@@ -280,13 +286,12 @@ class ModelMonitor:
         else:
             clean, idx = _numeric(values)
         if len(idx):
-            hits = detector.update_many(clean)
-            if len(hits):
-                i = lo + int(idx[int(hits[0])])
+            for hit in detector.update_many(clean):
+                i = lo + int(idx[int(hit)])
                 self._observe(watched, True, i, base + (i - lo), cols, result, alert=self._confirmed(watched))
-        last = hi - 1
-        latched = detector.kind != "error_stream" and _crossed(detector)
-        self._observe(watched, latched, last, base + (hi - 1 - lo), cols, result, sample=True)
+        if (base + hi - lo) % OBSERVE_EVERY == 0:  # a chunk completed: observe the detector's state
+            latched = detector.kind != "error_stream" and _crossed(detector)
+            self._observe(watched, latched, hi - 1, base + (hi - 1 - lo), cols, result, sample=True)
 
     def _confirmed(self, watched: _Watched) -> bool:
         """Whether a concept-drift detection is worth an alert: the error got materially worse.
@@ -298,9 +303,9 @@ class ModelMonitor:
         """
         if watched.kind != "concept_drift":
             return True
-        if self.baseline is None or self.performance is None:
+        if self.baseline is None or self.last_performance is None:
             return False
-        value = float(self.performance.value)
+        value = self.last_performance
         margin = float(self.config.performance["min_error_increase"])
         if self.task == "classification":
             return (1.0 - value) - (1.0 - self.baseline) >= margin
@@ -352,8 +357,11 @@ class ModelMonitor:
             ys, ps = zip(*pairs)
             metric.update_many(np.asarray(ys), np.asarray(ps))
         seen = self.n_pairs + len(predictions)
+        if seen % OBSERVE_EVERY:
+            return  # evaluated at chunk boundaries only, so batching never changes results
         perf = self.config.performance
         value = float(metric.value)
+        self.last_performance = value
         if self.baseline is None:
             if seen >= int(perf["window"]) and math.isfinite(value):
                 self.baseline = value
@@ -423,7 +431,7 @@ class ModelMonitor:
                 for w in [*self.watched.values(), *self.concept.values()]
             ],
             "performance": self.performance.to_state() if self.performance else None,
-            "baseline": self.baseline, "in_drift": self.in_drift, "policy": self.policy.to_state(),
+            "baseline": self.baseline, "last_performance": self.last_performance, "in_drift": self.in_drift, "policy": self.policy.to_state(),
             "requested": self.requested,
         }
 
@@ -442,10 +450,32 @@ class ModelMonitor:
             metric_cls = RollingAccuracy if m.task == "classification" else RollingMAE
             m.performance = metric_cls.from_state(state["performance"])
         m.baseline = state["baseline"]
+        m.last_performance = state["last_performance"]
         m.in_drift = state["in_drift"]
         m.policy.load_state(state["policy"])
         m.requested = list(state["requested"])
         return m
+
+
+def load_reference_profile(path: str) -> dict[str, list[Any]]:
+    """A user-supplied reference: ``{"features": {name: [values]}, "prediction": [...],
+    "score": [...]}`` (JSON), used instead of a model's first N predictions."""
+    from schemas import codec
+
+    from .exceptions import ConfigError
+
+    try:
+        with open(path, "rb") as handle:
+            data = codec.loads(handle.read())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read reference profile {path}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("features", {}), dict):
+        raise ConfigError(f"reference profile {path}: expected an object with a 'features' object")
+    reference: dict[str, list[Any]] = {f"f:{name}": list(values) for name, values in data.get("features", {}).items()}
+    for column in ("prediction", "score"):
+        if column in data:
+            reference[column] = list(data[column])
+    return reference
 
 
 def _crossed(detector: Detector) -> bool:

@@ -89,16 +89,16 @@ DEFAULTS: dict[str, Any] = {
 _MODEL_KEYS = frozenset(DEFAULTS)
 
 
-def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str) -> dict[str, Any]:
+def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str, top: bool = True) -> dict[str, Any]:
     merged = copy.deepcopy(base)
     for key, value in override.items():
-        if where.count(".") == 0 and key not in _MODEL_KEYS:
+        if top and key not in _MODEL_KEYS:
             raise ConfigError(
                 f"{where}: unknown setting {key!r}; expected one of: {', '.join(sorted(_MODEL_KEYS))}"
             )
         current = merged.get(key)
         if isinstance(current, dict) and isinstance(value, Mapping) and key != "feature_detectors":
-            merged[key] = _merge(current, value, f"{where}.{key}")
+            merged[key] = _merge(current, value, f"{where}.{key}", top=False)
         else:
             merged[key] = copy.deepcopy(value)
     return merged

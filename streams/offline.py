@@ -85,7 +85,10 @@ class OfflinePipeline:
                         res.join_records.append(value)
 
     def feed_events(self, items: Iterable[tuple[str, dict[str, Any]]], batch_size: int = 500) -> None:
-        """Feed ``(role, event)`` pairs in order, packed ``batch_size`` events per record."""
+        """Feed ``(role, event)`` pairs in order, packed as the SDK packs a published chunk:
+        every ``batch_size`` events become one record per topic and partition (so within a
+        chunk predictions apply before labels). Publishing the same chunks with the SDK
+        gives the live worker the same records, hence the same results."""
         pending: dict[tuple[str, int], list[dict[str, Any]]] = {}
         order: list[tuple[str, int]] = []
         count = 0

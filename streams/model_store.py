@@ -1,0 +1,169 @@
+"""The model store: versioned model artifacts on disk, authenticated by their sha256.
+
+A model ``churn`` lives in its own folder under the store root (``settings.model_store_dir``)::
+
+    churn/v1.pkl         the model
+    churn/v1.json        its metadata sidecar: model_id, version, sha256, created (event
+                         time), metrics, parent_version, format
+    churn/pointers.json  {"latest": <artifact>, "champion": <artifact>}
+
+Events on ``model-updates`` carry an artifact's path and sha256, never model bytes.
+
+**Why pickle, and why it is safe here.** River models are serialised by river's own
+convention, :mod:`pickle`. Unpickling runs code chosen by whoever wrote the bytes, so
+:meth:`ModelStore.load` hashes the file first and refuses it unless the sha256 matches the
+one the caller expects; the caller takes that hash from a record the updater itself wrote
+(its pointer file, or the artifact it just saved), never from a topic. Bytes are unpickled
+only after they are authenticated this way (our guide: "Never deserialize bare pickle from
+a topic"); the store folder must be writable by the updater alone. Paths outside the store
+root are refused as well.
+
+>>> import tempfile
+>>> store = ModelStore(tempfile.mkdtemp())
+>>> store.next_version("churn")
+'v1'
+>>> art = store.save("churn", "v1", {"weights": [0.5]}, {"created": 1.0, "metrics": {}, "parent_version": None})
+>>> store.load(art.path, art.sha256)
+{'weights': [0.5]}
+>>> store.set_champion("churn", art)
+>>> store.champion("churn") == art, store.next_version("churn")
+(True, 'v2')
+>>> store.load(art.path, "0" * 64)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+streams.model_store.ArtifactIntegrityError: model artifact ... has sha256 ..., expected 000...; refusing to load a tampered or corrupted file
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from schemas import codec
+from schemas.ids import stable_id
+
+from .exceptions import DriftstreamError
+
+__all__ = ["Artifact", "ArtifactIntegrityError", "ModelStore"]
+
+#: The serialisation of every artifact (recorded in the sidecar).
+FORMAT = "river-pickle"
+
+_VERSION = re.compile(r"^v([0-9]+)\.pkl$")
+_SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+class ArtifactIntegrityError(DriftstreamError):
+    """A model artifact's bytes do not hash to the sha256 recorded for it."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A stored model version: where it is, its sha256, and its metadata sidecar."""
+
+    path: str
+    sha256: str
+    version: str
+    metadata: dict[str, Any]
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never a part."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ModelStore:
+    """Versioned, hash-authenticated model artifacts in one folder per model."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).resolve()
+
+    def folder(self, model_id: str) -> Path:
+        """The folder of ``model_id``: its name when that is a safe file name, else a
+        sanitised name made unique by a short hash."""
+        if _SAFE.match(model_id):
+            return self.root / model_id
+        return self.root / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', model_id)[:48]}-{stable_id(model_id)[:8]}"
+
+    def next_version(self, model_id: str) -> str:
+        """``v<n+1>`` where ``v<n>`` is the highest version stored for ``model_id``."""
+        folder = self.folder(model_id)
+        numbers = [int(m.group(1)) for p in folder.glob("v*.pkl") if (m := _VERSION.match(p.name))] if folder.is_dir() else []
+        return f"v{max(numbers, default=0) + 1}"
+
+    def save(self, model_id: str, version: str, model: Any, metadata: dict[str, Any]) -> Artifact:
+        """Write ``model`` as ``<version>.pkl`` with its JSON sidecar and make it ``latest``.
+
+        ``metadata`` gives ``created`` (event time), ``metrics`` and ``parent_version``; the
+        store adds ``model_id``, ``version``, ``sha256`` and ``format``.
+        """
+        if not re.match(r"^v[0-9]+$", version):
+            raise ValueError(f"version must look like v<number>, got {version!r}")
+        folder = self.folder(model_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+        sha256 = hashlib.sha256(data).hexdigest()
+        path = folder / f"{version}.pkl"
+        _write_atomically(path, data)
+        sidecar = {**metadata, "model_id": model_id, "version": version, "sha256": sha256, "format": FORMAT}
+        _write_atomically(folder / f"{version}.json", codec.dumps(sidecar))
+        artifact = Artifact(str(path), sha256, version, sidecar)
+        self._set_pointer(model_id, "latest", artifact)
+        return artifact
+
+    def load(self, path: str | os.PathLike[str], expected_sha256: str) -> Any:
+        """The model at ``path``, unpickled only if its bytes hash to ``expected_sha256``.
+
+        Raises :class:`ArtifactIntegrityError` on a mismatch and ``ValueError`` for a path
+        outside the store.
+        """
+        resolved = Path(path).resolve()
+        if not resolved.is_relative_to(self.root):
+            raise ValueError(f"model artifact {path} is outside the model store {self.root}; refusing to load it")
+        data = resolved.read_bytes()
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected_sha256:
+            raise ArtifactIntegrityError(
+                f"model artifact {path} has sha256 {actual}, expected {expected_sha256}; "
+                "refusing to load a tampered or corrupted file"
+            )
+        return pickle.loads(data)  # noqa: S301 - authenticated by the sha256 above
+
+    def set_champion(self, model_id: str, artifact: Artifact) -> None:
+        """Record ``artifact`` as the model's champion (survives a restart)."""
+        self._set_pointer(model_id, "champion", artifact)
+
+    def champion(self, model_id: str) -> Artifact | None:
+        """The champion recorded for ``model_id``, if any."""
+        return self._pointer(model_id, "champion")
+
+    def latest(self, model_id: str) -> Artifact | None:
+        """The most recently saved artifact of ``model_id``, if any."""
+        return self._pointer(model_id, "latest")
+
+    def _pointers(self, model_id: str) -> dict[str, Any]:
+        path = self.folder(model_id) / "pointers.json"
+        return codec.loads(path.read_bytes()) if path.exists() else {}
+
+    def _pointer(self, model_id: str, name: str) -> Artifact | None:
+        value = self._pointers(model_id).get(name)
+        return Artifact(**value) if value else None
+
+    def _set_pointer(self, model_id: str, name: str, artifact: Artifact) -> None:
+        pointers = {**self._pointers(model_id), name: asdict(artifact)}
+        _write_atomically(self.folder(model_id) / "pointers.json", codec.dumps(pointers))

@@ -1,0 +1,119 @@
+"""Model monitors: detection, state that survives a changelog round trip, configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from streams.exceptions import ConfigError
+from streams.monitor_config import MonitorConfig
+from streams.offline import OfflinePipeline
+from streams.simulate import Simulation, SimulationConfig
+from streams.stages import MonitorStage, Outputs
+
+
+def _final(alerts: list[dict]) -> dict[str, dict]:
+    return {a["alert_id"]: a for a in alerts}
+
+
+def test_drifts_are_detected_after_they_are_injected_and_not_before() -> None:
+    config = SimulationConfig(events=30_000, seed=3, feature_drift_at=8_000, concept_drift_at=20_000)
+    pipe = OfflinePipeline(window_s=3600)
+    pipe.feed_events(Simulation(config).in_event_time_order())
+    alerts = _final(pipe.result.alerts)
+    data = [a for a in alerts.values() if a["kind"] == "data_drift"]
+    assert [a["feature"] for a in data] == ["sessions_7d"]
+    assert 8_000 <= int(data[0]["prediction_id"][1:]) < 9_500  # detection delay < 1,500 events
+    concept = [m for a in alerts.values() for m in a["members"] if m["kind"] in ("concept_drift", "performance")]
+    assert {m["detector"] for m in concept} >= {"adwin", "accuracy"}
+    assert all(a["timestamp"] >= config.start + 8_000 / config.event_rate for a in alerts.values())
+    assert len(pipe.result.update_requests) >= 1
+
+
+def test_monitor_state_round_trip_mid_stream_gives_identical_results() -> None:
+    config = SimulationConfig(events=12_000, seed=4, feature_drift_at=5_000, concept_drift_at=8_000)
+    items = Simulation(config).in_event_time_order()
+    cut = len(items) // 2
+
+    def run(round_trip: bool) -> OfflinePipeline:
+        pipe = OfflinePipeline(window_s=3600)
+        pipe.feed_events(items[:cut])
+        if round_trip:  # what a restarted worker does: state from the changelog, as JSON
+            stage = MonitorStage(pipe.monitor_config)
+            for key, (monitor, applied) in list(pipe.monitors.items()):
+                raw = orjson.dumps(orjson.loads(stage.dump(monitor, applied, Outputs())))
+                loaded, loaded_applied, _ = stage.load(raw)
+                pipe.monitors[key] = (loaded, loaded_applied)
+        pipe.feed_events(items[cut:])
+        return pipe
+
+    restored, straight = run(True), run(False)
+    assert restored.result.alerts == straight.result.alerts
+    assert restored.result.drift_events == straight.result.drift_events
+    assert len(straight.result.drift_events) > 20 and len(straight.result.alerts) > 2
+
+
+def test_a_column_batch_applied_twice_is_skipped() -> None:
+    pipe = OfflinePipeline()
+    preds, _ = Simulation(SimulationConfig(events=10, seed=1)).generate()
+    pipe.feed_events([("predictions", p) for p in preds])
+    monitor, applied = pipe.monitors["churn-model"]
+    payload = {"source": 0, "seq": 1, "pred": None, "pairs": None}
+    assert pipe.monitor_stage.process(monitor, applied, payload) is None
+    assert monitor.n_predictions == 10
+
+
+def test_stationary_stream_raises_no_alert() -> None:
+    config = SimulationConfig(events=50_000, seed=12, feature_drift_at=None, concept_drift_at=None)
+    pipe = OfflinePipeline(keep_samples=False)
+    pipe.feed_events(Simulation(config).in_event_time_order())
+    assert pipe.result.alerts == []
+
+
+def test_config_file_selects_detectors_per_model(tmp_path: Path) -> None:
+    toml = tmp_path / "monitor.toml"
+    toml.write_text(
+        '[defaults]\nreference_size = 500\n\n'
+        '[models.churn-model]\nignore_features = ["income", "region"]\n'
+        '[models.churn-model.feature_detectors.age]\ntype = "ks"\nwindow = 500\nstep = 100\n'
+    )
+    yaml = tmp_path / "monitor.yaml"
+    yaml.write_text("defaults:\n  reference_size: 500\nmodels:\n  churn-model:\n    ignore_features: [income, region]\n"
+                    "    feature_detectors:\n      age: {type: ks, window: 500, step: 100}\n")
+    for path in (toml, yaml):
+        config = MonitorConfig.load(path)
+        pipe = OfflinePipeline(config)
+        preds, _ = Simulation(SimulationConfig(events=600, seed=1)).generate()
+        pipe.feed_events([("predictions", p) for p in preds])
+        monitor, _ = pipe.monitors["churn-model"]
+        detectors = {w.feature: w.detector.name for w in monitor.watched.values() if w.kind == "data_drift"}
+        assert detectors == {"age": "ks", "tenure_months": "psi", "sessions_7d": "psi", "plan": "psi_categorical"}
+
+
+def test_config_errors_name_the_bad_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"models.m: unknown setting 'refrence_size'; expected one of: "):
+        MonitorConfig.from_mapping({"models": {"m": {"refrence_size": 5}}})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[defaults\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        MonitorConfig.load(bad)
+    with pytest.raises(ConfigError, match="expected a .toml, .yaml or .yml file"):
+        MonitorConfig.load(tmp_path / "x.ini")
+
+
+def test_reference_profile_replaces_the_first_n_events(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    profile = tmp_path / "profile.json"
+    profile.write_bytes(orjson.dumps({"features": {"x": rng.normal(0, 1, 2000).tolist()}}))
+    config = MonitorConfig.from_mapping({"defaults": {"reference": {"profile": str(profile)}}})
+    pipe = OfflinePipeline(config)
+    events = [("predictions", {"prediction_id": f"q{i}", "model_id": "m", "timestamp": float(i),
+                               "prediction": 1, "features": {"x": float(v)}})
+              for i, v in enumerate(rng.normal(3, 1, 1500))]
+    pipe.feed_events(events)  # every event is drifted: with a profile, no warm-up is needed
+    assert any(a["feature"] == "x" and a["kind"] == "data_drift" for a in pipe.result.alerts)
+    with pytest.raises(ConfigError, match="cannot read reference profile"):
+        OfflinePipeline(MonitorConfig.from_mapping({"defaults": {"reference": {"profile": str(tmp_path / "nope.json")}}})).feed_events(events[:1])
