@@ -100,8 +100,10 @@ def test_config_errors_name_the_bad_key(tmp_path: Path) -> None:
     bad.write_text("[defaults\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         MonitorConfig.load(bad)
+    ini = tmp_path / "x.ini"
+    ini.write_text("[defaults]\n")
     with pytest.raises(ConfigError, match="expected a .toml, .yaml or .yml file"):
-        MonitorConfig.load(tmp_path / "x.ini")
+        MonitorConfig.load(ini)
 
 
 def test_reference_profile_replaces_the_first_n_events(tmp_path: Path) -> None:
