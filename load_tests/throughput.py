@@ -1,0 +1,261 @@
+"""Pipeline throughput per worker process, against raw aiokafka and a no-op Faust agent.
+
+Predictions carry 10 numeric and 2 categorical features; 90 % of them get a label that
+arrives shuffled within a delay; drift is injected. Everything goes through the full
+default pipeline (join, every default detector, alerts) in one worker process.
+
+Two runs, each into fresh topics that are filled *before* the worker starts, so the
+group join is not timed: the rate is measured from the first prediction the join decoded
+to the moment the monitors had applied every prediction and every joined pair (the
+worker's ``driftstream_events_consumed_total`` counters, polled).
+
+- **SDK**: published with :class:`~streams.sdk.DriftstreamClient` (500 events per record).
+  Baseline: a raw ``AIOKafkaConsumer`` (no group) reading the same predictions topic,
+  once decoding nothing and once JSON-decoding every record (orjson).
+- **foreign**: one event per record from kcat, keyed by ``prediction_id``. Baseline: a
+  Faust app whose one agent does ``async for _ in stream: pass`` over the same topic
+  (``load_tests.noop_faust``, a subprocess; its rate comes from its own timestamps).
+
+Targets: SDK >= 100,000 predictions/s per worker process and >= 30 % of raw aiokafka;
+foreign >= 70 % of the no-op Faust agent.
+
+    python -m load_tests.throughput [--smoke] [--json PATH] [--sdk-events N] [--foreign-events N]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas import codec
+from streams.progress import Progress
+from streams.settings import Settings
+from streams.simulate import SimulationConfig
+
+from .common import (
+    Harness,
+    LoadTestError,
+    consumed,
+    count_roles,
+    create_topics,
+    finish,
+    follow,
+    kill_process_group,
+    namespaced,
+    note,
+    parser,
+    pipeline_rate,
+    print_table,
+    publish,
+    workload,
+)
+from .kcat import produce_foreign
+
+SDK_TARGET_PER_S = 100_000.0
+SDK_VS_RAW_TARGET = 0.30
+FOREIGN_VS_NOOP_TARGET = 0.70
+
+
+def drifting_config(events: int, seed: int, model_id: str = "throughput-model") -> SimulationConfig:
+    return SimulationConfig(
+        events=events, seed=seed, model_id=model_id,
+        feature_drift_at=int(events * 0.4), concept_drift_at=int(events * 0.6),
+        label_fraction=0.9, label_delay_s=(1.0, 20.0), event_rate=200.0,
+    )
+
+
+def run_pipeline(h: Harness, settings: Settings, sent: dict[str, int], what: str) -> dict[str, Any]:
+    """Start a worker on pre-filled topics and time it from first decoded to last applied."""
+    total = sent["predictions"] + sent["ground-truth"]
+    worker = h.worker(settings)
+    started = time.monotonic()
+    worker.wait_ready(120)
+    ready_s = time.monotonic() - started
+    trace = follow(
+        worker,
+        {"join": lambda: consumed(worker, settings, "predictions"),
+         "monitored": lambda: consumed(worker, settings, "monitor-input")},
+        lambda v: v["monitored"] >= total,
+        deadline_s=600, what=what, progress_key="monitored", total=total,
+    )
+    rate = pipeline_rate(trace, "join", "monitored", sent["predictions"])
+    dead = worker.metric("driftstream_dead_letters_total")
+    alerts = worker.metric("driftstream_alerts_total", status="firing")
+    worker.stop()
+    return {**rate, "worker_ready_s": round(ready_s, 2), "predictions": sent["predictions"], "labels": sent["ground-truth"],
+            "dead_letters": int(dead), "alerts_fired": int(alerts)}
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    await consumer.topics()  # fetches the metadata
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+
+
+async def _raw_consume(settings: Settings, topic: str, decode: bool) -> dict[str, Any]:
+    consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), group_id=None, enable_auto_commit=False,
+                                fetch_max_bytes=52_428_800, max_partition_fetch_bytes=8_388_608)
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, topic)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        total_records = sum(ends.values())
+        records = events = first_records = first_events = 0
+        t0 = t1 = 0.0
+        while records < total_records:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=100_000)
+            now = time.perf_counter()
+            for messages in batches.values():
+                for message in messages:
+                    records += 1
+                    if decode:
+                        value = codec.loads(message.value)
+                        events += len(value) if isinstance(value, list) else 1
+            if batches and not t0:
+                t0, first_records, first_events = now, records, events
+            t1 = now
+        return {"records": records, "events": events, "first_records": first_records, "first_events": first_events,
+                "elapsed_s": t1 - t0}
+    finally:
+        await consumer.stop()
+
+
+def raw_aiokafka_rate(settings: Settings, topic: str, predictions: int, decode: bool) -> dict[str, Any]:
+    """Predictions/s of a bare consumer loop (no group) over ``topic``; the first fetch is
+    not timed. Without decoding, predictions are counted as records x the topic's mean
+    predictions per record."""
+    got = asyncio.run(_raw_consume(settings, topic, decode))
+    elapsed = max(got["elapsed_s"], 1e-9)
+    if decode:
+        if got["events"] != predictions:
+            raise LoadTestError(f"raw consumer decoded {got['events']} predictions of {topic}, expected {predictions}")
+        done = got["events"] - got["first_events"]
+    else:
+        done = predictions * (got["records"] - got["first_records"]) / max(got["records"], 1)
+    return {"records": got["records"], "elapsed_s": round(elapsed, 3), "predictions_per_s": round(done / elapsed, 1)}
+
+
+def noop_faust_rate(h: Harness, settings: Settings, topic: str, records: int, predictions: int) -> dict[str, Any]:
+    """Predictions/s of ``load_tests.noop_faust`` over ``topic`` (first to last record)."""
+    out = Path(tempfile.mkdtemp(prefix="noop-faust-")) / "result.json"
+    log = open(out.with_name("noop.log"), "wb")  # noqa: SIM115 - closed below
+    h.callback(log.close)
+    process = h.popen([sys.executable, "-m", "load_tests.noop_faust", "--broker", settings.broker,
+                       "--topic", topic, "--expect", str(records), "--out", str(out)],
+                      stdout=log, stderr=log, stdin=None)
+    deadline = time.monotonic() + 300
+    with Progress("no-op Faust: waiting for its result", every_s=2.0) as bar:
+        while not out.exists():
+            if process.poll() is not None:
+                raise LoadTestError(f"no-op Faust app exited ({process.returncode}):\n{out.with_name('noop.log').read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise LoadTestError(f"no-op Faust app did not see {records} records of {topic} within 300 s")
+            time.sleep(0.1)
+            bar.update(0)
+    got = codec.loads(out.read_bytes())
+    kill_process_group(process)
+    shutil.rmtree(out.parent, ignore_errors=True)
+    elapsed = max(got["last_s"] - got["first_s"], 1e-9)
+    return {"records": got["records"], "elapsed_s": round(elapsed, 3),
+            "predictions_per_s": round(predictions * (got["records"] - 1) / records / elapsed, 1)}
+
+
+async def _record_count(settings: Settings, topic: str) -> int:
+    consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), group_id=None)
+    await consumer.start()
+    try:
+        partitions = await _partitions(consumer, topic)
+        return sum((await consumer.end_offsets(partitions)).values())
+    finally:
+        await consumer.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    p = parser(__doc__)
+    p.add_argument("--sdk-events", type=int, help="predictions published with the SDK (default 500,000; smoke 20,000)")
+    p.add_argument("--foreign-events", type=int, help="predictions published by kcat (default 60,000; smoke 3,000)")
+    p.add_argument("--partitions", type=int, default=4)
+    args = p.parse_args(argv)
+    n_sdk = args.sdk_events or (20_000 if args.smoke else 500_000)
+    n_foreign = args.foreign_events or (3_000 if args.smoke else 60_000)
+
+    with Harness() as h:
+        broker = h.broker()
+        # -- SDK: many events per record ------------------------------------------------
+        sdk = namespaced(broker, partitions=args.partitions)
+        create_topics(sdk)
+        note(f"generating {n_sdk:,} predictions and their labels")
+        items = workload(drifting_config(n_sdk, args.seed))
+        sent = publish(sdk, items, what="SDK events published")
+        sdk_run = run_pipeline(h, sdk, sent, "SDK events through the pipeline")
+        sdk_records = asyncio.run(_record_count(sdk, sdk.topic("predictions")))
+        note("raw aiokafka over the SDK predictions topic")
+        raw = raw_aiokafka_rate(sdk, sdk.topic("predictions"), sent["predictions"], decode=False)
+        raw_json = raw_aiokafka_rate(sdk, sdk.topic("predictions"), sent["predictions"], decode=True)
+        note("no-op Faust agent over the SDK predictions topic")
+        noop_sdk = noop_faust_rate(h, sdk, sdk.topic("predictions"), sdk_records, sent["predictions"])
+        del items
+
+        # -- foreign: one event per record from kcat -------------------------------------
+        foreign = namespaced(broker, partitions=args.partitions)
+        create_topics(foreign)
+        items = workload(drifting_config(n_foreign, args.seed + 1))
+        counts = count_roles(items)
+        note(f"kcat producing {len(items):,} events, one per record")
+        for role in ("predictions", "ground-truth"):
+            produce_foreign(broker.bootstrap_servers, foreign.topic(role), [e for r, e in items if r == role])
+        foreign_run = run_pipeline(h, foreign, counts, "foreign events through the pipeline")
+        note("no-op Faust agent over the foreign predictions topic")
+        noop = noop_faust_rate(h, foreign, foreign.topic("predictions"), counts["predictions"], counts["predictions"])
+        raw_foreign = raw_aiokafka_rate(foreign, foreign.topic("predictions"), counts["predictions"], decode=True)
+
+    sdk_rate = sdk_run["predictions_per_s"]
+    foreign_rate = foreign_run["predictions_per_s"]
+    sdk_vs_raw = sdk_rate / raw["predictions_per_s"]
+    foreign_vs_noop = foreign_rate / noop["predictions_per_s"]
+    targets = {
+        "sdk_predictions_per_s": {"target": f">= {SDK_TARGET_PER_S:,.0f}", "actual": sdk_rate, "met": sdk_rate >= SDK_TARGET_PER_S},
+        "sdk_vs_raw_aiokafka": {"target": f">= {SDK_VS_RAW_TARGET:.2f}", "actual": round(sdk_vs_raw, 4), "met": sdk_vs_raw >= SDK_VS_RAW_TARGET},
+        "foreign_vs_faust_noop": {"target": f">= {FOREIGN_VS_NOOP_TARGET:.2f}", "actual": round(foreign_vs_noop, 4), "met": foreign_vs_noop >= FOREIGN_VS_NOOP_TARGET},
+    }
+    summary = {
+        "script": "throughput", "smoke": args.smoke, "partitions": args.partitions, "worker_processes": 1,
+        "sdk_predictions_per_s": sdk_rate,
+        "foreign_predictions_per_s": foreign_rate,
+        "raw_aiokafka_per_s": raw["predictions_per_s"],
+        "raw_aiokafka_json_per_s": raw_json["predictions_per_s"],
+        "raw_aiokafka_foreign_json_per_s": raw_foreign["predictions_per_s"],
+        "faust_noop_per_s": noop["predictions_per_s"],
+        "faust_noop_sdk_topic_per_s": noop_sdk["predictions_per_s"],
+        "sdk_vs_raw_aiokafka": round(sdk_vs_raw, 4),
+        "foreign_vs_faust_noop": round(foreign_vs_noop, 4),
+        "raw_aiokafka_decoding": "raw_aiokafka_per_s decodes nothing; raw_aiokafka_json_per_s orjson-decodes every record",
+        "sdk_run": {**sdk_run, "records": sdk_records, "predictions_per_record": round(sent["predictions"] / max(sdk_records, 1), 1)},
+        "foreign_run": foreign_run,
+        "targets": targets,
+        "targets_met": all(t["met"] for t in targets.values()),
+    }
+    print_table("Throughput (one worker process, predictions/s)", [
+        ("SDK (500 events/record), full pipeline", sdk_rate, ""),
+        ("  raw aiokafka, no decoding", raw["predictions_per_s"], f"pipeline = {sdk_vs_raw:.1%}"),
+        ("  raw aiokafka, orjson-decoding", raw_json["predictions_per_s"], ""),
+        ("  no-op Faust agent", noop_sdk["predictions_per_s"], ""),
+        ("foreign (kcat, 1 event/record), full pipeline", foreign_rate, ""),
+        ("  no-op Faust agent", noop["predictions_per_s"], f"pipeline = {foreign_vs_noop:.1%}"),
+        ("  raw aiokafka, orjson-decoding", raw_foreign["predictions_per_s"], ""),
+    ], ("run", "predictions/s", "ratio"))
+    print_table("Targets", [(k, t["target"], t["actual"], t["met"]) for k, t in targets.items()], ("figure", "target", "actual", "met"))
+    return finish(summary, args.json)
+
+
+if __name__ == "__main__":
+    main()

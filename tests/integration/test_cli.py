@@ -1,0 +1,121 @@
+"""The command line, as a user runs it: broker, publish, alerts, worker health, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from schemas import codec
+from streams.settings import Settings
+from streams.simulate import Simulation, SimulationConfig
+from streams.topics import ensure_topics
+from streams.worker_process import WorkerProcess
+
+from .support import read_topic, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _cli(*args: str, settings: Settings | None = None, stdin: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **(settings.to_env() if settings else {})}
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args], input=stdin.decode() if stdin else None,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _tansu_pids(address: str = "") -> set[int]:
+    """Embedded broker processes (listening on ``address`` if given)."""
+    out = subprocess.run(["pgrep", "-f", f"tansu.*broker.*{address}"], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+def _workers_on(address: str) -> set[int]:
+    """Worker processes whose DRIFTSTREAM_BROKER points at ``address``."""
+    found = set()
+    needle = f"DRIFTSTREAM_BROKER=kafka://{address}".encode()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if needle in environ.read_bytes():
+                found.add(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_broker_command_starts_answers_and_stops_cleanly() -> None:
+    before = _tansu_pids()
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "broker"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        first = proc.stdout.readline() if proc.stdout else ""
+        assert "embedded broker (memory-only) ready at 127.0.0.1:" in first
+        address = first.rsplit(" ", 1)[-1].strip()
+        started = _tansu_pids() - before
+        assert len(started) == 1
+        settings = Settings.from_env({}).replace(broker=f"kafka://{address}", topic_prefix="clitest.")
+        assert asyncio.run(ensure_topics(settings))[settings.topic("alerts")] == settings.partitions
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        wait_for(lambda: not (_tansu_pids() & started), 10, "the broker process to exit")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_publish_reports_invalid_lines_and_publishes_the_rest(settings: Settings, tmp_path: Path) -> None:
+    asyncio.run(ensure_topics(settings))
+    preds, _ = Simulation(SimulationConfig(events=30, seed=9)).generate()
+    lines = [codec.dumps(p).decode() for p in preds]
+    lines.insert(3, "{broken json")
+    lines.insert(10, codec.dumps({"prediction_id": "x", "model_id": "m", "timestamp": 1, "prediction": 1, "score": 7}).decode())
+    path = tmp_path / "preds.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    result = _cli("publish", "predictions", str(path), settings=settings)
+    assert result.returncode == 0, result.stderr
+    assert "published 30 predictions events; 2 invalid line(s) skipped" in result.stdout
+    assert "line 4: not valid JSON" in result.stderr
+    assert "line 11: predictions: field 'score' must be a number in [0, 1], got 7" in result.stderr
+    assert len(read_topic(settings, settings.topic("predictions"))) >= 1
+    from_stdin = _cli("publish", "predictions", "-", settings=settings, stdin="\n".join(lines[:3]).encode())
+    assert "published 3 predictions events; 0 invalid line(s) skipped" in from_stdin.stdout
+
+
+def test_worker_health_endpoints_and_alerts_command(settings: Settings) -> None:
+    asyncio.run(ensure_topics(settings))
+    with WorkerProcess(settings) as worker:
+        worker.wait_ready(90)
+        status, body = worker.get("/ready")
+        ready = codec.loads(body)
+        assert status == 200 and ready["recovery_finished"] and ready["broker_reachable"]
+        assert any(p.startswith(settings.topic("predictions")) for p in ready["assigned_partitions"])
+        assert worker.get("/health") == (200, b'{"status":"ok"}')
+        assert worker.get("/table")[0] == 404  # Faust's table browser is off
+        config = SimulationConfig(events=6_000, seed=2, feature_drift_at=2_000, concept_drift_at=None)
+        result = _cli("simulate", "--events", "6000", "--feature-drift-at", "2000", "--seed", "2", settings=settings)
+        assert result.returncode == 0, result.stderr
+        wait_for(lambda: worker.metric("driftstream_alerts_total") >= 1, 90, "an alert")
+    alerts = _cli("alerts", "--from-beginning", settings=settings)
+    lines = [codec.loads(line) for line in alerts.stdout.splitlines()]
+    assert lines and lines[0]["kind"] == "data_drift" and lines[0]["feature"] == "sessions_7d"
+    assert config.model_id == lines[0]["model_id"]
+
+
+def test_demo_runs_end_to_end_and_leaves_no_process_behind() -> None:
+    started = time.monotonic()
+    result = _cli("demo", "--events", "16000", "--rate", "40000", timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "driftstream demo summary" in out
+    assert "data_drift" in out and "fired at prediction #" in out
+    assert "concept_drift" in out or "performance" in out
+    assert "worker and broker stopped." in out
+    address = out.split("broker at ", 1)[1].split(";", 1)[0]
+    assert _tansu_pids(address) == set()
+    assert _workers_on(address) == set()
+    assert time.monotonic() - started < 240

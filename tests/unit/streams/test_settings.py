@@ -1,0 +1,80 @@
+"""The settings object: environment parsing, errors, and what reaches the Kafka clients."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from pathlib import Path
+
+import pytest
+
+from streams.app import faust_settings
+from streams.settings import SecretStr, Settings, SettingsError
+
+
+def test_reads_typed_values_from_the_environment() -> None:
+    s = Settings.from_env({"DRIFTSTREAM_PARTITIONS": "8", "DRIFTSTREAM_JOIN_WINDOW_S": "3600",
+                           "DRIFTSTREAM_BROKER": "kafka://a:9092,kafka://b:9093"})
+    assert (s.partitions, s.join_window_s, s.bootstrap_servers) == (8, 3600.0, "a:9092,b:9093")
+    assert Settings.from_env(s.to_env()) == s
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DRIFTSTREAM_PARTITIONS": "many"}, "DRIFTSTREAM_PARTITIONS='many': expected int"),
+        ({"DRIFTSTREAM_PARTITIONS": "0"}, "DRIFTSTREAM_PARTITIONS=0: expected >= 1"),
+        ({"DRIFTSTREAM_BROKER": "localhost:9092"}, "DRIFTSTREAM_BROKER='localhost:9092': expected kafka://host:port"),
+        ({"DRIFTSTREAM_SECURITY_PROTOCOL": "TLS"}, "DRIFTSTREAM_SECURITY_PROTOCOL='TLS': expected one of PLAINTEXT, SSL"),
+        ({"DRIFTSTREAM_SASL_MECHANISM": "GSSAPI"}, "DRIFTSTREAM_SASL_MECHANISM='GSSAPI': expected one of PLAIN"),
+    ],
+)
+def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace("+", r"\+")):
+        Settings.from_env(env)
+
+
+def test_secrets_never_show_in_reprs_or_redacted_dumps() -> None:
+    s = Settings.from_env({"DRIFTSTREAM_SASL_PASSWORD": "hunter2", "DRIFTSTREAM_SASL_USERNAME": "svc",
+                           "DRIFTSTREAM_SECURITY_PROTOCOL": "SASL_SSL"})
+    assert "hunter2" not in repr(s) and "hunter2" not in str(s.redacted())
+    assert s.sasl_password == SecretStr("hunter2")
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_sasl_over_ssl_reaches_aiokafka_and_faust(mechanism: str, tmp_path: Path) -> None:
+    ca = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
+    s = Settings.from_env({
+        "DRIFTSTREAM_SECURITY_PROTOCOL": "SASL_SSL", "DRIFTSTREAM_SASL_MECHANISM": mechanism,
+        "DRIFTSTREAM_SASL_USERNAME": "svc", "DRIFTSTREAM_SASL_PASSWORD": "s3cret",
+        "DRIFTSTREAM_SSL_CAFILE": str(ca),
+    })
+    kwargs = s.kafka_client_kwargs()
+    assert kwargs["security_protocol"] == "SASL_SSL"
+    assert kwargs["sasl_mechanism"] == mechanism
+    assert (kwargs["sasl_plain_username"], kwargs["sasl_plain_password"]) == ("svc", "s3cret")
+    assert isinstance(kwargs["ssl_context"], ssl.SSLContext)
+    credentials = faust_settings(s)["broker_credentials"]
+    assert credentials.username == "svc" and credentials.mechanism.value == mechanism
+    assert credentials.ssl_context is kwargs["ssl_context"] or isinstance(credentials.ssl_context, ssl.SSLContext)
+
+
+def test_plaintext_has_no_security_arguments() -> None:
+    kwargs = Settings.from_env({}).kafka_client_kwargs()
+    assert kwargs == {"bootstrap_servers": "localhost:9092", "security_protocol": "PLAINTEXT"}
+    assert "broker_credentials" not in faust_settings(Settings.from_env({}))
+
+
+def test_sasl_without_ssl_warns(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="streams.settings"):
+        Settings.from_env({"DRIFTSTREAM_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "DRIFTSTREAM_SASL_USERNAME": "svc"})
+    assert "SASL is configured without SSL" in caplog.text
+
+
+def test_embedded_broker_timings_are_short_and_production_defaults_sane() -> None:
+    prod = Settings.from_env({})
+    assert (prod.session_timeout_s, prod.heartbeat_interval_s) == (30.0, 3.0)
+    dev = prod.for_embedded_broker("kafka://127.0.0.1:1234")
+    assert dev.session_timeout_s <= 6 and dev.heartbeat_interval_s <= 1 and dev.broker == "kafka://127.0.0.1:1234"
+    conf = faust_settings(dev)
+    assert conf["web_tables_enabled"] is False and conf["web_bind"] == "127.0.0.1"

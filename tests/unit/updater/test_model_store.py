@@ -1,0 +1,81 @@
+"""The model store: versions, sidecars, pointers, and refusal of unverified bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from streams.model_store import ArtifactIntegrityError, ModelStore
+from streams.updater import new_model
+
+
+def _trained() -> object:
+    model = new_model("classification")
+    for i in range(50):
+        model.learn_one({"x": float(i), "plan": "pro" if i % 2 else "basic"}, int(i > 25))
+    return model
+
+
+def test_save_writes_the_model_and_a_sidecar_and_load_returns_it(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    model = _trained()
+    art = store.save("churn", "v1", model, {"created": 1_700_000_000.5, "metrics": {"accuracy": 0.9}, "parent_version": None})
+    assert art.sha256 == hashlib.sha256(Path(art.path).read_bytes()).hexdigest()
+    sidecar = json.loads(Path(art.path).with_suffix(".json").read_text())
+    assert sidecar == {
+        "created": 1_700_000_000.5, "metrics": {"accuracy": 0.9}, "parent_version": None,
+        "model_id": "churn", "version": "v1", "sha256": art.sha256, "format": "river-pickle",
+    }
+    assert art.metadata == sidecar
+    loaded = store.load(art.path, art.sha256)
+    x = {"x": 40.0, "plan": "pro"}
+    assert loaded.predict_one(x) == model.predict_one(x)
+
+
+def test_pointers_survive_a_new_store_and_versions_count_up(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    assert store.champion("churn") is None and store.latest("churn") is None
+    v1 = store.save("churn", store.next_version("churn"), {"w": 1}, {"created": 1.0, "metrics": {}, "parent_version": None})
+    store.set_champion("churn", v1)
+    v2 = store.save("churn", store.next_version("churn"), {"w": 2}, {"created": 2.0, "metrics": {}, "parent_version": "v1"})
+    reopened = ModelStore(tmp_path)
+    assert (v1.version, v2.version) == ("v1", "v2")
+    assert reopened.champion("churn") == v1
+    assert reopened.latest("churn") == v2
+    assert reopened.next_version("churn") == "v3"
+
+
+def test_a_tampered_artifact_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    art = store.save("churn", "v1", _trained(), {"created": 1.0, "metrics": {}, "parent_version": None})
+    data = bytearray(Path(art.path).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    Path(art.path).write_bytes(bytes(data))
+    actual = hashlib.sha256(bytes(data)).hexdigest()
+    expected = (
+        f"model artifact {art.path} has sha256 {actual}, expected {art.sha256}; "
+        "refusing to load a tampered or corrupted file"
+    )
+    with pytest.raises(ArtifactIntegrityError, match=re.escape(expected)):
+        store.load(art.path, art.sha256)
+
+
+def test_paths_outside_the_store_are_refused_and_model_ids_stay_inside(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "store")
+    outside = tmp_path / "evil.pkl"
+    outside.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="outside the model store"):
+        store.load(outside, hashlib.sha256(b"not a model").hexdigest())
+    art = store.save("../../etc/churn@v 1", "v1", {"w": 1}, {"created": 1.0, "metrics": {}, "parent_version": None})
+    assert Path(art.path).resolve().is_relative_to(store.root)
+    assert store.folder("../../etc/churn@v 1") != store.folder("__etc_churn_v_1")
+
+
+def test_versions_must_be_v_numbers(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="version must look like v<number>, got '../x'"):
+        ModelStore(tmp_path).save("churn", "../x", {}, {"created": 1.0, "metrics": {}, "parent_version": None})
+
