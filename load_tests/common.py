@@ -279,16 +279,21 @@ def follow(
             time.sleep(poll_s)
 
 
-def pipeline_rate(trace: Trace, start_name: str, end_name: str, total_predictions: int) -> dict[str, float]:
-    """Predictions per second from the first sample where the join moved to the sample where
-    everything was applied; the predictions done before that first sample are excluded."""
+def pipeline_rate(trace: Trace, start_name: str, end_name: str, predictions: int, total: int) -> dict[str, float]:
+    """Predictions per second through the whole pipeline: from the first sample where
+    ``start_name`` (the join) had moved to the sample where ``end_name`` (the monitors)
+    reached ``total`` events (predictions + joined pairs); what the monitors had applied by
+    the first sample is excluded, and the rate is scaled to predictions."""
     first = trace.first_moving(start_name)
     if first is None:
         raise LoadTestError("the worker never processed anything")
-    t0, done0 = first
+    t0 = first[0]
+    i = trace.names.index(end_name) + 1
+    done0 = next(s[i] for s in trace.samples if s[0] == t0)
     t1 = trace.samples[-1][0]
     elapsed = max(t1 - t0, 1e-9)
-    return {"elapsed_s": round(elapsed, 3), "predictions_per_s": round((total_predictions - done0) / elapsed, 1)}
+    rate = (total - done0) / elapsed * predictions / total
+    return {"elapsed_s": round(elapsed, 3), "predictions_per_s": round(rate, 1), "first_sample_share": round(done0 / total, 4)}
 
 
 def vm_rss_bytes(pid: int) -> int:

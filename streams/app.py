@@ -16,13 +16,16 @@ and graph views are off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
-from collections.abc import Iterable
+import weakref
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import faust
+from faust.streams import _current_event
 from faust.types import TP, EventT
 from prometheus_client import CollectorRegistry
 
@@ -111,9 +114,9 @@ class Pipeline:
         )
         self.monitor_stage = MonitorStage(monitor_config)
         self.role_of = {settings.topic("predictions"): "predictions", settings.topic("ground-truth"): "ground-truth"}
-        schema = faust.Schema(key_serializer="json", value_serializer="raw")
-        self.join_table = app.Table("join-state", partitions=settings.partitions, schema=schema)
-        self.monitor_table = app.Table("monitor-state", partitions=settings.partitions, schema=schema)
+        # keys: JSON strings; values: our own explicit JSON state as raw bytes (never pickle)
+        self.join_table = app.Table("join-state", partitions=settings.partitions, value_type=bytes)
+        self.monitor_table = app.Table("monitor-state", partitions=settings.partitions, value_type=bytes)
         self.outputs = {
             role: app.topic(settings.topic(role), key_serializer="raw", value_serializer="raw")
             for role in OUTPUT_ROLES
@@ -132,6 +135,17 @@ class Pipeline:
         self._monitors.clear()
 
     # -- table writes ---------------------------------------------------------------------
+    @staticmethod
+    @contextlib.contextmanager
+    def _in_partition_of(event: EventT) -> Iterator[None]:
+        """Make ``event`` the current event: Faust's RocksDB store picks the partition's
+        database from it (the memory store ignores it)."""
+        token = _current_event.set(weakref.ref(event))
+        try:
+            yield
+        finally:
+            _current_event.reset(token)
+
     def _write(self, table: faust.Table, partition: int, key: str, value: bytes | None) -> Any:
         if value is None:
             table.data.pop(key, None)
@@ -139,8 +153,10 @@ class Pipeline:
         table.data[key] = value
         return table.send_changelog(partition, key, value)
 
-    async def _write_all(self, table: faust.Table, partition: int, writes: Iterable[tuple[str, bytes | None]]) -> None:
-        futures = [self._write(table, partition, key, value) for key, value in writes]
+    async def _write_all(self, table: faust.Table, event: EventT, writes: Iterable[tuple[str, bytes | None]]) -> None:
+        partition = event.message.partition
+        with self._in_partition_of(event):
+            futures = [self._write(table, partition, key, value) for key, value in writes]
         if futures:
             await asyncio.gather(*futures)
 
@@ -179,8 +195,10 @@ class Pipeline:
     async def handle_join(self, events: list[EventT]) -> None:
         started = time.perf_counter()
         by_partition: dict[int, list[InputRecord]] = {}
+        last_event: dict[int, EventT] = {}
         for event in events:
             msg = event.message
+            last_event[msg.partition] = event
             by_partition.setdefault(msg.partition, []).append(
                 InputRecord(self.role_of[msg.topic], msg.topic, msg.partition, msg.offset, msg.value)
             )
@@ -199,7 +217,7 @@ class Pipeline:
                 log.warning("offset gap on %s[%d]: offsets %d..%d were never applied", topic, partition, first, last)
             if result.skipped_records == len(records):
                 continue
-            await self._write_all(self.join_table, partition, self.join_stage.persist(part, result))
+            await self._write_all(self.join_table, last_event[partition], self.join_stage.persist(part, result))
             await self.publish(result.outputs)
             for role, n in result.events.items():
                 m.events_consumed.labels(self.settings.topic(role)).inc(n)
@@ -216,7 +234,7 @@ class Pipeline:
                 m.records_consumed.labels(record.topic).inc()
         m.batch_size.labels("join").observe(len(events))
         m.batch_duration_seconds.labels("join").observe(time.perf_counter() - started)
-        m.table_size.labels("join-state").set(len(self.join_table.data))
+        m.table_size.labels("join-state").set(sum(len(p.state.alive) + 1 for p in self._joins.values()))
         self.processed_batches += 1
 
     # -- monitor ------------------------------------------------------------------------
@@ -224,7 +242,7 @@ class Pipeline:
         cached = self._monitors.get(key)
         if cached is not None:
             return cached
-        raw = self.monitor_table.data.get(key)
+        raw = self.monitor_table.data.get(key)  # memory and RocksDB stores alike
         if raw is None:
             cached = (self.monitor_stage.new_monitor(payload["model_id"], payload["model_version"]), {})
         else:
@@ -237,7 +255,7 @@ class Pipeline:
 
     async def handle_monitor(self, events: list[EventT]) -> None:
         started = time.perf_counter()
-        touched: dict[str, tuple[int, Outputs]] = {}
+        touched: dict[str, tuple[EventT, Outputs]] = {}
         m = self.metrics
         applied_events = 0
         for event in events:
@@ -246,7 +264,7 @@ class Pipeline:
             payload = codec.loads(msg.value)
             monitor, applied = await self._monitor_for(key, payload)
             result = self.monitor_stage.process(monitor, applied, payload)
-            _, outputs = touched.setdefault(key, (msg.partition, Outputs()))
+            _, outputs = touched.setdefault(key, (event, Outputs()))
             if result is None:
                 m.duplicates_skipped.labels("monitor").inc()
                 continue
@@ -255,16 +273,16 @@ class Pipeline:
                 for k, v in items:
                     outputs.add(role, k, v)
             self._export(monitor, result)
-        for key, (partition, outputs) in touched.items():
+        for key, (event, outputs) in touched.items():
             monitor, applied = self._monitors[key]
-            await self._write_all(self.monitor_table, partition, [(key, self.monitor_stage.dump(monitor, applied, outputs))])
+            await self._write_all(self.monitor_table, event, [(key, self.monitor_stage.dump(monitor, applied, outputs))])
         for _, outputs in touched.values():
             await self.publish(outputs)
         # predictions plus joined pairs the monitors applied (tests wait on this)
         m.events_consumed.labels(self.settings.topic("monitor-input")).inc(applied_events)
         m.batch_size.labels("monitor").observe(len(events))
         m.batch_duration_seconds.labels("monitor").observe(time.perf_counter() - started)
-        m.table_size.labels("monitor-state").set(len(self.monitor_table.data))
+        m.table_size.labels("monitor-state").set(len(self._monitors))
 
     def _export(self, monitor: ModelMonitor, result: Any) -> None:
         m = self.metrics

@@ -47,8 +47,6 @@ ROLES = ("predictions", "ground-truth")
 RECORD_EVENTS = 500
 #: Events per pipeline micro-batch.
 FEED_EVENTS = 5000
-#: Invalid inputs listed one by one in the report and on stderr (all are counted).
-LIST_INVALID = 100
 
 
 class SourceEvent(NamedTuple):
@@ -69,8 +67,13 @@ def source_event(value: bytes, role: str, where: str, previous_ts: float) -> Sou
         obj = codec.loads(value)
     except ValueError:
         return SourceEvent(previous_ts, role, value, where, None, None, False)
+    return event_from_object(obj, value, role, where, previous_ts)
+
+
+def event_from_object(obj: Any, raw: bytes, role: str, where: str, previous_ts: float) -> SourceEvent:
+    """:func:`source_event` for an already decoded ``obj`` whose JSON is ``raw``."""
     if type(obj) is not dict:
-        return SourceEvent(previous_ts, role, value, where, None, None, False)
+        return SourceEvent(previous_ts, role, raw, where, None, None, False)
     ts = obj.get("timestamp")
     if type(ts) is str:
         try:
@@ -81,7 +84,7 @@ def source_event(value: bytes, role: str, where: str, previous_ts: float) -> Sou
         ts = previous_ts
     model_id = obj.get("model_id")
     pid = obj.get("prediction_id")
-    return SourceEvent(float(ts), role, value, where, model_id if type(model_id) is str else None,
+    return SourceEvent(float(ts), role, raw, where, model_id if type(model_id) is str else None,
                        pid if type(pid) is str else None, True)
 
 
@@ -215,12 +218,15 @@ class Evaluation:
 
     runs: list[Run]
     events: dict[str, int]
-    invalid: list[dict[str, Any]]
-    invalid_count: int
+    invalid: list[dict[str, Any]]  # where, reason, message: one per dead letter
     drifts: list[Drift]
     tolerance_s: float
     timelines: dict[tuple[str, str], list[float]]
     elapsed_s: float
+
+    @property
+    def invalid_count(self) -> int:
+        return len(self.invalid)
 
     @property
     def events_per_s(self) -> float:
@@ -245,6 +251,16 @@ def run_pipeline(
             bar.update(n)
         lo = hi
     return pipeline.result, time.perf_counter() - started
+
+
+def _watched(result: OfflineResult) -> list[tuple[str, str, str, str | None]]:
+    """``(model_id, detector, kind, feature)`` of every detector that reported a sample."""
+    out = []
+    for key, samples in result.samples.items():
+        if samples:
+            first = samples[0]
+            out.append((key.split("|", 1)[0].split("@", 1)[0], first["detector"], first["kind"], first["feature"]))
+    return out
 
 
 def _invalid(result: OfflineResult, packed: Packed) -> list[dict[str, Any]]:
@@ -275,7 +291,8 @@ def evaluate(
     with Progress("events", total=len(events) * len(configs), stream=progress) as bar:
         for name, path, config in configs:
             result, elapsed = run_pipeline(packed, config, window_s=window_s, max_message_bytes=max_message_bytes, bar=bar)
-            scores = score(detections_from(result.drift_events, result.alerts), drifts, lines, tolerance_s)
+            scores = score(detections_from(result.drift_events, result.alerts), drifts, lines, tolerance_s,
+                           watched=_watched(result))
             runs.append(Run(name, path, result, elapsed, scores, config_summary(scores)))
     order = rank({r.name: r.summary for r in runs})
     runs.sort(key=lambda r: order.index(r.name))
@@ -283,7 +300,7 @@ def evaluate(
         run.rank = i
     invalid = _invalid(runs[0].result, packed) if runs else []
     counts = {role: sum(1 for e in events if e.role == role) for role in ROLES}
-    return Evaluation(runs, counts, invalid, len(invalid), list(drifts), tolerance_s, lines,
+    return Evaluation(runs, counts, invalid, list(drifts), tolerance_s, lines,
                       time.perf_counter() - started)
 
 

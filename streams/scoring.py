@@ -62,6 +62,16 @@ ALERTS = "alerts"
 ALWAYS = "baseline: always alarm"
 NEVER = "baseline: never alarm"
 
+#: The rule of the module docstring in one sentence, for reports.
+SCORING_RULE = (
+    "a detection (a detector's drift onset, or an alert member starting to fire) counts for an "
+    "annotated drift of its model and kind when its event time is in [timestamp, timestamp + width "
+    "+ tolerance]; the first one is the detection, later ones in that interval are repeats; a "
+    "detection in no such interval is a false alarm; delays are measured to the detecting event, in "
+    "event time and in events of the detector's own stream (predictions, or labelled predictions "
+    "for concept drift and performance); false alarms are per 10,000 events of that stream"
+)
+
 #: How runs with several configs are ranked (best first).
 RANKING_RULE = (
     "configs are ranked on their alerts: annotated drifts detected (more first), then false "
@@ -132,10 +142,6 @@ class Detection:
     feature: str | None
     timestamp: float
     stream: str  # "predictions" | "pairs"
-
-    @property
-    def label(self) -> str:
-        return self.detector if self.feature is None else f"{self.detector}[{self.feature}]"
 
 
 def stream_of(kind: str) -> str:
@@ -254,31 +260,39 @@ def _always(model_id: str, relevant: Sequence[Drift], timeline: Sequence[float],
 def score(
     detections: Iterable[Detection], drifts: Sequence[Drift],
     timelines: Mapping[tuple[str, str], Sequence[float]], tolerance_s: float,
+    watched: Iterable[tuple[str, str, str, str | None]] = (),
 ) -> list[dict[str, Any]]:
     """One row per (model, detector), the ``alerts`` row and both baselines, per model.
 
-    ``timelines`` holds the sorted event times of each ``(model_id, stream)``.
+    ``timelines`` holds the sorted event times of each ``(model_id, stream)``; ``watched``
+    names ``(model_id, detector, kind, feature)`` that get a row even if they never fired.
     """
     if not tolerance_s >= 0:
         raise ValueError(f"tolerance_s must be >= 0, got {tolerance_s}")
-    rows_of: dict[tuple[str, str], list[Detection]] = {}
+    rows_of: dict[tuple[str, str, str, str | None], list[Detection]] = {
+        (model, detector, kind, feature): [] for model, detector, kind, feature in watched
+    }
+    alerts_of: dict[str, list[Detection]] = {}
     for det in detections:
-        rows_of.setdefault((det.model_id, det.label if det.detector != ALERTS else ALERTS), []).append(det)
-    models = sorted({m for m, _ in timelines} | {m for m, _ in rows_of} | {d.model_id for d in drifts})
+        if det.detector == ALERTS:
+            alerts_of.setdefault(det.model_id, []).append(det)
+        else:
+            rows_of.setdefault((det.model_id, det.detector, det.kind, det.feature), []).append(det)
+    models = sorted({m for m, _ in timelines} | {k[0] for k in rows_of} | set(alerts_of) | {d.model_id for d in drifts})
     rows = []
     for model in models:
         mine = [d for d in drifts if d.model_id == model]
         predictions = timelines.get((model, "predictions"), [])
-        for (row_model, label), dets in sorted(rows_of.items()):
-            if row_model != model or label == ALERTS:
+        for (row_model, detector, kind, feature), dets in sorted(rows_of.items(), key=lambda item: str(item[0])):
+            if row_model != model:
                 continue
-            first = dets[0]
+            stream = stream_of(kind)
+            label = detector if feature is None else f"{detector}[{feature}]"
             rows.append(_row(
-                model, label, first.stream, [(d.timestamp, d.kind, d.feature) for d in dets],
-                [d for d in mine if _relevant(d, first.kind, first.feature)],
-                timelines.get((model, first.stream), []), tolerance_s,
-            ) | {"kind": first.kind})
-        alerts = [(d.timestamp, d.kind, d.feature) for d in rows_of.get((model, ALERTS), [])]
+                model, label, stream, [(d.timestamp, d.kind, d.feature) for d in dets],
+                [d for d in mine if _relevant(d, kind, feature)], timelines.get((model, stream), []), tolerance_s,
+            ) | {"kind": kind})
+        alerts = [(d.timestamp, d.kind, d.feature) for d in alerts_of.get(model, [])]
         rows.append(_row(model, ALERTS, "predictions", alerts, mine, predictions, tolerance_s) | {"kind": None})
         rows.append(_always(model, mine, predictions, tolerance_s) | {"kind": None})
         rows.append(_row(model, NEVER, "predictions", [], mine, predictions, tolerance_s) | {"kind": None})

@@ -469,10 +469,10 @@ class UpdaterService:
     id. Offsets are committed after the decisions they led to are published. The updater's
     buffers live in memory: after a restart it resumes from the champion in the model store."""
 
-    def __init__(self, settings: Settings, updater: Updater | None = None) -> None:
+    def __init__(self, settings: Settings, config: UpdaterConfig | None = None) -> None:
         self.settings = settings
-        self.updater = updater or Updater(
-            ModelStore(settings.model_store_dir), UpdaterConfig(join_window_s=settings.join_window_s)
+        self.updater = Updater(
+            ModelStore(settings.model_store_dir), config or UpdaterConfig(join_window_s=settings.join_window_s)
         )
         self.roles = {settings.topic(role): role for role in INPUT_ROLES}
         self.rejected_records = 0
@@ -536,12 +536,13 @@ class UpdaterService:
         return out
 
 
-async def run_updater(settings: Settings, stop_event: asyncio.Event) -> None:
-    """Create the topics the updater uses if missing, then run it until ``stop_event``."""
+async def run_updater(settings: Settings, stop_event: asyncio.Event, config: UpdaterConfig | None = None) -> None:
+    """Create the topics the updater uses if missing, then run it until ``stop_event``
+    (``config`` defaults to :class:`UpdaterConfig` with the settings' join window)."""
     from .topics import ensure_topics
 
     await ensure_topics(settings, INPUT_ROLES)
-    await UpdaterService(settings).run(stop_event)
+    await UpdaterService(settings, config).run(stop_event)
 
 
 def _cmd_updater(args: argparse.Namespace) -> int:

@@ -1,0 +1,163 @@
+"""Alert latency at a steady rate: from producing the event that makes a detector fire to
+the alert arriving at a subscriber.
+
+Several simulated models share a steady 5,000 predictions/s (labels follow within 0.2-2 s
+of wall time); each model has a feature drift and a concept drift injected at its own
+position, so a run raises many alerts. The wall-clock time each prediction and each label
+was handed to the producer is recorded; an alert names its triggering prediction
+(``prediction_id``); for concept-drift and performance alerts the triggering event is that
+prediction's label (whichever of the two was produced later). Latency is measured for the
+first publication of each alert id (later publications of an incident are updates).
+
+Target: p99 < 1 s.
+
+    python -m load_tests.latency [--smoke] [--json PATH] [--rate 5000] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from streams.progress import Progress
+from streams.sdk import DriftstreamClient, subscribe
+from streams.settings import Settings
+from streams.simulate import SimulationConfig
+
+from .common import Harness, Item, consumed, create_topics, finish, multi_model_workload, namespaced, note, parser, percentile, print_table
+
+P99_TARGET_S = 1.0
+TICK_S = 0.05
+
+
+def model_configs(rate: float, seconds: float, models: int, seed: int) -> list[SimulationConfig]:
+    per_model = int(rate * seconds / models)
+    per_rate = rate / models
+    configs = []
+    for i in range(models):
+        # drifts at different positions per model, after the 1,000-prediction reference
+        feature_at = int(per_model * (0.25 + 0.2 * i / models))
+        concept_at = int(per_model * (0.5 + 0.2 * i / models))
+        configs.append(SimulationConfig(
+            events=per_model, seed=seed + i, model_id=f"latency-{i}", id_prefix=f"l{i}-",
+            event_rate=per_rate, start=1_700_000_000.0, label_delay_s=(0.2, 2.0),
+            feature_drift_at=feature_at, concept_drift_at=concept_at,
+        ))
+    return configs
+
+
+async def _run(settings: Settings, items: list[Item], rate: float) -> tuple[dict[str, float], dict[str, float], list[dict[str, Any]], float, dict[str, float]]:
+    """Replay ``items`` in real time (event time 1:1 from the first event) while a
+    subscriber collects alerts; return produce times, arrival times, alerts, lateness."""
+    produced: dict[str, float] = {}
+    label_produced: dict[str, float] = {}
+    arrivals: dict[str, float] = {}
+    alerts: list[dict[str, Any]] = []
+    stop = asyncio.Event()
+
+    async def listen() -> None:
+        async for alert in subscribe(settings, settings.topic("alerts"), from_beginning=True, follow=True, idle_timeout_s=0.2):
+            now = time.time()
+            if alert["alert_id"] not in arrivals:
+                arrivals[alert["alert_id"]] = now
+                alerts.append(alert)
+            if stop.is_set():
+                return
+
+    listener = asyncio.create_task(listen())
+    await asyncio.sleep(1.0)  # the subscriber is assigned before the first alert can exist
+    t_event0 = items[0][1]["timestamp"]
+    worst_behind = 0.0
+    async with DriftstreamClient(settings, validate=False) as client:
+        start = time.monotonic()
+        i = 0
+        with Progress("events produced", total=len(items)) as bar:
+            while i < len(items):
+                due = time.monotonic() - start + TICK_S
+                j = i
+                while j < len(items) and items[j][1]["timestamp"] - t_event0 <= due:
+                    j += 1
+                if j > i:
+                    part = items[i:j]
+                    now = time.time()
+                    preds = [e for r, e in part if r == "predictions"]
+                    labels = [e for r, e in part if r == "ground-truth"]
+                    for e in preds:
+                        produced[e["prediction_id"]] = now
+                    for e in labels:
+                        label_produced[e["prediction_id"]] = now
+                    await asyncio.gather(client.publish("predictions", preds), client.publish("ground-truth", labels))
+                    worst_behind = max(worst_behind, (time.monotonic() - start) - (part[-1][1]["timestamp"] - t_event0))
+                    bar.update(j - i)
+                    i = j
+                await asyncio.sleep(max(0.0, start + due - time.monotonic()))
+    # let the last alerts arrive
+    await asyncio.sleep(5.0)
+    stop.set()
+    listener.cancel()
+    try:
+        await listener
+    except asyncio.CancelledError:
+        pass
+    return produced, label_produced, alerts, worst_behind, arrivals
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    p = parser(__doc__)
+    p.add_argument("--rate", type=float, default=5000.0, help="predictions per second (default %(default)s)")
+    p.add_argument("--seconds", type=float, help="length of the run (default 60; smoke 8)")
+    p.add_argument("--models", type=int, help="simulated models (default 20; smoke 4)")
+    p.add_argument("--partitions", type=int, default=4)
+    args = p.parse_args(argv)
+    seconds = args.seconds or (8.0 if args.smoke else 60.0)
+    models = args.models or (4 if args.smoke else 20)
+
+    configs = model_configs(args.rate, seconds, models, args.seed)
+    items = multi_model_workload(configs)
+    with Harness() as h:
+        broker = h.broker()
+        settings = namespaced(broker, partitions=args.partitions)
+        create_topics(settings)
+        worker = h.worker(settings)
+        worker.wait_ready(120)
+        note(f"producing {len(items):,} events at {args.rate:,.0f} predictions/s for {seconds:.0f} s across {models} models")
+        produced, label_produced, alerts, behind, arrivals = asyncio.run(_run(settings, items, args.rate))
+        monitored = consumed(worker, settings, "monitor-input")
+        histogram_count = worker.metric("driftstream_processing_latency_seconds_count")
+
+    latencies: list[float] = []
+    rows = []
+    for alert in alerts:
+        if alert["status"] != "firing":
+            continue
+        pid = alert["prediction_id"]
+        sent = produced.get(pid)
+        if sent is None:
+            continue
+        if alert["kind"] in ("concept_drift", "performance") and pid in label_produced:
+            sent = max(sent, label_produced[pid])
+        latency = arrivals[alert["alert_id"]] - sent
+        latencies.append(latency)
+        rows.append((alert["model_id"], alert["kind"], alert.get("feature") or "-", pid, latency))
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    summary = {
+        "script": "latency", "smoke": args.smoke, "rate_per_s": args.rate, "seconds": seconds, "models": models,
+        "partitions": args.partitions,
+        "events_produced": len(items), "events_monitored": int(monitored),
+        "producer_worst_behind_schedule_s": round(behind, 3),
+        "alerts": len(latencies), "alert_publications_seen": len(alerts),
+        "p50_s": round(p50, 4), "p99_s": round(p99, 4), "max_s": round(max(latencies), 4) if latencies else None,
+        "worker_latency_histogram_count": int(histogram_count),
+        "target": {"p99_s": f"< {P99_TARGET_S}", "met": bool(latencies) and p99 < P99_TARGET_S},
+    }
+    print_table("Alerts: produce of the triggering event -> arrival at a subscriber", sorted(rows, key=lambda r: r[-1]),
+                ("model", "kind", "feature", "triggering prediction", "latency s"))
+    print_table("Latency", [("alerts", len(latencies)), ("p50 s", p50), ("p99 s", p99),
+                            ("target p99 < 1 s met", summary["target"]["met"])], ("figure", "value"))
+    return finish(summary, args.json)
+
+
+if __name__ == "__main__":
+    main()

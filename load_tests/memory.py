@@ -1,0 +1,206 @@
+"""Worker memory over a long stream: resident memory must flatten, join state must stay
+bounded by the join window.
+
+A stationary simulated model streams through one worker with a short join window
+(60 s of event time; 10 % of predictions never get a label and wait in the join state
+until the window expires them), many windows long. The producer keeps at most a few
+chunks of backlog. Every half second the worker's VmRSS (``/proc/<pid>/status``) and its
+``driftstream_table_entries`` gauges are sampled against the events applied.
+
+Reported: MB of RSS per million events after warm-up (a least-squares slope; target 0
+within noise: |slope| <= 1 MB per million events), and whether the join table's entries in
+the last quarter of the run stay within 1.5x of the second quarter's. A plot of both over
+events is written to ``--plot`` (default: next to ``--json``).
+
+    python -m load_tests.memory [--smoke] [--json PATH] [--plot PATH] [--events N]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streams.progress import Progress
+from streams.sdk import DriftstreamClient
+from streams.settings import Settings
+from streams.simulate import SimulationConfig
+from streams.worker_process import WorkerProcess
+
+from .common import Harness, LoadTestError, consumed, count_roles, create_topics, finish, namespaced, note, parser, print_table, publish_async, vm_rss_bytes, workload
+
+SLOPE_TARGET_MB_PER_M = 1.0
+WINDOW_S = 60.0
+MB = 1024 * 1024
+
+
+class Sampler(threading.Thread):
+    """Samples (events applied, RSS MB, join entries, monitor entries) every ``every_s``."""
+
+    def __init__(self, worker: WorkerProcess, settings: Settings, every_s: float = 0.5) -> None:
+        super().__init__(daemon=True, name="memory-sampler")
+        self.worker, self.settings, self.every_s = worker, settings, every_s
+        self.samples: list[tuple[float, float, float, float]] = []
+        self.done = threading.Event()
+        self.monitored = 0.0
+
+    def sample(self) -> None:
+        scrape = self.worker.scrape()
+
+        def get(name: str, **labels: str) -> float:
+            wanted = set(labels.items())
+            return sum(v for (n, ls), v in scrape.items() if n == name and wanted <= set(ls))
+
+        self.monitored = get("driftstream_events_consumed_total", topic=self.settings.topic("monitor-input"))
+        rss = vm_rss_bytes(self.worker.process.pid) / MB  # type: ignore[union-attr]
+        self.samples.append((self.monitored, rss, get("driftstream_table_entries", table="join-state"),
+                             get("driftstream_table_entries", table="monitor-state")))
+
+    def run(self) -> None:
+        while not self.done.wait(self.every_s):
+            try:
+                self.sample()
+            except (OSError, ValueError, LoadTestError):
+                continue
+
+
+def slope_mb_per_million(samples: list[tuple[float, float, float, float]], warmup_events: float) -> tuple[float, float, int]:
+    """Least-squares slope of RSS (MB) on events (millions) after warm-up, and its std error."""
+    kept = [(e / 1e6, r) for e, r, _, _ in samples if e >= warmup_events]
+    if len(kept) < 3:
+        return float("nan"), float("nan"), len(kept)
+    x = np.array([k[0] for k in kept])
+    y = np.array([k[1] for k in kept])
+    if np.ptp(x) == 0:
+        return float("nan"), float("nan"), len(kept)
+    slope, intercept = np.polyfit(x, y, 1)
+    residuals = y - (slope * x + intercept)
+    stderr = float(np.sqrt(np.sum(residuals**2) / max(len(x) - 2, 1) / np.sum((x - x.mean()) ** 2)))
+    return float(slope), stderr, len(kept)
+
+
+def plot(samples: list[tuple[float, float, float, float]], warmup_events: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    events = [s[0] / 1e6 for s in samples]
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8, 6))
+    top.plot(events, [s[1] for s in samples], label="worker RSS")
+    top.axvline(warmup_events / 1e6, color="grey", linestyle=":", label="end of warm-up")
+    top.set_ylabel("RSS (MB)")
+    top.legend()
+    bottom.plot(events, [s[2] for s in samples], label="join-state entries")
+    bottom.plot(events, [s[3] for s in samples], label="monitor-state entries")
+    bottom.set_ylabel("table entries")
+    bottom.set_xlabel("events applied (millions: predictions + joined pairs)")
+    bottom.legend()
+    fig.suptitle(f"driftstream worker memory (join window {WINDOW_S:.0f} s)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+async def _stream(settings: Settings, config: SimulationConfig, chunk: int, sampler: Sampler, backlog: int) -> dict[str, int]:
+    sent = {"predictions": 0, "ground-truth": 0}
+    async with DriftstreamClient(settings, validate=False) as client:
+        with Progress("predictions published", total=config.events) as bar:
+            for start in range(0, config.events, chunk):
+                items = workload(config, start, min(chunk, config.events - start))
+                got = await publish_async(client, items, chunk=len(items))
+                for role, n in got.items():
+                    sent[role] += n
+                bar.update(got["predictions"])
+                while sent["predictions"] + sent["ground-truth"] - sampler.monitored > backlog:
+                    if not sampler.worker.alive():
+                        raise LoadTestError(f"worker died:\n{sampler.worker.log_tail()}")
+                    await asyncio.sleep(0.1)
+    return sent
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    p = parser(__doc__)
+    p.add_argument("--events", type=int, help="predictions (default 10,000,000; smoke 40,000)")
+    p.add_argument("--plot", type=Path, help="PNG of RSS and table entries over events")
+    p.add_argument("--partitions", type=int, default=4)
+    args = p.parse_args(argv)
+    events = args.events or (40_000 if args.smoke else 10_000_000)
+    chunk = 10_000 if args.smoke else 50_000
+    # event time passes 5x faster than predictions in smoke mode so several windows pass
+    config = SimulationConfig(events=events, seed=args.seed, model_id="memory-model", event_rate=200.0 if args.smoke else 1000.0,
+                              feature_drift_at=None, concept_drift_at=None)
+    plot_path = args.plot or (args.json.with_suffix(".png") if args.json else Path("memory.png"))
+
+    with Harness() as h:
+        broker = h.broker()
+        settings = namespaced(broker, partitions=args.partitions, join_window_s=WINDOW_S)
+        create_topics(settings)
+        worker = h.worker(settings)
+        worker.wait_ready(120)
+        sampler = Sampler(worker, settings)
+        h.callback(sampler.done.set)
+        sampler.sample()
+        sampler.start()
+        note(f"streaming {events:,} predictions, {events / config.event_rate / WINDOW_S:,.0f} join windows of event time")
+        started = time.monotonic()
+        sent = asyncio.run(_stream(settings, config, chunk, sampler, backlog=3 * chunk))
+        total = sent["predictions"] + sent["ground-truth"]
+        while consumed(worker, settings, "monitor-input") < total:
+            if time.monotonic() - started > 3600 or not worker.alive():
+                raise LoadTestError(f"worker did not apply all {total} events:\n{worker.log_tail()}")
+            time.sleep(0.2)
+        elapsed = time.monotonic() - started
+        sampler.done.set()
+        sampler.join(5)
+        sampler.sample()
+        samples = sampler.samples
+        expired = worker.metric("driftstream_join_outcomes_total", outcome="expired")
+        matched = worker.metric("driftstream_join_outcomes_total", outcome="matched")
+
+    warmup = max(0.2 * total, 2 * WINDOW_S * config.event_rate * 1.9)
+    warmup = min(warmup, 0.5 * total)
+    slope, stderr, kept = slope_mb_per_million(samples, warmup)
+    n = len(samples)
+    second_q = [s[2] for s in samples[n // 4 : n // 2]] or [0.0]
+    last_q = [s[2] for s in samples[3 * n // 4 :]] or [0.0]
+    bounded = max(last_q) <= 1.5 * max(max(second_q), 1.0)
+    plot(samples, warmup, plot_path)
+    summary = {
+        "script": "memory", "smoke": args.smoke, "predictions": sent["predictions"], "labels": sent["ground-truth"],
+        "events_applied": int(samples[-1][0]), "join_window_s": WINDOW_S, "event_rate_per_event_s": config.event_rate,
+        "join_windows": round(events / config.event_rate / WINDOW_S, 1), "elapsed_s": round(elapsed, 1),
+        "events_per_s": round(total / elapsed, 1),
+        "rss_start_mb": round(samples[0][1], 1), "rss_end_mb": round(samples[-1][1], 1),
+        "rss_max_mb": round(max(s[1] for s in samples), 1),
+        "warmup_events": int(warmup), "samples": n, "samples_after_warmup": kept,
+        "rss_mb_per_million_events": round(slope, 3), "rss_slope_stderr": round(stderr, 3),
+        "join_entries_max": int(max(s[2] for s in samples)), "join_entries_end": int(samples[-1][2]),
+        "join_entries_second_quarter_max": int(max(second_q)), "join_entries_last_quarter_max": int(max(last_q)),
+        "monitor_entries_end": int(samples[-1][3]),
+        "join_expired": int(expired), "join_matched": int(matched),
+        "plot": str(plot_path),
+        "targets": {
+            "rss_flat": {"target": f"|MB per million events| <= {SLOPE_TARGET_MB_PER_M}", "actual": round(slope, 3),
+                         "met": abs(slope) <= SLOPE_TARGET_MB_PER_M},
+            "join_state_bounded": {"target": "last-quarter max <= 1.5 x second-quarter max", "actual": int(max(last_q)), "met": bounded},
+        },
+    }
+    print_table("Worker memory", [
+        ("events applied", summary["events_applied"]), ("join windows of event time", summary["join_windows"]),
+        ("RSS start / end / max MB", f"{summary['rss_start_mb']} / {summary['rss_end_mb']} / {summary['rss_max_mb']}"),
+        ("RSS MB per million events after warm-up", f"{slope:.3f} +- {stderr:.3f}"),
+        ("join-state entries max / end", f"{summary['join_entries_max']} / {summary['join_entries_end']}"),
+        ("RSS flat (target)", summary["targets"]["rss_flat"]["met"]), ("join state bounded", bounded), ("plot", str(plot_path)),
+    ], ("figure", "value"))
+    return finish(summary, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""One worker, then two workers in the same consumer group: throughput of each, the split
+of partitions, and every model's state intact after the rebalance.
+
+Several simulated models (different ``model_id``) share topics of 4 partitions.
+
+1. One worker drains a pre-published first half (its rate is timed as in ``throughput``).
+2. A second worker joins the group; once both report disjoint assignments on ``/ready``
+   (the rebalance time is from its start to then), the second half is published and the
+   two drain it together (timed from the first event either applied to the last; the
+   publisher runs alongside, its rate is reported so a producer-bound run shows).
+3. Every model's final monitor state, read from the ``monitor-state`` changelog, must count
+   exactly the predictions and labels sent for it.
+
+    python -m load_tests.scaling [--smoke] [--json PATH] [--events N] [--models M]
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from schemas import codec
+from streams.exceptions import DriftstreamError
+from streams.monitor import model_key
+from streams.simulate import SimulationConfig
+from streams.worker_process import WorkerProcess
+from tests.integration.support import read_table
+
+from .common import Harness, Item, LoadTestError, consumed, count_roles, create_topics, finish, namespaced, note, parser, print_table, publish, workload
+
+
+def _merged(configs: Sequence[SimulationConfig], start: int, count: int) -> list[Item]:
+    merged = [
+        (event["timestamp"], role != "predictions", i, role, event)
+        for cfg in configs
+        for i, (role, event) in enumerate(workload(cfg, start, count))
+    ]
+    merged.sort(key=lambda item: item[:3])
+    return [(role, event) for *_, role, event in merged]
+
+
+def _assigned(worker: WorkerProcess) -> list[str]:
+    try:
+        status, body = worker.get("/ready")
+    except OSError:
+        return []
+    return list(codec.loads(body).get("assigned_partitions", [])) if status == 200 else []
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    p = parser(__doc__)
+    p.add_argument("--events", type=int, help="predictions per model per phase (default 100,000; smoke 3,000)")
+    p.add_argument("--models", type=int, default=6)
+    p.add_argument("--partitions", type=int, default=4)
+    args = p.parse_args(argv)
+    per_phase = args.events or (3_000 if args.smoke else 100_000)
+    configs = [
+        SimulationConfig(events=2 * per_phase, seed=args.seed + i, model_id=f"scale-{i}", id_prefix=f"s{i}-",
+                         feature_drift_at=int(per_phase * 1.2), concept_drift_at=int(per_phase * 1.5))
+        for i in range(args.models)
+    ]
+    first, second = _merged(configs, 0, per_phase), _merged(configs, per_phase, per_phase)
+    expected: dict[str, list[int]] = {}
+    for role, event in first + second:
+        model = event.get("model_id") or ""
+        expected.setdefault(model, [0, 0])[0 if role == "predictions" else 1] += 1
+
+    with Harness() as h:
+        broker = h.broker()
+        settings = namespaced(broker, partitions=args.partitions)
+        create_topics(settings)
+        sent1 = publish(settings, first, what="first-half events published")
+        total1 = sum(sent1.values())
+        one = h.worker(settings)
+        started = time.monotonic()
+        samples1: list[tuple[float, float]] = []
+        while True:
+            try:
+                samples1.append((time.monotonic(), consumed(one, settings, "monitor-input")))
+            except (OSError, DriftstreamError):
+                pass
+            if samples1 and samples1[-1][1] >= total1:
+                break
+            if not one.alive() or time.monotonic() - started > 600:
+                raise LoadTestError(f"worker 1 did not drain the first half:\n{one.log_tail()}")
+            time.sleep(0.05)
+        t0, done0 = next((t, v) for t, v in samples1 if v > 0)
+        rate1 = (total1 - done0) / max(samples1[-1][0] - t0, 1e-9) * sent1["predictions"] / total1
+        assigned_alone = _assigned(one)
+
+        note("second worker joins the group")
+        two = h.worker(settings)
+        join_started = time.monotonic()
+        deadline = join_started + 120
+        while True:
+            a1, a2 = _assigned(one) if one.alive() else [], _assigned(two) if two.alive() else []
+            inputs1 = {x for x in a1 if "predictions" in x}
+            inputs2 = {x for x in a2 if "predictions" in x}
+            if inputs1 and inputs2 and not inputs1 & inputs2:
+                break
+            if time.monotonic() > deadline or not (one.alive() and two.alive()):
+                raise LoadTestError(f"no rebalance to two workers: {a1} / {a2}\n{one.log_tail()}\n{two.log_tail()}")
+            time.sleep(0.2)
+        rebalance_s = time.monotonic() - join_started
+
+        base1 = consumed(one, settings, "monitor-input")
+        total2 = sum(count_roles(second).values())
+        published: dict[str, Any] = {}
+
+        def publisher() -> None:
+            t = time.monotonic()
+            published["sent"] = publish(settings, second, what="second-half events published")
+            published["s"] = time.monotonic() - t
+
+        thread = threading.Thread(target=publisher, daemon=True)
+        thread.start()
+        samples2: list[tuple[float, float, float]] = []
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                samples2.append((time.monotonic(), consumed(one, settings, "monitor-input") - base1, consumed(two, settings, "monitor-input")))
+            except (OSError, DriftstreamError):
+                pass
+            if samples2 and samples2[-1][1] + samples2[-1][2] >= total2:
+                break
+            if time.monotonic() > deadline or not (one.alive() and two.alive()):
+                raise LoadTestError(f"two workers did not drain the second half:\n{one.log_tail()}\n{two.log_tail()}")
+            time.sleep(0.05)
+        thread.join(60)
+        t0, d1, d2 = next(s for s in samples2 if s[1] + s[2] > 0)
+        t1, e1, e2 = samples2[-1]
+        elapsed2 = max(t1 - t0, 1e-9)
+        share = published["sent"]["predictions"] / total2
+        rate2 = (total2 - d1 - d2) / elapsed2 * share
+        per_worker = [(e1 - d1) / elapsed2 * share, (e2 - d2) / elapsed2 * share]
+        split = [_assigned(one), _assigned(two)]
+        one.stop()
+        two.stop()
+        table = read_table(settings, "monitor-state")
+
+    models = []
+    for i, cfg in enumerate(configs):
+        raw = table.get(model_key(cfg.model_id, None))
+        state = codec.loads(raw)["monitor"] if raw is not None else {"n_predictions": 0, "n_pairs": 0}
+        want = expected[cfg.model_id]
+        models.append({"model_id": cfg.model_id, "predictions": want[0], "labels": want[1],
+                       "state_predictions": state["n_predictions"], "state_pairs": state["n_pairs"],
+                       "intact": [state["n_predictions"], state["n_pairs"]] == want})
+    summary = {
+        "script": "scaling", "smoke": args.smoke, "partitions": args.partitions, "models": args.models,
+        "one_worker_predictions_per_s": round(rate1, 1),
+        "two_workers_predictions_per_s": round(rate2, 1),
+        "two_workers_per_worker_predictions_per_s": [round(r, 1) for r in per_worker],
+        "speedup": round(rate2 / rate1, 3) if rate1 else None,
+        "publisher_predictions_per_s": round(published["sent"]["predictions"] / published["s"], 1),
+        "rebalance_s": round(rebalance_s, 2),
+        "assigned_one_worker": assigned_alone,
+        "assigned_two_workers": split,
+        "models_intact": all(m["intact"] for m in models),
+        "model_states": models,
+        "lost": sum(m["predictions"] + m["labels"] - m["state_predictions"] - m["state_pairs"] for m in models),
+    }
+    print_table("Scaling (predictions/s)", [
+        ("one worker", rate1, ""), ("two workers, together", rate2, f"speedup {summary['speedup']}"),
+        ("  worker 1", per_worker[0], ", ".join(x for x in split[0] if "predictions" in x)),
+        ("  worker 2", per_worker[1], ", ".join(x for x in split[1] if "predictions" in x)),
+        ("publisher (second half)", summary["publisher_predictions_per_s"], "the two-worker rate cannot exceed it"),
+    ], ("run", "predictions/s", "note"))
+    print_table("Model state after the rebalance (monitor-state changelog)",
+                [(m["model_id"], m["predictions"], m["state_predictions"], m["labels"], m["state_pairs"], m["intact"]) for m in models],
+                ("model", "predictions sent", "in state", "labels sent", "pairs in state", "intact"))
+    return finish(summary, args.json)
+
+
+if __name__ == "__main__":
+    main()
