@@ -166,6 +166,21 @@ class AlertPolicy:
         del self.incidents[incident_id]
         return [alert]
 
+    def resolve_all(self, timestamp: float, reason: str) -> list[dict[str, Any]]:
+        """Resolve every open incident now (its detectors were replaced), saying why."""
+        alerts = []
+        for incident_id in sorted(self.incidents):
+            for key in self.incidents[incident_id]["members"]:
+                member = self.members[key]
+                if member["status"] == "firing":
+                    member["status"] = "resolved"
+                    member["resolved_at"] = timestamp
+            alert = self._alert(incident_id, "resolved", timestamp)
+            alert["message"] += f" ({reason})"
+            alerts.append(alert)
+        self.incidents = {}
+        return alerts
+
     def _alert(self, incident_id: str, status: str, timestamp: float) -> dict[str, Any]:
         keys = sorted(
             self.incidents[incident_id]["members"],

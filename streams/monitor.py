@@ -72,6 +72,16 @@ def _chunks(start: int, count: int) -> list[tuple[int, int]]:
     return cuts
 
 
+def _evaluation_cuts(detector: Detector, n: int) -> list[int]:
+    """End offsets splitting ``n`` values so that any drift can only be signalled by the
+    last value of a piece: at every ``step`` of a windowed detector, every value otherwise."""
+    step = getattr(detector, "step", None)
+    if not isinstance(step, int):
+        return list(range(1, n + 1))
+    first = step - detector.n_seen % step
+    return [*range(first, n, step), n] if first < n else [n]
+
+
 def _numeric(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Finite numbers of ``values`` and their indices (others are missing, not errors)."""
     try:
@@ -232,20 +242,20 @@ class ModelMonitor:
         n = len(cols["ts"])
         start = 0
         if self.reference is not None:
-            take = min(n, self.reference_size - self.n_predictions)
             ref = self.reference
-            for name, values in cols["features"].items():
-                if self.config.monitors_feature(name):
-                    column = ref.setdefault(f"f:{name}", [None] * self.n_predictions)
-                    column.extend(values[:take])
-            for name in ref:
-                if len(ref[name]) < self.n_predictions + take:  # a feature absent in this batch
-                    ref[name].extend([None] * (self.n_predictions + take - len(ref[name])))
+            have = len(ref.get("prediction", ()))  # reference events collected so far
+            take = min(n, self.reference_size - have)
             for column in ("prediction", "score"):
                 ref.setdefault(column, []).extend(cols[column][:take])
+            for name, values in cols["features"].items():
+                if self.config.monitors_feature(name):
+                    ref.setdefault(f"f:{name}", [None] * have).extend(values[:take])
+            for column in ref.values():
+                if len(column) < have + take:  # a feature absent from this batch
+                    column.extend([None] * (have + take - len(column)))
             self.n_predictions += take
             start = take
-            if self.n_predictions >= self.reference_size:
+            if have + take >= self.reference_size:
                 self._fit_reference()
         if start >= n or self.reference is not None:
             return
@@ -285,10 +295,15 @@ class ModelMonitor:
             clean, idx = _categorical(values)
         else:
             clean, idx = _numeric(values)
-        if len(idx):
-            for hit in detector.update_many(clean):
-                i = lo + int(idx[int(hit)])
+        start = 0
+        for end in _evaluation_cuts(detector, len(idx)):
+            # each call ends at the detector's next evaluation (windowed detectors) or takes
+            # one value (error-stream detectors), so a hit is observed with the statistic it
+            # had at that very event, whatever the batch cuts
+            if len(detector.update_many(clean[start:end])):
+                i = lo + int(idx[end - 1])
                 self._observe(watched, True, i, base + (i - lo), cols, result, alert=self._confirmed(watched))
+            start = end
         if (base + hi - lo) % OBSERVE_EVERY == 0:  # a chunk completed: observe the detector's state
             latched = detector.kind != "error_stream" and _crossed(detector)
             self._observe(watched, latched, hi - 1, base + (hi - 1 - lo), cols, result, sample=True)
@@ -414,6 +429,19 @@ class ModelMonitor:
             "threshold": threshold if math.isfinite(threshold) else None,
             "direction": detector.direction, "p_value": p_value, "severity_band": band,
         }
+
+    def rebaseline(self, timestamp: float, reason: str) -> list[dict[str, Any]]:
+        """Start over from a new reference (the next ``reference_size`` predictions) after a
+        model update: the next drift is measured against the new normal. Firing alerts
+        resolve, since the detectors that raised them are gone."""
+        self.reference = {}
+        self.watched = {}
+        self.concept = {}
+        self.performance = None
+        self.baseline = None
+        self.last_performance = None
+        self.in_drift = {}
+        return self.policy.resolve_all(timestamp, reason)
 
     def label_coverage(self) -> float | None:
         total = self.matched + self.expired

@@ -169,7 +169,10 @@ class JoinStage:
         result = JoinResult(outputs, None)
         events: list[tuple[str, dict[str, Any], tuple[int, int | None]]] = []
         now = self.clock()
-        for record in records:
+        # predictions before labels within a batch (each topic keeps its order): a label
+        # fetched in the same batch as its prediction joins the same way, whichever topic the
+        # consumer happened to read first
+        for record in sorted(records, key=lambda r: r.role != "predictions"):
             last = part.offsets.get(record.role)
             if last is not None and record.offset <= last:
                 result.skipped_records += 1
@@ -267,12 +270,35 @@ class MonitorStage:
         return ModelMonitor.from_state(stored["monitor"], self.monitor_config), stored["applied"], stored.get("outbox")
 
     def process(self, monitor: ModelMonitor, applied: dict[str, int], payload: dict[str, Any]) -> MonitorResult | None:
+        if payload.get("control") == "rebaseline":
+            return self._rebaseline(monitor, applied, payload)
         source = str(payload["source"])
         seq = int(payload["seq"])
         if applied.get(source, 0) >= seq:
             return None
         applied[source] = seq
         return monitor.process(payload)
+
+    @staticmethod
+    def _rebaseline(monitor: ModelMonitor, applied: dict[str, int], payload: dict[str, Any]) -> MonitorResult | None:
+        """Apply a model update's re-baselining once (the control's update event id)."""
+        done = applied.setdefault("controls", [])  # type: ignore[arg-type]
+        if payload["event_id"] in done:  # type: ignore[operator]
+            return None
+        applied["controls"] = (done + [payload["event_id"]])[-50:]  # type: ignore[operator]
+        return MonitorResult(alerts=monitor.rebaseline(float(payload["timestamp"]), payload["reason"]))
+
+    @staticmethod
+    def rebaseline_control(update: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """The monitor-input control for a ``model-updates`` event that asks to re-baseline."""
+        if update.get("action") not in ("promoted", "rolled_back") or not (update.get("metrics") or {}).get("rebaseline"):
+            return None
+        version = update.get("new_version") or ""
+        return model_key(update["model_id"], update.get("model_version")), {
+            "control": "rebaseline", "event_id": update["event_id"], "model_id": update["model_id"],
+            "model_version": update.get("model_version"), "timestamp": update["timestamp"],
+            "reason": f"re-baselined after model update {update['action']} {version}".strip(),
+        }
 
     @staticmethod
     def outputs(monitor: ModelMonitor, result: MonitorResult) -> Outputs:
