@@ -359,6 +359,7 @@ def create_app(
         key_serializer="raw", value_serializer="raw",
     )
     monitor_input = app.topic(settings.topic("monitor-input"), key_serializer="raw", value_serializer="raw")
+    model_updates = app.topic(settings.topic("model-updates"), key_serializer="raw", value_serializer="raw")
 
     @app.agent(inputs, name="join", concurrency=1)
     async def join(stream: faust.StreamT) -> None:
@@ -369,6 +370,26 @@ def create_app(
     async def monitor(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_max_records, within=settings.batch_within_s):
             await pipeline.handle_monitor(list(events))
+
+    @app.agent(model_updates, name="rebaseline", concurrency=1)
+    async def rebaseline(stream: faust.StreamT) -> None:
+        """A promoted (or rolled back) model re-baselines its monitor: forward a control
+        message into the model's monitor-input partition, so it applies in stream order."""
+        async for event in stream.events():
+            try:
+                control = MonitorStage.rebaseline_control(codec.loads(event.message.value))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # not an update event driftstream understands: other teams share the topic
+            if control is not None:
+                key, payload = control
+                await (await monitor_input.send(key=key.encode(), value=codec.dumps(payload)))
+
+    if settings.run_updater:
+        from .updater import run_updater
+
+        @app.task
+        async def updater() -> None:
+            await run_updater(settings, asyncio.Event())
 
     @app.timer(2.0)
     async def housekeeping() -> None:

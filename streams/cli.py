@@ -203,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_simulation_options(p, 40_000)
     p.add_argument("--broker", default=None, help="override DRIFTSTREAM_BROKER")
     p.set_defaults(func=_cmd_simulate)
+
+    from . import backtest, replay, updater
+
+    backtest.add_cli(sub)
+    replay.add_cli(sub)
+    updater.add_cli(sub)
     return parser
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -57,7 +58,8 @@ def describe_alert(alert: dict[str, Any], config: SimulationConfig) -> str:
     return f"[{alert['severity']} {alert['status']:>8}] {alert['kind']:<16} {where:<22} {alert['message']}"
 
 
-def summarize(alerts: list[dict[str, Any]], config: SimulationConfig, counts: dict[str, float]) -> str:
+def summarize(alerts: list[dict[str, Any]], config: SimulationConfig, counts: dict[str, float],
+              updates: list[dict[str, Any]] | None = None) -> str:
     lines = ["", "=" * 78, "driftstream demo summary", "=" * 78]
     for name, value in counts.items():
         lines.append(f"  {name:<34} {value:>12,.0f}")
@@ -81,6 +83,12 @@ def summarize(alerts: list[dict[str, Any]], config: SimulationConfig, counts: di
         )
         lines.append(f"  {alert['severity']} {alert['kind']:<16} fired at prediction #{index} ({delay})")
         lines.append(f"      detectors: {members}")
+    if updates:
+        from .updater import summary_lines
+
+        lines.append("")
+        lines.append("  model updates (drift -> alert -> update request -> challenger -> decision):")
+        lines.extend(f"    {line}" for line in summary_lines(updates))
     lines.append("=" * 78)
     return "\n".join(lines)
 
@@ -89,13 +97,15 @@ def run_demo(config: SimulationConfig, rate: float, partitions: int = 2) -> int:
     """Run the demo end to end; returns the process exit code."""
     print("starting the embedded broker (memory-only) ...", flush=True)
     with EmbeddedBroker() as broker:
-        settings = Settings.from_env().for_embedded_broker(broker.url).replace(partitions=partitions)
+        settings = Settings.from_env().for_embedded_broker(broker.url).replace(
+            partitions=partitions, run_updater=True, model_store_dir=tempfile.mkdtemp(prefix="driftstream-models-"),
+        )
         asyncio.run(ensure_topics(settings))
         print(f"broker at {broker.bootstrap_servers}; starting a worker ...", flush=True)
         with WorkerProcess(settings) as worker:
             took = worker.wait_ready(deadline_s=90)
             print(f"worker ready in {took:.1f} s (metrics at {worker.base_url}/metrics)", flush=True)
-            alerts = asyncio.run(_publish_and_watch(settings, config, rate, worker))
+            alerts, updates = asyncio.run(_publish_and_watch(settings, config, rate, worker))
             counts = {
                 "predictions processed": worker.metric("driftstream_events_consumed_total", topic=settings.topic("predictions")),
                 "labels processed": worker.metric("driftstream_events_consumed_total", topic=settings.topic("ground-truth")),
@@ -104,21 +114,30 @@ def run_demo(config: SimulationConfig, rate: float, partitions: int = 2) -> int:
                 "drift events": worker.metric("driftstream_drift_events_total"),
                 "alert publications": worker.metric("driftstream_alerts_total"),
             }
-        print(summarize(alerts, config, counts), flush=True)
+        print(summarize(alerts, config, counts, updates), flush=True)
     print("worker and broker stopped.", flush=True)
     return 0
 
 
-async def _publish_and_watch(settings: Settings, config: SimulationConfig, rate: float, worker: WorkerProcess) -> list[dict[str, Any]]:
+async def _publish_and_watch(
+    settings: Settings, config: SimulationConfig, rate: float, worker: WorkerProcess
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     alerts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    prefix = "\r\x1b[K" if sys.stderr.isatty() else ""
 
     async def watch() -> None:
         async for alert in subscribe(settings, settings.topic("alerts"), from_beginning=True, idle_timeout_s=0.5):
             alerts.append(alert)
-            prefix = "\r\x1b[K" if sys.stderr.isatty() else ""
             print(prefix + describe_alert(alert, config), flush=True)
 
-    watcher = asyncio.create_task(watch())
+    async def watch_updates() -> None:
+        async for update in subscribe(settings, settings.topic("model-updates"), from_beginning=True, idle_timeout_s=0.5):
+            updates.append(update)
+            print(prefix + f"[model-update] {update['model_id']}: {update['action'].replace('_', ' ')} "
+                  f"{update.get('new_version') or ''}", flush=True)
+
+    watchers = [asyncio.create_task(watch()), asyncio.create_task(watch_updates())]
     with Progress("predictions", total=config.events) as bar:
         sent = await publish_simulation(settings, config, rate, bar)
     print(f"published {sent['predictions']} predictions and {sent['ground-truth']} labels; waiting for the worker ...", flush=True)
@@ -130,8 +149,18 @@ async def _publish_and_watch(settings: Settings, config: SimulationConfig, rate:
         if done and lag == 0:
             break
         await asyncio.sleep(0.5)  # polling the worker's metrics with a deadline
-    await asyncio.sleep(1.5)  # let the subscriber drain the alerts topic
-    watcher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watcher
-    return alerts
+    # an update request is followed by the updater's decision once it has seen enough
+    # post-drift events; give it a bounded time to decide
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        requested = sum(1 for u in updates if u["action"] == "update_requested")
+        decided = sum(1 for u in updates if u["action"] in ("promoted", "rejected"))
+        if decided >= requested:
+            break
+        await asyncio.sleep(0.5)  # polling the model-updates subscription with a deadline
+    await asyncio.sleep(1.0)  # let the subscribers drain their topics
+    for watcher in watchers:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    return alerts, updates

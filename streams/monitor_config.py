@@ -69,7 +69,7 @@ DEFAULTS: dict[str, Any] = {
         "max_accuracy_drop": 0.1,
         "max_mae_increase": 0.5,
         # a concept-drift detection alerts only if the error rose at least this much
-        "min_error_increase": 0.03,
+        "min_error_increase": 0.05,
     },
     "alerts": {
         "cooldown_s": 600.0,

@@ -155,6 +155,8 @@ class Settings:
     webhook_retries: int = 3
     #: Directory of the reference model updater's artifacts.
     model_store_dir: str = "./driftstream-models"
+    #: Run the reference model updater inside the worker process too.
+    run_updater: bool = False
     log_level: str = "WARNING"
 
     def __post_init__(self) -> None:
