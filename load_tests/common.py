@@ -219,6 +219,28 @@ def publish(settings: Settings, items: Sequence[Item], chunk: int = 5000, what: 
 
 
 # -- observing a worker --------------------------------------------------------------------
+def agent_crash(worker: WorkerProcess) -> str | None:
+    """The first line of the worker's log that says a Faust agent crashed (the process lives
+    on, but that agent no longer processes anything), or ``None``."""
+    try:
+        text = worker.log_path.read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if "Crashed reason=" in line:
+            return line.strip()
+    return None
+
+
+def check_worker(worker: WorkerProcess, what: str) -> None:
+    """Raise if the worker exited or one of its agents crashed."""
+    if not worker.alive():
+        raise LoadTestError(f"worker exited while {what}:\n{worker.log_tail()}")
+    crash = agent_crash(worker)
+    if crash is not None:
+        raise LoadTestError(f"a worker agent crashed while {what}: {crash}\n{worker.log_tail()}")
+
+
 def consumed(worker: WorkerProcess, settings: Settings, role: str) -> float:
     """``driftstream_events_consumed_total`` of a topic role (``monitor-input``: predictions
     plus joined pairs applied by the monitors; ``predictions``: decoded by the join)."""
@@ -259,8 +281,7 @@ def follow(
     shown = 0
     with Progress(what, total=total) as bar:
         while True:
-            if not worker.alive():
-                raise LoadTestError(f"worker exited while waiting for {what}:\n{worker.log_tail()}")
+            check_worker(worker, f"waiting for {what}")
             now = time.monotonic()
             try:
                 values = {name: probe() for name, probe in probes.items()}

@@ -28,7 +28,7 @@ from streams.simulate import SimulationConfig
 from streams.worker_process import WorkerProcess
 from tests.integration.support import read_table
 
-from .common import Harness, Item, LoadTestError, consumed, count_roles, create_topics, finish, namespaced, note, parser, print_table, publish, workload
+from .common import Harness, check_worker, Item, LoadTestError, consumed, count_roles, create_topics, finish, namespaced, note, parser, print_table, publish, workload
 
 
 def _merged(configs: Sequence[SimulationConfig], start: int, count: int) -> list[Item]:
@@ -83,7 +83,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 pass
             if samples1 and samples1[-1][1] >= total1:
                 break
-            if not one.alive() or time.monotonic() - started > 600:
+            check_worker(one, "draining the first half")
+            if time.monotonic() - started > 600:
                 raise LoadTestError(f"worker 1 did not drain the first half:\n{one.log_tail()}")
             time.sleep(0.05)
         t0, done0 = next((t, v) for t, v in samples1 if v > 0)
@@ -117,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         thread = threading.Thread(target=publisher, daemon=True)
         thread.start()
         samples2: list[tuple[float, float, float]] = []
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + (120 if args.smoke else 600)
         while True:
             try:
                 samples2.append((time.monotonic(), consumed(one, settings, "monitor-input") - base1, consumed(two, settings, "monitor-input")))
@@ -125,7 +126,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 pass
             if samples2 and samples2[-1][1] + samples2[-1][2] >= total2:
                 break
-            if time.monotonic() > deadline or not (one.alive() and two.alive()):
+            check_worker(one, "draining the second half (worker 1)")
+            check_worker(two, "draining the second half (worker 2)")
+            if time.monotonic() > deadline:
                 raise LoadTestError(f"two workers did not drain the second half:\n{one.log_tail()}\n{two.log_tail()}")
             time.sleep(0.05)
         thread.join(60)

@@ -233,6 +233,7 @@ class AlertPolicy:
                     "threshold": m["threshold"],
                     "direction": m["direction"],
                     "severity": m["severity"],
+                    "fired_at": m["fired_at"],
                     "status": m["status"],
                 }
                 for m in members

@@ -69,19 +69,18 @@ def summarize(alerts: list[dict[str, Any]], config: SimulationConfig, counts: di
     lines.append(f"    concept drift (labels flip)    at prediction #{config.concept_drift_at}")
     lines.append("")
     final: dict[str, dict[str, Any]] = {}
-    for alert in alerts:
-        if alert["status"] == "firing" and alert["alert_id"] not in final:
-            final[alert["alert_id"]] = alert
+    for alert in alerts:  # the last publication of an alert holds all of its detectors
+        final[alert["alert_id"]] = alert
     if not final:
         lines.append("  no alerts fired")
-    for alert in sorted(final.values(), key=lambda a: a["timestamp"]):
+    for alert in sorted(final.values(), key=lambda a: a["timestamp"] if a["status"] == "firing" else a["members"][0]["fired_at"]):
         index = _prediction_index(alert, config)
         injected = config.concept_drift_at if alert["kind"] in ("concept_drift", "performance") else config.feature_drift_at
         delay = f"{index - injected:+d} events after injection" if index is not None and injected is not None else ""
         members = ", ".join(
             m["detector"] + (f"[{m['feature']}]" if m["feature"] else "") for m in alert.get("members", [])
         )
-        lines.append(f"  {alert['severity']} {alert['kind']:<16} fired at prediction #{index} ({delay})")
+        lines.append(f"  {alert['severity']} {alert['kind']:<16} first fired at prediction #{index} ({delay}); now {alert['status']}")
         lines.append(f"      detectors: {members}")
     if updates:
         from .updater import summary_lines

@@ -229,7 +229,7 @@ class ModelMonitor:
                     for m in causes
                 ),
                 "alert_ids": [alert["alert_id"]],
-                "from_timestamp": float(alert["timestamp"]),
+                "from_timestamp": float(min(m["fired_at"] for m in causes)),
                 "to_timestamp": float(max(s["timestamp"] for s in result.samples) if result.samples else alert["timestamp"]),
                 "metrics": {"accuracy_baseline": self.baseline} if self.baseline is not None else {},
                 "new_version": None,

@@ -169,10 +169,7 @@ class JoinStage:
         result = JoinResult(outputs, None)
         events: list[tuple[str, dict[str, Any], tuple[int, int | None]]] = []
         now = self.clock()
-        # predictions before labels within a batch (each topic keeps its order): a label
-        # fetched in the same batch as its prediction joins the same way, whichever topic the
-        # consumer happened to read first
-        for record in sorted(records, key=lambda r: r.role != "predictions"):
+        for record in records:
             last = part.offsets.get(record.role)
             if last is not None and record.offset <= last:
                 result.skipped_records += 1
@@ -191,6 +188,10 @@ class JoinStage:
                 self._dead_letter(record, error, now, result)
         if not events and not result.dead_letters:
             return result
+        # a micro-batch applies in event-time order (predictions first on ties; sorting is
+        # stable), so what the join and the detectors see does not depend on which topic the
+        # consumer happened to read first; offline and replayed runs merge by event time too
+        events.sort(key=lambda e: (e[1]["timestamp"], e[0] != "predictions"))
         batch = part.state.apply(events)
         result.batch = batch
         by_model: dict[str, dict[str, Any]] = {}

@@ -1,0 +1,91 @@
+"""The smoke mode of every load test: each script runs end to end in seconds and its JSON
+summary is sane. The full runs stay out of the default test command
+(``python -m load_tests.results`` runs them)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+def _run(module: Any, tmp_path: Path) -> dict[str, Any]:
+    out = tmp_path / "summary.json"
+    returned = module.main(["--smoke", "--json", str(out)])
+    written = orjson.loads(out.read_bytes())
+    assert written["smoke"] is True and written["machine"]["cores"] >= 1
+    assert set(returned) <= set(written)
+    return written
+
+
+def _positive(summary: dict[str, Any], *keys: str) -> None:
+    for key in keys:
+        value = summary[key]
+        assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (key, value)
+
+
+def test_throughput_smoke(tmp_path: Path) -> None:
+    pytest.importorskip("confluent_kafka")
+    from load_tests import kcat, throughput
+
+    try:
+        kcat.kcat_binary()
+    except kcat.KcatUnavailable as exc:
+        pytest.skip(str(exc))
+    s = _run(throughput, tmp_path)
+    _positive(s, "sdk_predictions_per_s", "foreign_predictions_per_s", "raw_aiokafka_per_s", "faust_noop_per_s",
+              "raw_aiokafka_json_per_s", "sdk_vs_raw_aiokafka", "foreign_vs_faust_noop")
+    assert s["sdk_run"]["dead_letters"] == 0 and s["foreign_run"]["dead_letters"] == 0
+    assert all(isinstance(t["met"], bool) for t in s["targets"].values())
+
+
+def test_latency_smoke(tmp_path: Path) -> None:
+    from load_tests import latency
+
+    s = _run(latency, tmp_path)
+    assert s["alerts"] >= 1
+    _positive(s, "p50_s", "p99_s")
+    assert s["p50_s"] <= s["p99_s"]
+    assert s["events_monitored"] == s["events_produced"]
+
+
+def test_memory_smoke(tmp_path: Path) -> None:
+    from load_tests import memory
+
+    s = _run(memory, tmp_path)
+    assert s["events_applied"] == s["predictions"] + s["labels"]
+    _positive(s, "rss_start_mb", "rss_end_mb", "join_windows")
+    assert s["join_expired"] > 0  # the short window expired the unlabelled predictions
+    assert Path(s["plot"]).stat().st_size > 0
+
+
+def test_scaling_smoke(tmp_path: Path) -> None:
+    from load_tests import scaling
+
+    s = _run(scaling, tmp_path)
+    _positive(s, "one_worker_predictions_per_s", "two_workers_predictions_per_s")
+    one, two = ({x for x in a if "predictions" in x} for a in s["assigned_two_workers"])
+    assert one and two and not one & two
+    assert s["models_intact"] and s["lost"] == 0
+
+
+def test_faults_smoke(tmp_path: Path) -> None:
+    from load_tests import faults
+
+    s = _run(faults, tmp_path)
+    rows = s["faults"]
+    assert set(rows) == set(faults.FAULTS)
+    kill = rows["kill"]
+    assert kill.get("error") is None, kill.get("error")
+    assert kill["lost"] == 0 and not kill["alerts_missing"] and not kill["alerts_extra"] and not kill["alerts_differing"]
+    poison = rows["poison"]
+    assert poison["lost"] == 0 and poison["dead_letters_metric"] == poison["injected"] == poison["dead_letters_topic"]
+    dup = rows["duplicates"]
+    assert dup["lost"] == 0 and dup["live_detector_state_equal"] and not dup["live_alerts_missing"] and not dup["live_alerts_extra"]
+    # the broker restart is measured, not judged: its row says what happened
+    assert rows["broker"].get("outcome") or rows["broker"].get("error")
