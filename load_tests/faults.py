@@ -176,7 +176,7 @@ def fault_broker(h: Harness, smoke: bool, seed: int) -> dict[str, Any]:
     outcome = "reconnected without a restart"
     recovery = None
     error = ""
-    deadline = time.monotonic() + (60 if smoke else 120)
+    deadline = time.monotonic() + (30 if smoke else 120)
     seen = 0.0
     while time.monotonic() < deadline:
         if not worker.alive():
@@ -204,13 +204,13 @@ def fault_broker(h: Harness, smoke: bool, seed: int) -> dict[str, Any]:
         started = time.monotonic()
         try:
             follow(worker, {"m": lambda: consumed(worker, settings, "monitor-input")}, lambda v: v["m"] > 0,
-                   deadline_s=120, what="the restarted worker to apply an event", poll_s=0.1)
+                   deadline_s=30 if smoke else 120, what="the restarted worker to apply an event", poll_s=0.1)
             recovery = time.monotonic() - down
             outcome += "; a restarted worker resumed"
         except LoadTestError as exc:
             outcome += f"; a restarted worker did not resume ({str(exc).splitlines()[0]})"
         del started
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + (20 if smoke else 120)
     state = (0, 0)
     while time.monotonic() < deadline and worker.alive():
         state = model_counts(settings, config.model_id)

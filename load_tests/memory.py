@@ -32,7 +32,7 @@ from streams.settings import Settings
 from streams.simulate import SimulationConfig
 from streams.worker_process import WorkerProcess
 
-from .common import Harness, LoadTestError, consumed, count_roles, create_topics, finish, namespaced, note, parser, print_table, publish_async, vm_rss_bytes, workload
+from .common import Harness, check_worker, LoadTestError, consumed, count_roles, create_topics, finish, namespaced, note, parser, print_table, publish_async, vm_rss_bytes, workload
 
 SLOPE_TARGET_MB_PER_M = 1.0
 WINDOW_S = 60.0
@@ -119,8 +119,7 @@ async def _stream(settings: Settings, config: SimulationConfig, chunk: int, samp
                     sent[role] += n
                 bar.update(got["predictions"])
                 while sent["predictions"] + sent["ground-truth"] - sampler.monitored > backlog:
-                    if not sampler.worker.alive():
-                        raise LoadTestError(f"worker died:\n{sampler.worker.log_tail()}")
+                    check_worker(sampler.worker, "streaming")
                     await asyncio.sleep(0.1)
     return sent
 
@@ -153,7 +152,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         sent = asyncio.run(_stream(settings, config, chunk, sampler, backlog=3 * chunk))
         total = sent["predictions"] + sent["ground-truth"]
         while consumed(worker, settings, "monitor-input") < total:
-            if time.monotonic() - started > 3600 or not worker.alive():
+            check_worker(worker, "draining")
+            if time.monotonic() - started > 3600:
                 raise LoadTestError(f"worker did not apply all {total} events:\n{worker.log_tail()}")
             time.sleep(0.2)
         elapsed = time.monotonic() - started

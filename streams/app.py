@@ -38,6 +38,7 @@ from .monitor_config import MonitorConfig
 from .settings import Settings
 from .stages import (
     InputRecord,
+    byte_groups,
     JoinStage,
     MonitorStage,
     Outputs,
@@ -78,7 +79,7 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "broker_rebalance_timeout": settings.rebalance_timeout_s,
         "broker_commit_interval": settings.commit_interval_s,
         "producer_linger": settings.producer_linger_ms / 1000.0,
-        "producer_max_request_size": max(4 * settings.max_message_bytes, 4_194_304),
+        "producer_max_request_size": max(16 * settings.max_message_bytes, 16_777_216),
         "consumer_max_fetch_size": max(8 * settings.max_message_bytes, 8_388_608),
         "consumer_auto_offset_reset": "earliest",
         "stream_buffer_maxsize": 8192,
@@ -161,15 +162,24 @@ class Pipeline:
             await asyncio.gather(*futures)
 
     async def publish(self, outputs: Outputs) -> None:
+        """Publish outputs and wait until the broker has them."""
+        await self.delivered(await self.send(outputs))
+
+    async def send(self, outputs: Outputs) -> list[Any]:
+        """Hand outputs to the producer; returns the delivery futures to wait on."""
         futures = []
         for role, items in outputs.messages.items():
             topic = self.outputs[role]
             for key, value in items:
                 futures.append(await topic.send(key=key.encode() if key is not None else None, value=codec.dumps(value)))
-        if futures:
-            await asyncio.gather(*futures)
         for alert in outputs.messages.get("alerts", ()):
             await self._on_alert(alert[1])
+        return futures
+
+    @staticmethod
+    async def delivered(futures: list[Any]) -> None:
+        if futures:
+            await asyncio.gather(*futures)
 
     async def _on_alert(self, alert: dict[str, Any]) -> None:
         m = self.metrics
@@ -203,32 +213,16 @@ class Pipeline:
                 InputRecord(self.role_of[msg.topic], msg.topic, msg.partition, msg.offset, msg.value)
             )
         m = self.metrics
-        for partition, records in by_partition.items():
+        for partition, all_records in by_partition.items():
             part = self._joins.get(partition)
             if part is None:
                 part = self._joins[partition] = self._load_join(partition)
                 if part.outbox:
                     await self.publish(Outputs.from_json(part.outbox))
-            result = self.join_stage.process(part, records)
-            if result.skipped_records:
-                m.duplicates_skipped.labels("join").inc(result.skipped_records)
-            for topic, first, last in result.gaps:
-                m.offset_gaps.labels(topic).inc()
-                log.warning("offset gap on %s[%d]: offsets %d..%d were never applied", topic, partition, first, last)
-            if result.skipped_records == len(records):
-                continue
-            await self._write_all(self.join_table, last_event[partition], self.join_stage.persist(part, result))
-            await self.publish(result.outputs)
-            for role, n in result.events.items():
-                m.events_consumed.labels(self.settings.topic(role)).inc(n)
-                m.last_event_timestamp.labels(self.settings.topic(role)).set(time.time())
-            for reason, n in result.dead_letters.items():
-                m.dead_letters.labels(reason).inc(n)
-            if result.batch is not None:
-                for outcome, n in result.batch.outcomes.items():
-                    m.join_outcomes.labels(outcome).inc(n)
-                for lag in result.batch.label_lags:
-                    m.label_lag_seconds.observe(lag)
+            in_flight: list[Any] = []
+            for records in byte_groups(all_records, self.settings.batch_max_bytes):
+                in_flight = await self._join_group(part, records, last_event[partition], in_flight)
+            await self.delivered(in_flight)
         for record_list in by_partition.values():
             for record in record_list:
                 m.records_consumed.labels(record.topic).inc()
@@ -236,6 +230,38 @@ class Pipeline:
         m.batch_duration_seconds.labels("join").observe(time.perf_counter() - started)
         m.table_size.labels("join-state").set(sum(len(p.state.alive) + 1 for p in self._joins.values()))
         self.processed_batches += 1
+
+    async def _join_group(
+        self, part: PartitionJoin, records: list[InputRecord], event: EventT, in_flight: list[Any]
+    ) -> list[Any]:
+        """One bounded group of records: join, then (once the previous group's outputs are
+        delivered, since this group's outbox replaces that one) persist state and outbox,
+        then send the outputs; returns their delivery futures. The join itself overlaps
+        the previous group's delivery."""
+        m = self.metrics
+        partition = part.partition
+        result = self.join_stage.process(part, records)
+        if result.skipped_records:
+            m.duplicates_skipped.labels("join").inc(result.skipped_records)
+        for topic, first, last in result.gaps:
+            m.offset_gaps.labels(topic).inc()
+            log.warning("offset gap on %s[%d]: offsets %d..%d were never applied", topic, partition, first, last)
+        if result.skipped_records == len(records):
+            return in_flight
+        await self.delivered(in_flight)
+        await self._write_all(self.join_table, event, self.join_stage.persist(part, result))
+        futures = await self.send(result.outputs)
+        for role, n in result.events.items():
+            m.events_consumed.labels(self.settings.topic(role)).inc(n)
+            m.last_event_timestamp.labels(self.settings.topic(role)).set(time.time())
+        for reason, n in result.dead_letters.items():
+            m.dead_letters.labels(reason).inc(n)
+        if result.batch is not None:
+            for outcome, n in result.batch.outcomes.items():
+                m.join_outcomes.labels(outcome).inc(n)
+            for lag in result.batch.label_lags:
+                m.label_lag_seconds.observe(lag)
+        return futures
 
     # -- monitor ------------------------------------------------------------------------
     async def _monitor_for(self, key: str, payload: dict[str, Any]) -> tuple[ModelMonitor, dict[str, int]]:

@@ -40,7 +40,6 @@ gone can be deleted (their ``dead_deltas``), so the log stays bounded too.
 from __future__ import annotations
 
 import heapq
-import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -120,6 +119,7 @@ class JoinState:
         # Expiry in event-time buckets of window/64: an entry leaves once the watermark has
         # passed the end of its deadline's bucket (exact, whatever the batch cuts).
         self.granularity = self.window_s / 64
+        self._spans = {s: self._span(s) for s in SECTIONS}
         self.buckets: dict[int, list[tuple[str, str]]] = {}
         self.bucket_heap: list[int] = []
         self.watermark = float("-inf")
@@ -159,10 +159,10 @@ class JoinState:
                 self._schedule(section, pid, entry)
 
     def _bucket(self, section: str, entry: list[Any]) -> int:
-        return math.floor((entry[-2] + self._span(section)) / self.granularity)
+        return int((entry[-2] + self._spans[section]) // self.granularity)
 
     def _schedule(self, section: str, pid: str, entry: list[Any]) -> None:
-        bucket = self._bucket(section, entry)
+        bucket = int((entry[-2] + self._spans[section]) // self.granularity)
         items = self.buckets.get(bucket)
         if items is None:
             items = self.buckets[bucket] = []

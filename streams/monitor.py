@@ -74,10 +74,10 @@ def _chunks(start: int, count: int) -> list[tuple[int, int]]:
 
 def _evaluation_cuts(detector: Detector, n: int) -> list[int]:
     """End offsets splitting ``n`` values so that any drift can only be signalled by the
-    last value of a piece: at every ``step`` of a windowed detector, every value otherwise."""
+    last value of a piece: at every ``step`` of a windowed detector (one piece otherwise)."""
     step = getattr(detector, "step", None)
     if not isinstance(step, int):
-        return list(range(1, n + 1))
+        return [n]
     first = step - detector.n_seen % step
     return [*range(first, n, step), n] if first < n else [n]
 
@@ -295,15 +295,22 @@ class ModelMonitor:
             clean, idx = _categorical(values)
         else:
             clean, idx = _numeric(values)
-        start = 0
-        for end in _evaluation_cuts(detector, len(idx)):
-            # each call ends at the detector's next evaluation (windowed detectors) or takes
-            # one value (error-stream detectors), so a hit is observed with the statistic it
-            # had at that very event, whatever the batch cuts
-            if len(detector.update_many(clean[start:end])):
-                i = lo + int(idx[end - 1])
-                self._observe(watched, True, i, base + (i - lo), cols, result, alert=self._confirmed(watched))
-            start = end
+        if detector.kind == "error_stream":
+            # one value at a time (these detectors are per-event anyway): a hit is observed
+            # with the statistic it had at that very event, whatever the batch cuts
+            update = detector.update
+            for j, value in enumerate(clean):
+                update(value)
+                if detector.drift_detected:
+                    i = lo + int(idx[j])
+                    self._observe(watched, True, i, base + (i - lo), cols, result, alert=self._confirmed(watched))
+        else:
+            start = 0
+            for end in _evaluation_cuts(detector, len(idx)):  # each piece ends at an evaluation
+                if len(detector.update_many(clean[start:end])):
+                    i = lo + int(idx[end - 1])
+                    self._observe(watched, True, i, base + (i - lo), cols, result)
+                start = end
         if (base + hi - lo) % OBSERVE_EVERY == 0:  # a chunk completed: observe the detector's state
             latched = detector.kind != "error_stream" and _crossed(detector)
             self._observe(watched, latched, hi - 1, base + (hi - 1 - lo), cols, result, sample=True)

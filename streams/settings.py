@@ -129,6 +129,8 @@ class Settings:
     #: Micro-batching of the pipeline agents.
     batch_max_records: int = 2_000
     batch_within_s: float = 0.05
+    #: Input bytes joined per step: bounds a step's state delta, outbox and column batches.
+    batch_max_bytes: int = 1_048_576
     #: Consumer-group timing; short values make the embedded broker start in seconds.
     session_timeout_s: float = 30.0
     heartbeat_interval_s: float = 3.0

@@ -104,6 +104,25 @@ class PartitionJoin:
         return cls(partition, state, dict(meta["offsets"]), meta.get("outbox"))
 
 
+def byte_groups(records: Sequence[InputRecord], max_bytes: int) -> list[list[InputRecord]]:
+    """Consecutive groups of records of at most ``max_bytes`` (a bigger record stands alone),
+    so one group's state delta, outbox and column batches stay well under a Kafka
+    message's size limit.
+
+    >>> [len(g) for g in byte_groups([InputRecord("predictions", "t", 0, i, b"x" * 40) for i in range(5)], 100)]
+    [2, 2, 1]
+    """
+    groups: list[list[InputRecord]] = []
+    size = max_bytes
+    for record in records:
+        if size + len(record.value) > max_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(record)
+        size += len(record.value)
+    return groups
+
+
 def meta_key(partition: int) -> str:
     return f"{partition}:meta"
 
@@ -167,7 +186,7 @@ class JoinStage:
     def process(self, part: PartitionJoin, records: Sequence[InputRecord]) -> JoinResult:
         outputs = Outputs()
         result = JoinResult(outputs, None)
-        events: list[tuple[str, dict[str, Any], tuple[int, int | None]]] = []
+        events: list[tuple[float, bool, int, str, dict[str, Any], tuple[int, int | None]]] = []
         now = self.clock()
         for record in records:
             last = part.offsets.get(record.role)
@@ -182,8 +201,10 @@ class JoinStage:
                 known_models=self.known_models if record.role == "predictions" else None,
             )
             result.events[record.role] += len(oks)
+            rank = record.role != "predictions"
             for index, event in oks:
-                events.append((record.role, event, (record.offset, index)))
+                # (event time, predictions first, arrival): sorts in C, no key function
+                events.append((event["timestamp"], rank, len(events), record.role, event, (record.offset, index)))
             for error in errors:
                 self._dead_letter(record, error, now, result)
         if not events and not result.dead_letters:
@@ -191,8 +212,8 @@ class JoinStage:
         # a micro-batch applies in event-time order (predictions first on ties; sorting is
         # stable), so what the join and the detectors see does not depend on which topic the
         # consumer happened to read first; offline and replayed runs merge by event time too
-        events.sort(key=lambda e: (e[1]["timestamp"], e[0] != "predictions"))
-        batch = part.state.apply(events)
+        events.sort()
+        batch = part.state.apply([(role, event, position) for _, _, _, role, event, position in events])
         result.batch = batch
         by_model: dict[str, dict[str, Any]] = {}
 
