@@ -199,7 +199,8 @@ class Pipeline:
 
     # -- join ---------------------------------------------------------------------------
     def _load_join(self, partition: int) -> PartitionJoin:
-        items = [(k, v) for k, v in self.join_table.data.items() if owns_join_key(partition, k)]
+        # a recovered tombstone may linger as None: a deleted delta
+        items = [(k, v) for k, v in self.join_table.data.items() if v is not None and owns_join_key(partition, k)]
         return PartitionJoin.load(partition, self.settings.join_window_s, items)
 
     async def handle_join(self, events: list[EventT]) -> None:

@@ -142,6 +142,8 @@ class Settings:
     web_port: int = 6066
     #: Producer batching window in milliseconds.
     producer_linger_ms: int = 5
+    #: Longest a consumer fetch waits for data (Faust's own default is 1500 ms).
+    fetch_max_wait_ms: int = 100
     #: Security for production Kafka.
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "PLAIN"

@@ -18,9 +18,30 @@ def install_uvloop() -> bool:
     return True
 
 
+def shorten_fetch_wait(max_wait_ms: int) -> None:
+    """Faust hard-codes ``fetch_max_wait_ms=1500`` for its consumer; on a broker that holds
+    an empty fetch for the whole wait, every hop of the pipeline (input -> join ->
+    monitor-input -> monitor) can add that much latency. Cap it in this (worker) process."""
+    import aiokafka
+
+    base = aiokafka.AIOKafkaConsumer
+    if getattr(base, "_driftstream_fetch_wait", None) is not None:
+        return
+
+    class Consumer(base):  # type: ignore[misc, valid-type]
+        _driftstream_fetch_wait = max_wait_ms
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            kwargs["fetch_max_wait_ms"] = min(int(kwargs.get("fetch_max_wait_ms", max_wait_ms)), max_wait_ms)  # type: ignore[call-overload]
+            super().__init__(*args, **kwargs)
+
+    aiokafka.AIOKafkaConsumer = Consumer  # type: ignore[misc]
+
+
 def run_worker(settings: Settings) -> None:
     """Create the topics, build the app and run it until SIGTERM/SIGINT."""
     install_uvloop()
+    shorten_fetch_wait(settings.fetch_max_wait_ms)
     import faust
 
     from .app import create_app
