@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -31,31 +27,13 @@ def settings(broker: EmbeddedBroker) -> Settings:
     )
 
 
-KcatRunner = Callable[..., "subprocess.CompletedProcess[bytes]"]
-
-
 @pytest.fixture(scope="session")
-def kcat() -> KcatRunner:
-    """Run the Debian ``kcat`` binary (a Kafka client we did not write).
+def kcat() -> Callable[..., "subprocess.CompletedProcess[bytes]"]:
+    """Run the Debian ``kcat`` binary, a Kafka client we did not write (see load_tests.kcat
+    for why it runs against the librdkafka of the confluent-kafka wheel)."""
+    from load_tests.kcat import KcatUnavailable, kcat_runner
 
-    Debian bookworm's librdkafka 2.0.2 cannot parse the tagged fields of Tansu's
-    ApiVersions response, so kcat is run against the current librdkafka bundled in the
-    confluent-kafka wheel (same soname, same C API); kcat itself is unchanged.
-    """
-    binary = shutil.which("kcat") or shutil.which("kafkacat")
-    if binary is None:
-        pytest.skip("kcat is not installed (Debian package kcat; .ci/run installs it)")
-    import confluent_kafka
-
-    libs = Path(confluent_kafka.__file__).parent.parent / "confluent_kafka.libs"
-    bundled = sorted(libs.glob("librdkafka*.so*"))
-    env = dict(os.environ)
-    if bundled:
-        libdir = Path(tempfile.mkdtemp(prefix="kcat-lib-"))
-        (libdir / "librdkafka.so.1").symlink_to(bundled[0])
-        env["LD_LIBRARY_PATH"] = str(libdir)
-
-    def run(*args: str, input: bytes | None = None, timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run([binary, *args], input=input, capture_output=True, check=True, timeout=timeout, env=env)
-
-    return run
+    try:
+        return kcat_runner()
+    except KcatUnavailable as exc:
+        pytest.skip(str(exc))

@@ -5,6 +5,8 @@ summary is sane. The full runs stay out of the default test command
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +16,16 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-def _run(module: Any, tmp_path: Path) -> dict[str, Any]:
+def _run(module: Any, tmp_path: Path, *extra: str) -> dict[str, Any]:
+    """Run the script as a user does (its own process, its own signal handling)."""
     out = tmp_path / "summary.json"
-    returned = module.main(["--smoke", "--json", str(out)])
+    proc = subprocess.run(
+        [sys.executable, "-m", module.__name__, "--smoke", "--json", str(out), *extra],
+        capture_output=True, text=True, timeout=220,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     written = orjson.loads(out.read_bytes())
     assert written["smoke"] is True and written["machine"]["cores"] >= 1
-    assert set(returned) <= set(written)
     return written
 
 
@@ -77,9 +83,10 @@ def test_scaling_smoke(tmp_path: Path) -> None:
 def test_faults_smoke(tmp_path: Path) -> None:
     from load_tests import faults
 
-    s = _run(faults, tmp_path)
+    # the broker-restart fault waits out the worker's reaction for minutes: full runs only
+    s = _run(faults, tmp_path, "--fault", "kill", "--fault", "poison", "--fault", "duplicates")
     rows = s["faults"]
-    assert set(rows) == set(faults.FAULTS)
+    assert set(rows) == {"kill", "poison", "duplicates"}
     kill = rows["kill"]
     assert kill.get("error") is None, kill.get("error")
     assert kill["lost"] == 0 and not kill["alerts_missing"] and not kill["alerts_extra"] and not kill["alerts_differing"]
@@ -87,5 +94,3 @@ def test_faults_smoke(tmp_path: Path) -> None:
     assert poison["lost"] == 0 and poison["dead_letters_metric"] == poison["injected"] == poison["dead_letters_topic"]
     dup = rows["duplicates"]
     assert dup["lost"] == 0 and dup["live_detector_state_equal"] and not dup["live_alerts_missing"] and not dup["live_alerts_extra"]
-    # the broker restart is measured, not judged: its row says what happened
-    assert rows["broker"].get("outcome") or rows["broker"].get("error")
