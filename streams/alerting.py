@@ -201,7 +201,7 @@ class AlertPolicy:
             message = (
                 f"{primary['kind'].replace('_', ' ')} on model {self.model_id}{version}: "
                 f"{what} crossed threshold ({primary['detector']} = "
-                f"{_fmt(primary['value'])} {primary['direction']} {_fmt(primary['threshold'])})"
+                f"{format_number(primary['value'])} {primary['direction']} {format_number(primary['threshold'])})"
             )
         else:
             message = f"resolved on model {self.model_id}{version}: {what} back within threshold"
@@ -241,5 +241,7 @@ class AlertPolicy:
         }
 
 
-def _fmt(x: float | None) -> str:
+def format_number(x: float | None) -> str:
+    """A statistic for people: 4 significant digits, ``n/a`` when undefined."""
     return "n/a" if x is None else f"{x:.4g}"
+

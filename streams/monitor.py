@@ -38,7 +38,7 @@ from detectors.base import Detector
 from detectors.metrics import RollingAccuracy, RollingMAE
 from schemas.ids import stable_id
 
-from .alerting import AlertPolicy, Observation
+from .alerting import AlertPolicy, Observation, format_number as _fmt
 from .monitor_config import MonitorConfig, ModelConfig
 
 #: Detectors are observed every this many events of their sequence (and at first drift).
@@ -225,7 +225,7 @@ class ModelMonitor:
                 "model_version": self.model_version,
                 "action": "update_requested",
                 "reason": "; ".join(
-                    f"{m['kind'].replace('_', ' ')}: {m['detector']} = {m['value']} ({m['direction']} {m['threshold']})"
+                    f"{m['kind'].replace('_', ' ')}: {m['detector']} = {_fmt(m['value'])} ({m['direction']} {_fmt(m['threshold'])})"
                     for m in causes
                 ),
                 "alert_ids": [alert["alert_id"]],
