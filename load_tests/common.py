@@ -32,6 +32,7 @@ import orjson
 
 from streams.broker import EmbeddedBroker
 from streams.exceptions import DriftstreamError
+from streams.processes import terminate_group
 from streams.progress import Progress
 from streams.sdk import DriftstreamClient
 from streams.settings import Settings
@@ -93,7 +94,7 @@ class Harness(contextlib.ExitStack):
     def popen(self, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         """A subprocess in its own session, killed with its children when the harness closes."""
         process = subprocess.Popen(list(args), start_new_session=True, **kwargs)
-        self.callback(kill_process_group, process)
+        self.callback(terminate_group, process, 5.0)
         return process
 
 
@@ -101,18 +102,6 @@ def _stop_worker(worker: WorkerProcess) -> None:
     worker.stop(timeout_s=10)
     with contextlib.suppress(OSError):
         worker.log_path.unlink()
-
-
-def kill_process_group(process: subprocess.Popen[bytes], timeout_s: float = 5.0) -> None:
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout_s)
 
 
 def _in_main_thread() -> bool:
@@ -191,16 +180,7 @@ def count_roles(items: Iterable[Item]) -> dict[str, int]:
 
 
 async def publish_async(client: DriftstreamClient, items: Sequence[Item], chunk: int = 5000, progress: Progress | None = None) -> dict[str, int]:
-    sent = {"predictions": 0, "ground-truth": 0}
-    for start in range(0, len(items), chunk):
-        part = items[start : start + chunk]
-        for role in ("predictions", "ground-truth"):
-            events = [e for r, e in part if r == role]
-            if events:
-                sent[role] += await client.publish(role, events)  # type: ignore[arg-type]
-        if progress is not None:
-            progress.update(len(part))
-    return sent
+    return await client.publish_in_order(items, chunk, progress)
 
 
 def publish(settings: Settings, items: Sequence[Item], chunk: int = 5000, what: str = "events published") -> dict[str, int]:

@@ -36,6 +36,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import codec
+from streams.processes import terminate_group
 from streams.progress import Progress
 from streams.settings import Settings
 from streams.simulate import SimulationConfig
@@ -48,7 +49,6 @@ from .common import (
     create_topics,
     finish,
     follow,
-    kill_process_group,
     namespaced,
     note,
     parser,
@@ -156,7 +156,7 @@ def noop_faust_rate(h: Harness, settings: Settings, topic: str, records: int, pr
             time.sleep(0.25)
             bar.update(0.25)
     got = codec.loads(out.read_bytes())
-    kill_process_group(process)
+    terminate_group(process, 5.0)
     shutil.rmtree(out.parent, ignore_errors=True)
     elapsed = max(got["last_s"] - got["first_s"], 1e-9)
     return {"records": got["records"], "elapsed_s": round(elapsed, 3),

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .exceptions import BrokerError
+from .processes import terminate_group
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -166,15 +166,8 @@ class EmbeddedBroker:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the broker: SIGTERM, then SIGKILL after ``timeout_s``. Idempotent."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout_s)
+        if process is not None:
+            terminate_group(process, timeout_s)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

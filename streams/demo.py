@@ -36,9 +36,8 @@ async def publish_simulation(
     async with DriftstreamClient(settings) as client:
         for start in range(0, config.events, CHUNK):
             merged = sim.in_event_time_order(start, min(CHUNK, config.events - start))
-            for role in ("predictions", "ground-truth"):
-                events = [event for r, event in merged if r == role]
-                sent[role] += await client.publish(role, events)  # type: ignore[arg-type]
+            for role, n in (await client.publish_in_order(merged, chunk=len(merged))).items():  # type: ignore[arg-type]
+                sent[role] += n
             if progress is not None:
                 progress.update(min(CHUNK, config.events - start))
             ahead = sent["predictions"] / rate - (time.monotonic() - started)

@@ -175,6 +175,22 @@ class DriftstreamClient:
             raise PublishError(f"publishing to {topic!r} failed: {exc}") from exc
         return len(prepared)
 
+    async def publish_in_order(
+        self, items: Sequence[tuple[EventRole, Any]], chunk: int = 5000, progress: Any = None
+    ) -> dict[str, int]:
+        """Publish ``(role, event)`` pairs in order, ``chunk`` at a time: each chunk's
+        predictions, then its labels (how a recorded or simulated stream is replayed)."""
+        sent = {"predictions": 0, "ground-truth": 0}
+        for start in range(0, len(items), chunk):
+            part = items[start : start + chunk]
+            for role in ("predictions", "ground-truth"):
+                events = [event for r, event in part if r == role]
+                if events:
+                    sent[role] += await self.publish(role, events)  # type: ignore[arg-type]
+            if progress is not None:
+                progress.update(len(part))
+        return sent
+
     async def publish_predictions(self, events: Iterable[Any]) -> int:
         return await self.publish("predictions", events)
 

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .broker import free_port
 from .exceptions import DriftstreamError
+from .processes import signal_group, terminate_group
 from .settings import Settings
 
 
@@ -100,24 +101,13 @@ class WorkerProcess:
         return sum(v for (n, ls), v in self.scrape().items() if n == name and wanted <= set(ls))
 
     def stop(self, timeout_s: float = 20.0) -> int | None:
-        process = self.process
-        if process is None:
-            return None
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return process.returncode
+        return terminate_group(self.process, timeout_s) if self.process is not None else None
 
     def kill(self) -> None:
         """SIGKILL the worker (and anything it started): a crash, for fault tests."""
         process = self.process
         if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            signal_group(process, signal.SIGKILL)
             process.wait(10)
 
     def __enter__(self) -> WorkerProcess:

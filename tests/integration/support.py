@@ -18,15 +18,8 @@ def publish_events(settings: Settings, items: list[tuple[str, dict[str, Any]]], 
     """Publish ``(role, event)`` pairs with the SDK, in order, ``chunk`` events at a time."""
 
     async def run() -> dict[str, int]:
-        sent = {"predictions": 0, "ground-truth": 0}
         async with DriftstreamClient(settings) as client:
-            for start in range(0, len(items), chunk):
-                part = items[start : start + chunk]
-                for role in ("predictions", "ground-truth"):
-                    events = [e for r, e in part if r == role]
-                    if events:
-                        sent[role] += await client.publish(role, events)  # type: ignore[arg-type]
-        return sent
+            return await client.publish_in_order(items, chunk)  # type: ignore[arg-type]
 
     return asyncio.run(run())
 
