@@ -16,12 +16,12 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-def _run(module: Any, tmp_path: Path, *extra: str) -> dict[str, Any]:
+def _run(module: Any, tmp_path: Path, *extra: str, timeout_s: float = 220) -> dict[str, Any]:
     """Run the script as a user does (its own process, its own signal handling)."""
     out = tmp_path / "summary.json"
     proc = subprocess.run(
         [sys.executable, "-m", module.__name__, "--smoke", "--json", str(out), *extra],
-        capture_output=True, text=True, timeout=220,
+        capture_output=True, text=True, timeout=timeout_s,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     written = orjson.loads(out.read_bytes())
@@ -80,11 +80,12 @@ def test_scaling_smoke(tmp_path: Path) -> None:
     assert s["models_intact"] and s["lost"] == 0
 
 
+@pytest.mark.timeout(450)
 def test_faults_smoke(tmp_path: Path) -> None:
     from load_tests import faults
 
     # the broker-restart fault waits out the worker's reaction for minutes: full runs only
-    s = _run(faults, tmp_path, "--fault", "kill", "--fault", "poison", "--fault", "duplicates")
+    s = _run(faults, tmp_path, "--fault", "kill", "--fault", "poison", "--fault", "duplicates", timeout_s=420)
     rows = s["faults"]
     assert set(rows) == {"kill", "poison", "duplicates"}
     kill = rows["kill"]
