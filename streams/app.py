@@ -131,9 +131,15 @@ class Pipeline:
 
     # -- caches vs rebalances -----------------------------------------------------------
     async def on_rebalance(self, *_: Any, **__: Any) -> None:
-        """Drop the in-memory views of table state; they are rebuilt from the tables."""
+        """Drop the in-memory views of table state (rebuilt from the tables) and the
+        per-model series: models that moved to another worker must not keep their last
+        values here; the ones that stay are exported again with their next batch."""
         self._joins.clear()
         self._monitors.clear()
+        m = self.metrics
+        for gauge in (m.detector_statistic, m.detector_threshold, m.detector_window_size,
+                      m.detector_p_value, m.detector_drift, m.label_coverage):
+            gauge.clear()
 
     # -- table writes ---------------------------------------------------------------------
     @staticmethod
