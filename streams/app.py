@@ -18,13 +18,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
+import sys
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from faust.streams import _current_event
 from faust.types import TP, EventT
 from prometheus_client import CollectorRegistry
@@ -38,16 +42,20 @@ from .monitor_config import MonitorConfig
 from .settings import Settings
 from .stages import (
     InputRecord,
-    byte_groups,
     JoinStage,
     MonitorStage,
     Outputs,
     PartitionJoin,
+    byte_groups,
     owns_join_key,
 )
 from .webhook import WebhookSink
 
 log = logging.getLogger(__name__)
+
+#: Exit status of a worker that found the broker's log behind what it had applied (sysexits
+#: EX_TEMPFAIL): a supervisor restarts it, and the restarted worker starts from the broker's state.
+EXIT_BROKER_LOST_DATA = 75
 
 OUTPUT_ROLES = ("monitor-input", "drift-events", "alerts", "dead-letter", "join-outcomes", "model-updates")
 
@@ -100,11 +108,22 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
     return conf
 
 
+def exit_now(message: str) -> None:
+    """Leave at once, writing nothing more to the broker (see :meth:`Pipeline.broker_lost_data`)."""
+    log.critical(message)
+    print(f"driftstream worker: {message}", file=sys.stderr, flush=True)
+    os._exit(EXIT_BROKER_LOST_DATA)
+
+
 class Pipeline:
     """The agents' logic and caches; one per app."""
 
-    def __init__(self, app: faust.App, settings: Settings, monitor_config: MonitorConfig, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, app: faust.App, settings: Settings, monitor_config: MonitorConfig, registry: CollectorRegistry,
+        on_fatal: Callable[[str], None] = exit_now,
+    ) -> None:
         self.app = app
+        self.on_fatal = on_fatal
         self.settings = settings
         self.metrics = metrics_module.create(registry)
         self.registry = registry
@@ -128,6 +147,10 @@ class Pipeline:
         self.webhook = WebhookSink.from_settings(settings, self.metrics)
         self.broker_reachable = False
         self.processed_batches = 0
+        # changelog partition -> the last offset this worker wrote there (see check_changelogs)
+        self._written: dict[TP, int] = {}
+        self._probe: AIOKafkaConsumer | None = None
+        self._suspected = False
 
     # -- caches vs rebalances -----------------------------------------------------------
     async def on_rebalance(self, *_: Any, **__: Any) -> None:
@@ -164,8 +187,9 @@ class Pipeline:
         partition = event.message.partition
         with self._in_partition_of(event):
             futures = [self._write(table, partition, key, value) for key, value in writes]
-        if futures:
-            await asyncio.gather(*futures)
+        for sent in await asyncio.gather(*futures):
+            if sent.offset > self._written.get(sent.topic_partition, -1):
+                self._written[sent.topic_partition] = sent.offset
 
     async def publish(self, outputs: Outputs) -> None:
         """Publish outputs and wait until the broker has them."""
@@ -226,6 +250,7 @@ class Pipeline:
                 part = self._joins[partition] = self._load_join(partition)
                 if part.outbox:
                     await self.publish(Outputs.from_json(part.outbox))
+            self.check_log_continuity(part)  # before a record is skipped as a replay
             in_flight: list[Any] = []
             for records in byte_groups(all_records, self.settings.batch_max_bytes):
                 in_flight = await self._join_group(part, records, last_event[partition], in_flight)
@@ -269,6 +294,65 @@ class Pipeline:
             for lag in result.batch.label_lags:
                 m.label_lag_seconds.observe(lag)
         return futures
+
+    def check_log_continuity(self, part: PartitionJoin) -> None:
+        """Stop if an input log now ends below an offset this partition already applied:
+        new records would reuse old offsets, and the join would skip them as replays."""
+        consumer = self.app.consumer
+        if consumer is None:
+            return
+        for role, applied in part.offsets.items():
+            topic = self.settings.topic(role)
+            highwater = consumer.highwater(TP(topic, part.partition))
+            if highwater is not None and highwater <= applied:
+                self.broker_lost_data(f"{topic}[{part.partition}] ends at offset {highwater}, below offset {applied} this worker applied")
+                return
+
+    async def check_changelogs(self) -> None:
+        """Stop if a state changelog no longer holds what this worker wrote to it.
+
+        That is what a broker that lost its data looks like (a restarted memory-only broker,
+        topics deleted and recreated): against it, neither the changelogs nor the committed
+        offsets mean anything, and Faust would wait forever to recover them. A broker that
+        cannot be reached is not checked (it may come back whole); a problem must be seen
+        by two checks in a row."""
+        if not self._written:
+            return
+        try:
+            probe = await self._probe_consumer()
+            topics = await asyncio.wait_for(probe.topics(), timeout=5.0)
+            present = [tp for tp in self._written if tp.topic in topics]
+            ends = await asyncio.wait_for(probe.end_offsets(present), timeout=5.0) if present else {}
+        except (asyncio.TimeoutError, KafkaError, OSError):
+            return
+        problems = []
+        for tp, offset in self._written.items():
+            end = ends.get(tp)
+            if end is None or end <= offset:
+                where = "is gone" if end is None else f"ends at offset {end}"
+                problems.append(f"state changelog {tp.topic}[{tp.partition}] {where}, but this worker wrote offset {offset} to it")
+        # a missing topic can be a passing metadata hiccup: act when two checks agree
+        confirmed = bool(problems) and self._suspected
+        self._suspected = bool(problems)
+        if confirmed:
+            self.broker_lost_data(problems[0])
+
+    async def _probe_consumer(self) -> AIOKafkaConsumer:
+        if self._probe is None:
+            probe = AIOKafkaConsumer(**self.settings.kafka_client_kwargs(), group_id=None, enable_auto_commit=False)
+            await probe.start()  # raises (and is dropped) while the broker is unreachable
+            self._probe = probe
+        return self._probe
+
+    def broker_lost_data(self, what: str) -> None:
+        """Exit now with :data:`EXIT_BROKER_LOST_DATA`, writing nothing more to the broker;
+        restarted (by a supervisor), the worker starts from what the broker holds."""
+        self.metrics.broker_data_lost.inc()
+        self.on_fatal(
+            f"{what}: the broker lost its data (a restarted memory-only broker, or topics deleted and "
+            f"recreated). Exiting with status {EXIT_BROKER_LOST_DATA}; restart the worker to start from "
+            "the broker's current state."
+        )
 
     # -- monitor ------------------------------------------------------------------------
     async def _monitor_for(self, key: str, payload: dict[str, Any]) -> tuple[ModelMonitor, dict[str, int]]:
@@ -364,7 +448,7 @@ class Pipeline:
             return
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
-            read = consumer._read_offset.get(tp)  # noqa: SLF001 - Faust exposes no public accessor
+            read = consumer._read_offset.get(tp)
             if highwater is not None and read is not None:
                 self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - read - 1))
 
@@ -428,6 +512,7 @@ def create_app(
     async def housekeeping() -> None:
         pipeline.check_broker()
         pipeline.update_lag()
+        await pipeline.check_changelogs()
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:
@@ -446,4 +531,4 @@ def create_app(
     return app
 
 
-__all__ = ["create_app", "faust_settings", "Pipeline", "TP"]
+__all__ = ["TP", "Pipeline", "create_app", "faust_settings"]

@@ -71,6 +71,7 @@ class Metrics(NamedTuple):
     table_size: Gauge
     table_bytes: Gauge
     offset_gaps: Counter
+    broker_data_lost: Counter
     duplicates_skipped: Counter
     webhook_deliveries: Counter
     model_updates: Counter
@@ -181,6 +182,10 @@ def create(
         table_bytes=gauge("table_bytes", "Serialised size of a state table.", "table"),
         offset_gaps=counter(
             "offset_gaps", "Skipped offsets detected on a partition.", "topic"
+        ),
+        broker_data_lost=counter(
+            "broker_data_lost", "Times the worker found the broker's logs behind what it had "
+            "applied or written (it exits right after).",
         ),
         duplicates_skipped=counter(
             "duplicates_skipped", "Redelivered events skipped by idempotency checks.", "stage"
