@@ -83,7 +83,7 @@ def run_pipeline(h: Harness, settings: Settings, sent: dict[str, int], what: str
         {"join": lambda: consumed(worker, settings, "predictions"),
          "monitored": lambda: consumed(worker, settings, "monitor-input")},
         lambda v: v["monitored"] >= total,
-        deadline_s=600, what=what, progress_key="monitored", total=total, poll_s=0.05,
+        deadline_s=600, what=what, progress_key="monitored", total=total, poll_s=0.25,
     )
     rate = pipeline_rate(trace, "join", "monitored", sent["predictions"], total)
     first = trace.first_moving("join")

@@ -147,10 +147,10 @@ class Pipeline:
         self.webhook = WebhookSink.from_settings(settings, self.metrics)
         self.broker_reachable = False
         self.processed_batches = 0
-        # changelog partition -> the last offset this worker wrote there (see check_changelogs)
+        # changelog partition -> the first offset this worker wrote there (see check_changelogs)
         self._written: dict[TP, int] = {}
         self._probe: AIOKafkaConsumer | None = None
-        self._suspected = False
+        self._suspected: set[TP] = set()
 
     # -- caches vs rebalances -----------------------------------------------------------
     async def on_rebalance(self, *_: Any, **__: Any) -> None:
@@ -188,8 +188,7 @@ class Pipeline:
         with self._in_partition_of(event):
             futures = [self._write(table, partition, key, value) for key, value in writes]
         for sent in await asyncio.gather(*futures):
-            if sent.offset > self._written.get(sent.topic_partition, -1):
-                self._written[sent.topic_partition] = sent.offset
+            self._written.setdefault(sent.topic_partition, sent.offset)
 
     async def publish(self, outputs: Outputs) -> None:
         """Publish outputs and wait until the broker has them."""
@@ -198,10 +197,10 @@ class Pipeline:
     async def send(self, outputs: Outputs) -> list[Any]:
         """Hand outputs to the producer; returns the delivery futures to wait on."""
         futures = []
-        for role, items in outputs.messages.items():
+        for role, items in outputs.encoded().items():
             topic = self.outputs[role]
             for key, value in items:
-                futures.append(await topic.send(key=key.encode() if key is not None else None, value=codec.dumps(value)))
+                futures.append(await topic.send(key=key.encode() if key is not None else None, value=value))
         for alert in outputs.messages.get("alerts", ()):
             await self._on_alert(alert[1])
         return futures
@@ -309,33 +308,35 @@ class Pipeline:
                 return
 
     async def check_changelogs(self) -> None:
-        """Stop if a state changelog no longer holds what this worker wrote to it.
+        """Stop if a state changelog no longer reaches the first record this worker wrote
+        to it (not the last: Tansu's end offset can lag a multi-record batch).
 
         That is what a broker that lost its data looks like (a restarted memory-only broker,
         topics deleted and recreated): against it, neither the changelogs nor the committed
         offsets mean anything, and Faust would wait forever to recover them. A broker that
         cannot be reached is not checked (it may come back whole); a problem must be seen
         by two checks in a row."""
-        if not self._written:
+        written = dict(self._written)
+        if not written:
             return
         try:
             probe = await self._probe_consumer()
             topics = await asyncio.wait_for(probe.topics(), timeout=5.0)
-            present = [tp for tp in self._written if tp.topic in topics]
+            present = [tp for tp in written if tp.topic in topics]
             ends = await asyncio.wait_for(probe.end_offsets(present), timeout=5.0) if present else {}
         except (asyncio.TimeoutError, KafkaError, OSError):
             return
-        problems = []
-        for tp, offset in self._written.items():
+        problems: dict[TP, str] = {}
+        for tp, offset in written.items():
             end = ends.get(tp)
             if end is None or end <= offset:
                 where = "is gone" if end is None else f"ends at offset {end}"
-                problems.append(f"state changelog {tp.topic}[{tp.partition}] {where}, but this worker wrote offset {offset} to it")
+                problems[tp] = f"state changelog {tp.topic}[{tp.partition}] {where}, but this worker wrote offset {offset} (and later ones) to it"
         # a missing topic can be a passing metadata hiccup: act when two checks agree
-        confirmed = bool(problems) and self._suspected
-        self._suspected = bool(problems)
+        confirmed = [problems[tp] for tp in problems if tp in self._suspected]
+        self._suspected = set(problems)
         if confirmed:
-            self.broker_lost_data(problems[0])
+            self.broker_lost_data(confirmed[0])
 
     async def _probe_consumer(self) -> AIOKafkaConsumer:
         if self._probe is None:

@@ -209,8 +209,14 @@ class JoinState:
             del self.live[owner]
             self._emptied.add(owner)
         if owner != self.seq:
-            self.pins.setdefault(self.seq, set()).add(owner)
-            self.pinned_by.setdefault(owner, set()).add(self.seq)
+            pins = self.pins.get(self.seq)
+            if pins is None:
+                pins = self.pins[self.seq] = set()
+            pins.add(owner)
+            pinned_by = self.pinned_by.get(owner)
+            if pinned_by is None:
+                pinned_by = self.pinned_by[owner] = set()
+            pinned_by.add(self.seq)
 
     def _collect(self, seq: int, dead: list[int]) -> None:
         """Forget delta ``seq`` if nothing it added is live and nothing it removed still is."""

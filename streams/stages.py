@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from schemas import codec
 from schemas.parsing import RecordError, dead_letter_record, decode_record
 
@@ -45,15 +47,32 @@ class InputRecord:
 
 @dataclass
 class Outputs:
-    """Messages to publish, by topic role: ``(key, value)`` pairs."""
+    """Messages to publish, by topic role: ``(key, value)`` pairs.
+
+    Each value is encoded once (:meth:`encoded`): the same bytes go into the outbox that is
+    persisted with the state and onto the output topic.
+    """
 
     messages: dict[str, list[tuple[str | None, dict[str, Any]]]] = field(default_factory=dict)
+    _encoded: dict[str, list[tuple[str | None, bytes]]] | None = field(default=None, repr=False, compare=False)
 
     def add(self, role: str, key: str | None, value: dict[str, Any]) -> None:
         self.messages.setdefault(role, []).append((key, value))
+        self._encoded = None
+
+    def encoded(self) -> dict[str, list[tuple[str | None, bytes]]]:
+        """The messages with their values as JSON bytes."""
+        if self._encoded is None:
+            self._encoded = {role: [(k, codec.dumps(v)) for k, v in items] for role, items in self.messages.items()}
+        return self._encoded
 
     def to_json(self) -> dict[str, Any]:
-        return {role: [[k, v] for k, v in items] for role, items in self.messages.items()}
+        """For embedding in a JSON document (the outbox): the encoded values as fragments.
+
+        >>> codec.loads(codec.dumps(Outputs({"alerts": [("a", {"x": 1})]}).to_json()))
+        {'alerts': [['a', {'x': 1}]]}
+        """
+        return {role: [[k, orjson.Fragment(v)] for k, v in items] for role, items in self.encoded().items()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Outputs:
