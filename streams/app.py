@@ -486,7 +486,7 @@ def create_app(
 
     @app.agent(monitor_input, name="monitor", concurrency=1)
     async def monitor(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_max_records, within=settings.batch_within_s):
+        async for events in stream.take_events(settings.batch_max_records, within=settings.monitor_batch_within_s):
             await pipeline.handle_monitor(list(events))
 
     @app.agent(model_updates, name="rebaseline", concurrency=1)

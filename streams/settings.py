@@ -126,9 +126,13 @@ class Settings:
     #: Faust table store: ``memory://`` (demo, tests) or ``rocksdb://`` (production).
     store: str = "memory://"
     data_dir: str = "./driftstream-data"
-    #: Micro-batching of the pipeline agents.
+    #: Micro-batching of the pipeline agents: the join closes a batch after this long ...
     batch_max_records: int = 2_000
     batch_within_s: float = 0.05
+    #: ... the monitor after this long: each batch rewrites the state of every model it
+    #: touched (tens of KB each), so many models and short batches would cost more in state
+    #: writes than in detection (measured: 0.05 s with 20 models put alert p99 above 4 s).
+    monitor_batch_within_s: float = 0.25
     #: Input bytes joined per step: bounds a step's state delta, outbox and column batches.
     batch_max_bytes: int = 1_048_576
     #: Consumer-group timing; short values make the embedded broker start in seconds.
