@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from aiokafka import TopicPartition
+
 from .settings import Settings
 
 
@@ -18,10 +20,53 @@ def install_uvloop() -> bool:
     return True
 
 
-def shorten_fetch_wait(max_wait_ms: int) -> None:
-    """Faust hard-codes ``fetch_max_wait_ms=1500`` for its consumer; on a broker that holds
-    an empty fetch for the whole wait, every hop of the pipeline (input -> join ->
-    monitor-input -> monitor) can add that much latency. Cap it in this (worker) process."""
+#: Connection settings a probe consumer copies from the consumer it checks.
+_CONNECTION_KWARGS = (
+    "bootstrap_servers", "client_id", "api_version", "security_protocol", "ssl_context",
+    "sasl_mechanism", "sasl_plain_username", "sasl_plain_password", "request_timeout_ms",
+)
+
+
+async def fetched_end_offsets(consumer_class: type, kwargs: dict[str, object], ends: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+    """``ends`` (from ListOffsets) corrected by the high watermark of a fetch.
+
+    Tansu answers ListOffsets(latest) with one past the *first* offset of the last record
+    batch (measured: a batch at offsets 4..6 gave 5, while a fetch's high watermark said 7).
+    Faust's table recovery stops at that offset, so it would miss the tail of a changelog
+    (every batch's state record but the first). A short-lived consumer outside the group
+    fetches the last batch and reads the real high watermark; on Kafka the two agree."""
+    check = {tp: end for tp, end in ends.items() if end > 0}
+    if not check:
+        return ends
+    probe = consumer_class(**{k: v for k, v in kwargs.items() if k in _CONNECTION_KWARGS},
+                           group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100)
+    await probe.start()
+    try:
+        probe.assign(list(check))
+        for tp, end in check.items():
+            probe.seek(tp, end - 1)
+        corrected = dict(ends)
+        deadline = asyncio.get_running_loop().time() + 10.0
+        while check and asyncio.get_running_loop().time() < deadline:
+            await probe.getmany(*check, timeout_ms=500)
+            for tp in list(check):
+                highwater = probe.highwater(tp)
+                if highwater is not None:
+                    corrected[tp] = max(check.pop(tp), highwater)
+        return corrected
+    finally:
+        await probe.stop()
+
+
+def patch_consumer(max_wait_ms: int) -> None:
+    """Adapt aiokafka's consumer in this (worker) process:
+
+    - Faust hard-codes ``fetch_max_wait_ms=1500``; on a broker that holds an empty fetch for
+      the whole wait, every hop of the pipeline (input -> join -> monitor-input -> monitor)
+      can add that much latency. Cap it.
+    - ``end_offsets`` (Faust's recovery highwaters) is checked against a fetch
+      (:func:`fetched_end_offsets`), so a recovery reads a changelog to its real end.
+    """
     import aiokafka
 
     base = aiokafka.AIOKafkaConsumer
@@ -33,7 +78,12 @@ def shorten_fetch_wait(max_wait_ms: int) -> None:
 
         def __init__(self, *args: object, **kwargs: object) -> None:
             kwargs["fetch_max_wait_ms"] = min(int(kwargs.get("fetch_max_wait_ms", max_wait_ms)), max_wait_ms)  # type: ignore[call-overload]
+            self._driftstream_kwargs = dict(kwargs)
             super().__init__(*args, **kwargs)
+
+        async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+            ends = await super().end_offsets(partitions)
+            return await fetched_end_offsets(base, self._driftstream_kwargs, dict(ends))
 
     aiokafka.AIOKafkaConsumer = Consumer  # type: ignore[misc]
 
@@ -41,7 +91,7 @@ def shorten_fetch_wait(max_wait_ms: int) -> None:
 def run_worker(settings: Settings) -> None:
     """Create the topics, build the app and run it until SIGTERM/SIGINT."""
     install_uvloop()
-    shorten_fetch_wait(settings.fetch_max_wait_ms)
+    patch_consumer(settings.fetch_max_wait_ms)
     import faust
 
     from .app import create_app
