@@ -11,12 +11,16 @@ state until its partner arrives or the join window (event time) closes over it:
 - a label whose prediction already expired: ``late``;
 - a label whose prediction never came within the window: ``unmatched``.
 
-State is bounded by the window: every entry leaves once the watermark (the largest event
-time seen in the partition) passes it by ``window_s`` (expired-prediction markers, kept to
-tell ``late`` from ``unmatched``, by ``2 * window_s``), rounded up to 1/64 of the window.
-The window closes as soon as an event moves the watermark, before that event applies, so
-how a stream is cut into micro-batches never changes the outcome. Event time is per
-partition: a partition that receives nothing keeps its pending halves until it does.
+State is bounded by the window: every entry leaves once the watermark (the largest
+*prediction* event time seen in the partition) passes it by ``window_s`` (expired-prediction
+markers, kept to tell ``late`` from ``unmatched`` and to recognise a copy of an expired
+prediction, by ``2 * window_s``), rounded up to 1/64 of the window. The window closes as
+soon as a prediction moves the watermark, before it applies, so how a stream is cut into
+micro-batches never changes the outcome. Labels do not move the watermark: the two input
+topics are consumed at their own paces, and a label topic read ahead of its predictions
+(a backlog of small label records) must not expire the predictions still to come. Event
+time is per partition: a partition that receives no predictions keeps its pending halves
+until it does.
 
 Persistence is a log of deltas, one per micro-batch, so a batch of 500 events costs one
 changelog record rather than 500 table writes: ``JoinState.apply`` returns a
@@ -241,12 +245,12 @@ class JoinState:
         heap = self.bucket_heap
         for role, event, _position in events:
             ts = float(event["timestamp"])
-            if ts > self.watermark:
-                self.watermark = ts
-                # close the window before this event applies: batching never changes the join
-                if heap and (heap[0] + 1) * self.granularity <= ts:
-                    self._expire(batch)
             if role == "predictions":
+                if ts > self.watermark:
+                    self.watermark = ts
+                    # close the window before this event applies: batching never changes the join
+                    if heap and (heap[0] + 1) * self.granularity <= ts:
+                        self._expire(batch)
                 self._on_prediction(event, ts, batch)
             else:
                 self._on_label(event, ts, batch)
@@ -264,7 +268,7 @@ class JoinState:
     def _on_prediction(self, event: dict[str, Any], ts: float, batch: JoinBatch) -> None:
         pid = event["prediction_id"]
         entries = self.entries
-        if pid in entries["p"] or pid in entries["d"]:
+        if pid in entries["p"] or pid in entries["d"] or pid in entries["x"]:
             batch.outcomes["duplicate"] += 1
             return
         batch.predictions.append(event)

@@ -69,6 +69,23 @@ def test_label_without_prediction_becomes_unmatched() -> None:
     assert batch.records[0].to_dict()["prediction_id"] == "ghost"
 
 
+def test_labels_read_ahead_of_their_predictions_do_not_close_the_window() -> None:
+    # the label topic consumed far ahead (event time 0..50 with a 10 s window) ...
+    state = JoinState(10.0)
+    state.apply([label(f"p{i}", i + 0.5) for i in range(50)])
+    # ... its predictions, read later, still find their labels
+    batch = state.apply([pred(f"p{i}", i) for i in range(50)])
+    assert batch.outcomes == Counter(matched=50)
+
+
+def test_a_copy_of_an_expired_prediction_is_a_duplicate() -> None:
+    state = JoinState(10.0)
+    state.apply([pred("a", 0)])
+    assert state.apply([pred("b", 11)]).outcomes == Counter(expired=1)
+    batch = state.apply([pred("a", 0)])
+    assert batch.outcomes == Counter(duplicate=1) and batch.predictions == []
+
+
 def test_state_is_bounded_by_the_window() -> None:
     state = JoinState(10.0)
     for t in range(1000):
