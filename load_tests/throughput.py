@@ -36,6 +36,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import codec
+from streams.end_offsets import end_offsets
 from streams.processes import terminate_group
 from streams.progress import Progress
 from streams.settings import Settings
@@ -108,7 +109,7 @@ async def _raw_consume(settings: Settings, topic: str, decode: bool) -> dict[str
         partitions = await _partitions(consumer, topic)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
+        ends = await end_offsets(consumer, partitions, settings.kafka_client_kwargs())
         total_records = sum(ends.values())
         records = events = 0
         t0 = t1 = time.perf_counter()
@@ -168,7 +169,7 @@ async def _record_count(settings: Settings, topic: str) -> int:
     await consumer.start()
     try:
         partitions = await _partitions(consumer, topic)
-        return sum((await consumer.end_offsets(partitions)).values())
+        return sum((await end_offsets(consumer, partitions, settings.kafka_client_kwargs())).values())
     finally:
         await consumer.stop()
 

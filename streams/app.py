@@ -27,7 +27,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaConsumer
+from aiokafka.consumer import (
+    AIOKafkaConsumer,  # not the worker's patched subclass: no fetch per check
+)
 from aiokafka.errors import KafkaError
 from faust.streams import _current_event
 from faust.types import TP, EventT

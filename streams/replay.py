@@ -29,7 +29,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from schemas import codec
 from schemas.parsing import parse_timestamp
 
-from .backtest import ROLES, Evaluation, SourceEvent, add_evaluation_options, evaluate_and_report, event_from_object, merge
+from .backtest import (
+    ROLES,
+    Evaluation,
+    SourceEvent,
+    add_evaluation_options,
+    evaluate_and_report,
+    event_from_object,
+    merge,
+)
+from .end_offsets import end_offsets
 from .exceptions import ConfigError, DriftstreamError
 from .monitor import model_key
 from .offline import OfflineResult
@@ -84,10 +93,13 @@ def _events_of(role: str, topic: str, msg: Any, previous_ts: float) -> list[Sour
     return out
 
 
-async def _bounds(consumer: AIOKafkaConsumer, tps: list[TopicPartition], window: ReplayWindow) -> dict[TopicPartition, tuple[int, int]]:
-    """``[start, stop)`` offsets per partition; ``stop`` is never past the end seen now."""
+async def _bounds(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], window: ReplayWindow, connection: dict[str, Any]
+) -> dict[TopicPartition, tuple[int, int]]:
+    """``[start, stop)`` offsets per partition; ``stop`` is never past the end seen now
+    (checked against a fetch: :mod:`streams.end_offsets`)."""
     begin = await consumer.beginning_offsets(tps)
-    end = await consumer.end_offsets(tps)
+    end = await end_offsets(consumer, tps, connection)
     by_time: dict[TopicPartition, Any] = {}
     if window.since is not None:
         by_time = await consumer.offsets_for_times({tp: int(window.since * 1000) for tp in tps})
@@ -113,7 +125,7 @@ async def read_window(settings: Settings, role: str, window: ReplayWindow) -> li
     try:
         partitions = sorted(consumer.partitions_for_topic(topic) or await _fetch_partitions(consumer, topic))
         tps = [TopicPartition(topic, p) for p in partitions]
-        bounds = await _bounds(consumer, tps, window)
+        bounds = await _bounds(consumer, tps, window, settings.kafka_client_kwargs())
         todo = {tp for tp, (start, stop) in bounds.items() if start < stop}
         consumer.assign(sorted(todo, key=lambda tp: tp.partition))
         for tp in todo:

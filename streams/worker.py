@@ -7,6 +7,7 @@ import logging
 
 from aiokafka import TopicPartition
 
+from .end_offsets import fetched_end_offsets
 from .settings import Settings
 
 
@@ -18,44 +19,6 @@ def install_uvloop() -> bool:
         return False
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     return True
-
-
-#: Connection settings a probe consumer copies from the consumer it checks.
-_CONNECTION_KWARGS = (
-    "bootstrap_servers", "client_id", "api_version", "security_protocol", "ssl_context",
-    "sasl_mechanism", "sasl_plain_username", "sasl_plain_password", "request_timeout_ms",
-)
-
-
-async def fetched_end_offsets(consumer_class: type, kwargs: dict[str, object], ends: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
-    """``ends`` (from ListOffsets) corrected by the high watermark of a fetch.
-
-    Tansu answers ListOffsets(latest) with one past the *first* offset of the last record
-    batch (measured: a batch at offsets 4..6 gave 5, while a fetch's high watermark said 7).
-    Faust's table recovery stops at that offset, so it would miss the tail of a changelog
-    (every batch's state record but the first). A short-lived consumer outside the group
-    fetches the last batch and reads the real high watermark; on Kafka the two agree."""
-    check = {tp: end for tp, end in ends.items() if end > 0}
-    if not check:
-        return ends
-    probe = consumer_class(**{k: v for k, v in kwargs.items() if k in _CONNECTION_KWARGS},
-                           group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100)
-    await probe.start()
-    try:
-        probe.assign(list(check))
-        for tp, end in check.items():
-            probe.seek(tp, end - 1)
-        corrected = dict(ends)
-        deadline = asyncio.get_running_loop().time() + 10.0
-        while check and asyncio.get_running_loop().time() < deadline:
-            await probe.getmany(*check, timeout_ms=500)
-            for tp in list(check):
-                highwater = probe.highwater(tp)
-                if highwater is not None:
-                    corrected[tp] = max(check.pop(tp), highwater)
-        return corrected
-    finally:
-        await probe.stop()
 
 
 def patch_consumer(max_wait_ms: int) -> None:

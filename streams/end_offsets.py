@@ -1,0 +1,58 @@
+"""The end offsets of topic partitions, as a fetch sees them.
+
+Tansu answers ListOffsets(latest) with one past the *first* offset of a partition's last
+record batch (measured: a batch at offsets 4..6 gave 5, while a fetch's high watermark said
+7). Whatever reads "to the end" (Faust's table recovery, ``driftstream replay``, the load
+tests' baselines) would miss the tail, so the end is checked against a fetch; on Kafka the
+two agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import TopicPartition
+from aiokafka.consumer import (
+    AIOKafkaConsumer,  # the class itself, even where a worker patched aiokafka's
+)
+
+#: Connection settings a probe consumer copies from the consumer it checks.
+_CONNECTION_KWARGS = (
+    "bootstrap_servers", "client_id", "api_version", "security_protocol", "ssl_context",
+    "sasl_mechanism", "sasl_plain_username", "sasl_plain_password", "request_timeout_ms",
+)
+
+
+async def fetched_end_offsets(
+    consumer_class: type, kwargs: dict[str, object], ends: dict[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    """``ends`` (from ListOffsets) corrected by the high watermark of a fetch: a short-lived
+    consumer outside any group (``consumer_class``, connected with ``kwargs``) fetches each
+    partition's last batch."""
+    check = {tp: end for tp, end in ends.items() if end > 0}
+    if not check:
+        return ends
+    probe = consumer_class(**{k: v for k, v in kwargs.items() if k in _CONNECTION_KWARGS},
+                           group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100)
+    await probe.start()
+    try:
+        probe.assign(list(check))
+        for tp, end in check.items():
+            probe.seek(tp, end - 1)
+        corrected = dict(ends)
+        deadline = asyncio.get_running_loop().time() + 10.0
+        while check and asyncio.get_running_loop().time() < deadline:
+            await probe.getmany(*check, timeout_ms=500)
+            for tp in list(check):
+                highwater = probe.highwater(tp)
+                if highwater is not None:
+                    corrected[tp] = max(check.pop(tp), highwater)
+        return corrected
+    finally:
+        await probe.stop()
+
+
+async def end_offsets(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], kwargs: dict[str, object]) -> dict[TopicPartition, int]:
+    """``consumer.end_offsets(partitions)``, checked against a fetch (``kwargs``: how
+    ``consumer`` was connected)."""
+    return await fetched_end_offsets(AIOKafkaConsumer, kwargs, dict(await consumer.end_offsets(partitions)))
