@@ -144,7 +144,8 @@ class JoinState:
 
     def _apply_delta(self, delta: dict[str, Any]) -> None:
         self.seq = max(self.seq, int(delta["seq"]))
-        self.watermark = max(self.watermark, float(delta["wm"]))
+        if delta["wm"] is not None:  # None: no prediction seen yet
+            self.watermark = max(self.watermark, float(delta["wm"]))
         self.alive.add(self.seq)
         for section in SECTIONS:
             table = self.entries[section]
@@ -350,4 +351,5 @@ class JoinState:
             self.live[self.seq] += added
         self._adds = {s: {} for s in SECTIONS}
         self._rms = {s: [] for s in SECTIONS}
-        return {"seq": self.seq, "wm": self.watermark, "add": add, "rm": rm}
+        watermark = self.watermark if self.watermark > float("-inf") else None  # JSON has no -inf
+        return {"seq": self.seq, "wm": watermark, "add": add, "rm": rm}

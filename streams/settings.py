@@ -129,10 +129,9 @@ class Settings:
     #: Micro-batching of the pipeline agents: the join closes a batch after this long ...
     batch_max_records: int = 2_000
     batch_within_s: float = 0.05
-    #: ... the monitor after this long: each batch rewrites the state of every model it
-    #: touched (tens of KB each), so many models and short batches would cost more in state
-    #: writes than in detection (measured: 0.05 s with 20 models put alert p99 above 4 s).
-    monitor_batch_within_s: float = 0.25
+    #: ... the monitor after this long (each monitor batch rewrites the state of every
+    #: model it touched, tens of KB each: longer batches, fewer state writes).
+    monitor_batch_within_s: float = 0.05
     #: Input bytes joined per step: bounds a step's state delta, outbox and column batches.
     batch_max_bytes: int = 1_048_576
     #: Consumer-group timing; short values make the embedded broker start in seconds.

@@ -78,6 +78,14 @@ def test_labels_read_ahead_of_their_predictions_do_not_close_the_window() -> Non
     assert batch.outcomes == Counter(matched=50)
 
 
+def test_a_labels_only_delta_survives_json_and_recovery() -> None:
+    # labels do not move the watermark: before any prediction there is none to persist
+    state = JoinState(10.0)
+    delta = orjson.loads(orjson.dumps(state.apply([label("a", 5)]).delta))
+    rebuilt = JoinState.from_deltas(10.0, [delta])
+    assert rebuilt.apply([pred("a", 1)]).outcomes == Counter(matched=1)
+
+
 def test_a_copy_of_an_expired_prediction_is_a_duplicate() -> None:
     state = JoinState(10.0)
     state.apply([pred("a", 0)])
