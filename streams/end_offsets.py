@@ -10,11 +10,14 @@ two agree.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from aiokafka import TopicPartition
 from aiokafka.consumer import (
     AIOKafkaConsumer,  # the class itself, even where a worker patched aiokafka's
 )
+
+log = logging.getLogger(__name__)
 
 #: Connection settings a probe consumer copies from the consumer it checks.
 _CONNECTION_KWARGS = (
@@ -47,6 +50,9 @@ async def fetched_end_offsets(
                 highwater = probe.highwater(tp)
                 if highwater is not None:
                     corrected[tp] = max(check.pop(tp), highwater)
+        if check:
+            log.warning("no fetch answered for %s within 10 s: their end offsets may be short of the real end",
+                        ", ".join(f"{tp.topic}[{tp.partition}]" for tp in check))
         return corrected
     finally:
         await probe.stop()
