@@ -451,7 +451,7 @@ class Pipeline:
             return
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
-            read = consumer._read_offset.get(tp)
+            read = consumer._read_offset.get(tp)  # Faust exposes no public accessor
             if highwater is not None and read is not None:
                 self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - read - 1))
 

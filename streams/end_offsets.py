@@ -26,24 +26,26 @@ _CONNECTION_KWARGS = (
 )
 
 
-async def fetched_end_offsets(
-    consumer_class: type, kwargs: dict[str, object], ends: dict[TopicPartition, int]
-) -> dict[TopicPartition, int]:
+#: Longest the probe waits for a fetch to answer, in seconds.
+PROBE_DEADLINE_S = 10.0
+
+
+async def fetched_end_offsets(kwargs: dict[str, object], ends: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
     """``ends`` (from ListOffsets) corrected by the high watermark of a fetch: a short-lived
-    consumer outside any group (``consumer_class``, connected with ``kwargs``) fetches each
-    partition's last batch."""
+    consumer outside any group (connected with ``kwargs``) fetches each partition's last
+    batch."""
     check = {tp: end for tp, end in ends.items() if end > 0}
     if not check:
         return ends
-    probe = consumer_class(**{k: v for k, v in kwargs.items() if k in _CONNECTION_KWARGS},
-                           group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100)
+    probe = AIOKafkaConsumer(**{k: v for k, v in kwargs.items() if k in _CONNECTION_KWARGS},
+                             group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100)
     await probe.start()
     try:
         probe.assign(list(check))
         for tp, end in check.items():
             probe.seek(tp, end - 1)
         corrected = dict(ends)
-        deadline = asyncio.get_running_loop().time() + 10.0
+        deadline = asyncio.get_running_loop().time() + PROBE_DEADLINE_S
         while check and asyncio.get_running_loop().time() < deadline:
             await probe.getmany(*check, timeout_ms=500)
             for tp in list(check):
@@ -51,8 +53,8 @@ async def fetched_end_offsets(
                 if highwater is not None:
                     corrected[tp] = max(check.pop(tp), highwater)
         if check:
-            log.warning("no fetch answered for %s within 10 s: their end offsets may be short of the real end",
-                        ", ".join(f"{tp.topic}[{tp.partition}]" for tp in check))
+            log.warning("no fetch answered for %s within %g s: their end offsets may be short of the real end",
+                        ", ".join(f"{tp.topic}[{tp.partition}]" for tp in check), PROBE_DEADLINE_S)
         return corrected
     finally:
         await probe.stop()
@@ -61,4 +63,4 @@ async def fetched_end_offsets(
 async def end_offsets(consumer: AIOKafkaConsumer, partitions: list[TopicPartition], kwargs: dict[str, object]) -> dict[TopicPartition, int]:
     """``consumer.end_offsets(partitions)``, checked against a fetch (``kwargs``: how
     ``consumer`` was connected)."""
-    return await fetched_end_offsets(AIOKafkaConsumer, kwargs, dict(await consumer.end_offsets(partitions)))
+    return await fetched_end_offsets(kwargs, dict(await consumer.end_offsets(partitions)))

@@ -46,7 +46,7 @@ def patch_consumer(max_wait_ms: int) -> None:
 
         async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
             ends = await super().end_offsets(partitions)
-            return await fetched_end_offsets(base, self._driftstream_kwargs, dict(ends))
+            return await fetched_end_offsets(self._driftstream_kwargs, dict(ends))
 
     aiokafka.AIOKafkaConsumer = Consumer  # type: ignore[misc]
 

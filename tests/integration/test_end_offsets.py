@@ -1,5 +1,5 @@
 """Faust's recovery reads a changelog up to ``end_offsets``; on the embedded broker those
-must be checked against a fetch (``streams.worker.fetched_end_offsets``)."""
+must be checked against a fetch (``streams.end_offsets.fetched_end_offsets``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streams.end_offsets import fetched_end_offsets
 from streams.settings import Settings
-from streams.worker import fetched_end_offsets
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def test_end_offsets_reach_the_last_record_of_a_multi_record_batch(settings: Set
             listed = (await consumer.end_offsets([tp]))[tp]
         finally:
             await consumer.stop()
-        corrected = await fetched_end_offsets(AIOKafkaConsumer, settings.kafka_client_kwargs(), {tp: listed})
+        corrected = await fetched_end_offsets(settings.kafka_client_kwargs(), {tp: listed})
         return last, listed, corrected[tp]
 
     last, listed, corrected = asyncio.run(run())
