@@ -249,6 +249,9 @@ class Pipeline:
             part = self._joins.get(partition)
             if part is None:
                 part = self._joins[partition] = self._load_join(partition)
+                log.info("join partition %d resumes after offsets %s (seq %d); this batch starts at %s",
+                         partition, part.offsets, part.state.seq,
+                         {r.role: r.offset for r in reversed(all_records)})
                 if part.outbox:
                     await self.publish(Outputs.from_json(part.outbox))
             self.check_log_continuity(part)  # before a record is skipped as a replay
@@ -367,6 +370,7 @@ class Pipeline:
             cached = (self.monitor_stage.new_monitor(payload["model_id"], payload["model_version"]), {})
         else:
             monitor, applied, outbox = self.monitor_stage.load(raw)
+            log.info("monitor %s resumes after join batches %s", key, applied)
             cached = (monitor, applied)
             if outbox:
                 await self.publish(Outputs.from_json(outbox))
@@ -386,6 +390,7 @@ class Pipeline:
             result = self.monitor_stage.process(monitor, applied, payload)
             _, outputs = touched.setdefault(key, (event, Outputs()))
             if result is None:
+                log.debug("monitor %s skips join batch %s/%s: already applied", key, payload.get("source"), payload.get("seq"))
                 m.duplicates_skipped.labels("monitor").inc()
                 continue
             applied_events += sum(len(payload[part]["ts"]) for part in ("pred", "pairs") if payload.get(part))

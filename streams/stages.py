@@ -13,7 +13,9 @@ carries its join partition and sequence number).
 
 Both stages persist as a transactional outbox: the state and the outputs of a batch are
 written to the table first; the outputs are published after; on recovery the last outbox
-is published again (same ids, so consumers see at most a repeat, never a loss).
+is published again (same ids, so consumers see at most a repeat, never a loss). A join
+batch's writes start with its commit record (see :meth:`JoinStage.persist`), so a crash
+between them never leaves state its recorded offsets do not cover.
 """
 
 from __future__ import annotations
@@ -89,7 +91,6 @@ class JoinResult:
     dead_letters: Counter[str] = field(default_factory=Counter)
     skipped_records: int = 0
     gaps: list[tuple[str, int, int]] = field(default_factory=list)
-    writes: list[tuple[str, bytes | None]] = field(default_factory=list)
 
 
 class PartitionJoin:
@@ -107,18 +108,29 @@ class PartitionJoin:
 
     @classmethod
     def load(cls, partition: int, window_s: float, items: Iterable[tuple[str, bytes]]) -> PartitionJoin:
-        """Rebuild from table items (``join_key``-named deltas and the meta record)."""
-        deltas = []
+        """Rebuild from table items (``delta_key``-named deltas and the meta record).
+
+        The meta record commits a batch (see :meth:`JoinStage.persist`): it carries the
+        batch's delta and the deltas it made dead, so the state is the one of the last
+        committed batch whichever of the batch's other writes landed before a crash. A
+        delta newer than the meta was never committed and is ignored."""
+        deltas: dict[int, dict[str, Any]] = {}
         meta: dict[str, Any] | None = None
         for key, raw in items:
             if key == meta_key(partition):
                 meta = codec.loads(raw)
             else:
-                deltas.append(codec.loads(raw))
-        state = JoinState.from_deltas(window_s, deltas)
-        if meta is None:
-            return cls(partition, state, {}, None)
-        state.seq = max(state.seq, int(meta["seq"]))
+                delta = codec.loads(raw)
+                deltas[int(delta["seq"])] = delta
+        if meta is None:  # nothing committed yet
+            return cls.fresh(partition, window_s)
+        committed = int(meta["seq"])
+        if meta.get("delta"):
+            deltas[committed] = meta["delta"]
+        for seq in meta.get("dead", ()):
+            deltas.pop(int(seq), None)
+        state = JoinState.from_deltas(window_s, (d for seq, d in deltas.items() if seq <= committed))
+        state.seq = committed
         state.watermark = max(state.watermark, float(meta["wm"]))
         return cls(partition, state, dict(meta["offsets"]), meta.get("outbox"))
 
@@ -272,19 +284,29 @@ class JoinStage:
         result.outputs.add("dead-letter", value["dead_letter_id"], value)
 
     def persist(self, part: PartitionJoin, result: JoinResult) -> list[tuple[str, bytes | None]]:
-        """Table writes of this batch: its delta, tombstones, and the meta with the outbox."""
-        writes: list[tuple[str, bytes | None]] = []
+        """Table writes of this batch, in order: the meta record first, then the delta and
+        the tombstones of the deltas it made dead.
+
+        The meta record is the batch's commit: the offsets it covers, its outbox, and a
+        copy of its delta and dead list. Written first to the partition's changelog, it
+        lands before any other write of the batch, so a crash part-way leaves either
+        nothing of the batch or its commit (from which :meth:`PartitionJoin.load` redoes
+        the rest). Never state that reflects records its offsets do not cover: those
+        records would be skipped as replays and their outputs lost."""
         batch = result.batch
-        if batch is not None:
-            if batch.delta:
-                writes.append((delta_key(part.partition, int(batch.delta["seq"])), codec.dumps(batch.delta)))
-            writes.extend((delta_key(part.partition, seq), None) for seq in batch.dead_deltas)
+        delta = batch.delta if batch is not None and batch.delta else None
+        dead = batch.dead_deltas if batch is not None else []
+        encoded_delta = codec.dumps(delta) if delta else None
         part.outbox = result.outputs.to_json()
         meta = {
             "seq": part.state.seq, "wm": part.state.watermark if part.state.watermark > float("-inf") else 0.0,
             "offsets": part.offsets, "outbox": part.outbox,
+            "delta": orjson.Fragment(encoded_delta) if encoded_delta else None, "dead": dead,
         }
-        writes.append((meta_key(part.partition), codec.dumps(meta)))
+        writes: list[tuple[str, bytes | None]] = [(meta_key(part.partition), codec.dumps(meta))]
+        if encoded_delta is not None:
+            writes.append((delta_key(part.partition, part.state.seq), encoded_delta))
+        writes.extend((delta_key(part.partition, seq), None) for seq in dead)
         return writes
 
 
