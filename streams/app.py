@@ -251,7 +251,10 @@ class Pipeline:
                 part = self._joins[partition] = self._load_join(partition)
                 log.info("join partition %d resumes after offsets %s (seq %d); this batch starts at %s",
                          partition, part.offsets, part.state.seq,
-                         {r.role: r.offset for r in reversed(all_records)})
+                         {r.role: r.offset for r in reversed(all_records)})  # the first offset per topic
+                if part.redo:  # what a crash kept the last committed batch from writing
+                    await self._write_all(self.join_table, last_event[partition], part.redo)
+                    part.redo = []
                 if part.outbox:
                     await self.publish(Outputs.from_json(part.outbox))
             self.check_log_continuity(part)  # before a record is skipped as a replay

@@ -14,8 +14,8 @@ carries its join partition and sequence number).
 Both stages persist as a transactional outbox: the state and the outputs of a batch are
 written to the table first; the outputs are published after; on recovery the last outbox
 is published again (same ids, so consumers see at most a repeat, never a loss). A join
-batch's writes start with its commit record (see :meth:`JoinStage.persist`), so a crash
-between them never leaves state its recorded offsets do not cover.
+batch is committed by one record (see :meth:`JoinStage.persist`), so a crash between its
+table writes never leaves state its recorded offsets do not cover.
 """
 
 from __future__ import annotations
@@ -94,13 +94,20 @@ class JoinResult:
 
 
 class PartitionJoin:
-    """The join state of one input partition and the offsets it reflects."""
+    """The join state of one input partition and the offsets it reflects.
 
-    def __init__(self, partition: int, state: JoinState, offsets: dict[str, int], outbox: dict[str, Any] | None) -> None:
+    ``redo``: table writes a recovery must make before the next batch (tombstones a crash
+    kept from landing; see :meth:`load`)."""
+
+    def __init__(
+        self, partition: int, state: JoinState, offsets: dict[str, int], outbox: dict[str, Any] | None,
+        redo: list[tuple[str, bytes | None]] | None = None,
+    ) -> None:
         self.partition = partition
         self.state = state
         self.offsets = offsets
         self.outbox = outbox
+        self.redo = redo or []
 
     @classmethod
     def fresh(cls, partition: int, window_s: float) -> PartitionJoin:
@@ -110,10 +117,11 @@ class PartitionJoin:
     def load(cls, partition: int, window_s: float, items: Iterable[tuple[str, bytes]]) -> PartitionJoin:
         """Rebuild from table items (``delta_key``-named deltas and the meta record).
 
-        The meta record commits a batch (see :meth:`JoinStage.persist`): it carries the
-        batch's delta and the deltas it made dead, so the state is the one of the last
-        committed batch whichever of the batch's other writes landed before a crash. A
-        delta newer than the meta was never committed and is ignored."""
+        The meta record commits a batch (see :meth:`JoinStage.persist`), so the state is the
+        one of the last committed batch, whatever else of a batch landed before a crash:
+        deltas newer than the meta were never committed, and the deltas the committed batch
+        retired may still be there. Both are left out, and ``redo`` deletes them: a
+        leftover delta would otherwise come back in a later recovery."""
         deltas: dict[int, dict[str, Any]] = {}
         meta: dict[str, Any] | None = None
         for key, raw in items:
@@ -122,17 +130,15 @@ class PartitionJoin:
             else:
                 delta = codec.loads(raw)
                 deltas[int(delta["seq"])] = delta
+        committed = int(meta["seq"]) if meta is not None else 0
+        leftover = {int(seq) for seq in (meta or {}).get("dead", ())} | {seq for seq in deltas if seq > committed}
+        redo: list[tuple[str, bytes | None]] = [(delta_key(partition, seq), None) for seq in sorted(leftover)]
+        state = JoinState.from_deltas(window_s, (d for seq, d in deltas.items() if seq not in leftover))
         if meta is None:  # nothing committed yet
-            return cls.fresh(partition, window_s)
-        committed = int(meta["seq"])
-        if meta.get("delta"):
-            deltas[committed] = meta["delta"]
-        for seq in meta.get("dead", ()):
-            deltas.pop(int(seq), None)
-        state = JoinState.from_deltas(window_s, (d for seq, d in deltas.items() if seq <= committed))
+            return cls(partition, state, {}, None, redo)
         state.seq = committed
         state.watermark = max(state.watermark, float(meta["wm"]))
-        return cls(partition, state, dict(meta["offsets"]), meta.get("outbox"))
+        return cls(partition, state, dict(meta["offsets"]), meta.get("outbox"), redo)
 
 
 def byte_groups(records: Sequence[InputRecord], max_bytes: int) -> list[list[InputRecord]]:
@@ -284,28 +290,27 @@ class JoinStage:
         result.outputs.add("dead-letter", value["dead_letter_id"], value)
 
     def persist(self, part: PartitionJoin, result: JoinResult) -> list[tuple[str, bytes | None]]:
-        """Table writes of this batch, in order: the meta record first, then the delta and
-        the tombstones of the deltas it made dead.
+        """Table writes of this batch, in changelog order: its delta, then the meta record
+        that commits the batch (offsets covered, outbox, retired deltas), then the
+        tombstones of the retired deltas.
 
-        The meta record is the batch's commit: the offsets it covers, its outbox, and a
-        copy of its delta and dead list. Written first to the partition's changelog, it
-        lands before any other write of the batch, so a crash part-way leaves either
-        nothing of the batch or its commit (from which :meth:`PartitionJoin.load` redoes
-        the rest). Never state that reflects records its offsets do not cover: those
-        records would be skipped as replays and their outputs lost."""
+        A changelog partition keeps the order of one producer's writes, so a crash
+        part-way leaves a prefix: the delta alone is ignored by :meth:`PartitionJoin.load`,
+        and missing tombstones are redone from the meta's list. Never state that reflects
+        records its offsets do not cover: those records would be skipped as replays and
+        their outputs lost. (Tombstones go last: the state of the previous commit may
+        still need the deltas they delete.)"""
+        writes: list[tuple[str, bytes | None]] = []
         batch = result.batch
-        delta = batch.delta if batch is not None and batch.delta else None
         dead = batch.dead_deltas if batch is not None else []
-        encoded_delta = codec.dumps(delta) if delta else None
+        if batch is not None and batch.delta:
+            writes.append((delta_key(part.partition, int(batch.delta["seq"])), codec.dumps(batch.delta)))
         part.outbox = result.outputs.to_json()
         meta = {
             "seq": part.state.seq, "wm": part.state.watermark if part.state.watermark > float("-inf") else 0.0,
-            "offsets": part.offsets, "outbox": part.outbox,
-            "delta": orjson.Fragment(encoded_delta) if encoded_delta else None, "dead": dead,
+            "offsets": part.offsets, "outbox": part.outbox, "dead": dead,
         }
-        writes: list[tuple[str, bytes | None]] = [(meta_key(part.partition), codec.dumps(meta))]
-        if encoded_delta is not None:
-            writes.append((delta_key(part.partition, part.state.seq), encoded_delta))
+        writes.append((meta_key(part.partition), codec.dumps(meta)))
         writes.extend((delta_key(part.partition, seq), None) for seq in dead)
         return writes
 

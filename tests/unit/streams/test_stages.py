@@ -11,7 +11,8 @@ from streams.monitor_config import MonitorConfig
 from streams.simulate import Simulation, SimulationConfig
 from streams.stages import InputRecord, JoinStage, Outputs, PartitionJoin
 
-WINDOW_S = 3600.0
+WINDOW_S = 10.0
+Writes = Sequence[tuple[str, bytes | None]]
 
 
 def _stage() -> JoinStage:
@@ -29,7 +30,7 @@ def _batches(events: int, size: int) -> list[list[InputRecord]]:
     return [records[i:i + size] for i in range(0, len(records), size)]
 
 
-def _apply(table: dict[str, bytes], writes: Sequence[tuple[str, bytes | None]]) -> None:
+def _apply(table: dict[str, bytes], writes: Writes) -> None:
     for key, value in writes:
         if value is None:
             table.pop(key, None)
@@ -37,53 +38,66 @@ def _apply(table: dict[str, bytes], writes: Sequence[tuple[str, bytes | None]]) 
             table[key] = value
 
 
-def _monitor_inputs(stage: JoinStage, part: PartitionJoin, batch: list[InputRecord]) -> tuple[list[dict], list[tuple[str, bytes | None]]]:
+def _run_batch(stage: JoinStage, part: PartitionJoin, batch: list[InputRecord]) -> tuple[list[dict], Writes]:
     result = stage.process(part, batch)
-    writes = stage.persist(part, result)
-    return [value for _, value in result.outputs.messages.get("monitor-input", [])], writes
+    return [value for _, value in result.outputs.messages.get("monitor-input", [])], stage.persist(part, result)
 
 
-def _events(payloads: list[dict]) -> tuple[int, int]:
+def _events(payloads: list[dict]) -> tuple[int, int, int]:
     return (sum(len(p["pred"]["ts"]) for p in payloads if p["pred"]),
-            sum(len(p["pairs"]["ts"]) for p in payloads if p["pairs"]))
+            sum(len(p["pairs"]["ts"]) for p in payloads if p["pairs"]),
+            sum(p["join"]["expired"] for p in payloads))
 
 
-@pytest.mark.parametrize("landed", [0, 1, 2, "all but the meta"])
-def test_a_crash_between_a_batchs_table_writes_loses_nothing(landed: int | str) -> None:
-    """Whatever prefix of a batch's writes reached the changelog, the recovered partition
-    produces every prediction and pair exactly once (the batch is redone or was committed)."""
+def _run_with_crash(batches: list[list[InputRecord]], crash_at: int, landed: int) -> tuple[tuple[int, int, int], dict[str, bytes]]:
+    """Run ``batches``; at ``crash_at`` only part of the batch's writes land, a new
+    worker loads the table, makes its redo writes and reprocesses the batch. Returns what
+    the monitors applied (each (source, seq) once) and the final table."""
     stage = _stage()
-    batches = _batches(3000, 250)
-    reference = PartitionJoin.fresh(0, WINDOW_S)
-    expected = _events([p for b in batches for p in _monitor_inputs(stage, reference, b)[0]])
-
     table: dict[str, bytes] = {}
     part = PartitionJoin.fresh(0, WINDOW_S)
     published: list[dict] = []
-    crash_at = 5
     for i, batch in enumerate(batches):
-        payloads, writes = _monitor_inputs(stage, part, batch)
+        payloads, writes = _run_batch(stage, part, batch)
         if i == crash_at:
-            # the meta record is the first write; a reordered log could hold the rest alone
-            subset = writes[1:] if landed == "all but the meta" else writes[: int(landed)]
-            _apply(table, subset)
+            _apply(table, writes[:landed])  # a changelog keeps one producer's write order: a prefix lands
             part = PartitionJoin.load(0, WINDOW_S, table.items())
-            if part.outbox:  # the recovered worker publishes the last committed outbox again
+            _apply(table, part.redo)
+            if part.outbox:  # the new worker publishes the last committed outbox again
                 published.extend(v for _, v in Outputs.from_json(part.outbox).messages.get("monitor-input", []))
-            # the consumer rewinds to before the crashed batch; the join skips what it covers
-            redo, writes = _monitor_inputs(stage, part, batch)
-            published.extend(redo)
-        else:
-            published.extend(payloads)
+            # the consumer resumes before the crashed batch; the join skips what it covers
+            payloads, writes = _run_batch(stage, part, batch)
+        published.extend(payloads)
         _apply(table, writes)
-    assert len(writes) >= 2
-    # a monitor applies each (source, seq) once
-    unique = {(p["source"], p["seq"]): p for p in published}
-    assert _events(list(unique.values())) == expected
-    assert expected[0] > 1000 and expected[1] > 500
+    unique = {(p["source"], p["seq"]): p for p in published}  # a monitor applies each once
+    return _events(list(unique.values())), table
 
 
-def test_deltas_beyond_the_committed_meta_are_ignored() -> None:
+def _crash_batch(batches: list[list[InputRecord]]) -> int:
+    """A batch that retires deltas (so its writes include tombstones)."""
+    stage, part = _stage(), PartitionJoin.fresh(0, WINDOW_S)
+    for i, batch in enumerate(batches):
+        _, writes = _run_batch(stage, part, batch)
+        if i > 2 and len(writes) >= 3 and writes[0][1] is not None:
+            return i
+    raise AssertionError("no batch retired a delta")
+
+
+@pytest.mark.parametrize("landed", [0, 1, 2, 3])  # of delta, meta, tombstone
+def test_a_crash_between_a_batchs_table_writes_loses_nothing(landed: int) -> None:
+    """Whatever part of a batch's writes reached the changelog, the recovered partition
+    produces every prediction, pair and expiry exactly once, and its table ends up as an
+    uninterrupted run's."""
+    batches = _batches(4000, 150)
+    crash_at = _crash_batch(batches)
+    expected, expected_table = _run_with_crash(batches, -1, 0)
+    got, table = _run_with_crash(batches, crash_at, landed)
+    assert got == expected
+    assert expected[0] == 4000 and expected[1] > 1000 and expected[2] > 0
+    assert set(table) == set(expected_table)  # nothing left over to come back later
+
+
+def test_deltas_beyond_the_committed_meta_are_ignored_and_deleted() -> None:
     stage = _stage()
     batches = _batches(1500, 200)
     table: dict[str, bytes] = {}
@@ -91,9 +105,10 @@ def test_deltas_beyond_the_committed_meta_are_ignored() -> None:
     for batch in batches[:3]:
         _apply(table, stage.persist(part, stage.process(part, batch)))
     committed = PartitionJoin.load(0, WINDOW_S, table.items())
-    extra = stage.persist(part, stage.process(part, batches[3]))
-    _apply(table, extra[1:])  # everything of the fourth batch but its commit
+    assert committed.redo == []
+    _apply(table, stage.persist(part, stage.process(part, batches[3]))[:1])  # its delta, not its commit
     recovered = PartitionJoin.load(0, WINDOW_S, table.items())
     assert recovered.offsets == committed.offsets
     assert recovered.state.seq == committed.state.seq == 3
     assert recovered.state.entries == committed.state.entries
+    assert recovered.redo == [("0:000000000004", None)]
