@@ -14,7 +14,7 @@ True
 
 from __future__ import annotations
 
-#: Every reason code a contract violation (and so a dead-letter record) can carry.
+#: Every reason code a dead-letter record can carry (all but one name a contract violation).
 REASONS: frozenset[str] = frozenset(
     {
         "malformed_json",  # the record is not valid JSON (incl. NaN/Infinity literals, 1e400)
@@ -28,6 +28,7 @@ REASONS: frozenset[str] = frozenset(
         "empty_batch",  # the record is an empty JSON array
         "unknown_model",  # model_id is not one of the configured models
         "too_many_features",  # more features than MAX_FEATURES
+        "webhook_failed",  # an alert the webhook sink could not deliver (not a contract violation)
     }
 )
 

@@ -225,13 +225,15 @@ class Window(_Record):
 
 @dataclass(frozen=True, slots=True)
 class Origin(_Record):
-    """Where a dead-lettered record came from: ``topic[partition]@offset``, batch ``index``."""
+    """Where a dead-lettered record came from: ``topic[partition]@offset``, batch ``index``
+    (``partition`` and ``offset`` are ``None`` for what was never read from a topic: an
+    alert the webhook sink could not deliver names the alerts topic)."""
 
     _contract: ClassVar[str] = "dead-letter.origin"
 
     topic: str
-    partition: int
-    offset: int
+    partition: int | None
+    offset: int | None
     index: int | None
 
 

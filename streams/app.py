@@ -224,8 +224,9 @@ class Pipeline:
         for severity in ("P0", "P1", "P2", "P3"):
             m.alerts_firing.labels(alert["model_id"], severity).set(sum(1 for s in firing.values() if s == severity))
         if self.webhook is not None and alert["status"] == "firing" and not await self.webhook.deliver(alert):
-            failure = self.webhook.failure_record(alert, self.webhook.last_error or "webhook failed")
-            await self.outputs["dead-letter"].send(key=alert["alert_id"].encode(), value=codec.dumps(failure))
+            failure = self.webhook.failure_record(alert, self.webhook.last_error or "webhook failed",
+                                                  topic=self.settings.topic("alerts"), now=time.time())
+            await self.outputs["dead-letter"].send(key=failure["dead_letter_id"].encode(), value=codec.dumps(failure))
             m.dead_letters.labels("webhook_failed").inc()
 
     # -- join ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ The URL is never logged or dead-lettered whole: Slack webhook paths are secrets.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from schemas.codec import dumps
+from schemas.ids import stable_id
 
 from .metrics import Metrics
 from .settings import Settings
@@ -136,19 +138,29 @@ class WebhookSink:
                     self.destination, alert.get("alert_id", "?"), self._last_error)
         return False
 
-    def failure_record(self, alert: dict[str, Any], error: BaseException | str) -> dict[str, Any]:
-        """The dead-letter record of an alert that could not be delivered.
+    def failure_record(self, alert: dict[str, Any], error: BaseException | str, *, topic: str, now: float) -> dict[str, Any]:
+        """The ``dead-letter`` record of an alert that could not be delivered: the contract's
+        fields (origin: the alerts ``topic``, no partition or offset; the alert's JSON as the
+        raw bytes), plus the destination (scheme and host only), the format and the alert.
 
         >>> sink = WebhookSink("https://hooks.slack.com/services/T0/B0/SECRET", fmt="slack")
-        >>> sink.failure_record({"alert_id": "a1"}, "HTTP 500 after 4 attempt(s)")
+        >>> record = sink.failure_record({"alert_id": "a1"}, "HTTP 500 after 4 attempt(s)", topic="alerts", now=1.0)
+        >>> record["reason"], record["message"], record["origin"], record["destination"]
         ... # doctest: +NORMALIZE_WHITESPACE
-        {'reason': 'webhook_failed', 'error': 'HTTP 500 after 4 attempt(s)',
-         'destination': 'https://hooks.slack.com', 'format': 'slack', 'alert': {'alert_id': 'a1'}}
+        ('webhook_failed', 'webhook: HTTP 500 after 4 attempt(s)',
+         {'topic': 'alerts', 'partition': None, 'offset': None, 'index': None}, 'https://hooks.slack.com')
         """
         message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        raw = dumps(alert)
         return {
+            # one alert (incident) can fire several times as it grows: each message has its event_id
+            "dead_letter_id": stable_id("dead-letter", "webhook", topic, alert.get("event_id") or alert.get("alert_id")),
+            "origin": {"topic": topic, "partition": None, "offset": None, "index": None},
             "reason": "webhook_failed",
-            "error": message,
+            "message": f"webhook: {message}",
+            "raw_b64": base64.b64encode(raw).decode("ascii"),
+            "raw_size": len(raw),
+            "timestamp": float(now),
             "destination": self.destination,
             "format": self.fmt,
             "alert": alert,

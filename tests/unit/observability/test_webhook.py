@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from aiohttp import web
 
+from schemas.records import DeadLetter
 from streams.broker import free_port
 from streams.metrics import Metrics, create
 from streams.webhook import WebhookSink
@@ -110,8 +113,10 @@ async def test_gives_up_after_the_last_retry(receiver: Receiver, metrics: Metric
     assert len(receiver.bodies) == 3
     assert sink.last_error == "HTTP 502 after 3 attempt(s)"
     assert _deliveries(metrics) == {"delivered": 0, "retried": 2, "failed": 1}
-    record = sink.failure_record(ALERT, sink.last_error)
+    record = sink.failure_record(ALERT, sink.last_error, topic="prod.alerts", now=5.0)
     assert record["reason"] == "webhook_failed" and record["alert"] == ALERT
+    DeadLetter.from_dict(record)  # the dead-letter contract holds
+    assert orjson.loads(base64.b64decode(record["raw_b64"])) == ALERT
     assert "secret-token" not in repr(record)
 
 
@@ -160,14 +165,17 @@ async def test_close_then_deliver_opens_a_new_session(receiver: Receiver) -> Non
 
 def test_failure_record_describes_an_exception() -> None:
     sink = WebhookSink("https://user:pw@hooks.example.com:8443/T0/B0/secret")
-    record = sink.failure_record(ALERT, TimeoutError("slow"))
-    assert record == {
-        "reason": "webhook_failed",
-        "error": "TimeoutError: slow",
+    record = sink.failure_record(ALERT, TimeoutError("slow"), topic="prod.alerts", now=5.0)
+    assert DeadLetter.from_dict(record).reason == "webhook_failed"
+    assert {k: record[k] for k in ("message", "destination", "format", "alert", "origin", "timestamp")} == {
+        "message": "webhook: TimeoutError: slow",
         "destination": "https://hooks.example.com:8443",
         "format": "json",
         "alert": ALERT,
+        "origin": {"topic": "prod.alerts", "partition": None, "offset": None, "index": None},
+        "timestamp": 5.0,
     }
+    assert record["dead_letter_id"] == sink.failure_record(ALERT, "other", topic="prod.alerts", now=9.0)["dead_letter_id"]
 
 
 @pytest.mark.parametrize(

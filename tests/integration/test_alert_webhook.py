@@ -1,0 +1,90 @@
+"""Alert delivery from a real worker to a real local HTTP receiver, and the dead letter of an
+alert the receiver refused."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import orjson
+import pytest
+
+from schemas.records import DeadLetter
+from streams.settings import Settings
+from streams.simulate import Simulation, SimulationConfig
+from streams.topics import ensure_topics
+from streams.worker_process import WorkerProcess
+
+from .support import publish_events, read_topic, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+class Receiver(ThreadingHTTPServer):
+    """Accepts the first ``accept`` posts (200), refuses the rest (400: not retried)."""
+
+    def __init__(self, accept: int) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.accept = accept
+        self.bodies: list[dict] = []
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hooks/secret-path"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.server.lock:
+            self.server.bodies.append(body)
+            status = 200 if len(self.server.bodies) <= self.server.accept else 400
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        return
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver(accept=1)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_alerts_are_posted_and_a_refused_one_is_dead_lettered(settings: Settings, receiver: Receiver) -> None:
+    settings = settings.replace(webhook_url=receiver.url, webhook_retries=1, webhook_timeout_s=2.0)
+    asyncio.run(ensure_topics(settings))
+    config = SimulationConfig(events=12_000, seed=11, feature_drift_at=4_000, concept_drift_at=7_000)
+    with WorkerProcess(settings) as worker:
+        worker.wait_ready(90)
+        sent = publish_events(settings, Simulation(config).in_event_time_order())
+        everything = sent["predictions"] + sent["ground-truth"]
+        wait_for(lambda: worker.metric("driftstream_events_consumed_total", topic=settings.topic("monitor-input")) >= everything,
+                 120, "the monitors to apply everything")
+        wait_for(lambda: len(receiver.bodies) >= 2, 30, "two alerts posted to the webhook")
+        refused = worker.metric("driftstream_dead_letters_total", reason="webhook_failed")
+
+    # an alert (incident) fires again as detectors join it: each firing message once
+    firing = {a["event_id"]: a for _, a in read_topic(settings, settings.topic("alerts")) if a["status"] == "firing"}
+    posted = [body["event_id"] for body in receiver.bodies]
+    assert set(posted) == set(firing) and len(posted) == len(set(posted))
+    dead = [d for _, d in read_topic(settings, settings.topic("dead-letter")) if d["reason"] == "webhook_failed"]
+    assert len(dead) == len({d["dead_letter_id"] for d in dead}) == refused == len(posted) - 1  # all but the first
+    for record in dead:
+        DeadLetter.from_dict(record)  # the dead-letter contract holds
+        assert record["origin"]["topic"] == settings.topic("alerts")
+        assert record["message"] == "webhook: HTTP 400 after 1 attempt(s)"
+        assert orjson.loads(base64.b64decode(record["raw_b64"])) == record["alert"] == firing[record["alert"]["event_id"]]
+        assert "secret-path" not in orjson.dumps(record).decode()
