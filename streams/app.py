@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
 from aiokafka.consumer import (
     AIOKafkaConsumer,  # not the worker's patched subclass: no fetch per check
 )
@@ -38,6 +39,8 @@ from prometheus_client import CollectorRegistry
 from schemas import codec
 
 from . import metrics as metrics_module
+from .end_offsets import PROBE_DEADLINE_S
+from .gaps import GapGuard
 from .gpu import register_gpu_collector
 from .monitor import ModelMonitor
 from .monitor_config import MonitorConfig
@@ -153,6 +156,8 @@ class Pipeline:
         self._written: dict[TP, int] = {}
         self._probe: AIOKafkaConsumer | None = None
         self._suspected: set[TP] = set()
+        self._reader: AIOKafkaConsumer | None = None
+        self.gap_guard = GapGuard(self._first_offset, self._rewind)
 
     # -- caches vs rebalances -----------------------------------------------------------
     async def on_rebalance(self, *_: Any, **__: Any) -> None:
@@ -161,6 +166,7 @@ class Pipeline:
         values here; the ones that stay are exported again with their next batch."""
         self._joins.clear()
         self._monitors.clear()
+        self.gap_guard.rewinding.clear()
         m = self.metrics
         for gauge in (m.detector_statistic, m.detector_threshold, m.detector_window_size,
                       m.detector_p_value, m.detector_drift, m.label_coverage):
@@ -259,6 +265,10 @@ class Pipeline:
                 if part.outbox:
                     await self.publish(Outputs.from_json(part.outbox))
             self.check_log_continuity(part)  # before a record is skipped as a replay
+            all_records = await self.gap_guard.screen(
+                partition, {self.settings.topic(role): offset for role, offset in part.offsets.items()},
+                all_records, key=lambda r: (r.topic, r.offset),
+            )
             in_flight: list[Any] = []
             for records in byte_groups(all_records, self.settings.batch_max_bytes):
                 in_flight = await self._join_group(part, records, last_event[partition], in_flight)
@@ -353,6 +363,30 @@ class Pipeline:
             await probe.start()  # raises (and is dropped) while the broker is unreachable
             self._probe = probe
         return self._probe
+
+    async def _first_offset(self, topic: str, partition: int, offset: int) -> int | None:
+        """The first offset the broker holds in ``topic[partition]`` at or after ``offset``
+        (read by a consumer of our own, outside the group), ``None`` if it holds none."""
+        if self._reader is None:
+            reader = AIOKafkaConsumer(**self.settings.kafka_client_kwargs(), group_id=None, enable_auto_commit=False)
+            await reader.start()
+            self._reader = reader
+        tp = TopicPartition(topic, partition)
+        self._reader.assign([tp])
+        self._reader.seek(tp, offset)
+        deadline = time.monotonic() + PROBE_DEADLINE_S
+        while time.monotonic() < deadline:
+            batch = await self._reader.getmany(tp, timeout_ms=500, max_records=1)
+            if batch.get(tp):
+                return int(batch[tp][0].offset)
+        return None
+
+    async def _rewind(self, topic: str, partition: int, offset: int) -> None:
+        self.metrics.offset_rewinds.labels(topic).inc()
+        try:
+            await self.app.consumer.seek(TP(topic, partition), offset)
+        except KafkaError as exc:  # e.g. revoked meanwhile; the guard asks again later
+            log.warning("could not rewind %s[%d] to %d: %r", topic, partition, offset, exc)
 
     def broker_lost_data(self, what: str) -> None:
         """Exit now with :data:`EXIT_BROKER_LOST_DATA`, writing nothing more to the broker;

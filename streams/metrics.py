@@ -71,6 +71,7 @@ class Metrics(NamedTuple):
     table_size: Gauge
     table_bytes: Gauge
     offset_gaps: Counter
+    offset_rewinds: Counter
     broker_data_lost: Counter
     duplicates_skipped: Counter
     webhook_deliveries: Counter
@@ -181,7 +182,12 @@ def create(
         table_size=gauge("table_entries", "Entries in a state table.", "table"),
         table_bytes=gauge("table_bytes", "Serialised size of a state table.", "table"),
         offset_gaps=counter(
-            "offset_gaps", "Skipped offsets detected on a partition.", "topic"
+            "offset_gaps", "Offset ranges of an input partition that hold no records (applied "
+            "past; e.g. transaction markers).", "topic"
+        ),
+        offset_rewinds=counter(
+            "offset_rewinds", "Times the consumer skipped records that are in the log and was "
+            "rewound to re-read them.", "topic"
         ),
         broker_data_lost=counter(
             "broker_data_lost", "Times the worker found the broker's logs behind what it had "

@@ -31,6 +31,7 @@ EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "table_size": ("driftstream_table_entries", "gauge", ("table",)),
     "table_bytes": ("driftstream_table_bytes", "gauge", ("table",)),
     "offset_gaps": ("driftstream_offset_gaps", "counter", ("topic",)),
+    "offset_rewinds": ("driftstream_offset_rewinds", "counter", ("topic",)),
     "broker_data_lost": ("driftstream_broker_data_lost", "counter", ()),
     "duplicates_skipped": ("driftstream_duplicates_skipped", "counter", ("stage",)),
     "webhook_deliveries": ("driftstream_webhook_deliveries", "counter", ("outcome",)),

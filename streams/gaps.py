@@ -1,0 +1,102 @@
+"""Heal offset gaps in what the consumer delivers: re-read records that exist but were skipped.
+
+A join partition's state records the last offset it applied per input topic. When the next
+record delivered for a topic is further on than the one after it, either the log really has
+no records there (transaction markers take offsets; compaction removes records), or the
+consumer skipped records that exist. The second happened here: after a SIGKILL and a
+restart, Faust delivered ``ground-truth`` offsets 29 and then 31, and offset 30 was never
+applied, so its labels were lost. :class:`GapGuard` asks the broker which of the two it is
+(``first_offset``: the first offset it holds at or after the missing one); if records
+exist, it rewinds the consumer to them (``seek``) and holds back the topic's later records
+until the missing one arrives, so nothing is applied out of order. A real gap is let
+through, and the join counts it.
+
+>>> import asyncio
+>>> log = {"t": [0, 1, 2, 3, 4]}                     # the broker holds offsets 0..4
+>>> sought = []
+>>> async def first_offset(topic, partition, offset):
+...     return next((o for o in log[topic] if o >= offset), None)
+>>> async def seek(topic, partition, offset):
+...     sought.append(offset)
+>>> guard = GapGuard(first_offset, seek)
+>>> asyncio.run(guard.screen(0, {"t": 0}, [("t", 1), ("t", 3), ("t", 4)], key=lambda r: r))
+[('t', 1)]
+>>> sought
+[2]
+>>> asyncio.run(guard.screen(0, {"t": 1}, [("t", 4), ("t", 2), ("t", 3), ("t", 4)], key=lambda r: r))
+[('t', 2), ('t', 3), ('t', 4)]
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+#: ``(topic, partition, offset)`` -> the first offset the broker holds at or after ``offset``
+#: (``None``: none yet).
+FirstOffset = Callable[[str, int, int], Awaitable[int | None]]
+#: ``(topic, partition, offset)``: make the consumer deliver from ``offset`` again.
+Seek = Callable[[str, int, int], Awaitable[None]]
+
+#: Seconds to wait for a rewound topic to deliver the missing record before asking again.
+REWIND_PATIENCE_S = 10.0
+
+
+class GapGuard:
+    """Screen each batch of one partition's records (see the module docstring)."""
+
+    def __init__(self, first_offset: FirstOffset, seek: Seek, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.first_offset = first_offset
+        self.seek = seek
+        self.clock = clock
+        #: (topic, partition) -> (the offset rewound to, when)
+        self.rewinding: dict[tuple[str, int], tuple[int, float]] = {}
+        self.rewinds = 0
+
+    async def screen(
+        self, partition: int, applied: Mapping[str, int], records: Sequence[R], key: Callable[[R], tuple[str, int]],
+    ) -> list[R]:
+        """The records to apply, in order: each topic's records up to a gap of records
+        that exist (a rewind is started for them), and everything a real gap or no gap
+        precedes. ``applied``: topic -> the last offset applied; ``key``: a record's
+        ``(topic, offset)``."""
+        expected = {topic: offset + 1 for topic, offset in applied.items()}
+        held: set[str] = set()
+        kept: list[R] = []
+        for record in records:
+            topic, offset = key(record)
+            want = expected.get(topic)
+            if want is None or offset <= want:  # first sight, a replay (the join skips it), or the next one
+                if offset == want:
+                    self.rewinding.pop((topic, partition), None)
+                    held.discard(topic)
+                expected[topic] = offset + 1 if want is None else max(offset + 1, want)
+                kept.append(record)
+            elif topic in held or await self._records_missing(topic, partition, want, offset):
+                held.add(topic)  # until the missing record arrives (a rewind delivers it again)
+            else:
+                expected[topic] = offset + 1
+                kept.append(record)
+        return kept
+
+    async def _records_missing(self, topic: str, partition: int, want: int, offset: int) -> bool:
+        """True when offsets ``want..offset-1`` hold records the consumer must re-read
+        (it has been rewound to them)."""
+        rewound = self.rewinding.get((topic, partition))
+        if rewound is not None and rewound[0] == want and self.clock() - rewound[1] < REWIND_PATIENCE_S:
+            return True  # records fetched before the rewind: the missing ones come after them
+        first = await self.first_offset(topic, partition, want)
+        if first is None or first >= offset:
+            self.rewinding.pop((topic, partition), None)
+            return False  # the log has nothing there: a real gap
+        log.warning("%s[%d]: offsets %d..%d were skipped by the consumer but are in the log; re-reading from %d",
+                    topic, partition, want, offset - 1, want)
+        await self.seek(topic, partition, want)
+        self.rewinding[(topic, partition)] = (want, self.clock())
+        self.rewinds += 1
+        return True

@@ -1,0 +1,72 @@
+"""``streams.gaps.GapGuard``: records the consumer skipped are re-read, real gaps pass."""
+
+from __future__ import annotations
+
+import asyncio
+
+from streams.gaps import REWIND_PATIENCE_S, GapGuard
+
+
+class Broker:
+    """What the log holds per topic, and the guard's calls to it."""
+
+    def __init__(self, **logs: list[int]) -> None:
+        self.logs = logs
+        self.asked: list[tuple[str, int]] = []
+        self.sought: list[tuple[str, int]] = []
+        self.now = 0.0
+
+    async def first_offset(self, topic: str, partition: int, offset: int) -> int | None:
+        self.asked.append((topic, offset))
+        return next((o for o in self.logs[topic] if o >= offset), None)
+
+    async def seek(self, topic: str, partition: int, offset: int) -> None:
+        self.sought.append((topic, offset))
+
+    def guard(self) -> GapGuard:
+        return GapGuard(self.first_offset, self.seek, clock=lambda: self.now)
+
+
+def screen(guard: GapGuard, applied: dict[str, int], records: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    return asyncio.run(guard.screen(0, applied, records, key=lambda r: r))
+
+
+def test_skipped_records_are_re_read_in_order_and_the_other_topic_goes_on() -> None:
+    broker = Broker(p=list(range(10)), g=list(range(10)))
+    guard = broker.guard()
+    # g[3] never came; p is whole
+    got = screen(guard, {"p": 1, "g": 1}, [("p", 2), ("g", 2), ("g", 4), ("p", 3), ("g", 5), ("p", 4)])
+    assert got == [("p", 2), ("g", 2), ("p", 3), ("p", 4)]
+    assert broker.sought == [("g", 3)] and guard.rewinds == 1
+    # records fetched before the rewind still arrive first: held without asking the broker again
+    got = screen(guard, {"p": 4, "g": 2}, [("g", 6), ("p", 5), ("g", 3), ("g", 4), ("g", 5), ("g", 6)])
+    assert got == [("p", 5), ("g", 3), ("g", 4), ("g", 5), ("g", 6)]
+    assert broker.asked == [("g", 3)] and guard.rewinding == {}
+
+
+def test_a_real_gap_is_applied_past_without_a_rewind() -> None:
+    broker = Broker(t=[0, 1, 2, 4, 5, 7])  # 3 and 6: transaction markers, say
+    guard = broker.guard()
+    assert screen(guard, {"t": 2}, [("t", 4), ("t", 5), ("t", 7)]) == [("t", 4), ("t", 5), ("t", 7)]
+    assert broker.sought == [] and broker.asked == [("t", 3), ("t", 6)]
+
+
+def test_replays_and_first_sight_are_let_through() -> None:
+    broker = Broker(t=list(range(20)))
+    guard = broker.guard()
+    assert screen(guard, {}, [("t", 7), ("t", 8)]) == [("t", 7), ("t", 8)]  # no state yet
+    assert screen(guard, {"t": 8}, [("t", 5), ("t", 6), ("t", 9)]) == [("t", 5), ("t", 6), ("t", 9)]
+    assert broker.asked == []
+
+
+def test_a_rewind_that_does_not_deliver_is_asked_again_after_a_while() -> None:
+    broker = Broker(t=list(range(10)))
+    guard = broker.guard()
+    assert screen(guard, {"t": 1}, [("t", 5)]) == []
+    assert screen(guard, {"t": 1}, [("t", 6)]) == []
+    assert broker.sought == [("t", 2)]
+    broker.now += REWIND_PATIENCE_S + 1
+    assert screen(guard, {"t": 1}, [("t", 7)]) == []
+    assert broker.sought == [("t", 2), ("t", 2)]
+    assert screen(guard, {"t": 1}, [("t", 2), ("t", 3)]) == [("t", 2), ("t", 3)]
+    assert guard.rewinding == {}
