@@ -121,6 +121,7 @@ def fault_kill(h: Harness, broker: Any, smoke: bool, seed: int) -> dict[str, Any
     pick = random.Random(seed)
     recoveries: list[float] = []
     during = 0
+    gaps = rewinds = 0.0  # summed over the workers (scraped just before each kill)
     for k in range(kills + 1):
         worker = h.worker(settings)
         started = time.monotonic()
@@ -134,11 +135,14 @@ def fault_kill(h: Harness, broker: Any, smoke: bool, seed: int) -> dict[str, Any
             break
         time.sleep(pick.uniform(0.0, 0.3 if smoke else 1.0))
         moving = worker.metric("driftstream_events_consumed_total", topic=settings.topic("monitor-input"))
+        gaps += worker.metric("driftstream_offset_gaps_total")
+        rewinds += worker.metric("driftstream_offset_rewinds_total")
         worker.kill()
         during += bool(moving)
         note(f"SIGKILL {k + 1}/{kills}")
     wait_state(worker, settings, config.model_id, (sent["predictions"], sent["ground-truth"]), 300)
-    gaps = worker.metric("driftstream_offset_gaps_total")
+    gaps += worker.metric("driftstream_offset_gaps_total")
+    rewinds += worker.metric("driftstream_offset_rewinds_total")
     worker.stop()
     n_pred, n_pairs = model_counts(settings, config.model_id)
     reference = OfflinePipeline(window_s=settings.join_window_s)
@@ -146,7 +150,7 @@ def fault_kill(h: Harness, broker: Any, smoke: bool, seed: int) -> dict[str, Any
     cmp = compare_alerts([v for _, v in read_topic(settings, settings.topic("alerts"))], reference.result.alerts)
     return {
         "events_in": total, "accounted": n_pred + n_pairs, "lost": total - n_pred - n_pairs, **cmp,
-        "kills": kills, "kills_while_processing": during, "offset_gaps": int(gaps),
+        "kills": kills, "kills_while_processing": during, "offset_gaps": int(gaps), "offset_rewinds": int(rewinds),
         "recovery_s": round(max(recoveries), 2) if recoveries else None,
         "recovery_mean_s": round(sum(recoveries) / len(recoveries), 2) if recoveries else None,
         "ok": total == n_pred + n_pairs and not cmp["alerts_missing"] and not cmp["alerts_extra"] and not cmp["alerts_differing"],

@@ -9,14 +9,18 @@ A model ``churn`` lives in its own folder under the store root (``settings.model
 
 Events on ``model-updates`` carry an artifact's path and sha256, never model bytes.
 
-**Why pickle, and why it is safe here.** River models are serialised by river's own
+**Why pickle, and when it is safe.** River models are serialised by river's own
 convention, :mod:`pickle`. Unpickling runs code chosen by whoever wrote the bytes, so
 :meth:`ModelStore.load` hashes the file first and refuses it unless the sha256 matches the
 one the caller expects; the caller takes that hash from a record the updater itself wrote
-(its pointer file, or the artifact it just saved), never from a topic. Bytes are unpickled
-only after they are authenticated this way (our guide: "Never deserialize bare pickle from
-a topic"); the store folder must be writable by the updater alone. Paths outside the store
-root are refused as well.
+(its pointer file, or the artifact it just saved), never from a topic (our guide: "Never
+deserialize bare pickle from a topic"). Paths outside the store root are refused as well.
+
+A hash proves integrity, not authorship: whoever can write the store folder can replace a
+file and its recorded hash together. With a key (``DRIFTSTREAM_MODEL_STORE_KEY``), each
+artifact is also signed (HMAC-SHA256 over its bytes, kept in the sidecar) and
+:meth:`ModelStore.load` refuses one whose signature does not check out, so only holders of
+the key can plant a model. Without a key, the folder must be writable by the updater alone.
 
 >>> import tempfile
 >>> store = ModelStore(tempfile.mkdtemp())
@@ -32,11 +36,20 @@ root are refused as well.
 Traceback (most recent call last):
 ...
 streams.model_store.ArtifactIntegrityError: model artifact ... has sha256 ..., expected 000...; refusing to load a tampered or corrupted file
+>>> signed = ModelStore(store.root, key=b"k1")
+>>> signed.load(art.path, art.sha256)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+streams.model_store.ArtifactIntegrityError: model artifact ... is not signed with the model store key; refusing to load it
+>>> art2 = signed.save("churn", "v2", {"weights": [0.7]}, {"created": 2.0, "metrics": {}, "parent_version": "v1"})
+>>> signed.load(art2.path, art2.sha256)
+{'weights': [0.7]}
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import pickle
 import re
@@ -49,6 +62,7 @@ from schemas import codec
 from schemas.ids import stable_id
 
 from .exceptions import DriftstreamError
+from .settings import Settings
 
 __all__ = ["Artifact", "ArtifactIntegrityError", "ModelStore"]
 
@@ -88,10 +102,20 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 class ModelStore:
-    """Versioned, hash-authenticated model artifacts in one folder per model."""
+    """Versioned, hash-checked (and, with a ``key``, signed) model artifacts in one folder
+    per model."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, key: bytes | None = None) -> None:
         self.root = Path(root).resolve()
+        self._key = key
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelStore:
+        key = settings.model_store_key
+        return cls(settings.model_store_dir, key=key.get_secret_value().encode() if key else None)
+
+    def _signature(self, data: bytes) -> str | None:
+        return hmac.new(self._key, data, hashlib.sha256).hexdigest() if self._key else None
 
     def folder(self, model_id: str) -> Path:
         """The folder of ``model_id``: its name when that is a safe file name, else a
@@ -121,6 +145,9 @@ class ModelStore:
         path = folder / f"{version}.pkl"
         _write_atomically(path, data)
         sidecar = {**metadata, "model_id": model_id, "version": version, "sha256": sha256, "format": FORMAT}
+        signature = self._signature(data)
+        if signature is not None:
+            sidecar["hmac_sha256"] = signature
         _write_atomically(folder / f"{version}.json", codec.dumps(sidecar))
         artifact = Artifact(str(path), sha256, version, sidecar)
         self._set_pointer(model_id, "latest", artifact)
@@ -142,7 +169,17 @@ class ModelStore:
                 f"model artifact {path} has sha256 {actual}, expected {expected_sha256}; "
                 "refusing to load a tampered or corrupted file"
             )
-        return pickle.loads(data)  # noqa: S301 - authenticated by the sha256 above
+        signature = self._signature(data)
+        if signature is not None:
+            try:
+                recorded = codec.loads(resolved.with_suffix(".json").read_bytes()).get("hmac_sha256")
+            except (OSError, ValueError, AttributeError):
+                recorded = None
+            if not isinstance(recorded, str) or not hmac.compare_digest(recorded, signature):
+                raise ArtifactIntegrityError(
+                    f"model artifact {path} is not signed with the model store key; refusing to load it"
+                )
+        return pickle.loads(data)  # checked by the sha256 (and signature) above
 
     def set_champion(self, model_id: str, artifact: Artifact) -> None:
         """Record ``artifact`` as the model's champion (survives a restart)."""

@@ -162,6 +162,9 @@ class Settings:
     webhook_retries: int = 3
     #: Directory of the reference model updater's artifacts.
     model_store_dir: str = "./driftstream-models"
+    #: Optional HMAC key: artifacts are signed with it and refused unless their signature
+    #: checks out (the store folder then need not be trusted).
+    model_store_key: SecretStr | None = None
     #: Run the reference model updater inside the worker process too.
     run_updater: bool = False
     log_level: str = "WARNING"

@@ -472,7 +472,7 @@ class UpdaterService:
     def __init__(self, settings: Settings, config: UpdaterConfig | None = None) -> None:
         self.settings = settings
         self.updater = Updater(
-            ModelStore(settings.model_store_dir), config or UpdaterConfig(join_window_s=settings.join_window_s)
+            ModelStore.from_settings(settings), config or UpdaterConfig(join_window_s=settings.join_window_s)
         )
         self.roles = {settings.topic(role): role for role in INPUT_ROLES}
         self.rejected_records = 0
