@@ -90,7 +90,13 @@ class GapGuard:
         rewound = self.rewinding.get((topic, partition))
         if rewound is not None and rewound[0] == want and self.clock() - rewound[1] < REWIND_PATIENCE_S:
             return True  # records fetched before the rewind: the missing ones come after them
-        first = await self.first_offset(topic, partition, want)
+        try:
+            first = await self.first_offset(topic, partition, want)
+        except Exception as exc:  # the broker cannot say now: hold the records, ask again later
+            log.warning("%s[%d]: offsets %d..%d were not delivered and the broker could not be asked (%r); "
+                        "holding later records", topic, partition, want, offset - 1, exc)
+            self.rewinding[(topic, partition)] = (want, self.clock())
+            return True
         if first is None or first >= offset:
             self.rewinding.pop((topic, partition), None)
             return False  # the log has nothing there: a real gap

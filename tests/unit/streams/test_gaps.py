@@ -70,3 +70,20 @@ def test_a_rewind_that_does_not_deliver_is_asked_again_after_a_while() -> None:
     assert broker.sought == [("t", 2), ("t", 2)]
     assert screen(guard, {"t": 1}, [("t", 2), ("t", 3)]) == [("t", 2), ("t", 3)]
     assert guard.rewinding == {}
+
+
+def test_a_broker_that_cannot_be_asked_holds_the_records_until_it_can() -> None:
+    broker = Broker(t=list(range(10)))
+    answers = [OSError("unreachable")]
+
+    async def first_offset(topic: str, partition: int, offset: int) -> int | None:
+        if answers:
+            raise answers.pop()
+        return await broker.first_offset(topic, partition, offset)
+
+    guard = GapGuard(first_offset, broker.seek, clock=lambda: broker.now)
+    assert screen(guard, {"t": 1}, [("t", 4), ("t", 5)]) == []
+    assert broker.sought == []
+    broker.now += REWIND_PATIENCE_S + 1
+    assert screen(guard, {"t": 1}, [("t", 6)]) == []
+    assert broker.sought == [("t", 2)]
