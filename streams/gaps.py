@@ -92,7 +92,7 @@ class GapGuard:
             return True  # records fetched before the rewind: the missing ones come after them
         try:
             first = await self.first_offset(topic, partition, want)
-        except Exception as exc:  # the broker cannot say now: hold the records, ask again later
+        except (OSError, RuntimeError) as exc:  # the broker cannot say now (KafkaError is a RuntimeError)
             log.warning("%s[%d]: offsets %d..%d were not delivered and the broker could not be asked (%r); "
                         "holding later records", topic, partition, want, offset - 1, exc)
             self.rewinding[(topic, partition)] = (want, self.clock())
