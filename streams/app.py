@@ -150,7 +150,7 @@ class Pipeline:
         self._monitors: dict[str, tuple[ModelMonitor, dict[str, int]]] = {}
         self._alerts_firing: dict[str, dict[str, str]] = {}
         self.webhook = WebhookSink.from_settings(settings, self.metrics)
-        self.broker_reachable = False
+        self.broker_reachable: bool | None = None  # None: not checked yet
         self.processed_batches = 0
         # changelog partition -> the first offset this worker wrote there (see check_changelogs)
         self._written: dict[TP, int] = {}
@@ -473,8 +473,10 @@ class Pipeline:
     def readiness(self) -> dict[str, Any]:
         assignment = self.app.consumer.assignment() if self.app.consumer else set()
         recovered = self.app.tables.recovery.completed.is_set()
+        if self.broker_reachable is None:  # before the first housekeeping check: ask now
+            self.check_broker()
         return {
-            "ready": bool(assignment) and recovered and self.broker_reachable,
+            "ready": bool(assignment) and recovered and bool(self.broker_reachable),
             "assigned_partitions": sorted(f"{tp.topic}[{tp.partition}]" for tp in assignment),
             "recovery_finished": recovered,
             "broker_reachable": self.broker_reachable,
