@@ -10,6 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas import codec
+from streams.monitor import model_key
 from streams.sdk import DriftstreamClient
 from streams.settings import Settings
 
@@ -103,3 +104,12 @@ def final_alerts(alerts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for alert in alerts:
         last[alert["alert_id"]] = alert
     return last
+
+
+def model_counts(settings: Settings, model_id: str) -> tuple[int, int] | None:
+    """(predictions, joined pairs) the model's monitor state holds, from its changelog."""
+    raw = read_table(settings, "monitor-state").get(model_key(model_id, None))
+    if raw is None:
+        return None
+    monitor = codec.loads(raw)["monitor"]
+    return monitor["n_predictions"], monitor["n_pairs"]

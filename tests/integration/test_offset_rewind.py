@@ -9,24 +9,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
-from schemas import codec
-from streams.monitor import model_key
 from streams.settings import Settings
 from streams.simulate import Simulation, SimulationConfig
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
 
-from .support import publish_events, read_table, wait_for
+from .support import model_counts, publish_events, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _model_counts(settings: Settings, model_id: str) -> tuple[int, int] | None:
-    raw = read_table(settings, "monitor-state").get(model_key(model_id, None))
-    if raw is None:
-        return None
-    monitor = codec.loads(raw)["monitor"]
-    return monitor["n_predictions"], monitor["n_pairs"]
 
 
 class _NamedLikeFaust(RoundRobinPartitionAssignor):
@@ -69,7 +59,7 @@ def test_records_skipped_by_the_committed_offset_are_re_read(settings: Settings)
     first = publish_events(settings, items[:half], chunk=200)
     with WorkerProcess(settings) as worker:
         worker.wait_ready(90)
-        wait_for(lambda: _model_counts(settings, config.model_id) == (first["predictions"], first["ground-truth"]),
+        wait_for(lambda: model_counts(settings, config.model_id) == (first["predictions"], first["ground-truth"]),
                  120, "the first half to be applied")
         worker.stop()  # commits its offsets
     second = publish_events(settings, items[half:], chunk=200)
@@ -78,7 +68,7 @@ def test_records_skipped_by_the_committed_offset_are_re_read(settings: Settings)
     with WorkerProcess(settings) as worker:
         worker.wait_ready(90)
         want = (first["predictions"] + second["predictions"], first["ground-truth"] + second["ground-truth"])
-        wait_for(lambda: _model_counts(settings, config.model_id) == want, 120, "every event to be applied")
+        wait_for(lambda: model_counts(settings, config.model_id) == want, 120, "every event to be applied")
         assert worker.metric("driftstream_offset_rewinds_total", topic=topic) >= 1
         assert worker.metric("driftstream_offset_gaps_total") == 0
         assert "re-reading from" in worker.log_tail(20_000)

@@ -10,13 +10,19 @@ from collections import Counter
 import pytest
 
 from schemas import codec
-from streams.monitor import model_key
 from streams.settings import Settings
 from streams.simulate import Simulation, SimulationConfig
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
 
-from .support import final_alerts, produce_raw, publish_events, read_table, read_topic, wait_for
+from .support import (
+    final_alerts,
+    model_counts,
+    produce_raw,
+    publish_events,
+    read_topic,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -101,14 +107,6 @@ def test_long_stationary_stream_raises_no_alert(settings: Settings) -> None:
     assert read_topic(settings, settings.topic("alerts"), idle_s=1.0) == []
 
 
-def _model_counts(settings: Settings, model_id: str) -> tuple[int, int] | None:
-    raw = read_table(settings, "monitor-state").get(model_key(model_id, None))
-    if raw is None:
-        return None
-    monitor = codec.loads(raw)["monitor"]
-    return monitor["n_predictions"], monitor["n_pairs"]
-
-
 def _pred(pid: str, ts: float) -> dict:
     return {"prediction_id": pid, "model_id": "join-model", "timestamp": ts, "prediction": 1, "features": {"x": 1.0}}
 
@@ -179,18 +177,18 @@ def test_sigkilled_worker_resumes_from_its_tables_without_loss_or_second_alert(s
         first.kill()
     publisher.join(60)
     sent = {role: sent[role] + rest[role] for role in sent}
-    at_kill = _model_counts(settings, config.model_id)
+    at_kill = model_counts(settings, config.model_id)
     assert at_kill is not None and at_kill[0] < sent["predictions"]  # killed mid-stream
     with WorkerProcess(settings) as second:
         second.wait_ready(90)
         # the second worker applies what the first had not, and nothing twice
-        wait_for(lambda: _model_counts(settings, config.model_id) == (sent["predictions"], sent["ground-truth"]),
+        wait_for(lambda: model_counts(settings, config.model_id) == (sent["predictions"], sent["ground-truth"]),
                  180, "the restarted worker to catch up", poll_s=1.0)
         gaps = second.metric("driftstream_offset_gaps_total")
     assert gaps == 0
 
     # every prediction and label applied exactly once: the model's state counts them all
-    assert _model_counts(settings, config.model_id) == (sent["predictions"], sent["ground-truth"])
+    assert model_counts(settings, config.model_id) == (sent["predictions"], sent["ground-truth"])
 
     # the same alerts as an uninterrupted run over the same events, same ids, none extra
     from streams.offline import OfflinePipeline
