@@ -142,6 +142,9 @@ class Pipeline:
         # keys: JSON strings; values: our own explicit JSON state as raw bytes (never pickle)
         self.join_table = app.Table("join-state", partitions=settings.partitions, value_type=bytes)
         self.monitor_table = app.Table("monitor-state", partitions=settings.partitions, value_type=bytes)
+        # monitor-input partition -> the last offset the monitors applied (for the gap guard)
+        self.monitor_offsets_table = app.Table("monitor-offsets", partitions=settings.partitions, value_type=bytes)
+        self._monitor_offsets: dict[int, int | None] = {}
         self.outputs = {
             role: app.topic(settings.topic(role), key_serializer="raw", value_serializer="raw")
             for role in OUTPUT_ROLES
@@ -166,6 +169,7 @@ class Pipeline:
         values here; the ones that stay are exported again with their next batch."""
         self._joins.clear()
         self._monitors.clear()
+        self._monitor_offsets.clear()
         self.gap_guard.rewinding.clear()
         m = self.metrics
         for gauge in (m.detector_statistic, m.detector_threshold, m.detector_window_size,
@@ -415,8 +419,31 @@ class Pipeline:
         self._monitors[key] = cached
         return cached
 
+    def _monitor_offset(self, partition: int) -> int | None:
+        if partition not in self._monitor_offsets:
+            raw = self.monitor_offsets_table.data.get(str(partition))
+            self._monitor_offsets[partition] = None if raw is None else int(codec.loads(raw)["offset"])
+        return self._monitor_offsets[partition]
+
+    async def _screen_monitor_input(self, events: list[EventT]) -> dict[int, list[EventT]]:
+        """The events to apply, by monitor-input partition: the gap guard re-reads what the
+        consumer skipped (the join's own inputs get the same, see :meth:`handle_join`)."""
+        by_partition: dict[int, list[EventT]] = {}
+        for event in events:
+            by_partition.setdefault(event.message.partition, []).append(event)
+        topic = self.settings.topic("monitor-input")
+        for partition, group in by_partition.items():
+            applied = self._monitor_offset(partition)
+            by_partition[partition] = await self.gap_guard.screen(
+                partition, {} if applied is None else {topic: applied}, group,
+                key=lambda e: (e.message.topic, e.message.offset),
+            )
+        return by_partition
+
     async def handle_monitor(self, events: list[EventT]) -> None:
         started = time.perf_counter()
+        by_partition = await self._screen_monitor_input(events)
+        events = [event for group in by_partition.values() for event in group]
         touched: dict[str, tuple[EventT, Outputs]] = {}
         m = self.metrics
         applied_events = 0
@@ -439,6 +466,11 @@ class Pipeline:
         for key, (event, outputs) in touched.items():
             monitor, applied = self._monitors[key]
             await self._write_all(self.monitor_table, event, [(key, self.monitor_stage.dump(monitor, applied, outputs))])
+        for partition, group in by_partition.items():  # after the states: it may lag them, never lead
+            if group:
+                done = max(self._monitor_offset(partition) or -1, max(e.message.offset for e in group))
+                await self._write_all(self.monitor_offsets_table, group[-1], [(str(partition), codec.dumps({"offset": done}))])
+                self._monitor_offsets[partition] = done
         for _, outputs in touched.values():
             await self.publish(outputs)
         # predictions plus joined pairs the monitors applied (tests wait on this)

@@ -1,5 +1,6 @@
-"""A consumer group offset committed past records the join never applied (what Faust did
-after SIGKILLs here): the restarted worker notices, rewinds and applies them."""
+"""A consumer group offset committed past records never applied (what Faust did after
+SIGKILLs here), on an input topic and on the internal monitor-input topic: the restarted
+worker notices, rewinds and applies them."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
+from schemas import codec
+from streams.monitor_config import MonitorConfig
 from streams.settings import Settings
 from streams.simulate import Simulation, SimulationConfig
+from streams.stages import InputRecord, JoinStage, PartitionJoin
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
 
-from .support import model_counts, publish_events, wait_for
+from .support import model_counts, produce_raw, publish_events, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -72,3 +76,43 @@ def test_records_skipped_by_the_committed_offset_are_re_read(settings: Settings)
         assert worker.metric("driftstream_offset_rewinds_total", topic=topic) >= 1
         assert worker.metric("driftstream_offset_gaps_total") == 0
         assert "re-reading from" in worker.log_tail(20_000)
+
+
+def _column_batches(settings: Settings, items: list, source: int) -> tuple[list[tuple[bytes, bytes]], tuple[int, int]]:
+    """``items`` joined as a join partition ``source`` would: the monitor-input records and
+    the (predictions, pairs) they carry."""
+    stage = JoinStage(window_s=settings.join_window_s, max_message_bytes=settings.max_message_bytes,
+                      monitor_config=MonitorConfig.from_mapping({}), clock=lambda: 0.0)
+    part = PartitionJoin.fresh(source, settings.join_window_s)
+    records = [InputRecord(role, role, source, i, codec.dumps(event)) for i, (role, event) in enumerate(items)]
+    out: list[tuple[bytes, bytes]] = []
+    preds = pairs = 0
+    for start in range(0, len(records), 400):
+        for key, payload in stage.process(part, records[start:start + 400]).outputs.messages.get("monitor-input", []):
+            out.append((key.encode(), codec.dumps(payload)))
+            preds += len(payload["pred"]["ts"]) if payload["pred"] else 0
+            pairs += len(payload["pairs"]["ts"]) if payload["pairs"] else 0
+    return out, (preds, pairs)
+
+
+def test_monitor_input_records_skipped_by_the_committed_offset_are_re_read(settings: Settings) -> None:
+    settings = settings.replace(partitions=1)
+    asyncio.run(ensure_topics(settings))
+    config = SimulationConfig(events=3_000, seed=4)
+    sent = publish_events(settings, Simulation(config).in_event_time_order(), chunk=200)
+    with WorkerProcess(settings) as worker:
+        worker.wait_ready(90)
+        wait_for(lambda: model_counts(settings, config.model_id) == (sent["predictions"], sent["ground-truth"]),
+                 120, "the published events to be applied")
+        worker.stop()
+    # while the worker is down: column batches of the same model from another join partition
+    extra, (preds, pairs) = _column_batches(settings, Simulation(SimulationConfig(events=3_000, seed=5)).in_event_time_order(), 7)
+    assert len(extra) > 5
+    topic = settings.topic("monitor-input")
+    produce_raw(settings, topic, extra)
+    _skip_committed(settings, topic, 3)
+    with WorkerProcess(settings) as worker:
+        worker.wait_ready(90)
+        want = (sent["predictions"] + preds, sent["ground-truth"] + pairs)
+        wait_for(lambda: model_counts(settings, config.model_id) == want, 120, "every column batch to be applied")
+        assert worker.metric("driftstream_offset_rewinds_total", topic=topic) >= 1
