@@ -511,14 +511,15 @@ def _known(event: dict, known_models: Container[str]) -> bool:
 
 def dead_letter_record(
     origin_topic: str,
-    partition: int,
-    offset: int,
+    partition: int | None,
+    offset: int | None,
     error: RecordError,
     now: float,
     *,
     max_raw_bytes: int = 65536,
 ) -> dict:
-    """Build a ``dead-letter`` event for ``error`` found at ``origin_topic[partition]@offset``.
+    """Build a ``dead-letter`` event for ``error`` found at ``origin_topic[partition]@offset``
+    (``partition`` and ``offset`` are ``None`` for what was never read from a topic).
 
     ``dead_letter_id`` depends only on the origin, the batch index and the reason, so replaying
     the same record yields the same id. ``raw_b64`` carries at most ``max_raw_bytes`` of the

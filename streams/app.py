@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry
 from schemas import codec
 
 from . import metrics as metrics_module
-from .end_offsets import PROBE_DEADLINE_S
+from .end_offsets import first_offset_from
 from .gaps import GapGuard
 from .gpu import register_gpu_collector
 from .monitor import ModelMonitor
@@ -361,29 +361,23 @@ class Pipeline:
         if confirmed:
             self.broker_lost_data(confirmed[0])
 
+    async def _outside_consumer(self) -> AIOKafkaConsumer:
+        """A started consumer outside the group (raises while the broker is unreachable)."""
+        consumer = AIOKafkaConsumer(**self.settings.kafka_client_kwargs(), group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        return consumer
+
     async def _probe_consumer(self) -> AIOKafkaConsumer:
         if self._probe is None:
-            probe = AIOKafkaConsumer(**self.settings.kafka_client_kwargs(), group_id=None, enable_auto_commit=False)
-            await probe.start()  # raises (and is dropped) while the broker is unreachable
-            self._probe = probe
+            self._probe = await self._outside_consumer()
         return self._probe
 
     async def _first_offset(self, topic: str, partition: int, offset: int) -> int | None:
         """The first offset the broker holds in ``topic[partition]`` at or after ``offset``
         (read by a consumer of our own, outside the group), ``None`` if it holds none."""
-        if self._reader is None:
-            reader = AIOKafkaConsumer(**self.settings.kafka_client_kwargs(), group_id=None, enable_auto_commit=False)
-            await reader.start()
-            self._reader = reader
-        tp = TopicPartition(topic, partition)
-        self._reader.assign([tp])
-        self._reader.seek(tp, offset)
-        deadline = time.monotonic() + PROBE_DEADLINE_S
-        while time.monotonic() < deadline:
-            batch = await self._reader.getmany(tp, timeout_ms=500, max_records=1)
-            if batch.get(tp):
-                return int(batch[tp][0].offset)
-        return None
+        if self._reader is None:  # not the changelog probe: this one is assigned partitions
+            self._reader = await self._outside_consumer()
+        return await first_offset_from(self._reader, TopicPartition(topic, partition), offset)
 
     async def _rewind(self, topic: str, partition: int, offset: int) -> None:
         self.metrics.offset_rewinds.labels(topic).inc()
@@ -468,7 +462,9 @@ class Pipeline:
             await self._write_all(self.monitor_table, event, [(key, self.monitor_stage.dump(monitor, applied, outputs))])
         for partition, group in by_partition.items():  # after the states: it may lag them, never lead
             if group:
-                done = max(self._monitor_offset(partition) or -1, max(e.message.offset for e in group))
+                done = max(e.message.offset for e in group)
+                applied = self._monitor_offset(partition)
+                done = done if applied is None else max(applied, done)  # replays do not move it back
                 await self._write_all(self.monitor_offsets_table, group[-1], [(str(partition), codec.dumps({"offset": done}))])
                 self._monitor_offsets[partition] = done
         for _, outputs in touched.values():

@@ -1,4 +1,5 @@
-"""The end offsets of topic partitions, as a fetch sees them.
+"""Offsets of topic partitions as a fetch sees them: their end, and the first record at or
+after an offset.
 
 Tansu answers ListOffsets(latest) with one past the *first* offset of a partition's last
 record batch (measured: a batch at offsets 4..6 gave 5, while a fetch's high watermark said
@@ -64,3 +65,17 @@ async def end_offsets(consumer: AIOKafkaConsumer, partitions: list[TopicPartitio
     """``consumer.end_offsets(partitions)``, checked against a fetch (``kwargs``: how
     ``consumer`` was connected)."""
     return await fetched_end_offsets(kwargs, dict(await consumer.end_offsets(partitions)))
+
+
+async def first_offset_from(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> int | None:
+    """The first offset ``tp`` holds at or after ``offset``, fetched by ``consumer`` (outside
+    any group; it is assigned ``tp`` for this); ``None`` if no record comes within
+    :data:`PROBE_DEADLINE_S`."""
+    consumer.assign([tp])
+    consumer.seek(tp, offset)
+    deadline = asyncio.get_running_loop().time() + PROBE_DEADLINE_S
+    while asyncio.get_running_loop().time() < deadline:
+        batch = await consumer.getmany(tp, timeout_ms=500, max_records=1)
+        if batch.get(tp):
+            return int(batch[tp][0].offset)
+    return None

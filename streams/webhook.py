@@ -10,7 +10,6 @@ The URL is never logged or dead-lettered whole: Slack webhook paths are secrets.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +18,7 @@ import aiohttp
 
 from schemas.codec import dumps
 from schemas.ids import stable_id
+from schemas.parsing import RecordError, dead_letter_record
 
 from .metrics import Metrics
 from .settings import Settings
@@ -151,16 +151,12 @@ class WebhookSink:
          {'topic': 'alerts', 'partition': None, 'offset': None, 'index': None}, 'https://hooks.slack.com')
         """
         message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        raw = dumps(alert)
+        record = dead_letter_record(topic, None, None, RecordError(None, "webhook_failed", f"webhook: {message}", dumps(alert)), now)
         return {
-            # one alert (incident) can fire several times as it grows: each message has its event_id
+            **record,
+            # not from an offset: one alert (incident) can fire several times as it grows,
+            # each message with its own event_id
             "dead_letter_id": stable_id("dead-letter", "webhook", topic, alert.get("event_id") or alert.get("alert_id")),
-            "origin": {"topic": topic, "partition": None, "offset": None, "index": None},
-            "reason": "webhook_failed",
-            "message": f"webhook: {message}",
-            "raw_b64": base64.b64encode(raw).decode("ascii"),
-            "raw_size": len(raw),
-            "timestamp": float(now),
             "destination": self.destination,
             "format": self.fmt,
             "alert": alert,
