@@ -160,6 +160,8 @@ class Pipeline:
         self._probe: AIOKafkaConsumer | None = None
         self._suspected: set[TP] = set()
         self._reader: AIOKafkaConsumer | None = None
+        # the join and monitor agents both ask it; one probe at a time (each assigns it a partition)
+        self._reader_lock = asyncio.Lock()
         self.gap_guard = GapGuard(self._first_offset, self._rewind)
 
     # -- caches vs rebalances -----------------------------------------------------------
@@ -170,7 +172,7 @@ class Pipeline:
         self._joins.clear()
         self._monitors.clear()
         self._monitor_offsets.clear()
-        self.gap_guard.rewinding.clear()
+        self.gap_guard.reset()
         m = self.metrics
         for gauge in (m.detector_statistic, m.detector_threshold, m.detector_window_size,
                       m.detector_p_value, m.detector_drift, m.label_coverage):
@@ -375,9 +377,10 @@ class Pipeline:
     async def _first_offset(self, topic: str, partition: int, offset: int) -> int | None:
         """The first offset the broker holds in ``topic[partition]`` at or after ``offset``
         (read by a consumer of our own, outside the group), ``None`` if it holds none."""
-        if self._reader is None:  # not the changelog probe: this one is assigned partitions
-            self._reader = await self._outside_consumer()
-        return await first_offset_from(self._reader, TopicPartition(topic, partition), offset)
+        async with self._reader_lock:
+            if self._reader is None:  # not the changelog probe: this one is assigned partitions
+                self._reader = await self._outside_consumer()
+            return await first_offset_from(self._reader, TopicPartition(topic, partition), offset)
 
     async def _rewind(self, topic: str, partition: int, offset: int) -> None:
         self.metrics.offset_rewinds.labels(topic).inc()
@@ -589,6 +592,7 @@ def create_app(
         pipeline.check_broker()
         pipeline.update_lag()
         await pipeline.check_changelogs()
+        await pipeline.gap_guard.retry_overdue()
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:

@@ -70,12 +70,14 @@ async def end_offsets(consumer: AIOKafkaConsumer, partitions: list[TopicPartitio
 async def first_offset_from(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> int | None:
     """The first offset ``tp`` holds at or after ``offset``, fetched by ``consumer`` (outside
     any group; it is assigned ``tp`` for this); ``None`` if no record comes within
-    :data:`PROBE_DEADLINE_S`."""
+    :data:`PROBE_DEADLINE_S`. One probe at a time per consumer: each assigns it the partition
+    it asks about."""
     consumer.assign([tp])
     consumer.seek(tp, offset)
     deadline = asyncio.get_running_loop().time() + PROBE_DEADLINE_S
     while asyncio.get_running_loop().time() < deadline:
         batch = await consumer.getmany(tp, timeout_ms=500, max_records=1)
-        if batch.get(tp):
-            return int(batch[tp][0].offset)
+        found = [record.offset for record in batch.get(tp, ()) if record.offset >= offset]  # none fetched before the seek
+        if found:
+            return int(found[0])
     return None

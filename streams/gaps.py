@@ -9,7 +9,8 @@ applied, so its labels were lost. :class:`GapGuard` asks the broker which of the
 (``first_offset``: the first offset it holds at or after the missing one); if records
 exist, it rewinds the consumer to them (``seek``) and holds back the topic's later records
 until the missing one arrives, so nothing is applied out of order. A real gap is let
-through, and the join counts it.
+through, and the join counts it. A broker that cannot say (an error, or no answer in time)
+is never taken for a real gap: the records wait, and the broker is asked again.
 
 >>> import asyncio
 >>> log = {"t": [0, 1, 2, 3, 4]}                     # the broker holds offsets 0..4
@@ -38,7 +39,8 @@ log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 #: ``(topic, partition, offset)`` -> the first offset the broker holds at or after ``offset``
-#: (``None``: none yet).
+#: (``None``: no answer in time; the guard only asks about offsets before one it was given,
+#: so the broker holds at least that one).
 FirstOffset = Callable[[str, int, int], Awaitable[int | None]]
 #: ``(topic, partition, offset)``: make the consumer deliver from ``offset`` again.
 Seek = Callable[[str, int, int], Awaitable[None]]
@@ -54,9 +56,32 @@ class GapGuard:
         self.first_offset = first_offset
         self.seek = seek
         self.clock = clock
-        #: (topic, partition) -> (the offset rewound to, when)
+        #: (topic, partition) -> (the offset awaited: rewound to, or asked about; since when)
         self.rewinding: dict[tuple[str, int], tuple[int, float]] = {}
+        #: (topic, partition) -> (first, end): offsets first..end-1 hold no records, and
+        #: end.. were skipped by the consumer (rewound to end)
+        self.real_gaps: dict[tuple[str, int], tuple[int, int]] = {}
         self.rewinds = 0
+
+    async def retry_overdue(self) -> int:
+        """Seek again every rewind that has waited :data:`REWIND_PATIENCE_S` for its
+        record; returns how many. Records fetched before a seek can move Faust's read
+        offset past the rewind, and it then drops the re-read records; on a topic with
+        no new records nothing else would ask again. Call it from a timer."""
+        now = self.clock()
+        overdue = [(where, offset) for where, (offset, since) in self.rewinding.items() if now - since >= REWIND_PATIENCE_S]
+        for (topic, partition), offset in overdue:
+            log.warning("%s[%d]: offset %d has not arrived %g s after the rewind; re-reading from %d again",
+                        topic, partition, offset, REWIND_PATIENCE_S, offset)
+            self.rewinding[(topic, partition)] = (offset, now)
+            await self.seek(topic, partition, offset)
+            self.rewinds += 1
+        return len(overdue)
+
+    def reset(self) -> None:
+        """Forget rewinds in progress (partitions were reassigned: they start afresh)."""
+        self.rewinding.clear()
+        self.real_gaps.clear()
 
     async def screen(
         self, partition: int, applied: Mapping[str, int], records: Sequence[R], key: Callable[[R], tuple[str, int]],
@@ -65,7 +90,7 @@ class GapGuard:
         that exist (a rewind is started for them), and everything a real gap or no gap
         precedes. ``applied``: topic -> the last offset applied; ``key``: a record's
         ``(topic, offset)``."""
-        expected = {topic: offset + 1 for topic, offset in applied.items()}
+        expected = {topic: self._next(topic, partition, offset + 1) for topic, offset in applied.items()}
         held: set[str] = set()
         kept: list[R] = []
         for record in records:
@@ -74,6 +99,7 @@ class GapGuard:
             if want is None or offset <= want:  # first sight, a replay (the join skips it), or the next one
                 if offset == want:
                     self.rewinding.pop((topic, partition), None)
+                    self.real_gaps.pop((topic, partition), None)
                     held.discard(topic)
                 expected[topic] = offset + 1 if want is None else max(offset + 1, want)
                 kept.append(record)
@@ -84,25 +110,39 @@ class GapGuard:
                 kept.append(record)
         return kept
 
+    def _next(self, topic: str, partition: int, want: int) -> int:
+        """The offset to apply next after ``want - 1``: past a real gap found there."""
+        gap = self.real_gaps.get((topic, partition))
+        return gap[1] if gap is not None and gap[0] == want else want
+
     async def _records_missing(self, topic: str, partition: int, want: int, offset: int) -> bool:
-        """True when offsets ``want..offset-1`` hold records the consumer must re-read
-        (it has been rewound to them)."""
-        rewound = self.rewinding.get((topic, partition))
-        if rewound is not None and rewound[0] == want and self.clock() - rewound[1] < REWIND_PATIENCE_S:
+        """True when offsets ``want..offset-1`` may hold records the consumer must re-read
+        (it has been rewound to them, or the broker could not say)."""
+        where = (topic, partition)
+        awaited = self.rewinding.get(where)
+        if awaited is not None and awaited[0] == want and self.clock() - awaited[1] < REWIND_PATIENCE_S:
             return True  # records fetched before the rewind: the missing ones come after them
         try:
             first = await self.first_offset(topic, partition, want)
-        except (OSError, RuntimeError) as exc:  # the broker cannot say now (KafkaError is a RuntimeError)
-            log.warning("%s[%d]: offsets %d..%d were not delivered and the broker could not be asked (%r); "
-                        "holding later records", topic, partition, want, offset - 1, exc)
-            self.rewinding[(topic, partition)] = (want, self.clock())
+            problem = f"no answer within {REWIND_PATIENCE_S:g} s"
+        except (OSError, RuntimeError) as exc:  # KafkaError is a RuntimeError
+            first, problem = None, repr(exc)
+        if first is None:  # never a real gap: the broker holds offset ``offset`` at least
+            log.warning("%s[%d]: offsets %d..%d were not delivered and the broker could not say whether it "
+                        "holds them (%s); holding later records", topic, partition, want, offset - 1, problem)
+            self.rewinding[where] = (want, self.clock())
             return True
-        if first is None or first >= offset:
-            self.rewinding.pop((topic, partition), None)
+        if first >= offset:
+            self.rewinding.pop(where, None)
             return False  # the log has nothing there: a real gap
-        log.warning("%s[%d]: offsets %d..%d were skipped by the consumer but are in the log; re-reading from %d",
-                    topic, partition, want, offset - 1, want)
-        await self.seek(topic, partition, want)
-        self.rewinding[(topic, partition)] = (want, self.clock())
+        if first > want:
+            self.real_gaps[where] = (want, first)
+            log.warning("%s[%d]: offsets %d..%d hold no records, and %d..%d were skipped by the consumer; "
+                        "re-reading from %d", topic, partition, want, first - 1, first, offset - 1, first)
+        else:
+            log.warning("%s[%d]: offsets %d..%d were skipped by the consumer but are in the log; re-reading from %d",
+                        topic, partition, want, offset - 1, want)
+        await self.seek(topic, partition, first)
+        self.rewinding[where] = (first, self.clock())
         self.rewinds += 1
         return True

@@ -41,3 +41,31 @@ def test_end_offsets_reach_the_last_record_of_a_multi_record_batch(settings: Set
     assert corrected == last + 1, (last, listed, corrected)
     assert listed <= corrected
     print(f"ListOffsets said {listed}, a fetch said {corrected}")
+
+
+def test_the_gap_guard_probes_of_both_agents_may_overlap(settings: Settings) -> None:
+    """The join and monitor agents run at once and share the worker's probe consumer; each
+    probe must get its own partition's answer (a wrong "none there" loses records)."""
+    from streams.app import create_app
+
+    topics = [settings.topic_prefix + f"probe-{i}" for i in range(3)]
+
+    async def run() -> list[int | None]:
+        producer = AIOKafkaProducer(**settings.kafka_client_kwargs())
+        await producer.start()
+        try:
+            for topic in topics:
+                await asyncio.gather(*[await producer.send(topic, b"x", partition=0) for _ in range(10)])
+        finally:
+            await producer.stop()
+        pipeline = create_app(settings).driftstream
+        try:
+            assert await pipeline._first_offset(topics[0], 0, 0) == 0  # the worker's probe consumer exists
+            return await asyncio.wait_for(asyncio.gather(
+                *[pipeline._first_offset(topic, 0, offset) for offset in (2, 5, 8) for topic in topics]
+            ), timeout=30)
+        finally:
+            if pipeline._reader is not None:
+                await pipeline._reader.stop()
+
+    assert asyncio.run(run()) == [offset for offset in (2, 5, 8) for _ in topics]

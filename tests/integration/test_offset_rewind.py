@@ -72,7 +72,7 @@ def test_records_skipped_by_the_committed_offset_are_re_read(settings: Settings)
     with WorkerProcess(settings) as worker:
         worker.wait_ready(90)
         want = (first["predictions"] + second["predictions"], first["ground-truth"] + second["ground-truth"])
-        wait_for(lambda: model_counts(settings, config.model_id) == want, 120, "every event to be applied")
+        worker.wait_until(lambda: model_counts(settings, config.model_id) == want, 120, "every event to be applied")
         assert worker.metric("driftstream_offset_rewinds_total", topic=topic) >= 1
         assert worker.metric("driftstream_offset_gaps_total") == 0
         assert "re-reading from" in worker.log_tail(20_000)

@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 
 from schemas import codec
+from streams.exceptions import DriftstreamError
 from streams.settings import Settings
 from streams.simulate import Simulation, SimulationConfig
 from streams.topics import ensure_topics
@@ -152,7 +153,7 @@ def test_join_handles_every_order_duplicates_late_and_missing_labels(settings: S
 def test_sigkilled_worker_resumes_from_its_tables_without_loss_or_second_alert(settings: Settings, store: str, tmp_path) -> None:
     if store.startswith("rocksdb"):
         pytest.importorskip("rocksdict", reason="the rocksdb extra is not installed")
-    settings = settings.replace(partitions=1, store=store, data_dir=str(tmp_path / "data"))
+    settings = settings.replace(partitions=1, store=store, data_dir=str(tmp_path / "data"), log_level="INFO")
     asyncio.run(ensure_topics(settings))
     config = SimulationConfig(events=30_000, seed=21, feature_drift_at=8_000, concept_drift_at=16_000)
     items = Simulation(config).in_event_time_order()
@@ -175,15 +176,27 @@ def test_sigkilled_worker_resumes_from_its_tables_without_loss_or_second_alert(s
         publisher.start()
         assert halfway.wait(60)
         first.kill()
-    publisher.join(60)
+    publisher.join(120)
+    assert not publisher.is_alive(), "the publisher did not finish within 120 s"
     sent = {role: sent[role] + rest[role] for role in sent}
     at_kill = model_counts(settings, config.model_id)
     assert at_kill is not None and at_kill[0] < sent["predictions"]  # killed mid-stream
     with WorkerProcess(settings) as second:
         second.wait_ready(90)
         # the second worker applies what the first had not, and nothing twice
-        wait_for(lambda: model_counts(settings, config.model_id) == (sent["predictions"], sent["ground-truth"]),
-                 180, "the restarted worker to catch up", poll_s=1.0)
+        expected_counts = (sent["predictions"], sent["ground-truth"])
+        seen: list[tuple[int, int] | None] = [at_kill]
+
+        def caught_up() -> bool:
+            seen.append(model_counts(settings, config.model_id))
+            return seen[-1] == expected_counts
+
+        try:
+            second.wait_until(caught_up, 180, f"the restarted worker to catch up from {at_kill} to {expected_counts}")
+        except DriftstreamError as exc:
+            raise AssertionError(f"last (predictions, pairs) seen: {seen[-1]}; {exc}\n"
+                                 f"second worker's log:\n{second.log_tail(30_000)}\n"
+                                 f"first worker's log:\n{first.log_tail(10_000)}") from None
         gaps = second.metric("driftstream_offset_gaps_total")
     assert gaps == 0
 

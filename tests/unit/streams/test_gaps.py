@@ -87,3 +87,54 @@ def test_a_broker_that_cannot_be_asked_holds_the_records_until_it_can() -> None:
     broker.now += REWIND_PATIENCE_S + 1
     assert screen(guard, {"t": 1}, [("t", 6)]) == []
     assert broker.sought == [("t", 2)]
+
+
+def test_no_answer_from_the_broker_is_not_taken_for_a_real_gap() -> None:
+    broker = Broker(t=list(range(10)))
+    answers: list[int | None] = [None]
+
+    async def first_offset(topic: str, partition: int, offset: int) -> int | None:
+        if answers:
+            return answers.pop()  # the probe saw no record in time
+        return await broker.first_offset(topic, partition, offset)
+
+    guard = GapGuard(first_offset, broker.seek, clock=lambda: broker.now)
+    assert screen(guard, {"t": 1}, [("t", 4), ("t", 5)]) == []  # held, not applied past offsets 2 and 3
+    assert broker.sought == []
+    broker.now += REWIND_PATIENCE_S + 1
+    assert screen(guard, {"t": 1}, [("t", 6)]) == []
+    assert broker.sought == [("t", 2)]
+    assert screen(guard, {"t": 1}, [("t", 2), ("t", 3), ("t", 4)]) == [("t", 2), ("t", 3), ("t", 4)]
+
+
+def test_a_real_gap_followed_by_skipped_records_rewinds_to_the_first_record_after_it() -> None:
+    broker = Broker(t=[0, 1, 2, 5, 6, 7, 8])  # 3 and 4 hold nothing; the consumer skipped 5 and 6
+    guard = broker.guard()
+    assert screen(guard, {"t": 2}, [("t", 7), ("t", 8)]) == []
+    assert broker.sought == [("t", 5)]
+    # what was fetched before the rewind is held without asking again; then 5 comes
+    assert screen(guard, {"t": 2}, [("t", 8), ("t", 5), ("t", 6), ("t", 7)]) == [("t", 5), ("t", 6), ("t", 7)]
+    assert broker.asked == [("t", 3)] and guard.rewinding == {} and guard.real_gaps == {}
+
+
+def test_a_rebalance_forgets_rewinds_in_progress() -> None:
+    broker = Broker(t=list(range(10)))
+    guard = broker.guard()
+    assert screen(guard, {"t": 1}, [("t", 5)]) == []
+    guard.reset()
+    assert guard.rewinding == {} and guard.real_gaps == {}
+    assert screen(guard, {"t": 1}, [("t", 5)]) == []  # asked again at once, not after the patience
+    assert broker.sought == [("t", 2), ("t", 2)]
+
+
+def test_a_rewind_whose_records_never_come_is_sought_again_without_new_records() -> None:
+    broker = Broker(t=list(range(10)))
+    guard = broker.guard()
+    assert screen(guard, {"t": 1}, [("t", 5), ("t", 6)]) == []  # the last records of an idle topic
+    assert asyncio.run(guard.retry_overdue()) == 0  # not yet
+    broker.now += REWIND_PATIENCE_S
+    assert asyncio.run(guard.retry_overdue()) == 1
+    assert broker.sought == [("t", 2), ("t", 2)] and guard.rewinds == 2
+    assert asyncio.run(guard.retry_overdue()) == 0  # the patience starts again
+    assert screen(guard, {"t": 1}, [("t", 2), ("t", 3)]) == [("t", 2), ("t", 3)]
+    assert guard.rewinding == {}
