@@ -34,6 +34,7 @@ from schemas import codec
 from schemas.parsing import parse_timestamp
 
 from .exceptions import ConfigError, DriftstreamError
+from .gc_tuning import tune_gc
 from .monitor_config import MonitorConfig
 from .offline import OfflinePipeline, OfflineResult
 from .progress import Progress
@@ -356,6 +357,7 @@ def evaluate_and_report(events: Sequence[SourceEvent], args: argparse.Namespace,
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    tune_gc(settings.gc_threshold)
     sources = [(args.predictions, "predictions")] + ([(args.ground_truth, "ground-truth")] if args.ground_truth else [])
     read = {role: read_events(path, role) for path, role in sources}
     events = merge(read.get("predictions", []), read.get("ground-truth", []))

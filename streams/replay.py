@@ -40,6 +40,7 @@ from .backtest import (
 )
 from .end_offsets import end_offsets
 from .exceptions import ConfigError, DriftstreamError
+from .gc_tuning import tune_gc
 from .monitor import model_key
 from .offline import OfflineResult
 from .settings import Settings
@@ -222,6 +223,7 @@ def _time_arg(text: str) -> float:
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    tune_gc(settings.gc_threshold)
     if args.broker:
         settings = settings.replace(broker=args.broker)
     if args.publish_prefix is not None:

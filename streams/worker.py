@@ -8,6 +8,7 @@ import logging
 from aiokafka import TopicPartition
 
 from .end_offsets import fetched_end_offsets
+from .gc_tuning import tune_gc
 from .settings import Settings
 
 
@@ -55,6 +56,7 @@ def run_worker(settings: Settings) -> None:
     """Create the topics, build the app and run it until SIGTERM/SIGINT."""
     install_uvloop()
     patch_consumer(settings.fetch_max_wait_ms)
+    tune_gc(settings.gc_threshold)
     import faust
 
     from .app import create_app

@@ -27,6 +27,7 @@ def test_reads_typed_values_from_the_environment() -> None:
         ({"DRIFTSTREAM_BROKER": "localhost:9092"}, "DRIFTSTREAM_BROKER='localhost:9092': expected kafka://host:port"),
         ({"DRIFTSTREAM_SECURITY_PROTOCOL": "TLS"}, "DRIFTSTREAM_SECURITY_PROTOCOL='TLS': expected one of PLAINTEXT, SSL"),
         ({"DRIFTSTREAM_SASL_MECHANISM": "GSSAPI"}, "DRIFTSTREAM_SASL_MECHANISM='GSSAPI': expected one of PLAIN"),
+        ({"DRIFTSTREAM_GC_THRESHOLD": "10"}, "DRIFTSTREAM_GC_THRESHOLD=10: expected >= 100"),
     ],
 )
 def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
