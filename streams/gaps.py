@@ -70,13 +70,17 @@ class GapGuard:
         no new records nothing else would ask again. Call it from a timer."""
         now = self.clock()
         overdue = [(where, offset) for where, (offset, since) in self.rewinding.items() if now - since >= REWIND_PATIENCE_S]
+        retried = 0
         for (topic, partition), offset in overdue:
+            if self.rewinding.get((topic, partition), (None, 0.0))[0] != offset:
+                continue  # its record arrived while an earlier seek was awaited
             log.warning("%s[%d]: offset %d has not arrived %g s after the rewind; re-reading from %d again",
                         topic, partition, offset, REWIND_PATIENCE_S, offset)
             self.rewinding[(topic, partition)] = (offset, now)
             await self.seek(topic, partition, offset)
             self.rewinds += 1
-        return len(overdue)
+            retried += 1
+        return retried
 
     def reset(self) -> None:
         """Forget rewinds in progress (partitions were reassigned: they start afresh)."""
@@ -91,6 +95,10 @@ class GapGuard:
         precedes. ``applied``: topic -> the last offset applied; ``key``: a record's
         ``(topic, offset)``."""
         expected = {topic: self._next(topic, partition, offset + 1) for topic, offset in applied.items()}
+        for topic, want in expected.items():  # a rewind whose records were applied meanwhile is over
+            awaited = self.rewinding.get((topic, partition))
+            if awaited is not None and awaited[0] < want:
+                del self.rewinding[(topic, partition)]
         held: set[str] = set()
         kept: list[R] = []
         for record in records:

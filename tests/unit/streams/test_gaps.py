@@ -138,3 +138,14 @@ def test_a_rewind_whose_records_never_come_is_sought_again_without_new_records()
     assert asyncio.run(guard.retry_overdue()) == 0  # the patience starts again
     assert screen(guard, {"t": 1}, [("t", 2), ("t", 3)]) == [("t", 2), ("t", 3)]
     assert guard.rewinding == {}
+
+
+def test_a_rewind_applied_by_other_means_is_forgotten_not_retried() -> None:
+    broker = Broker(t=list(range(10)))
+    guard = broker.guard()
+    assert screen(guard, {"t": 1}, [("t", 5)]) == []
+    # the partition's state moved past the rewind (e.g. its records came in another batch)
+    assert screen(guard, {"t": 5}, [("t", 6)]) == [("t", 6)]
+    broker.now += REWIND_PATIENCE_S
+    assert asyncio.run(guard.retry_overdue()) == 0 and guard.rewinding == {}
+    assert broker.sought == [("t", 2)]
