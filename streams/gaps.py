@@ -99,6 +99,7 @@ class GapGuard:
             awaited = self.rewinding.get((topic, partition))
             if awaited is not None and awaited[0] < want:
                 del self.rewinding[(topic, partition)]
+        under_way = {where: awaited for where, awaited in self.rewinding.items() if where[1] == partition}
         held: set[str] = set()
         kept: list[R] = []
         for record in records:
@@ -116,6 +117,14 @@ class GapGuard:
             else:
                 expected[topic] = offset + 1
                 kept.append(record)
+        for topic in held:
+            where = (topic, partition)
+            awaited = self.rewinding.get(where)
+            if awaited is not None and under_way.get(where) == awaited:
+                # records fetched before an earlier seek: delivering them moved Faust's read
+                # offset past the rewind, and it would drop the records re-read from there
+                log.debug("%s[%d]: records from before the rewind; seeking to %d again", topic, partition, awaited[0])
+                await self.seek(topic, partition, awaited[0])
         return kept
 
     def _next(self, topic: str, partition: int, want: int) -> int:

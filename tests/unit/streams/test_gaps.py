@@ -63,11 +63,11 @@ def test_a_rewind_that_does_not_deliver_is_asked_again_after_a_while() -> None:
     broker = Broker(t=list(range(10)))
     guard = broker.guard()
     assert screen(guard, {"t": 1}, [("t", 5)]) == []
-    assert screen(guard, {"t": 1}, [("t", 6)]) == []
-    assert broker.sought == [("t", 2)]
+    assert screen(guard, {"t": 1}, [("t", 6)]) == []  # fetched before the seek: sought again at once
+    assert broker.sought == [("t", 2), ("t", 2)] and broker.asked == [("t", 2)]
     broker.now += REWIND_PATIENCE_S + 1
     assert screen(guard, {"t": 1}, [("t", 7)]) == []
-    assert broker.sought == [("t", 2), ("t", 2)]
+    assert broker.sought == [("t", 2), ("t", 2), ("t", 2)] and broker.asked == [("t", 2), ("t", 2)]
     assert screen(guard, {"t": 1}, [("t", 2), ("t", 3)]) == [("t", 2), ("t", 3)]
     assert guard.rewinding == {}
 
