@@ -376,7 +376,7 @@ class Pipeline:
 
     async def _first_offset(self, topic: str, partition: int, offset: int) -> int | None:
         """The first offset the broker holds in ``topic[partition]`` at or after ``offset``
-        (read by a consumer of our own, outside the group), ``None`` if it holds none."""
+        (read by a consumer of our own, outside the group); ``None`` if none came in time."""
         async with self._reader_lock:
             if self._reader is None:  # not the changelog probe: this one is assigned partitions
                 self._reader = await self._outside_consumer()

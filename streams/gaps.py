@@ -76,11 +76,15 @@ class GapGuard:
                 continue  # its record arrived while an earlier seek was awaited
             log.warning("%s[%d]: offset %d has not arrived %g s after the rewind; re-reading from %d again",
                         topic, partition, offset, REWIND_PATIENCE_S, offset)
-            self.rewinding[(topic, partition)] = (offset, now)
-            await self.seek(topic, partition, offset)
-            self.rewinds += 1
+            await self._start_rewind(topic, partition, offset)
             retried += 1
         return retried
+
+    async def _start_rewind(self, topic: str, partition: int, offset: int) -> None:
+        """Await ``offset`` from now on, and make the consumer deliver from it again."""
+        self.rewinding[(topic, partition)] = (offset, self.clock())
+        await self.seek(topic, partition, offset)
+        self.rewinds += 1
 
     def reset(self) -> None:
         """Forget rewinds in progress (partitions were reassigned: they start afresh)."""
@@ -141,7 +145,7 @@ class GapGuard:
             return True  # records fetched before the rewind: the missing ones come after them
         try:
             first = await self.first_offset(topic, partition, want)
-            problem = f"no answer within {REWIND_PATIENCE_S:g} s"
+            problem = "no answer in time"
         except (OSError, RuntimeError) as exc:  # KafkaError is a RuntimeError
             first, problem = None, repr(exc)
         if first is None:  # never a real gap: the broker holds offset ``offset`` at least
@@ -159,7 +163,5 @@ class GapGuard:
         else:
             log.warning("%s[%d]: offsets %d..%d were skipped by the consumer but are in the log; re-reading from %d",
                         topic, partition, want, offset - 1, want)
-        await self.seek(topic, partition, first)
-        self.rewinding[where] = (first, self.clock())
-        self.rewinds += 1
+        await self._start_rewind(topic, partition, first)
         return True
