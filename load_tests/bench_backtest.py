@@ -4,7 +4,8 @@ The backtest reads JSON-lines files, merges them by event time and runs the whol
 (validation, join, every detector, alert policy; the report is not rendered). The baseline,
 measured in the same run over the same events, is the least a drift monitor can do: a
 Python loop that joins labels to predictions in a dict and feeds each error to river's
-ADWIN and DDM.
+ADWIN and DDM. The garbage collector is tuned as ``driftstream backtest`` tunes it
+(``DRIFTSTREAM_GC_THRESHOLD``, :mod:`streams.gc_tuning`).
 
     python -m load_tests.bench_backtest [--smoke] [--json PATH]
 """
@@ -24,7 +25,9 @@ from river import drift
 
 from schemas import codec
 from streams import backtest
+from streams.gc_tuning import tune_gc
 from streams.monitor_config import MonitorConfig
+from streams.settings import Settings
 from streams.simulate import Simulation, SimulationConfig
 
 
@@ -80,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--smoke", action="store_true", help="tiny run (a couple of seconds)")
     parser.add_argument("--json", type=Path, help="write a machine-readable summary here")
     args = parser.parse_args(argv)
+    tune_gc(Settings.from_env().gc_threshold)  # what the backtest command does
     summary = {"smoke": args.smoke, **bench(3_000 if args.smoke else 100_000)}
     print(f"{'':<28}{'events/s':>14}")
     print(f"{'backtest (whole pipeline)':<28}{summary['backtest_events_per_s']:>14,.0f}")
