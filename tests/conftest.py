@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -10,6 +11,15 @@ import pytest
 
 from streams.broker import EmbeddedBroker
 from streams.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _gc_threshold_restored() -> Iterator[None]:
+    """Commands run in-process (backtest, replay, the backtest benchmark) tune the garbage
+    collector for their process, as they should; it must not leak into the next test."""
+    saved = gc.get_threshold()
+    yield
+    gc.set_threshold(*saved)
 
 
 @pytest.fixture(scope="session")

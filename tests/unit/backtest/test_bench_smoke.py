@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 import orjson
@@ -12,11 +11,7 @@ from load_tests.bench_backtest import main
 
 def test_bench_smoke(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    saved = gc.get_threshold()
-    try:
-        main(["--smoke", "--json", str(out)])  # tunes the garbage collector, as the backtest command does
-    finally:
-        gc.set_threshold(*saved)  # for the rest of the test session
+    main(["--smoke", "--json", str(out)])
     summary = orjson.loads(out.read_bytes())
     assert summary["backtest_events_per_s"] > 0 and summary["plain_loop_events_per_s"] > 0
     ratio = summary["backtest_events_per_s"] / summary["plain_loop_events_per_s"]
