@@ -8,7 +8,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from detectors._state import decode_float, encode_float
+from detectors._state import decode_array, decode_float, encode_array, encode_float
 from detectors.base import Detector, check_values
 from detectors.exceptions import InputError, NoReferenceError
 
@@ -93,16 +93,26 @@ class ReferenceDetector(Detector):
         return super().update_many(xs)
 
     def _dump(self) -> dict[str, Any]:
-        reference = None
-        if self._reference is not None:
-            reference = {}
-            for key, value in self._reference.items():
-                if key in self._reference_arrays:
-                    value = value.tolist()
-                elif key in self._reference_floats:
-                    value = encode_float(value)
-                reference[key] = value
-        return {"reference": reference, **self._dump_stream()}
+        return {"reference": self._reference_state(), **self._dump_stream()}
+
+    def _reference_state(self) -> dict[str, Any] | None:
+        """The reference summary as JSON data, encoded once per fitted summary (it never
+        changes in place, and every state dump needs it)."""
+        summary = self._reference
+        if summary is None:
+            return None
+        cached = getattr(self, "_reference_cache", None)
+        if cached is not None and cached[0] is summary:
+            return dict(cached[1])
+        encoded: dict[str, Any] = {}
+        for key, value in summary.items():
+            if key in self._reference_arrays:
+                value = encode_array(np.asarray(value, dtype=self._reference_arrays[key]))
+            elif key in self._reference_floats:
+                value = encode_float(value)
+            encoded[key] = value
+        self._reference_cache = (summary, encoded)
+        return dict(encoded)
 
     def _load(self, state: Mapping[str, Any]) -> None:
         reference = state["reference"]
@@ -110,7 +120,7 @@ class ReferenceDetector(Detector):
             self._reference = {}
             for key, value in reference.items():
                 if key in self._reference_arrays:
-                    value = np.asarray(value, dtype=self._reference_arrays[key])
+                    value = decode_array(value, self._reference_arrays[key]).astype(self._reference_arrays[key], copy=False)
                 elif key in self._reference_floats:
                     value = decode_float(value)
                 self._reference[key] = value

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from detectors._state import decode_array, encode_array
+
 __all__ = ["RingBuffer"]
 
 
@@ -54,6 +56,12 @@ class RingBuffer:
             return self._data[: self._size].copy()
         return np.concatenate([self._data[self._pos :], self._data[: self._pos]])
 
-    def to_list(self) -> list[Any]:
-        """The stored rows, oldest first, as plain Python data."""
-        return self.ordered().tolist()
+    def to_state(self) -> dict[str, Any]:
+        """The stored rows, oldest first, as JSON data (:func:`~detectors._state.encode_array`)."""
+        return encode_array(self.ordered())
+
+    def load_state(self, state: Any) -> None:
+        """Append the rows ``to_state`` wrote (or a plain JSON list of rows)."""
+        rows = decode_array(state, self._data.dtype)
+        if len(rows):
+            self.extend(rows.astype(self._data.dtype, copy=False))

@@ -110,13 +110,13 @@ class WindowedDetector(ReferenceDetector):
 
     def _dump_stream(self) -> dict[str, Any]:
         return {
-            "window": self._ring.to_list(),
+            "window": self._ring.to_state(),
             "statistic": encode_float(self._statistic),
             "p_value": self._p_value,
         }
 
     def _load_stream(self, state: Mapping[str, Any]) -> None:
-        self._ring.extend(np.asarray(state["window"], dtype=self._dtype))
+        self._ring.load_state(state["window"])
         self._statistic = decode_float(state["statistic"])
         self._p_value = None if state["p_value"] is None else float(state["p_value"])
 

@@ -190,9 +190,14 @@ class Parameterised:
         return self._n_seen
 
     @classmethod
-    def _param_names(cls) -> list[str]:
-        names = list(inspect.signature(cls.__init__).parameters)[1:]
-        return [n for n in names if n != "reference"]
+    def _param_names(cls) -> tuple[str, ...]:
+        """The constructor's parameter names, ``reference`` excluded; read once per class
+        (``inspect.signature`` costs tens of microseconds, and every state dump asks)."""
+        names = cls.__dict__.get("_param_names_cache")
+        if names is None:
+            names = tuple(n for n in list(inspect.signature(cls.__init__).parameters)[1:] if n != "reference")
+            cls._param_names_cache = names
+        return names
 
     def params(self) -> dict[str, Any]:
         """The constructor parameters (the reference excluded), as given."""

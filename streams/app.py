@@ -441,26 +441,24 @@ class Pipeline:
         started = time.perf_counter()
         by_partition = await self._screen_monitor_input(events)
         events = [event for group in by_partition.values() for event in group]
-        touched: dict[str, tuple[EventT, Outputs]] = {}
         m = self.metrics
-        applied_events = 0
+        # one model's payloads of this batch, in order, go through its monitor together
+        by_model: dict[str, tuple[EventT, list[dict[str, Any]]]] = {}
         for event in events:
             msg = event.message
-            key = msg.key.decode()
-            payload = codec.loads(msg.value)
-            monitor, applied = await self._monitor_for(key, payload)
-            result = self.monitor_stage.process(monitor, applied, payload)
-            _, outputs = touched.setdefault(key, (event, Outputs()))
-            if result is None:
-                log.debug("monitor %s skips join batch %s/%s: already applied", key, payload.get("source"), payload.get("seq"))
-                m.duplicates_skipped.labels("monitor").inc()
-                continue
-            applied_events += sum(len(payload[part]["ts"]) for part in ("pred", "pairs") if payload.get(part))
-            for role, items in self.monitor_stage.outputs(monitor, result).messages.items():
-                for k, v in items:
-                    outputs.add(role, k, v)
-            self._export(monitor, result)
-        for key, (event, outputs) in touched.items():
+            by_model.setdefault(msg.key.decode(), (event, []))[1].append(codec.loads(msg.value))
+        touched: list[tuple[str, EventT, Outputs]] = []
+        applied_events = 0
+        for key, (event, payloads) in by_model.items():
+            monitor, applied = await self._monitor_for(key, payloads[0])
+            run = self.monitor_stage.process_many(monitor, applied, payloads)
+            if run.skipped:
+                log.debug("monitor %s skips %d join batches: already applied", key, run.skipped)
+                m.duplicates_skipped.labels("monitor").inc(run.skipped)
+            applied_events += run.events
+            touched.append((key, event, self.monitor_stage.outputs(monitor, run.result)))
+            self._export(monitor, run.result)
+        for key, event, outputs in touched:
             monitor, applied = self._monitors[key]
             await self._write_all(self.monitor_table, event, [(key, self.monitor_stage.dump(monitor, applied, outputs))])
         for partition, group in by_partition.items():  # after the states: it may lag them, never lead
@@ -470,7 +468,7 @@ class Pipeline:
                 done = done if applied is None else max(applied, done)  # replays do not move it back
                 await self._write_all(self.monitor_offsets_table, group[-1], [(str(partition), codec.dumps({"offset": done}))])
                 self._monitor_offsets[partition] = done
-        for _, outputs in touched.values():
+        for _, _, outputs in touched:
             await self.publish(outputs)
         # predictions plus joined pairs the monitors applied (tests wait on this)
         m.events_consumed.labels(self.settings.topic("monitor-input")).inc(applied_events)

@@ -109,6 +109,13 @@ class MonitorResult:
     samples: list[dict[str, Any]] = field(default_factory=list)
     update_requests: list[dict[str, Any]] = field(default_factory=list)
 
+    def extend(self, other: MonitorResult) -> None:
+        """Append what ``other`` produced after what this one holds."""
+        self.drift_events.extend(other.drift_events)
+        self.alerts.extend(other.alerts)
+        self.samples.extend(other.samples)
+        self.update_requests.extend(other.update_requests)
+
 
 @dataclass
 class _Watched:

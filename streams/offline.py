@@ -67,6 +67,7 @@ class OfflinePipeline:
         by_partition: dict[int, list[InputRecord]] = {}
         for record in records:
             by_partition.setdefault(record.partition, []).append(record)
+        to_monitor: dict[str, list[dict[str, Any]]] = {}  # as the worker's monitor batches them
         for partition, group in by_partition.items():
             part = self.joins.setdefault(partition, PartitionJoin.fresh(partition, self.join_stage.window_s))
             outcome = self.join_stage.process(part, group)
@@ -78,11 +79,13 @@ class OfflinePipeline:
             for role, items in outcome.outputs.messages.items():
                 for key, value in items:
                     if role == "monitor-input":
-                        self._monitor(str(key), value)
+                        to_monitor.setdefault(str(key), []).append(value)
                     elif role == "dead-letter":
                         res.dead_letters.append(value)
                     elif role == "join-outcomes":
                         res.join_records.append(value)
+        for key, payloads in to_monitor.items():
+            self._monitor(key, payloads)
 
     def feed_events(self, items: Iterable[tuple[str, dict[str, Any]]], batch_size: int = 500) -> None:
         """Feed ``(role, event)`` pairs in order, packed as the SDK packs a published chunk:
@@ -109,15 +112,14 @@ class OfflinePipeline:
         if pending:
             self.feed_records(self._record(role, p, codec.dumps(pending[(role, p)])) for role, p in order)
 
-    def _monitor(self, key: str, payload: dict[str, Any]) -> None:
+    def _monitor(self, key: str, payloads: list[dict[str, Any]]) -> None:
         if key not in self.monitors:
-            self.monitors[key] = (self.monitor_stage.new_monitor(payload["model_id"], payload["model_version"]), {})
+            self.monitors[key] = (self.monitor_stage.new_monitor(payloads[0]["model_id"], payloads[0]["model_version"]), {})
         monitor, applied = self.monitors[key]
-        result = self.monitor_stage.process(monitor, applied, payload)
-        if result is None:
-            return
+        run = self.monitor_stage.process_many(monitor, applied, payloads)
+        result = run.result
         res = self.result
-        res.events += len(payload["pred"]["ts"]) if payload.get("pred") else 0
+        res.events += run.predictions
         res.alerts.extend(result.alerts)
         res.update_requests.extend(result.update_requests)
         res.drift_events.extend(result.drift_events)

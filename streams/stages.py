@@ -315,13 +315,55 @@ class JoinStage:
         return writes
 
 
-@dataclass
-class MonitorOutcome:
-    """What one column batch did to one model."""
+def _concat_columns(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Columns of several batches end to end; a feature missing from a batch is ``None``
+    there (as :func:`_columns_for_predictions` fills a feature an event lacks)."""
+    merged: dict[str, Any] = {}
+    for name, first in parts[0].items():
+        if name != "features":
+            merged[name] = [value for part in parts for value in part[name]]
+    if "features" in parts[0]:
+        sizes = [len(part["ts"]) for part in parts]
+        names = dict.fromkeys(name for part in parts for name in part["features"])
+        merged["features"] = {
+            name: [value for part, size in zip(parts, sizes) for value in part["features"].get(name, [None] * size)]
+            for name in names
+        }
+    return merged
 
-    key: str
-    monitor: ModelMonitor
-    result: MonitorResult | None  # None: a batch already applied (skipped)
+
+def merge_column_batches(payloads: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One model's monitor-input column batches as one, in order: predictions end to end,
+    joined pairs end to end, join counts added up.
+
+    >>> a = {"pred": {"pid": ["a"], "ts": [1.0], "features": {"x": [0.5]}}, "pairs": None,
+    ...      "join": {"matched": 0, "expired": 1}}
+    >>> b = {"pred": {"pid": ["b"], "ts": [2.0], "features": {"y": ["u"]}}, "pairs": None,
+    ...      "join": {"matched": 2, "expired": 0}}
+    >>> merged = merge_column_batches([a, b])
+    >>> merged["pred"]["features"], merged["join"]
+    ({'x': [0.5, None], 'y': [None, 'u']}, {'matched': 2, 'expired': 1})
+    """
+    merged: dict[str, Any] = {"join": {
+        "matched": sum(int((p.get("join") or {}).get("matched", 0)) for p in payloads),
+        "expired": sum(int((p.get("join") or {}).get("expired", 0)) for p in payloads),
+    }}
+    for part in ("pred", "pairs"):
+        columns = [p[part] for p in payloads if p.get(part)]
+        merged[part] = (columns[0] if len(columns) == 1 else _concat_columns(columns)) if columns else None
+    return merged
+
+
+@dataclass
+class MonitorRun:
+    """What :meth:`MonitorStage.process_many` did to one model: the merged result, the
+    events it applied (predictions plus joined pairs; the predictions alone) and the
+    payloads it skipped as already applied."""
+
+    result: MonitorResult
+    events: int = 0
+    predictions: int = 0
+    skipped: int = 0
 
 
 class MonitorStage:
@@ -338,14 +380,49 @@ class MonitorStage:
         return ModelMonitor.from_state(stored["monitor"], self.monitor_config), stored["applied"], stored.get("outbox")
 
     def process(self, monitor: ModelMonitor, applied: dict[str, int], payload: dict[str, Any]) -> MonitorResult | None:
-        if payload.get("control") == "rebaseline":
-            return self._rebaseline(monitor, applied, payload)
-        source = str(payload["source"])
-        seq = int(payload["seq"])
-        if applied.get(source, 0) >= seq:
-            return None
-        applied[source] = seq
-        return monitor.process(payload)
+        """Apply one monitor-input payload; ``None`` if it was already applied."""
+        run = self.process_many(monitor, applied, [payload])
+        return None if run.skipped else run.result
+
+    def process_many(self, monitor: ModelMonitor, applied: dict[str, int], payloads: Sequence[dict[str, Any]]) -> MonitorRun:
+        """Apply one model's payloads in order, skipping those already applied.
+
+        Consecutive column batches go through the monitor as one (:func:`merge_column_batches`):
+        its results do not depend on how its streams are cut, and its cost is mostly per
+        call (a detector run per column, however short), which with many models and
+        partitions would otherwise be paid for a few events each. A control applies on its
+        own, between them."""
+        run = MonitorRun(MonitorResult())
+        pending: list[dict[str, Any]] = []
+        for payload in payloads:
+            if payload.get("control") == "rebaseline":
+                self._apply_merged(monitor, pending, run)
+                pending = []
+                result = self._rebaseline(monitor, applied, payload)
+                if result is None:
+                    run.skipped += 1
+                else:
+                    run.result.extend(result)
+                continue
+            source = str(payload["source"])
+            seq = int(payload["seq"])
+            if applied.get(source, 0) >= seq:
+                run.skipped += 1
+                continue
+            applied[source] = seq
+            pending.append(payload)
+        self._apply_merged(monitor, pending, run)
+        return run
+
+    @staticmethod
+    def _apply_merged(monitor: ModelMonitor, payloads: list[dict[str, Any]], run: MonitorRun) -> None:
+        if not payloads:
+            return
+        batch = payloads[0] if len(payloads) == 1 else merge_column_batches(payloads)
+        predictions = len(batch["pred"]["ts"]) if batch.get("pred") else 0
+        run.predictions += predictions
+        run.events += predictions + (len(batch["pairs"]["ts"]) if batch.get("pairs") else 0)
+        run.result.extend(monitor.process(batch))
 
     @staticmethod
     def _rebaseline(monitor: ModelMonitor, applied: dict[str, int], payload: dict[str, Any]) -> MonitorResult | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from aiokafka import TopicPartition
 
@@ -66,6 +65,9 @@ def run_worker(settings: Settings) -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
-    # Faust leaves the root logger at DEBUG: every filtered-out debug call still costs time.
-    logging.getLogger().setLevel(settings.log_level)
+    # No terminal spinner: at a log level of WARNING or above, Faust's worker puts the root
+    # logger at DEBUG so that every log call turns it, which made aiokafka build a log
+    # record for every request (a few percent of the worker's time) and wrote escape codes
+    # into the log. Without it the root logger keeps ``log_level``.
+    worker.spinner = None
     worker.execute_from_commandline()

@@ -98,7 +98,7 @@ class RollingMetric(Parameterised, abc.ABC):
             "version": STATE_VERSION,
             "params": self.params(),
             "n_seen": self._n_seen,
-            "window": self._ring.to_list(),
+            "window": self._ring.to_state(),
         }
 
     @classmethod
@@ -107,9 +107,7 @@ class RollingMetric(Parameterised, abc.ABC):
         check_state_header(cls.name, state)
         try:
             metric = cls(**state["params"])
-            rows = np.asarray(state["window"], dtype=np.float64)
-            if len(rows):
-                metric._ring.extend(rows)
+            metric._ring.load_state(state["window"])
             metric._n_seen = int(state["n_seen"])
         except (KeyError, TypeError) as exc:
             raise StateError(f"{cls.name}: malformed state ({exc!r})") from None
