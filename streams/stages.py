@@ -319,7 +319,7 @@ def _concat_columns(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """Columns of several batches end to end; a feature missing from a batch is ``None``
     there (as :func:`_columns_for_predictions` fills a feature an event lacks)."""
     merged: dict[str, Any] = {}
-    for name, first in parts[0].items():
+    for name in parts[0]:
         if name != "features":
             merged[name] = [value for part in parts for value in part[name]]
     if "features" in parts[0]:
