@@ -50,9 +50,11 @@ class CategoricalWindowedDetector(WindowedDetector):
     and the reference count of each category (plus ``"other"``, last)."""
 
     kind: ClassVar[str] = "categorical"  # type: ignore[assignment]
-    _dtype: ClassVar[Any] = np.int64
     _reference_arrays: ClassVar[dict[str, Any]] = {"counts": np.int64}
     max_categories: int
+
+    def _window_dtype(self) -> Any:
+        return np.min_scalar_type(self.max_categories + 1)  # category codes, "other" included
 
     def _check_categories(self) -> None:
         require_int(self.name, "max_categories", self.max_categories, 1)

@@ -53,7 +53,7 @@ def decode_float(value: float | str | None) -> float:
 
 def _compact(arr: np.ndarray) -> np.ndarray:
     """``arr`` in the smallest integer dtype that holds every value exactly, else as is."""
-    if not arr.size or arr.dtype.kind not in "iuf":
+    if not arr.size or arr.dtype.kind not in "iuf" or (arr.dtype.kind != "f" and arr.dtype.itemsize <= 2):
         return arr
     lo, hi = arr.min(), arr.max()
     if arr.dtype.kind == "f" and (np.signbit(arr).any() or not np.isfinite(hi)):  # NaN, inf, -0.0 stay floats

@@ -41,9 +41,14 @@ class WindowedDetector(ReferenceDetector):
 
     def _reset(self) -> None:
         super()._reset()
-        self._ring = RingBuffer(self.window, self._dtype)
+        self._ring = RingBuffer(self.window, self._window_dtype())
         self._statistic = math.nan
         self._p_value: float | None = None
+
+    def _window_dtype(self) -> Any:
+        """The dtype the window keeps its values in (the smallest that holds them: the
+        window is written with every state dump)."""
+        return self._dtype
 
     @property
     def window_size(self) -> int:

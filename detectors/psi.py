@@ -94,7 +94,6 @@ class PSI(NamedThresholds, NumericWindowedDetector):
     direction: ClassVar[str] = "above"  # type: ignore[assignment]
     _threshold_param: ClassVar[str] = "psi_above"
     _warning_param: ClassVar[str] = "warning_psi_above"
-    _dtype: ClassVar[Any] = np.int64
     _reference_arrays: ClassVar[dict[str, Any]] = {"edges": np.float64, "expected": np.float64}
 
     def __init__(
@@ -118,6 +117,9 @@ class PSI(NamedThresholds, NumericWindowedDetector):
         self._check_thresholds()
         require_positive(self.name, "epsilon", epsilon)
         self._start(reference)
+
+    def _window_dtype(self) -> Any:
+        return np.min_scalar_type(self.bins)  # bucket codes: 0 .. bins - 1
 
     @property
     def severity(self) -> Severity:

@@ -23,6 +23,7 @@ import socket
 import sys
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -198,9 +199,16 @@ class Pipeline:
         return table.send_changelog(partition, key, value)
 
     async def _write_all(self, table: faust.Table, event: EventT, writes: Iterable[tuple[str, bytes | None]]) -> None:
+        await self._written_all(self._send_writes(table, event, writes))
+
+    def _send_writes(self, table: faust.Table, event: EventT, writes: Iterable[tuple[str, bytes | None]]) -> list[Any]:
+        """Hand table writes to the producer; returns their delivery futures."""
         partition = event.message.partition
         with self._in_partition_of(event):
-            futures = [self._write(table, partition, key, value) for key, value in writes]
+            return [self._write(table, partition, key, value) for key, value in writes]
+
+    async def _written_all(self, futures: list[Any]) -> None:
+        """Wait until the broker has the table writes (see :meth:`check_changelogs`)."""
         for sent in await asyncio.gather(*futures):
             self._written.setdefault(sent.topic_partition, sent.offset)
 
@@ -258,6 +266,7 @@ class Pipeline:
                 InputRecord(self.role_of[msg.topic], msg.topic, msg.partition, msg.offset, msg.value)
             )
         m = self.metrics
+        screened: list[tuple[PartitionJoin, list[InputRecord]]] = []
         for partition, all_records in by_partition.items():
             part = self._joins.get(partition)
             if part is None:
@@ -271,21 +280,24 @@ class Pipeline:
                 if part.outbox:
                     await self.publish(Outputs.from_json(part.outbox))
             self.check_log_continuity(part)  # before a record is skipped as a replay
-            all_records = await self.gap_guard.screen(
+            screened.append((part, await self.gap_guard.screen(
                 partition, {self.settings.topic(role): offset for role, offset in part.offsets.items()},
                 all_records, key=lambda r: (r.topic, r.offset),
-            )
-            in_flight: list[Any] = []
-            for records in byte_groups(all_records, self.settings.batch_max_bytes):
-                in_flight = await self._join_group(part, records, last_event[partition], in_flight)
-            await self.delivered(in_flight)
-        for record_list in by_partition.values():
-            for record in record_list:
-                m.records_consumed.labels(record.topic).inc()
+            )))
+        # the partitions side by side: one's join runs while another waits on the broker
+        await asyncio.gather(*(self._join_partition(part, records, last_event[part.partition]) for part, records in screened))
+        for topic, count in Counter(event.message.topic for event in events).items():
+            m.records_consumed.labels(topic).inc(count)
         m.batch_size.labels("join").observe(len(events))
         m.batch_duration_seconds.labels("join").observe(time.perf_counter() - started)
         m.table_size.labels("join-state").set(sum(len(p.state.alive) + 1 for p in self._joins.values()))
         self.processed_batches += 1
+
+    async def _join_partition(self, part: PartitionJoin, records: list[InputRecord], event: EventT) -> None:
+        in_flight: list[Any] = []
+        for group in byte_groups(records, self.settings.batch_max_bytes):
+            in_flight = await self._join_group(part, group, event, in_flight)
+        await self.delivered(in_flight)
 
     async def _join_group(
         self, part: PartitionJoin, records: list[InputRecord], event: EventT, in_flight: list[Any]
@@ -458,18 +470,26 @@ class Pipeline:
             applied_events += run.events
             touched.append((key, event, self.monitor_stage.outputs(monitor, run.result)))
             self._export(monitor, run.result)
+        # every model's state at once, then one wait: a wait per model cost a broker round
+        # trip each, which with 20 models held every monitor batch for a few tenths of a second
+        writes = []
         for key, event, outputs in touched:
             monitor, applied = self._monitors[key]
-            await self._write_all(self.monitor_table, event, [(key, self.monitor_stage.dump(monitor, applied, outputs))])
+            writes += self._send_writes(self.monitor_table, event, [(key, self.monitor_stage.dump(monitor, applied, outputs))])
+        await self._written_all(writes)
+        writes = []
         for partition, group in by_partition.items():  # after the states: it may lag them, never lead
             if group:
                 done = max(e.message.offset for e in group)
                 applied = self._monitor_offset(partition)
                 done = done if applied is None else max(applied, done)  # replays do not move it back
-                await self._write_all(self.monitor_offsets_table, group[-1], [(str(partition), codec.dumps({"offset": done}))])
+                writes += self._send_writes(self.monitor_offsets_table, group[-1], [(str(partition), codec.dumps({"offset": done}))])
                 self._monitor_offsets[partition] = done
+        await self._written_all(writes)
+        sent = []
         for _, _, outputs in touched:
-            await self.publish(outputs)
+            sent += await self.send(outputs)
+        await self.delivered(sent)
         # predictions plus joined pairs the monitors applied (tests wait on this)
         m.events_consumed.labels(self.settings.topic("monitor-input")).inc(applied_events)
         m.batch_size.labels("monitor").observe(len(events))

@@ -100,7 +100,6 @@ class JoinBatch:
     outcomes: Counter[str] = field(default_factory=Counter)
     label_lags: list[float] = field(default_factory=list)
     expired_by_model: Counter[str] = field(default_factory=Counter)
-    matched_by_model: Counter[str] = field(default_factory=Counter)
     delta: dict[str, Any] = field(default_factory=dict)
     dead_deltas: list[int] = field(default_factory=list)
 
@@ -131,6 +130,9 @@ class JoinState:
         self._adds: dict[str, dict[str, list[Any]]] = {s: {} for s in SECTIONS}
         self._rms: dict[str, list[str]] = {s: [] for s in SECTIONS}
         self._emptied: set[int] = set()
+        # owners (delta seqs) of the entries removed by the batch being applied, counted
+        # once at its end (:meth:`_settle`) rather than one by one
+        self._released: list[int] = []
 
     # -- persistence ---------------------------------------------------------------------
     @classmethod
@@ -198,7 +200,7 @@ class JoinState:
             del self._adds[section][pid]  # added and removed within this batch: no trace
         else:
             self._rms[section].append(pid)
-            self._release(int(entry[-1]))
+            self._released.append(entry[-1])
         return entry
 
     def _drop(self, section: str, pid: str) -> None:
@@ -207,9 +209,17 @@ class JoinState:
         if entry is not None:
             self._release(int(entry[-1]))
 
-    def _release(self, owner: int) -> None:
-        """An entry of delta ``owner`` is gone: count it, and pin ``owner`` to this delta."""
-        self.live[owner] -= 1
+    def _settle(self) -> None:
+        """Count the entries the batch removed against the deltas that added them."""
+        if self._released:
+            for owner, count in Counter(self._released).items():
+                self._release(int(owner), count)
+            self._released = []
+
+    def _release(self, owner: int, count: int = 1) -> None:
+        """``count`` entries of delta ``owner`` are gone: count them, and pin ``owner`` to
+        this delta."""
+        self.live[owner] -= count
         if self.live[owner] <= 0:
             del self.live[owner]
             self._emptied.add(owner)
@@ -255,6 +265,7 @@ class JoinState:
                 self._on_prediction(event, ts, batch)
             else:
                 self._on_label(event, ts, batch)
+        self._settle()
         batch.delta = self._delta()
         self.alive.add(self.seq)
         dead: list[int] = []
@@ -318,7 +329,6 @@ class JoinState:
             JoinedPair(pid, model_id, version, pred_ts, prediction, score, label, label_ts)
         )
         batch.label_lags.append(label_ts - pred_ts)
-        batch.matched_by_model[model_id] += 1
         self._add("d", pid, [pred_ts])
 
     def _expire(self, batch: JoinBatch) -> None:

@@ -240,6 +240,9 @@ async def subscribe(
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=group_id is not None,
         client_id=f"driftstream-subscriber-{uuid.uuid4().hex[:8]}",
+        # aiokafka's default (500 ms) is how late an alert may reach a subscriber on a
+        # broker that holds an empty fetch for its whole wait (the embedded one does)
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     await consumer.start()
     try:

@@ -36,9 +36,10 @@ from .monitor import ModelMonitor, MonitorResult, model_key
 from .monitor_config import MonitorConfig
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InputRecord:
-    """One Kafka record of an input topic."""
+    """One Kafka record of an input topic (not frozen: one is built per record, and a
+    frozen dataclass costs several times as much to build)."""
 
     role: str  # "predictions" | "ground-truth"
     topic: str
