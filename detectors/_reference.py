@@ -92,6 +92,11 @@ class ReferenceDetector(Detector):
         self._require_reference()
         return super().update_many(xs)
 
+    def update_until_drift(self, xs: np.ndarray | Sequence[Any]) -> int:
+        """Update until a value signals drift (needs a fitted reference); how many were used."""
+        self._require_reference()
+        return super().update_until_drift(xs)
+
     def _dump(self) -> dict[str, Any]:
         return {"reference": self._reference_state(), **self._dump_stream()}
 

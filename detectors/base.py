@@ -326,6 +326,26 @@ class Detector(Parameterised, abc.ABC):
         """
         return self._update_batch(self._check_many(xs))
 
+    def update_until_drift(self, xs: np.ndarray | Sequence[Any]) -> int:
+        """Update with values in order until one signals drift; return how many were used
+        (all of them if none did). Validated as ``update_many`` validates.
+
+        The state right after each detection, at batch speed: call again with the rest.
+
+        >>> from detectors.ddm import DDM
+        >>> detector, stream = DDM(), [0.0] * 500 + [1.0] * 100
+        >>> used = detector.update_until_drift(stream)
+        >>> used < len(stream), detector.drift_detected
+        (True, True)
+        """
+        values = self._check_many(xs)
+        update = self._update_one
+        for i, value in enumerate(values):
+            update(value)
+            if self._drift:
+                return i + 1
+        return len(values)
+
     def _update_batch(self, values: Sequence[Any]) -> np.ndarray:
         """Update with a validated batch; return the indices after which drift was signalled."""
         hits = []

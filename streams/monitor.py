@@ -303,13 +303,13 @@ class ModelMonitor:
         else:
             clean, idx = _numeric(values)
         if detector.kind == "error_stream":
-            # one value at a time (these detectors are per-event anyway): a hit is observed
+            # up to each detection (these detectors are per-event anyway): a hit is observed
             # with the statistic it had at that very event, whatever the batch cuts
-            update = detector.update
-            for j, value in enumerate(clean):
-                update(value)
+            used, n = 0, len(clean)
+            while used < n:
+                used += detector.update_until_drift(clean[used:])
                 if detector.drift_detected:
-                    i = lo + int(idx[j])
+                    i = lo + int(idx[used - 1])
                     self._observe(watched, True, i, base + (i - lo), cols, result, alert=self._confirmed(watched))
         else:
             start = 0

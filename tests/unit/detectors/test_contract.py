@@ -72,6 +72,17 @@ def _run(detector: Detector, stream: list[Any], cuts: list[int] | None = None) -
     return _observe(detector, hits)
 
 
+def _run_until_drift(detector: Detector, stream: list[Any]) -> dict[str, Any]:
+    """Feed ``stream`` with ``update_until_drift``, again after each detection."""
+    hits: list[int] = []
+    used = 0
+    while used < len(stream):
+        used += detector.update_until_drift(stream[used:])
+        if detector.drift_detected:
+            hits.append(used - 1)
+    return _observe(detector, hits)
+
+
 def _observe(detector: Detector, hits: list[int]) -> dict[str, Any]:
     stat = detector.statistic
     return {
@@ -107,6 +118,7 @@ def test_contract(name: str) -> None:
     assert reference_run["hits"], f"{name} missed an obvious shift"
     for cuts in ([], [1, 2, 3, 500], [137, 611, 612, 1000], list(range(97, 1200, 97))):
         assert _run(registry.build(config), stream, cuts) == reference_run, cuts
+    assert _run_until_drift(registry.build(config), stream) == reference_run
 
     # State survives an orjson round trip mid-stream: same subsequent output.
     for split in (1, 333, 650):
