@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,14 +175,15 @@ def owns_join_key(partition: int, key: str) -> bool:
 
 
 def _columns_for_predictions(events: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    n = len(events)
-    features: dict[str, list[Any]] = {}
-    for i, event in enumerate(events):
-        for name, value in event["features"].items():
-            column = features.get(name)
-            if column is None:
-                column = features[name] = [None] * n
-            column[i] = value
+    """The events as columns; a feature an event lacks is ``None`` in its column.
+
+    >>> _columns_for_predictions([{"prediction_id": "a", "timestamp": 1.0, "prediction": 1, "score": None,
+    ...     "latency_ms": None, "features": {"x": 1.5}}, {"prediction_id": "b", "timestamp": 2.0,
+    ...     "prediction": 0, "score": 0.5, "latency_ms": 3.0, "features": {"y": "u", "x": 2.5}}])["features"]
+    {'x': [1.5, 2.5], 'y': [None, 'u']}
+    """
+    rows = [e["features"] for e in events]
+    features = {name: [row.get(name) for row in rows] for name in dict.fromkeys(chain.from_iterable(rows))}
     return {
         "pid": [e["prediction_id"] for e in events],
         "ts": [e["timestamp"] for e in events],
