@@ -8,6 +8,7 @@ from aiokafka import TopicPartition
 
 from .end_offsets import fetched_end_offsets
 from .gc_tuning import tune_gc
+from .malloc_arenas import limit_malloc_arenas
 from .settings import Settings
 
 
@@ -53,6 +54,7 @@ def patch_consumer(max_wait_ms: int) -> None:
 
 def run_worker(settings: Settings) -> None:
     """Create the topics, build the app and run it until SIGTERM/SIGINT."""
+    limit_malloc_arenas(settings.malloc_arena_max)  # before any thread starts
     install_uvloop()
     patch_consumer(settings.fetch_max_wait_ms)
     tune_gc(settings.gc_threshold)

@@ -28,6 +28,7 @@ def test_reads_typed_values_from_the_environment() -> None:
         ({"DRIFTSTREAM_SECURITY_PROTOCOL": "TLS"}, "DRIFTSTREAM_SECURITY_PROTOCOL='TLS': expected one of PLAINTEXT, SSL"),
         ({"DRIFTSTREAM_SASL_MECHANISM": "GSSAPI"}, "DRIFTSTREAM_SASL_MECHANISM='GSSAPI': expected one of PLAIN"),
         ({"DRIFTSTREAM_GC_THRESHOLD": "10"}, "DRIFTSTREAM_GC_THRESHOLD=10: expected >= 100"),
+        ({"DRIFTSTREAM_MALLOC_ARENA_MAX": "-1"}, "DRIFTSTREAM_MALLOC_ARENA_MAX=-1: expected >= 0"),
     ],
 )
 def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
