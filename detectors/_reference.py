@@ -125,7 +125,7 @@ class ReferenceDetector(Detector):
             self._reference = {}
             for key, value in reference.items():
                 if key in self._reference_arrays:
-                    value = decode_array(value, self._reference_arrays[key]).astype(self._reference_arrays[key], copy=False)
+                    value = decode_array(value, self._reference_arrays[key])
                 elif key in self._reference_floats:
                     value = decode_float(value)
                 self._reference[key] = value

@@ -64,4 +64,4 @@ class RingBuffer:
         """Append the rows ``to_state`` wrote (or a plain JSON list of rows)."""
         rows = decode_array(state, self._data.dtype)
         if len(rows):
-            self.extend(rows.astype(self._data.dtype, copy=False))
+            self.extend(rows)

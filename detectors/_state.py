@@ -85,11 +85,14 @@ def encode_array(values: np.ndarray) -> dict[str, Any]:
 
 
 def decode_array(state: Any, dtype: Any = None) -> np.ndarray:
-    """Invert :func:`encode_array`; a plain JSON list (state written before arrays were
-    encoded) is read too, as ``dtype``. Raises ``StateError`` for anything else.
+    """Invert :func:`encode_array`, as ``dtype`` if given (else the dtype it was written
+    with); a plain JSON list (state written before arrays were encoded) is read too, as
+    ``dtype`` or float64. Raises ``StateError`` for anything else.
 
     >>> decode_array([1, 2], np.int64).dtype.str
     '<i8'
+    >>> decode_array(encode_array(np.array([3, 4], dtype=np.int64)), np.uint8).tolist()
+    [3, 4]
     """
     if isinstance(state, list):
         return np.asarray(state, dtype=dtype if dtype is not None else np.float64)
@@ -98,7 +101,7 @@ def decode_array(state: Any, dtype: Any = None) -> np.ndarray:
         if kind not in ARRAY_DTYPES or stored not in ARRAY_DTYPES:
             raise StateError(f"array state: dtype {kind!r}/{stored!r} is not one of {sorted(ARRAY_DTYPES)}")
         arr = np.frombuffer(base64.b64decode(state["b64"], validate=True), dtype=np.dtype(stored))
-        return arr.astype(np.dtype(kind)).reshape(shape)
+        return arr.astype(np.dtype(kind) if dtype is None else dtype).reshape(shape)
     except StateError:
         raise
     except (KeyError, TypeError, ValueError) as exc:

@@ -459,7 +459,7 @@ class Pipeline:
         for event in events:
             msg = event.message
             by_model.setdefault(msg.key.decode(), (event, []))[1].append(codec.loads(msg.value))
-        touched: list[tuple[str, EventT, Outputs]] = []
+        touched: list[tuple[str, EventT, ModelMonitor, dict[str, int], Outputs]] = []
         applied_events = 0
         for key, (event, payloads) in by_model.items():
             monitor, applied = await self._monitor_for(key, payloads[0])
@@ -468,13 +468,12 @@ class Pipeline:
                 log.debug("monitor %s skips %d join batches: already applied", key, run.skipped)
                 m.duplicates_skipped.labels("monitor").inc(run.skipped)
             applied_events += run.events
-            touched.append((key, event, self.monitor_stage.outputs(monitor, run.result)))
+            touched.append((key, event, monitor, applied, self.monitor_stage.outputs(monitor, run.result)))
             self._export(monitor, run.result)
         # every model's state at once, then one wait: a wait per model cost a broker round
         # trip each, which with 20 models held every monitor batch for a few tenths of a second
         writes = []
-        for key, event, outputs in touched:
-            monitor, applied = self._monitors[key]
+        for key, event, monitor, applied, outputs in touched:
             writes += self._send_writes(self.monitor_table, event, [(key, self.monitor_stage.dump(monitor, applied, outputs))])
         await self._written_all(writes)
         writes = []
@@ -487,7 +486,7 @@ class Pipeline:
                 self._monitor_offsets[partition] = done
         await self._written_all(writes)
         sent = []
-        for _, _, outputs in touched:
+        for *_, outputs in touched:
             sent += await self.send(outputs)
         await self.delivered(sent)
         # predictions plus joined pairs the monitors applied (tests wait on this)

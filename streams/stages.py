@@ -23,8 +23,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from itertools import chain
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -381,11 +381,6 @@ class MonitorStage:
     def load(self, raw: bytes) -> tuple[ModelMonitor, dict[str, int], dict[str, Any] | None]:
         stored = codec.loads(raw)
         return ModelMonitor.from_state(stored["monitor"], self.monitor_config), stored["applied"], stored.get("outbox")
-
-    def process(self, monitor: ModelMonitor, applied: dict[str, int], payload: dict[str, Any]) -> MonitorResult | None:
-        """Apply one monitor-input payload; ``None`` if it was already applied."""
-        run = self.process_many(monitor, applied, [payload])
-        return None if run.skipped else run.result
 
     def process_many(self, monitor: ModelMonitor, applied: dict[str, int], payloads: Sequence[dict[str, Any]]) -> MonitorRun:
         """Apply one model's payloads in order, skipping those already applied.

@@ -62,7 +62,8 @@ def test_a_column_batch_applied_twice_is_skipped() -> None:
     pipe.feed_events([("predictions", p) for p in preds])
     monitor, applied = pipe.monitors["churn-model"]
     payload = {"source": 0, "seq": 1, "pred": None, "pairs": None}
-    assert pipe.monitor_stage.process(monitor, applied, payload) is None
+    run = pipe.monitor_stage.process_many(monitor, applied, [payload])
+    assert (run.skipped, run.events, run.result.drift_events, run.result.alerts) == (1, 0, [], [])
     assert monitor.n_predictions == 10
 
 
