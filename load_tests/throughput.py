@@ -36,6 +36,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import codec
+from schemas.columns import is_column_batch
 from streams.end_offsets import end_offsets
 from streams.processes import terminate_group
 from streams.progress import Progress
@@ -121,7 +122,7 @@ async def _raw_consume(settings: Settings, topic: str, decode: bool) -> dict[str
                     records += 1
                     if decode:
                         value = codec.loads(message.value)
-                        events += len(value) if isinstance(value, list) else 1
+                        events += len(value) if isinstance(value, list) else len(value["columns"]["prediction_id"]) if is_column_batch(value) else 1
         return {"records": records, "events": events, "elapsed_s": t1 - t0}
     finally:
         await consumer.stop()

@@ -25,7 +25,8 @@ REASONS: frozenset[str] = frozenset(
         "out_of_range",  # a value is outside its allowed range or length
         "invalid_timestamp",  # a timestamp string is not RFC 3339 with an offset
         "oversized",  # the record is larger than the configured byte limit
-        "empty_batch",  # the record is an empty JSON array
+        "empty_batch",  # the record is an empty JSON array or column batch
+        "malformed_batch",  # a column batch of the wrong shape (arrays of different lengths, ...)
         "unknown_model",  # model_id is not one of the configured models
         "too_many_features",  # more features than MAX_FEATURES
         "webhook_failed",  # an alert the webhook sink could not deliver (not a contract violation)

@@ -46,6 +46,7 @@ from typing import Any, Callable, Literal
 import orjson
 
 from . import codec
+from .columns import ColumnsError, fast_events, is_column_batch, to_rows
 from .errors import ContractError
 from .ids import stable_id
 
@@ -425,7 +426,7 @@ class RecordError:
     raw: bytes
 
 
-def _unknown_model(topic: str, model_id: Any) -> ContractError:
+def unknown_model(topic: str, model_id: Any) -> ContractError:
     return ContractError(
         "unknown_model",
         f"{topic}: field 'model_id' must name a configured model, got {_shown(model_id)}",
@@ -442,11 +443,12 @@ def decode_record(
 ) -> tuple[list[tuple[int | None, dict]], list[RecordError]]:
     """Decode one Kafka record value into ``(oks, errs)``.
 
-    A record is one JSON event object (index ``None``) or a JSON array of event objects (a
-    batch; index = position in the array). ``oks`` holds ``(index, normalised_event)``;
+    A record is one JSON event object (index ``None``), a JSON array of event objects (a
+    batch; index = position in the array) or a column batch (:mod:`schemas.columns`; index
+    = position in its columns). ``oks`` holds ``(index, normalised_event)``;
     ``errs`` one :class:`RecordError` per bad event, or a single one for a record-level
     problem (``oversized``, checked before decoding; ``malformed_json``; ``empty_batch``;
-    ``not_an_object``). With ``known_models``, events whose ``model_id`` is not in it are
+    ``not_an_object``; ``malformed_batch``, a column batch of the wrong shape). With ``known_models``, events whose ``model_id`` is not in it are
     rejected as ``unknown_model`` (ground truth without ``model_id`` passes).
 
     >>> decode_record(b"[]", "ground-truth", 100)
@@ -468,11 +470,22 @@ def decode_record(
         return [], [RecordError(None, "malformed_json", message, raw)]
 
     kind = type(value)
+    if kind is dict and is_column_batch(value):
+        try:
+            events = fast_events(value["columns"], topic_role, known_models=known_models)
+            if events is None:  # something unusual or wrong: event by event, as an array
+                value, kind = to_rows(value["columns"], topic_role), list
+        except ColumnsError as exc:
+            return [], [RecordError(None, "malformed_batch", str(exc), raw)]
+        if events == []:
+            return [], [RecordError(None, "empty_batch", f"{topic_role}: a column batch must hold at least one event", raw)]
+        if events is not None:
+            return list(enumerate(events)), []
     if kind is dict:
         try:
             event = validate(value)
             if known_models is not None and not _known(event, known_models):
-                raise _unknown_model(topic_role, event["model_id"])
+                raise unknown_model(topic_role, event["model_id"])
         except ContractError as exc:
             return [], [RecordError(None, exc.reason, str(exc), raw)]
         return [(None, event)], []
@@ -496,7 +509,7 @@ def decode_record(
                 raise _not_an_object(topic_role, f"batch element [{index}]", element)
             event = validate(element)
             if known_models is not None and not _known(event, known_models):
-                raise _unknown_model(topic_role, event["model_id"])
+                raise unknown_model(topic_role, event["model_id"])
             append((index, event))
         except ContractError as exc:
             errs.append(RecordError(index, exc.reason, str(exc), codec.dumps(element)))

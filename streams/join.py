@@ -47,7 +47,7 @@ import heapq
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 #: Sections of the pending state: predictions, labels, done (matched ids), expired markers.
 SECTIONS = ("p", "l", "d", "x")
@@ -56,9 +56,9 @@ SECTIONS = ("p", "l", "d", "x")
 Position = tuple[int, "int | None"]
 
 
-@dataclass(slots=True)
-class JoinedPair:
-    """A prediction with its label; ``timestamp`` is the prediction's event time."""
+class JoinedPair(NamedTuple):
+    """A prediction with its label; ``timestamp`` is the prediction's event time. (A named
+    tuple: one is built per joined pair, and ``zip(*pairs)`` gives the columns.)"""
 
     prediction_id: str
     model_id: str
@@ -250,21 +250,89 @@ class JoinState:
     def apply(
         self, events: Sequence[tuple[str, dict[str, Any], Position]]
     ) -> JoinBatch:
-        """Apply validated events ``(topic role, event, position)`` in order; one delta."""
+        """Apply validated events ``(topic role, event, position)`` in order; one delta.
+
+        The hot loop of the worker: the common cases (a new half waits, its partner
+        matches it, a copy is a duplicate) are written out here with the tables in local
+        names; the rare ones (expiry, a late label) call helpers."""
         self.seq += 1
+        seq = self.seq
         batch = JoinBatch()
         heap = self.bucket_heap
+        buckets = self.buckets
+        granularity = self.granularity
+        pending_p, pending_l, done, expired = (self.entries[s] for s in SECTIONS)
+        adds_p, adds_l, adds_d = self._adds["p"], self._adds["l"], self._adds["d"]
+        rms_p, rms_l = self._rms["p"], self._rms["l"]
+        span_p, span_l, span_d = self._spans["p"], self._spans["l"], self._spans["d"]
+        released = self._released
+        predictions, pairs, lags = batch.predictions, batch.pairs, batch.label_lags
+        new_pair = tuple.__new__
+        duplicates = matched = 0
         for role, event, _position in events:
-            ts = float(event["timestamp"])
+            ts = event["timestamp"]
+            pid = event["prediction_id"]
             if role == "predictions":
                 if ts > self.watermark:
                     self.watermark = ts
                     # close the window before this event applies: batching never changes the join
-                    if heap and (heap[0] + 1) * self.granularity <= ts:
+                    if heap and (heap[0] + 1) * granularity <= ts:
                         self._expire(batch)
-                self._on_prediction(event, ts, batch)
+                if pid in pending_p or pid in done or pid in expired:
+                    duplicates += 1
+                    continue
+                predictions.append(event)
+                label = pending_l.pop(pid, None)
+                if label is None:
+                    entry = [event["model_id"], event["model_version"], event["prediction"], event["score"], ts, seq]
+                    pending_p[pid] = adds_p[pid] = entry
+                    bucket, section = int((ts + span_p) // granularity), "p"
+                else:
+                    if label[-1] == seq:
+                        del adds_l[pid]  # added and removed within this batch: no trace
+                    else:
+                        rms_l.append(pid)
+                        released.append(label[-1])
+                    label_ts = label[-2]
+                    pairs.append(new_pair(JoinedPair, (
+                        pid, event["model_id"], event["model_version"], ts, event["prediction"], event["score"], label[0], label_ts,
+                    )))
+                    lags.append(label_ts - ts)
+                    matched += 1
+                    done[pid] = adds_d[pid] = [ts, seq]
+                    bucket, section = int((ts + span_d) // granularity), "d"
             else:
-                self._on_label(event, ts, batch)
+                if pid in pending_l or pid in done:
+                    duplicates += 1
+                    continue
+                pred = pending_p.pop(pid, None)
+                if pred is not None:
+                    if pred[-1] == seq:
+                        del adds_p[pid]
+                    else:
+                        rms_p.append(pid)
+                        released.append(pred[-1])
+                    pred_ts = pred[4]
+                    pairs.append(new_pair(JoinedPair, (pid, pred[0], pred[1], pred_ts, pred[2], pred[3], event["label"], ts)))
+                    lags.append(ts - pred_ts)
+                    matched += 1
+                    done[pid] = adds_d[pid] = [pred_ts, seq]
+                    bucket, section = int((pred_ts + span_d) // granularity), "d"
+                elif pid in expired:
+                    self._late(pid, expired[pid], ts, batch)
+                    continue
+                else:
+                    pending_l[pid] = adds_l[pid] = [event["label"], event.get("model_id"), ts, seq]
+                    bucket, section = int((ts + span_l) // granularity), "l"
+            items = buckets.get(bucket)  # schedule the new entry's expiry
+            if items is None:
+                items = buckets[bucket] = []
+                heapq.heappush(heap, bucket)
+            items.append((section, pid))
+        if matched:
+            batch.outcomes["matched"] += matched
+        if duplicates:
+            batch.outcomes["duplicate"] += duplicates
         self._settle()
         batch.delta = self._delta()
         self.alive.add(self.seq)
@@ -277,59 +345,14 @@ class JoinState:
             batch.delta = {}
         return batch
 
-    def _on_prediction(self, event: dict[str, Any], ts: float, batch: JoinBatch) -> None:
-        pid = event["prediction_id"]
-        entries = self.entries
-        if pid in entries["p"] or pid in entries["d"] or pid in entries["x"]:
-            batch.outcomes["duplicate"] += 1
-            return
-        batch.predictions.append(event)
-        label = self._remove("l", pid) if pid in entries["l"] else None
-        if label is None:
-            self._add(
-                "p",
-                pid,
-                [event["model_id"], event["model_version"], event["prediction"], event["score"], ts],
+    def _late(self, pid: str, expired: list[Any], ts: float, batch: JoinBatch) -> None:
+        batch.outcomes["late"] += 1
+        batch.records.append(
+            JoinRecord(
+                "late", pid, expired[0], ts,
+                f"label arrived after the {self.window_s:g}s join window of its prediction closed",
             )
-            return
-        self._match(
-            pid, event["model_id"], event["model_version"], event["prediction"],
-            event["score"], ts, label[0], label[-2], batch,
         )
-
-    def _on_label(self, event: dict[str, Any], ts: float, batch: JoinBatch) -> None:
-        pid = event["prediction_id"]
-        entries = self.entries
-        if pid in entries["l"] or pid in entries["d"]:
-            batch.outcomes["duplicate"] += 1
-            return
-        pred = self._remove("p", pid) if pid in entries["p"] else None
-        if pred is not None:
-            model_id, version, prediction, score, pred_ts = pred[:5]
-            self._match(pid, model_id, version, prediction, score, pred_ts, event["label"], ts, batch)
-            return
-        expired = entries["x"].get(pid)
-        if expired is not None:
-            batch.outcomes["late"] += 1
-            batch.records.append(
-                JoinRecord(
-                    "late", pid, expired[0], ts,
-                    f"label arrived after the {self.window_s:g}s join window of its prediction closed",
-                )
-            )
-            return
-        self._add("l", pid, [event["label"], event.get("model_id"), ts])
-
-    def _match(
-        self, pid: str, model_id: str, version: str | None, prediction: Any, score: Any,
-        pred_ts: float, label: Any, label_ts: float, batch: JoinBatch,
-    ) -> None:
-        batch.outcomes["matched"] += 1
-        batch.pairs.append(
-            JoinedPair(pid, model_id, version, pred_ts, prediction, score, label, label_ts)
-        )
-        batch.label_lags.append(label_ts - pred_ts)
-        self._add("d", pid, [pred_ts])
 
     def _expire(self, batch: JoinBatch) -> None:
         heap = self.bucket_heap

@@ -2,9 +2,10 @@
 
 Events are validated against the topic contracts before they leave the process, so a
 model server finds out about a bad event at the call site, not in the dead-letter topic.
-Many events go into one Kafka record (a JSON array), one record per partition of
-``prediction_id``, which is what lets one worker process keep up with 100,000 predictions
-per second; a prediction and its label still meet in the same partition.
+Many events go into one Kafka record, one record per partition of ``prediction_id``: a
+column batch (:mod:`schemas.columns`, a JSON array per field) by default, or a JSON array
+of event objects (``record_format="rows"``). A prediction and its label still meet in the
+same partition.
 
 Async use::
 
@@ -33,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from schemas import codec
+from schemas.columns import is_column_batch, to_columns, to_rows
 from schemas.errors import ContractError
 from schemas.parsing import validate_ground_truth, validate_prediction
 
@@ -41,6 +43,7 @@ from .partitioning import group_by_partition
 from .settings import Settings
 
 EventRole = Literal["predictions", "ground-truth"]
+RecordFormat = Literal["columns", "rows"]
 
 _VALIDATORS = {"predictions": validate_prediction, "ground-truth": validate_ground_truth}
 
@@ -51,18 +54,23 @@ def _as_mapping(event: Any) -> Any:
 
 
 def encode_batches(
-    events: Sequence[Mapping[str, Any]], partitions: int, batch_size: int, max_bytes: int
+    events: Sequence[Mapping[str, Any]], partitions: int, batch_size: int, max_bytes: int,
+    record_format: RecordFormat = "columns",
 ) -> list[tuple[int, bytes]]:
-    """Pack validated events into ``(partition, JSON array bytes)`` records under ``max_bytes``."""
+    """Pack validated events into ``(partition, record bytes)`` records under ``max_bytes``:
+    column batches, or JSON arrays of event objects (``record_format="rows"``, and for
+    events that cannot be columns)."""
     records: list[tuple[int, bytes]] = []
     for partition, group in group_by_partition(events, partitions).items():
         for start in range(0, len(group), batch_size):
-            records.extend((partition, raw) for raw in _encode_chunk(group[start : start + batch_size], max_bytes))
+            chunk = group[start : start + batch_size]
+            records.extend((partition, raw) for raw in _encode_chunk(chunk, max_bytes, record_format))
     return records
 
 
-def _encode_chunk(chunk: Sequence[Mapping[str, Any]], max_bytes: int) -> list[bytes]:
-    raw = codec.dumps(list(chunk))
+def _encode_chunk(chunk: Sequence[Mapping[str, Any]], max_bytes: int, record_format: RecordFormat) -> list[bytes]:
+    batch = to_columns(chunk) if record_format == "columns" else None
+    raw = codec.dumps(batch if batch is not None else list(chunk))
     if len(raw) <= max_bytes:
         return [raw]
     if len(chunk) == 1:
@@ -71,7 +79,7 @@ def _encode_chunk(chunk: Sequence[Mapping[str, Any]], max_bytes: int) -> list[by
             f"{max_bytes}-byte record limit (DRIFTSTREAM_MAX_MESSAGE_BYTES)"
         )
     half = len(chunk) // 2
-    return _encode_chunk(chunk[:half], max_bytes) + _encode_chunk(chunk[half:], max_bytes)
+    return _encode_chunk(chunk[:half], max_bytes, record_format) + _encode_chunk(chunk[half:], max_bytes, record_format)
 
 
 class DriftstreamClient:
@@ -83,12 +91,16 @@ class DriftstreamClient:
         *,
         batch_size: int = 500,
         validate: bool = True,
+        record_format: RecordFormat = "columns",
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if record_format not in ("columns", "rows"):
+            raise ValueError(f"record_format must be 'columns' or 'rows', got {record_format!r}")
         self.settings = settings or Settings.from_env()
         self.batch_size = batch_size
         self.validate = validate
+        self.record_format: RecordFormat = record_format
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, int] = {}
 
@@ -166,7 +178,7 @@ class DriftstreamClient:
         topic = self.settings.topic(role)
         partitions = await self._partition_count(topic)
         records = encode_batches(
-            prepared, partitions, self.batch_size, self.settings.max_message_bytes
+            prepared, partitions, self.batch_size, self.settings.max_message_bytes, self.record_format
         )
         futures = [await producer.send(topic, raw, partition=p) for p, raw in records]
         try:
@@ -232,7 +244,8 @@ async def subscribe(
     idle_timeout_s: float = 2.0,
     group_id: str | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
-    """Decoded JSON values of ``topic`` (a batch record yields each of its elements)."""
+    """Decoded JSON values of ``topic`` (a batch record, array or column batch, yields each
+    of its events)."""
     consumer = AIOKafkaConsumer(
         topic,
         **settings.kafka_client_kwargs(),
@@ -255,6 +268,9 @@ async def subscribe(
                     value = codec.loads(message.value)
                     if isinstance(value, list):
                         for item in value:
+                            yield item
+                    elif is_column_batch(value):
+                        for item in to_rows(value["columns"], "predictions"):
                             yield item
                     else:
                         yield value

@@ -32,7 +32,7 @@ import orjson
 from schemas import codec
 from schemas.parsing import RecordError, dead_letter_record, decode_record
 
-from .join import JoinBatch, JoinState
+from .join import JoinBatch, JoinedPair, JoinState
 from .monitor import ModelMonitor, MonitorResult, model_key
 from .monitor_config import MonitorConfig
 
@@ -194,15 +194,9 @@ def _columns_for_predictions(events: Sequence[dict[str, Any]]) -> dict[str, Any]
     }
 
 
-def _columns_for_pairs(pairs: Sequence[Any]) -> dict[str, Any]:
-    return {
-        "pid": [p.prediction_id for p in pairs],
-        "ts": [p.timestamp for p in pairs],
-        "prediction": [p.prediction for p in pairs],
-        "label": [p.label for p in pairs],
-        "score": [p.score for p in pairs],
-        "label_ts": [p.label_timestamp for p in pairs],
-    }
+def _columns_for_pairs(pairs: Sequence[JoinedPair]) -> dict[str, Any]:
+    pid, _, _, ts, prediction, score, label, label_ts = map(list, zip(*pairs))
+    return {"pid": pid, "ts": ts, "prediction": prediction, "label": label, "score": score, "label_ts": label_ts}
 
 
 class JoinStage:

@@ -86,7 +86,7 @@ def test_sdk_produces_and_kcat_consumes_in_the_right_partitions(settings: Settin
     seen = []
     for line in out.splitlines():
         partition, value = line.split("\t", 1)
-        for event in codec.loads(value):
-            assert partition_for(event["prediction_id"], settings.partitions) == int(partition)
-            seen.append(event["prediction_id"])
+        for prediction_id in codec.loads(value)["columns"]["prediction_id"]:  # a column batch
+            assert partition_for(prediction_id, settings.partitions) == int(partition)
+            seen.append(prediction_id)
     assert sorted(seen) == sorted(p["prediction_id"] for p in preds)
