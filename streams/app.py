@@ -40,6 +40,7 @@ from prometheus_client import CollectorRegistry
 from schemas import codec
 
 from . import metrics as metrics_module
+from .batching import take_events
 from .end_offsets import first_offset_from
 from .gaps import GapGuard
 from .gpu import register_gpu_collector
@@ -576,13 +577,13 @@ def create_app(
 
     @app.agent(inputs, name="join", concurrency=1)
     async def join(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_max_records, within=settings.batch_within_s):
-            await pipeline.handle_join(list(events))
+        async for events in take_events(stream, settings.batch_max_records, settings.batch_within_s):
+            await pipeline.handle_join(events)
 
     @app.agent(monitor_input, name="monitor", concurrency=1)
     async def monitor(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_max_records, within=settings.monitor_batch_within_s):
-            await pipeline.handle_monitor(list(events))
+        async for events in take_events(stream, settings.batch_max_records, settings.monitor_batch_within_s):
+            await pipeline.handle_monitor(events)
 
     @app.agent(model_updates, name="rebaseline", concurrency=1)
     async def rebaseline(stream: faust.StreamT) -> None:
