@@ -61,7 +61,7 @@ async def take_events(stream: StreamT, max_: int, within_s: float) -> AsyncItera
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # as Faust's take: crash the stream, never lose the event silently
-            stream.log.exception("Error adding to take buffer: %r", exc)  # type: ignore[attr-defined]
+            stream.log.exception("Error adding to take buffer")  # type: ignore[attr-defined]
             await stream.crash(exc)  # type: ignore[attr-defined]
         return value
 
