@@ -233,6 +233,12 @@ def consumed(worker: WorkerProcess, settings: Settings, role: str) -> float:
     return worker.metric("driftstream_events_consumed_total", topic=settings.topic(role))
 
 
+def decoded(worker: WorkerProcess, settings: Settings) -> float:
+    """Events the join decoded, predictions and labels: a rate timed from the first
+    prediction alone would leave out the labels a worker happened to read first."""
+    return consumed(worker, settings, "predictions") + consumed(worker, settings, "ground-truth")
+
+
 @dataclass
 class Trace:
     """Samples ``(monotonic s, values...)`` of a worker taken while waiting."""
@@ -287,20 +293,20 @@ def follow(
 
 
 def pipeline_rate(trace: Trace, start_name: str, end_name: str, predictions: int, total: int) -> dict[str, float]:
-    """Predictions per second through the whole pipeline: from the first sample where
-    ``start_name`` (the join) had moved to the sample where ``end_name`` (the monitors)
-    reached ``total`` events (predictions + joined pairs); what the monitors had applied by
-    the first sample is excluded, and the rate is scaled to predictions."""
-    first = trace.first_moving(start_name)
-    if first is None:
+    """Predictions per second through the whole pipeline: from the last sample before
+    ``start_name`` (the join, :func:`decoded`) moved to the sample where ``end_name`` (the
+    monitors) reached ``total`` events (predictions + joined pairs), scaled to predictions.
+    Starting one sample early errs by at most one poll interval, on the slow side, and
+    still times a run that a single poll interval held whole."""
+    i = trace.names.index(start_name) + 1
+    moving = next((k for k, sample in enumerate(trace.samples) if sample[i] > 0), None)
+    if moving is None:
         raise LoadTestError("the worker never processed anything")
-    t0 = first[0]
-    i = trace.names.index(end_name) + 1
-    done0 = next(s[i] for s in trace.samples if s[0] == t0)
-    t1 = trace.samples[-1][0]
-    elapsed = max(t1 - t0, 1e-9)
-    rate = (total - done0) / elapsed * predictions / total
-    return {"elapsed_s": round(elapsed, 3), "predictions_per_s": round(rate, 1), "first_sample_share": round(done0 / total, 4)}
+    if moving == 0:
+        raise LoadTestError("the worker had processed events before the first sample: start following it earlier")
+    t0 = trace.samples[moving - 1][0]
+    elapsed = max(trace.samples[-1][0] - t0, 1e-9)
+    return {"elapsed_s": round(elapsed, 3), "predictions_per_s": round(total / elapsed * predictions / total, 1)}
 
 
 def vm_rss_bytes(pid: int) -> int:

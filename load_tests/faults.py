@@ -56,6 +56,7 @@ from .common import (
     consumed,
     count_roles,
     create_topics,
+    decoded,
     finish,
     follow,
     namespaced,
@@ -280,7 +281,7 @@ def _drain(h: Harness, settings: Settings, sent: dict[str, int], what: str) -> t
     total = sum(sent.values())
     worker = h.worker(settings)
     started = time.monotonic()
-    trace = follow(worker, {"join": lambda: consumed(worker, settings, "predictions"),
+    trace = follow(worker, {"join": lambda: decoded(worker, settings),
                             "monitored": lambda: consumed(worker, settings, "monitor-input")},
                    lambda v: v["monitored"] >= total, deadline_s=600, what=what, progress_key="monitored", total=total, poll_s=0.05)
     del started

@@ -6,7 +6,7 @@ Several simulated models (different ``model_id``) share topics of 4 partitions.
 1. One worker drains a pre-published first half (its rate is timed as in ``throughput``).
 2. A second worker joins the group; once both report disjoint assignments on ``/ready``
    (the rebalance time is from its start to then), the second half is published and the
-   two drain it together (timed from the first event either applied to the last; the
+   two drain it together (timed from the last sample before either applied an event to the last; the
    publisher runs alongside, its rate is reported so a producer-bound run shows).
 3. Every model's final monitor state, read from the ``monitor-state`` changelog, must count
    exactly the predictions and labels sent for it.
@@ -28,7 +28,25 @@ from streams.simulate import SimulationConfig
 from streams.worker_process import WorkerProcess
 from tests.integration.support import read_table
 
-from .common import Harness, check_worker, Item, LoadTestError, consumed, count_roles, create_topics, finish, namespaced, note, parser, print_table, publish, workload
+from .common import (
+    Harness,
+    Item,
+    LoadTestError,
+    check_worker,
+    consumed,
+    count_roles,
+    create_topics,
+    decoded,
+    finish,
+    follow,
+    namespaced,
+    note,
+    parser,
+    pipeline_rate,
+    print_table,
+    publish,
+    workload,
+)
 
 
 def _merged(configs: Sequence[SimulationConfig], start: int, count: int) -> list[Item]:
@@ -74,21 +92,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         sent1 = publish(settings, first, what="first-half events published")
         total1 = sum(sent1.values())
         one = h.worker(settings)
-        started = time.monotonic()
-        samples1: list[tuple[float, float]] = []
-        while True:
-            try:
-                samples1.append((time.monotonic(), consumed(one, settings, "monitor-input")))
-            except (OSError, DriftstreamError):
-                pass
-            if samples1 and samples1[-1][1] >= total1:
-                break
-            check_worker(one, "draining the first half")
-            if time.monotonic() - started > 600:
-                raise LoadTestError(f"worker 1 did not drain the first half:\n{one.log_tail()}")
-            time.sleep(0.05)
-        t0, done0 = next((t, v) for t, v in samples1 if v > 0)
-        rate1 = (total1 - done0) / max(samples1[-1][0] - t0, 1e-9) * sent1["predictions"] / total1
+        trace = follow(one, {"join": lambda: decoded(one, settings), "monitored": lambda: consumed(one, settings, "monitor-input")},
+                       lambda v: v["monitored"] >= total1, deadline_s=600, what="the first half through one worker", poll_s=0.05)
+        rate1 = pipeline_rate(trace, "join", "monitored", sent1["predictions"], total1)["predictions_per_s"]
         assigned_alone = _assigned(one)
 
         note("second worker joins the group")
@@ -132,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 raise LoadTestError(f"two workers did not drain the second half:\n{one.log_tail()}\n{two.log_tail()}")
             time.sleep(0.05)
         thread.join(60)
-        t0, d1, d2 = next(s for s in samples2 if s[1] + s[2] > 0)
+        moving = next(i for i, s in enumerate(samples2) if s[1] + s[2] > 0)
+        t0, d1, d2 = samples2[max(moving - 1, 0)]  # the last sample before: as pipeline_rate
         t1, e1, e2 = samples2[-1]
         elapsed2 = max(t1 - t0, 1e-9)
         share = published["sent"]["predictions"] / total2
