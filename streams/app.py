@@ -328,8 +328,7 @@ class Pipeline:
         if result.batch is not None:
             for outcome, n in result.batch.outcomes.items():
                 m.join_outcomes.labels(outcome).inc(n)
-            for lag in result.batch.label_lags:
-                m.label_lag_seconds.observe(lag)
+            metrics_module.observe_many(m.label_lag_seconds, result.batch.label_lags)
         return futures
 
     def check_log_continuity(self, part: PartitionJoin) -> None:

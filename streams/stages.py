@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -183,7 +184,9 @@ def _columns_for_predictions(events: Sequence[dict[str, Any]]) -> dict[str, Any]
     {'x': [1.5, 2.5], 'y': [None, 'u']}
     """
     rows = [e["features"] for e in events]
-    features = {name: [row.get(name) for row in rows] for name in dict.fromkeys(chain.from_iterable(rows))}
+    features = _uniform_columns(rows)
+    if features is None:  # features differ between events: None where one lacks a name
+        features = {name: [row.get(name) for row in rows] for name in dict.fromkeys(chain.from_iterable(rows))}
     return {
         "pid": [e["prediction_id"] for e in events],
         "ts": [e["timestamp"] for e in events],
@@ -192,6 +195,24 @@ def _columns_for_predictions(events: Sequence[dict[str, Any]]) -> dict[str, Any]
         "latency_ms": [e["latency_ms"] for e in events],
         "features": features,
     }
+
+
+def _uniform_columns(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]] | None:
+    """The feature columns when every row has the same names (as the events of a column
+    batch do), gathered in C; ``None`` otherwise.
+
+    >>> _uniform_columns([{"x": 1, "y": 2}, {"y": 4, "x": 3}])
+    {'x': [1, 3], 'y': [2, 4]}
+    >>> _uniform_columns([{"x": 1, "y": 2}, {"x": 3, "z": 4}]) is None
+    True
+    """
+    names = list(rows[0]) if rows else []
+    if len(names) < 2 or any(len(row) != len(names) for row in rows):
+        return None
+    try:
+        return dict(zip(names, map(list, zip(*map(itemgetter(*names), rows)))))
+    except KeyError:  # as many names, not the same ones
+        return None
 
 
 def _columns_for_pairs(pairs: Sequence[JoinedPair]) -> dict[str, Any]:

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.metrics import DETECTOR_LABELS, Metrics, create, exported_names, render
+from streams.metrics import (
+    DETECTOR_LABELS,
+    Metrics,
+    create,
+    exported_names,
+    observe_many,
+    render,
+)
 
 #: field -> (exported family name, type, label names): the contract dashboards rely on.
 EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -128,3 +135,26 @@ def test_exported_names_cover_unobserved_label_sets() -> None:
         "driftstream_consumer_lag_records",
         "driftstream_build_info",
     } <= exported_names(registry)
+
+
+def test_observe_many_equals_one_observe_per_value():
+    values = [-1.0, 0.0, 0.1, 0.25, 0.25000001, 3.0, 59.9, 60.0, 1e9, float("inf")]
+    buckets = (0.1, 0.25, 1.0, 60.0)
+    one_by_one = Histogram("a", "", registry=CollectorRegistry(), buckets=buckets)
+    batched = Histogram("a", "", registry=CollectorRegistry(), buckets=buckets)
+    for value in values:
+        one_by_one.observe(value)
+    observe_many(batched, values)
+    observe_many(batched, [])
+
+    def samples(h):
+        return {(s.name, s.labels.get("le")): s.value for s in h.collect()[0].samples if not s.name.endswith("_created")}
+
+    assert samples(batched) == samples(one_by_one)
+    finite = [v for v in values if v != float("inf")]
+    one, many = Histogram("b", "", registry=CollectorRegistry()), Histogram("b", "", registry=CollectorRegistry())
+    for value in finite * 3:
+        one.observe(value)
+    observe_many(many, finite * 3)
+    assert samples(many)[("b_sum", None)] == pytest.approx(samples(one)[("b_sum", None)])
+    assert {k: v for k, v in samples(many).items() if k[0] != "b_sum"} == {k: v for k, v in samples(one).items() if k[0] != "b_sum"}
