@@ -27,6 +27,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas import codec
+from schemas.columns import ColumnsError, is_column_batch, to_rows
 from schemas.parsing import parse_timestamp
 
 from .backtest import (
@@ -84,6 +85,11 @@ def _events_of(role: str, topic: str, msg: Any, previous_ts: float) -> list[Sour
         value = codec.loads(raw)
     except ValueError:
         return [SourceEvent(previous_ts, role, raw, where, None, None, False)]
+    if is_column_batch(value):  # the SDK's records: one event per position, as objects
+        try:
+            value = to_rows(value["columns"], role)  # type: ignore[arg-type]
+        except ColumnsError:  # the pipeline dead-letters it whole (malformed_batch)
+            return [SourceEvent(previous_ts, role, raw, where, None, None, False)]
     if type(value) is not list or not value:
         return [event_from_object(value, raw, role, where, previous_ts)]
     out = []
