@@ -127,12 +127,12 @@ async def _stream(settings: Settings, config: SimulationConfig, chunk: int, samp
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = parser(__doc__)
-    p.add_argument("--events", type=int, help="predictions (default 2,000,000, a long run at the worker's steady rate, "
-                                               "tens of join windows; smoke 40,000)")
+    p.add_argument("--events", type=int, help="predictions (default 10,000,000, a long run at the worker's steady rate, "
+                                               "about 170 join windows, 10-15 minutes here; smoke 40,000)")
     p.add_argument("--plot", type=Path, help="PNG of RSS and table entries over events")
     p.add_argument("--partitions", type=int, default=4)
     args = p.parse_args(argv)
-    events = args.events or (40_000 if args.smoke else 2_000_000)
+    events = args.events or (40_000 if args.smoke else 10_000_000)
     chunk = 10_000 if args.smoke else 50_000
     # event time passes 5x faster than predictions in smoke mode so several windows pass
     config = SimulationConfig(events=events, seed=args.seed, model_id="memory-model", event_rate=200.0 if args.smoke else 1000.0,
@@ -167,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         matched = worker.metric("driftstream_join_outcomes_total", outcome="matched")
 
     # the first half warms up: allocator arenas and detector windows grow in steps for a
-    # while (measured: steps until ~40 % of a 2-million run); the second half is measured
+    # while (measured: steps until ~40 % of a 2-million run, whose slope, over 1.9 million
+    # events, those steps still dominated); the second half is measured
     warmup = 0.5 * total
     slope, stderr, kept = slope_mb_per_million(samples, warmup)
     slope_from_20pct, _, _ = slope_mb_per_million(samples, 0.2 * total)
