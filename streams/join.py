@@ -254,7 +254,7 @@ class JoinState:
 
         The hot loop of the worker: the common cases (a new half waits, its partner
         matches it, a copy is a duplicate) are written out here with the tables in local
-        names; the rare ones (expiry, a late label) call helpers."""
+        names; a removal (:meth:`_remove`), expiry and a late label call helpers."""
         self.seq += 1
         seq = self.seq
         batch = JoinBatch()
@@ -263,9 +263,7 @@ class JoinState:
         granularity = self.granularity
         pending_p, pending_l, done, expired = (self.entries[s] for s in SECTIONS)
         adds_p, adds_l, adds_d = self._adds["p"], self._adds["l"], self._adds["d"]
-        rms_p, rms_l = self._rms["p"], self._rms["l"]
         span_p, span_l, span_d = self._spans["p"], self._spans["l"], self._spans["d"]
-        released = self._released
         predictions, pairs, lags = batch.predictions, batch.pairs, batch.label_lags
         new_pair = tuple.__new__
         duplicates = matched = 0
@@ -282,17 +280,12 @@ class JoinState:
                     duplicates += 1
                     continue
                 predictions.append(event)
-                label = pending_l.pop(pid, None)
+                label = self._remove("l", pid) if pid in pending_l else None
                 if label is None:
                     entry = [event["model_id"], event["model_version"], event["prediction"], event["score"], ts, seq]
                     pending_p[pid] = adds_p[pid] = entry
                     bucket, section = int((ts + span_p) // granularity), "p"
                 else:
-                    if label[-1] == seq:
-                        del adds_l[pid]  # added and removed within this batch: no trace
-                    else:
-                        rms_l.append(pid)
-                        released.append(label[-1])
                     label_ts = label[-2]
                     pairs.append(new_pair(JoinedPair, (
                         pid, event["model_id"], event["model_version"], ts, event["prediction"], event["score"], label[0], label_ts,
@@ -305,13 +298,8 @@ class JoinState:
                 if pid in pending_l or pid in done:
                     duplicates += 1
                     continue
-                pred = pending_p.pop(pid, None)
+                pred = self._remove("p", pid) if pid in pending_p else None
                 if pred is not None:
-                    if pred[-1] == seq:
-                        del adds_p[pid]
-                    else:
-                        rms_p.append(pid)
-                        released.append(pred[-1])
                     pred_ts = pred[4]
                     pairs.append(new_pair(JoinedPair, (pid, pred[0], pred[1], pred_ts, pred[2], pred[3], event["label"], ts)))
                     lags.append(ts - pred_ts)
