@@ -36,6 +36,8 @@ from collections.abc import Container, Mapping, Sequence
 from itertools import chain, repeat
 from typing import Any, Literal
 
+from .limits import MAX_FEATURES, MAX_ID_LENGTH, MAX_TIMESTAMP
+
 __all__ = ["BATCH_KEY", "ColumnsError", "fast_events", "is_column_batch", "to_columns", "to_rows"]
 
 #: The one key of a column batch record.
@@ -43,8 +45,6 @@ BATCH_KEY = "columns"
 
 Role = Literal["predictions", "ground-truth"]
 
-_MAX_ID = 256  # parsing.MAX_ID_LENGTH (not imported: parsing imports this module)
-_MAX_TS = 253402300800.0  # parsing.MAX_TIMESTAMP
 _SCALARS = frozenset({str, int, float, bool})
 _FEATURE_VALUES = frozenset({str, int, float, bool, type(None)})
 _NUMBERS = frozenset({int, float})
@@ -145,7 +145,7 @@ def _ids(column: Any, n: int, optional: bool) -> Sequence[Any] | None:
     if type(column) is not list:
         if column is None:
             return repeat(None, n) if optional else None  # type: ignore[return-value]
-        return repeat(column, n) if type(column) is str and 0 < len(column) <= _MAX_ID else None  # type: ignore[return-value]
+        return repeat(column, n) if type(column) is str and 0 < len(column) <= MAX_ID_LENGTH else None  # type: ignore[return-value]
     types = set(map(type, column))
     if types == {str}:
         values = column
@@ -153,19 +153,17 @@ def _ids(column: Any, n: int, optional: bool) -> Sequence[Any] | None:
         values = [v for v in column if v is not None]
     else:
         return None
-    if values and (min(map(len, values)) == 0 or max(map(len, values)) > _MAX_ID):
+    if values and (min(map(len, values)) == 0 or max(map(len, values)) > MAX_ID_LENGTH):
         return None
     return column
 
 
 def _numbers(column: Any, n: int, low: float, high: float, high_open: bool, optional: bool) -> Sequence[Any] | None:
     """The column as floats if every value is a number in range (``None`` also when
-    ``optional``); ``None`` if not."""
+    ``optional``); ``None`` if not. A single value stands for all ``n``."""
     if type(column) is not list:
-        column = [column] if n else []
-        single = True
-    else:
-        single = False
+        checked = _numbers([column], 1, low, high, high_open, optional)
+        return None if checked is None else repeat(checked[0], n)  # type: ignore[index]
     types = set(map(type, column))
     allowed = _NUMBERS | {_NONE} if optional else _NUMBERS
     if not types <= allowed:
@@ -177,10 +175,10 @@ def _numbers(column: Any, n: int, low: float, high: float, high_open: bool, opti
             return None
     if int in types:
         try:
-            column = [v if v is None else float(v) for v in column]
+            return [v if v is None else float(v) for v in column]
         except OverflowError:
             return None
-    return repeat(column[0] if column else None, n) if single else column  # type: ignore[return-value]
+    return column
 
 
 def _scalars(column: Any, n: int) -> Sequence[Any] | None:
@@ -190,10 +188,10 @@ def _scalars(column: Any, n: int) -> Sequence[Any] | None:
 
 
 def _features(features: dict[str, Any], n: int) -> list[dict[str, Any]] | None:
-    if len(features) > 1000:  # parsing.MAX_FEATURES
+    if len(features) > MAX_FEATURES:
         return None
     names = list(features)
-    if any(not 0 < len(name) <= _MAX_ID for name in names):
+    if any(not 0 < len(name) <= MAX_ID_LENGTH for name in names):
         return None
     columns = []
     for name in names:
@@ -214,7 +212,7 @@ def _fast_predictions(fields: dict[str, Any], features: dict[str, Any], n: int) 
     ids = _ids(fields["prediction_id"], n, False)
     models = _ids(fields.get("model_id"), n, False)
     versions = _ids(fields.get("model_version"), n, True)
-    times = _numbers(fields.get("timestamp"), n, 0.0, _MAX_TS, True, False)
+    times = _numbers(fields.get("timestamp"), n, 0.0, MAX_TIMESTAMP, True, False)
     predictions = _scalars(fields.get("prediction"), n)
     scores = _numbers(fields.get("score"), n, 0.0, 1.0, False, True)
     latencies = _numbers(fields.get("latency_ms"), n, 0.0, float("inf"), False, True)
@@ -231,7 +229,7 @@ def _fast_predictions(fields: dict[str, Any], features: dict[str, Any], n: int) 
 def _fast_ground_truth(fields: dict[str, Any], n: int) -> list[dict[str, Any]] | None:
     ids = _ids(fields["prediction_id"], n, False)
     labels = _scalars(fields.get("label"), n)
-    times = _numbers(fields.get("timestamp"), n, 0.0, _MAX_TS, True, False)
+    times = _numbers(fields.get("timestamp"), n, 0.0, MAX_TIMESTAMP, True, False)
     models = _ids(fields.get("model_id"), n, True)
     if ids is None or labels is None or times is None or models is None:
         return None
@@ -247,7 +245,7 @@ def fast_events(
     """The batch's events, normalised exactly as :func:`schemas.parsing.validate_prediction`
     (or ``validate_ground_truth``) normalises each event object of :func:`to_rows`, when
     every column passes a check made a column at a time; ``None`` when one does not (a
-    string timestamp, an integer score, an error, an unknown model): then validate
+    string timestamp, a ``null`` required field, an error, an unknown model): then validate
     :func:`to_rows` one event at a time. Raises :class:`ColumnsError` for a batch whose
     shape is wrong."""
     n, fields, features = _shape(columns, role)
@@ -256,7 +254,6 @@ def fast_events(
     if role != "predictions":
         return _fast_ground_truth(fields, n)
     events = _fast_predictions(fields, features, n)
-    models = set(_column(fields.get("model_id"), n)) if events is not None and known_models is not None else ()
-    if not all(model in known_models for model in models):  # type: ignore[operator]
+    if events is not None and known_models is not None and not all(m in known_models for m in set(_column(fields.get("model_id"), n))):
         return None  # an unknown model: the per-event path names each one
     return events

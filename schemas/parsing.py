@@ -49,6 +49,7 @@ from . import codec
 from .columns import ColumnsError, fast_events, is_column_batch, to_rows
 from .errors import ContractError
 from .ids import stable_id
+from .limits import MAX_FEATURES, MAX_ID_LENGTH, MAX_TIMESTAMP
 
 __all__ = [
     "MAX_FEATURES",
@@ -63,12 +64,6 @@ __all__ = [
     "validate_prediction",
 ]
 
-#: Longest accepted ``prediction_id`` / ``model_id`` / ``model_version`` / feature name.
-MAX_ID_LENGTH = 256
-#: Most features one prediction may carry (bounds per-event work and detector state).
-MAX_FEATURES = 1000
-#: Exclusive upper bound of event time: 10000-01-01T00:00:00Z, the end of RFC 3339's range.
-MAX_TIMESTAMP = 253402300800.0
 #: The RFC 3339 date-time grammar we accept; the JSON Schema files carry the same pattern.
 RFC3339_PATTERN = (
     r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
@@ -448,8 +443,9 @@ def decode_record(
     = position in its columns). ``oks`` holds ``(index, normalised_event)``;
     ``errs`` one :class:`RecordError` per bad event, or a single one for a record-level
     problem (``oversized``, checked before decoding; ``malformed_json``; ``empty_batch``;
-    ``not_an_object``; ``malformed_batch``, a column batch of the wrong shape). With ``known_models``, events whose ``model_id`` is not in it are
-    rejected as ``unknown_model`` (ground truth without ``model_id`` passes).
+    ``not_an_object``; ``malformed_batch``, a column batch of the wrong shape). With
+    ``known_models``, events whose ``model_id`` is not in it are rejected as
+    ``unknown_model`` (ground truth without ``model_id`` passes).
 
     >>> decode_record(b"[]", "ground-truth", 100)
     ([], [RecordError(index=None, reason='empty_batch', message='ground-truth: a batch record must not be an empty JSON array', raw=b'[]')])
