@@ -135,8 +135,7 @@ def namespaced(broker: EmbeddedBroker, **changes: Any) -> Settings:
     ns = uuid.uuid4().hex[:10]
     # only these come from the environment: DRIFTSTREAM_LOG_LEVEL=INFO shows recoveries,
     # DRIFTSTREAM_GC_THRESHOLD=700 (CPython's default) and DRIFTSTREAM_MALLOC_ARENA_MAX=0
-    # (glibc's) measure what the tunings gain, and
-    # the micro-batch timings compare batch lengths
+    # (glibc's) measure what the tunings gain, and the micro-batch timings compare batch lengths
     passed = ("DRIFTSTREAM_LOG_LEVEL", "DRIFTSTREAM_GC_THRESHOLD", "DRIFTSTREAM_MALLOC_ARENA_MAX",
               "DRIFTSTREAM_BATCH_WITHIN_S", "DRIFTSTREAM_MONITOR_BATCH_WITHIN_S")
     settings = Settings.from_env({k: v for k, v in os.environ.items() if k in passed}).for_embedded_broker(broker.url)
@@ -292,12 +291,12 @@ def follow(
             time.sleep(poll_s)
 
 
-def pipeline_rate(trace: Trace, start_name: str, end_name: str, predictions: int, total: int) -> dict[str, float]:
+def pipeline_rate(trace: Trace, start_name: str, predictions: int) -> dict[str, float]:
     """Predictions per second through the whole pipeline: from the last sample before
-    ``start_name`` (the join, :func:`decoded`) moved to the sample where ``end_name`` (the
-    monitors) reached ``total`` events (predictions + joined pairs), scaled to predictions.
-    Starting one sample early errs by at most one poll interval, on the slow side, and
-    still times a run that a single poll interval held whole."""
+    ``start_name`` (the join, :func:`decoded`) moved to the trace's last sample (:func:`follow`
+    stops once the monitors have applied everything). Starting one sample early errs by at
+    most one poll interval, on the slow side, and still times a run that a single poll
+    interval held whole."""
     i = trace.names.index(start_name) + 1
     moving = next((k for k, sample in enumerate(trace.samples) if sample[i] > 0), None)
     if moving is None:
@@ -306,7 +305,7 @@ def pipeline_rate(trace: Trace, start_name: str, end_name: str, predictions: int
         raise LoadTestError("the worker had processed events before the first sample: start following it earlier")
     t0 = trace.samples[moving - 1][0]
     elapsed = max(trace.samples[-1][0] - t0, 1e-9)
-    return {"elapsed_s": round(elapsed, 3), "predictions_per_s": round(total / elapsed * predictions / total, 1)}
+    return {"elapsed_s": round(elapsed, 3), "predictions_per_s": round(predictions / elapsed, 1)}
 
 
 def vm_rss_bytes(pid: int) -> int:

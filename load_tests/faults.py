@@ -280,12 +280,10 @@ async def _publish_with_poison(settings: Settings, items: list[Item], poison: li
 def _drain(h: Harness, settings: Settings, sent: dict[str, int], what: str) -> tuple[WorkerProcess, dict[str, float]]:
     total = sum(sent.values())
     worker = h.worker(settings)
-    started = time.monotonic()
     trace = follow(worker, {"join": lambda: decoded(worker, settings),
                             "monitored": lambda: consumed(worker, settings, "monitor-input")},
                    lambda v: v["monitored"] >= total, deadline_s=600, what=what, progress_key="monitored", total=total, poll_s=0.05)
-    del started
-    return worker, pipeline_rate(trace, "join", "monitored", sent["predictions"], total)
+    return worker, pipeline_rate(trace, "join", sent["predictions"])
 
 
 def fault_poison(h: Harness, broker: Any, smoke: bool, seed: int) -> dict[str, Any]:

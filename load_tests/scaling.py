@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         one = h.worker(settings)
         trace = follow(one, {"join": lambda: decoded(one, settings), "monitored": lambda: consumed(one, settings, "monitor-input")},
                        lambda v: v["monitored"] >= total1, deadline_s=600, what="the first half through one worker", poll_s=0.05)
-        rate1 = pipeline_rate(trace, "join", "monitored", sent1["predictions"], total1)["predictions_per_s"]
+        rate1 = pipeline_rate(trace, "join", sent1["predictions"])["predictions_per_s"]
         assigned_alone = _assigned(one)
 
         note("second worker joins the group")

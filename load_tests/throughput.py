@@ -90,7 +90,7 @@ def run_pipeline(h: Harness, settings: Settings, sent: dict[str, int], what: str
         lambda v: v["monitored"] >= total,
         deadline_s=600, what=what, progress_key="monitored", total=total, poll_s=0.25,
     )
-    rate = pipeline_rate(trace, "join", "monitored", sent["predictions"], total)
+    rate = pipeline_rate(trace, "join", sent["predictions"])
     first = trace.first_moving("join")
     ready_s = first[0] - started if first else float("nan")
     dead = worker.metric("driftstream_dead_letters_total")
@@ -125,7 +125,10 @@ async def _raw_consume(settings: Settings, topic: str, decode: bool) -> dict[str
                     records += 1
                     if decode:
                         value = codec.loads(message.value)
-                        events += len(value) if isinstance(value, list) else len(value["columns"]["prediction_id"]) if is_column_batch(value) else 1
+                        if is_column_batch(value):
+                            events += len(value["columns"]["prediction_id"])
+                        else:
+                            events += len(value) if isinstance(value, list) else 1
         return {"records": records, "events": events, "elapsed_s": t1 - t0}
     finally:
         await consumer.stop()
