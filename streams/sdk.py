@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from schemas import codec
-from schemas.columns import is_column_batch, to_columns, to_rows
+from schemas.columns import ColumnsError, is_column_batch, to_columns, to_rows
 from schemas.errors import ContractError
 from schemas.parsing import validate_ground_truth, validate_prediction
 
@@ -270,7 +270,11 @@ async def subscribe(
                         for item in value:
                             yield item
                     elif is_column_batch(value):
-                        for item in to_rows(value["columns"], "predictions"):
+                        try:
+                            events = to_rows(value["columns"], "predictions")
+                        except ColumnsError:  # the wrong shape: handed on as it is, like any JSON
+                            events = [value]
+                        for item in events:
                             yield item
                     else:
                         yield value

@@ -13,6 +13,8 @@ from streams.settings import Settings
 from streams.simulate import Simulation, SimulationConfig
 from streams.topics import ensure_topics
 
+from .support import produce_raw
+
 pytestmark = pytest.mark.integration
 
 async def _read(settings: Settings, role: str, expected: int) -> list[dict]:
@@ -60,6 +62,16 @@ def test_sdk_rejects_invalid_event_at_the_call_site(settings: Settings) -> None:
 
     with pytest.raises(PublishError, match="predictions event #0: predictions: missing required field 'model_id'"):
         asyncio.run(run())
+
+
+def test_subscribe_hands_on_a_malformed_column_batch_instead_of_raising(settings: Settings) -> None:
+    asyncio.run(ensure_topics(settings))
+    malformed = {"columns": {"prediction_id": ["a", "b"], "timestamp": [1.0]}}
+    produce_raw(settings, settings.topic("predictions"), [
+        (b"k", codec.dumps(malformed)),
+        (b"k", codec.dumps({"columns": {"prediction_id": ["c"], "model_id": "m"}})),
+    ])
+    assert asyncio.run(_read(settings, "predictions", 2)) == [malformed, {"prediction_id": "c", "model_id": "m"}]
 
 
 def test_kcat_produces_and_the_sdk_consumes(settings: Settings, kcat) -> None:
