@@ -41,6 +41,7 @@ from schemas import codec
 
 from . import metrics as metrics_module
 from .batching import BatchedTopic, acknowledge, admit
+from .consumer import install as install_consumer
 from .end_offsets import first_offset_from
 from .gaps import GapGuard
 from .gpu import register_gpu_collector
@@ -561,6 +562,7 @@ def create_app(
     registry = registry or CollectorRegistry()
     codec.register_faust_codec()
     app = faust.App(settings.app_id, **faust_settings(settings))
+    install_consumer(app)  # before anything creates Faust's own
     pipeline = Pipeline(app, settings, monitor_config, registry)
     register_gpu_collector(registry)
     app.driftstream = pipeline  # type: ignore[attr-defined]
