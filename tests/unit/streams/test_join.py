@@ -172,3 +172,80 @@ def test_batching_never_changes_the_join(seed: int) -> None:
         return outcomes, pairs, records
 
     assert run(1) == run(37) == run(len(events))
+
+
+def test_a_prediction_backlog_read_before_its_labels_does_not_expire_them() -> None:
+    predictions = [pred(f"p{i}", float(i)) for i in range(50)]
+    labels = [label(f"p{i}", i + 0.5) for i in range(50)]
+    # the consumer knows labels are still to come: the closed window waits for them
+    state = JoinState(10.0)
+    assert state.apply(predictions, labels_idle=False).outcomes == Counter()
+    assert state.apply(labels, labels_idle=True).outcomes == Counter(matched=50)
+    # told nothing, the predictions close the window over each other
+    state = JoinState(10.0)
+    assert state.apply(predictions).outcomes["expired"] > 30
+
+
+def _per_topic_ordered_stream(rng: random.Random, n: int) -> tuple[list[Any], list[Any]]:
+    """Each topic in event-time order (as a partition of it is written): predictions with
+    copies, labels from 3 s before to 30 s after their prediction, labels of no prediction."""
+    predictions, labels = [], []
+    for i in range(n):
+        t = float(i)
+        predictions.append(pred(f"p{i}", t))
+        if rng.random() < 0.1:
+            predictions.append(pred(f"p{i}", t))
+        if rng.random() < 0.8:
+            labels.append(label(f"p{i}", t + rng.uniform(-3, 30)))
+        if rng.random() < 0.05:
+            labels.append(label(f"ghost{i}", t + rng.uniform(0, 5)))
+    labels.sort(key=lambda e: e[1]["timestamp"])
+    return predictions, labels
+
+
+def _outcomes(state: JoinState, batches: list[tuple[list[Any], bool]], crash_every: int = 0) -> tuple[Counter, list[str], list[str]]:
+    outcomes: Counter = Counter()
+    pairs: list[str] = []
+    records: list[str] = []
+    log: dict[int, bytes] = {}
+    for i, (events, idle) in enumerate(batches):
+        if crash_every and i % crash_every == crash_every - 1:  # recover from the deltas and the kept buckets
+            closing = orjson.loads(orjson.dumps(state.closing()))
+            watermark = state.watermark
+            state = JoinState.from_deltas(state.window_s, [orjson.loads(v) for v in log.values()])
+            state.watermark = max(state.watermark, watermark)
+            state.restore_closing(closing)
+        out = state.apply(events, labels_idle=idle)
+        outcomes.update(out.outcomes)
+        pairs.extend(f"{p.prediction_id}:{p.label_timestamp}" for p in out.pairs)
+        records.extend(f"{r.outcome}:{r.prediction_id}" for r in out.records)
+        if out.delta:
+            log[out.delta["seq"]] = orjson.dumps(out.delta)
+        for dead in out.dead_deltas:
+            log.pop(dead, None)
+    return outcomes, sorted(pairs), sorted(records)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_predictions_read_ahead_of_their_labels_join_as_in_event_time_order(seed: int) -> None:
+    rng = random.Random(200 + seed)
+    predictions, labels = _per_topic_ordered_stream(rng, 1500)
+    merged = sorted(predictions + labels, key=lambda e: (e[1]["timestamp"], e[0] != "predictions"))
+    expected = _outcomes(JoinState(20.0), [(merged[i:i + 37], True) for i in range(0, len(merged), 37)])
+    assert expected[0]["expired"] > 100 and expected[0]["late"] > 50 and expected[0]["unmatched"] > 10
+
+    # the worst skew: every prediction first, while the consumer knows labels are to come
+    skewed = [(predictions[i:i + 37], False) for i in range(0, len(predictions), 37)]
+    skewed += [(labels[i:i + 37], i + 37 >= len(labels)) for i in range(0, len(labels), 37)]
+    assert _outcomes(JoinState(20.0), skewed) == expected
+    assert _outcomes(JoinState(20.0), skewed, crash_every=9) == expected
+    # the two topics in alternating chunks: predictions up to ~200 s ahead
+    alternating = []
+    for start in range(0, len(predictions), 200):
+        alternating.append((predictions[start:start + 200], False))
+        upto = predictions[min(start + 200, len(predictions)) - 1][1]["timestamp"] - 150
+        chunk = [e for e in labels if e[1]["timestamp"] <= upto and e not in [x for b, _ in alternating for x in b]]
+        alternating.append((chunk, False))
+    rest = [e for e in labels if e not in [x for b, _ in alternating for x in b]]
+    alternating.append((rest, True))
+    assert _outcomes(JoinState(20.0), alternating) == expected
