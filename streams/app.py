@@ -2,7 +2,10 @@
 
 ``join`` consumes ``predictions`` and ``ground-truth`` (co-partitioned by prediction id)
 in micro-batches; ``monitor`` consumes the per-model column batches the join emits on
-``monitor-input`` (partitioned by model). Each agent: group its micro-batch by
+``monitor-input`` (partitioned by model). Their streams yield lists of records
+(:mod:`streams.batching`), delivered by a consumer that skips Faust's per-record wait when
+it cannot block (:mod:`streams.consumer`): Faust's per-event machinery is paid per batch,
+not per record. Each agent: group its micro-batch by
 partition, load state (from the table after a rebalance), run the stage
 (:mod:`streams.stages`), write the state and the batch's outbox to the table and wait for
 the changelog, then publish the outputs and wait for them; only then does Faust ack the
@@ -310,8 +313,7 @@ class Pipeline:
     def _labels_caught_up(self, part: PartitionJoin, records: list[InputRecord]) -> bool:
         """Whether the partition's label log holds nothing beyond ``records`` and what the
         join applied. Unknown (no fetch of it yet) counts as not caught up."""
-        consumer = self.app.consumer
-        highwater = consumer.highwater(TP(self.settings.topic("ground-truth"), part.partition))
+        highwater = self._highwater(TP(self.settings.topic("ground-truth"), part.partition))
         if highwater is None:
             return False
         read = max((r.offset for r in records if r.role == "ground-truth"), default=part.offsets.get("ground-truth"))
@@ -348,15 +350,20 @@ class Pipeline:
             metrics_module.observe_many(m.label_lag_seconds, result.batch.label_lags)
         return futures
 
+    def _highwater(self, tp: TP) -> int | None:
+        """The end of ``tp``'s log as of the consumer's last fetch of it; ``None`` before
+        one, or when ``tp`` is not (or no longer) assigned to this worker."""
+        try:
+            return self.app.consumer.highwater(tp)  # type: ignore[no-any-return]
+        except (AssertionError, AttributeError):  # aiokafka asserts the assignment
+            return None
+
     def check_log_continuity(self, part: PartitionJoin) -> None:
         """Stop if an input log now ends below an offset this partition already applied:
         new records would reuse old offsets, and the join would skip them as replays."""
-        consumer = self.app.consumer
-        if consumer is None:
-            return
         for role, applied in part.offsets.items():
             topic = self.settings.topic(role)
-            highwater = consumer.highwater(TP(topic, part.partition))
+            highwater = self._highwater(TP(topic, part.partition))
             if highwater is not None and highwater <= applied:
                 self.broker_lost_data(f"{topic}[{part.partition}] ends at offset {highwater}, below offset {applied} this worker applied")
                 return
