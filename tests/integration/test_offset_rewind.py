@@ -55,7 +55,7 @@ def _skip_committed(settings: Settings, topic: str, skip: int) -> tuple[int, int
 
 
 def test_records_skipped_by_the_committed_offset_are_re_read(settings: Settings) -> None:
-    settings = settings.replace(partitions=1)
+    settings = settings.replace(partitions=1, log_level="INFO")  # a failure shows the worker's rewinds
     asyncio.run(ensure_topics(settings))
     config = SimulationConfig(events=8_000, seed=4)
     items = Simulation(config).in_event_time_order()
@@ -99,7 +99,7 @@ def _column_batches(settings: Settings, items: list, source: int) -> tuple[list[
 
 
 def test_monitor_input_records_skipped_by_the_committed_offset_are_re_read(settings: Settings) -> None:
-    settings = settings.replace(partitions=1)
+    settings = settings.replace(partitions=1, log_level="INFO")  # a failure shows the worker's rewinds
     asyncio.run(ensure_topics(settings))
     config = SimulationConfig(events=3_000, seed=4)
     sent = publish_events(settings, Simulation(config).in_event_time_order(), chunk=200)
