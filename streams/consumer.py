@@ -6,8 +6,10 @@ Faust's consumer hands each fetched record to the conductor through
 abandoned when a rebalance suspends the flow. Measured with one event per record (kcat),
 that was about a tenth of the worker's time. :class:`Consumer` calls the callback directly
 when it cannot block: the flow is not suspended and every channel of the record's partition
-has room in its buffer (so the conductor puts the record without waiting). Otherwise it
-takes Faust's path, unchanged. Everything else (gap tracking, commit cadence, read offsets)
+is a micro-batch buffer (:class:`~streams.batching.BatchQueue`, the pipeline's input
+topics) with room (so the conductor puts the record without waiting). Otherwise (table
+changelogs during a recovery, Faust's own streams, a full buffer) it takes Faust's path,
+unchanged. Everything else (gap tracking, commit cadence, read offsets)
 is Faust's loop as it is.
 
 :func:`install` makes an app's consumer one of these; call it before the app starts.
@@ -25,6 +27,8 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 from mode import Service, ServiceT
 
+from .batching import BatchQueue
+
 __all__ = ["Consumer", "Transport", "install"]
 
 
@@ -33,9 +37,11 @@ class Consumer(aiokafka_driver.Consumer):
 
     def _delivers_without_waiting(self, tp: TP) -> bool:
         """True when the conductor would put a record of ``tp`` into every subscribed
-        channel's buffer at once (no channel, no answer: take the careful path)."""
+        channel's micro-batch buffer at once (no channel, no answer: the careful path)."""
         channels = self.app.topics._tp_index.get(tp)  # the conductor's own routing index
-        return bool(channels) and not any(channel.queue.full() for channel in channels)
+        return bool(channels) and all(
+            type(channel.queue) is BatchQueue and not channel.queue.full() for channel in channels
+        )
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover (Faust's loop)
         callback = self.callback

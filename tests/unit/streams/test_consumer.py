@@ -26,7 +26,7 @@ def test_install_gives_the_app_this_consumer_and_refuses_once_it_exists() -> Non
         install(app)
 
 
-def test_a_record_goes_directly_only_while_every_channel_of_its_partition_has_room() -> None:
+def test_a_record_goes_directly_only_while_every_channel_of_its_partition_is_a_batch_buffer_with_room() -> None:
     async def test() -> None:
         app = _app()
         install(app)
@@ -39,5 +39,8 @@ def test_a_record_goes_directly_only_while_every_channel_of_its_partition_has_ro
         channel.queue.put_nowait("a")
         channel.queue.put_nowait("b")  # full: the conductor would wait for room
         assert not consumer._delivers_without_waiting(tp)
+        other = TP("changelog", 0)  # a Faust channel (a table's changelog in a recovery, say)
+        app.topics._tp_index[other].add(app.topic("changelog").clone(is_iterator=True))
+        assert not consumer._delivers_without_waiting(other)
 
     asyncio.run(test())
