@@ -296,26 +296,12 @@ class Pipeline:
 
     async def _join_partition(self, part: PartitionJoin, records: list[InputRecord], event: EventT) -> None:
         in_flight: list[Any] = []
-        groups = byte_groups(records, self.settings.batch_max_bytes)
-        # the labels are idle for a group when no later group holds one and the broker has
-        # none this worker has not fetched (see streams.join: predictions read ahead)
-        last_labels = max((i for i, group in enumerate(groups) if any(r.role == "ground-truth" for r in group)), default=-1)
-        caught_up = self._labels_caught_up(part, records)
-        for i, group in enumerate(groups):
-            in_flight = await self._join_group(part, group, event, in_flight, labels_idle=caught_up and i >= last_labels)
+        for group in byte_groups(records, self.settings.batch_max_bytes):
+            in_flight = await self._join_group(part, group, event, in_flight)
         await self.delivered(in_flight)
 
-    def _labels_caught_up(self, part: PartitionJoin, records: list[InputRecord]) -> bool:
-        """Whether the partition's label log holds nothing beyond ``records`` and what the
-        join applied. Unknown (no fetch of it yet) counts as not caught up."""
-        highwater = self._highwater(TP(self.settings.topic("ground-truth"), part.partition))
-        if highwater is None:
-            return False
-        read = max((r.offset for r in records if r.role == "ground-truth"), default=part.offsets.get("ground-truth"))
-        return highwater <= (0 if read is None else read + 1)
-
     async def _join_group(
-        self, part: PartitionJoin, records: list[InputRecord], event: EventT, in_flight: list[Any], *, labels_idle: bool,
+        self, part: PartitionJoin, records: list[InputRecord], event: EventT, in_flight: list[Any]
     ) -> list[Any]:
         """One bounded group of records: join, then (once the previous group's outputs are
         delivered, since this group's outbox replaces that one) persist state and outbox,
@@ -323,7 +309,7 @@ class Pipeline:
         the previous group's delivery."""
         m = self.metrics
         partition = part.partition
-        result = self.join_stage.process(part, records, labels_idle=labels_idle)
+        result = self.join_stage.process(part, records)
         if result.skipped_records:
             m.duplicates_skipped.labels("join").inc(result.skipped_records)
         for topic, first, last in result.gaps:

@@ -22,17 +22,6 @@ topics are consumed at their own paces, and a label topic read ahead of its pred
 time is per partition: a partition that receives no predictions keeps its pending halves
 until it does.
 
-The other way round, predictions read ahead of their labels (the consumer fetched one
-topic's backlog first), is handled by ``labels_idle``. While the caller knows of label
-records still to come (``labels_idle=False``), a bucket a prediction closes is kept, with
-that prediction's event time, and expires only when a label at or past that time arrives,
-or once the labels are idle; an entry that lands in a bucket already closed (a label
-waiting for its prediction, say) gets the time its bucket was closed at. That is what
-processing both topics merged in event-time order gives, whatever the skew between them,
-as long as each topic's partition is in event-time order. The replayed and offline runs
-merge the topics by event time and leave the default, ``labels_idle=True``: a bucket
-expires as soon as a prediction closes it.
-
 Persistence is a log of deltas, one per micro-batch, so a batch of 500 events costs one
 changelog record rather than 500 table writes: ``JoinState.apply`` returns a
 :class:`JoinBatch` whose ``delta`` adds and removes entries; deltas whose entries are all
@@ -55,7 +44,6 @@ gone can be deleted (their ``dead_deltas``), so the log stays bounded too.
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -66,8 +54,6 @@ SECTIONS = ("p", "l", "d", "x")
 
 #: Where an event came from inside its topic partition: (offset, index in a batch record).
 Position = tuple[int, "int | None"]
-
-INF = float("inf")
 
 
 class JoinedPair(NamedTuple):
@@ -140,14 +126,6 @@ class JoinState:
         self.buckets: dict[int, list[tuple[str, str]]] = {}
         self.bucket_heap: list[int] = []
         self.watermark = float("-inf")
-        # buckets closed by a prediction while labels were still to come: a heap of (the
-        # closing prediction's event time, bucket); they expire when a label at or past that
-        # time arrives, or once the labels are idle
-        self.closed: list[tuple[float, int]] = []
-        self.next_close = INF  # the first closing time in ``closed``
-        # meanwhile, each watermark step over a bucket end: (the last bucket it closed, its
-        # time), so an entry that lands in a bucket already closed knows when it closed
-        self.marks: list[tuple[int, float]] = []
         self.seq = 0
         self._adds: dict[str, dict[str, list[Any]]] = {s: {} for s in SECTIONS}
         self._rms: dict[str, list[str]] = {s: [] for s in SECTIONS}
@@ -187,24 +165,6 @@ class JoinState:
             for pid, entry in table.items():
                 self._schedule(section, pid, entry)
 
-    def closing(self) -> dict[str, list[list[float]]]:
-        """What closing has kept (see the module docstring), for persisting with the state
-        (JSON); empty when nothing is kept."""
-        if not self.closed and not self.marks:
-            return {}
-        return {"closed": [[at, bucket] for at, bucket in sorted(self.closed)],
-                "marks": [[bucket, at] for bucket, at in self.marks]}
-
-    def restore_closing(self, closing: dict[str, list[list[float]]]) -> None:
-        """After :meth:`from_deltas`: what :meth:`closing` returned."""
-        kept = [(float(at), int(bucket)) for at, bucket in closing.get("closed", ()) if int(bucket) in self.buckets]
-        buckets = {bucket for _, bucket in kept}
-        self.bucket_heap = [bucket for bucket in self.bucket_heap if bucket not in buckets]
-        heapq.heapify(self.bucket_heap)
-        self.closed = sorted(kept)
-        self.next_close = self.closed[0][0] if self.closed else INF
-        self.marks = [(int(bucket), float(at)) for bucket, at in closing.get("marks", ())]
-
     def _bucket(self, section: str, entry: list[Any]) -> int:
         return int((entry[-2] + self._spans[section]) // self.granularity)
 
@@ -212,20 +172,9 @@ class JoinState:
         bucket = int((entry[-2] + self._spans[section]) // self.granularity)
         items = self.buckets.get(bucket)
         if items is None:
-            items = self._new_bucket(bucket)
-        items.append((section, pid))
-
-    def _new_bucket(self, bucket: int) -> list[tuple[str, str]]:
-        """A bucket's (empty) list of entries, scheduled to close: by the watermark, or, if a
-        kept closing already passed it, at that closing's time."""
-        items = self.buckets[bucket] = []
-        marks = self.marks
-        if marks and bucket <= marks[-1][0]:
-            heapq.heappush(self.closed, (marks[bisect_left(marks, (bucket, -INF))][1], bucket))
-            self.next_close = self.closed[0][0]
-        else:
+            items = self.buckets[bucket] = []
             heapq.heappush(self.bucket_heap, bucket)
-        return items
+        items.append((section, pid))
 
     def _span(self, section: str) -> float:
         return 2 * self.window_s if section == "x" else self.window_s
@@ -299,11 +248,9 @@ class JoinState:
 
     # -- the join ------------------------------------------------------------------------
     def apply(
-        self, events: Sequence[tuple[str, dict[str, Any], Position]], *, labels_idle: bool = True,
+        self, events: Sequence[tuple[str, dict[str, Any], Position]]
     ) -> JoinBatch:
         """Apply validated events ``(topic role, event, position)`` in order; one delta.
-        ``labels_idle``: no label record is known to be still to come after these events
-        (see the module docstring).
 
         The hot loop of the worker: the common cases (a new half waits, its partner
         matches it, a copy is a duplicate) are written out here with the tables in local
@@ -323,16 +270,12 @@ class JoinState:
         for role, event, _position in events:
             ts = event["timestamp"]
             pid = event["prediction_id"]
-            if ts >= self.next_close and (labels_idle or role != "predictions"):
-                self._expire_closed(ts, batch)  # every label before this one has come
             if role == "predictions":
                 if ts > self.watermark:
                     self.watermark = ts
                     # close the window before this event applies: batching never changes the join
                     if heap and (heap[0] + 1) * granularity <= ts:
-                        self._close(ts, batch, labels_idle)
-                    if not labels_idle and (not self.marks or ts >= (self.marks[-1][0] + 2) * granularity):
-                        self._mark(ts)
+                        self._expire(batch)
                 if pid in pending_p or pid in done or pid in expired:
                     duplicates += 1
                     continue
@@ -371,11 +314,9 @@ class JoinState:
                     bucket, section = int((ts + span_l) // granularity), "l"
             items = buckets.get(bucket)  # schedule the new entry's expiry
             if items is None:
-                items = self._new_bucket(bucket)
+                items = buckets[bucket] = []
+                heapq.heappush(heap, bucket)
             items.append((section, pid))
-        if labels_idle and (self.closed or self.marks):
-            self._expire_closed(INF, batch)
-            self.marks = []
         if matched:
             batch.outcomes["matched"] += matched
         if duplicates:
@@ -401,52 +342,27 @@ class JoinState:
             )
         )
 
-    def _close(self, at: float, batch: JoinBatch, labels_idle: bool) -> None:
-        """A prediction at ``at`` closes the buckets that end by then: they expire now, or,
-        while labels are still to come, once a label at or past ``at`` arrives."""
+    def _expire(self, batch: JoinBatch) -> None:
         heap = self.bucket_heap
-        while heap and (heap[0] + 1) * self.granularity <= at:
+        while heap and (heap[0] + 1) * self.granularity <= self.watermark:
             bucket = heapq.heappop(heap)
-            if labels_idle:
-                self._expire_bucket(bucket, batch)
-            else:
-                heapq.heappush(self.closed, (at, bucket))
-        self.next_close = self.closed[0][0] if self.closed else INF
-
-    def _mark(self, at: float) -> None:
-        """Labels are still to come and the watermark moved to ``at``: note the last bucket
-        it closed (whether or not the bucket holds entries)."""
-        last = int(at // self.granularity)
-        while (last + 1) * self.granularity > at:
-            last -= 1
-        if not self.marks or last > self.marks[-1][0]:
-            self.marks.append((last, at))
-
-    def _expire_closed(self, until: float, batch: JoinBatch) -> None:
-        """Expire the kept buckets closed at or before ``until``."""
-        closed = self.closed
-        while closed and closed[0][0] <= until:
-            self._expire_bucket(heapq.heappop(closed)[1], batch)
-        self.next_close = closed[0][0] if closed else INF
-
-    def _expire_bucket(self, bucket: int, batch: JoinBatch) -> None:
-        for section, pid in self.buckets.pop(bucket, ()):
-            entry = self.entries[section].get(pid)
-            if entry is None or self._bucket(section, entry) != bucket:
-                continue  # already matched or replaced: a stale item
-            self._remove(section, pid)
-            if section == "p":
-                batch.outcomes["expired"] += 1
-                batch.expired_by_model[entry[0]] += 1
-                self._add("x", pid, [entry[0], entry[-2]])
-            elif section == "l":
-                batch.outcomes["unmatched"] += 1
-                batch.records.append(
-                    JoinRecord(
-                        "unmatched", pid, entry[1], entry[-2],
-                        f"no prediction with this id arrived within the {self.window_s:g}s join window",
+            for section, pid in self.buckets.pop(bucket):
+                entry = self.entries[section].get(pid)
+                if entry is None or self._bucket(section, entry) != bucket:
+                    continue  # already matched or replaced: a stale item
+                self._remove(section, pid)
+                if section == "p":
+                    batch.outcomes["expired"] += 1
+                    batch.expired_by_model[entry[0]] += 1
+                    self._add("x", pid, [entry[0], entry[-2]])
+                elif section == "l":
+                    batch.outcomes["unmatched"] += 1
+                    batch.records.append(
+                        JoinRecord(
+                            "unmatched", pid, entry[1], entry[-2],
+                            f"no prediction with this id arrived within the {self.window_s:g}s join window",
+                        )
                     )
-                )
 
     def _delta(self) -> dict[str, Any]:
         add = {section: adds for section, adds in self._adds.items() if adds}

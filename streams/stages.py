@@ -141,7 +141,6 @@ class PartitionJoin:
             return cls(partition, state, {}, None, redo)
         state.seq = committed
         state.watermark = max(state.watermark, float(meta["wm"]))
-        state.restore_closing(meta.get("closing", {}))
         return cls(partition, state, dict(meta["offsets"]), meta.get("outbox"), redo)
 
 
@@ -239,10 +238,7 @@ class JoinStage:
         strict = monitor_config.defaults["strict_models"]
         self.known_models = set(monitor_config.models) if strict else None
 
-    def process(self, part: PartitionJoin, records: Sequence[InputRecord], *, labels_idle: bool = True) -> JoinResult:
-        """Decode, dead-letter and join one partition's records. ``labels_idle``: no label
-        record of the partition is known to be still to come after these (the live agent
-        asks the consumer; see :mod:`streams.join`)."""
+    def process(self, part: PartitionJoin, records: Sequence[InputRecord]) -> JoinResult:
         outputs = Outputs()
         result = JoinResult(outputs, None)
         events: list[tuple[float, bool, int, str, dict[str, Any], tuple[int, int | None]]] = []
@@ -272,7 +268,7 @@ class JoinStage:
         # stable), so what the join and the detectors see does not depend on which topic the
         # consumer happened to read first; offline and replayed runs merge by event time too
         events.sort()
-        batch = part.state.apply([(role, event, position) for _, _, _, role, event, position in events], labels_idle=labels_idle)
+        batch = part.state.apply([(role, event, position) for _, _, _, role, event, position in events])
         result.batch = batch
         by_model: dict[str, dict[str, Any]] = {}
 
@@ -332,9 +328,6 @@ class JoinStage:
             "seq": part.state.seq, "wm": part.state.watermark if part.state.watermark > float("-inf") else 0.0,
             "offsets": part.offsets, "outbox": part.outbox, "dead": dead,
         }
-        closing = part.state.closing()
-        if closing:
-            meta["closing"] = closing
         writes.append((meta_key(part.partition), codec.dumps(meta)))
         writes.extend((delta_key(part.partition, seq), None) for seq in dead)
         return writes

@@ -112,32 +112,3 @@ def test_deltas_beyond_the_committed_meta_are_ignored_and_deleted() -> None:
     assert recovered.state.seq == committed.state.seq == 3
     assert recovered.state.entries == committed.state.entries
     assert recovered.redo == [("0:000000000004", None)]
-
-
-def test_a_prediction_backlog_is_joined_as_in_event_time_order_across_a_restart() -> None:
-    """Every prediction record read before any label record (while the consumer knows labels
-    are to come), with a restart from the table in between: the monitors get what the
-    event-time-ordered stream gives them."""
-    records = [r for batch in _batches(3_000, 1) for r in batch]
-    predictions = [r for r in records if r.role == "predictions"]
-    labels = [r for r in records if r.role == "ground-truth"]
-
-    def run(batches: list[tuple[list[InputRecord], bool]], restart_at: int | None) -> tuple[int, int, int]:
-        stage = _stage()
-        table: dict[str, bytes] = {}
-        part = PartitionJoin.fresh(0, WINDOW_S)
-        published: list[dict] = []
-        for i, (batch, idle) in enumerate(batches):
-            if i == restart_at:
-                part = PartitionJoin.load(0, WINDOW_S, table.items())
-            result = stage.process(part, batch, labels_idle=idle)
-            published += [value for _, value in result.outputs.messages.get("monitor-input", [])]
-            _apply(table, stage.persist(part, result))
-        return _events(published)
-
-    in_order = run([(records[i:i + 50], True) for i in range(0, len(records), 50)], None)
-    skewed = [(predictions[i:i + 50], False) for i in range(0, len(predictions), 50)]
-    skewed += [(labels[i:i + 50], i + 50 >= len(labels)) for i in range(0, len(labels), 50)]
-    assert in_order[1] > 1_000 and in_order[2] > 100  # joined pairs, expired predictions
-    assert run(skewed, None) == in_order
-    assert run(skewed, len(predictions) // 50 + 3) == in_order  # restarted among the labels
