@@ -545,10 +545,8 @@ class Pipeline:
 
     def update_lag(self) -> None:
         consumer = self.app.consumer
-        if consumer is None:
-            return
         for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
+            highwater = self._highwater(tp)  # the assignment can change under it (the consumer's thread)
             read = consumer._read_offset.get(tp)  # Faust exposes no public accessor
             if highwater is not None and read is not None:
                 self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - read - 1))
