@@ -2,7 +2,10 @@
 
 ``join`` consumes ``predictions`` and ``ground-truth`` (co-partitioned by prediction id)
 in micro-batches; ``monitor`` consumes the per-model column batches the join emits on
-``monitor-input`` (partitioned by model). Each agent: group its micro-batch by
+``monitor-input`` (partitioned by model). Their streams yield lists of records
+(:mod:`streams.batching`), delivered by a consumer that skips Faust's per-record wait when
+it cannot block (:mod:`streams.consumer`): Faust's per-event machinery is paid per batch,
+not per record. Each agent: group its micro-batch by
 partition, load state (from the table after a rebalance), run the stage
 (:mod:`streams.stages`), write the state and the batch's outbox to the table and wait for
 the changelog, then publish the outputs and wait for them; only then does Faust ack the
@@ -34,13 +37,14 @@ from aiokafka.consumer import (
 )
 from aiokafka.errors import KafkaError
 from faust.streams import _current_event
-from faust.types import TP, EventT
+from faust.types import TP, Message
 from prometheus_client import CollectorRegistry
 
 from schemas import codec
 
 from . import metrics as metrics_module
-from .batching import take_events
+from .batching import BatchedTopic, acknowledge, admit
+from .consumer import install as install_consumer
 from .end_offsets import first_offset_from
 from .gaps import GapGuard
 from .gpu import register_gpu_collector
@@ -181,11 +185,11 @@ class Pipeline:
             gauge.clear()
 
     # -- table writes ---------------------------------------------------------------------
-    @staticmethod
     @contextlib.contextmanager
-    def _in_partition_of(event: EventT) -> Iterator[None]:
-        """Make ``event`` the current event: Faust's RocksDB store picks the partition's
-        database from it (the memory store ignores it)."""
+    def _in_partition_of(self, message: Message) -> Iterator[None]:
+        """Make an event of ``message`` the current event: Faust's RocksDB store picks the
+        partition's database from it (the memory store ignores it)."""
+        event = self.app.create_event(message.key, message.value, message.headers, message)
         token = _current_event.set(weakref.ref(event))
         try:
             yield
@@ -199,13 +203,14 @@ class Pipeline:
         table.data[key] = value
         return table.send_changelog(partition, key, value)
 
-    async def _write_all(self, table: faust.Table, event: EventT, writes: Iterable[tuple[str, bytes | None]]) -> None:
-        await self._written_all(self._send_writes(table, event, writes))
+    async def _write_all(self, table: faust.Table, message: Message, writes: Iterable[tuple[str, bytes | None]]) -> None:
+        await self._written_all(self._send_writes(table, message, writes))
 
-    def _send_writes(self, table: faust.Table, event: EventT, writes: Iterable[tuple[str, bytes | None]]) -> list[Any]:
-        """Hand table writes to the producer; returns their delivery futures."""
-        partition = event.message.partition
-        with self._in_partition_of(event):
+    def _send_writes(self, table: faust.Table, message: Message, writes: Iterable[tuple[str, bytes | None]]) -> list[Any]:
+        """Hand table writes (to ``message``'s partition) to the producer; returns their
+        delivery futures."""
+        partition = message.partition
+        with self._in_partition_of(message):
             return [self._write(table, partition, key, value) for key, value in writes]
 
     async def _written_all(self, futures: list[Any]) -> None:
@@ -256,15 +261,15 @@ class Pipeline:
         items = [(k, v) for k, v in self.join_table.data.items() if v is not None and owns_join_key(partition, k)]
         return PartitionJoin.load(partition, self.settings.join_window_s, items)
 
-    async def handle_join(self, events: list[EventT]) -> None:
+    async def handle_join(self, messages: list[Message]) -> None:
         started = time.perf_counter()
         by_partition: dict[int, list[InputRecord]] = {}
-        last_event: dict[int, EventT] = {}
-        for event in events:
-            msg = event.message
-            last_event[msg.partition] = event
+        last_message: dict[int, Message] = {}
+        role_of = self.role_of
+        for msg in messages:
+            last_message[msg.partition] = msg
             by_partition.setdefault(msg.partition, []).append(
-                InputRecord(self.role_of[msg.topic], msg.topic, msg.partition, msg.offset, msg.value)
+                InputRecord(role_of[msg.topic], msg.topic, msg.partition, msg.offset, msg.value)
             )
         m = self.metrics
         screened: list[tuple[PartitionJoin, list[InputRecord]]] = []
@@ -276,7 +281,7 @@ class Pipeline:
                          partition, part.offsets, part.state.seq,
                          {r.role: r.offset for r in reversed(all_records)})  # the first offset per topic
                 if part.redo:  # what a crash kept the last committed batch from writing
-                    await self._write_all(self.join_table, last_event[partition], part.redo)
+                    await self._write_all(self.join_table, last_message[partition], part.redo)
                     part.redo = []
                 if part.outbox:
                     await self.publish(Outputs.from_json(part.outbox))
@@ -286,22 +291,22 @@ class Pipeline:
                 all_records, key=lambda r: (r.topic, r.offset),
             )))
         # the partitions side by side: one's join runs while another waits on the broker
-        await asyncio.gather(*(self._join_partition(part, records, last_event[part.partition]) for part, records in screened))
-        for topic, count in Counter(event.message.topic for event in events).items():
+        await asyncio.gather(*(self._join_partition(part, records, last_message[part.partition]) for part, records in screened))
+        for topic, count in Counter(msg.topic for msg in messages).items():
             m.records_consumed.labels(topic).inc(count)
-        m.batch_size.labels("join").observe(len(events))
+        m.batch_size.labels("join").observe(len(messages))
         m.batch_duration_seconds.labels("join").observe(time.perf_counter() - started)
         m.table_size.labels("join-state").set(sum(len(p.state.alive) + 1 for p in self._joins.values()))
         self.processed_batches += 1
 
-    async def _join_partition(self, part: PartitionJoin, records: list[InputRecord], event: EventT) -> None:
+    async def _join_partition(self, part: PartitionJoin, records: list[InputRecord], message: Message) -> None:
         in_flight: list[Any] = []
         for group in byte_groups(records, self.settings.batch_max_bytes):
-            in_flight = await self._join_group(part, group, event, in_flight)
+            in_flight = await self._join_group(part, group, message, in_flight)
         await self.delivered(in_flight)
 
     async def _join_group(
-        self, part: PartitionJoin, records: list[InputRecord], event: EventT, in_flight: list[Any]
+        self, part: PartitionJoin, records: list[InputRecord], message: Message, in_flight: list[Any]
     ) -> list[Any]:
         """One bounded group of records: join, then (once the previous group's outputs are
         delivered, since this group's outbox replaces that one) persist state and outbox,
@@ -318,7 +323,7 @@ class Pipeline:
         if result.skipped_records == len(records):
             return in_flight
         await self.delivered(in_flight)
-        await self._write_all(self.join_table, event, self.join_stage.persist(part, result))
+        await self._write_all(self.join_table, message, self.join_stage.persist(part, result))
         futures = await self.send(result.outputs)
         for role, n in result.events.items():
             m.events_consumed.labels(self.settings.topic(role)).inc(n)
@@ -439,52 +444,51 @@ class Pipeline:
             self._monitor_offsets[partition] = None if raw is None else int(codec.loads(raw)["offset"])
         return self._monitor_offsets[partition]
 
-    async def _screen_monitor_input(self, events: list[EventT]) -> dict[int, list[EventT]]:
-        """The events to apply, by monitor-input partition: the gap guard re-reads what the
+    async def _screen_monitor_input(self, messages: list[Message]) -> dict[int, list[Message]]:
+        """The records to apply, by monitor-input partition: the gap guard re-reads what the
         consumer skipped (the join's own inputs get the same, see :meth:`handle_join`)."""
-        by_partition: dict[int, list[EventT]] = {}
-        for event in events:
-            by_partition.setdefault(event.message.partition, []).append(event)
+        by_partition: dict[int, list[Message]] = {}
+        for msg in messages:
+            by_partition.setdefault(msg.partition, []).append(msg)
         topic = self.settings.topic("monitor-input")
         for partition, group in by_partition.items():
             applied = self._monitor_offset(partition)
             by_partition[partition] = await self.gap_guard.screen(
                 partition, {} if applied is None else {topic: applied}, group,
-                key=lambda e: (e.message.topic, e.message.offset),
+                key=lambda msg: (msg.topic, msg.offset),
             )
         return by_partition
 
-    async def handle_monitor(self, events: list[EventT]) -> None:
+    async def handle_monitor(self, messages: list[Message]) -> None:
         started = time.perf_counter()
-        by_partition = await self._screen_monitor_input(events)
-        events = [event for group in by_partition.values() for event in group]
+        by_partition = await self._screen_monitor_input(messages)
+        messages = [msg for group in by_partition.values() for msg in group]
         m = self.metrics
         # one model's payloads of this batch, in order, go through its monitor together
-        by_model: dict[str, tuple[EventT, list[dict[str, Any]]]] = {}
-        for event in events:
-            msg = event.message
-            by_model.setdefault(msg.key.decode(), (event, []))[1].append(codec.loads(msg.value))
-        touched: list[tuple[str, EventT, ModelMonitor, dict[str, int], Outputs]] = []
+        by_model: dict[str, tuple[Message, list[dict[str, Any]]]] = {}
+        for msg in messages:
+            by_model.setdefault(msg.key.decode(), (msg, []))[1].append(codec.loads(msg.value))
+        touched: list[tuple[str, Message, ModelMonitor, dict[str, int], Outputs]] = []
         applied_events = 0
-        for key, (event, payloads) in by_model.items():
+        for key, (msg, payloads) in by_model.items():
             monitor, applied = await self._monitor_for(key, payloads[0])
             run = self.monitor_stage.process_many(monitor, applied, payloads)
             if run.skipped:
                 log.debug("monitor %s skips %d join batches: already applied", key, run.skipped)
                 m.duplicates_skipped.labels("monitor").inc(run.skipped)
             applied_events += run.events
-            touched.append((key, event, monitor, applied, self.monitor_stage.outputs(monitor, run.result)))
+            touched.append((key, msg, monitor, applied, self.monitor_stage.outputs(monitor, run.result)))
             self._export(monitor, run.result)
         # every model's state at once, then one wait: a wait per model cost a broker round
         # trip each, which with 20 models held every monitor batch for a few tenths of a second
         writes = []
-        for key, event, monitor, applied, outputs in touched:
-            writes += self._send_writes(self.monitor_table, event, [(key, self.monitor_stage.dump(monitor, applied, outputs))])
+        for key, msg, monitor, applied, outputs in touched:
+            writes += self._send_writes(self.monitor_table, msg, [(key, self.monitor_stage.dump(monitor, applied, outputs))])
         await self._written_all(writes)
         writes = []
         for partition, group in by_partition.items():  # after the states: it may lag them, never lead
             if group:
-                done = max(e.message.offset for e in group)
+                done = max(msg.offset for msg in group)
                 applied = self._monitor_offset(partition)
                 done = done if applied is None else max(applied, done)  # replays do not move it back
                 writes += self._send_writes(self.monitor_offsets_table, group[-1], [(str(partition), codec.dumps({"offset": done}))])
@@ -496,7 +500,7 @@ class Pipeline:
         await self.delivered(sent)
         # predictions plus joined pairs the monitors applied (tests wait on this)
         m.events_consumed.labels(self.settings.topic("monitor-input")).inc(applied_events)
-        m.batch_size.labels("monitor").observe(len(events))
+        m.batch_size.labels("monitor").observe(len(messages))
         m.batch_duration_seconds.labels("monitor").observe(time.perf_counter() - started)
         m.table_size.labels("monitor-state").set(len(self._monitors))
 
@@ -564,28 +568,41 @@ def create_app(
     registry = registry or CollectorRegistry()
     codec.register_faust_codec()
     app = faust.App(settings.app_id, **faust_settings(settings))
+    install_consumer(app)  # before anything creates Faust's own
     pipeline = Pipeline(app, settings, monitor_config, registry)
     register_gpu_collector(registry)
     app.driftstream = pipeline  # type: ignore[attr-defined]
     app.on_partitions_revoked.connect(pipeline.on_rebalance)
     app.on_partitions_assigned.connect(pipeline.on_rebalance)
 
-    inputs = app.topic(
-        settings.topic("predictions"), settings.topic("ground-truth"),
+    inputs = BatchedTopic(
+        app, topics=[settings.topic("predictions"), settings.topic("ground-truth")],
+        max_records=settings.batch_max_records, within_s=settings.batch_within_s,
         key_serializer="raw", value_serializer="raw",
     )
-    monitor_input = app.topic(settings.topic("monitor-input"), key_serializer="raw", value_serializer="raw")
+    monitor_batches = BatchedTopic(
+        app, topics=[settings.topic("monitor-input")],
+        max_records=settings.batch_max_records, within_s=settings.monitor_batch_within_s,
+        key_serializer="raw", value_serializer="raw",
+    )
     model_updates = app.topic(settings.topic("model-updates"), key_serializer="raw", value_serializer="raw")
 
+    # the two pipeline agents' streams yield micro-batches of records (streams.batching)
     @app.agent(inputs, name="join", concurrency=1)
     async def join(stream: faust.StreamT) -> None:
-        async for events in take_events(stream, settings.batch_max_records, settings.batch_within_s):
-            await pipeline.handle_join(events)
+        async for batch in stream:
+            records = admit(app, batch)
+            if records:
+                await pipeline.handle_join(records)
+                acknowledge(app, records)
 
-    @app.agent(monitor_input, name="monitor", concurrency=1)
+    @app.agent(monitor_batches, name="monitor", concurrency=1)
     async def monitor(stream: faust.StreamT) -> None:
-        async for events in take_events(stream, settings.batch_max_records, settings.monitor_batch_within_s):
-            await pipeline.handle_monitor(events)
+        async for batch in stream:
+            records = admit(app, batch)
+            if records:
+                await pipeline.handle_monitor(records)
+                acknowledge(app, records)
 
     @app.agent(model_updates, name="rebaseline", concurrency=1)
     async def rebaseline(stream: faust.StreamT) -> None:
@@ -598,7 +615,7 @@ def create_app(
                 continue  # not an update event driftstream understands: other teams share the topic
             if control is not None:
                 key, payload = control
-                await (await monitor_input.send(key=key.encode(), value=codec.dumps(payload)))
+                await (await pipeline.outputs["monitor-input"].send(key=key.encode(), value=codec.dumps(payload)))
 
     if settings.run_updater:
         from .updater import run_updater

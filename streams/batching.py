@@ -1,92 +1,192 @@
-"""Micro-batches of a Faust stream whose wait starts with their first event, not after the
-previous batch.
+"""Micro-batches of an input topic's records, made where Faust delivers them.
 
-Faust's ``Stream.take_events(max_, within)`` waits ``within`` seconds after each batch it
-hands over, and while that batch is being processed it lets no new event into the next one.
-Under load, an event that arrives while a batch is being processed therefore waits for the
-rest of that batch, then ``within`` more: each stage's cycle is its processing time plus
-``within``. :func:`take_events` keeps buffering while a batch is processed (up to ``max_``
-events) and hands the next batch over as soon as ``within`` has passed since *its* first
-event arrived, or at once if it is full. An idle stream still batches events for up to
-``within``; a busy one no longer waits on top of its work.
+Faust hands each Kafka record to a stream as an :class:`~faust.Event`: decoding, sensors,
+a queue hop, the stream iterator's per-event step and an ack cost about 100 µs of a
+worker's time per record, more than the pipeline itself spends on an event that arrives
+one per record (a foreign producer's). A :class:`BatchedTopic` is a Faust topic whose
+channel buffer holds *lists of records*: the conductor appends each record it fetches to
+the list being filled, and the agent's stream yields one list per step, so Faust's
+per-item cost is paid once per micro-batch. The records stay Faust's (group membership,
+flow control on rebalances, backpressure by pausing partitions, offsets committed from
+acks): :func:`admit` tracks a batch's records as Faust's stream would, and
+:func:`acknowledge` acks them once the agent is done with them, never before.
 
-A batch's events are acked, in order, once the agent has finished with it (the generator
-is resumed); never before, so an event is never committed before it is processed.
+A batch is handed over once ``within_s`` has passed since its first record arrived, or at
+once when it holds ``max_records``; records that arrive while one batch is being processed
+gather in the next (not ``within_s`` after the previous batch, as Faust's ``take_events``
+waits). An idle topic still batches records for up to ``within_s``.
 
-    async for events in take_events(stream, 2000, within_s=0.15):
-        await handle(events)
+    topic = BatchedTopic(app, topics=["predictions"], max_records=2000, within_s=0.1,
+                         key_serializer="raw", value_serializer="raw")
+
+    @app.agent(topic)
+    async def join(stream):
+        async for batch in stream:
+            records = admit(app, batch)
+            await handle(records)
+            acknowledge(app, records)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
-from faust.types import EventT, StreamT
-from mode.utils.aiter import aiter
+import faust
+from faust.types import Message
+from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
-__all__ = ["take_events"]
+__all__ = ["BatchQueue", "BatchedTopic", "acknowledge", "admit"]
 
 
-async def take_events(stream: StreamT, max_: int, within_s: float) -> AsyncIterator[list[EventT]]:
-    """Yield lists of at most ``max_`` events, each once it is full or ``within_s`` after its
-    first event arrived (see the module docstring). Faust internals used: a stream processor
-    fills the buffer while the stream is consumed passively, as in ``Stream.take_events``."""
-    if max_ < 1 or not within_s > 0:
-        raise ValueError(f"max_ must be >= 1 and within_s > 0, got {max_} and {within_s}")
-    loop = asyncio.get_running_loop()
-    buffer: list[EventT] = []
-    first_at = 0.0  # loop time the first event of ``buffer`` arrived
-    arrived = asyncio.Event()  # ``buffer`` is not empty
-    full = asyncio.Event()  # ``buffer`` holds ``max_`` events
-    room = asyncio.Event()  # a full ``buffer`` was handed over
-    room.set()
+class _Batch:
+    __slots__ = ("first_at", "items")
 
-    async def add_to_buffer(value: Any) -> Any:
-        nonlocal first_at
-        try:
-            while len(buffer) >= max_:  # strict: a batch never holds more than max_
-                room.clear()
-                await stream.wait(room)  # type: ignore[attr-defined]
-            event = stream.current_event
-            if event is None:
-                raise RuntimeError("take_events found no current event")
-            if not buffer:
-                first_at = loop.time()
-                arrived.set()
-            buffer.append(event)
-            if len(buffer) >= max_:
-                full.set()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # as Faust's take: crash the stream, never lose the event silently
-            stream.log.exception("Error adding to take buffer")  # type: ignore[attr-defined]
-            await stream.crash(exc)  # type: ignore[attr-defined]
-        return value
+    def __init__(self, first_at: float) -> None:
+        self.first_at = first_at
+        self.items: list[Any] = []
 
-    enable_acks = stream.enable_acks
-    stream.enable_acks = False  # acked below, once the agent is done with the batch
-    stream.add_processor(add_to_buffer)
-    stream._enable_passive(aiter(stream.channel))  # type: ignore[attr-defined]
-    try:
-        while not stream.should_stop:  # type: ignore[attr-defined]
-            if not buffer:
-                await stream.wait_for_stopped(arrived, timeout=within_s)  # type: ignore[attr-defined]
+
+class BatchQueue(ThrowableQueue):
+    """A Faust channel buffer whose ``get`` returns a list of the items put into it.
+
+    ``maxsize`` and the pressure thresholds count items, not lists, so Faust's
+    backpressure (pausing a partition's fetches) works as with its own buffer; on a
+    rebalance the flow control clears it, as it clears Faust's.
+    """
+
+    def __init__(
+        self, maxsize: int, *, flow_control: FlowControlEvent, max_items: int, within_s: float,
+        clear_on_resume: bool = True,
+    ) -> None:
+        if max_items < 1 or not within_s > 0:
+            raise ValueError(f"max_items must be >= 1 and within_s > 0, got {max_items} and {within_s}")
+        self.max_items = max_items
+        self.within_s = within_s
+        self._size = 0
+        self._arrived = asyncio.Event()  # something to hand over: an item or an error
+        self._head_full = asyncio.Event()  # the oldest batch holds max_items
+        super().__init__(maxsize, flow_control=flow_control, clear_on_resume=clear_on_resume)
+
+    # -- asyncio.Queue's storage hooks: a deque of batches -------------------------------
+    def _init(self, maxsize: int) -> None:
+        self._queue: deque[_Batch] = deque()
+        self._size = 0
+
+    def _put(self, item: Any) -> None:
+        batches = self._queue
+        if not batches or len(batches[-1].items) >= self.max_items:
+            batches.append(_Batch(asyncio.get_running_loop().time()))
+        tail = batches[-1]
+        tail.items.append(item)
+        self._size += 1
+        if len(tail.items) >= self.max_items and tail is batches[0]:
+            self._head_full.set()
+        self._arrived.set()
+
+    def _get(self) -> list[Any]:
+        batch = self._queue.popleft()
+        self._size -= len(batch.items)
+        if not self._queue or len(self._queue[0].items) < self.max_items:
+            self._head_full.clear()
+        else:
+            self._head_full.set()
+        if not self._queue:
+            self._arrived.clear()
+        return batch.items
+
+    def qsize(self) -> int:
+        return self._size
+
+    def clear(self) -> None:
+        super().clear()
+        self._size = 0
+        self._head_full.clear()
+        self._arrived.clear()
+
+    def _throw(self, exc: BaseException) -> None:
+        self._errors.append(exc)
+        self._arrived.set()
+
+    # -- the consumer side ---------------------------------------------------------------
+    async def get(self) -> list[Any]:  # type: ignore[override]
+        """The oldest batch, once ``within_s`` has passed since its first item arrived or
+        it is full (a later batch behind it means it is full)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._errors:
+                raise self._errors.popleft()
+            if not self._queue:
+                self.maybe_endorse_pressure_drop()
+                await self._arrived.wait()
                 continue
-            remaining = first_at + within_s - loop.time()
-            if remaining > 0 and not full.is_set():
-                await stream.wait_for_stopped(full, timeout=remaining)  # type: ignore[attr-defined]
-            batch = buffer.copy()  # at most max_: add_to_buffer waits for room
-            buffer.clear()
-            arrived.clear()
-            full.clear()
-            room.set()
-            yield batch
-            # acked only once the agent is done with the batch: not when the generator is
-            # closed part-way (an agent that crashed), unlike Faust's take
-            for event in batch:
-                await stream.ack(event)
-    finally:
-        stream.enable_acks = enable_acks
-        stream._processors.remove(add_to_buffer)  # type: ignore[attr-defined]
+            head = self._queue[0]
+            remaining = head.first_at + self.within_s - loop.time()
+            if remaining <= 0 or len(self._queue) > 1 or self._head_full.is_set():
+                return self.get_nowait()  # type: ignore[no-any-return]
+            try:
+                await asyncio.wait_for(self._head_full.wait(), timeout=remaining)
+            except asyncio.TimeoutError:
+                pass
+
+
+class BatchedTopic(faust.Topic):
+    """A Faust topic whose stream yields lists of its records (:class:`~faust.types.Message`),
+    up to ``max_records`` each, closed ``within_s`` after their first record arrived."""
+
+    def __init__(self, *args: Any, max_records: int = 2_000, within_s: float = 0.1, **kwargs: Any) -> None:
+        if max_records < 1 or not within_s > 0:
+            raise ValueError(f"max_records must be >= 1 and within_s > 0, got {max_records} and {within_s}")
+        self.max_records = max_records
+        self.within_s = within_s
+        super().__init__(*args, **kwargs)
+
+    def _clone_args(self) -> dict[str, Any]:
+        return {**super()._clone_args(), "max_records": self.max_records, "within_s": self.within_s}
+
+    def _compile_decode(self) -> None:
+        # the records themselves go into the buffer: the agent decodes a batch at once
+        async def decode(message: Message, *, propagate: bool = False) -> Message:
+            return message
+
+        self.decode = decode  # type: ignore[method-assign]
+
+    @property
+    def queue(self) -> BatchQueue:  # type: ignore[override]
+        if self._queue is None:
+            self._queue = BatchQueue(
+                self.maxsize or self.app.conf.stream_buffer_maxsize,
+                flow_control=self.app.flow_control, max_items=self.max_records, within_s=self.within_s,
+            )
+        return self._queue  # type: ignore[return-value]
+
+
+def admit(app: faust.App, batch: Sequence[Message]) -> list[Message]:
+    """The records of ``batch`` to process, tracked as pending acks (as Faust's stream
+    tracks an event it hands over, so a rebalance waits for them).
+
+    Left out, as Faust's stream leaves them out: records fetched in a consumer generation
+    that has ended (a rebalance came in between; the consumer reads them again from the
+    committed offsets), and any while the flow is suspended for a rebalance."""
+    if not app.flow_control.is_active():
+        return []
+    generation = app.consumer_generation_id
+    consumer = app.consumer
+    admitted = []
+    for message in batch:
+        if message.generation_id != generation:
+            continue
+        if not message.tracked:
+            message.tracked = True
+            consumer.track_message(message)
+        admitted.append(message)
+    return admitted
+
+
+def acknowledge(app: faust.App, records: Sequence[Message]) -> None:
+    """Ack records the agent is done with: Faust may then commit their offsets."""
+    consumer = app.consumer
+    for message in records:
+        message.ack(consumer)

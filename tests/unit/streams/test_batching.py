@@ -1,95 +1,160 @@
-"""streams.batching.take_events on a Faust agent (Faust's own test context, no broker): a
-batch waits ``within`` from its first event, a full one goes at once, and events that arrive
-while a batch is processed are handed over as soon as the agent is done, not ``within`` later."""
+"""streams.batching: the micro-batch buffer (timing, size, backpressure, rebalances) and
+how a batch's records are admitted and acked (Faust objects, no broker)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import faust
 import pytest
+from faust.types import ConsumerMessage
+from mode.utils.queues import FlowControlEvent
 
-from streams.batching import take_events
-
-
-def _app() -> faust.App:
-    # test_context never connects: the broker URL is never dialled
-    return faust.App("test-batching", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
+from streams.batching import BatchedTopic, BatchQueue, acknowledge, admit
 
 
-async def _until(condition: Callable[[], bool], deadline_s: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    while not condition():
-        if loop.time() > end:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
+def _queue(max_items: int = 100, within_s: float = 0.5, maxsize: int = 1_000) -> BatchQueue:
+    flow = FlowControlEvent(initially_suspended=False)
+    return BatchQueue(maxsize, flow_control=flow, max_items=max_items, within_s=within_s)
 
 
-def _agent(app: faust.App, max_: int, within_s: float, gate: asyncio.Event | None = None):
-    batches: list[tuple[list[bytes], float]] = []
-
-    @app.agent(app.topic("in", value_serializer="raw"))
-    async def agent(stream: faust.StreamT) -> None:
-        async for events in take_events(stream, max_, within_s):
-            batches.append(([e.value for e in events], asyncio.get_running_loop().time()))
-            if gate is not None and len(batches) == 1:
-                await gate.wait()  # the first batch takes until the test releases it
-
-    return agent, batches
+def _run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), timeout=30))
 
 
-def test_a_batch_waits_within_from_its_first_event() -> None:
-    async def run() -> None:
-        agent, batches = _agent(_app(), max_=100, within_s=0.5)
-        async with agent.test_context() as ctx:
-            started = asyncio.get_running_loop().time()
-            await ctx.put(b"a", wait=False)
-            await ctx.put(b"b", wait=False)
-            await _until(lambda: bool(batches))
-            assert batches[0][0] == [b"a", b"b"]
-            assert batches[0][1] - started >= 0.45
+def test_a_batch_waits_within_from_its_first_item() -> None:
+    async def test() -> None:
+        queue = _queue(within_s=0.5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        queue.put_nowait("a")
+        queue.put_nowait("b")
+        assert await queue.get() == ["a", "b"]
+        assert loop.time() - started >= 0.45
 
-    asyncio.run(run())
-
-
-def test_a_full_batch_goes_at_once() -> None:
-    async def run() -> None:
-        agent, batches = _agent(_app(), max_=3, within_s=30.0)
-        async with agent.test_context() as ctx:
-            for value in (b"a", b"b", b"c", b"d"):
-                await ctx.put(value, wait=False)
-            await _until(lambda: bool(batches))  # long before 30 s
-            assert batches[0][0] == [b"a", b"b", b"c"]
-
-    asyncio.run(run())
+    _run(test)
 
 
-def test_events_that_arrived_during_a_batch_go_as_soon_as_it_is_done() -> None:
-    async def run() -> None:
-        gate = asyncio.Event()
+def test_a_full_batch_goes_at_once_and_the_rest_waits() -> None:
+    async def test() -> None:
+        queue = _queue(max_items=3, within_s=30.0)
+        for item in "abcd":
+            queue.put_nowait(item)
+        assert await asyncio.wait_for(queue.get(), timeout=5) == ["a", "b", "c"]  # long before 30 s
+        with pytest.raises(asyncio.TimeoutError):  # one item, 30 s to go
+            await asyncio.wait_for(queue.get(), timeout=0.3)
+        queue.put_nowait("e")
+        queue.put_nowait("f")  # fills the waiting batch: it goes now
+        assert await asyncio.wait_for(queue.get(), timeout=5) == ["d", "e", "f"]
+
+    _run(test)
+
+
+def test_a_batch_that_filled_while_the_last_was_processed_goes_at_once() -> None:
+    async def test() -> None:
         within = 1.0
-        agent, batches = _agent(_app(), max_=100, within_s=within, gate=gate)
-        async with agent.test_context() as ctx:
-            await ctx.put(b"a", wait=False)
-            await _until(lambda: bool(batches))
-            await ctx.put(b"b", wait=False)  # while batch 1 is processed
-            await ctx.put(b"c", wait=False)
-            await asyncio.sleep(within)  # the wait under test: batch 2's first event is now `within` old
-            released = asyncio.get_running_loop().time()
-            gate.set()
-            await _until(lambda: len(batches) == 2)
-            assert batches[1][0] == [b"b", b"c"]
-            # Faust's take_events would wait `within` again here
-            assert batches[1][1] - released < within / 2
+        queue = _queue(within_s=within)
+        loop = asyncio.get_running_loop()
+        queue.put_nowait("a")
+        assert await queue.get() == ["a"]
+        queue.put_nowait("b")  # while batch 1 is processed
+        queue.put_nowait("c")
+        await asyncio.sleep(within)  # the wait under test: batch 2's first item is now `within` old
+        asked = loop.time()
+        assert await queue.get() == ["b", "c"]
+        assert loop.time() - asked < within / 2  # Faust's take_events would wait `within` again
 
-    asyncio.run(run())
+    _run(test)
+
+
+def test_size_counts_items_and_a_full_buffer_holds_the_producer_back() -> None:
+    async def test() -> None:
+        queue = _queue(max_items=2, within_s=0.01, maxsize=3)
+        for item in "abc":
+            queue.put_nowait(item)
+        assert queue.qsize() == 3 and queue.full()
+        blocked = asyncio.ensure_future(queue.put("d"))  # as Faust's conductor puts into a full buffer
+        await asyncio.sleep(0.05)
+        assert not blocked.done()
+        assert await queue.get() == ["a", "b"]
+        await asyncio.wait_for(blocked, timeout=5)  # room again: the put went through
+        assert queue.qsize() == 2
+        assert await queue.get() == ["c", "d"]
+        assert queue.qsize() == 0 and queue.empty()
+
+    _run(test)
+
+
+def test_flow_control_clears_it_on_resume_as_a_rebalance_does() -> None:
+    async def test() -> None:
+        flow = FlowControlEvent(initially_suspended=False)
+        queue = BatchQueue(100, flow_control=flow, max_items=10, within_s=0.01)
+        queue.put_nowait("stale")
+        flow.suspend()
+        flow.resume()
+        assert queue.qsize() == 0 and queue.empty()
+        queue.put_nowait("fresh")
+        assert await queue.get() == ["fresh"]
+
+    _run(test)
+
+
+def test_an_error_thrown_into_the_channel_reaches_the_waiting_agent() -> None:
+    async def test() -> None:
+        queue = _queue()
+        waiting = asyncio.ensure_future(queue.get())
+        await asyncio.sleep(0.01)
+        queue._throw(RuntimeError("boom"))
+        with pytest.raises(RuntimeError, match="boom"):
+            await asyncio.wait_for(waiting, timeout=5)
+
+    _run(test)
 
 
 def test_bad_arguments_are_refused() -> None:
-    async def run() -> None:
-        with pytest.raises(ValueError, match="max_ must be >= 1"):
-            await take_events(None, 0, 1.0).__anext__()  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_items must be >= 1"):
+        _queue(max_items=0)
+    with pytest.raises(ValueError, match="within_s > 0"):
+        BatchedTopic(_app(), topics=["t"], within_s=0.0)
 
-    asyncio.run(run())
+
+def _app() -> faust.App:
+    # never started: the broker URL is never dialled
+    return faust.App("test-batching", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
+
+
+def _message(offset: int, generation: int) -> ConsumerMessage:
+    return ConsumerMessage("t", 0, offset, 0.0, 0, [], None, b"v", None, generation_id=generation)
+
+
+def test_a_batched_topic_buffers_its_records_themselves() -> None:
+    async def test() -> None:
+        topic = BatchedTopic(_app(), topics=["t"], max_records=7, within_s=0.2, value_serializer="raw")
+        channel = topic.clone(is_iterator=True)  # what an agent's stream iterates
+        assert (channel.max_records, channel.within_s) == (7, 0.2)
+        assert isinstance(channel.queue, BatchQueue) and channel.queue.max_items == 7
+        record = _message(0, 1)
+        assert await channel.decode(record, propagate=True) is record
+
+    _run(test)
+
+
+def test_admit_skips_a_past_generation_tracks_the_rest_and_acknowledge_acks_them() -> None:
+    async def test() -> None:
+        app = _app()
+        app.flow_control.resume()
+        app.consumer_generation_id = 3
+        app.topics._acking_topics.add("t")  # as the conductor does for a subscribed topic
+        records = [_message(0, 3), _message(1, 2), _message(2, 3)]
+        admitted = admit(app, records)
+        assert [r.offset for r in admitted] == [0, 2]  # offset 1 came before the last rebalance
+        assert set(app.consumer.unacked) == set(admitted)
+        acknowledge(app, admitted)
+        assert [r.acked for r in records] == [True, False, True]
+        assert not app.consumer.unacked
+        assert list(app.consumer._acked[records[0].tp]) == [0, 2]  # what Faust commits from
+        app.flow_control.suspend()  # a rebalance under way: nothing is handed over
+        assert admit(app, [_message(3, 3)]) == []
+
+    _run(test)
