@@ -13,6 +13,11 @@ from streams.batching import BatchedTopic
 from streams.consumer import Consumer, install
 
 
+class _Record:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
 def _app() -> faust.App:
     # never started: the broker URL is never dialled
     return faust.App("test-consumer", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
@@ -32,15 +37,59 @@ def test_a_record_goes_directly_only_while_every_channel_of_its_partition_is_a_b
         install(app)
         consumer = app.consumer
         tp = TP("t", 0)
+        app.flow_control.resume()  # suspended until the first recovery ends
         assert not consumer._delivers_without_waiting(tp)  # no channel: Faust's careful path
         channel = BatchedTopic(app, topics=["t"], maxsize=2, within_s=1.0).clone(is_iterator=True)
         app.topics._tp_index[tp].add(channel)  # as the conductor routes an assigned partition
         assert consumer._delivers_without_waiting(tp)
+        app.flow_control.suspend()  # a rebalance: the conductor would wait for the flow
+        assert not consumer._delivers_without_waiting(tp)
+        app.flow_control.resume()
         channel.queue.put_nowait("a")
         channel.queue.put_nowait("b")  # full: the conductor would wait for room
         assert not consumer._delivers_without_waiting(tp)
         other = TP("changelog", 0)  # a Faust channel (a table's changelog in a recovery, say)
         app.topics._tp_index[other].add(app.topic("changelog").clone(is_iterator=True))
         assert not consumer._delivers_without_waiting(other)
+
+    asyncio.run(test())
+
+
+def test_a_delivery_that_outlasts_a_seek_leaves_the_read_offset_where_the_seek_put_it() -> None:
+    """A record fetched before a rebalance waits in the conductor while the recovery seeks
+    the partition back to its committed offset; when it is finally delivered, the read offset
+    must stay at the seek's, or the consumer drops every re-read record below the stale one."""
+
+    async def test() -> None:
+        app = _app()
+        install(app)
+        consumer = app.consumer
+        tp = TP("t", 0)
+        consumer._read_offset[tp] = 40
+
+        async def no_broker_seek(partition: TP, offset: int) -> None:
+            pass
+
+        consumer._seek = no_broker_seek  # type: ignore[method-assign]
+        delivered = []
+
+        async def plain(message: _Record) -> None:
+            delivered.append(message.offset)
+
+        consumer.callback = plain
+        assert await consumer.deliver(tp, _Record(41), consumer.resets)  # type: ignore[arg-type]
+        assert consumer._read_offset[tp] == 41
+
+        async def seeked_meanwhile(message: _Record) -> None:
+            delivered.append(message.offset)
+            await consumer.seek(tp, 10)  # what the recovery does while the delivery waits
+
+        consumer.callback = seeked_meanwhile
+        assert not await consumer.deliver(tp, _Record(42), consumer.resets)  # type: ignore[arg-type]
+        assert consumer._read_offset[tp] == 10
+        assert delivered == [41, 42]
+        # the rest of that fetch is stale too: not delivered at all
+        assert not await consumer.deliver(tp, _Record(43), consumer.resets - 2)  # type: ignore[arg-type]
+        assert delivered == [41, 42] and consumer._read_offset[tp] == 10
 
     asyncio.run(test())
