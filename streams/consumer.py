@@ -11,16 +11,23 @@ topics) with room (so the conductor puts the record without waiting). Otherwise 
 changelogs during a recovery, Faust's own streams, a full buffer) it takes Faust's path,
 unchanged. Everything else (gap tracking, commit cadence) is Faust's loop as it is.
 
-One fix to Faust's loop, for both paths: a delivery can outlast a reset of the read offsets.
-A record fetched before a rebalance waits in the conductor for the flow to resume; the
-recovery seeks the partitions back to their committed offsets (:meth:`perform_seek`) and then
-resumes the flow; the waiting delivery ends and Faust set the partition's read offset to that
-stale record's offset, after the seek, so the loop then dropped every re-read record below it
-as already read. A worker restarted after a SIGKILL read its whole backlog that way and
-applied none of it (seen here in 3 runs), and Faust skipping 28-37 records after a SIGKILL is
-likely the same race. :class:`Consumer` counts the resets of its read offsets (seeks,
-revocations, assignments); a delivery that spanned one neither moves the read offset nor lets
-the rest of its fetch through: the next fetch starts where the reset put the partition.
+Two fixes to Faust's loop, for both paths. A delivery can outlast a reset of the read
+offsets: a record fetched before a rebalance waits in the conductor while the recovery seeks
+the partitions back to their committed offsets (:meth:`perform_seek`), then the flow resumes,
+the waiting delivery ends, and Faust set the partition's read offset to that stale record's
+offset, after the seek. Its loop then dropped every re-read record below that offset as
+already read: a worker restarted after a SIGKILL read its whole backlog and applied none of
+it (seen here in 3 runs), and Faust skipping 28-37 records after a SIGKILL is likely the same
+race. So:
+
+- the consumer counts the resets of its read offsets (seeks, revocations, assignments), and
+  a delivery during which one began leaves the read offset where the reset put it (nor does
+  a fetch that a reset overtook mark offsets it skipped over as a gap to commit past);
+- no record of the pipeline's input topics that the broker client returns is dropped for
+  being below the read offset: outside these races that never happens, and within them the
+  record is one the pipeline has not applied. A record delivered twice costs nothing (the
+  pipeline's state keeps the offsets it applied and skips what they cover). Faust's own
+  topics (table changelogs) keep Faust's rule.
 
 :func:`install` makes an app's consumer one of these; call it before the app starts.
 """
@@ -48,36 +55,40 @@ class Consumer(aiokafka_driver.Consumer):
     #: how many times the read offsets were reset (a delivery that spans one is stale)
     resets: int = 0
 
+    def _feeds_batch_buffers(self, tp: TP) -> bool:
+        """Whether every channel ``tp``'s records go to is a micro-batch buffer (the
+        pipeline's input topics; no channel, no answer)."""
+        channels = self.app.topics._tp_index.get(tp)  # the conductor's own routing index
+        return bool(channels) and all(type(channel.queue) is BatchQueue for channel in channels)
+
+    def _already_read(self, tp: TP, offset: int) -> bool:
+        """Whether the loop skips a fetched record as already read: below the read offset,
+        of one of Faust's own topics (see the module docstring)."""
+        read = self._read_offset.get(tp)
+        return read is not None and offset < read and not self._feeds_batch_buffers(tp)
+
     def _delivers_without_waiting(self, tp: TP) -> bool:
         """True when the conductor would put a record of ``tp`` into every subscribed
         channel's micro-batch buffer at once: the flow is on (the conductor waits for the
-        app's flow control first) and every channel is a micro-batch buffer with room (no
-        channel, no answer: the careful path)."""
-        if not self.app.flow_control.is_active():
-            return False
-        channels = self.app.topics._tp_index.get(tp)  # the conductor's own routing index
-        return bool(channels) and all(
-            type(channel.queue) is BatchQueue and not channel.queue.full() for channel in channels
+        app's flow control first) and every channel is a micro-batch buffer with room."""
+        return (
+            self.app.flow_control.is_active()
+            and self._feeds_batch_buffers(tp)
+            and not any(channel.queue.full() for channel in self.app.topics._tp_index[tp])
         )
 
-    async def deliver(self, tp: TP, message: Message, fetched_after: int) -> bool:
-        """Hand one fetched record to the conductor and move ``tp``'s read offset to it.
-        ``fetched_after``: the count of resets before the record was fetched. False when
-        the read offsets were reset since: the record and the rest of its fetch are stale,
-        and the read offset stays where the reset put it."""
-        if self.resets != fetched_after:
-            return False
+    async def deliver(self, tp: TP, message: Message) -> None:
+        """Hand one fetched record to the conductor and move ``tp``'s read offset to it,
+        unless the read offsets were reset meanwhile (then it stays where the reset put it)."""
+        resets = self.resets
         if not self.suspend_flow.is_set() and self._delivers_without_waiting(tp):
             await self.callback(message)
         else:
             await self.wait_first(self.callback(message), self.suspend_flow.wait())
-        if self.resets != fetched_after:
-            return False
-        self._read_offset[tp] = message.offset
-        return True
+        if self.resets == resets:
+            self._read_offset[tp] = message.offset
 
-    # -- the resets of the read offsets, counted before and after (a delivery may span
-    # either end of one)
+    # -- the resets of the read offsets, counted where they begin and where they end
     async def perform_seek(self) -> None:
         self.resets += 1
         try:
@@ -133,15 +144,15 @@ class Consumer(aiokafka_driver.Consumer):
                             num_since_yield = 0
                         offset = message.offset
                         r_offset = get_read_offset(tp)
-                        if r_offset is None or offset >= r_offset:
-                            gap = offset - (r_offset or 0)
-                            if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                                await self._add_gap(tp, r_offset + 1, offset)
-                            if commit_every is not None and self._n_acked >= commit_every:
-                                self._n_acked = 0
-                                await self.commit()
-                            if not await deliver(tp, message, fetched_after):
-                                break  # a stale fetch: fetch again from where the reset put it
+                        if self._already_read(tp, offset):
+                            continue
+                        gap = offset - (r_offset or 0)
+                        if gap > 1 and r_offset and self.resets == fetched_after and acks_enabled_for(message.topic):
+                            await self._add_gap(tp, r_offset + 1, offset)
+                        if commit_every is not None and self._n_acked >= commit_every:
+                            self._n_acked = 0
+                            await self.commit()
+                        await deliver(tp, message)
                     unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
