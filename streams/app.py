@@ -43,7 +43,8 @@ from prometheus_client import CollectorRegistry
 from schemas import codec
 
 from . import metrics as metrics_module
-from .batching import BatchedTopic, acknowledge, admit
+from .align import InputAligner
+from .batching import BatchedTopic, acknowledge, admit, current_generation
 from .consumer import install as install_consumer
 from .end_offsets import first_offset_from
 from .gaps import GapGuard
@@ -169,6 +170,10 @@ class Pipeline:
         # the join and monitor agents both ask it; one probe at a time (each assigns it a partition)
         self._reader_lock = asyncio.Lock()
         self.gap_guard = GapGuard(self._first_offset, self._rewind)
+        self.aligner = InputAligner(
+            [settings.topic("predictions"), settings.topic("ground-truth")], self._caught_up,
+            max_idle_s=settings.align_max_idle_s,
+        )
 
     # -- caches vs rebalances -----------------------------------------------------------
     async def on_rebalance(self, *_: Any, **__: Any) -> None:
@@ -179,6 +184,7 @@ class Pipeline:
         self._monitors.clear()
         self._monitor_offsets.clear()
         self.gap_guard.reset()
+        self.aligner.clear()
         m = self.metrics
         for gauge in (m.detector_statistic, m.detector_threshold, m.detector_window_size,
                       m.detector_p_value, m.detector_drift, m.label_coverage):
@@ -260,6 +266,31 @@ class Pipeline:
         # a recovered tombstone may linger as None: a deleted delta
         items = [(k, v) for k, v in self.join_table.data.items() if v is not None and owns_join_key(partition, k)]
         return PartitionJoin.load(partition, self.settings.join_window_s, items)
+
+    def _caught_up(self, topic: str, partition: int) -> bool:
+        """Whether the broker holds no record of ``topic[partition]`` beyond those the
+        aligner was given (or, before any, the committed offset). Unknown counts as no."""
+        tp = TP(topic, partition)
+        highwater = self._highwater(tp)
+        if highwater is None:
+            return False
+        last = self.aligner.last_offset(topic, partition)
+        if last is None:
+            committed = self.app.consumer._committed_offset.get(tp)  # Faust exposes no public accessor
+            last = -1 if committed is None else committed - 1
+        return highwater <= last + 1
+
+    async def join_aligned(self, messages: list[Message]) -> None:
+        """Add a batch of input records to the aligner and join what it lets through (the
+        records it holds are neither tracked nor acked yet: a rebalance drops them, and the
+        consumer reads them again from the committed offsets)."""
+        now = time.monotonic()
+        self.aligner.add(messages, now)
+        records = admit(self.app, self.aligner.take(now))
+        self.metrics.join_held_records.set(self.aligner.holding())
+        if records:
+            await self.handle_join(records)
+            acknowledge(self.app, records)
 
     async def handle_join(self, messages: list[Message]) -> None:
         started = time.perf_counter()
@@ -590,11 +621,8 @@ def create_app(
     # the two pipeline agents' streams yield micro-batches of records (streams.batching)
     @app.agent(inputs, name="join", concurrency=1)
     async def join(stream: faust.StreamT) -> None:
-        async for batch in stream:
-            records = admit(app, batch)
-            if records:
-                await pipeline.handle_join(records)
-                acknowledge(app, records)
+        async for batch in stream:  # an empty batch: a wake-up for the records held
+            await pipeline.join_aligned(current_generation(app, batch))
 
     @app.agent(monitor_batches, name="monitor", concurrency=1)
     async def monitor(stream: faust.StreamT) -> None:
@@ -630,6 +658,13 @@ def create_app(
         pipeline.update_lag()
         await pipeline.check_changelogs()
         await pipeline.gap_guard.retry_overdue()
+
+    @app.timer(0.25)
+    async def align_wakeup() -> None:
+        """Records held for a lagging topic go when it catches up or has idled too long:
+        wake the join for them even when nothing new arrives."""
+        if pipeline.aligner.holding():
+            inputs.queue.wake()
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:

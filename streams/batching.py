@@ -38,7 +38,7 @@ import faust
 from faust.types import Message
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
-__all__ = ["BatchQueue", "BatchedTopic", "acknowledge", "admit"]
+__all__ = ["BatchQueue", "BatchedTopic", "acknowledge", "admit", "current_generation"]
 
 
 class _Batch:
@@ -74,6 +74,7 @@ class BatchQueue(ThrowableQueue):
         self._size = 0
         self._arrived = asyncio.Event()  # something to hand over: an item or an error
         self._head_full = asyncio.Event()  # the oldest batch holds max_items
+        self._woken = False  # an empty batch asked for (wake)
         super().__init__(maxsize, flow_control=flow_control, clear_on_resume=False)
 
     # -- asyncio.Queue's storage hooks: a deque of batches -------------------------------
@@ -110,6 +111,12 @@ class BatchQueue(ThrowableQueue):
         self._errors.append(exc)
         self._arrived.set()
 
+    def wake(self) -> None:
+        """Make a ``get`` waiting on an empty buffer return an empty batch (the agent has
+        held records to look at again)."""
+        self._woken = True
+        self._arrived.set()
+
     # -- the consumer side ---------------------------------------------------------------
     async def get(self) -> list[Any]:  # type: ignore[override]
         """The oldest batch, once ``within_s`` has passed since its first item arrived or
@@ -120,11 +127,16 @@ class BatchQueue(ThrowableQueue):
                 raise self._errors.popleft()
             if not self._queue:
                 self.maybe_endorse_pressure_drop()
+                if self._woken:
+                    self._woken = False
+                    self._arrived.clear()
+                    return []
                 await self._arrived.wait()
                 continue
             head = self._queue[0]
             remaining = head.first_at + self.within_s - loop.time()
             if remaining <= 0 or len(self._queue) > 1 or self._head_full.is_set():
+                self._woken = False  # a batch is a wake-up too
                 return self.get_nowait()  # type: ignore[no-any-return]
             try:
                 await asyncio.wait_for(self._head_full.wait(), timeout=remaining)
@@ -163,25 +175,26 @@ class BatchedTopic(faust.Topic):
         return self._queue  # type: ignore[return-value]
 
 
-def admit(app: faust.App, batch: Sequence[Message]) -> list[Message]:
-    """The records of ``batch`` to process, tracked as pending acks (as Faust's stream
-    tracks an event it hands over, so a rebalance waits for them).
-
-    Left out, as Faust's stream leaves them out: records fetched in a consumer generation
-    that has ended (a rebalance came in between; the consumer reads them again from the
-    committed offsets), and any while the flow is suspended for a rebalance."""
+def current_generation(app: faust.App, batch: Sequence[Message]) -> list[Message]:
+    """The records of ``batch`` the agent may process, as Faust's stream would: none while
+    the flow is suspended for a rebalance, and none fetched in a consumer generation that
+    has ended (a rebalance came in between; the consumer reads them again from the
+    committed offsets)."""
     if not app.flow_control.is_active():
         return []
     generation = app.consumer_generation_id
+    return [message for message in batch if message.generation_id == generation]
+
+
+def admit(app: faust.App, batch: Sequence[Message]) -> list[Message]:
+    """The records of ``batch`` to process (:func:`current_generation`), tracked as pending
+    acks (as Faust's stream tracks an event it hands over, so a rebalance waits for them)."""
     consumer = app.consumer
-    admitted = []
-    for message in batch:
-        if message.generation_id != generation:
-            continue
+    admitted = current_generation(app, batch)
+    for message in admitted:
         if not message.tracked:
             message.tracked = True
             consumer.track_message(message)
-        admitted.append(message)
     return admitted
 
 

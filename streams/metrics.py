@@ -70,6 +70,7 @@ class Metrics(NamedTuple):
     batch_size: Histogram
     batch_duration_seconds: Histogram
     consumer_lag: Gauge
+    join_held_records: Gauge
     table_size: Gauge
     table_bytes: Gauge
     offset_gaps: Counter
@@ -180,6 +181,10 @@ def create(
         consumer_lag=gauge(
             "consumer_lag_records", "Records between the committed offset and the high water "
             "mark.", "topic", "partition",
+        ),
+        join_held_records=gauge(
+            "join_held_records", "Input records the join holds until a lagging co-partitioned "
+            "topic catches up (merged by record timestamp).",
         ),
         table_size=gauge("table_entries", "Entries in a state table.", "table"),
         table_bytes=gauge("table_bytes", "Serialised size of a state table.", "table"),

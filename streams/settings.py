@@ -135,6 +135,9 @@ class Settings:
     #: ... a monitor batch this long after its first event (each monitor batch rewrites the
     #: state of every model it touched: longer batches, fewer state writes).
     monitor_batch_within_s: float = 0.1
+    #: Longest the join holds one input topic's records for the other, co-partitioned one
+    #: when that one has records on the broker not yet fetched (:mod:`streams.align`).
+    align_max_idle_s: float = 2.0
     #: Input bytes joined per step: bounds a step's state delta, outbox and column batches.
     batch_max_bytes: int = 1_048_576
     #: Consumer-group timing; short values make the embedded broker start in seconds.

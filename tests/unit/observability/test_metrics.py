@@ -35,6 +35,7 @@ EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "batch_size": ("driftstream_batch_size_events", "histogram", ("stage",)),
     "batch_duration_seconds": ("driftstream_batch_duration_seconds", "histogram", ("stage",)),
     "consumer_lag": ("driftstream_consumer_lag_records", "gauge", ("topic", "partition")),
+    "join_held_records": ("driftstream_join_held_records", "gauge", ()),
     "table_size": ("driftstream_table_entries", "gauge", ("table",)),
     "table_bytes": ("driftstream_table_bytes", "gauge", ("table",)),
     "offset_gaps": ("driftstream_offset_gaps", "counter", ("topic",)),

@@ -160,3 +160,20 @@ def test_admit_skips_a_past_generation_tracks_the_rest_and_acknowledge_acks_them
         assert admit(app, [_message(3, 3)]) == []
 
     _run(test)
+
+
+def test_wake_makes_a_waiting_get_return_an_empty_batch_once() -> None:
+    async def test() -> None:
+        queue = _queue(within_s=0.01)
+        waiting = asyncio.ensure_future(queue.get())
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        queue.wake()
+        assert await asyncio.wait_for(waiting, timeout=5) == []
+        again = asyncio.ensure_future(queue.get())  # one wake, one empty batch: this one waits
+        await asyncio.sleep(0.05)
+        assert not again.done()
+        queue.put_nowait("a")
+        assert await asyncio.wait_for(again, timeout=5) == ["a"]
+
+    _run(test)
