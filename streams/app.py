@@ -5,8 +5,9 @@ in micro-batches; ``monitor`` consumes the per-model column batches the join emi
 ``monitor-input`` (partitioned by model). Their streams yield lists of records
 (:mod:`streams.batching`), delivered by a consumer that skips Faust's per-record wait when
 it cannot block (:mod:`streams.consumer`): Faust's per-event machinery is paid per batch,
-not per record. Each agent: group its micro-batch by
-partition, load state (from the table after a rebalance), run the stage
+not per record. The join merges its two topics by record timestamp first, holding one
+while the other lags on the broker (:mod:`streams.align`). Each agent: group its
+micro-batch by partition, load state (from the table after a rebalance), run the stage
 (:mod:`streams.stages`), write the state and the batch's outbox to the table and wait for
 the changelog, then publish the outputs and wait for them; only then does Faust ack the
 batch and may commit its offsets. The offsets each state reflects are stored with it, so
