@@ -65,9 +65,10 @@ class GapGuard:
 
     async def retry_overdue(self) -> int:
         """Seek again every rewind that has waited :data:`REWIND_PATIENCE_S` for its
-        record; returns how many. Records fetched before a seek can move Faust's read
-        offset past the rewind, and it then drops the re-read records; on a topic with
-        no new records nothing else would ask again. Call it from a timer."""
+        record; returns how many. Faust's consumer loop dropped re-read records below a
+        read offset that records fetched before the seek had moved past the rewind
+        (:mod:`streams.consumer` no longer does); on a topic with no new records nothing
+        else would ask again, so a timer asks. Call it from a timer."""
         now = self.clock()
         overdue = [(where, offset) for where, (offset, since) in self.rewinding.items() if now - since >= REWIND_PATIENCE_S]
         retried = 0
@@ -125,8 +126,8 @@ class GapGuard:
             where = (topic, partition)
             awaited = self.rewinding.get(where)
             if awaited is not None and under_way.get(where) == awaited:
-                # records fetched before an earlier seek: delivering them moved Faust's read
-                # offset past the rewind, and it would drop the records re-read from there
+                # records fetched before an earlier seek: with Faust's own loop, delivering
+                # them moved its read offset past the rewind, and it dropped the re-read ones
                 log.debug("%s[%d]: records from before the rewind; seeking to %d again", topic, partition, awaited[0])
                 await self.seek(topic, partition, awaited[0])
         return kept
