@@ -665,7 +665,7 @@ def create_app(
         """Records held for a lagging topic go when it catches up or has idled too long:
         wake the join for them even when nothing new arrives."""
         if pipeline.aligner.holding():
-            inputs.queue.wake()
+            inputs.wake()
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:

@@ -148,15 +148,26 @@ class BatchedTopic(faust.Topic):
     """A Faust topic whose stream yields lists of its records (:class:`~faust.types.Message`),
     up to ``max_records`` each, closed ``within_s`` after their first record arrived."""
 
-    def __init__(self, *args: Any, max_records: int = 2_000, within_s: float = 0.1, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, max_records: int = 2_000, within_s: float = 0.1, buffers: list[BatchQueue] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if max_records < 1 or not within_s > 0:
             raise ValueError(f"max_records must be >= 1 and within_s > 0, got {max_records} and {within_s}")
         self.max_records = max_records
         self.within_s = within_s
+        #: the buffers of this topic and of its clones (an agent reads a clone's)
+        self.buffers: list[BatchQueue] = [] if buffers is None else buffers
         super().__init__(*args, **kwargs)
 
     def _clone_args(self) -> dict[str, Any]:
-        return {**super()._clone_args(), "max_records": self.max_records, "within_s": self.within_s}
+        return {**super()._clone_args(), "max_records": self.max_records, "within_s": self.within_s, "buffers": self.buffers}
+
+    def wake(self) -> None:
+        """Make the agents reading this topic take an empty batch if they wait on an empty
+        buffer (:meth:`BatchQueue.wake`)."""
+        for buffer in self.buffers:
+            buffer.wake()
 
     def _compile_decode(self) -> None:
         # the records themselves go into the buffer: the agent decodes a batch at once
@@ -172,6 +183,7 @@ class BatchedTopic(faust.Topic):
                 self.maxsize or self.app.conf.stream_buffer_maxsize,
                 flow_control=self.app.flow_control, max_items=self.max_records, within_s=self.within_s,
             )
+            self.buffers.append(self._queue)
         return self._queue  # type: ignore[return-value]
 
 

@@ -177,3 +177,19 @@ def test_wake_makes_a_waiting_get_return_an_empty_batch_once() -> None:
         assert await asyncio.wait_for(again, timeout=5) == ["a"]
 
     _run(test)
+
+
+def test_the_topics_wake_reaches_the_buffer_its_agent_reads() -> None:
+    """An agent reads a clone of the topic, with a buffer of its own."""
+
+    async def test() -> None:
+        app = faust.App("test-wake", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
+        topic = BatchedTopic(app, topics=["t"], within_s=0.01)
+        agents_channel = topic.clone(is_iterator=True)
+        assert agents_channel.queue is not topic.queue
+        waiting = asyncio.ensure_future(agents_channel.queue.get())
+        await asyncio.sleep(0)
+        topic.wake()
+        assert await asyncio.wait_for(waiting, timeout=5) == []
+
+    _run(test)
