@@ -105,6 +105,13 @@ class InputAligner:
     def _take_partition(self, partition: int, by_topic: dict[str, deque[Any]], now: float) -> list[Any]:
         out: list[Any] = []
         rank = self._rank
+        caught_up: dict[str, bool] = {}  # asked once per topic: nothing this loop does changes it
+
+        def lagging(topic: str) -> bool:
+            if topic not in caught_up:
+                caught_up[topic] = self.caught_up(topic, partition)
+            return not caught_up[topic]
+
         while True:
             heads = [q for q in by_topic.values() if q]
             if not heads:
@@ -112,7 +119,7 @@ class InputAligner:
                 return out
             first = min(heads, key=lambda q: (_timestamp(q[0]), rank[q[0].topic]))
             topic = first[0].topic
-            waiting = [t for t, q in by_topic.items() if t != topic and not q and not self.caught_up(t, partition)]
+            waiting = [t for t, q in by_topic.items() if t != topic and not q and lagging(t)]
             if waiting:
                 since = self._waiting_since.setdefault(partition, now)
                 if now - since < self.max_idle_s:

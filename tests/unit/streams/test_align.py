@@ -81,3 +81,16 @@ def test_bad_arguments_and_foreign_topics_are_refused() -> None:
     aligner = InputAligner(TOPICS, lambda topic, partition: True, max_idle_s=1.0)
     with pytest.raises(ValueError, match="not one of"):
         aligner.add(_records("alerts", 0, [1.0]), now=0.0)
+
+
+def test_the_broker_is_asked_once_per_topic_and_partition_per_take() -> None:
+    asked: list[tuple[str, int]] = []
+
+    def caught_up(topic: str, partition: int) -> bool:
+        asked.append((topic, partition))
+        return True
+
+    aligner = InputAligner(TOPICS, caught_up, max_idle_s=60.0)
+    aligner.add(_records("predictions", 0, [float(t) for t in range(100)]), now=0.0)
+    assert len(aligner.take(now=0.0)) == 100
+    assert asked == [("ground-truth", 0)]
