@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Generic, Protocol, TypeVar
 
 __all__ = ["InputAligner", "Record"]
 
@@ -47,11 +47,13 @@ class Record(Protocol):
     timestamp: float
 
 
+R = TypeVar("R", bound=Record)
+
 #: ``(topic, partition)`` -> whether the broker holds no record of it that was not handed over
 CaughtUp = Callable[[str, int], bool]
 
 
-class InputAligner:
+class InputAligner(Generic[R]):
     """Hold records of co-partitioned topics; hand them on in timestamp order (see the
     module docstring). ``topics`` in tie order: at equal timestamps the first goes first."""
 
@@ -63,13 +65,13 @@ class InputAligner:
         self.max_idle_s = max_idle_s
         self._rank = {topic: i for i, topic in enumerate(self.topics)}
         #: partition -> topic -> the records held, in offset order
-        self._held: dict[int, dict[str, deque[Any]]] = {}
+        self._held: dict[int, dict[str, deque[R]]] = {}
         #: partition -> since when it has waited for a topic with nothing buffered
         self._waiting_since: dict[int, float] = {}
         #: (topic, partition) -> the last offset added
         self._last: dict[tuple[str, int], int] = {}
 
-    def add(self, records: Iterable[Any], now: float) -> None:
+    def add(self, records: Iterable[R], now: float) -> None:
         """Hold ``records`` (each topic-partition's in offset order, as the consumer reads)."""
         for record in records:
             topic = record.topic
@@ -95,15 +97,15 @@ class InputAligner:
         self._waiting_since.clear()
         self._last.clear()
 
-    def take(self, now: float) -> list[Any]:
+    def take(self, now: float) -> list[R]:
         """The records that may go now, each partition's in timestamp order."""
-        out: list[Any] = []
+        out: list[R] = []
         for partition, by_topic in self._held.items():
             out += self._take_partition(partition, by_topic, now)
         return out
 
-    def _take_partition(self, partition: int, by_topic: dict[str, deque[Any]], now: float) -> list[Any]:
-        out: list[Any] = []
+    def _take_partition(self, partition: int, by_topic: dict[str, deque[R]], now: float) -> list[R]:
+        out: list[R] = []
         rank = self._rank
         caught_up: dict[str, bool] = {}  # asked once per topic: nothing this loop does changes it
 
@@ -129,7 +131,7 @@ class InputAligner:
             out.append(first.popleft())
 
 
-def _timestamp(record: Any) -> float:
+def _timestamp(record: Record) -> float:
     """A record's timestamp; none (a producer that set none) sorts first."""
     ts = record.timestamp
     return float(ts) if ts is not None and ts >= 0 else float("-inf")

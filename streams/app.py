@@ -171,7 +171,7 @@ class Pipeline:
         # the join and monitor agents both ask it; one probe at a time (each assigns it a partition)
         self._reader_lock = asyncio.Lock()
         self.gap_guard = GapGuard(self._first_offset, self._rewind)
-        self.aligner = InputAligner(
+        self.aligner: InputAligner[Message] = InputAligner(
             [settings.topic("predictions"), settings.topic("ground-truth")], self._caught_up,
             max_idle_s=settings.align_max_idle_s,
         )
