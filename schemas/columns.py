@@ -34,11 +34,28 @@ from __future__ import annotations
 
 from collections.abc import Container, Mapping, Sequence
 from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any, Literal
+
+import numpy as np
 
 from .limits import MAX_FEATURES, MAX_ID_LENGTH, MAX_TIMESTAMP
 
-__all__ = ["BATCH_KEY", "ColumnsError", "fast_events", "is_column_batch", "to_columns", "to_rows"]
+__all__ = [
+    "BATCH_KEY",
+    "GROUND_TRUTH_FIELDS",
+    "PREDICTION_FIELDS",
+    "ColumnsError",
+    "concat_columns",
+    "event_columns",
+    "fast_columns",
+    "fast_events",
+    "is_column_batch",
+    "rows",
+    "take",
+    "to_columns",
+    "to_rows",
+]
 
 #: The one key of a column batch record.
 BATCH_KEY = "columns"
@@ -49,6 +66,11 @@ _SCALARS = frozenset({str, int, float, bool})
 _FEATURE_VALUES = frozenset({str, int, float, bool, type(None)})
 _NUMBERS = frozenset({int, float})
 _NONE = type(None)
+
+#: The fields of a normalised prediction, in order (each a column of normalised columns).
+PREDICTION_FIELDS = ("prediction_id", "model_id", "model_version", "timestamp", "features", "prediction", "score", "latency_ms")
+#: The fields of a normalised ground-truth event.
+GROUND_TRUTH_FIELDS = ("prediction_id", "label", "timestamp", "model_id")
 
 
 class ColumnsError(ValueError):
@@ -187,28 +209,28 @@ def _scalars(column: Any, n: int) -> Sequence[Any] | None:
     return column if set(map(type, column)) <= _SCALARS else None
 
 
-def _features(features: dict[str, Any], n: int) -> list[dict[str, Any]] | None:
+def _features(features: dict[str, Any], n: int) -> dict[str, list[Any]] | None:
     if len(features) > MAX_FEATURES:
         return None
-    names = list(features)
-    if any(not 0 < len(name) <= MAX_ID_LENGTH for name in names):
-        return None
-    columns = []
-    for name in names:
-        column = features[name]
+    columns: dict[str, list[Any]] = {}
+    for name, column in features.items():
+        if not 0 < len(name) <= MAX_ID_LENGTH:
+            return None
         if type(column) is not list:
             if type(column) not in _FEATURE_VALUES:
                 return None
-            column = repeat(column, n)
+            column = [column] * n
         elif not set(map(type, column)) <= _FEATURE_VALUES:
             return None
-        columns.append(column)
-    if not names:
-        return [{} for _ in range(n)]
-    return [dict(zip(names, values)) for values in zip(*columns)]
+        columns[name] = column
+    return columns
 
 
-def _fast_predictions(fields: dict[str, Any], features: dict[str, Any], n: int) -> list[dict[str, Any]] | None:
+def _listed(column: Sequence[Any]) -> list[Any]:
+    return column if type(column) is list else list(column)
+
+
+def _fast_predictions(fields: dict[str, Any], features: dict[str, Any], n: int) -> dict[str, Any] | None:
     ids = _ids(fields["prediction_id"], n, False)
     models = _ids(fields.get("model_id"), n, False)
     versions = _ids(fields.get("model_version"), n, True)
@@ -216,27 +238,138 @@ def _fast_predictions(fields: dict[str, Any], features: dict[str, Any], n: int) 
     predictions = _scalars(fields.get("prediction"), n)
     scores = _numbers(fields.get("score"), n, 0.0, 1.0, False, True)
     latencies = _numbers(fields.get("latency_ms"), n, 0.0, float("inf"), False, True)
-    rows = _features(features, n)
-    if ids is None or models is None or versions is None or times is None or predictions is None or scores is None or latencies is None or rows is None:
+    feature_columns = _features(features, n)
+    if ids is None or models is None or versions is None or times is None or predictions is None or scores is None or latencies is None or feature_columns is None:
         return None
-    return [
-        {"prediction_id": p, "model_id": m, "model_version": v, "timestamp": t, "features": f,
-         "prediction": y, "score": s, "latency_ms": lat}
-        for p, m, v, t, f, y, s, lat in zip(ids, models, versions, times, rows, predictions, scores, latencies)
-    ]
+    return {
+        "prediction_id": _listed(ids), "model_id": _listed(models), "model_version": _listed(versions),
+        "timestamp": _listed(times), "prediction": _listed(predictions), "score": _listed(scores),
+        "latency_ms": _listed(latencies), "features": feature_columns,
+    }
 
 
-def _fast_ground_truth(fields: dict[str, Any], n: int) -> list[dict[str, Any]] | None:
+def _fast_ground_truth(fields: dict[str, Any], n: int) -> dict[str, Any] | None:
     ids = _ids(fields["prediction_id"], n, False)
     labels = _scalars(fields.get("label"), n)
     times = _numbers(fields.get("timestamp"), n, 0.0, MAX_TIMESTAMP, True, False)
     models = _ids(fields.get("model_id"), n, True)
     if ids is None or labels is None or times is None or models is None:
         return None
-    return [
-        {"prediction_id": p, "label": y, "timestamp": t, "model_id": m}
-        for p, y, t, m in zip(ids, labels, times, models)
-    ]
+    return {"prediction_id": _listed(ids), "label": _listed(labels), "timestamp": _listed(times), "model_id": _listed(models)}
+
+
+def fast_columns(
+    columns: Any, role: Role, *, known_models: Container[str] | None = None
+) -> dict[str, Any] | None:
+    """The batch's events as normalised columns (:data:`PREDICTION_FIELDS` or
+    :data:`GROUND_TRUTH_FIELDS`, each a list with one value per event; ``features`` a dict of
+    feature name -> list), when every column passes a check made a column at a time;
+    ``None`` when one does not (a string timestamp, a ``null`` required field, an error, an
+    unknown model): then validate :func:`to_rows` one event at a time. Event ``i`` of the
+    result is exactly what :func:`schemas.parsing.validate_prediction` (or
+    ``validate_ground_truth``) makes of event ``i`` of :func:`to_rows`. Raises
+    :class:`ColumnsError` for a batch whose shape is wrong."""
+    n, fields, features = _shape(columns, role)
+    if n == 0:
+        return {}
+    if role != "predictions":
+        return _fast_ground_truth(fields, n)
+    result = _fast_predictions(fields, features, n)
+    if result is not None and known_models is not None and not all(m in known_models for m in set(result["model_id"])):
+        return None  # an unknown model: the per-event path names each one
+    return result
+
+
+def rows(columns: Mapping[str, Any], role: Role) -> list[dict[str, Any]]:
+    """Normalised columns (:func:`fast_columns`, :func:`event_columns`) as event objects.
+
+    >>> rows({"prediction_id": ["a"], "label": [1], "timestamp": [2.0], "model_id": [None]}, "ground-truth")
+    [{'prediction_id': 'a', 'label': 1, 'timestamp': 2.0, 'model_id': None}]
+    """
+    if not columns:
+        return []
+    if role != "predictions":
+        return [dict(zip(GROUND_TRUTH_FIELDS, values)) for values in zip(*(columns[f] for f in GROUND_TRUTH_FIELDS))]
+    features = columns["features"]
+    n = len(columns["prediction_id"])
+    feature_rows = [dict(zip(features, values)) for values in zip(*features.values())] if features else [{} for _ in range(n)]
+    return [dict(zip(PREDICTION_FIELDS, values)) for values in zip(*(columns[f] if f != "features" else feature_rows for f in PREDICTION_FIELDS))]
+
+
+def event_columns(events: Sequence[Mapping[str, Any]], role: Role) -> dict[str, Any]:
+    """Normalised event objects (what the validators return) as normalised columns; a
+    feature an event lacks is ``None`` in its column.
+
+    >>> event_columns([{"prediction_id": "a", "model_id": "m", "model_version": None, "timestamp": 1.0,
+    ...     "prediction": 1, "score": None, "latency_ms": None, "features": {"x": 1.5}},
+    ...     {"prediction_id": "b", "model_id": "m", "model_version": None, "timestamp": 2.0,
+    ...     "prediction": 0, "score": 0.5, "latency_ms": 3.0, "features": {"y": "u", "x": 2.5}}], "predictions")["features"]
+    {'x': [1.5, 2.5], 'y': [None, 'u']}
+    """
+    if role != "predictions":
+        return {f: [e.get(f) for e in events] for f in GROUND_TRUTH_FIELDS}
+    columns: dict[str, Any] = {f: [e[f] for e in events] for f in PREDICTION_FIELDS if f != "features"}
+    feature_rows = [e["features"] for e in events]
+    features = _uniform_columns(feature_rows)
+    if features is None:  # features differ between events: None where one lacks a name
+        features = {name: [row.get(name) for row in feature_rows] for name in dict.fromkeys(chain.from_iterable(feature_rows))}
+    columns["features"] = features
+    return columns
+
+
+def take(values: Sequence[Any], index: Sequence[int]) -> list[Any]:
+    """The values at ``index``, gathered in C.
+
+    >>> take(["a", "b", "c"], [2, 0])
+    ['c', 'a']
+    """
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array[np.asarray(index, dtype=np.intp)].tolist()  # type: ignore[no-any-return]
+
+
+def _uniform_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]] | None:
+    """The feature columns when every row has the same names (as the events of a column
+    batch do), gathered in C; ``None`` otherwise.
+
+    >>> _uniform_columns([{"x": 1, "y": 2}, {"y": 4, "x": 3}])
+    {'x': [1, 3], 'y': [2, 4]}
+    >>> _uniform_columns([{"x": 1, "y": 2}, {"x": 3, "z": 4}]) is None
+    True
+    """
+    names = list(rows[0]) if rows else []
+    if len(names) < 2 or any(len(row) != len(names) for row in rows):
+        return None
+    try:
+        return dict(zip(names, map(list, zip(*map(itemgetter(*names), rows)))))
+    except KeyError:  # as many names, not the same ones
+        return None
+
+
+def concat_columns(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Columns of several batches end to end (each a dict of field -> list, and optionally
+    ``features``, a dict of feature name -> list); a feature missing from a batch is
+    ``None`` there (as :func:`event_columns` fills a feature an event lacks).
+
+    >>> a = {"prediction_id": ["a"], "features": {"x": [0.5]}}
+    >>> b = {"prediction_id": ["b", "c"], "features": {"y": ["u", "v"]}}
+    >>> concat_columns([a, b])
+    {'prediction_id': ['a', 'b', 'c'], 'features': {'x': [0.5, None, None], 'y': [None, 'u', 'v']}}
+    """
+    parts = [p for p in parts if p]
+    if len(parts) == 1:
+        return dict(parts[0])
+    if not parts:
+        return {}
+    merged: dict[str, Any] = {name: list(chain.from_iterable(p[name] for p in parts)) for name in parts[0] if name != "features"}
+    if "features" in parts[0]:
+        sizes = [len(next(v for k, v in p.items() if k != "features")) for p in parts]
+        names = list(dict.fromkeys(chain.from_iterable(p["features"] for p in parts)))
+        merged["features"] = {
+            name: list(chain.from_iterable(p["features"].get(name) or [None] * size for p, size in zip(parts, sizes)))
+            for name in names
+        }
+    return merged
 
 
 def fast_events(
@@ -244,16 +377,6 @@ def fast_events(
 ) -> list[dict[str, Any]] | None:
     """The batch's events, normalised exactly as :func:`schemas.parsing.validate_prediction`
     (or ``validate_ground_truth``) normalises each event object of :func:`to_rows`, when
-    every column passes a check made a column at a time; ``None`` when one does not (a
-    string timestamp, a ``null`` required field, an error, an unknown model): then validate
-    :func:`to_rows` one event at a time. Raises :class:`ColumnsError` for a batch whose
-    shape is wrong."""
-    n, fields, features = _shape(columns, role)
-    if n == 0:
-        return []
-    if role != "predictions":
-        return _fast_ground_truth(fields, n)
-    events = _fast_predictions(fields, features, n)
-    if events is not None and known_models is not None and not all(m in known_models for m in set(_column(fields.get("model_id"), n))):
-        return None  # an unknown model: the per-event path names each one
-    return events
+    :func:`fast_columns` takes the batch; ``None`` when it does not."""
+    result = fast_columns(columns, role, known_models=known_models)
+    return None if result is None else rows(result, role)

@@ -15,8 +15,8 @@ State is bounded by the window: every entry leaves once the watermark (the large
 *prediction* event time seen in the partition) passes it by ``window_s`` (expired-prediction
 markers, kept to tell ``late`` from ``unmatched`` and to recognise a copy of an expired
 prediction, by ``2 * window_s``), rounded up to 1/64 of the window. The window closes as
-soon as a prediction moves the watermark, before it applies, so how a stream is cut into
-micro-batches never changes the outcome. Labels do not move the watermark: the two input
+soon as a prediction moves the watermark, before it applies, so how a stream (in a given
+order) is cut into micro-batches never changes the outcome. Labels do not move the watermark: the two input
 topics are consumed at their own paces, and a label topic read ahead of its predictions
 (a backlog of small label records) must not expire the predictions still to come. Event
 time is per partition: a partition that receives no predictions keeps its pending halves
@@ -27,47 +27,129 @@ changelog record rather than 500 table writes: ``JoinState.apply`` returns a
 :class:`JoinBatch` whose ``delta`` adds and removes entries; deltas whose entries are all
 gone can be deleted (their ``dead_deltas``), so the log stays bounded too.
 
+A micro-batch comes as columns, one set for its predictions and one for its labels (the
+normalised columns of :mod:`schemas.columns`), and applies in event-time order unless an
+order is given; the join works a segment of the batch at a time with set operations over
+its ids (:meth:`JoinState.apply`), with the outcome of applying the events one by one.
+
 >>> state = JoinState(window_s=60.0)
->>> batch = state.apply([
-...     ("predictions", {"prediction_id": "a", "model_id": "m", "model_version": None,
-...                      "timestamp": 10.0, "prediction": 1, "score": 0.9}, (0, None)),
-...     ("ground-truth", {"prediction_id": "a", "label": 1, "timestamp": 15.0}, (0, None)),
-... ])
->>> [p.prediction_id for p in batch.pairs], batch.outcomes["matched"]
-(['a'], 1)
+>>> batch = state.apply(
+...     {"prediction_id": ["a", "b"], "model_id": ["m", "m"], "model_version": [None, None],
+...      "timestamp": [10.0, 11.0], "prediction": [1, 0], "score": [0.9, 0.2]},
+...     {"prediction_id": ["a"], "label": [1], "timestamp": [15.0], "model_id": [None]},
+... )
+>>> batch.pairs["prediction_id"], batch.outcomes["matched"], batch.predictions
+(['a'], 1, [0, 1])
 >>> rebuilt = JoinState.from_deltas(60.0, [batch.delta])
->>> rebuilt.apply([("ground-truth", {"prediction_id": "a", "label": 1,
-...                                  "timestamp": 16.0}, (1, None))]).outcomes["duplicate"]
-1
+>>> rebuilt.apply({}, {"prediction_id": ["a", "b"], "label": [1, 1], "timestamp": [16.0, 17.0],
+...                    "model_id": [None, None]}).outcomes == {"matched": 1, "duplicate": 1}
+True
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from itertools import chain, repeat
+from typing import Any
+
+import numpy as np
+
+from schemas.columns import take
 
 #: Sections of the pending state: predictions, labels, done (matched ids), expired markers.
 SECTIONS = ("p", "l", "d", "x")
 
-#: Where an event came from inside its topic partition: (offset, index in a batch record).
-Position = tuple[int, "int | None"]
+#: A micro-batch's validated events as normalised columns (:func:`schemas.columns.fast_columns`):
+#: field name -> one value per event.
+Columns = Mapping[str, Sequence[Any]]
+
+#: The columns of joined pairs: the prediction's fields, its label and the label's event time
+#: (``timestamp`` is the prediction's).
+PAIR_FIELDS = ("prediction_id", "model_id", "model_version", "timestamp", "prediction", "score", "label", "label_timestamp")
+
+#: The most events a segment of :meth:`JoinState.apply` spans (what :meth:`JoinState._segment_end`
+#: scans ahead).
+SEGMENT_MAX = 4096
 
 
-class JoinedPair(NamedTuple):
-    """A prediction with its label; ``timestamp`` is the prediction's event time. (A named
-    tuple: one is built per joined pair, and ``zip(*pairs)`` gives the columns.)"""
+def event_time_order(prediction_ts: Sequence[float], label_ts: Sequence[float]) -> np.ndarray:
+    """Indices as :meth:`JoinState.apply` takes them (label ``j`` is ``len(prediction_ts) + j``)
+    in event-time order, predictions first on ties, then in input order.
 
-    prediction_id: str
-    model_id: str
-    model_version: str | None
-    timestamp: float
-    prediction: Any
-    score: float | None
-    label: Any
-    label_timestamp: float
+    >>> event_time_order([5.0, 1.0], [1.0, 0.5]).tolist()
+    [3, 1, 2, 0]
+    """
+    ts = np.concatenate((np.asarray(prediction_ts, dtype=float), np.asarray(label_ts, dtype=float)))
+    is_label = np.arange(len(ts)) >= len(prediction_ts)
+    return np.lexsort((np.arange(len(ts)), is_label, ts))
+
+
+def _objects(values: Sequence[Any]) -> np.ndarray:
+    """``values`` as a numpy object array (to gather by an index array in C)."""
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
+class _Ids:
+    """A segment's ids of one half, in order, and where each first occurs."""
+
+    __slots__ = ("first", "ids")
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+        self.first = dict(zip(reversed(ids), range(len(ids) - 1, -1, -1)))  # the first wins
+
+    def firsts(self, subset: set[str]) -> tuple[list[str], np.ndarray]:
+        """The ids of ``subset`` in order of first occurrence, and those positions."""
+        if len(subset) == len(self.ids):  # every id, each once
+            return self.ids, np.arange(len(self.ids))
+        where = np.sort(np.fromiter(map(self.first.__getitem__, subset), np.intp, len(subset)))
+        return [self.ids[k] for k in where.tolist()], where
+
+
+class _Halves:
+    """One micro-batch's predictions and labels, with the columns the join reads as arrays."""
+
+    def __init__(self, predictions: Columns, labels: Columns) -> None:
+        self.predictions = predictions
+        self.labels = labels
+        self.n_p = len(predictions["prediction_id"]) if predictions else 0
+        self.p_ts = np.asarray(predictions["timestamp"], dtype=float) if self.n_p else np.empty(0)
+        self.l_ts = np.asarray(labels["timestamp"], dtype=float) if labels else np.empty(0)
+        self.p_id = _objects(predictions["prediction_id"]) if self.n_p else _objects([])
+        self.l_id = _objects(labels["prediction_id"]) if labels else _objects([])
+
+    @functools.cached_property
+    def _p_columns(self) -> list[np.ndarray]:
+        return [_objects(self.predictions[f]) for f in ("model_id", "model_version", "prediction", "score")]
+
+    @functools.cached_property
+    def _label(self) -> np.ndarray:
+        return _objects(self.labels["label"])
+
+    @functools.cached_property
+    def l_model(self) -> np.ndarray:
+        return _objects(self.labels["model_id"])
+
+    def predicted(self, index: np.ndarray) -> list[list[Any]]:
+        """Columns model, version, prediction, score, event time of the predictions ``index``."""
+        return [column[index].tolist() for column in self._p_columns] + [self.p_ts[index].tolist()]
+
+    def labelled(self, index: np.ndarray) -> tuple[list[Any], list[float]]:
+        """Columns label, event time of the labels ``index``."""
+        return self._label[index].tolist(), self.l_ts[index].tolist()
+
+
+def _pair_columns(
+    ids: Sequence[str], model: Sequence[Any], version: Sequence[Any], ts: Sequence[float], prediction: Sequence[Any],
+    score: Sequence[Any], label: Sequence[Any], label_ts: Sequence[float],
+) -> dict[str, Sequence[Any]]:
+    return dict(zip(PAIR_FIELDS, (ids, model, version, ts, prediction, score, label, label_ts)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +176,10 @@ class JoinRecord:
 class JoinBatch:
     """What one micro-batch did to the join."""
 
-    predictions: list[dict[str, Any]] = field(default_factory=list)
-    pairs: list[JoinedPair] = field(default_factory=list)
+    #: the new predictions, in the order they applied: indices into the batch's predictions
+    predictions: list[int] = field(default_factory=list)
+    #: the joined pairs, in the order they completed: columns :data:`PAIR_FIELDS`
+    pairs: dict[str, list[Any]] = field(default_factory=lambda: {name: [] for name in PAIR_FIELDS})
     records: list[JoinRecord] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
     label_lags: list[float] = field(default_factory=list)
@@ -123,7 +207,8 @@ class JoinState:
         # passed the end of its deadline's bucket (exact, whatever the batch cuts).
         self.granularity = self.window_s / 64
         self._spans = {s: self._span(s) for s in SECTIONS}
-        self.buckets: dict[int, list[tuple[str, str]]] = {}
+        # bucket -> (section, ids) groups scheduled there
+        self.buckets: dict[int, list[tuple[str, Sequence[str]]]] = {}
         self.bucket_heap: list[int] = []
         self.watermark = float("-inf")
         self.seq = 0
@@ -162,19 +247,22 @@ class JoinState:
         self.buckets = {}
         self.bucket_heap = []
         for section, table in self.entries.items():
-            for pid, entry in table.items():
-                self._schedule(section, pid, entry)
+            if table:
+                self._schedule_many(section, list(table), np.fromiter((entry[-2] for entry in table.values()), float, len(table)))
 
     def _bucket(self, section: str, entry: list[Any]) -> int:
         return int((entry[-2] + self._spans[section]) // self.granularity)
 
     def _schedule(self, section: str, pid: str, entry: list[Any]) -> None:
         bucket = int((entry[-2] + self._spans[section]) // self.granularity)
-        items = self.buckets.get(bucket)
-        if items is None:
-            items = self.buckets[bucket] = []
+        self._schedule_group(bucket, section, (pid,))
+
+    def _schedule_group(self, bucket: int, section: str, ids: Sequence[str]) -> None:
+        groups = self.buckets.get(bucket)
+        if groups is None:
+            groups = self.buckets[bucket] = []
             heapq.heappush(self.bucket_heap, bucket)
-        items.append((section, pid))
+        groups.append((section, ids))
 
     def _span(self, section: str) -> float:
         return 2 * self.window_s if section == "x" else self.window_s
@@ -247,80 +335,42 @@ class JoinState:
             self._collect(dependent, dead)
 
     # -- the join ------------------------------------------------------------------------
-    def apply(
-        self, events: Sequence[tuple[str, dict[str, Any], Position]]
-    ) -> JoinBatch:
-        """Apply validated events ``(topic role, event, position)`` in order; one delta.
+    def apply(self, predictions: Columns, labels: Columns, order: Sequence[int] | None = None) -> JoinBatch:
+        """Apply one micro-batch of validated events as normalised columns
+        (:func:`schemas.columns.fast_columns`); one delta.
 
-        The hot loop of the worker: the common cases (a new half waits, its partner
-        matches it, a copy is a duplicate) are written out here with the tables in local
-        names; a removal (:meth:`_remove`), expiry and a late label call helpers."""
+        ``order`` is the order the events apply in, as indices into the predictions
+        followed by the labels (label ``j`` is ``len(predictions) + j``); by default event
+        time, predictions first on ties, then input order (:func:`event_time_order`).
+
+        The batch is cut into segments in which no part of the state can expire (the cut
+        is made at each prediction that may close the window over something, see
+        :meth:`_segment_end`). Within a segment the outcome of each event depends only on
+        the state before it and on the other events with its id, so a segment is joined
+        with set operations over its ids (:meth:`_join_segment`), in C, rather than event by
+        event; the result is the same as applying the events one at a time."""
         self.seq += 1
-        seq = self.seq
         batch = JoinBatch()
-        heap = self.bucket_heap
-        buckets = self.buckets
-        granularity = self.granularity
-        pending_p, pending_l, done, expired = (self.entries[s] for s in SECTIONS)
-        adds_p, adds_l, adds_d = self._adds["p"], self._adds["l"], self._adds["d"]
-        span_p, span_l, span_d = self._spans["p"], self._spans["l"], self._spans["d"]
-        predictions, pairs, lags = batch.predictions, batch.pairs, batch.label_lags
-        new_pair = tuple.__new__
-        duplicates = matched = 0
-        for role, event, _position in events:
-            ts = event["timestamp"]
-            pid = event["prediction_id"]
-            if role == "predictions":
-                if ts > self.watermark:
-                    self.watermark = ts
-                    # close the window before this event applies: batching never changes the join
-                    if heap and (heap[0] + 1) * granularity <= ts:
-                        self._expire(batch)
-                if pid in pending_p or pid in done or pid in expired:
-                    duplicates += 1
-                    continue
-                predictions.append(event)
-                label = self._remove("l", pid) if pid in pending_l else None
-                if label is None:
-                    entry = [event["model_id"], event["model_version"], event["prediction"], event["score"], ts, seq]
-                    pending_p[pid] = adds_p[pid] = entry
-                    bucket, section = int((ts + span_p) // granularity), "p"
-                else:
-                    label_ts = label[-2]
-                    pairs.append(new_pair(JoinedPair, (
-                        pid, event["model_id"], event["model_version"], ts, event["prediction"], event["score"], label[0], label_ts,
-                    )))
-                    lags.append(label_ts - ts)
-                    matched += 1
-                    done[pid] = adds_d[pid] = [ts, seq]
-                    bucket, section = int((ts + span_d) // granularity), "d"
-            else:
-                if pid in pending_l or pid in done:
-                    duplicates += 1
-                    continue
-                pred = self._remove("p", pid) if pid in pending_p else None
-                if pred is not None:
-                    pred_ts = pred[4]
-                    pairs.append(new_pair(JoinedPair, (pid, pred[0], pred[1], pred_ts, pred[2], pred[3], event["label"], ts)))
-                    lags.append(ts - pred_ts)
-                    matched += 1
-                    done[pid] = adds_d[pid] = [pred_ts, seq]
-                    bucket, section = int((pred_ts + span_d) // granularity), "d"
-                elif pid in expired:
-                    self._late(pid, expired[pid], ts, batch)
-                    continue
-                else:
-                    pending_l[pid] = adds_l[pid] = [event["label"], event.get("model_id"), ts, seq]
-                    bucket, section = int((ts + span_l) // granularity), "l"
-            items = buckets.get(bucket)  # schedule the new entry's expiry
-            if items is None:
-                items = buckets[bucket] = []
-                heapq.heappush(heap, bucket)
-            items.append((section, pid))
-        if matched:
-            batch.outcomes["matched"] += matched
-        if duplicates:
-            batch.outcomes["duplicate"] += duplicates
+        halves = _Halves(predictions, labels)
+        if order is None:
+            order = event_time_order(halves.p_ts, halves.l_ts)
+        merged = np.asarray(order, dtype=np.intp)
+        ts = np.concatenate((halves.p_ts, halves.l_ts))[merged]
+        is_prediction = merged < halves.n_p
+        start, end = 0, len(merged)
+        while start < end:
+            if is_prediction[start] and ts[start] > self.watermark:
+                self.watermark = float(ts[start])
+                # close the window before this event applies: batching never changes the join
+                heap = self.bucket_heap
+                if heap and (heap[0] + 1) * self.granularity <= self.watermark:
+                    self._expire(batch)
+            stop = self._segment_end(ts, is_prediction, start)
+            self._join_segment(halves, merged[start:stop], batch)
+            seen = ts[start:stop][is_prediction[start:stop]]
+            if seen.size and seen.max() > self.watermark:
+                self.watermark = float(seen.max())
+            start = stop
         self._settle()
         batch.delta = self._delta()
         self.alive.add(self.seq)
@@ -332,6 +382,164 @@ class JoinState:
         if self.seq in dead:
             batch.delta = {}
         return batch
+
+    def _segment_end(self, ts: np.ndarray, is_prediction: np.ndarray, start: int) -> int:
+        """Where the segment that begins at ``start`` ends: before the first later
+        prediction that raises the watermark to where something could expire, the earliest
+        bucket due (``bound``) or a window past the segment's earliest event time (anything
+        the segment adds is due later than that); at most :data:`SEGMENT_MAX` events.
+
+        A cut where nothing expires changes nothing: the next segment begins with the same
+        check a prediction makes alone."""
+        stop = min(len(ts), start + SEGMENT_MAX)
+        if stop - start <= 1:
+            return stop
+        heap = self.bucket_heap
+        bound = (heap[0] + 1) * self.granularity if heap else float("inf")
+        before = ts[start:stop - 1]
+        watermark = np.maximum(np.maximum.accumulate(np.where(is_prediction[start:stop - 1], before, -np.inf)), self.watermark)
+        due = np.minimum(np.minimum.accumulate(before) + self.window_s, bound)
+        after = ts[start + 1:stop]
+        hits = np.flatnonzero(is_prediction[start + 1:stop] & (after > watermark) & (after >= due))
+        return start + 1 + int(hits[0]) if hits.size else stop
+
+    def _join_segment(self, halves: _Halves, segment: np.ndarray, batch: JoinBatch) -> None:
+        """Join the events ``segment`` (indices as in :meth:`apply`), in which nothing expires.
+
+        Per id, against the state before the segment: a prediction is new if its id is not
+        pending, done or expired (its first copy is; later copies are duplicates); a label
+        is new if its id is neither a pending label nor done. A new label pairs with a
+        pending prediction (at its own position), else with a new prediction of the segment
+        (at the later of the two positions), else is ``late`` if the prediction expired
+        (every copy: a late label changes nothing), else waits. A new prediction pairs with
+        a pending label (at its own position) or one of the segment, else waits."""
+        pending_p, pending_l, done, expired = (self.entries[s] for s in SECTIONS)
+        is_prediction = segment < halves.n_p
+        p_where = np.flatnonzero(is_prediction)  # positions in the segment
+        l_where = np.flatnonzero(~is_prediction)
+        p_index = segment[p_where]  # indices into the batch's predictions / labels
+        l_index = segment[l_where] - halves.n_p
+        p_ids = _Ids(halves.p_id[p_index].tolist())
+        l_ids = _Ids(halves.l_id[l_index].tolist())
+        # new halves: ids the state has not seen (one set difference each, in C)
+        new_p = set(p_ids.first).difference(pending_p).difference(done).difference(expired)
+        new_l = set(l_ids.first).difference(pending_l).difference(done)
+        with_pending_p = new_l - new_l.difference(pending_p)  # labels whose prediction is pending
+        rest = new_l - with_pending_p
+        both = rest & new_p  # both halves in this segment
+        rest -= both
+        late = rest - rest.difference(expired)
+        waiting_l = rest - late
+        with_pending_l = new_p - new_p.difference(pending_l)  # predictions whose label is pending
+        waiting_p = new_p - with_pending_l - both
+        duplicates = len(p_ids.ids) - len(new_p) + len(l_ids.ids) - len(new_l)
+        if late:
+            late_at = [k for k, pid in enumerate(l_ids.ids) if pid in late]
+            duplicates -= len(late_at) - len(late)  # every copy of a late label is late
+            for k in late_at:
+                pid = l_ids.ids[k]
+                self._late(pid, expired[pid], float(halves.l_ts[l_index[k]]), batch)
+        if duplicates:
+            batch.outcomes["duplicate"] += duplicates
+        # the segment's new predictions, in order, go to the monitors
+        batch.predictions.extend(p_index[p_ids.firsts(new_p)[1]].tolist())
+        # pairs, each completed where its later half is
+        pairs: list[tuple[np.ndarray, dict[str, list[Any]]]] = []
+        if with_pending_p:
+            ids, k = l_ids.firsts(with_pending_p)
+            model, version, prediction, score, pred_ts = self._take("p", ids)
+            label, label_ts = halves.labelled(l_index[k])
+            pairs.append((l_where[k], _pair_columns(ids, model, version, pred_ts, prediction, score, label, label_ts)))
+        if with_pending_l:
+            ids, k = p_ids.firsts(with_pending_l)
+            label, _model, label_ts = self._take("l", ids)
+            model, version, prediction, score, pred_ts = halves.predicted(p_index[k])
+            pairs.append((p_where[k], _pair_columns(ids, model, version, pred_ts, prediction, score, label, label_ts)))
+        if both:
+            ids, kp = p_ids.firsts(both)
+            kl = np.fromiter(map(l_ids.first.__getitem__, ids), np.intp, len(ids))
+            model, version, prediction, score, pred_ts = halves.predicted(p_index[kp])
+            label, label_ts = halves.labelled(l_index[kl])
+            pairs.append((np.maximum(p_where[kp], l_where[kl]), _pair_columns(ids, model, version, pred_ts, prediction, score, label, label_ts)))
+        if pairs:
+            self._pair(pairs, batch)
+        # what waits for its partner
+        if waiting_p:
+            ids, k = p_ids.firsts(waiting_p)
+            model, version, prediction, score, pred_ts = halves.predicted(p_index[k])
+            self._wait("p", ids, zip(model, version, prediction, score, pred_ts, repeat(self.seq)), pred_ts)
+        if waiting_l:
+            ids, k = l_ids.firsts(waiting_l)
+            index = l_index[k]
+            label, label_ts = halves.labelled(index)
+            self._wait("l", ids, zip(label, halves.l_model[index].tolist(), label_ts, repeat(self.seq)), label_ts)
+
+    def _take(self, section: str, ids: list[str]) -> list[tuple[Any, ...]]:
+        """Remove the pending entries of ``ids`` (they found their partner); their fields
+        as columns, less the delta seq."""
+        entries = list(map(self.entries[section].pop, ids))
+        *columns, owners = zip(*entries)
+        seq = self.seq
+        if seq in owners:  # some were added by this batch: they leave no trace in its delta
+            adds, rms = self._adds[section], self._rms[section]
+            for pid, owner in zip(ids, owners):
+                if owner == seq:
+                    del adds[pid]
+                else:
+                    rms.append(pid)
+                    self._released.append(owner)
+        else:
+            self._rms[section].extend(ids)
+            self._released.extend(owners)
+        return columns
+
+    def _pair(self, parts: list[tuple[np.ndarray, dict[str, Sequence[Any]]]], batch: JoinBatch) -> None:
+        """Record the segment's pairs in the order they completed, and mark their ids done."""
+        if len(parts) == 1:
+            where, columns = parts[0]
+        else:
+            where = np.concatenate([w for w, _ in parts])
+            columns = {name: list(chain.from_iterable(c[name] for _, c in parts)) for name in PAIR_FIELDS}
+        if len(where) > 1 and not (np.diff(where) > 0).all():
+            order = np.argsort(where, kind="stable")
+            columns = {name: take(values, order) for name, values in columns.items()}
+        pairs = batch.pairs
+        for name in PAIR_FIELDS:
+            pairs[name].extend(columns[name])
+        pred_ts = columns["timestamp"]
+        batch.label_lags.extend((np.asarray(columns["label_timestamp"], dtype=float) - np.asarray(pred_ts, dtype=float)).tolist())
+        batch.outcomes["matched"] += len(pred_ts)
+        seq = self.seq
+        ids = columns["prediction_id"]
+        entries = dict(zip(ids, zip(pred_ts, repeat(seq))))
+        self.entries["d"].update(entries)
+        self._adds["d"].update(entries)
+        self._schedule_many("d", ids, np.asarray(pred_ts, dtype=float))
+
+    def _wait(self, section: str, ids: list[str], entries: Iterable[tuple[Any, ...]], ts: Sequence[float]) -> None:
+        """Add pending entries (their fields then the delta seq; tuples: nothing changes an
+        entry in place) and schedule their expiry."""
+        added = dict(zip(ids, entries))
+        self.entries[section].update(added)
+        self._adds[section].update(added)
+        self._schedule_many(section, ids, np.asarray(ts, dtype=float))
+
+    def _schedule_many(self, section: str, ids: Sequence[str], ts: np.ndarray) -> None:
+        """Schedule new entries' expiry (as :meth:`_schedule` does one), grouped by bucket."""
+        buckets = np.floor_divide(ts + self._spans[section], self.granularity).astype(np.int64)
+        if len(buckets) and buckets[0] == buckets[-1] and (buckets == buckets[0]).all():
+            groups: Iterable[tuple[int, Sequence[str]]] = [(int(buckets[0]), ids)]
+        else:
+            order = np.argsort(buckets, kind="stable")
+            ordered = buckets[order]
+            edges = np.flatnonzero(np.diff(ordered)) + 1
+            ids_in_order = take(ids, order)
+            groups = [
+                (int(ordered[a]), ids_in_order[a:b])
+                for a, b in zip([0, *edges.tolist()], [*edges.tolist(), len(ordered)])
+            ]
+        for bucket, members in groups:
+            self._schedule_group(bucket, section, members)
 
     def _late(self, pid: str, expired: list[Any], ts: float, batch: JoinBatch) -> None:
         batch.outcomes["late"] += 1
@@ -346,7 +554,7 @@ class JoinState:
         heap = self.bucket_heap
         while heap and (heap[0] + 1) * self.granularity <= self.watermark:
             bucket = heapq.heappop(heap)
-            for section, pid in self.buckets.pop(bucket):
+            for section, pid in ((section, pid) for section, ids in self.buckets.pop(bucket) for pid in ids):
                 entry = self.entries[section].get(pid)
                 if entry is None or self._bucket(section, entry) != bucket:
                     continue  # already matched or replaced: a stale item

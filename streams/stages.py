@@ -22,18 +22,18 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
-from operator import itemgetter
 from typing import Any
 
+import numpy as np
 import orjson
 
 from schemas import codec
-from schemas.parsing import RecordError, dead_letter_record, decode_record
+from schemas.columns import Role, concat_columns, event_columns, take
+from schemas.parsing import RecordError, dead_letter_record, decode_record_columns
 
-from .join import JoinBatch, JoinedPair, JoinState
+from .join import JoinBatch, JoinState
 from .monitor import ModelMonitor, MonitorResult, model_key
 from .monitor_config import MonitorConfig
 
@@ -175,49 +175,69 @@ def owns_join_key(partition: int, key: str) -> bool:
     return key.startswith(f"{partition}:")
 
 
-def _columns_for_predictions(events: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The events as columns; a feature an event lacks is ``None`` in its column.
-
-    >>> _columns_for_predictions([{"prediction_id": "a", "timestamp": 1.0, "prediction": 1, "score": None,
-    ...     "latency_ms": None, "features": {"x": 1.5}}, {"prediction_id": "b", "timestamp": 2.0,
-    ...     "prediction": 0, "score": 0.5, "latency_ms": 3.0, "features": {"y": "u", "x": 2.5}}])["features"]
-    {'x': [1.5, 2.5], 'y': [None, 'u']}
-    """
-    rows = [e["features"] for e in events]
-    features = _uniform_columns(rows)
-    if features is None:  # features differ between events: None where one lacks a name
-        features = {name: [row.get(name) for row in rows] for name in dict.fromkeys(chain.from_iterable(rows))}
-    return {
-        "pid": [e["prediction_id"] for e in events],
-        "ts": [e["timestamp"] for e in events],
-        "prediction": [e["prediction"] for e in events],
-        "score": [e["score"] for e in events],
-        "latency_ms": [e["latency_ms"] for e in events],
-        "features": features,
-    }
+def _is_every_row(index: Sequence[int], n: int) -> bool:
+    """Whether ``index`` (distinct row numbers) is every row of ``n``, in order."""
+    return len(index) == n and (n < 2 or bool((np.diff(np.asarray(index)) > 0).all()))
 
 
-def _uniform_columns(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]] | None:
-    """The feature columns when every row has the same names (as the events of a column
-    batch do), gathered in C; ``None`` otherwise.
-
-    >>> _uniform_columns([{"x": 1, "y": 2}, {"y": 4, "x": 3}])
-    {'x': [1, 3], 'y': [2, 4]}
-    >>> _uniform_columns([{"x": 1, "y": 2}, {"x": 3, "z": 4}]) is None
-    True
-    """
-    names = list(rows[0]) if rows else []
-    if len(names) < 2 or any(len(row) != len(names) for row in rows):
-        return None
-    try:
-        return dict(zip(names, map(list, zip(*map(itemgetter(*names), rows)))))
-    except KeyError:  # as many names, not the same ones
-        return None
+def _rows_of(columns: Mapping[str, Any], index: Sequence[int], n: int) -> dict[str, Any]:
+    """Rows ``index`` of normalised columns (all of them, as they are, when that is every row)."""
+    if _is_every_row(index, n):
+        return dict(columns)
+    rows = {name: take(values, index) for name, values in columns.items() if name != "features"}
+    if "features" in columns:
+        rows["features"] = {name: take(values, index) for name, values in columns["features"].items()}
+    return rows
 
 
-def _columns_for_pairs(pairs: Sequence[JoinedPair]) -> dict[str, Any]:
-    pid, _, _, ts, prediction, score, label, label_ts = map(list, zip(*pairs))
-    return {"pid": pid, "ts": ts, "prediction": prediction, "label": label, "score": score, "label_ts": label_ts}
+def _by_model(index: Sequence[int], models: Sequence[str], versions: Sequence[str | None]) -> dict[tuple[str, str | None], list[int]]:
+    """``index`` split by (model, version), each part in order."""
+    if not index:
+        return {}
+    if len(set(models)) == 1 and len(set(versions)) == 1:
+        return {(models[0], versions[0]): list(index)}
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for i in index:
+        groups.setdefault((models[i], versions[i]), []).append(i)
+    return groups
+
+
+def _prediction_payload(predictions: Mapping[str, Any], index: Sequence[int]) -> dict[str, Any]:
+    rows = _rows_of(predictions, index, len(predictions["prediction_id"]))
+    return {"pid": rows["prediction_id"], "ts": rows["timestamp"], "prediction": rows["prediction"],
+            "score": rows["score"], "latency_ms": rows["latency_ms"], "features": rows["features"]}
+
+
+def _pair_payload(pairs: Mapping[str, Any], index: Sequence[int]) -> dict[str, Any]:
+    rows = _rows_of(pairs, index, len(pairs["prediction_id"]))
+    return {"pid": rows["prediction_id"], "ts": rows["timestamp"], "prediction": rows["prediction"],
+            "label": rows["label"], "score": rows["score"], "label_ts": rows["label_timestamp"]}
+
+
+class _HalfColumns:
+    """One role's events of a micro-batch, end to end, as normalised columns: column batches
+    as decoded, runs of events validated one by one turned into columns."""
+
+    def __init__(self, role: Role) -> None:
+        self.role = role
+        self.parts: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+
+    def add_columns(self, columns: dict[str, Any]) -> None:
+        self._flush()
+        self.parts.append(columns)
+
+    def add_events(self, events: Iterable[dict[str, Any]]) -> None:
+        self.events.extend(events)
+
+    def _flush(self) -> None:
+        if self.events:
+            self.parts.append(event_columns(self.events, self.role))
+            self.events = []
+
+    def columns(self) -> dict[str, Any]:
+        self._flush()
+        return concat_columns(self.parts)
 
 
 class JoinStage:
@@ -241,7 +261,7 @@ class JoinStage:
     def process(self, part: PartitionJoin, records: Sequence[InputRecord]) -> JoinResult:
         outputs = Outputs()
         result = JoinResult(outputs, None)
-        events: list[tuple[float, bool, int, str, dict[str, Any], tuple[int, int | None]]] = []
+        halves = {"predictions": _HalfColumns("predictions"), "ground-truth": _HalfColumns("ground-truth")}
         now = self.clock()
         for record in records:
             last = part.offsets.get(record.role)
@@ -251,24 +271,27 @@ class JoinStage:
             if last is not None and record.offset > last + 1:
                 result.gaps.append((record.topic, last + 1, record.offset - 1))
             part.offsets[record.role] = record.offset
-            oks, errors = decode_record(
+            columns, oks, errors = decode_record_columns(
                 record.value, record.role, self.max_message_bytes,  # type: ignore[arg-type]
                 known_models=self.known_models if record.role == "predictions" else None,
             )
-            result.events[record.role] += len(oks)
-            rank = record.role != "predictions"
-            for index, event in oks:
-                # (event time, predictions first, arrival): sorts in C, no key function
-                events.append((event["timestamp"], rank, len(events), record.role, event, (record.offset, index)))
+            half = halves[record.role]
+            if columns is not None:
+                half.add_columns(columns)
+                result.events[record.role] += len(columns["prediction_id"])
+            else:
+                half.add_events(event for _, event in oks)
+                result.events[record.role] += len(oks)
             for error in errors:
                 self._dead_letter(record, error, now, result)
-        if not events and not result.dead_letters:
+        if not result.events.total() and not result.dead_letters:
             return result
-        # a micro-batch applies in event-time order (predictions first on ties; sorting is
-        # stable), so what the join and the detectors see does not depend on which topic the
-        # consumer happened to read first; offline and replayed runs merge by event time too
-        events.sort()
-        batch = part.state.apply([(role, event, position) for _, _, _, role, event, position in events])
+        # a micro-batch applies in event-time order (predictions first on ties), so what
+        # the join and the detectors see does not depend on which topic the consumer
+        # happened to read first; offline and replayed runs merge by event time too
+        predictions = halves["predictions"].columns()
+        labels = halves["ground-truth"].columns()
+        batch = part.state.apply(predictions, labels)
         result.batch = batch
         by_model: dict[str, dict[str, Any]] = {}
 
@@ -282,18 +305,15 @@ class JoinStage:
                 }
             return by_model[key]
 
-        grouped_preds: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
-        for event in batch.predictions:
-            grouped_preds.setdefault((event["model_id"], event["model_version"]), []).append(event)
-        for (model_id, version), group in grouped_preds.items():
-            payload(model_id, version)["pred"] = _columns_for_predictions(group)
-        grouped_pairs: dict[tuple[str, str | None], list[Any]] = {}
-        for pair in batch.pairs:
-            grouped_pairs.setdefault((pair.model_id, pair.model_version), []).append(pair)
-        for (model_id, version), group in grouped_pairs.items():
+        if batch.predictions:
+            for (model_id, version), index in _by_model(batch.predictions, predictions["model_id"], predictions["model_version"]).items():
+                payload(model_id, version)["pred"] = _prediction_payload(predictions, index)
+        pairs = batch.pairs
+        every_pair = range(len(pairs["prediction_id"]))
+        for (model_id, version), index in _by_model(every_pair, pairs["model_id"], pairs["model_version"]).items():
             p = payload(model_id, version)
-            p["pairs"] = _columns_for_pairs(group)
-            p["join"]["matched"] = len(group)
+            p["pairs"] = _pair_payload(pairs, index)
+            p["join"]["matched"] = len(index)
         for model_id, count in batch.expired_by_model.items():
             payload(model_id, None)["join"]["expired"] += count
         for key, value in by_model.items():
@@ -333,23 +353,6 @@ class JoinStage:
         return writes
 
 
-def _concat_columns(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Columns of several batches end to end; a feature missing from a batch is ``None``
-    there (as :func:`_columns_for_predictions` fills a feature an event lacks)."""
-    merged: dict[str, Any] = {}
-    for name in parts[0]:
-        if name != "features":
-            merged[name] = [value for part in parts for value in part[name]]
-    if "features" in parts[0]:
-        sizes = [len(part["ts"]) for part in parts]
-        names = dict.fromkeys(name for part in parts for name in part["features"])
-        merged["features"] = {
-            name: [value for part, size in zip(parts, sizes) for value in part["features"].get(name, [None] * size)]
-            for name in names
-        }
-    return merged
-
-
 def merge_column_batches(payloads: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One model's monitor-input column batches as one, in order: predictions end to end,
     joined pairs end to end, join counts added up.
@@ -368,7 +371,7 @@ def merge_column_batches(payloads: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }}
     for part in ("pred", "pairs"):
         columns = [p[part] for p in payloads if p.get(part)]
-        merged[part] = (columns[0] if len(columns) == 1 else _concat_columns(columns)) if columns else None
+        merged[part] = (columns[0] if len(columns) == 1 else concat_columns(columns)) if columns else None
     return merged
 
 
