@@ -288,7 +288,7 @@ def _noisy_stream(rng: random.Random, n: int, window_s: float) -> list[Event]:
         late = rng.random() < 0.05
         if late:  # its only label comes after its prediction expired, before its marker does
             t = n // 2 - window_s * rng.uniform(1.2, 1.8)
-            tail.append(label(f"p{i}", t + 1.0))
+            tail.extend([label(f"p{i}", t + 1.0)] * rng.choice([1, 1, 2]))  # a copy of a late label is late too
         events.append(pred(f"p{i}", t, model))
         while rng.random() < 0.15:
             events.append(pred(f"p{i}", t, model))
