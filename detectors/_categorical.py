@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Mapping
+from itertools import repeat
 from typing import Any, ClassVar
 
 import numpy as np
@@ -94,7 +95,10 @@ class CategoricalWindowedDetector(WindowedDetector):
     def _check_many(self, xs: Any) -> np.ndarray:
         self._require_reference()
         index, other, name = self._index, len(self._index), self.name
-        codes = [index.get(category_key(name, x), other) for x in xs]
+        if set(map(type, xs)) == {str}:  # the monitor's keys already: looked up in C
+            codes = list(map(index.get, xs, repeat(other)))
+        else:
+            codes = [index.get(category_key(name, x), other) for x in xs]
         return np.asarray(codes, dtype=np.int64)
 
     def _window_counts(self, window: np.ndarray) -> np.ndarray:
