@@ -12,7 +12,6 @@ import pytest
 
 from streams.join import JoinBatch, JoinState
 
-
 Event = tuple[str, dict[str, Any]]
 
 
