@@ -16,11 +16,11 @@ State is bounded by the window: every entry leaves once the watermark (the large
 markers, kept to tell ``late`` from ``unmatched`` and to recognise a copy of an expired
 prediction, by ``2 * window_s``), rounded up to 1/64 of the window. The window closes as
 soon as a prediction moves the watermark, before it applies, so how a stream (in a given
-order) is cut into micro-batches never changes the outcome. Labels do not move the watermark: the two input
-topics are consumed at their own paces, and a label topic read ahead of its predictions
-(a backlog of small label records) must not expire the predictions still to come. Event
-time is per partition: a partition that receives no predictions keeps its pending halves
-until it does.
+order) is cut into micro-batches never changes the outcome. Labels do not move the
+watermark: the two input topics are consumed at their own paces, and a label topic read
+ahead of its predictions (a backlog of small label records) must not expire the predictions
+still to come. Event time is per partition: a partition that receives no predictions keeps
+its pending halves until it does.
 
 Persistence is a log of deltas, one per micro-batch, so a batch of 500 events costs one
 changelog record rather than 500 table writes: ``JoinState.apply`` returns a
@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas.columns import take
+from schemas.columns import object_array, take
 
 #: Sections of the pending state: predictions, labels, done (matched ids), expired markers.
 SECTIONS = ("p", "l", "d", "x")
@@ -88,13 +88,6 @@ def event_time_order(prediction_ts: Sequence[float], label_ts: Sequence[float]) 
     return np.lexsort((np.arange(len(ts)), is_label, ts))
 
 
-def _objects(values: Sequence[Any]) -> np.ndarray:
-    """``values`` as a numpy object array (to gather by an index array in C)."""
-    array = np.empty(len(values), dtype=object)
-    array[:] = values
-    return array
-
-
 class _Ids:
     """A segment's ids of one half, in order, and where each first occurs."""
 
@@ -118,23 +111,24 @@ class _Halves:
     def __init__(self, predictions: Columns, labels: Columns) -> None:
         self.predictions = predictions
         self.labels = labels
-        self.n_p = len(predictions["prediction_id"]) if predictions else 0
-        self.p_ts = np.asarray(predictions["timestamp"], dtype=float) if self.n_p else np.empty(0)
-        self.l_ts = np.asarray(labels["timestamp"], dtype=float) if labels else np.empty(0)
-        self.p_id = _objects(predictions["prediction_id"]) if self.n_p else _objects([])
-        self.l_id = _objects(labels["prediction_id"]) if labels else _objects([])
+        # a half without events may come as {}
+        self.p_id = object_array(predictions.get("prediction_id", ()))
+        self.l_id = object_array(labels.get("prediction_id", ()))
+        self.n_p = len(self.p_id)
+        self.p_ts = np.asarray(predictions.get("timestamp", ()), dtype=float)
+        self.l_ts = np.asarray(labels.get("timestamp", ()), dtype=float)
 
     @functools.cached_property
     def _p_columns(self) -> list[np.ndarray]:
-        return [_objects(self.predictions[f]) for f in ("model_id", "model_version", "prediction", "score")]
+        return [object_array(self.predictions[f]) for f in ("model_id", "model_version", "prediction", "score")]
 
     @functools.cached_property
     def _label(self) -> np.ndarray:
-        return _objects(self.labels["label"])
+        return object_array(self.labels["label"])
 
     @functools.cached_property
     def l_model(self) -> np.ndarray:
-        return _objects(self.labels["model_id"])
+        return object_array(self.labels["model_id"])
 
     def predicted(self, index: np.ndarray) -> list[list[Any]]:
         """Columns model, version, prediction, score, event time of the predictions ``index``."""
@@ -254,8 +248,7 @@ class JoinState:
         return int((entry[-2] + self._spans[section]) // self.granularity)
 
     def _schedule(self, section: str, pid: str, entry: list[Any]) -> None:
-        bucket = int((entry[-2] + self._spans[section]) // self.granularity)
-        self._schedule_group(bucket, section, (pid,))
+        self._schedule_group(self._bucket(section, entry), section, (pid,))
 
     def _schedule_group(self, bucket: int, section: str, ids: Sequence[str]) -> None:
         groups = self.buckets.get(bucket)
@@ -282,14 +275,18 @@ class JoinState:
 
     def _remove(self, section: str, pid: str) -> list[Any] | None:
         entry = self.entries[section].pop(pid, None)
-        if entry is None:
-            return None
-        if entry[-1] == self.seq:
+        if entry is not None:
+            self._forget(section, pid, entry[-1])
+        return entry
+
+    def _forget(self, section: str, pid: str, owner: int) -> None:
+        """Record in this batch's delta that the entry of ``pid``, added by delta ``owner``,
+        left ``section``."""
+        if owner == self.seq:
             del self._adds[section][pid]  # added and removed within this batch: no trace
         else:
             self._rms[section].append(pid)
-            self._released.append(entry[-1])
-        return entry
+            self._released.append(owner)
 
     def _drop(self, section: str, pid: str) -> None:
         """Remove while replaying a delta (recovery)."""
@@ -368,8 +365,8 @@ class JoinState:
             stop = self._segment_end(ts, is_prediction, start)
             self._join_segment(halves, merged[start:stop], batch)
             seen = ts[start:stop][is_prediction[start:stop]]
-            if seen.size and seen.max() > self.watermark:
-                self.watermark = float(seen.max())
+            if seen.size:
+                self.watermark = max(self.watermark, float(seen.max()))
             start = stop
         self._settle()
         batch.delta = self._delta()
@@ -477,18 +474,11 @@ class JoinState:
     def _take(self, section: str, ids: list[str]) -> list[tuple[Any, ...]]:
         """Remove the pending entries of ``ids`` (they found their partner); their fields
         as columns, less the delta seq."""
-        entries = list(map(self.entries[section].pop, ids))
-        *columns, owners = zip(*entries)
-        seq = self.seq
-        if seq in owners:  # some were added by this batch: they leave no trace in its delta
-            adds, rms = self._adds[section], self._rms[section]
+        *columns, owners = zip(*map(self.entries[section].pop, ids))
+        if self.seq in owners:  # some were added by this batch
             for pid, owner in zip(ids, owners):
-                if owner == seq:
-                    del adds[pid]
-                else:
-                    rms.append(pid)
-                    self._released.append(owner)
-        else:
+                self._forget(section, pid, owner)
+        else:  # what _forget records for each, in bulk
             self._rms[section].extend(ids)
             self._released.extend(owners)
         return columns
@@ -554,23 +544,24 @@ class JoinState:
         heap = self.bucket_heap
         while heap and (heap[0] + 1) * self.granularity <= self.watermark:
             bucket = heapq.heappop(heap)
-            for section, pid in ((section, pid) for section, ids in self.buckets.pop(bucket) for pid in ids):
-                entry = self.entries[section].get(pid)
-                if entry is None or self._bucket(section, entry) != bucket:
-                    continue  # already matched or replaced: a stale item
-                self._remove(section, pid)
-                if section == "p":
-                    batch.outcomes["expired"] += 1
-                    batch.expired_by_model[entry[0]] += 1
-                    self._add("x", pid, [entry[0], entry[-2]])
-                elif section == "l":
-                    batch.outcomes["unmatched"] += 1
-                    batch.records.append(
-                        JoinRecord(
-                            "unmatched", pid, entry[1], entry[-2],
-                            f"no prediction with this id arrived within the {self.window_s:g}s join window",
+            for section, ids in self.buckets.pop(bucket):
+                for pid in ids:
+                    entry = self.entries[section].get(pid)
+                    if entry is None or self._bucket(section, entry) != bucket:
+                        continue  # already matched or replaced: a stale item
+                    self._remove(section, pid)
+                    if section == "p":
+                        batch.outcomes["expired"] += 1
+                        batch.expired_by_model[entry[0]] += 1
+                        self._add("x", pid, [entry[0], entry[-2]])
+                    elif section == "l":
+                        batch.outcomes["unmatched"] += 1
+                        batch.records.append(
+                            JoinRecord(
+                                "unmatched", pid, entry[1], entry[-2],
+                                f"no prediction with this id arrived within the {self.window_s:g}s join window",
+                            )
                         )
-                    )
 
     def _delta(self) -> dict[str, Any]:
         add = {section: adds for section, adds in self._adds.items() if adds}

@@ -13,7 +13,7 @@ import pytest
 from schemas import codec
 from schemas.columns import (
     ColumnsError,
-    fast_events,
+    fast_columns,
     is_column_batch,
     to_columns,
     to_rows,
@@ -47,7 +47,7 @@ def test_simulated_batches_take_the_fast_path_and_decode_as_objects():
     preds, labels = Simulation(SimulationConfig(events=600, seed=5)).generate()
     for topic, events in (("predictions", preds), ("ground-truth", labels)):
         batch = to_columns(events)
-        assert fast_events(codec.loads(codec.dumps(batch))["columns"], topic) is not None  # not the per-event path
+        assert fast_columns(codec.loads(codec.dumps(batch))["columns"], topic) is not None  # not the per-event path
         oks, errs = decode_record(codec.dumps(batch), topic, LIMIT)
         assert errs == []
         assert oks == [(i, _VALIDATOR[topic](e)) for i, e in enumerate(_padded(events))]
@@ -77,7 +77,7 @@ MIXED = [
 )
 def test_each_event_decodes_as_the_same_event_object(topic, events, fast):
     columns = codec.loads(codec.dumps(to_columns(events)))["columns"]
-    assert (fast_events(columns, topic) is not None) is fast
+    assert (fast_columns(columns, topic) is not None) is fast
     oks, errs = _decode(events, topic)
     assert errs == []
     assert oks == [(i, _VALIDATOR[topic](e)) for i, e in enumerate(_padded(events))]
