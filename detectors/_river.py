@@ -14,7 +14,6 @@ import base64
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 from river import stats
 
 from detectors.base import Detector, Domain, check_value, check_values
@@ -76,23 +75,10 @@ class RiverDetector(Detector):
         self._drift = river._drift_detected
         self._warning = getattr(river, "_warning_detected", False)
 
-    def update_until_drift(self, xs: np.ndarray | Sequence[Any]) -> int:
-        """As :meth:`Detector.update_until_drift`, feeding river directly (the hot loop of
-        the concept-drift monitors: one river ``update`` per value and nothing else)."""
-        return self._feed(self._check_many(xs))
-
-    def _update_batch(self, values: Sequence[Any]) -> np.ndarray:
-        hits = []
-        used = 0
-        while used < len(values):
-            used += self._feed(values[used:])
-            if self._drift:
-                hits.append(used - 1)
-        return np.asarray(hits, dtype=np.int64)
-
     def _feed(self, values: Sequence[float]) -> int:
-        """Update with ``values`` until one signals drift; how many were used. The flags are
-        read once, at the end: river keeps them, and nothing reads them in between."""
+        """Feed river directly (the hot loop of the concept-drift monitors: one river
+        ``update`` per value and nothing else). The flags are read once, at the end: river
+        keeps them, and nothing reads them in between."""
         river = self._river
         update = river.update
         used = 0

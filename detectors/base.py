@@ -338,7 +338,11 @@ class Detector(Parameterised, abc.ABC):
         >>> used < len(stream), detector.drift_detected
         (True, True)
         """
-        values = self._check_many(xs)
+        return self._feed(self._check_many(xs))
+
+    def _feed(self, values: Sequence[Any]) -> int:
+        """Update with validated values in order until one signals drift; how many were used.
+        One ``_update_one`` per value; a subclass may feed its values more directly."""
         update = self._update_one
         for i, value in enumerate(values):
             update(value)
@@ -349,10 +353,11 @@ class Detector(Parameterised, abc.ABC):
     def _update_batch(self, values: Sequence[Any]) -> np.ndarray:
         """Update with a validated batch; return the indices after which drift was signalled."""
         hits = []
-        for i, value in enumerate(values):
-            self._update_one(value)
+        used = 0
+        while used < len(values):
+            used += self._feed(values[used:])
             if self._drift:
-                hits.append(i)
+                hits.append(used - 1)
         return np.asarray(hits, dtype=np.int64)
 
     # -- parameters and state --------------------------------------------------------------
