@@ -180,16 +180,6 @@ def _is_every_row(index: Sequence[int], n: int) -> bool:
     return len(index) == n and (n < 2 or bool((np.diff(np.asarray(index)) > 0).all()))
 
 
-def _rows_of(columns: Mapping[str, Any], index: Sequence[int], n: int) -> dict[str, Any]:
-    """Rows ``index`` of normalised columns (all of them, as they are, when that is every row)."""
-    if _is_every_row(index, n):
-        return dict(columns)
-    rows = {name: take(values, index) for name, values in columns.items() if name != "features"}
-    if "features" in columns:
-        rows["features"] = {name: take(values, index) for name, values in columns["features"].items()}
-    return rows
-
-
 def _by_model(index: Sequence[int], models: Sequence[str], versions: Sequence[str | None]) -> dict[tuple[str, str | None], list[int]]:
     """``index`` split by (model, version), each part in order."""
     if not index:
@@ -202,16 +192,22 @@ def _by_model(index: Sequence[int], models: Sequence[str], versions: Sequence[st
     return groups
 
 
-def _prediction_payload(predictions: Mapping[str, Any], index: Sequence[int]) -> dict[str, Any]:
-    rows = _rows_of(predictions, index, len(predictions["prediction_id"]))
-    return {"pid": rows["prediction_id"], "ts": rows["timestamp"], "prediction": rows["prediction"],
-            "score": rows["score"], "latency_ms": rows["latency_ms"], "features": rows["features"]}
+#: Monitor-input payload columns, by the normalised (or pair) column each one is.
+_PREDICTION_PAYLOAD = {"pid": "prediction_id", "ts": "timestamp", "prediction": "prediction", "score": "score",
+                       "latency_ms": "latency_ms", "features": "features"}
+_PAIR_PAYLOAD = {"pid": "prediction_id", "ts": "timestamp", "prediction": "prediction", "label": "label",
+                 "score": "score", "label_ts": "label_timestamp"}
 
 
-def _pair_payload(pairs: Mapping[str, Any], index: Sequence[int]) -> dict[str, Any]:
-    rows = _rows_of(pairs, index, len(pairs["prediction_id"]))
-    return {"pid": rows["prediction_id"], "ts": rows["timestamp"], "prediction": rows["prediction"],
-            "label": rows["label"], "score": rows["score"], "label_ts": rows["label_timestamp"]}
+def _payload(columns: Mapping[str, Any], index: Sequence[int], fields: Mapping[str, str]) -> dict[str, Any]:
+    """Rows ``index`` of ``columns`` as the monitor-input payload ``fields`` names: the
+    columns as they are when that is every row, else only the payload's, gathered."""
+    if _is_every_row(index, len(columns["prediction_id"])):
+        return {name: columns[source] for name, source in fields.items()}
+    return {
+        name: {f: take(values, index) for f, values in columns[source].items()} if source == "features" else take(columns[source], index)
+        for name, source in fields.items()
+    }
 
 
 class _HalfColumns:
@@ -307,12 +303,12 @@ class JoinStage:
 
         if batch.predictions:
             for (model_id, version), index in _by_model(batch.predictions, predictions["model_id"], predictions["model_version"]).items():
-                payload(model_id, version)["pred"] = _prediction_payload(predictions, index)
+                payload(model_id, version)["pred"] = _payload(predictions, index, _PREDICTION_PAYLOAD)
         pairs = batch.pairs
         every_pair = range(len(pairs["prediction_id"]))
         for (model_id, version), index in _by_model(every_pair, pairs["model_id"], pairs["model_version"]).items():
             p = payload(model_id, version)
-            p["pairs"] = _pair_payload(pairs, index)
+            p["pairs"] = _payload(pairs, index, _PAIR_PAYLOAD)
             p["join"]["matched"] = len(index)
         for model_id, count in batch.expired_by_model.items():
             payload(model_id, None)["join"]["expired"] += count

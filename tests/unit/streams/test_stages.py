@@ -112,3 +112,34 @@ def test_deltas_beyond_the_committed_meta_are_ignored_and_deleted() -> None:
     assert recovered.state.seq == committed.state.seq == 3
     assert recovered.state.entries == committed.state.entries
     assert recovered.redo == [("0:000000000004", None)]
+
+
+def test_each_models_payload_holds_its_new_predictions_and_pairs_row_for_row() -> None:
+    # two models in one column batch, copies of predictions already seen, a label waiting:
+    # the payload gathers rows, and each row's fields must stay those of its prediction
+    def preds(ids: list[int]) -> bytes:
+        return codec.dumps({"columns": {
+            "prediction_id": [f"p{i}" for i in ids], "model_id": ["a" if i % 2 else "b" for i in ids],
+            "timestamp": [float(i) for i in ids], "prediction": [i % 3 for i in ids],
+            "score": [i / 100 for i in ids], "features": {"x": [i * 10.0 for i in ids], "c": [f"c{i}" for i in ids]},
+        }})
+
+    labels = codec.dumps({"columns": {"prediction_id": ["p4", "p7"], "label": [1, 0], "timestamp": [20.0, 21.0]}})
+    stage, part = _stage(), PartitionJoin.fresh(0, 100.0)
+    stage.process(part, [InputRecord("predictions", "predictions", 0, 0, preds([1, 2, 3]))])
+    result = stage.process(part, [
+        InputRecord("ground-truth", "ground-truth", 0, 0, codec.dumps({"columns": {"prediction_id": ["p6"], "label": [1], "timestamp": [5.5]}})),
+        InputRecord("predictions", "predictions", 0, 1, preds([7, 2, 4, 3, 6, 5])),
+        InputRecord("ground-truth", "ground-truth", 0, 1, labels),
+    ])
+    payloads = {key: value for key, value in result.outputs.messages["monitor-input"]}
+    new = {"a": [5, 7], "b": [4, 6]}  # p2 and p3 are copies; event-time order
+    for model, ids in new.items():
+        pred = next(p for p in payloads.values() if p["model_id"] == model)["pred"]
+        assert pred["pid"] == [f"p{i}" for i in ids]
+        assert (pred["ts"], pred["prediction"], pred["score"]) == ([float(i) for i in ids], [i % 3 for i in ids], [i / 100 for i in ids])
+        assert pred["features"] == {"x": [i * 10.0 for i in ids], "c": [f"c{i}" for i in ids]}
+    pairs = {p["model_id"]: p["pairs"] for p in payloads.values() if p["pairs"]}
+    assert {model: (p["pid"], p["label"], p["score"], p["label_ts"]) for model, p in pairs.items()} == {
+        "a": (["p7"], [0], [0.07], [21.0]), "b": (["p6", "p4"], [1, 1], [0.06, 0.04], [5.5, 20.0]),
+    }
