@@ -106,7 +106,8 @@ def test_an_error_thrown_into_the_channel_reaches_the_waiting_agent() -> None:
     async def test() -> None:
         queue = _queue()
         waiting = asyncio.ensure_future(queue.get())
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # one yield: the get runs to its wait on the empty buffer
+        assert not waiting.done()
         queue._throw(RuntimeError("boom"))
         with pytest.raises(RuntimeError, match="boom"):
             await asyncio.wait_for(waiting, timeout=5)
