@@ -101,6 +101,9 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "broker_commit_interval": settings.commit_interval_s,
         "producer_linger": settings.producer_linger_ms / 1000.0,
         "producer_max_request_size": max(16 * settings.max_message_bytes, 16_777_216),
+        # aiokafka's 16 KiB default holds one ~36 KB monitor state per partition per request:
+        # a batch's states then took a broker round trip per few models
+        "producer_max_batch_size": 1_048_576,
         "consumer_max_fetch_size": max(8 * settings.max_message_bytes, 8_388_608),
         "consumer_auto_offset_reset": "earliest",
         "stream_buffer_maxsize": 8192,
@@ -511,6 +514,13 @@ class Pipeline:
             applied_events += run.events
             touched.append((key, msg, monitor, applied, self.monitor_stage.outputs(monitor, run.result)))
             self._export(monitor, run.result)
+        # the outputs go out with the states, not after them (an alert waits for one broker
+        # round trip, not three): they are a function of the models' input log, so outputs
+        # published before their state is durable are published again, the same, by the
+        # replay a crash causes (a repeat, never a loss); the outbox covers the other order
+        sent = []
+        for *_, outputs in touched:
+            sent += await self.send(outputs)
         # every model's state at once, then one wait: a wait per model cost a broker round
         # trip each, which with 20 models held every monitor batch for a few tenths of a second
         writes = []
@@ -526,9 +536,6 @@ class Pipeline:
                 writes += self._send_writes(self.monitor_offsets_table, group[-1], [(str(partition), codec.dumps({"offset": done}))])
                 self._monitor_offsets[partition] = done
         await self._written_all(writes)
-        sent = []
-        for *_, outputs in touched:
-            sent += await self.send(outputs)
         await self.delivered(sent)
         # predictions plus joined pairs the monitors applied (tests wait on this)
         m.events_consumed.labels(self.settings.topic("monitor-input")).inc(applied_events)
