@@ -12,8 +12,11 @@ plus the last offset applied per input topic, so a replayed record is never appl
 carries its join partition and sequence number).
 
 Both stages persist as a transactional outbox: the state and the outputs of a batch are
-written to the table first; the outputs are published after; on recovery the last outbox
-is published again (same ids, so consumers see at most a repeat, never a loss). A join
+written to the table together; on recovery the last outbox is published again (same ids,
+so consumers see at most a repeat, never a loss). The join publishes its outputs only once
+that write is acked: a replay may cut its batches differently, and the monitors dedupe on
+the batch's sequence number. The monitor agent publishes alongside the write: its outputs
+depend only on the model's input log, so a replay publishes the same ones again. A join
 batch is committed by one record (see :meth:`JoinStage.persist`), so a crash between its
 table writes never leaves state its recorded offsets do not cover.
 """
