@@ -155,7 +155,13 @@ class Pipeline:
         self.monitor_table = app.Table("monitor-state", partitions=settings.partitions, value_type=bytes)
         # monitor-input partition -> the last offset the monitors applied (for the gap guard)
         self.monitor_offsets_table = app.Table("monitor-offsets", partitions=settings.partitions, value_type=bytes)
-        self._monitor_offsets: dict[int, int | None] = {}
+        self._monitor_offsets: dict[int, int] = {}
+        # changed since the last checkpoint: model key -> a record of its monitor-input
+        # partition (the table write's partition), and partition -> its last record applied
+        self._unsaved_monitors: dict[str, Message] = {}
+        self._unsaved_offsets: dict[int, Message] = {}
+        self._checkpointed_at = time.monotonic()
+        self._monitor_lock = asyncio.Lock()  # a batch and a checkpoint never interleave
         self.outputs = {
             role: app.topic(settings.topic(role), key_serializer="raw", value_serializer="raw")
             for role in OUTPUT_ROLES
@@ -187,6 +193,9 @@ class Pipeline:
         self._joins.clear()
         self._monitors.clear()
         self._monitor_offsets.clear()
+        # what the last checkpoint did not cover is applied again, from the checkpoint
+        self._unsaved_monitors.clear()
+        self._unsaved_offsets.clear()
         self.gap_guard.reset()
         self.aligner.clear()
         m = self.metrics
@@ -465,36 +474,42 @@ class Pipeline:
         if raw is None:
             cached = (self.monitor_stage.new_monitor(payload["model_id"], payload["model_version"]), {})
         else:
-            monitor, applied, outbox = self.monitor_stage.load(raw)
-            log.info("monitor %s resumes after join batches %s", key, applied)
-            cached = (monitor, applied)
-            if outbox:
-                await self.publish(Outputs.from_json(outbox))
+            cached = self.monitor_stage.load(raw)
+            log.info("monitor %s resumes after join batches %s", key, cached[1])
         self._monitors[key] = cached
         return cached
 
-    def _monitor_offset(self, partition: int) -> int | None:
+    def _monitor_offset(self, partition: int) -> int:
+        """The last monitor-input offset of ``partition`` the monitors applied: as of the
+        last checkpoint after a (re)assignment, -1 before any checkpoint."""
         if partition not in self._monitor_offsets:
             raw = self.monitor_offsets_table.data.get(str(partition))
-            self._monitor_offsets[partition] = None if raw is None else int(codec.loads(raw)["offset"])
+            self._monitor_offsets[partition] = -1 if raw is None else int(codec.loads(raw)["offset"])
         return self._monitor_offsets[partition]
 
     async def _screen_monitor_input(self, messages: list[Message]) -> dict[int, list[Message]]:
-        """The records to apply, by monitor-input partition: the gap guard re-reads what the
-        consumer skipped (the join's own inputs get the same, see :meth:`handle_join`)."""
+        """The records to apply, by monitor-input partition. The gap guard re-reads what the
+        consumer skipped (the join's own inputs get the same, see :meth:`handle_join`) and,
+        after a crash or a rebalance, what came after the last checkpoint: the consumer's
+        committed offsets run ahead of it."""
         by_partition: dict[int, list[Message]] = {}
         for msg in messages:
             by_partition.setdefault(msg.partition, []).append(msg)
         topic = self.settings.topic("monitor-input")
         for partition, group in by_partition.items():
-            applied = self._monitor_offset(partition)
             by_partition[partition] = await self.gap_guard.screen(
-                partition, {} if applied is None else {topic: applied}, group,
-                key=lambda msg: (msg.topic, msg.offset),
+                partition, {topic: self._monitor_offset(partition)}, group, key=lambda msg: (msg.topic, msg.offset),
             )
         return by_partition
 
     async def handle_monitor(self, messages: list[Message]) -> None:
+        """Apply a batch of monitor-input records and publish the outputs; checkpoint the
+        models' states when one is due (:meth:`checkpoint_monitors`)."""
+        async with self._monitor_lock:
+            await self._apply_monitor_input(messages)
+            await self._checkpoint_monitors_if_due()
+
+    async def _apply_monitor_input(self, messages: list[Message]) -> None:
         started = time.perf_counter()
         by_partition = await self._screen_monitor_input(messages)
         messages = [msg for group in by_partition.values() for msg in group]
@@ -503,7 +518,7 @@ class Pipeline:
         by_model: dict[str, tuple[Message, list[dict[str, Any]]]] = {}
         for msg in messages:
             by_model.setdefault(msg.key.decode(), (msg, []))[1].append(codec.loads(msg.value))
-        touched: list[tuple[str, Message, ModelMonitor, dict[str, int], Outputs]] = []
+        sent: list[Any] = []
         applied_events = 0
         for key, (msg, payloads) in by_model.items():
             monitor, applied = await self._monitor_for(key, payloads[0])
@@ -512,36 +527,71 @@ class Pipeline:
                 log.debug("monitor %s skips %d join batches: already applied", key, run.skipped)
                 m.duplicates_skipped.labels("monitor").inc(run.skipped)
             applied_events += run.events
-            touched.append((key, msg, monitor, applied, self.monitor_stage.outputs(monitor, run.result)))
+            sent += await self.send(self.monitor_stage.outputs(monitor, run.result))
             self._export(monitor, run.result)
-        # the outputs go out with the states, not after them (an alert waits for one broker
-        # round trip, not three): they are a function of the models' input log, so outputs
-        # published before their state is durable are published again, the same, by the
-        # replay a crash causes (a repeat, never a loss); the outbox covers the other order
-        sent = []
-        for *_, outputs in touched:
-            sent += await self.send(outputs)
-        # every model's state at once, then one wait: a wait per model cost a broker round
-        # trip each, which with 20 models held every monitor batch for a few tenths of a second
-        writes = []
-        for key, msg, monitor, applied, outputs in touched:
-            writes += self._send_writes(self.monitor_table, msg, [(key, self.monitor_stage.dump(monitor, applied, outputs))])
-        await self._written_all(writes)
-        writes = []
-        for partition, group in by_partition.items():  # after the states: it may lag them, never lead
-            if group:
-                done = max(msg.offset for msg in group)
-                applied = self._monitor_offset(partition)
-                done = done if applied is None else max(applied, done)  # replays do not move it back
-                writes += self._send_writes(self.monitor_offsets_table, group[-1], [(str(partition), codec.dumps({"offset": done}))])
-                self._monitor_offsets[partition] = done
-        await self._written_all(writes)
+            self._unsaved_monitors[key] = msg
+        for partition, group in by_partition.items():
+            if group:  # replays do not move it back
+                self._monitor_offsets[partition] = max(self._monitor_offset(partition), max(msg.offset for msg in group))
+                self._unsaved_offsets[partition] = group[-1]
+        # published before the state that produced them is saved: a replay from the last
+        # checkpoint publishes the same outputs again (a repeat, never a loss)
         await self.delivered(sent)
         # predictions plus joined pairs the monitors applied (tests wait on this)
         m.events_consumed.labels(self.settings.topic("monitor-input")).inc(applied_events)
         m.batch_size.labels("monitor").observe(len(messages))
         m.batch_duration_seconds.labels("monitor").observe(time.perf_counter() - started)
         m.table_size.labels("monitor-state").set(len(self._monitors))
+
+    async def resume_monitors(self) -> None:
+        """After a (re)assignment, once the consumer is positioned: rewind each monitor-input
+        partition whose committed offset is past its last checkpoint to just after that
+        checkpoint, so the monitors apply again what it does not cover (with new records,
+        the gap guard does the same; this covers a partition with none). Call it from a timer."""
+        # a first assignment's recovery is not over until ``completed``; a later rebalance
+        # suspends the flow until its recovery has sought the partitions to their offsets
+        if not (self.app.tables.recovery.completed.is_set() and self.app.flow_control.is_active()):
+            return
+        topic = self.settings.topic("monitor-input")
+        async with self._monitor_lock:
+            for tp in self.app.consumer.assignment():
+                if tp.topic != topic or tp.partition in self._monitor_offsets:
+                    continue
+                checkpoint = self._monitor_offset(tp.partition)
+                committed = self.app.consumer._committed_offset.get(tp)  # Faust exposes no public accessor
+                if committed is not None and committed > checkpoint + 1:
+                    log.info("%s[%d]: applying offsets %d..%d again (after the last checkpoint)",
+                             topic, tp.partition, checkpoint + 1, committed - 1)
+                    await self.gap_guard.rewind(topic, tp.partition, checkpoint + 1)
+
+    async def checkpoint_monitors(self) -> None:
+        """Save the state of every model changed since the last checkpoint, then the
+        monitor-input offsets that state covers, if ``monitor_checkpoint_s`` has passed
+        since it (call it from a timer: a quiet stream's last batches are saved too)."""
+        async with self._monitor_lock:
+            await self._checkpoint_monitors_if_due()
+
+    async def _checkpoint_monitors_if_due(self) -> None:
+        if time.monotonic() - self._checkpointed_at < self.settings.monitor_checkpoint_s:
+            return
+        started = time.perf_counter()
+        self._checkpointed_at = time.monotonic()
+        states, offsets = self._unsaved_monitors, self._unsaved_offsets
+        if not states and not offsets:
+            return
+        self._unsaved_monitors, self._unsaved_offsets = {}, {}
+        # every model's state at once, then one wait: a wait per model cost a broker round
+        # trip each, which with 20 models held every monitor batch for a few tenths of a second
+        writes = []
+        for key, msg in states.items():
+            writes += self._send_writes(self.monitor_table, msg, [(key, self.monitor_stage.dump(*self._monitors[key]))])
+        done = {partition: self._monitor_offsets[partition] for partition in offsets}
+        await self._written_all(writes)
+        writes = []
+        for partition, msg in offsets.items():  # after the states: it may lag them, never lead
+            writes += self._send_writes(self.monitor_offsets_table, msg, [(str(partition), codec.dumps({"offset": done[partition]}))])
+        await self._written_all(writes)
+        self.metrics.batch_duration_seconds.labels("monitor-checkpoint").observe(time.perf_counter() - started)
 
     def _export(self, monitor: ModelMonitor, result: Any) -> None:
         m = self.metrics
@@ -666,6 +716,11 @@ def create_app(
         pipeline.update_lag()
         await pipeline.check_changelogs()
         await pipeline.gap_guard.retry_overdue()
+
+    @app.timer(settings.monitor_checkpoint_s / 2)
+    async def monitor_checkpoint() -> None:
+        await pipeline.resume_monitors()
+        await pipeline.checkpoint_monitors()
 
     @app.timer(0.25)
     async def align_wakeup() -> None:

@@ -87,6 +87,12 @@ class GapGuard:
         await self.seek(topic, partition, offset)
         self.rewinds += 1
 
+    async def rewind(self, topic: str, partition: int, offset: int) -> None:
+        """Make the consumer deliver ``topic[partition]`` from ``offset`` again, holding the
+        records further on it delivers meanwhile (e.g. to apply again what came after a
+        checkpoint)."""
+        await self._start_rewind(topic, partition, offset)
+
     def reset(self) -> None:
         """Forget rewinds in progress (partitions were reassigned: they start afresh)."""
         self.rewinding.clear()

@@ -11,14 +11,17 @@ plus the last offset applied per input topic, so a replayed record is never appl
 :class:`~streams.monitor.ModelMonitor`; skip a column batch it already applied (each
 carries its join partition and sequence number).
 
-Both stages persist as a transactional outbox: the state and the outputs of a batch are
-written to the table together; on recovery the last outbox is published again (same ids,
-so consumers see at most a repeat, never a loss). The join publishes its outputs only once
-that write is acked: a replay may cut its batches differently, and the monitors dedupe on
-the batch's sequence number. The monitor agent publishes alongside the write: its outputs
-depend only on the model's input log, so a replay publishes the same ones again. A join
-batch is committed by one record (see :meth:`JoinStage.persist`), so a crash between its
-table writes never leaves state its recorded offsets do not cover.
+The join persists as a transactional outbox: a batch's state and outputs are written to
+the table together, and the outputs published once that write is acked; on recovery the
+last outbox is published again (same ids, so consumers see at most a repeat, never a
+loss). It must: a replay may cut the batches differently, and the monitors dedupe on a
+batch's sequence number. A join batch is committed by one record (see
+:meth:`JoinStage.persist`), so a crash between its table writes never leaves state its
+recorded offsets do not cover.
+
+The monitors' outputs depend only on each model's input log, so they need no outbox: the
+monitor agent publishes them at once and checkpoints the models' states now and then; a
+replay from the checkpoint publishes the same outputs again.
 """
 
 from __future__ import annotations
@@ -421,9 +424,9 @@ class MonitorStage:
     def new_monitor(self, model_id: str, model_version: str | None) -> ModelMonitor:
         return ModelMonitor(model_id, model_version, self.monitor_config.for_model(model_id))
 
-    def load(self, raw: bytes) -> tuple[ModelMonitor, dict[str, int], dict[str, Any] | None]:
+    def load(self, raw: bytes) -> tuple[ModelMonitor, dict[str, int]]:
         stored = codec.loads(raw)
-        return ModelMonitor.from_state(stored["monitor"], self.monitor_config), stored["applied"], stored.get("outbox")
+        return ModelMonitor.from_state(stored["monitor"], self.monitor_config), stored["applied"]
 
     def process_many(self, monitor: ModelMonitor, applied: dict[str, int], payloads: Sequence[dict[str, Any]]) -> MonitorRun:
         """Apply one model's payloads in order, skipping those already applied.
@@ -498,5 +501,5 @@ class MonitorStage:
         return outputs
 
     @staticmethod
-    def dump(monitor: ModelMonitor, applied: dict[str, int], outbox: Outputs) -> bytes:
-        return codec.dumps({"monitor": monitor.to_state(), "applied": applied, "outbox": outbox.to_json()})
+    def dump(monitor: ModelMonitor, applied: dict[str, int]) -> bytes:
+        return codec.dumps({"monitor": monitor.to_state(), "applied": applied})

@@ -119,3 +119,42 @@ def test_monitor_input_records_skipped_by_the_committed_offset_are_re_read(setti
         want = (sent["predictions"] + preds, sent["ground-truth"] + pairs)
         wait_for(lambda: model_counts(settings, config.model_id) == want, 120, "every column batch to be applied")
         assert worker.metric("driftstream_offset_rewinds_total", topic=topic) >= 1
+
+
+def _committed(settings: Settings, topic: str) -> tuple[int | None, int]:
+    """The group's committed offset on ``topic[0]`` and the partition's end offset."""
+
+    async def run() -> tuple[int | None, int]:
+        consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), group_id=settings.app_id, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tp = TopicPartition(topic, 0)
+            return await consumer.committed(tp), (await consumer.end_offsets([tp]))[tp]
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def test_monitor_input_applied_after_the_last_checkpoint_is_applied_again_with_nothing_new_arriving(settings: Settings) -> None:
+    # the first worker never checkpoints its monitors: a SIGKILL loses every state change,
+    # while the consumer has committed every monitor-input record (it acks per batch)
+    settings = settings.replace(partitions=1, log_level="INFO")
+    asyncio.run(ensure_topics(settings))
+    config = SimulationConfig(events=3_000, seed=4)
+    sent = publish_events(settings, Simulation(config).in_event_time_order(), chunk=200)
+    topic = settings.topic("monitor-input")
+    with WorkerProcess(settings.replace(monitor_checkpoint_s=3600.0)) as worker:
+        worker.wait_ready(90)
+        worker.wait_until(lambda: worker.metric("driftstream_events_consumed_total", topic=topic) == sent["predictions"] + sent["ground-truth"],
+                          120, "the monitors to apply every event")
+        wait_for(lambda: _committed(settings, topic)[0] == _committed(settings, topic)[1], 60, "the monitor-input offsets to be committed")
+        assert model_counts(settings, config.model_id) is None  # no checkpoint
+        worker.kill()
+    # nothing new arrives on monitor-input: no record shows the restarted worker a gap
+    with WorkerProcess(settings) as worker:
+        worker.wait_ready(90)
+        want = (sent["predictions"], sent["ground-truth"])
+        wait_for(lambda: model_counts(settings, config.model_id) == want, 120, "the monitors' state to count every event")
+        assert worker.metric("driftstream_offset_rewinds_total", topic=topic) >= 1
+        assert "(after the last checkpoint)" in worker.log_tail(20_000)
