@@ -3,7 +3,11 @@ the alert arriving at a subscriber.
 
 Several simulated models share a steady 5,000 predictions/s (labels follow within 0.2-2 s
 of wall time); each model has a feature drift and a concept drift injected at its own
-position, so a run raises many alerts. The wall-clock time each prediction and each label
+position, so a run raises many alerts. Alert grouping is off for the run (a one-second
+group window): grouped, every detector that fires within five minutes of a model's first
+joins that alert as an update, which would leave one alert per model to time; here each
+firing detector's alert is its own. A p99 needs at least 100 alerts (below that it is the
+slowest of them): the summary says whether the run had enough. The wall-clock time each prediction and each label
 was handed to the producer is recorded; an alert names its triggering prediction
 (``prediction_id``); for concept-drift and performance alerts the triggering event is that
 prediction's label (whichever of the two was produced later). Latency is measured for the
@@ -17,8 +21,10 @@ Target: p99 < 1 s.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from streams.progress import Progress
@@ -30,6 +36,10 @@ from .common import Harness, Item, consumed, create_topics, finish, multi_model_
 
 P99_TARGET_S = 1.0
 TICK_S = 0.05
+#: Alerts a p99 needs to be more than the slowest one.
+MIN_ALERTS_FOR_P99 = 100
+#: The worker's monitor config: every firing detector's alert its own (see the docstring).
+UNGROUPED_ALERTS = "[defaults.alerts]\ngroup_window_s = 1.0\n"
 
 
 def model_configs(rate: float, seconds: float, models: int, seed: int) -> list[SimulationConfig]:
@@ -108,17 +118,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = parser(__doc__)
     p.add_argument("--rate", type=float, default=5000.0, help="predictions per second (default %(default)s)")
     p.add_argument("--seconds", type=float, help="length of the run (default 60; smoke 8)")
-    p.add_argument("--models", type=int, help="simulated models (default 20; smoke 4)")
+    p.add_argument("--models", type=int, help="simulated models (default 40; smoke 4)")
     p.add_argument("--partitions", type=int, default=4)
     args = p.parse_args(argv)
     seconds = args.seconds or (8.0 if args.smoke else 60.0)
-    models = args.models or (4 if args.smoke else 20)
+    models = args.models or (4 if args.smoke else 40)
 
     configs = model_configs(args.rate, seconds, models, args.seed)
     items = multi_model_workload(configs)
-    with Harness() as h:
+    with Harness() as h, tempfile.TemporaryDirectory(prefix="driftstream-latency-") as tmp:
+        config = Path(tmp) / "monitors.toml"
+        config.write_text(UNGROUPED_ALERTS)
         broker = h.broker()
-        settings = namespaced(broker, partitions=args.partitions)
+        settings = namespaced(broker, partitions=args.partitions, config_path=str(config))
         create_topics(settings)
         worker = h.worker(settings)
         worker.wait_ready(120)
@@ -128,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         histogram_count = worker.metric("driftstream_processing_latency_seconds_count")
 
     latencies: list[float] = []
+    by_kind: dict[str, list[float]] = {}
     rows = []
     for alert in alerts:
         if alert["status"] != "firing":
@@ -140,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             sent = max(sent, label_produced[pid])
         latency = arrivals[alert["alert_id"]] - sent
         latencies.append(latency)
+        by_kind.setdefault(alert["kind"], []).append(latency)
         rows.append((alert["model_id"], alert["kind"], alert.get("feature") or "-", pid, latency))
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     summary = {
@@ -150,12 +164,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "alerts": len(latencies), "alert_publications_seen": len(alerts),
         "p50_s": round(p50, 4), "p99_s": round(p99, 4), "max_s": round(max(latencies), 4) if latencies else None,
         "worker_latency_histogram_count": int(histogram_count),
-        "target": {"p99_s": f"< {P99_TARGET_S}", "met": bool(latencies) and p99 < P99_TARGET_S},
+        "p99_is_the_maximum": len(latencies) < MIN_ALERTS_FOR_P99,
+        "by_kind": {kind: {"alerts": len(ls), "p50_s": round(percentile(ls, 50), 4), "max_s": round(max(ls), 4)}
+                    for kind, ls in sorted(by_kind.items())},
+        "target": {"p99_s": f"< {P99_TARGET_S}", "alerts": f">= {MIN_ALERTS_FOR_P99}",
+                   "met": len(latencies) >= MIN_ALERTS_FOR_P99 and p99 < P99_TARGET_S},
     }
     print_table("Alerts: produce of the triggering event -> arrival at a subscriber", sorted(rows, key=lambda r: r[-1]),
                 ("model", "kind", "feature", "triggering prediction", "latency s"))
+    print_table("Latency by alert kind", [(kind, k["alerts"], k["p50_s"], k["max_s"]) for kind, k in summary["by_kind"].items()],
+                ("kind", "alerts", "p50 s", "max s"))
     print_table("Latency", [("alerts", len(latencies)), ("p50 s", p50), ("p99 s", p99),
-                            ("target p99 < 1 s met", summary["target"]["met"])], ("figure", "value"))
+                            (f"target p99 < 1 s over >= {MIN_ALERTS_FOR_P99} alerts met", summary["target"]["met"])], ("figure", "value"))
     return finish(summary, args.json)
 
 
