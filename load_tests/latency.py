@@ -15,7 +15,7 @@ first publication of each alert id (later publications of an incident are update
 
 Target: p99 < 1 s.
 
-    python -m load_tests.latency [--smoke] [--json PATH] [--rate 5000] [--seconds 60]
+    python -m load_tests.latency [--smoke] [--json PATH] [--rate 5000] [--seconds 80] [--models 50]
 """
 
 from __future__ import annotations
@@ -32,7 +32,19 @@ from streams.sdk import DriftstreamClient, subscribe
 from streams.settings import Settings
 from streams.simulate import SimulationConfig
 
-from .common import Harness, Item, consumed, create_topics, finish, multi_model_workload, namespaced, note, parser, percentile, print_table
+from .common import (
+    Harness,
+    Item,
+    consumed,
+    create_topics,
+    finish,
+    multi_model_workload,
+    namespaced,
+    note,
+    parser,
+    percentile,
+    print_table,
+)
 
 P99_TARGET_S = 1.0
 TICK_S = 0.05
@@ -117,12 +129,12 @@ async def _run(settings: Settings, items: list[Item], rate: float) -> tuple[dict
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = parser(__doc__)
     p.add_argument("--rate", type=float, default=5000.0, help="predictions per second (default %(default)s)")
-    p.add_argument("--seconds", type=float, help="length of the run (default 60; smoke 8)")
-    p.add_argument("--models", type=int, help="simulated models (default 40; smoke 4)")
+    p.add_argument("--seconds", type=float, help="length of the run (default 80; smoke 8)")
+    p.add_argument("--models", type=int, help="simulated models (default 50, for >= 100 alerts; smoke 4)")
     p.add_argument("--partitions", type=int, default=4)
     args = p.parse_args(argv)
-    seconds = args.seconds or (8.0 if args.smoke else 60.0)
-    models = args.models or (4 if args.smoke else 40)
+    seconds = args.seconds or (8.0 if args.smoke else 80.0)
+    models = args.models or (4 if args.smoke else 50)
 
     configs = model_configs(args.rate, seconds, models, args.seed)
     items = multi_model_workload(configs)

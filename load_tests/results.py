@@ -92,7 +92,7 @@ def render(results: dict[str, Any], smoke: bool) -> str:
         ]
     lat = results.get("latency", {})
     if lat and "error" not in lat:
-        lines += [_row(f"latency: alerts measured at {fmt(lat['rate_per_s'])}/s", lat["alerts"]),
+        lines += [_row(f"latency: alerts measured at {fmt(lat['rate_per_s'])}/s, {lat['models']} models", lat["alerts"], lat["target"].get("alerts", "")),
                   _row("latency: p50 s", lat["p50_s"]), _row("latency: p99 s", lat["p99_s"], "< 1", lat["target"]["met"])]
     mem = results.get("memory", {})
     if mem and "error" not in mem:

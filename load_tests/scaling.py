@@ -24,6 +24,7 @@ from typing import Any
 from schemas import codec
 from streams.exceptions import DriftstreamError
 from streams.monitor import model_key
+from streams.settings import Settings
 from streams.simulate import SimulationConfig
 from streams.worker_process import WorkerProcess
 from tests.integration.support import read_table
@@ -57,6 +58,20 @@ def _merged(configs: Sequence[SimulationConfig], start: int, count: int) -> list
     ]
     merged.sort(key=lambda item: item[:3])
     return [(role, event) for *_, role, event in merged]
+
+
+def _model_states(settings: Settings, configs: Sequence[SimulationConfig], expected: dict[str, list[int]]) -> list[dict[str, Any]]:
+    """Each model's counts in its checkpointed state against what was sent."""
+    table = read_table(settings, "monitor-state")
+    models = []
+    for cfg in configs:
+        raw = table.get(model_key(cfg.model_id, None))
+        state = codec.loads(raw)["monitor"] if raw is not None else {"n_predictions": 0, "n_pairs": 0}
+        want = expected[cfg.model_id]
+        models.append({"model_id": cfg.model_id, "predictions": want[0], "labels": want[1],
+                       "state_predictions": state["n_predictions"], "state_pairs": state["n_pairs"],
+                       "intact": [state["n_predictions"], state["n_pairs"]] == want})
+    return models
 
 
 def _assigned(worker: WorkerProcess) -> list[str]:
@@ -146,18 +161,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         rate2 = (total2 - d1 - d2) / elapsed2 * share
         per_worker = [(e1 - d1) / elapsed2 * share, (e2 - d2) / elapsed2 * share]
         split = [_assigned(one), _assigned(two)]
+        # the monitors checkpoint their state every DRIFTSTREAM_MONITOR_CHECKPOINT_S: wait
+        # (a while) for the checkpoints that cover every event
+        deadline = time.monotonic() + 30
+        models = _model_states(settings, configs, expected)
+        while not all(m["intact"] for m in models) and time.monotonic() < deadline:
+            time.sleep(0.25)
+            models = _model_states(settings, configs, expected)
         one.stop()
         two.stop()
-        table = read_table(settings, "monitor-state")
-
-    models = []
-    for i, cfg in enumerate(configs):
-        raw = table.get(model_key(cfg.model_id, None))
-        state = codec.loads(raw)["monitor"] if raw is not None else {"n_predictions": 0, "n_pairs": 0}
-        want = expected[cfg.model_id]
-        models.append({"model_id": cfg.model_id, "predictions": want[0], "labels": want[1],
-                       "state_predictions": state["n_predictions"], "state_pairs": state["n_pairs"],
-                       "intact": [state["n_predictions"], state["n_pairs"]] == want})
     summary = {
         "script": "scaling", "smoke": args.smoke, "partitions": args.partitions, "models": args.models,
         "one_worker_predictions_per_s": round(rate1, 1),

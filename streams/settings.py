@@ -153,11 +153,16 @@ class Settings:
     #: Worker web server (Prometheus ``/metrics``, ``/health``, ``/ready``).
     web_host: str = "127.0.0.1"
     web_port: int = 6066
-    #: Producer batching window in milliseconds.
-    producer_linger_ms: int = 5
+    #: Producer batching window in milliseconds: every table write and output an agent
+    #: waits for waits this long first (a round trip to Tansu took 7 ms with 5, under 1 ms
+    #: with 0; aiokafka batches what gathers while a request is in flight anyway).
+    producer_linger_ms: int = 1
     #: Longest a consumer fetch waits for data (the worker's and the SDK subscriber's;
-    #: Faust's own default is 1500 ms, aiokafka's 500 ms).
-    fetch_max_wait_ms: int = 100
+    #: Faust's own default is 1500 ms, aiokafka's 500 ms). Tansu answers an empty fetch
+    #: when the wait is over, not when a record arrives: 100 ms gave a median of 20 ms per
+    #: hop, 20 ms one of 5 ms. With these two at 5 and 100, 50 models at 5,000 predictions/s
+    #: had an alert latency p99 of 1.05 s; at 1 and 25, 0.83 s.
+    fetch_max_wait_ms: int = 25
     #: Security for production Kafka.
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "PLAIN"
