@@ -6,10 +6,13 @@ in micro-batches; ``monitor`` consumes the per-model column batches the join emi
 (:mod:`streams.batching`), delivered by a consumer that skips Faust's per-record wait when
 it cannot block (:mod:`streams.consumer`): Faust's per-event machinery is paid per batch,
 not per record. The join merges its two topics by record timestamp first, holding one
-while the other lags on the broker (:mod:`streams.align`). Each agent: group its
-micro-batch by partition, load state (from the table after a rebalance), run the stage
-(:mod:`streams.stages`), write the state and the batch's outbox to the table and wait for
-the changelog, then publish the outputs and wait for them; only then does Faust ack the
+while the other lags on the broker (:mod:`streams.align`). Each agent groups its
+micro-batch by partition, loads state (from the table after a rebalance) and runs the
+stage (:mod:`streams.stages`). The join writes the state and the batch's outbox to the
+table and waits for the changelog, then publishes the outputs and waits for them. The
+monitor publishes its outputs and waits for them, and checkpoints the models it changed
+every ``monitor_checkpoint_s``; after a crash or a rebalance it applies again what came
+after the checkpoint (:meth:`Pipeline.resume_monitors`). Only then does Faust ack the
 batch and may commit its offsets. The offsets each state reflects are stored with it, so
 a record Faust hands over twice is applied once.
 
