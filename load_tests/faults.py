@@ -28,6 +28,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pickle
 import random
 import time
@@ -302,6 +303,10 @@ def fault_poison(h: Harness, broker: Any, smoke: bool, seed: int) -> dict[str, A
     sent_p = asyncio.run(_publish_with_poison(poisoned, items, poison))
     worker, poison_rate = _drain(h, poisoned, sent_p, "the poisoned run")
     check_worker(worker, "after the poisoned run")
+    # the monitors checkpoint their state every DRIFTSTREAM_MONITOR_CHECKPOINT_S: it counts
+    # every event a moment after the metric does (and never does if events were lost)
+    with contextlib.suppress(LoadTestError):
+        wait_state(worker, poisoned, config.model_id, (sent_p["predictions"], sent_p["ground-truth"]), 30)
     reasons = {dict(ls)["reason"]: v for (n, ls), v in worker.scrape().items() if n == "driftstream_dead_letters_total"}
     worker.stop()
     dead_topic = [v for _, v in read_topic(poisoned, poisoned.topic("dead-letter"))]
