@@ -283,6 +283,11 @@ class Pipeline:
         items = [(k, v) for k, v in self.join_table.data.items() if v is not None and owns_join_key(partition, k)]
         return PartitionJoin.load(partition, self.settings.join_window_s, items)
 
+    def _committed_offset(self, tp: TP) -> int | None:
+        """The group's committed offset of ``tp`` as the consumer knows it; ``None`` when
+        none (Faust also stores a committed 0 as ``None``)."""
+        return self.app.consumer._committed_offset.get(tp)  # type: ignore[no-any-return]  # Faust exposes no public accessor
+
     def _caught_up(self, topic: str, partition: int) -> bool:
         """Whether the broker holds no record of ``topic[partition]`` beyond those the
         aligner was given (or, before any, the committed offset). Unknown counts as no."""
@@ -292,7 +297,7 @@ class Pipeline:
             return False
         last = self.aligner.last_offset(topic, partition)
         if last is None:
-            committed = self.app.consumer._committed_offset.get(tp)  # Faust exposes no public accessor
+            committed = self._committed_offset(tp)
             last = -1 if committed is None else committed - 1
         return highwater <= last + 1
 
@@ -561,7 +566,7 @@ class Pipeline:
                 if tp.topic != topic or tp.partition in self._monitor_offsets:
                     continue
                 checkpoint = self._monitor_offset(tp.partition)
-                committed = self.app.consumer._committed_offset.get(tp)  # Faust exposes no public accessor
+                committed = self._committed_offset(tp)
                 if committed is not None and committed > checkpoint + 1:
                     log.info("%s[%d]: applying offsets %d..%d again (after the last checkpoint)",
                              topic, tp.partition, checkpoint + 1, committed - 1)
