@@ -7,7 +7,11 @@ A model's stream has two sequences: its **predictions** (data drift per feature 
 prediction drift, no labels needed) and its **joined pairs** (concept drift on the error
 stream and rolling performance). Detectors are observed at every detection and at fixed
 positions of their sequence (every ``OBSERVE_EVERY`` events), never at batch boundaries,
-so results do not depend on how the stream was batched.
+so results do not depend on how the stream was batched. A detector that evaluates every
+``step`` values (the windowed ones) gets a model's predictions only when an evaluation or
+the end of an observation chunk falls within them: until then they wait, with the model's
+state (most batches of a busy worker hold a few events per model, and a detector's cost is
+mostly per call). Its drifts are signalled in the same batch, with the same positions.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(7)
@@ -82,6 +86,21 @@ def _evaluation_cuts(detector: Detector, n: int) -> list[int]:
     return [*range(first, n, step), n] if first < n else [n]
 
 
+def _may_signal(detector: Detector, more: int) -> bool:
+    """Whether ``more`` new values could make ``detector`` signal drift: one that evaluates
+    every ``step`` values only at an evaluation (see :func:`_evaluation_cuts`), any other
+    at any value."""
+    step = getattr(detector, "step", None)
+    if detector.kind == "error_stream" or not isinstance(step, int):
+        return True
+    return more >= step - detector.n_seen % step
+
+
+def _source(watched: _Watched, cols: dict[str, Any]) -> list[Any] | None:
+    """The column of ``cols`` that ``watched`` reads (``None``: absent from them)."""
+    return cols["features"].get(watched.feature) if watched.kind == "data_drift" else cols.get(watched.column)
+
+
 def _numeric(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Finite numbers of ``values`` and their indices (others are missing, not errors)."""
     try:
@@ -150,6 +169,10 @@ class ModelMonitor:
         self.baseline: float | None = None
         self.last_performance: float | None = None  # at the last chunk boundary
         self.in_drift: dict[str, bool] = {}
+        # predictions of the current observation chunk not yet fed to every detector: their
+        # columns, and how many of them each detector (by key) has had
+        self.pending: dict[str, Any] | None = None
+        self.fed: dict[str, int] = {}
         self.policy = AlertPolicy(model_id, model_version, config)
         self.requested: list[str] = []  # alert ids that already asked for a model update
         profile = config.reference.get("profile")
@@ -267,14 +290,45 @@ class ModelMonitor:
         if start >= n or self.reference is not None:
             return
         for lo, hi in _chunks(self.n_predictions, n - start):
-            lo += start
-            hi += start
-            for watched in self.watched.values():
-                values = cols["features"].get(watched.feature) if watched.kind == "data_drift" else cols[watched.column]
-                if values is None:
-                    continue
-                self._run(watched, values[lo:hi], lo, hi, cols, self.n_predictions, result)
-            self.n_predictions += hi - lo
+            self._feed_chunk(cols, lo + start, hi + start, result)
+
+    def _feed_chunk(self, cols: dict[str, Any], lo: int, hi: int, result: MonitorResult) -> None:
+        """Predictions ``[lo, hi)`` of ``cols`` (all in one observation chunk) join the
+        pending ones; each detector that may signal on what it has not had yet gets it now,
+        and every detector at the end of the chunk."""
+        pending = self._pend(cols, lo, hi)
+        self.n_predictions += hi - lo
+        size = len(pending["ts"])
+        first = self.n_predictions - size  # the position of pending[0]
+        end_of_chunk = self.n_predictions % OBSERVE_EVERY == 0
+        for watched in self.watched.values():
+            fed = self.fed.get(watched.key, 0)
+            if end_of_chunk or _may_signal(watched.detector, size - fed):
+                values = _source(watched, pending)
+                assert values is not None  # _pend keeps a column for every detector
+                self._run(watched, values[fed:], fed, size, pending, first + fed, result)
+                self.fed[watched.key] = size
+        if end_of_chunk:
+            self.pending, self.fed = None, {}
+
+    def _pend(self, cols: dict[str, Any], lo: int, hi: int) -> dict[str, Any]:
+        """Add predictions ``[lo, hi)`` of ``cols`` to the pending ones (the columns the
+        detectors read; a column absent from ``cols`` is missing values there)."""
+        pending = self.pending
+        if pending is None:
+            pending = self.pending = {"pid": [], "ts": [], "features": {}}
+        size = len(pending["ts"])
+        pending["pid"].extend(cols["pid"][lo:hi])
+        pending["ts"].extend(cols["ts"][lo:hi])
+        for watched in self.watched.values():
+            target = pending["features"] if watched.kind == "data_drift" else pending
+            name = watched.feature if watched.kind == "data_drift" else watched.column
+            column = target.get(name)
+            if column is None:
+                column = target[name] = [None] * size
+            source = _source(watched, cols)
+            column.extend(source[lo:hi] if source is not None else [None] * (hi - lo))
+        return pending
 
     def _process_pairs(self, cols: dict[str, Any], result: MonitorResult) -> None:
         self._ensure_concept()
@@ -455,6 +509,7 @@ class ModelMonitor:
         self.baseline = None
         self.last_performance = None
         self.in_drift = {}
+        self.pending, self.fed = None, {}
         return self.policy.resolve_all(timestamp, reason)
 
     def label_coverage(self) -> float | None:
@@ -474,7 +529,7 @@ class ModelMonitor:
             ],
             "performance": self.performance.to_state() if self.performance else None,
             "baseline": self.baseline, "last_performance": self.last_performance, "in_drift": self.in_drift, "policy": self.policy.to_state(),
-            "requested": self.requested,
+            "requested": self.requested, "pending": self.pending, "fed": self.fed,
         }
 
     @classmethod
@@ -496,6 +551,8 @@ class ModelMonitor:
         m.in_drift = state["in_drift"]
         m.policy.load_state(state["policy"])
         m.requested = list(state["requested"])
+        m.pending = state.get("pending")  # absent from states written before it existed
+        m.fed = dict(state.get("fed") or {})
         return m
 
 

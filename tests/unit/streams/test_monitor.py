@@ -8,7 +8,9 @@ import numpy as np
 import orjson
 import pytest
 
+from streams import monitor as monitor_module
 from streams.exceptions import ConfigError
+from streams.monitor import ModelMonitor
 from streams.monitor_config import MonitorConfig
 from streams.offline import OfflinePipeline
 from streams.simulate import Simulation, SimulationConfig
@@ -54,6 +56,52 @@ def test_monitor_state_round_trip_mid_stream_gives_identical_results() -> None:
     assert restored.result.alerts == straight.result.alerts
     assert restored.result.drift_events == straight.result.drift_events
     assert len(straight.result.drift_events) > 20 and len(straight.result.alerts) > 2
+
+
+def test_detectors_fed_only_when_they_may_signal_give_what_feeding_every_batch_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windowed detectors wait for an evaluation or the end of an observation chunk; the
+    results equal those of feeding every detector every batch (with odd steps, a detector
+    without one, missing values and a feature absent from whole batches)."""
+    config = MonitorConfig.from_mapping({"defaults": {"reference_size": 333}, "models": {"churn-model": {"feature_detectors": {
+        "age": {"type": "ks", "window": 200, "step": 70, "p_value_below": 0.01},
+        "sessions_7d": {"type": "mean_shift", "window": 300, "step": 45},
+        "tenure_months": {"type": "three_sigma"},
+    }}}})
+    items = Simulation(SimulationConfig(events=6_000, seed=8, feature_drift_at=2_000, concept_drift_at=4_000)).in_event_time_order()
+    rng = np.random.default_rng(8)
+    for role, event in items:
+        if role == "predictions" and rng.random() < 0.05:
+            event["features"]["income"] = None
+        if role == "predictions" and rng.random() < 0.03:
+            del event["features"]["plan"]
+    cuts = np.cumsum(rng.choice([1, 3, 7, 20, 61, 250, 400], size=len(items))).tolist()
+
+    def run() -> tuple[OfflinePipeline, int]:
+        pipe = OfflinePipeline(config, window_s=3600)
+        runs = 0
+        original = ModelMonitor._run
+
+        def counting(self: ModelMonitor, *args: object) -> None:
+            nonlocal runs
+            runs += 1
+            original(self, *args)  # type: ignore[arg-type]
+
+        with monkeypatch.context() as patch:
+            patch.setattr(ModelMonitor, "_run", counting)
+            for lo, hi in zip([0, *cuts], cuts):
+                pipe.feed_events(items[lo:hi], batch_size=hi - lo)
+                if hi >= len(items):
+                    break
+        return pipe, runs
+
+    deferred, deferred_runs = run()
+    monkeypatch.setattr(monitor_module, "_may_signal", lambda detector, more: True)
+    every_batch, every_batch_runs = run()
+    assert deferred.result.samples == every_batch.result.samples
+    assert deferred.result.drift_events == every_batch.result.drift_events
+    assert deferred.result.alerts == every_batch.result.alerts
+    assert len(deferred.result.alerts) >= 3 and sum(map(len, deferred.result.samples.values())) > 200
+    assert deferred_runs < 0.7 * every_batch_runs  # 609 against 968 here
 
 
 def test_a_column_batch_applied_twice_is_skipped() -> None:
