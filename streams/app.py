@@ -245,12 +245,18 @@ class Pipeline:
         await self.delivered(await self.send(outputs))
 
     async def send(self, outputs: Outputs) -> list[Any]:
-        """Hand outputs to the producer; returns the delivery futures to wait on."""
+        """Hand outputs to the producer; returns the delivery futures to wait on.
+
+        Straight to the producer (the key picks the partition, as a Faust topic's send
+        does): Faust's message futures, sensors and callbacks were half the cost of a send."""
         futures = []
+        producer = self.app.producer
         for role, items in outputs.encoded().items():
-            topic = self.outputs[role]
+            topic = self.outputs[role].get_topic_name()
             for key, value in items:
-                futures.append(await topic.send(key=key.encode() if key is not None else None, value=value))
+                futures.append(await producer.send(
+                    topic, key.encode() if key is not None else None, value, partition=None, timestamp=None, headers=None,
+                ))
         for alert in outputs.messages.get("alerts", ()):
             await self._on_alert(alert[1])
         return futures
