@@ -164,6 +164,7 @@ class Pipeline:
         self._unsaved_monitors: dict[str, Message] = {}
         self._unsaved_offsets: dict[int, Message] = {}
         self._checkpointed_at = time.monotonic()
+        self._checkpoint_task: asyncio.Future[None] | None = None  # its writes in flight
         self._monitor_lock = asyncio.Lock()  # a batch and a checkpoint never interleave
         self.outputs = {
             role: app.topic(settings.topic(role), key_serializer="raw", value_serializer="raw")
@@ -218,27 +219,39 @@ class Pipeline:
         finally:
             _current_event.reset(token)
 
-    def _write(self, table: faust.Table, partition: int, key: str, value: bytes | None) -> Any:
+    async def _write(self, table: faust.Table, partition: int, key: str, value: bytes | None) -> Any:
+        """Set or delete ``key`` in ``table`` and send the changelog record straight to the
+        producer, serialized as the table's own ``send_changelog`` does (Faust's changelog
+        buffer forwards one record per loop turn: a checkpoint of 50 states waited on it for a
+        quarter of a second). Returns the delivery future (see :meth:`_written_all`)."""
         if value is None:
             table.data.pop(key, None)
-            return table.send_changelog(partition, key, None, value_serializer="raw")
-        table.data[key] = value
-        return table.send_changelog(partition, key, value)
+        else:
+            table.data[key] = value
+        topic = table.changelog_topic
+        key_bytes, _ = topic.prepare_key(key, table.key_serializer)
+        value_bytes, _ = topic.prepare_value(value, table.value_serializer if value is not None else "raw")
+        return await self.app.producer.send(
+            topic.get_topic_name(), key_bytes, value_bytes, partition=partition, timestamp=None, headers=None,
+        )
 
     async def _write_all(self, table: faust.Table, message: Message, writes: Iterable[tuple[str, bytes | None]]) -> None:
-        await self._written_all(self._send_writes(table, message, writes))
+        await self._written_all(table, await self._send_writes(table, message, writes))
 
-    def _send_writes(self, table: faust.Table, message: Message, writes: Iterable[tuple[str, bytes | None]]) -> list[Any]:
+    async def _send_writes(self, table: faust.Table, message: Message, writes: Iterable[tuple[str, bytes | None]]) -> list[Any]:
         """Hand table writes (to ``message``'s partition) to the producer; returns their
         delivery futures."""
         partition = message.partition
         with self._in_partition_of(message):
-            return [self._write(table, partition, key, value) for key, value in writes]
+            return [await self._write(table, partition, key, value) for key, value in writes]
 
-    async def _written_all(self, futures: list[Any]) -> None:
-        """Wait until the broker has the table writes (see :meth:`check_changelogs`)."""
+    async def _written_all(self, table: faust.Table, futures: list[Any]) -> None:
+        """Wait until the broker has the table writes (see :meth:`check_changelogs`); record
+        their offsets in the table's store, as Faust's changelog callback does (a RocksDB
+        store starts its recovery after them)."""
         for sent in await asyncio.gather(*futures):
             self._written.setdefault(sent.topic_partition, sent.offset)
+            table.data.set_persisted_offset(sent.topic_partition, sent.offset)
 
     async def publish(self, outputs: Outputs) -> None:
         """Publish outputs and wait until the broker has them."""
@@ -586,8 +599,18 @@ class Pipeline:
             await self._checkpoint_monitors_if_due()
 
     async def _checkpoint_monitors_if_due(self) -> None:
+        """Hand a checkpoint's state writes to the producer and leave the waiting to a task
+        (:meth:`_finish_checkpoint`): the monitor goes on with the next batch meanwhile
+        (50 models' states took a fifth of a second to reach the broker, and every monitor
+        batch waited for them). One checkpoint at a time; one that failed raises here."""
         if time.monotonic() - self._checkpointed_at < self.settings.monitor_checkpoint_s:
             return
+        previous = self._checkpoint_task
+        if previous is not None:
+            if not previous.done():
+                return  # the last one is still being written: the next turn takes this one
+            self._checkpoint_task = None
+            previous.result()
         started = time.perf_counter()
         self._checkpointed_at = time.monotonic()
         states, offsets = self._unsaved_monitors, self._unsaved_offsets
@@ -598,13 +621,23 @@ class Pipeline:
         # trip each, which with 20 models held every monitor batch for a few tenths of a second
         writes = []
         for key, msg in states.items():
-            writes += self._send_writes(self.monitor_table, msg, [(key, self.monitor_stage.dump(*self._monitors[key]))])
-        done = {partition: self._monitor_offsets[partition] for partition in offsets}
-        await self._written_all(writes)
+            writes += await self._send_writes(self.monitor_table, msg, [(key, self.monitor_stage.dump(*self._monitors[key]))])
+        done = {partition: (msg, self._monitor_offsets[partition]) for partition, msg in offsets.items()}
+        self._checkpoint_task = asyncio.ensure_future(self._finish_checkpoint(writes, done, started))
+
+    async def _finish_checkpoint(self, writes: list[Any], done: dict[int, tuple[Message, int]], started: float) -> None:
+        """Wait for a checkpoint's states, then write the monitor-input offsets they cover
+        (after the states: an offset may lag them, never lead them) of the partitions still
+        assigned here (a lagging one only means records applied again, and skipped as
+        already applied by the states that cover them)."""
+        await self._written_all(self.monitor_table, writes)
+        assignment = self.app.consumer.assignment()
+        topic = self.settings.topic("monitor-input")
         writes = []
-        for partition, msg in offsets.items():  # after the states: it may lag them, never lead
-            writes += self._send_writes(self.monitor_offsets_table, msg, [(str(partition), codec.dumps({"offset": done[partition]}))])
-        await self._written_all(writes)
+        for partition, (msg, offset) in done.items():
+            if TP(topic, partition) in assignment:
+                writes += await self._send_writes(self.monitor_offsets_table, msg, [(str(partition), codec.dumps({"offset": offset}))])
+        await self._written_all(self.monitor_offsets_table, writes)
         self.metrics.batch_duration_seconds.labels("monitor-checkpoint").observe(time.perf_counter() - started)
 
     def _export(self, monitor: ModelMonitor, result: Any) -> None:
