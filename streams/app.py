@@ -73,6 +73,10 @@ log = logging.getLogger(__name__)
 #: EX_TEMPFAIL): a supervisor restarts it, and the restarted worker starts from the broker's state.
 EXIT_BROKER_LOST_DATA = 75
 
+#: A monitor checkpoint sends its states this many bytes at a time (see
+#: :meth:`Pipeline._finish_checkpoint`).
+CHECKPOINT_CHUNK_BYTES = 262_144
+
 OUTPUT_ROLES = ("monitor-input", "drift-events", "alerts", "dead-letter", "join-outcomes", "model-updates")
 
 
@@ -617,20 +621,31 @@ class Pipeline:
         if not states and not offsets:
             return
         self._unsaved_monitors, self._unsaved_offsets = {}, {}
-        # every model's state at once, then one wait: a wait per model cost a broker round
-        # trip each, which with 20 models held every monitor batch for a few tenths of a second
-        writes = []
-        for key, msg in states.items():
-            writes += await self._send_writes(self.monitor_table, msg, [(key, self.monitor_stage.dump(*self._monitors[key]))])
+        dumps = [(key, msg, self.monitor_stage.dump(*self._monitors[key])) for key, msg in states.items()]
         done = {partition: (msg, self._monitor_offsets[partition]) for partition, msg in offsets.items()}
-        self._checkpoint_task = asyncio.ensure_future(self._finish_checkpoint(writes, done, started))
+        self._checkpoint_task = asyncio.ensure_future(self._finish_checkpoint(dumps, done, started))
 
-    async def _finish_checkpoint(self, writes: list[Any], done: dict[int, tuple[Message, int]], started: float) -> None:
-        """Wait for a checkpoint's states, then write the monitor-input offsets they cover
-        (after the states: an offset may lag them, never lead them) of the partitions still
-        assigned here (a lagging one only means records applied again, and skipped as
-        already applied by the states that cover them)."""
-        await self._written_all(self.monitor_table, writes)
+    async def _finish_checkpoint(
+        self, dumps: list[tuple[str, Message, bytes]], done: dict[int, tuple[Message, int]], started: float,
+    ) -> None:
+        """Write a checkpoint's states, then the monitor-input offsets they cover (after the
+        states: an offset may lag them, never lead them) of the partitions still assigned
+        here (a lagging one only means records applied again, and skipped as already applied
+        by the states that cover them).
+
+        The states go about :data:`CHECKPOINT_CHUNK_BYTES` at a time: the producer has one
+        request in flight to a broker, and a join write queued behind 50 states (1.8 MB)
+        waited for all of them. (A wait per state cost a round trip each, and held every
+        monitor batch for a few tenths of a second when the monitors still waited for it.)"""
+        chunk: list[Any] = []
+        size = 0
+        for key, msg, raw in dumps:
+            chunk += await self._send_writes(self.monitor_table, msg, [(key, raw)])
+            size += len(raw)
+            if size >= CHECKPOINT_CHUNK_BYTES:
+                await self._written_all(self.monitor_table, chunk)
+                chunk, size = [], 0
+        await self._written_all(self.monitor_table, chunk)
         assignment = self.app.consumer.assignment()
         topic = self.settings.topic("monitor-input")
         writes = []

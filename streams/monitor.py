@@ -551,7 +551,11 @@ class ModelMonitor:
         m.in_drift = state["in_drift"]
         m.policy.load_state(state["policy"])
         m.requested = list(state["requested"])
-        m.pending = state.get("pending")  # absent from states written before it existed
+        pending = state.get("pending")  # absent from states written before it existed
+        m.pending = None if pending is None else {  # its own lists: they grow in place
+            name: {f: list(values) for f, values in column.items()} if name == "features" else list(column)
+            for name, column in pending.items()
+        }
         m.fed = dict(state.get("fed") or {})
         return m
 
