@@ -29,6 +29,11 @@ race. So:
   pipeline's state keeps the offsets it applied and skips what they cover). Faust's own
   topics (table changelogs) keep Faust's rule.
 
+And one to Faust's ``seek`` (the gap guard's rewinds): it called aiokafka's seek in the
+caller's thread, while the consumer's thread fetched, and aiokafka's fetcher crashed on a
+``KeyError`` for the partition (seen in a kill run). The seek now runs in the consumer's
+thread, as Faust's own ``seek_wait`` does.
+
 :func:`install` makes an app's consumer one of these; call it before the app starts.
 """
 
@@ -95,6 +100,11 @@ class Consumer(aiokafka_driver.Consumer):
             await super().perform_seek()
         finally:
             self.resets += 1
+
+    async def _seek(self, partition: TP, offset: int) -> None:
+        """aiokafka's seek, run in the consumer's own thread, as Faust's ``seek_wait`` runs
+        it (see the module docstring)."""
+        await self._thread.call_thread(self._thread.seek, partition, offset)
 
     async def seek(self, partition: TP, offset: int) -> None:
         self.resets += 1
