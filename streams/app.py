@@ -226,8 +226,8 @@ class Pipeline:
     async def _write(self, table: faust.Table, partition: int, key: str, value: bytes | None) -> Any:
         """Set or delete ``key`` in ``table`` and send the changelog record straight to the
         producer, serialized as the table's own ``send_changelog`` does (Faust's changelog
-        buffer forwards one record per loop turn: a checkpoint of 50 states waited on it for a
-        quarter of a second). Returns the delivery future (see :meth:`_written_all`)."""
+        buffer forwards one record per loop turn, through its topic send: see :meth:`send`).
+        Returns the delivery future (see :meth:`_written_all`)."""
         if value is None:
             table.data.pop(key, None)
         else:
@@ -265,7 +265,9 @@ class Pipeline:
         """Hand outputs to the producer; returns the delivery futures to wait on.
 
         Straight to the producer (the key picks the partition, as a Faust topic's send
-        does): Faust's message futures, sensors and callbacks were half the cost of a send."""
+        does). Through a Faust topic, a third of the pipeline's sends took over 2 ms (9 ms on
+        average: other work ran in between), a join batch's sends 50-80 ms (now 2 ms), and
+        Faust's message futures, sensors and callbacks were half the CPU of a send."""
         futures = []
         producer = self.app.producer
         for role, items in outputs.encoded().items():
