@@ -103,3 +103,26 @@ def test_records_below_the_read_offset_are_skipped_only_on_fausts_own_topics() -
     assert not consumer._already_read(ours, 5)  # re-read after a race: the pipeline skips what it applied
     assert consumer._already_read(fausts, 5)
     assert not consumer._already_read(fausts, 10) and not consumer._already_read(fausts, 11)
+
+
+def test_a_seek_runs_in_the_consumers_own_thread() -> None:
+    """Faust's seek called aiokafka's in the caller's thread while the consumer's thread was
+    fetching, and aiokafka's fetcher crashed (a KeyError for the partition); it is handed to
+    that thread now, as Faust's own ``seek_wait`` is."""
+
+    async def test() -> None:
+        app = _app()
+        install(app)
+        consumer = app.consumer
+        thread = consumer._thread  # not started here: record what it is asked to run
+        calls: list[tuple[object, tuple[object, ...]]] = []
+
+        async def call_thread(fun: object, *args: object) -> None:
+            calls.append((fun, args))
+
+        thread.call_thread = call_thread
+        await consumer.seek(TP("t", 0), 42)
+        assert calls == [(thread.seek, (TP("t", 0), 42))]
+        assert consumer._read_offset[TP("t", 0)] == 42
+
+    asyncio.run(test())
