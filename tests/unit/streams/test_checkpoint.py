@@ -1,0 +1,72 @@
+"""The monitors' checkpoint (streams.app.Pipeline): what it writes, in which order, and what
+a failed one does (an unstarted Faust app and recorded writes; the broker path runs in the
+integration and fault tests)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import faust
+import pytest
+from faust.types import TP
+from prometheus_client import CollectorRegistry
+
+from streams.app import CHECKPOINT_CHUNK_BYTES, Pipeline
+from streams.monitor_config import MonitorConfig
+from streams.settings import Settings
+
+
+def _pipeline() -> tuple[Pipeline, list[tuple[str, str, list[Any]]]]:
+    app = faust.App("test-checkpoint", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
+    pipeline = Pipeline(app, Settings(), MonitorConfig(), CollectorRegistry())
+    events: list[tuple[str, str, list[Any]]] = []
+
+    async def send_writes(table: Any, message: Any, writes: list[tuple[str, bytes]]) -> list[Any]:
+        events.append(("send", table.name, [key for key, _ in writes]))
+        return [key for key, _ in writes]
+
+    async def written_all(table: Any, futures: list[Any]) -> None:
+        events.append(("wait", table.name, list(futures)))
+
+    pipeline._send_writes = send_writes  # type: ignore[method-assign]
+    pipeline._written_all = written_all  # type: ignore[method-assign]
+    return pipeline, events
+
+
+def test_a_checkpoint_sends_its_states_in_pieces_then_the_offsets_of_partitions_still_assigned() -> None:
+    async def test() -> None:
+        pipeline, events = _pipeline()
+        topic = pipeline.settings.topic("monitor-input")
+        pipeline.app.consumer.assignment = lambda: {TP(topic, 0)}  # partition 1 was revoked meanwhile
+        first, second = SimpleNamespace(partition=0), SimpleNamespace(partition=1)
+        big = b"x" * (CHECKPOINT_CHUNK_BYTES // 2 + 1)
+        await pipeline._finish_checkpoint(
+            [("a", first, big), ("b", second, big), ("c", first, b"{}")], {0: (first, 7), 1: (second, 9)}, 0.0,
+        )
+        assert events == [
+            ("send", "monitor-state", ["a"]), ("send", "monitor-state", ["b"]), ("wait", "monitor-state", ["a", "b"]),
+            ("send", "monitor-state", ["c"]), ("wait", "monitor-state", ["c"]),
+            ("send", "monitor-offsets", ["0"]), ("wait", "monitor-offsets", ["0"]),
+        ]
+
+    asyncio.run(test())
+
+
+def test_a_failed_checkpoint_raises_at_the_next_one_and_one_in_flight_is_not_overtaken() -> None:
+    async def test() -> None:
+        pipeline, events = _pipeline()
+        pipeline._checkpointed_at = 0.0  # long due
+        pipeline._unsaved_offsets = {0: SimpleNamespace(partition=0)}
+        pipeline._monitor_offsets = {0: 5}
+        in_flight = asyncio.get_running_loop().create_future()
+        pipeline._checkpoint_task = in_flight
+        await pipeline._checkpoint_monitors_if_due()
+        assert pipeline._checkpoint_task is in_flight and pipeline._unsaved_offsets  # waits its turn
+        in_flight.set_exception(OSError("broker gone"))
+        with pytest.raises(OSError, match="broker gone"):
+            await pipeline._checkpoint_monitors_if_due()
+        assert pipeline._checkpoint_task is None and events == []
+
+    asyncio.run(test())
