@@ -77,9 +77,6 @@ EXIT_BROKER_LOST_DATA = 75
 #: :meth:`Pipeline._finish_checkpoint`).
 CHECKPOINT_CHUNK_BYTES = 262_144
 
-OUTPUT_ROLES = ("monitor-input", "drift-events", "alerts", "dead-letter", "join-outcomes", "model-updates")
-
-
 def _credentials(settings: Settings) -> Any:
     kwargs = settings.kafka_client_kwargs()
     if settings.security_protocol.startswith("SASL"):
@@ -170,10 +167,6 @@ class Pipeline:
         self._checkpointed_at = time.monotonic()
         self._checkpoint_task: asyncio.Future[None] | None = None  # its writes in flight
         self._monitor_lock = asyncio.Lock()  # a batch and a checkpoint never interleave
-        self.outputs = {
-            role: app.topic(settings.topic(role), key_serializer="raw", value_serializer="raw")
-            for role in OUTPUT_ROLES
-        }
         self._joins: dict[int, PartitionJoin] = {}
         self._monitors: dict[str, tuple[ModelMonitor, dict[str, int]]] = {}
         self._alerts_firing: dict[str, dict[str, str]] = {}
@@ -262,23 +255,24 @@ class Pipeline:
         await self.delivered(await self.send(outputs))
 
     async def send(self, outputs: Outputs) -> list[Any]:
-        """Hand outputs to the producer; returns the delivery futures to wait on.
-
-        Straight to the producer (the key picks the partition, as a Faust topic's send
-        does). Through a Faust topic, a third of the pipeline's sends took over 2 ms (9 ms on
-        average: other work ran in between), a join batch's sends 50-80 ms (now 2 ms), and
-        Faust's message futures, sensors and callbacks were half the CPU of a send."""
+        """Hand outputs to the producer; returns the delivery futures to wait on."""
         futures = []
-        producer = self.app.producer
         for role, items in outputs.encoded().items():
-            topic = self.outputs[role].get_topic_name()
             for key, value in items:
-                futures.append(await producer.send(
-                    topic, key.encode() if key is not None else None, value, partition=None, timestamp=None, headers=None,
-                ))
+                futures.append(await self.produce(role, key.encode() if key is not None else None, value))
         for alert in outputs.messages.get("alerts", ()):
             await self._on_alert(alert[1])
         return futures
+
+    async def produce(self, role: str, key: bytes | None, value: bytes) -> Any:
+        """Hand one record to the producer for the topic of ``role`` (the key picks the
+        partition, as a Faust topic's send does); returns its delivery future.
+
+        Straight to the producer: through a Faust topic, a third of the pipeline's sends
+        took over 2 ms (9 ms on average: other work ran in between), a join batch's sends
+        50-80 ms (now 2 ms), and Faust's message futures, sensors and callbacks were half
+        the CPU of a send."""
+        return await self.app.producer.send(self.settings.topic(role), key, value, partition=None, timestamp=None, headers=None)
 
     @staticmethod
     async def delivered(futures: list[Any]) -> None:
@@ -299,7 +293,7 @@ class Pipeline:
         if self.webhook is not None and alert["status"] == "firing" and not await self.webhook.deliver(alert):
             failure = self.webhook.failure_record(alert, self.webhook.last_error or "webhook failed",
                                                   topic=self.settings.topic("alerts"), now=time.time())
-            await self.outputs["dead-letter"].send(key=failure["dead_letter_id"].encode(), value=codec.dumps(failure))
+            await self.produce("dead-letter", failure["dead_letter_id"].encode(), codec.dumps(failure))
             m.dead_letters.labels("webhook_failed").inc()
 
     # -- join ---------------------------------------------------------------------------
@@ -765,7 +759,7 @@ def create_app(
                 continue  # not an update event driftstream understands: other teams share the topic
             if control is not None:
                 key, payload = control
-                await (await pipeline.outputs["monitor-input"].send(key=key.encode(), value=codec.dumps(payload)))
+                await (await pipeline.produce("monitor-input", key.encode(), codec.dumps(payload)))
 
     if settings.run_updater:
         from .updater import run_updater
