@@ -76,29 +76,27 @@ def _chunks(start: int, count: int) -> list[tuple[int, int]]:
     return cuts
 
 
+def _until_evaluation(detector: Detector) -> int | None:
+    """How many more values ``detector`` takes up to its next evaluation, where a windowed
+    detector (one with a ``step``) can signal drift; ``None``: it can at any value."""
+    step = getattr(detector, "step", None)
+    return step - detector.n_seen % step if isinstance(step, int) else None
+
+
 def _evaluation_cuts(detector: Detector, n: int) -> list[int]:
     """End offsets splitting ``n`` values so that any drift can only be signalled by the
     last value of a piece: at every ``step`` of a windowed detector (one piece otherwise)."""
-    step = getattr(detector, "step", None)
-    if not isinstance(step, int):
+    first = _until_evaluation(detector)
+    if first is None or first >= n:
         return [n]
-    first = step - detector.n_seen % step
-    return [*range(first, n, step), n] if first < n else [n]
+    return [*range(first, n, detector.step), n]  # type: ignore[attr-defined]  # windowed: it has one
 
 
 def _may_signal(detector: Detector, more: int) -> bool:
-    """Whether ``more`` new values could make ``detector`` signal drift: one that evaluates
-    every ``step`` values only at an evaluation (see :func:`_evaluation_cuts`), any other
-    at any value."""
-    step = getattr(detector, "step", None)
-    if detector.kind == "error_stream" or not isinstance(step, int):
-        return True
-    return more >= step - detector.n_seen % step
-
-
-def _source(watched: _Watched, cols: dict[str, Any]) -> list[Any] | None:
-    """The column of ``cols`` that ``watched`` reads (``None``: absent from them)."""
-    return cols["features"].get(watched.feature) if watched.kind == "data_drift" else cols.get(watched.column)
+    """Whether ``more`` new values could make ``detector`` signal drift: a windowed one
+    only at an evaluation, any other at any value."""
+    first = _until_evaluation(detector)
+    return detector.kind == "error_stream" or first is None or more >= first
 
 
 def _numeric(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -170,7 +168,8 @@ class ModelMonitor:
         self.last_performance: float | None = None  # at the last chunk boundary
         self.in_drift: dict[str, bool] = {}
         # predictions of the current observation chunk not yet fed to every detector: their
-        # columns, and how many of them each detector (by key) has had
+        # ids, timestamps and, by detector key, the column it reads; and how many of them
+        # each detector has had
         self.pending: dict[str, Any] | None = None
         self.fed: dict[str, int] = {}
         self.policy = AlertPolicy(model_id, model_version, config)
@@ -304,29 +303,27 @@ class ModelMonitor:
         for watched in self.watched.values():
             fed = self.fed.get(watched.key, 0)
             if end_of_chunk or _may_signal(watched.detector, size - fed):
-                values = _source(watched, pending)
-                assert values is not None  # _pend keeps a column for every detector
+                values = pending["columns"][watched.key]
                 self._run(watched, values[fed:], fed, size, pending, first + fed, result)
                 self.fed[watched.key] = size
         if end_of_chunk:
             self.pending, self.fed = None, {}
 
     def _pend(self, cols: dict[str, Any], lo: int, hi: int) -> dict[str, Any]:
-        """Add predictions ``[lo, hi)`` of ``cols`` to the pending ones (the columns the
-        detectors read; a column absent from ``cols`` is missing values there)."""
+        """Add predictions ``[lo, hi)`` of ``cols`` to the pending ones (each detector's
+        column; a column absent from ``cols`` is missing values there)."""
         pending = self.pending
         if pending is None:
-            pending = self.pending = {"pid": [], "ts": [], "features": {}}
+            pending = self.pending = {"pid": [], "ts": [], "columns": {}}
         size = len(pending["ts"])
         pending["pid"].extend(cols["pid"][lo:hi])
         pending["ts"].extend(cols["ts"][lo:hi])
+        columns = pending["columns"]
         for watched in self.watched.values():
-            target = pending["features"] if watched.kind == "data_drift" else pending
-            name = watched.feature if watched.kind == "data_drift" else watched.column
-            column = target.get(name)
+            source = cols["features"].get(watched.feature) if watched.kind == "data_drift" else cols.get(watched.column)
+            column = columns.get(watched.key)
             if column is None:
-                column = target[name] = [None] * size
-            source = _source(watched, cols)
+                column = columns[watched.key] = [None] * size
             column.extend(source[lo:hi] if source is not None else [None] * (hi - lo))
         return pending
 
@@ -553,7 +550,7 @@ class ModelMonitor:
         m.requested = list(state["requested"])
         pending = state.get("pending")  # absent from states written before it existed
         m.pending = None if pending is None else {  # its own lists: they grow in place
-            name: {f: list(values) for f, values in column.items()} if name == "features" else list(column)
+            name: {key: list(values) for key, values in column.items()} if name == "columns" else list(column)
             for name, column in pending.items()
         }
         m.fed = dict(state.get("fed") or {})
