@@ -108,6 +108,10 @@ def render(results: dict[str, Any], smoke: bool) -> str:
                   _row("scaling: two workers predictions/s", sc["two_workers_predictions_per_s"]),
                   _row("scaling: partitions split", " / ".join(",".join(x for x in a if "predictions" in x) for a in sc["assigned_two_workers"])),
                   _row("scaling: every model's state intact", sc["models_intact"], "yes", sc["models_intact"])]
+        if "repeated_outputs" in sc:
+            lines += [_row("scaling: events applied again after the rebalance", sc["applied_again"]),
+                      _row("scaling: drift events / alerts published more than once",
+                           f"{sc['repeated_outputs']['drift-events']} / {sc['repeated_outputs']['alerts']}")]
     lines += ["", "## Faults", "", "| fault | events in | accounted | lost | duplicated outputs | recovery s | ok | note |", "|---|---|---|---|---|---|---|---|"]
     for name, r in results.get("faults", {}).get("faults", {}).items():
         note = r.get("outcome") or (r.get("error", "").splitlines() or [""])[0][:120]

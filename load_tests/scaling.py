@@ -9,7 +9,9 @@ Several simulated models (different ``model_id``) share topics of 4 partitions.
    two drain it together (timed from the last sample before either applied an event to the last; the
    publisher runs alongside, its rate is reported so a producer-bound run shows).
 3. Every model's final monitor state, read from the ``monitor-state`` changelog, must count
-   exactly the predictions and labels sent for it.
+   exactly the predictions and labels sent for it; the events the two workers applied
+   beyond the second half's (applied again after the rebalance) and the drift events and
+   alerts published more than once (same ``event_id``) are reported.
 
     python -m load_tests.scaling [--smoke] [--json PATH] [--events N] [--models M]
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +30,7 @@ from streams.monitor import model_key
 from streams.settings import Settings
 from streams.simulate import SimulationConfig
 from streams.worker_process import WorkerProcess
-from tests.integration.support import read_table
+from tests.integration.support import read_table, read_topic
 
 from .common import (
     Harness,
@@ -72,6 +75,15 @@ def _model_states(settings: Settings, configs: Sequence[SimulationConfig], expec
                        "state_predictions": state["n_predictions"], "state_pairs": state["n_pairs"],
                        "intact": [state["n_predictions"], state["n_pairs"]] == want})
     return models
+
+
+def _repeated_outputs(settings: Settings) -> dict[str, int]:
+    """Per output topic role, the records beyond the first with the same ``event_id``."""
+    repeated = {}
+    for role in ("drift-events", "alerts"):
+        ids = Counter(value["event_id"] for _, value in read_topic(settings, settings.topic(role)))
+        repeated[role] = sum(n - 1 for n in ids.values())
+    return repeated
 
 
 def _assigned(worker: WorkerProcess) -> list[str]:
@@ -170,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             models = _model_states(settings, configs, expected)
         one.stop()
         two.stop()
+        repeated = _repeated_outputs(settings)
     summary = {
         "script": "scaling", "smoke": args.smoke, "partitions": args.partitions, "models": args.models,
         "one_worker_predictions_per_s": round(rate1, 1),
@@ -183,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "models_intact": all(m["intact"] for m in models),
         "model_states": models,
         "lost": sum(m["predictions"] + m["labels"] - m["state_predictions"] - m["state_pairs"] for m in models),
+        "applied_again": int(e1 + e2 - total2),
+        "repeated_outputs": repeated,
     }
     print_table("Scaling (predictions/s)", [
         ("one worker", rate1, ""), ("two workers, together", rate2, f"speedup {summary['speedup']}"),
@@ -193,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print_table("Model state after the rebalance (monitor-state changelog)",
                 [(m["model_id"], m["predictions"], m["state_predictions"], m["labels"], m["state_pairs"], m["intact"]) for m in models],
                 ("model", "predictions sent", "in state", "labels sent", "pairs in state", "intact"))
+    print_table("Repeats", [("events applied again after the rebalance", summary["applied_again"]),
+                            *((f"{role} published more than once", n) for role, n in repeated.items())],
+                ("what", "count"))
     return finish(summary, args.json)
 
 

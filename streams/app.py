@@ -72,6 +72,10 @@ log = logging.getLogger(__name__)
 #: Exit status of a worker that found the broker's log behind what it had applied (sysexits
 #: EX_TEMPFAIL): a supervisor restarts it, and the restarted worker starts from the broker's state.
 EXIT_BROKER_LOST_DATA = 75
+#: Exit status of a worker whose join or monitor batch raised (sysexits EX_SOFTWARE): the
+#: in-memory state may hold half that batch, so it is never saved; a supervisor restarts the
+#: worker, which resumes from its tables.
+EXIT_BATCH_FAILED = 70
 
 #: A monitor checkpoint sends its states this many bytes at a time (see
 #: :meth:`Pipeline._finish_checkpoint`).
@@ -128,11 +132,12 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
     return conf
 
 
-def exit_now(message: str) -> None:
-    """Leave at once, writing nothing more to the broker (see :meth:`Pipeline.broker_lost_data`)."""
+def exit_now(message: str, status: int) -> None:
+    """Leave at once, writing nothing more to the broker (see :meth:`Pipeline.broker_lost_data`
+    and :meth:`Pipeline._batch_guard`)."""
     log.critical(message)
     print(f"driftstream worker: {message}", file=sys.stderr, flush=True)
-    os._exit(EXIT_BROKER_LOST_DATA)
+    os._exit(status)
 
 
 class Pipeline:
@@ -140,7 +145,7 @@ class Pipeline:
 
     def __init__(
         self, app: faust.App, settings: Settings, monitor_config: MonitorConfig, registry: CollectorRegistry,
-        on_fatal: Callable[[str], None] = exit_now,
+        on_fatal: Callable[[str, int], None] = exit_now,
     ) -> None:
         self.app = app
         self.on_fatal = on_fatal
@@ -167,7 +172,10 @@ class Pipeline:
         self._checkpointed_at = time.monotonic()
         self._checkpoint_task: asyncio.Future[None] | None = None  # its writes in flight
         self._monitor_lock = asyncio.Lock()  # a batch and a checkpoint never interleave
+        self._join_lock = asyncio.Lock()  # a batch and a hand-over never interleave
+        self._interrupted = False  # a batch raised: the caches may hold half of it (see _batch_guard)
         self._joins: dict[int, PartitionJoin] = {}
+        self._join_messages: dict[int, Message] = {}  # a record of each join partition (its table writes' partition)
         self._monitors: dict[str, tuple[ModelMonitor, dict[str, int]]] = {}
         self._alerts_firing: dict[str, dict[str, str]] = {}
         self.webhook = WebhookSink.from_settings(settings, self.metrics)
@@ -187,11 +195,23 @@ class Pipeline:
         )
 
     # -- caches vs rebalances -----------------------------------------------------------
+    async def on_revoked(self, *_: Any, **__: Any) -> None:
+        """Partitions revoked (Faust sends this once the agents are idle): hand them over
+        (:meth:`hand_over`), then drop the caches (:meth:`on_rebalance`)."""
+        await self.hand_over()
+        await self.on_rebalance()
+
+    async def on_shutdown(self, *_: Any, **__: Any) -> None:
+        """Shutting down (Faust sends this once the agents are idle, before the producer
+        stops): hand the partitions over (:meth:`hand_over`)."""
+        await self.hand_over()
+
     async def on_rebalance(self, *_: Any, **__: Any) -> None:
         """Drop the in-memory views of table state (rebuilt from the tables) and the
         per-model series: models that moved to another worker must not keep their last
         values here; the ones that stay are exported again with their next batch."""
         self._joins.clear()
+        self._join_messages.clear()
         self._monitors.clear()
         self._monitor_offsets.clear()
         # what the last checkpoint did not cover is applied again, from the checkpoint
@@ -329,7 +349,9 @@ class Pipeline:
         records = admit(self.app, self.aligner.take(now))
         self.metrics.join_held_records.set(self.aligner.holding())
         if records:
-            await self.handle_join(records)
+            async with self._join_lock:
+                with self._batch_guard("join"):
+                    await self.handle_join(records)
             acknowledge(self.app, records)
 
     async def handle_join(self, messages: list[Message]) -> None:
@@ -339,6 +361,7 @@ class Pipeline:
         role_of = self.role_of
         for msg in messages:
             last_message[msg.partition] = msg
+            self._join_messages[msg.partition] = msg
             by_partition.setdefault(msg.partition, []).append(
                 InputRecord(role_of[msg.topic], msg.topic, msg.partition, msg.offset, msg.value)
             )
@@ -434,27 +457,35 @@ class Pipeline:
         offsets mean anything, and Faust would wait forever to recover them. A broker that
         cannot be reached is not checked (it may come back whole); a problem must be seen
         by two checks in a row."""
+        problems = await self._changelog_problems()
+        if problems is None:
+            return
+        # a missing topic can be a passing metadata hiccup: act when two checks agree
+        confirmed = [problems[tp] for tp in problems if tp in self._suspected]
+        self._suspected = set(problems)
+        if confirmed:
+            self.broker_lost_data(confirmed[0])
+
+    async def _changelog_problems(self) -> dict[TP, str] | None:
+        """Each state changelog that no longer reaches the first offset this worker wrote
+        to it, with what is wrong; ``None`` when the broker cannot be asked."""
         written = dict(self._written)
         if not written:
-            return
+            return {}
         try:
             probe = await self._probe_consumer()
             topics = await asyncio.wait_for(probe.topics(), timeout=5.0)
             present = [tp for tp in written if tp.topic in topics]
             ends = await asyncio.wait_for(probe.end_offsets(present), timeout=5.0) if present else {}
         except (asyncio.TimeoutError, KafkaError, OSError):
-            return
+            return None
         problems: dict[TP, str] = {}
         for tp, offset in written.items():
             end = ends.get(tp)
             if end is None or end <= offset:
                 where = "is gone" if end is None else f"ends at offset {end}"
                 problems[tp] = f"state changelog {tp.topic}[{tp.partition}] {where}, but this worker wrote offset {offset} (and later ones) to it"
-        # a missing topic can be a passing metadata hiccup: act when two checks agree
-        confirmed = [problems[tp] for tp in problems if tp in self._suspected]
-        self._suspected = set(problems)
-        if confirmed:
-            self.broker_lost_data(confirmed[0])
+        return problems
 
     async def _outside_consumer(self) -> AIOKafkaConsumer:
         """A started consumer outside the group (raises while the broker is unreachable)."""
@@ -489,7 +520,8 @@ class Pipeline:
         self.on_fatal(
             f"{what}: the broker lost its data (a restarted memory-only broker, or topics deleted and "
             f"recreated). Exiting with status {EXIT_BROKER_LOST_DATA}; restart the worker to start from "
-            "the broker's current state."
+            "the broker's current state.",
+            EXIT_BROKER_LOST_DATA,
         )
 
     # -- monitor ------------------------------------------------------------------------
@@ -533,8 +565,9 @@ class Pipeline:
         """Apply a batch of monitor-input records and publish the outputs; checkpoint the
         models' states when one is due (:meth:`checkpoint_monitors`)."""
         async with self._monitor_lock:
-            await self._apply_monitor_input(messages)
-            await self._checkpoint_monitors_if_due()
+            with self._batch_guard("monitor"):
+                await self._apply_monitor_input(messages)
+                await self._checkpoint_monitors_if_due()
 
     async def _apply_monitor_input(self, messages: list[Message]) -> None:
         started = time.perf_counter()
@@ -603,7 +636,7 @@ class Pipeline:
         (:meth:`_finish_checkpoint`): the monitor goes on with the next batch meanwhile
         (50 models' states took a fifth of a second to reach the broker, and every monitor
         batch waited for them). One checkpoint at a time; one that failed raises here."""
-        if time.monotonic() - self._checkpointed_at < self.settings.monitor_checkpoint_s:
+        if self._interrupted or time.monotonic() - self._checkpointed_at < self.settings.monitor_checkpoint_s:
             return
         previous = self._checkpoint_task
         if previous is not None:
@@ -611,6 +644,10 @@ class Pipeline:
                 return  # the last one is still being written: the next turn takes this one
             self._checkpoint_task = None
             previous.result()
+        self._start_checkpoint()
+
+    def _start_checkpoint(self) -> None:
+        """Dump the states changed since the last checkpoint and start writing them."""
         started = time.perf_counter()
         self._checkpointed_at = time.monotonic()
         states, offsets = self._unsaved_monitors, self._unsaved_offsets
@@ -620,6 +657,73 @@ class Pipeline:
         dumps = [(key, msg, self.monitor_stage.dump(*self._monitors[key])) for key, msg in states.items()]
         done = {partition: (msg, self._monitor_offsets[partition]) for partition, msg in offsets.items()}
         self._checkpoint_task = asyncio.ensure_future(self._finish_checkpoint(dumps, done, started))
+
+    async def _checkpoint_written(self) -> None:
+        """Wait for the checkpoint in flight, if any (raises if it failed)."""
+        task, self._checkpoint_task = self._checkpoint_task, None
+        if task is not None:
+            await task
+
+    async def hand_over(self) -> None:
+        """Save what the next owner of this worker's partitions would otherwise do again:
+        every monitor state changed since the last checkpoint, with its offsets, and each
+        join partition's last outbox marked delivered (:meth:`JoinStage.settle`). Called
+        when partitions are revoked and at shutdown, once the agents are idle, so a
+        rebalance or a rolling restart repeats no output. Best effort, within
+        ``handover_timeout_s``: what it leaves undone is applied again, and repeats
+        outputs (same ids), as after a crash."""
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(self._hand_over(), self.settings.handover_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - a crash here would lose nothing either
+            log.warning("hand-over incomplete (%r): the next owner applies again what the last checkpoint does not cover", exc)
+            self.metrics.handovers.labels("incomplete").inc()
+            return
+        self.metrics.handovers.labels("complete").inc()
+        self.metrics.batch_duration_seconds.labels("hand-over").observe(time.perf_counter() - started)
+
+    async def _hand_over(self) -> None:
+        if self._interrupted:
+            raise RuntimeError("a batch was interrupted, and the caches may hold part of it")
+        # never into a broker that lost what this worker wrote (a restarted memory-only
+        # one rebalances the group too): the state would claim offsets its logs lack
+        problems = await self._changelog_problems()
+        if problems is None:
+            raise RuntimeError("the broker cannot be reached")
+        if problems:
+            raise RuntimeError(next(iter(problems.values())))
+        async with self._monitor_lock:
+            await self._checkpoint_written()
+            self._start_checkpoint()
+            await self._checkpoint_written()
+        async with self._join_lock:
+            for partition, part in self._joins.items():
+                settled = self.join_stage.settle(part) if partition in self._join_messages else []
+                if settled:
+                    await self._write_all(self.join_table, self._join_messages[partition], settled)
+
+    @contextlib.contextmanager
+    def _batch_guard(self, stage: str) -> Iterator[None]:
+        """Around a join or monitor batch: one that raised may have left part of itself in
+        the caches (a join's offsets, a model's detectors), which a checkpoint or a hand-over
+        would then save as applied, so nothing is saved after it. A batch that fails
+        (a bug, a broker that stays unreachable past the producer's timeout) ends the worker
+        with :data:`EXIT_BATCH_FAILED` rather than leave it running with that agent dead;
+        restarted, it resumes from its tables. A cancelled batch (shutdown) ends quietly."""
+        try:
+            yield
+        except asyncio.CancelledError:
+            self._interrupted = True
+            raise
+        except Exception as exc:
+            self._interrupted = True
+            log.exception("%s batch failed", stage)
+            self.on_fatal(
+                f"a {stage} batch failed ({exc!r}); exiting with status {EXIT_BATCH_FAILED} without saving "
+                "anything more. Restarted, the worker resumes from its last saved state.",
+                EXIT_BATCH_FAILED,
+            )
+            raise
 
     async def _finish_checkpoint(
         self, dumps: list[tuple[str, Message, bytes]], done: dict[int, tuple[Message, int]], started: float,
@@ -719,8 +823,9 @@ def create_app(
     pipeline = Pipeline(app, settings, monitor_config, registry)
     register_gpu_collector(registry)
     app.driftstream = pipeline  # type: ignore[attr-defined]
-    app.on_partitions_revoked.connect(pipeline.on_rebalance)
+    app.on_partitions_revoked.connect(pipeline.on_revoked)
     app.on_partitions_assigned.connect(pipeline.on_rebalance)
+    app.on_before_shutdown.connect(pipeline.on_shutdown)
 
     inputs = BatchedTopic(
         app, topics=[settings.topic("predictions"), settings.topic("ground-truth")],

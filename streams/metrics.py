@@ -77,6 +77,7 @@ class Metrics(NamedTuple):
     offset_rewinds: Counter
     broker_data_lost: Counter
     duplicates_skipped: Counter
+    handovers: Counter
     webhook_deliveries: Counter
     model_updates: Counter
     build_info: Info
@@ -202,6 +203,11 @@ def create(
         ),
         duplicates_skipped=counter(
             "duplicates_skipped", "Redelivered events skipped by idempotency checks.", "stage"
+        ),
+        handovers=counter(
+            "handovers", "Partition hand-overs at a rebalance or shutdown (complete: the next "
+            "owner repeats nothing; incomplete: it applies again what the last checkpoint missed).",
+            "outcome",
         ),
         webhook_deliveries=counter(
             "webhook_deliveries", "Webhook delivery attempts (delivered, retried, failed).",

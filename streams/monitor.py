@@ -353,6 +353,7 @@ class ModelMonitor:
             clean, idx = _categorical(values)
         else:
             clean, idx = _numeric(values)
+        signalled = -1  # where a windowed detector last signalled drift in this run
         if detector.kind == "error_stream":
             # up to each detection (these detectors are per-event anyway): a hit is observed
             # with the statistic it had at that very event, whatever the batch cuts
@@ -366,12 +367,14 @@ class ModelMonitor:
             start = 0
             for end in _evaluation_cuts(detector, len(idx)):  # each piece ends at an evaluation
                 if len(detector.update_many(clean[start:end])):
-                    i = lo + int(idx[end - 1])
-                    self._observe(watched, True, i, base + (i - lo), cols, result)
+                    signalled = lo + int(idx[end - 1])
+                    self._observe(watched, True, signalled, base + (signalled - lo), cols, result)
                 start = end
         if (base + hi - lo) % OBSERVE_EVERY == 0:  # a chunk completed: observe the detector's state
             latched = detector.kind != "error_stream" and _crossed(detector)
-            self._observe(watched, latched, hi - 1, base + (hi - 1 - lo), cols, result, sample=True)
+            # a signal at the chunk's last value was observed just now: only its sample is new
+            self._observe(watched, latched, hi - 1, base + (hi - 1 - lo), cols, result, sample=True,
+                          event=signalled != hi - 1)
 
     def _confirmed(self, watched: _Watched) -> bool:
         """Whether a concept-drift detection is worth an alert: the error got materially worse.
@@ -393,8 +396,12 @@ class ModelMonitor:
 
     def _observe(
         self, watched: _Watched, drift: bool, i: int, position: int,
-        cols: dict[str, Any], result: MonitorResult, sample: bool = False, alert: bool = True,
+        cols: dict[str, Any], result: MonitorResult, sample: bool = False, alert: bool = True, event: bool = True,
     ) -> None:
+        """Record what ``watched`` shows at value ``i`` (stream ``position``): a sample if
+        ``sample``; unless ``event`` is false, a drift event (on a drift, and on the first
+        observation after one) and an observation for the alert policy (a drift observed
+        with ``alert`` false does not fire)."""
         detector = watched.detector
         ts = float(cols["ts"][i])
         pid = str(cols["pid"][i])
@@ -410,6 +417,8 @@ class ModelMonitor:
                 "statistic": statistic, "threshold": threshold, "p_value": p_value,
                 "drift": drift, "window_size": detector.window_size,
             })
+        if not event:
+            return
         if drift or was:
             self.in_drift[watched.key] = drift
             result.drift_events.append(self._drift_event(watched, event_id, drift, statistic, threshold, p_value, ts, position))

@@ -249,6 +249,12 @@ class Settings:
         """``host:port[,host:port]`` for aiokafka and kcat."""
         return ",".join(part.split("://", 1)[-1] for part in self.broker.split(","))
 
+    @property
+    def handover_timeout_s(self) -> float:
+        """Longest a worker spends handing its partitions over at a rebalance or shutdown
+        (``Pipeline.hand_over``): half the session timeout, so a rebalance is not held up."""
+        return self.session_timeout_s / 2
+
     def topic(self, role: str) -> str:
         """The full name of a topic by its role (see ``TOPIC_ROLES``)."""
         if role not in TOPIC_ROLES:

@@ -372,13 +372,27 @@ class JoinStage:
         if batch is not None and batch.delta:
             writes.append((delta_key(part.partition, int(batch.delta["seq"])), codec.dumps(batch.delta)))
         part.outbox = result.outputs.to_json()
+        writes.append(self._meta(part, dead))
+        writes.extend((delta_key(part.partition, seq), None) for seq in dead)
+        return writes
+
+    def settle(self, part: PartitionJoin) -> list[tuple[str, bytes | None]]:
+        """Table writes that mark the last batch's outputs delivered: its meta record again,
+        without the outbox (its tombstones are written by then), so the next owner of the
+        partition does not publish them again. For a hand-over, once the outputs are acked;
+        nothing when there is no outbox."""
+        if not part.outbox:
+            return []
+        part.outbox = None
+        return [self._meta(part, [])]
+
+    @staticmethod
+    def _meta(part: PartitionJoin, dead: list[int]) -> tuple[str, bytes]:
         meta = {
             "seq": part.state.seq, "wm": part.state.watermark if part.state.watermark > float("-inf") else 0.0,
             "offsets": part.offsets, "outbox": part.outbox, "dead": dead,
         }
-        writes.append((meta_key(part.partition), codec.dumps(meta)))
-        writes.extend((delta_key(part.partition, seq), None) for seq in dead)
-        return writes
+        return meta_key(part.partition), codec.dumps(meta)
 
 
 def merge_column_batches(payloads: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from schemas import codec
 from streams.monitor import model_key
 from streams.sdk import DriftstreamClient
 from streams.settings import Settings
+from streams.worker_process import WorkerProcess
 
 
 def publish_events(settings: Settings, items: list[tuple[str, dict[str, Any]]], chunk: int = 2000) -> dict[str, int]:
@@ -113,3 +114,8 @@ def model_counts(settings: Settings, model_id: str) -> tuple[int, int] | None:
         return None
     monitor = codec.loads(raw)["monitor"]
     return monitor["n_predictions"], monitor["n_pairs"]
+
+
+def monitored(worker: WorkerProcess, settings: Settings) -> float:
+    """Predictions plus joined pairs the worker's model monitors applied."""
+    return worker.metric("driftstream_events_consumed_total", topic=settings.topic("monitor-input"))

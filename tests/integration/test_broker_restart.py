@@ -15,13 +15,9 @@ from streams.simulate import Simulation, SimulationConfig
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
 
-from .support import publish_events, wait_for
+from .support import monitored, publish_events, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _monitored(worker: WorkerProcess, settings: Settings) -> float:
-    return worker.metric("driftstream_events_consumed_total", topic=settings.topic("monitor-input"))
 
 
 def test_worker_exits_when_the_broker_lost_its_data_and_a_restarted_one_resumes() -> None:
@@ -35,7 +31,7 @@ def test_worker_exits_when_the_broker_lost_its_data_and_a_restarted_one_resumes(
         with WorkerProcess(settings) as worker:
             worker.wait_ready(90)
             publish_events(settings, first)
-            wait_for(lambda: _monitored(worker, settings) >= len(first), 60, "the first half to be applied")
+            wait_for(lambda: monitored(worker, settings) >= len(first), 60, "the first half to be applied")
 
             broker.stop()
             broker.start()  # same port, nothing in it
@@ -47,5 +43,5 @@ def test_worker_exits_when_the_broker_lost_its_data_and_a_restarted_one_resumes(
         publish_events(settings, second)
         with WorkerProcess(settings) as restarted:  # what a supervisor does
             restarted.wait_ready(90)
-            wait_for(lambda: _monitored(restarted, settings) >= len(second), 90, "the restarted worker to apply the second half")
+            wait_for(lambda: monitored(restarted, settings) >= len(second), 90, "the restarted worker to apply the second half")
             assert restarted.alive()

@@ -19,6 +19,7 @@ from streams.worker_process import WorkerProcess
 from .support import (
     final_alerts,
     model_counts,
+    monitored,
     produce_raw,
     publish_events,
     read_topic,
@@ -30,11 +31,6 @@ pytestmark = pytest.mark.integration
 
 def _consumed(worker: WorkerProcess, settings: Settings, role: str) -> float:
     return worker.metric("driftstream_events_consumed_total", topic=settings.topic(role))
-
-
-def _monitored(worker: WorkerProcess, settings: Settings) -> float:
-    """Predictions plus joined pairs applied by the model monitors."""
-    return worker.metric("driftstream_events_consumed_total", topic=settings.topic("monitor-input"))
 
 
 def test_drifts_raise_alerts_bad_input_is_dead_lettered_and_metrics_show_it(settings: Settings) -> None:
@@ -58,7 +54,7 @@ def test_drifts_raise_alerts_bad_input_is_dead_lettered_and_metrics_show_it(sett
         second = publish_events(settings, items[half:])
         n_preds = sent["predictions"] + second["predictions"] + 1
         n_labels = sent["ground-truth"] + second["ground-truth"]
-        wait_for(lambda: _monitored(worker, settings) >= n_preds + n_labels, 120, "the monitors to apply everything")
+        wait_for(lambda: monitored(worker, settings) >= n_preds + n_labels, 120, "the monitors to apply everything")
 
         reasons = {
             labels["reason"]: v
@@ -102,7 +98,7 @@ def test_long_stationary_stream_raises_no_alert(settings: Settings) -> None:
     with WorkerProcess(settings) as worker:
         worker.wait_ready(90)
         sent = publish_events(settings, Simulation(config).in_event_time_order(), chunk=5000)
-        wait_for(lambda: _monitored(worker, settings) >= sent["predictions"] + sent["ground-truth"],
+        wait_for(lambda: monitored(worker, settings) >= sent["predictions"] + sent["ground-truth"],
                  180, "the monitors to apply 50,000 predictions and their labels")
         assert worker.metric("driftstream_alerts_total") == 0
     assert read_topic(settings, settings.topic("alerts"), idle_s=1.0) == []

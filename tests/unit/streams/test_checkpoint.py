@@ -1,6 +1,6 @@
-"""The monitors' checkpoint (streams.app.Pipeline): what it writes, in which order, and what
-a failed one does (an unstarted Faust app and recorded writes; the broker path runs in the
-integration and fault tests)."""
+"""The monitors' checkpoint and the hand-over (streams.app.Pipeline): what they write, in
+which order, and what a failed checkpoint or batch does (an unstarted Faust app and recorded
+writes; the broker path runs in the integration and fault tests)."""
 
 from __future__ import annotations
 
@@ -68,5 +68,54 @@ def test_a_failed_checkpoint_raises_at_the_next_one_and_one_in_flight_is_not_ove
         with pytest.raises(OSError, match="broker gone"):
             await pipeline._checkpoint_monitors_if_due()
         assert pipeline._checkpoint_task is None and events == []
+
+    asyncio.run(test())
+
+
+def test_a_hand_over_writes_the_unsaved_states_then_settles_each_join_partition() -> None:
+    async def test() -> None:
+        pipeline, events = _pipeline()
+        topic = pipeline.settings.topic("monitor-input")
+        pipeline.app.consumer.assignment = lambda: {TP(topic, 0)}
+        message = SimpleNamespace(partition=0)
+        pipeline._checkpointed_at = float("inf")  # not due: the hand-over checkpoints anyway
+        pipeline._monitors = {"m": (pipeline.monitor_stage.new_monitor("m", None), {"0": 3})}
+        pipeline._unsaved_monitors, pipeline._unsaved_offsets = {"m": message}, {0: message}
+        pipeline._monitor_offsets = {0: 11}
+        settled = SimpleNamespace(outbox={"monitor-input": []})
+        pipeline._joins = {0: settled, 1: SimpleNamespace(outbox=None)}  # type: ignore[dict-item]
+        pipeline._join_messages = {0: message, 1: SimpleNamespace(partition=1)}  # type: ignore[dict-item]
+        pipeline.join_stage.settle = lambda part: [("0:meta", b"{}")] if part.outbox else []  # type: ignore[method-assign]
+        await pipeline.hand_over()
+        assert events == [
+            ("send", "monitor-state", ["m"]), ("wait", "monitor-state", ["m"]),
+            ("send", "monitor-offsets", ["0"]), ("wait", "monitor-offsets", ["0"]),
+            ("send", "join-state", ["0:meta"]), ("wait", "join-state", ["0:meta"]),
+        ]
+        assert pipeline.metrics.handovers.labels("complete")._value.get() == 1
+
+    asyncio.run(test())
+
+
+def test_a_failed_batch_ends_the_worker_and_nothing_is_saved_after_it() -> None:
+    async def test() -> None:
+        pipeline, events = _pipeline()
+        fatal: list[tuple[str, int]] = []
+        pipeline.on_fatal = lambda message, status: fatal.append((message, status))
+        pipeline._checkpointed_at = 0.0  # long due
+        pipeline._unsaved_offsets = {0: SimpleNamespace(partition=0)}
+        pipeline._monitor_offsets = {0: 5}
+
+        async def half_applied(messages: list[Any]) -> None:
+            raise KeyError("a bug")
+
+        pipeline._apply_monitor_input = half_applied  # type: ignore[method-assign]
+        with pytest.raises(KeyError):
+            await pipeline.handle_monitor([])
+        assert [status for _, status in fatal] == [70] and "monitor batch failed" in fatal[0][0]
+        await pipeline.checkpoint_monitors()
+        await pipeline.hand_over()
+        assert events == []
+        assert pipeline.metrics.handovers.labels("incomplete")._value.get() == 1
 
     asyncio.run(test())

@@ -35,6 +35,25 @@ def test_drifts_are_detected_after_they_are_injected_and_not_before() -> None:
     assert len(pipe.result.update_requests) >= 1
 
 
+def test_each_drift_event_is_published_once_and_a_signal_at_a_chunk_end_once_observed() -> None:
+    """PSI evaluates at the end of each observation chunk: a drift it signals there is one
+    drift event and one sample, not a second event with the same id from the chunk's
+    observation, and an alert's related events name each drift event once."""
+    config = SimulationConfig(events=12_000, seed=3, feature_drift_at=3_000, concept_drift_at=5_000)
+    pipe = OfflinePipeline(window_s=3600)
+    pipe.feed_events(Simulation(config).in_event_time_order())
+    ids = [event["event_id"] for event in pipe.result.drift_events]
+    psi = [event for event in pipe.result.drift_events if event["detector"] == "psi" and event["drift"]]
+    assert len(psi) > 10
+    assert len(ids) == len(set(ids))
+    samples = [s for s in pipe.result.samples.values() for s in s if s["detector"] == "psi" and s["drift"]]
+    assert {e["position"] for e in psi} <= {s["position"] for s in samples}
+    for alert in pipe.result.alerts:
+        for member in alert["members"]:
+            related = member.get("related", [])
+            assert len(related) == len(set(related)), member
+
+
 def test_monitor_state_round_trip_mid_stream_gives_identical_results() -> None:
     config = SimulationConfig(events=12_000, seed=4, feature_drift_at=5_000, concept_drift_at=8_000)
     items = Simulation(config).in_event_time_order()

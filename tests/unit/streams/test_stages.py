@@ -114,6 +114,27 @@ def test_deltas_beyond_the_committed_meta_are_ignored_and_deleted() -> None:
     assert recovered.redo == [("0:000000000004", None)]
 
 
+def test_a_settled_partition_loads_the_same_state_without_an_outbox_to_publish_again() -> None:
+    """A hand-over marks the last batch's outputs delivered: the next owner loads the same
+    state, offsets and watermark, and has nothing to publish again; settling twice writes
+    nothing the second time."""
+    stage = _stage()
+    table: dict[str, bytes] = {}
+    part = PartitionJoin.fresh(0, WINDOW_S)
+    for batch in _batches(1500, 200)[:4]:
+        _apply(table, stage.persist(part, stage.process(part, batch)))
+    before = PartitionJoin.load(0, WINDOW_S, table.items())
+    assert before.outbox and Outputs.from_json(before.outbox).messages["monitor-input"]
+    settled = stage.settle(part)
+    assert [key for key, _ in settled] == ["0:meta"]
+    _apply(table, settled)
+    after = PartitionJoin.load(0, WINDOW_S, table.items())
+    assert after.outbox is None and after.redo == []
+    assert (after.offsets, after.state.seq, after.state.watermark) == (before.offsets, before.state.seq, before.state.watermark)
+    assert after.state.entries == before.state.entries
+    assert stage.settle(part) == []
+
+
 def test_each_models_payload_holds_its_new_predictions_and_pairs_row_for_row() -> None:
     # two models in one column batch, copies of predictions already seen, a label waiting:
     # the payload gathers rows, and each row's fields must stay those of its prediction
