@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from .common import fmt, machine
+from .throughput import runs_note
 
 HERE = Path(__file__).parent
 SCRIPTS = ("bench_detectors", "bench_backtest", "throughput", "latency", "memory", "scaling", "faults")
@@ -67,6 +68,11 @@ def _row(label: str, value: Any, target: str = "", met: Any = "") -> str:
     return f"| {label} | {fmt(value)} | {target} | {fmt(met) if met != '' else ''} |"
 
 
+def _runs(run: dict[str, Any] | None) -> str:
+    note = runs_note(run)
+    return f" ({note})" if note else ""
+
+
 def render(results: dict[str, Any], smoke: bool) -> str:
     m = machine()
     lines = [
@@ -82,11 +88,11 @@ def render(results: dict[str, Any], smoke: bool) -> str:
     if t and "error" not in t:
         tg = t["targets"]
         lines += [
-            _row("throughput: SDK predictions/s per worker", t["sdk_predictions_per_s"], tg["sdk_predictions_per_s"]["target"], tg["sdk_predictions_per_s"]["met"]),
+            _row("throughput: SDK predictions/s per worker" + _runs(t.get("sdk_run")), t["sdk_predictions_per_s"], tg["sdk_predictions_per_s"]["target"], tg["sdk_predictions_per_s"]["met"]),
             _row("throughput: raw aiokafka predictions/s (no decoding)", t["raw_aiokafka_per_s"]),
             _row("throughput: raw aiokafka predictions/s (orjson)", t["raw_aiokafka_json_per_s"]),
             _row("throughput: SDK / raw aiokafka", t["sdk_vs_raw_aiokafka"], tg["sdk_vs_raw_aiokafka"]["target"], tg["sdk_vs_raw_aiokafka"]["met"]),
-            _row("throughput: foreign (kcat) predictions/s per worker", t["foreign_predictions_per_s"]),
+            _row("throughput: foreign (kcat) predictions/s per worker" + _runs(t.get("foreign_run")), t["foreign_predictions_per_s"]),
             _row("throughput: no-op Faust agent predictions/s", t["faust_noop_per_s"]),
             _row("throughput: foreign / no-op Faust", t["foreign_vs_faust_noop"], tg["foreign_vs_faust_noop"]["target"], tg["foreign_vs_faust_noop"]["met"]),
         ]
