@@ -361,10 +361,10 @@ class Pipeline:
         role_of = self.role_of
         for msg in messages:
             last_message[msg.partition] = msg
-            self._join_messages[msg.partition] = msg
             by_partition.setdefault(msg.partition, []).append(
                 InputRecord(role_of[msg.topic], msg.topic, msg.partition, msg.offset, msg.value)
             )
+        self._join_messages.update(last_message)
         m = self.metrics
         screened: list[tuple[PartitionJoin, list[InputRecord]]] = []
         for partition, all_records in by_partition.items():
@@ -671,7 +671,11 @@ class Pipeline:
         when partitions are revoked and at shutdown, once the agents are idle, so a
         rebalance or a rolling restart repeats no output. Best effort, within
         ``handover_timeout_s``: what it leaves undone is applied again, and repeats
-        outputs (same ids), as after a crash."""
+        outputs (same ids), as after a crash. Nothing to save (a first assignment revokes
+        nothing) is no hand-over."""
+        if not (self._interrupted or self._unsaved_monitors or self._unsaved_offsets or self._checkpoint_task
+                or any(part.outbox for part in self._joins.values())):
+            return
         started = time.perf_counter()
         try:
             await asyncio.wait_for(self._hand_over(), self.settings.handover_timeout_s)
