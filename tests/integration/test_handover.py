@@ -1,10 +1,11 @@
-"""A worker stopped with SIGTERM hands its partitions over: its successor repeats nothing.
+"""A worker stopped with SIGTERM, or one that loses partitions in a rebalance, hands them
+over: their next owner repeats nothing.
 
-Without a hand-over the successor resumes from the last monitor checkpoint and the last
+Without a hand-over the next owner resumes from the last monitor checkpoint and the last
 join outbox, applies again what came after them, and publishes the same drift events and
 alerts a second time (same ids: a repeat, not a loss). Here no periodic checkpoint falls
-within the test (``monitor_checkpoint_s`` is ten minutes), so whatever the stopped worker
-saved, it saved while stopping.
+within the tests (``monitor_checkpoint_s`` is ten minutes), so whatever a worker saved, it
+saved while handing over.
 """
 
 from __future__ import annotations
