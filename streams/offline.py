@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from schemas import codec
 
 from .monitor import ModelMonitor
 from .monitor_config import MonitorConfig
-from .partitioning import partition_for
+from .partitioning import partitions_for
 from .stages import InputRecord, JoinStage, MonitorStage, PartitionJoin
 
 
@@ -92,21 +93,18 @@ class OfflinePipeline:
         every ``batch_size`` events become one record per topic and partition (so within a
         chunk predictions apply before labels). Publishing the same chunks with the SDK
         gives the live worker the same records, hence the same results."""
-        pending: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        order: list[tuple[str, int]] = []
-        count = 0
-        for role, event in items:
-            partition = partition_for(str(event.get("prediction_id", "")), self.partitions)
-            key = (role, partition)
-            if key not in pending:
-                pending[key] = []
-                order.append(key)
-            pending[key].append(event)
-            count += 1
-            if count >= batch_size:
-                self._flush(pending, order)
-                pending, order, count = {}, [], 0
-        self._flush(pending, order)
+        events = iter(items)
+        while chunk := list(islice(events, batch_size)):
+            pending: dict[tuple[str, int], list[dict[str, Any]]] = {}
+            order: list[tuple[str, int]] = []
+            partitions = partitions_for([str(event.get("prediction_id", "")) for _, event in chunk], self.partitions)
+            for (role, event), partition in zip(chunk, partitions.tolist()):
+                key = (role, partition)
+                if key not in pending:
+                    pending[key] = []
+                    order.append(key)
+                pending[key].append(event)
+            self._flush(pending, order)
 
     def _flush(self, pending: dict[tuple[str, int], list[dict[str, Any]]], order: list[tuple[str, int]]) -> None:
         if pending:
