@@ -10,11 +10,13 @@ while the other lags on the broker (:mod:`streams.align`). Each agent groups its
 micro-batch by partition, loads state (from the table after a rebalance) and runs the
 stage (:mod:`streams.stages`). The join writes the state and the batch's outbox to the
 table and waits for the changelog, then publishes the outputs and waits for them. The
-monitor publishes its outputs and waits for them; it writes the state of the models it
-changed only every ``monitor_checkpoint_s`` (a checkpoint), and after a crash or a
-rebalance applies again what came after it (:meth:`Pipeline.resume_monitors`). Only then
-does Faust ack the batch and may commit its offsets. The offsets each state reflects are
-stored with it, so a record Faust hands over twice is applied once.
+monitor publishes its outputs and waits for them. Only then does Faust ack a batch and may
+commit its offsets. The monitor writes the state of the models it changed only every
+``monitor_checkpoint_s`` (a checkpoint), and after a crash applies again what came after
+it (:meth:`Pipeline.resume_monitors`); a rebalance or a shutdown saves it first
+(:meth:`Pipeline.hand_over`). The offsets each state reflects are stored with it, so a
+record Faust hands over twice is applied once. A batch that raises ends the worker
+(:meth:`Pipeline._batch_guard`).
 
 The worker's web server serves ``/metrics``, ``/health`` and ``/ready``; Faust's own table
 and graph views are off.
