@@ -640,12 +640,9 @@ class Pipeline:
         batch waited for them). One checkpoint at a time; one that failed raises here."""
         if self._interrupted or time.monotonic() - self._checkpointed_at < self.settings.monitor_checkpoint_s:
             return
-        previous = self._checkpoint_task
-        if previous is not None:
-            if not previous.done():
-                return  # the last one is still being written: the next turn takes this one
-            self._checkpoint_task = None
-            previous.result()
+        if self._checkpoint_task is not None and not self._checkpoint_task.done():
+            return  # the last one is still being written: the next turn takes this one
+        await self._checkpoint_written()  # done: raises if it failed
         self._start_checkpoint()
 
     def _start_checkpoint(self) -> None:
@@ -703,8 +700,8 @@ class Pipeline:
             self._start_checkpoint()
             await self._checkpoint_written()
         async with self._join_lock:
-            for partition, part in self._joins.items():
-                settled = self.join_stage.settle(part) if partition in self._join_messages else []
+            for partition, part in self._joins.items():  # each loaded by a batch of the partition
+                settled = self.join_stage.settle(part)
                 if settled:
                     await self._write_all(self.join_table, self._join_messages[partition], settled)
 
