@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,8 +28,11 @@ from streams.exceptions import DriftstreamError
 from streams.monitor import model_key
 from streams.settings import Settings
 from streams.simulate import SimulationConfig
-from streams.worker_process import WorkerProcess
-from tests.integration.support import read_table, read_topic
+from tests.integration.support import (
+    assigned_partitions,
+    read_table,
+    repeated_event_ids,
+)
 
 from .common import (
     Harness,
@@ -79,19 +81,7 @@ def _model_states(settings: Settings, configs: Sequence[SimulationConfig], expec
 
 def _repeated_outputs(settings: Settings) -> dict[str, int]:
     """Per output topic role, the records beyond the first with the same ``event_id``."""
-    repeated = {}
-    for role in ("drift-events", "alerts"):
-        ids = Counter(value["event_id"] for _, value in read_topic(settings, settings.topic(role)))
-        repeated[role] = sum(n - 1 for n in ids.values())
-    return repeated
-
-
-def _assigned(worker: WorkerProcess) -> list[str]:
-    try:
-        status, body = worker.get("/ready")
-    except OSError:
-        return []
-    return list(codec.loads(body).get("assigned_partitions", [])) if status == 200 else []
+    return {role: sum(n - 1 for n in repeated_event_ids(settings, role).values()) for role in ("drift-events", "alerts")}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -122,14 +112,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         trace = follow(one, {"join": lambda: decoded(one, settings), "monitored": lambda: consumed(one, settings, "monitor-input")},
                        lambda v: v["monitored"] >= total1, deadline_s=600, what="the first half through one worker", poll_s=0.05)
         rate1 = pipeline_rate(trace, "join", sent1["predictions"])["predictions_per_s"]
-        assigned_alone = _assigned(one)
+        assigned_alone = assigned_partitions(one)
 
         note("second worker joins the group")
         two = h.worker(settings)
         join_started = time.monotonic()
         deadline = join_started + 120
         while True:
-            a1, a2 = _assigned(one) if one.alive() else [], _assigned(two) if two.alive() else []
+            a1, a2 = assigned_partitions(one) if one.alive() else [], assigned_partitions(two) if two.alive() else []
             inputs1 = {x for x in a1 if "predictions" in x}
             inputs2 = {x for x in a2 if "predictions" in x}
             if inputs1 and inputs2 and not inputs1 & inputs2:
@@ -172,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         share = published["sent"]["predictions"] / total2
         rate2 = (total2 - d1 - d2) / elapsed2 * share
         per_worker = [(e1 - d1) / elapsed2 * share, (e2 - d2) / elapsed2 * share]
-        split = [_assigned(one), _assigned(two)]
+        split = [assigned_partitions(one), assigned_partitions(two)]
         # the monitors checkpoint their state every DRIFTSTREAM_MONITOR_CHECKPOINT_S: wait
         # (a while) for the checkpoints that cover every event
         deadline = time.monotonic() + 30

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -119,3 +120,19 @@ def model_counts(settings: Settings, model_id: str) -> tuple[int, int] | None:
 def monitored(worker: WorkerProcess, settings: Settings) -> float:
     """Predictions plus joined pairs the worker's model monitors applied."""
     return worker.metric("driftstream_events_consumed_total", topic=settings.topic("monitor-input"))
+
+
+def repeated_event_ids(settings: Settings, role: str) -> dict[str, int]:
+    """The ``event_id`` values published more than once on the topic of ``role``, with
+    their counts."""
+    ids = Counter(value["event_id"] for _, value in read_topic(settings, settings.topic(role)))
+    return {event_id: n for event_id, n in ids.items() if n > 1}
+
+
+def assigned_partitions(worker: WorkerProcess) -> list[str]:
+    """The partitions a ready worker reports on ``/ready`` (``[]`` while it is not ready)."""
+    try:
+        status, body = worker.get("/ready")
+    except OSError:
+        return []
+    return list(codec.loads(body).get("assigned_partitions", [])) if status == 200 else []

@@ -11,24 +11,25 @@ saved while handing over.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 
 import pytest
 
-from schemas import codec
 from streams.settings import Settings
 from streams.simulate import Simulation, SimulationConfig
 from streams.topics import ensure_topics
 from streams.worker_process import WorkerProcess
 
-from .support import model_counts, monitored, publish_events, read_topic, wait_for
+from .support import (
+    assigned_partitions,
+    model_counts,
+    monitored,
+    publish_events,
+    read_topic,
+    repeated_event_ids,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def _repeated(settings: Settings, role: str) -> dict[str, int]:
-    ids = Counter(value["event_id"] for _, value in read_topic(settings, settings.topic(role)))
-    return {event_id: n for event_id, n in ids.items() if n > 1}
 
 
 def test_a_stopped_worker_hands_over_and_its_successor_repeats_no_output(settings: Settings) -> None:
@@ -66,18 +67,12 @@ def test_a_stopped_worker_hands_over_and_its_successor_repeats_no_output(setting
     drift_events = read_topic(settings, settings.topic("drift-events"))
     assert any(value["drift"] for _, value in drift_events)  # the drifts were detected ...
     assert read_topic(settings, settings.topic("alerts"))
-    assert _repeated(settings, "drift-events") == {}  # ... and published once
-    assert _repeated(settings, "alerts") == {}
+    assert repeated_event_ids(settings, "drift-events") == {}  # ... and published once
+    assert repeated_event_ids(settings, "alerts") == {}
 
 
 def _assigned_inputs(worker: WorkerProcess, settings: Settings) -> set[str]:
-    try:
-        status, body = worker.get("/ready")
-    except OSError:
-        return set()
-    if status != 200:
-        return set()
-    return {tp for tp in codec.loads(body)["assigned_partitions"] if tp.startswith(settings.topic("predictions"))}
+    return {tp for tp in assigned_partitions(worker) if tp.startswith(settings.topic("predictions"))}
 
 
 def test_a_worker_that_loses_partitions_in_a_rebalance_hands_them_over(settings: Settings) -> None:
@@ -116,6 +111,6 @@ def test_a_worker_that_loses_partitions_in_a_rebalance_hands_them_over(settings:
         labels = sum(1 for role, e in items if role == "ground-truth" and e["prediction_id"].startswith(cfg.id_prefix))
         assert model_counts(settings, cfg.model_id) == (predictions, labels)
     assert any(value["drift"] for _, value in read_topic(settings, settings.topic("drift-events")))
-    assert _repeated(settings, "drift-events") == {}
-    assert _repeated(settings, "alerts") == {}
+    assert repeated_event_ids(settings, "drift-events") == {}
+    assert repeated_event_ids(settings, "alerts") == {}
     assert handed_over >= 1 and "hand-over incomplete" not in log, log
