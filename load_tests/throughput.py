@@ -31,10 +31,12 @@ to 20 % from run to run here. The baselines read the last run's topics.
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,13 +46,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from schemas import codec
 from schemas.columns import is_column_batch
 from streams.end_offsets import end_offsets
+from streams.gc_tuning import tune_gc
+from streams.offline import OfflinePipeline
 from streams.processes import terminate_group
 from streams.progress import Progress
+from streams.sdk import encode_batches
 from streams.settings import Settings
 from streams.simulate import SimulationConfig
+from streams.stages import InputRecord
 
 from .common import (
     Harness,
+    Item,
     LoadTestError,
     consumed,
     count_roles,
@@ -69,6 +76,10 @@ from .common import (
 from .kcat import produce_foreign
 
 SDK_TARGET_PER_S = 100_000.0
+#: How :func:`load_tests.common.publish` publishes: events per ``publish_in_order`` chunk,
+#: and the SDK's events per record.
+PUBLISH_CHUNK = 5000
+SDK_BATCH_SIZE = 500
 SDK_VS_RAW_TARGET = 0.30
 FOREIGN_VS_NOOP_TARGET = 0.70
 
@@ -144,9 +155,8 @@ def raw_aiokafka_rate(settings: Settings, topic: str, predictions: int, decode: 
     known from the publisher."""
     got = asyncio.run(_raw_consume(settings, topic, decode))
     elapsed = max(got["elapsed_s"], 1e-9)
-    if decode:
-        if got["events"] != predictions:
-            raise LoadTestError(f"raw consumer decoded {got['events']} predictions of {topic}, expected {predictions}")
+    if decode and got["events"] != predictions:
+        raise LoadTestError(f"raw consumer decoded {got['events']} predictions of {topic}, expected {predictions}")
     return {"records": got["records"], "elapsed_s": round(elapsed, 3), "predictions_per_s": round(predictions / elapsed, 1)}
 
 
@@ -173,6 +183,45 @@ def noop_faust_rate(h: Harness, settings: Settings, topic: str, records: int, pr
     elapsed = max(got["last_s"] - got["first_s"], 1e-9)
     return {"records": got["records"], "elapsed_s": round(elapsed, 3),
             "predictions_per_s": round(predictions * (got["records"] - 1) / records / elapsed, 1)}
+
+
+def stages_rate(settings: Settings, items: Sequence[Item], chunk: int = PUBLISH_CHUNK) -> dict[str, Any]:
+    """Predictions/s of the pipeline's stages alone, in this process, with no Kafka: the
+    records the SDK publishes for ``items`` (each chunk of ``chunk`` events: its
+    predictions, then its labels, 500 events per record and partition) fed to
+    :class:`~streams.offline.OfflinePipeline` one chunk at a time. Decoding, validation,
+    the join, every default detector and the alert policy, as the worker runs them; not
+    the ``monitor-input`` hop, Faust or the broker. So it is the most one worker process
+    could do on this machine with this code: the worker's rate is a share of it."""
+    offsets: Counter[tuple[str, int]] = Counter()
+    chunks: list[list[InputRecord]] = []
+    for start in range(0, len(items), chunk):
+        records: list[InputRecord] = []
+        for role in ("predictions", "ground-truth"):
+            events = [event for r, event in items[start : start + chunk] if r == role]
+            for partition, raw in encode_batches(events, settings.partitions, SDK_BATCH_SIZE, settings.max_message_bytes):
+                records.append(InputRecord(role, role, partition, offsets[role, partition], raw))
+                offsets[role, partition] += 1
+        chunks.append(records)
+    pipeline = OfflinePipeline(window_s=settings.join_window_s, partitions=settings.partitions,
+                               max_message_bytes=settings.max_message_bytes, keep_samples=False)
+    thresholds = gc.get_threshold()
+    tune_gc(settings.gc_threshold)  # as the worker tunes it
+    try:
+        with Progress("events through the stages", total=len(items)) as bar:
+            started = time.perf_counter()
+            for records, first in zip(chunks, range(0, len(items), chunk)):
+                pipeline.feed_records(records)
+                bar.update(min(chunk, len(items) - first))
+            elapsed = time.perf_counter() - started
+    finally:
+        gc.set_threshold(*thresholds)
+    predictions = pipeline.result.events
+    expected = count_roles(items)["predictions"]
+    if predictions != expected:
+        raise LoadTestError(f"the stages applied {predictions} predictions, expected {expected}")
+    return {"elapsed_s": round(elapsed, 3), "predictions_per_s": round(predictions / elapsed, 1),
+            "us_per_prediction": round(elapsed / predictions * 1e6, 2)}
 
 
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -226,9 +275,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for run in range(1, runs + 1):
             sdk = namespaced(broker, partitions=args.partitions)
             create_topics(sdk)
-            sent = publish(sdk, items, what=f"SDK events published (run {run} of {runs})")
+            sent = publish(sdk, items, chunk=PUBLISH_CHUNK, what=f"SDK events published (run {run} of {runs})")
             sdk_runs.append(run_pipeline(h, sdk, sent, f"SDK events through the pipeline (run {run} of {runs})"))
         sdk_run = _median_run(sdk_runs)
+        note("the same records through the stages in this process, no Kafka")
+        stages = stages_rate(sdk, items)
         sdk_records = asyncio.run(_record_count(sdk, sdk.topic("predictions")))
         note("raw aiokafka over the SDK predictions topic")
         raw = raw_aiokafka_rate(sdk, sdk.topic("predictions"), sent["predictions"], decode=False)
@@ -256,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     sdk_rate = sdk_run["predictions_per_s"]
     foreign_rate = foreign_run["predictions_per_s"]
     sdk_vs_raw = sdk_rate / raw["predictions_per_s"]
+    sdk_vs_stages = sdk_rate / stages["predictions_per_s"]
     foreign_vs_noop = foreign_rate / noop["predictions_per_s"]
     targets = {
         "sdk_predictions_per_s": {"target": f">= {SDK_TARGET_PER_S:,.0f}", "actual": sdk_rate, "met": sdk_rate >= SDK_TARGET_PER_S},
@@ -271,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "raw_aiokafka_foreign_json_per_s": raw_foreign["predictions_per_s"],
         "faust_noop_per_s": noop["predictions_per_s"],
         "faust_noop_sdk_topic_per_s": noop_sdk["predictions_per_s"],
+        "stages_in_process_per_s": stages["predictions_per_s"],
+        "stages_us_per_prediction": stages["us_per_prediction"],
+        "sdk_vs_stages_in_process": round(sdk_vs_stages, 4),
         "sdk_vs_raw_aiokafka": round(sdk_vs_raw, 4),
         "foreign_vs_faust_noop": round(foreign_vs_noop, 4),
         "raw_aiokafka_decoding": "raw_aiokafka_per_s decodes nothing; raw_aiokafka_json_per_s orjson-decodes every record",
@@ -284,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ("  raw aiokafka, no decoding", raw["predictions_per_s"], f"pipeline = {sdk_vs_raw:.1%}"),
         ("  raw aiokafka, orjson-decoding", raw_json["predictions_per_s"], ""),
         ("  no-op Faust agent", noop_sdk["predictions_per_s"], ""),
+        ("  the stages alone, in process, no Kafka", stages["predictions_per_s"], f"pipeline = {sdk_vs_stages:.1%}"),
         ("foreign (kcat, 1 event/record), full pipeline", foreign_rate, runs_note(foreign_run)),
         ("  no-op Faust agent", noop["predictions_per_s"], f"pipeline = {foreign_vs_noop:.1%}"),
         ("  raw aiokafka, orjson-decoding", raw_foreign["predictions_per_s"], ""),

@@ -45,7 +45,8 @@ def test_throughput_smoke(tmp_path: Path) -> None:
         pytest.skip(str(exc))
     s = _run(throughput, tmp_path)
     _positive(s, "sdk_predictions_per_s", "foreign_predictions_per_s", "raw_aiokafka_per_s", "faust_noop_per_s",
-              "raw_aiokafka_json_per_s", "sdk_vs_raw_aiokafka", "foreign_vs_faust_noop")
+              "raw_aiokafka_json_per_s", "sdk_vs_raw_aiokafka", "foreign_vs_faust_noop", "stages_in_process_per_s",
+              "stages_us_per_prediction", "sdk_vs_stages_in_process")
     assert s["sdk_run"]["dead_letters"] == 0 and s["foreign_run"]["dead_letters"] == 0
     assert all(isinstance(t["met"], bool) for t in s["targets"].values())
 
