@@ -353,7 +353,7 @@ class ModelMonitor:
             clean, idx = _categorical(values)
         else:
             clean, idx = _numeric(values)
-        signalled = -1  # where a windowed detector last signalled drift in this run
+        signalled = -1  # where the detector last signalled drift in this run
         if detector.kind == "error_stream":
             # up to each detection (these detectors are per-event anyway): a hit is observed
             # with the statistic it had at that very event, whatever the batch cuts
@@ -361,8 +361,8 @@ class ModelMonitor:
             while used < n:
                 used += detector.update_until_drift(clean[used:])
                 if detector.drift_detected:
-                    i = lo + int(idx[used - 1])
-                    self._observe(watched, True, i, base + (i - lo), cols, result, alert=self._confirmed(watched))
+                    signalled = lo + int(idx[used - 1])
+                    self._observe(watched, True, signalled, base + (signalled - lo), cols, result, alert=self._confirmed(watched))
         else:
             start = 0
             for end in _evaluation_cuts(detector, len(idx)):  # each piece ends at an evaluation
@@ -371,10 +371,13 @@ class ModelMonitor:
                     self._observe(watched, True, signalled, base + (signalled - lo), cols, result)
                 start = end
         if (base + hi - lo) % OBSERVE_EVERY == 0:  # a chunk completed: observe the detector's state
-            latched = detector.kind != "error_stream" and _crossed(detector)
             # a signal at the chunk's last value was observed just now: only its sample is new
+            # (an error-stream detector's state is not latched: without this its sample would
+            # say no drift, and a "clear" event would follow the drift at the same position)
+            just_signalled = signalled == hi - 1
+            latched = just_signalled or (detector.kind != "error_stream" and _crossed(detector))
             self._observe(watched, latched, hi - 1, base + (hi - 1 - lo), cols, result, sample=True,
-                          event=signalled != hi - 1)
+                          event=not just_signalled)
 
     def _confirmed(self, watched: _Watched) -> bool:
         """Whether a concept-drift detection is worth an alert: the error got materially worse.

@@ -187,3 +187,20 @@ def test_reference_profile_replaces_the_first_n_events(tmp_path: Path) -> None:
     assert any(a["feature"] == "x" and a["kind"] == "data_drift" for a in pipe.result.alerts)
     with pytest.raises(ConfigError, match="cannot read reference profile"):
         OfflinePipeline(MonitorConfig.from_mapping({"defaults": {"reference": {"profile": str(tmp_path / "nope.json")}}})).feed_events(events[:1])
+
+
+def test_an_error_stream_detection_at_a_chunk_end_is_one_drift_event_and_clears_at_the_next_observation() -> None:
+    """DDM (warm start 30) fires at the first error after a run of correct predictions: here
+    the 500th pair, the last of an observation chunk. The chunk's observation must not add a
+    "clear" event at the detection's own position; the clear comes with the next chunk."""
+    config = MonitorConfig.from_mapping({"defaults": {"concept_drift": {"classification": [{"type": "ddm", "warm_start": 30}]}}})
+    monitor = MonitorStage(config).new_monitor("m", None)
+    labels = [1] * 499 + [0] + [1] * 250  # the prediction is always 1: one error, at pair 499
+    n = len(labels)
+    pairs = {"pid": [f"p{i}" for i in range(n)], "ts": [float(i) for i in range(n)], "prediction": [1] * n,
+             "label": labels, "score": [0.9] * n, "label_ts": [float(i) + 1 for i in range(n)]}
+    result = monitor.process({"pred": None, "pairs": pairs, "join": {"matched": n, "expired": 0}})
+    ddm = [(e["drift"], e["position"]) for e in result.drift_events if e["detector"] == "ddm"]
+    assert ddm == [(True, 499), (False, 749)]
+    samples = [(s["drift"], s["position"]) for s in result.samples if s["detector"] == "ddm"]
+    assert samples == [(False, 249), (True, 499), (False, 749)]
