@@ -33,7 +33,21 @@ from streams.settings import Settings
 from streams.simulate import SimulationConfig
 from streams.worker_process import WorkerProcess
 
-from .common import Harness, check_worker, LoadTestError, consumed, create_topics, finish, namespaced, note, parser, print_table, publish_async, vm_rss_bytes, workload
+from .common import (
+    Harness,
+    LoadTestError,
+    check_worker,
+    consumed,
+    create_topics,
+    finish,
+    namespaced,
+    note,
+    parser,
+    print_table,
+    publish_async,
+    vm_rss_bytes,
+    workload,
+)
 
 SLOPE_TARGET_MB_PER_M = 1.0
 WINDOW_S = 60.0

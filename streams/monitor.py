@@ -42,8 +42,9 @@ from detectors.base import Detector
 from detectors.metrics import RollingAccuracy, RollingMAE
 from schemas.ids import stable_id
 
-from .alerting import AlertPolicy, Observation, format_number as _fmt
-from .monitor_config import MonitorConfig, ModelConfig
+from .alerting import AlertPolicy, Observation
+from .alerting import format_number as _fmt
+from .monitor_config import ModelConfig, MonitorConfig
 
 #: Detectors are observed every this many events of their sequence (and at first drift).
 OBSERVE_EVERY = 250
