@@ -15,6 +15,7 @@ from itertools import islice
 from typing import Any
 
 from schemas import codec
+from schemas.columns import to_columns
 
 from .monitor import ModelMonitor
 from .monitor_config import MonitorConfig
@@ -108,7 +109,7 @@ class OfflinePipeline:
 
     def _flush(self, pending: dict[tuple[str, int], list[dict[str, Any]]], order: list[tuple[str, int]]) -> None:
         if pending:
-            self.feed_records(self._record(role, p, codec.dumps(pending[(role, p)])) for role, p in order)
+            self.feed_records(self._record(role, p, _packed(pending[(role, p)])) for role, p in order)
 
     def _monitor(self, key: str, payloads: list[dict[str, Any]]) -> None:
         if key not in self.monitors:
@@ -124,3 +125,10 @@ class OfflinePipeline:
         if self.keep_samples:
             for sample in result.samples:
                 res.samples.setdefault(f"{key}|{sample['key']}", []).append(sample)
+
+
+def _packed(events: list[dict[str, Any]]) -> bytes:
+    """One record of ``events`` as the SDK packs it: a column batch, or a JSON array of the
+    event objects when they cannot be columns (:func:`schemas.columns.to_columns`)."""
+    batch = to_columns(events)
+    return codec.dumps(batch if batch is not None else events)
