@@ -643,6 +643,12 @@ class Pipeline:
         if self._checkpoint_task is not None and not self._checkpoint_task.done():
             return  # the last one is still being written: the next turn takes this one
         await self._checkpoint_written()  # done: raises if it failed
+        if await self._changelog_problems() != {}:
+            # the broker cannot be asked, or no longer has what this worker wrote: a write
+            # started now could land in a broker that came back empty (a restarted
+            # memory-only one), and the next worker would recover it (Tansu even counts such
+            # a record in the end offset without ever serving it, and recovery waits forever)
+            return
         self._start_checkpoint()
 
     def _start_checkpoint(self) -> None:

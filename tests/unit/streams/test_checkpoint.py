@@ -119,3 +119,31 @@ def test_a_failed_batch_ends_the_worker_and_nothing_is_saved_after_it() -> None:
         assert pipeline.metrics.handovers.labels("incomplete")._value.get() == 1
 
     asyncio.run(test())
+
+
+def test_no_checkpoint_starts_while_the_broker_cannot_be_asked_or_lost_what_this_worker_wrote() -> None:
+    """A checkpoint started during a broker outage is held by the producer and delivered when
+    the broker is back: into a restarted memory-only broker, where the next worker would
+    recover it. It waits until the changelog probe answers and finds nothing lost."""
+
+    async def test() -> None:
+        pipeline, events = _pipeline()
+        topic = pipeline.settings.topic("monitor-input")
+        pipeline.app.consumer.assignment = lambda: {TP(topic, 0)}
+        pipeline._unsaved_offsets = {0: SimpleNamespace(partition=0)}
+        pipeline._monitor_offsets = {0: 5}
+        answers: list[dict[TP, str] | None] = [None, {TP("changelog", 0): "ends at offset 0"}, {}]
+
+        async def probe() -> dict[TP, str] | None:
+            return answers.pop(0)
+
+        pipeline._changelog_problems = probe  # type: ignore[method-assign]
+        for _ in range(2):  # unreachable, then lost data: nothing written, nothing forgotten
+            pipeline._checkpointed_at = 0.0  # long due
+            await pipeline._checkpoint_monitors_if_due()
+            assert events == [] and pipeline._checkpoint_task is None and pipeline._unsaved_offsets
+        await pipeline._checkpoint_monitors_if_due()  # the broker answers, whole
+        await pipeline._checkpoint_written()
+        assert events == [("wait", "monitor-state", []), ("send", "monitor-offsets", ["0"]), ("wait", "monitor-offsets", ["0"])]
+
+    asyncio.run(test())
