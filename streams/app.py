@@ -357,6 +357,8 @@ class Pipeline:
             acknowledge(self.app, records)
 
     async def handle_join(self, messages: list[Message]) -> None:
+        if self._log_went_back(messages):
+            return
         started = time.perf_counter()
         by_partition: dict[int, list[InputRecord]] = {}
         last_message: dict[int, Message] = {}
@@ -439,6 +441,28 @@ class Pipeline:
             return self.app.consumer.highwater(tp)  # type: ignore[no-any-return]
         except (AssertionError, AttributeError):  # aiokafka asserts the assignment
             return None
+
+    def _log_went_back(self, messages: list[Message]) -> bool:
+        """Stop (:meth:`broker_lost_data`) before applying a batch from a log that served an
+        offset at or below one already delivered, with no seek in between
+        (:attr:`streams.consumer.Consumer.went_back`): its tail is gone, and the records to
+        come are another log's. They would be applied to this state (the join skips offsets
+        it applied as replays, then joins the rest), and the outputs, with this state's
+        sequence numbers, would make the monitors skip the next worker's as applied.
+        :meth:`check_log_continuity` misses it once the new log has grown past the offsets
+        applied. True if it stopped."""
+        went_back = getattr(self.app.consumer, "went_back", None)
+        if not went_back:
+            return False
+        for msg in messages:
+            seen = went_back.get(msg.tp)
+            if seen is not None:
+                self.broker_lost_data(
+                    f"{msg.tp.topic}[{msg.tp.partition}] served offset {seen[1]} after offset {seen[0]} "
+                    "with no seek in between: its log lost its tail"
+                )
+                return True
+        return False
 
     def check_log_continuity(self, part: PartitionJoin) -> None:
         """Stop if an input log now ends below an offset this partition already applied:
@@ -572,6 +596,8 @@ class Pipeline:
                 await self._checkpoint_monitors_if_due()
 
     async def _apply_monitor_input(self, messages: list[Message]) -> None:
+        if self._log_went_back(messages):
+            return
         started = time.perf_counter()
         by_partition = await self._screen_monitor_input(messages)
         messages = [msg for group in by_partition.values() for msg in group]

@@ -60,6 +60,14 @@ class Consumer(aiokafka_driver.Consumer):
     #: how many times the read offsets were reset (a delivery that spans one is stale)
     resets: int = 0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: partition -> the last record delivered and the reset count right after it
+        self._delivered: dict[TP, tuple[int, int]] = {}
+        #: partition -> (an offset delivered, the offset served after it without a reset)
+        #: for each log that went back (see :meth:`deliver`); the pipeline stops on one
+        self.went_back: dict[TP, tuple[int, int]] = {}
+
     def _feeds_batch_buffers(self, tp: TP) -> bool:
         """Whether every channel ``tp``'s records go to is a micro-batch buffer (the
         pipeline's input topics; no channel, no answer)."""
@@ -84,14 +92,26 @@ class Consumer(aiokafka_driver.Consumer):
 
     async def deliver(self, tp: TP, message: Message) -> None:
         """Hand one fetched record to the conductor and move ``tp``'s read offset to it,
-        unless the read offsets were reset meanwhile (then it stays where the reset put it)."""
+        unless the read offsets were reset meanwhile (then it stays where the reset put it).
+        A record served at or below one already delivered with no reset in between is
+        recorded in :attr:`went_back` first."""
         resets = self.resets
+        last = self._delivered.get(tp)
+        if last is not None and last[1] == resets and message.offset <= last[0]:
+            # served at or below a record already delivered, with no seek, revocation or
+            # assignment since: the broker client reset a read position that the log no
+            # longer reached, past its end. The log lost its tail (a restarted memory-only
+            # broker, a topic deleted and recreated); what follows is another log's records.
+            self.went_back.setdefault(tp, (last[0], message.offset))
         if not self.suspend_flow.is_set() and self._delivers_without_waiting(tp):
             await self.callback(message)
         else:
             await self.wait_first(self.callback(message), self.suspend_flow.wait())
         if self.resets == resets:
             self._read_offset[tp] = message.offset
+            self._delivered[tp] = (message.offset, resets)
+        else:  # stale: the reset decides where reading goes on
+            self._delivered.pop(tp, None)
 
     # -- the resets of the read offsets, counted where they begin and where they end
     async def perform_seek(self) -> None:

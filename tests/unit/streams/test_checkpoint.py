@@ -147,3 +147,27 @@ def test_no_checkpoint_starts_while_the_broker_cannot_be_asked_or_lost_what_this
         assert events == [("wait", "monitor-state", []), ("send", "monitor-offsets", ["0"]), ("wait", "monitor-offsets", ["0"])]
 
     asyncio.run(test())
+
+
+def test_a_batch_from_a_log_that_went_back_ends_the_worker_before_anything_is_applied() -> None:
+    async def test() -> None:
+        pipeline, events = _pipeline()
+        fatal: list[tuple[str, int]] = []
+        pipeline.on_fatal = lambda message, status: fatal.append((message, status))
+        topic = pipeline.settings.topic("predictions")
+        pipeline.app.consumer.went_back = {TP(topic, 1): (191, 0)}  # type: ignore[attr-defined]
+        applied: list[Any] = []
+
+        async def join_partition(*args: Any) -> None:
+            applied.append(args)
+
+        pipeline._join_partition = join_partition  # type: ignore[method-assign]
+        other = SimpleNamespace(tp=TP(topic, 0), topic=topic, partition=0, offset=5, value=b"[]")
+        await pipeline.handle_join([other])  # another partition's log: applied as usual
+        assert fatal == [] and len(applied) == 1
+        gone = SimpleNamespace(tp=TP(topic, 1), topic=topic, partition=1, offset=0, value=b"[]")
+        await pipeline.handle_join([other, gone])
+        assert [status for _, status in fatal] == [75] and "served offset 0 after offset 191" in fatal[0][0]
+        assert len(applied) == 1 and events == []
+
+    asyncio.run(test())

@@ -126,3 +126,35 @@ def test_a_seek_runs_in_the_consumers_own_thread() -> None:
         assert consumer._read_offset[TP("t", 0)] == 42
 
     asyncio.run(test())
+
+
+def test_a_log_that_serves_an_offset_again_without_a_seek_is_recorded_as_gone_back() -> None:
+    """aiokafka resets a read position past the end of the log (a restarted memory-only
+    broker) to the log's start and serves its records: offsets at or below those delivered,
+    with no seek of ours. After a seek, re-reading lower offsets is what was asked for."""
+
+    async def test() -> None:
+        app = _app()
+        install(app)
+        consumer = app.consumer
+        lost, rewound = TP("t", 0), TP("t", 1)
+
+        async def no_broker_seek(partition: TP, offset: int) -> None:
+            pass
+
+        async def plain(message: _Record) -> None:
+            pass
+
+        consumer._seek = no_broker_seek  # type: ignore[method-assign]
+        consumer.callback = plain
+        for tp in (lost, rewound):
+            for offset in (40, 41):
+                await consumer.deliver(tp, _Record(offset))  # type: ignore[arg-type]
+        assert consumer.went_back == {}
+        await consumer.deliver(lost, _Record(0))  # type: ignore[arg-type]
+        await consumer.seek(rewound, 10)
+        await consumer.deliver(rewound, _Record(10))  # type: ignore[arg-type]
+        await consumer.deliver(rewound, _Record(11))  # type: ignore[arg-type]
+        assert consumer.went_back == {lost: (41, 0)}
+
+    asyncio.run(test())
