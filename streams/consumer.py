@@ -28,6 +28,10 @@ race. So:
   record is one the pipeline has not applied. A record delivered twice costs nothing (the
   pipeline's state keeps the offsets it applied and skips what they cover). Faust's own
   topics (table changelogs) keep Faust's rule.
+- a record served at or below one already delivered of its partition, with no reset in
+  between, is recorded in :attr:`Consumer.went_back`: aiokafka reset a read position past
+  the end of the log to its start, so the log lost its tail (a restarted memory-only
+  broker), and the pipeline stops rather than apply another log's records to its state.
 
 And one to Faust's ``seek`` (the gap guard's rewinds): it called aiokafka's seek in the
 caller's thread, while the consumer's thread fetched, and aiokafka's fetcher crashed on a
@@ -40,7 +44,7 @@ thread, as Faust's own ``seek_wait`` does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 import faust
@@ -130,6 +134,20 @@ class Consumer(aiokafka_driver.Consumer):
         self.resets += 1
         try:
             await super().seek(partition, offset)
+        finally:
+            self.resets += 1
+
+    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        self.resets += 1
+        try:
+            await super().seek_wait(partitions)
+        finally:
+            self.resets += 1
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        self.resets += 1
+        try:
+            return await super().seek_to_committed()
         finally:
             self.resets += 1
 
