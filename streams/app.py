@@ -142,6 +142,12 @@ def exit_now(message: str, status: int) -> None:
     os._exit(status)
 
 
+def _timestamp_ms(message: Message) -> int | None:
+    """A record's Kafka timestamp in whole milliseconds (as the broker keeps it)."""
+    timestamp = message.timestamp
+    return None if timestamp is None else round(timestamp * 1000)
+
+
 class Pipeline:
     """The agents' logic and caches; one per app."""
 
@@ -366,7 +372,7 @@ class Pipeline:
         for msg in messages:
             last_message[msg.partition] = msg
             by_partition.setdefault(msg.partition, []).append(
-                InputRecord(role_of[msg.topic], msg.topic, msg.partition, msg.offset, msg.value)
+                InputRecord(role_of[msg.topic], msg.topic, msg.partition, msg.offset, msg.value, _timestamp_ms(msg))
             )
         self._join_messages.update(last_message)
         m = self.metrics
@@ -413,6 +419,11 @@ class Pipeline:
         m = self.metrics
         partition = part.partition
         result = self.join_stage.process(part, records)
+        if result.replaced is not None:
+            topic, offset = result.replaced
+            self.broker_lost_data(f"{topic}[{partition}] holds another record at offset {offset} than the one "
+                                  "this partition's state applied there (another timestamp)")
+            return in_flight
         if result.skipped_records:
             m.duplicates_skipped.labels("join").inc(result.skipped_records)
         for topic, first, last in result.gaps:

@@ -54,6 +54,8 @@ class InputRecord:
     partition: int
     offset: int
     value: bytes
+    #: the record's Kafka timestamp (ms); ``None`` where there is none (offline runs)
+    timestamp: int | None = None
 
 
 @dataclass
@@ -100,6 +102,10 @@ class JoinResult:
     dead_letters: Counter[str] = field(default_factory=Counter)
     skipped_records: int = 0
     gaps: list[tuple[str, int, int]] = field(default_factory=list)
+    #: ``(topic, offset)`` of a record at the last applied offset of its topic that is not
+    #: the record applied there (another timestamp): its log was replaced (see
+    #: :meth:`JoinStage.process`); nothing of the batch may be saved or published
+    replaced: tuple[str, int] | None = None
 
 
 class PartitionJoin:
@@ -110,13 +116,15 @@ class PartitionJoin:
 
     def __init__(
         self, partition: int, state: JoinState, offsets: dict[str, int], outbox: dict[str, Any] | None,
-        redo: list[tuple[str, bytes | None]] | None = None,
+        redo: list[tuple[str, bytes | None]] | None = None, stamps: dict[str, int] | None = None,
     ) -> None:
         self.partition = partition
         self.state = state
         self.offsets = offsets
         self.outbox = outbox
         self.redo = redo or []
+        #: per input topic, the timestamp of the record at ``offsets`` (when it had one)
+        self.stamps = stamps or {}
 
     @classmethod
     def fresh(cls, partition: int, window_s: float) -> PartitionJoin:
@@ -147,7 +155,7 @@ class PartitionJoin:
             return cls(partition, state, {}, None, redo)
         state.seq = committed
         state.watermark = max(state.watermark, float(meta["wm"]))
-        return cls(partition, state, dict(meta["offsets"]), meta.get("outbox"), redo)
+        return cls(partition, state, dict(meta["offsets"]), meta.get("outbox"), redo, dict(meta.get("stamps") or {}))
 
 
 def byte_groups(records: Sequence[InputRecord], max_bytes: int) -> list[list[InputRecord]]:
@@ -293,11 +301,22 @@ class JoinStage:
         for record in records:
             last = part.offsets.get(record.role)
             if last is not None and record.offset <= last:
+                stamp = part.stamps.get(record.role)
+                if record.offset == last and None not in (stamp, record.timestamp) and record.timestamp != stamp:
+                    # not the record applied at this offset: another log (a restarted
+                    # memory-only broker, a topic recreated), whose records this state
+                    # would skip as replays, then join onto what it holds of the old one
+                    result.replaced = (record.topic, record.offset)
+                    return result
                 result.skipped_records += 1
                 continue
             if last is not None and record.offset > last + 1:
                 result.gaps.append((record.topic, last + 1, record.offset - 1))
             part.offsets[record.role] = record.offset
+            if record.timestamp is not None:
+                part.stamps[record.role] = record.timestamp
+            else:
+                part.stamps.pop(record.role, None)
             columns, oks, errors = decode_record_columns(
                 record.value, record.role, self.max_message_bytes,  # type: ignore[arg-type]
                 known_models=self.known_models if record.role == "predictions" else None,
@@ -390,7 +409,7 @@ class JoinStage:
     def _meta(part: PartitionJoin, dead: list[int]) -> tuple[str, bytes]:
         meta = {
             "seq": part.state.seq, "wm": part.state.watermark if part.state.watermark > float("-inf") else 0.0,
-            "offsets": part.offsets, "outbox": part.outbox, "dead": dead,
+            "offsets": part.offsets, "stamps": part.stamps, "outbox": part.outbox, "dead": dead,
         }
         return meta_key(part.partition), codec.dumps(meta)
 

@@ -164,3 +164,26 @@ def test_each_models_payload_holds_its_new_predictions_and_pairs_row_for_row() -
     assert {model: (p["pid"], p["label"], p["score"], p["label_ts"]) for model, p in pairs.items()} == {
         "a": (["p7"], [0], [0.07], [21.0]), "b": (["p6", "p4"], [1, 1], [0.06, 0.04], [5.5, 20.0]),
     }
+
+
+def test_another_record_at_the_last_applied_offset_is_a_replaced_log_and_nothing_of_the_batch_applies() -> None:
+    """A replay re-reads the record applied at the last offset, with its timestamp; another
+    log (a restarted memory-only broker) has another record there, and its records after
+    it would be joined onto this state. The check survives a reload from the table."""
+    stage = _stage()
+    part = PartitionJoin.fresh(0, WINDOW_S)
+    [batch] = _batches(6, 100)
+    stamped = [InputRecord(r.role, r.topic, r.partition, r.offset, r.value, 1_000 + i) for i, r in enumerate(batch)]
+    table: dict[str, bytes] = {}
+    _apply(table, stage.persist(part, stage.process(part, stamped)))
+    part = PartitionJoin.load(0, WINDOW_S, table.items())
+    last = max((r for r in stamped if r.role == "predictions"), key=lambda r: r.offset)
+    replay = stage.process(part, [last])
+    assert replay.replaced is None and replay.skipped_records == 1
+    new_log = [InputRecord(last.role, last.topic, 0, last.offset, last.value, 9_999),
+               InputRecord(last.role, last.topic, 0, last.offset + 1, last.value, 10_000)]
+    result = stage.process(part, new_log)
+    assert result.replaced == (last.topic, last.offset)
+    assert not result.events and not result.outputs.messages and part.offsets[last.role] == last.offset
+    unstamped = [InputRecord(last.role, last.topic, 0, last.offset, last.value)]  # offline runs: no check
+    assert stage.process(part, unstamped).replaced is None
