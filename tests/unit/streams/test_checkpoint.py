@@ -35,6 +35,13 @@ def _pipeline() -> tuple[Pipeline, list[tuple[str, str, list[Any]]]]:
     return pipeline, events
 
 
+def _fatal_calls(pipeline: Pipeline) -> list[tuple[str, int]]:
+    """Where ``pipeline``'s fatal exits go instead: ``(message, status)`` each."""
+    fatal: list[tuple[str, int]] = []
+    pipeline.on_fatal = lambda message, status: fatal.append((message, status))
+    return fatal
+
+
 def test_a_checkpoint_sends_its_states_in_pieces_then_the_offsets_of_partitions_still_assigned() -> None:
     async def test() -> None:
         pipeline, events = _pipeline()
@@ -100,8 +107,7 @@ def test_a_hand_over_writes_the_unsaved_states_then_settles_each_join_partition(
 def test_a_failed_batch_ends_the_worker_and_nothing_is_saved_after_it() -> None:
     async def test() -> None:
         pipeline, events = _pipeline()
-        fatal: list[tuple[str, int]] = []
-        pipeline.on_fatal = lambda message, status: fatal.append((message, status))
+        fatal = _fatal_calls(pipeline)
         pipeline._checkpointed_at = 0.0  # long due
         pipeline._unsaved_offsets = {0: SimpleNamespace(partition=0)}
         pipeline._monitor_offsets = {0: 5}
@@ -152,8 +158,7 @@ def test_no_checkpoint_starts_while_the_broker_cannot_be_asked_or_lost_what_this
 def test_a_batch_from_a_log_that_went_back_ends_the_worker_before_anything_is_applied() -> None:
     async def test() -> None:
         pipeline, events = _pipeline()
-        fatal: list[tuple[str, int]] = []
-        pipeline.on_fatal = lambda message, status: fatal.append((message, status))
+        fatal = _fatal_calls(pipeline)
         topic = pipeline.settings.topic("predictions")
         pipeline.app.consumer.went_back = {TP(topic, 1): (191, 0)}  # type: ignore[attr-defined]
         applied: list[Any] = []
@@ -162,10 +167,10 @@ def test_a_batch_from_a_log_that_went_back_ends_the_worker_before_anything_is_ap
             applied.append(args)
 
         pipeline._join_partition = join_partition  # type: ignore[method-assign]
-        other = SimpleNamespace(tp=TP(topic, 0), topic=topic, partition=0, offset=5, value=b"[]")
+        other = SimpleNamespace(tp=TP(topic, 0), topic=topic, partition=0, offset=5, value=b"[]", timestamp=1.0)
         await pipeline.handle_join([other])  # another partition's log: applied as usual
         assert fatal == [] and len(applied) == 1
-        gone = SimpleNamespace(tp=TP(topic, 1), topic=topic, partition=1, offset=0, value=b"[]")
+        gone = SimpleNamespace(tp=TP(topic, 1), topic=topic, partition=1, offset=0, value=b"[]", timestamp=2.0)
         await pipeline.handle_join([other, gone])
         assert [status for _, status in fatal] == [75] and "served offset 0 after offset 191" in fatal[0][0]
         assert len(applied) == 1 and events == []
