@@ -74,6 +74,9 @@ log = logging.getLogger(__name__)
 #: Exit status of a worker that found the broker's log behind what it had applied (sysexits
 #: EX_TEMPFAIL): a supervisor restarts it, and the restarted worker starts from the broker's state.
 EXIT_BROKER_LOST_DATA = 75
+#: Seconds between the changelog probes of :meth:`Pipeline._broker_verified`.
+VERIFY_RETRY_S = 0.5
+
 #: Exit status of a worker whose join or monitor batch raised (sysexits EX_SOFTWARE): the
 #: in-memory state may hold half that batch, so it is never saved; a supervisor restarts the
 #: worker, which resumes from its tables.
@@ -193,6 +196,9 @@ class Pipeline:
         self._written: dict[TP, int] = {}
         self._probe: AIOKafkaConsumer | None = None
         self._suspected: set[TP] = set()
+        # the broker could not be reached since the changelogs were last found whole: what
+        # comes back may be a broker that lost its data (see _broker_verified)
+        self._unverified = False
         self._reader: AIOKafkaConsumer | None = None
         # the join and monitor agents both ask it; one probe at a time (each assigns it a partition)
         self._reader_lock = asyncio.Lock()
@@ -363,7 +369,7 @@ class Pipeline:
             acknowledge(self.app, records)
 
     async def handle_join(self, messages: list[Message]) -> None:
-        if self._log_went_back(messages):
+        if self._log_went_back(messages) or not await self._broker_verified():
             return
         started = time.perf_counter()
         by_partition: dict[int, list[InputRecord]] = {}
@@ -474,6 +480,28 @@ class Pipeline:
                 )
                 return True
         return False
+
+    async def _broker_verified(self) -> bool:
+        """Before a batch applies, after the broker could not be reached (:meth:`check_broker`):
+        make sure it came back with what this worker wrote, as the periodic check does (a
+        problem seen twice in a row), and stop if not. A restarted memory-only broker comes
+        back empty, and its new logs can grow past the read positions before the consumer
+        fetches again: the records after them would be joined onto this state with no sign
+        in their offsets. False if the worker stopped."""
+        suspected: set[TP] = set()
+        while self._unverified:
+            problems = await self._changelog_problems()
+            if problems == {}:
+                self._unverified = False
+                break
+            if problems:
+                confirmed = [problems[tp] for tp in problems if tp in suspected]
+                if confirmed:
+                    self.broker_lost_data(confirmed[0])
+                    return False
+                suspected = set(problems)
+            await asyncio.sleep(VERIFY_RETRY_S)
+        return True
 
     def check_log_continuity(self, part: PartitionJoin) -> None:
         """Stop if an input log now ends below an offset this partition already applied:
@@ -607,7 +635,7 @@ class Pipeline:
                 await self._checkpoint_monitors_if_due()
 
     async def _apply_monitor_input(self, messages: list[Message]) -> None:
-        if self._log_went_back(messages):
+        if self._log_went_back(messages) or not await self._broker_verified():
             return
         started = time.perf_counter()
         by_partition = await self._screen_monitor_input(messages)
@@ -843,6 +871,7 @@ class Pipeline:
                 self.broker_reachable = True
         except OSError:
             self.broker_reachable = False
+            self._unverified = True
 
     def update_lag(self) -> None:
         consumer = self.app.consumer

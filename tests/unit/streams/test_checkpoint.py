@@ -13,6 +13,7 @@ import pytest
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
+from streams import app as app_module
 from streams.app import CHECKPOINT_CHUNK_BYTES, Pipeline
 from streams.monitor_config import MonitorConfig
 from streams.settings import Settings
@@ -176,3 +177,39 @@ def test_a_batch_from_a_log_that_went_back_ends_the_worker_before_anything_is_ap
         assert len(applied) == 1 and events == []
 
     asyncio.run(test())
+
+
+def test_after_the_broker_was_unreachable_a_batch_applies_only_once_it_came_back_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restarted memory-only broker comes back empty, and its new logs can grow past the
+    read positions before the next fetch: nothing in the offsets shows it. So once the
+    broker could not be reached, a batch waits for the changelog probe: whole, it applies;
+    gone twice in a row, the worker stops before applying it."""
+    monkeypatch.setattr(app_module, "VERIFY_RETRY_S", 0.0)
+
+    async def test(answers: list[dict[TP, str] | None]) -> tuple[list[tuple[str, int]], int]:
+        pipeline, _ = _pipeline()
+        fatal = _fatal_calls(pipeline)
+        pipeline.settings = pipeline.settings.replace(broker="kafka://127.0.0.1:1")  # nothing listens
+        pipeline.check_broker()
+        assert pipeline.broker_reachable is False
+
+        async def probe() -> dict[TP, str] | None:
+            return answers.pop(0)
+
+        applied: list[Any] = []
+
+        async def join_partition(*args: Any) -> None:
+            applied.append(args)
+
+        pipeline._changelog_problems = probe  # type: ignore[method-assign]
+        pipeline._join_partition = join_partition  # type: ignore[method-assign]
+        topic = pipeline.settings.topic("predictions")
+        record = SimpleNamespace(tp=TP(topic, 0), topic=topic, partition=0, offset=5, value=b"[]", timestamp=1.0)
+        await pipeline.handle_join([record])
+        return fatal, len(applied)
+
+    gone = {TP("changelog", 0): "state changelog changelog[0] ends at offset 0"}
+    fatal, applied = asyncio.run(test([None, gone, {}]))  # unreachable, a hiccup, whole
+    assert fatal == [] and applied == 1
+    fatal, applied = asyncio.run(test([None, gone, gone]))
+    assert [status for _, status in fatal] == [75] and applied == 0
