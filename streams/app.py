@@ -74,13 +74,12 @@ log = logging.getLogger(__name__)
 #: Exit status of a worker that found the broker's log behind what it had applied (sysexits
 #: EX_TEMPFAIL): a supervisor restarts it, and the restarted worker starts from the broker's state.
 EXIT_BROKER_LOST_DATA = 75
-#: Seconds between the changelog probes of :meth:`Pipeline._broker_verified`.
-VERIFY_RETRY_S = 0.5
-
 #: Exit status of a worker whose join or monitor batch raised (sysexits EX_SOFTWARE): the
 #: in-memory state may hold half that batch, so it is never saved; a supervisor restarts the
 #: worker, which resumes from its tables.
 EXIT_BATCH_FAILED = 70
+#: Seconds between the changelog probes of :meth:`Pipeline._broker_verified`.
+VERIFY_RETRY_S = 0.5
 
 #: A monitor checkpoint sends its states this many bytes at a time (see
 #: :meth:`Pipeline._finish_checkpoint`).
@@ -488,18 +487,13 @@ class Pipeline:
         back empty, and its new logs can grow past the read positions before the consumer
         fetches again: the records after them would be joined onto this state with no sign
         in their offsets. False if the worker stopped."""
-        suspected: set[TP] = set()
         while self._unverified:
             problems = await self._changelog_problems()
+            if problems is not None and self._stop_if_confirmed(problems):
+                return False
             if problems == {}:
                 self._unverified = False
                 break
-            if problems:
-                confirmed = [problems[tp] for tp in problems if tp in suspected]
-                if confirmed:
-                    self.broker_lost_data(confirmed[0])
-                    return False
-                suspected = set(problems)
             await asyncio.sleep(VERIFY_RETRY_S)
         return True
 
@@ -523,13 +517,18 @@ class Pipeline:
         cannot be reached is not checked (it may come back whole); a problem must be seen
         by two checks in a row."""
         problems = await self._changelog_problems()
-        if problems is None:
-            return
-        # a missing topic can be a passing metadata hiccup: act when two checks agree
+        if problems is not None:
+            self._stop_if_confirmed(problems)
+
+    def _stop_if_confirmed(self, problems: dict[TP, str]) -> bool:
+        """Stop (:meth:`broker_lost_data`) on a changelog problem the previous probe saw too
+        (a missing topic can be a passing metadata hiccup: act when two probes agree, the
+        periodic check's or :meth:`_broker_verified`'s); True if it stopped."""
         confirmed = [problems[tp] for tp in problems if tp in self._suspected]
         self._suspected = set(problems)
         if confirmed:
             self.broker_lost_data(confirmed[0])
+        return bool(confirmed)
 
     async def _changelog_problems(self) -> dict[TP, str] | None:
         """Each state changelog that no longer reaches the first offset this worker wrote
