@@ -181,6 +181,7 @@ class Pipeline:
         self._unsaved_offsets: dict[int, Message] = {}
         self._checkpointed_at = time.monotonic()
         self._checkpoint_task: asyncio.Future[None] | None = None  # its writes in flight
+        self._checkpoint_skipped: str | None = None  # the outcome of the last due one, if skipped
         self._monitor_lock = asyncio.Lock()  # a batch and a checkpoint never interleave
         self._join_lock = asyncio.Lock()  # a batch and a hand-over never interleave
         self._interrupted = False  # a batch raised: the caches may hold half of it (see _batch_guard)
@@ -707,13 +708,27 @@ class Pipeline:
         if self._checkpoint_task is not None and not self._checkpoint_task.done():
             return  # the last one is still being written: the next turn takes this one
         await self._checkpoint_written()  # done: raises if it failed
-        if await self._changelog_problems() != {}:
+        problems = await self._changelog_problems()
+        if problems != {}:
             # the broker cannot be asked, or no longer has what this worker wrote: a write
             # started now could land in a broker that came back empty (a restarted
             # memory-only one), and the next worker would recover it (Tansu even counts such
             # a record in the end offset without ever serving it, and recovery waits forever)
+            self._skip_checkpoint(problems)
             return
+        self._checkpoint_skipped = None
+        self.metrics.checkpoints.labels("started").inc()
         self._start_checkpoint()
+
+    def _skip_checkpoint(self, problems: dict[TP, str] | None) -> None:
+        """Count a checkpoint skipped for ``problems`` (``None``: the broker could not be
+        asked); the first of a run of them is logged with its reason."""
+        outcome = "skipped_unreachable" if problems is None else "skipped_changelog_lost"
+        self.metrics.checkpoints.labels(outcome).inc()
+        if self._checkpoint_skipped != outcome:
+            reason = "the broker cannot be reached" if problems is None else next(iter(problems.values()))
+            log.warning("monitor checkpoint skipped (%s): the states are saved once the changelogs check out", reason)
+        self._checkpoint_skipped = outcome
 
     def _start_checkpoint(self) -> None:
         """Dump the states changed since the last checkpoint and start writing them."""

@@ -78,6 +78,7 @@ class Metrics(NamedTuple):
     broker_data_lost: Counter
     duplicates_skipped: Counter
     handovers: Counter
+    checkpoints: Counter
     webhook_deliveries: Counter
     model_updates: Counter
     build_info: Info
@@ -207,6 +208,12 @@ def create(
         handovers=counter(
             "handovers", "Partition hand-overs at a rebalance or shutdown (complete: the next "
             "owner repeats nothing; incomplete: it applies again what the last checkpoint missed).",
+            "outcome",
+        ),
+        checkpoints=counter(
+            "checkpoints", "Monitor checkpoints due, by outcome (started; skipped_unreachable: "
+            "the changelog probe could not reach the broker; skipped_changelog_lost: the broker "
+            "no longer holds what this worker wrote). A skipped one is taken at the next turn.",
             "outcome",
         ),
         webhook_deliveries=counter(

@@ -8,9 +8,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from schemas import codec
+from streams.end_offsets import end_offsets
 from streams.monitor import model_key
 from streams.sdk import DriftstreamClient
 from streams.settings import Settings
@@ -42,51 +43,62 @@ def produce_raw(settings: Settings, topic: str, values: list[tuple[bytes | None,
     asyncio.run(run())
 
 
-def read_topic(settings: Settings, topic: str, idle_s: float = 1.5) -> list[tuple[bytes | None, Any]]:
-    """Every record of ``topic`` from the beginning: ``(key, decoded value or None)``."""
+#: Longest a read of a topic to its end waits for the next record, in seconds.
+READ_STALL_S = 60.0
 
-    async def run() -> list[tuple[bytes | None, Any]]:
-        consumer = AIOKafkaConsumer(topic, **settings.kafka_client_kwargs(), auto_offset_reset="earliest", group_id=None)
-        await consumer.start()
-        out: list[tuple[bytes | None, Any]] = []
-        try:
-            while True:
-                batches = await consumer.getmany(timeout_ms=int(idle_s * 1000))
-                if not batches:
-                    return out
-                for messages in batches.values():
-                    for m in messages:
-                        out.append((m.key, codec.loads(m.value) if m.value is not None else None))
-        finally:
-            await consumer.stop()
 
-    return asyncio.run(run())
+async def _records_to_end(settings: Settings, topic: str) -> list[ConsumerRecord]:
+    """Every record of ``topic`` from its beginning up to its end as of the call (checked
+    against a fetch, :mod:`streams.end_offsets`), partition by partition in offset order.
+    Reads to those offsets, not until the topic goes quiet: a loaded broker can take longer
+    than any idle timeout to answer the first fetch. Fails when a partition yields nothing
+    for :data:`READ_STALL_S`."""
+    consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        if topic not in await consumer.topics():
+            return []
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        begin = await consumer.beginning_offsets(tps)
+        end = await end_offsets(consumer, tps, settings.kafka_client_kwargs())
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, begin[tp])
+        todo = {tp for tp in tps if begin[tp] < end[tp]}
+        records: dict[TopicPartition, list[ConsumerRecord]] = {tp: [] for tp in tps}
+        progress = time.monotonic()
+        while todo:
+            batches = await consumer.getmany(*todo, timeout_ms=500)
+            if batches:
+                progress = time.monotonic()
+            elif time.monotonic() - progress > READ_STALL_S:
+                raise AssertionError(f"reading {topic} to its end offsets {end}: nothing more from "
+                                     f"{sorted(tp.partition for tp in todo)} for {READ_STALL_S:.0f} s")
+            for tp, messages in batches.items():
+                records[tp] += [m for m in messages if m.offset < end[tp]]
+                if await consumer.position(tp) >= end[tp]:
+                    todo.discard(tp)
+        return [record for tp in tps for record in records[tp]]
+    finally:
+        await consumer.stop()
+
+
+def read_topic(settings: Settings, topic: str) -> list[tuple[bytes | None, Any]]:
+    """Every record of ``topic`` up to its end: ``(key, decoded value or None)``."""
+    records = asyncio.run(_records_to_end(settings, topic))
+    return [(m.key, codec.loads(m.value) if m.value is not None else None) for m in records]
 
 
 def read_table(settings: Settings, table: str) -> dict[str, bytes]:
     """The latest value of every key of a Faust table, read from its changelog topic."""
     state: dict[str, bytes] = {}
-
-    async def run() -> None:
-        topic = f"{settings.app_id}-{table}-changelog"
-        consumer = AIOKafkaConsumer(topic, **settings.kafka_client_kwargs(), auto_offset_reset="earliest", group_id=None)
-        await consumer.start()
-        try:
-            while True:
-                batches = await consumer.getmany(timeout_ms=1500)
-                if not batches:
-                    return
-                for messages in batches.values():
-                    for m in messages:
-                        key = codec.loads(m.key)
-                        if m.value is None:
-                            state.pop(key, None)
-                        else:
-                            state[key] = m.value
-        finally:
-            await consumer.stop()
-
-    asyncio.run(run())
+    for m in asyncio.run(_records_to_end(settings, f"{settings.app_id}-{table}-changelog")):
+        key = codec.loads(m.key)
+        if m.value is None:
+            state.pop(key, None)
+        else:
+            state[key] = m.value
     return state
 
 

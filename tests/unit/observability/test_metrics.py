@@ -43,6 +43,7 @@ EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "broker_data_lost": ("driftstream_broker_data_lost", "counter", ()),
     "duplicates_skipped": ("driftstream_duplicates_skipped", "counter", ("stage",)),
     "handovers": ("driftstream_handovers", "counter", ("outcome",)),
+    "checkpoints": ("driftstream_checkpoints", "counter", ("outcome",)),
     "webhook_deliveries": ("driftstream_webhook_deliveries", "counter", ("outcome",)),
     "model_updates": ("driftstream_model_updates", "counter", ("model_id", "action")),
     "build_info": ("driftstream_build", "info", ()),

@@ -152,6 +152,9 @@ def test_no_checkpoint_starts_while_the_broker_cannot_be_asked_or_lost_what_this
         await pipeline._checkpoint_monitors_if_due()  # the broker answers, whole
         await pipeline._checkpoint_written()
         assert events == [("wait", "monitor-state", []), ("send", "monitor-offsets", ["0"]), ("wait", "monitor-offsets", ["0"])]
+        counted = {outcome: pipeline.metrics.checkpoints.labels(outcome)._value.get()
+                   for outcome in ("skipped_unreachable", "skipped_changelog_lost", "started")}
+        assert counted == {"skipped_unreachable": 1, "skipped_changelog_lost": 1, "started": 1}
 
     asyncio.run(test())
 
