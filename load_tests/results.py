@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from .common import fmt, machine
-from .throughput import runs_note
+from .throughput import SDK_VS_RAW_TARGET, runs_note
 
 HERE = Path(__file__).parent
 SCRIPTS = ("bench_detectors", "bench_backtest", "throughput", "latency", "memory", "scaling", "faults")
@@ -95,6 +95,11 @@ def render(results: dict[str, Any], smoke: bool) -> str:
             *([_row("throughput: the stages alone (in process, no Kafka) predictions/s", t["stages_in_process_per_s"]),
                _row("throughput: the stages alone, microseconds per prediction", t["stages_us_per_prediction"]),
                _row("throughput: SDK / the stages alone", t["sdk_vs_stages_in_process"])] if "stages_in_process_per_s" in t else []),
+            *([_row("throughput: the least work any pipeline does (orjson, a dict join, river DDM and ADWIN; in process, no Kafka) predictions/s",
+                    t["minimum_in_process_per_s"]),
+               _row("throughput: that least work / raw aiokafka (an upper bound of SDK / raw aiokafka)", t["minimum_vs_raw_aiokafka"],
+                    tg["sdk_vs_raw_aiokafka"]["target"], t["minimum_vs_raw_aiokafka"] >= SDK_VS_RAW_TARGET)]
+              if "minimum_in_process_per_s" in t else []),
             _row("throughput: foreign (kcat) predictions/s per worker" + _runs(t.get("foreign_run")), t["foreign_predictions_per_s"]),
             _row("throughput: no-op Faust agent predictions/s", t["faust_noop_per_s"]),
             _row("throughput: foreign / no-op Faust", t["foreign_vs_faust_noop"], tg["foreign_vs_faust_noop"]["target"], tg["foreign_vs_faust_noop"]["met"]),

@@ -21,6 +21,12 @@ time, which is how the kcat figure swung between 0.4 and 0.76 of the no-op agent
 Targets: SDK >= 100,000 predictions/s per worker process and >= 30 % of raw aiokafka;
 foreign >= 70 % of the no-op Faust agent.
 
+Two in-process figures on the same SDK records, with no Kafka, put the SDK rate in context:
+the pipeline's stages alone (:func:`stages_rate`: what this code could do with the broker
+and Faust for free), and the least work any pipeline on this stack does
+(:func:`minimum_rate`: orjson decoding, a dict join, river's DDM and ADWIN per pair). The
+second, as a share of raw aiokafka, is an upper bound of ``SDK / raw aiokafka``.
+
 Each pipeline run is repeated ``--runs`` times (3; smoke 1), each into fresh topics with a
 fresh worker, and the median run is reported with all of them: one run's rate moved by up
 to 20 % from run to run here. The baselines read the last run's topics.
@@ -41,7 +47,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from river.drift import ADWIN
+from river.drift.binary import DDM
 
 from schemas import codec
 from schemas.columns import is_column_batch
@@ -185,14 +194,10 @@ def noop_faust_rate(h: Harness, settings: Settings, topic: str, records: int, pr
             "predictions_per_s": round(predictions * (got["records"] - 1) / records / elapsed, 1)}
 
 
-def stages_rate(settings: Settings, items: Sequence[Item], chunk: int = PUBLISH_CHUNK) -> dict[str, Any]:
-    """Predictions/s of the pipeline's stages alone, in this process, with no Kafka: the
-    records the SDK publishes for ``items`` (each chunk of ``chunk`` events: its
-    predictions, then its labels, 500 events per record and partition) fed to
-    :class:`~streams.offline.OfflinePipeline` one chunk at a time. Decoding, validation,
-    the join, every default detector and the alert policy, as the worker runs them; not
-    the ``monitor-input`` hop, Faust or the broker. So it is the most one worker process
-    could do on this machine with this code: the worker's rate is a share of it."""
+def sdk_chunks(settings: Settings, items: Sequence[Item], chunk: int = PUBLISH_CHUNK) -> list[list[InputRecord]]:
+    """The records the SDK publishes for ``items``: each chunk of ``chunk`` events (one
+    ``publish_in_order`` call) as its predictions, then its labels, 500 events per record
+    and partition, numbered per topic partition as the broker would."""
     offsets: Counter[tuple[str, int]] = Counter()
     chunks: list[list[InputRecord]] = []
     for start in range(0, len(items), chunk):
@@ -203,25 +208,85 @@ def stages_rate(settings: Settings, items: Sequence[Item], chunk: int = PUBLISH_
                 records.append(InputRecord(role, role, partition, offsets[role, partition], raw))
                 offsets[role, partition] += 1
         chunks.append(records)
+    return chunks
+
+
+def _rate(predictions: int, elapsed: float) -> dict[str, Any]:
+    return {"elapsed_s": round(elapsed, 3), "predictions_per_s": round(predictions / elapsed, 1),
+            "us_per_prediction": round(elapsed / predictions * 1e6, 2)}
+
+
+def stages_rate(settings: Settings, chunks: Sequence[Sequence[InputRecord]], expected: int) -> dict[str, Any]:
+    """Predictions/s of the pipeline's stages alone, in this process, with no Kafka: the SDK
+    records (:func:`sdk_chunks`) fed to :class:`~streams.offline.OfflinePipeline` one chunk
+    at a time. Decoding, validation, the join, every default detector and the alert policy,
+    as the worker runs them; not the ``monitor-input`` hop, Faust or the broker. So it is
+    the most one worker process could do on this machine with this code: the worker's rate
+    is a share of it. ``expected``: the predictions in ``chunks``."""
     pipeline = OfflinePipeline(window_s=settings.join_window_s, partitions=settings.partitions,
                                max_message_bytes=settings.max_message_bytes, keep_samples=False)
     thresholds = gc.get_threshold()
     tune_gc(settings.gc_threshold)  # as the worker tunes it
     try:
-        with Progress("events through the stages", total=len(items)) as bar:
+        with Progress("records through the stages", total=sum(len(records) for records in chunks)) as bar:
             started = time.perf_counter()
-            for records, first in zip(chunks, range(0, len(items), chunk)):
+            for records in chunks:
                 pipeline.feed_records(records)
-                bar.update(min(chunk, len(items) - first))
+                bar.update(len(records))
             elapsed = time.perf_counter() - started
     finally:
         gc.set_threshold(*thresholds)
-    predictions = pipeline.result.events
-    expected = count_roles(items)["predictions"]
-    if predictions != expected:
-        raise LoadTestError(f"the stages applied {predictions} predictions, expected {expected}")
-    return {"elapsed_s": round(elapsed, 3), "predictions_per_s": round(predictions / elapsed, 1),
-            "us_per_prediction": round(elapsed / predictions * 1e6, 2)}
+    if pipeline.result.events != expected:
+        raise LoadTestError(f"the stages applied {pipeline.result.events} predictions, expected {expected}")
+    return _rate(expected, elapsed)
+
+
+def _column(columns: dict[str, Any], name: str, n: int) -> list[Any]:
+    """A column of a column batch as a list (the SDK sends a value shared by all as one)."""
+    values = columns.get(name)
+    return values if type(values) is list else [values] * n
+
+
+def minimum_rate(chunks: Sequence[Sequence[InputRecord]], expected: int) -> dict[str, Any]:
+    """Predictions/s of the least work any pipeline built on this stack does per event, in
+    this process, with no Kafka, on the same SDK records: decode each record with orjson
+    (the fixed codec), put each numeric feature column in a numpy array and count each
+    categorical one, join labels to predictions with one dict, and feed each joined pair's
+    error to river's DDM and ADWIN (the fixed detectors). No validation, no windows, no
+    other detector, no alerts, no state, no output. A pipeline that consumes from Kafka
+    cannot be faster than this, so ``minimum / raw aiokafka`` bounds ``SDK / raw aiokafka``
+    from above."""
+    ddm, adwin = DDM(), ADWIN()
+    pending: dict[Any, Any] = {}
+    categories: dict[str, Counter[Any]] = {}
+    predictions = pairs = 0
+    started = time.perf_counter()
+    for records in chunks:
+        for record in records:
+            columns = codec.loads(record.value)["columns"]
+            ids = columns["prediction_id"]
+            n = len(ids)
+            if record.role == "predictions":
+                predictions += n
+                for name in columns["features"]:
+                    values = _column(columns["features"], name, n)
+                    if type(values[0]) is str:
+                        categories.setdefault(name, Counter()).update(values)
+                    else:
+                        np.asarray(values, dtype=np.float64)
+                pending.update(zip(ids, _column(columns, "prediction", n)))
+                continue
+            for pid, label in zip(ids, _column(columns, "label", n)):
+                prediction = pending.pop(pid, None)
+                if prediction is not None:
+                    pairs += 1
+                    error = prediction != label
+                    ddm.update(error)
+                    adwin.update(error)
+    elapsed = time.perf_counter() - started
+    if predictions != expected or not pairs:
+        raise LoadTestError(f"the minimum loop read {predictions} predictions (expected {expected}) and joined {pairs}")
+    return {**_rate(predictions, elapsed), "pairs": pairs}
 
 
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -279,7 +344,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             sdk_runs.append(run_pipeline(h, sdk, sent, f"SDK events through the pipeline (run {run} of {runs})"))
         sdk_run = _median_run(sdk_runs)
         note("the same records through the stages in this process, no Kafka")
-        stages = stages_rate(sdk, items)
+        chunks = sdk_chunks(sdk, items)
+        stages = stages_rate(sdk, chunks, sent["predictions"])
+        note("the same records through the least work any pipeline does, in this process")
+        minimum = minimum_rate(chunks, sent["predictions"])
+        del chunks
         sdk_records = asyncio.run(_record_count(sdk, sdk.topic("predictions")))
         note("raw aiokafka over the SDK predictions topic")
         raw = raw_aiokafka_rate(sdk, sdk.topic("predictions"), sent["predictions"], decode=False)
@@ -308,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     foreign_rate = foreign_run["predictions_per_s"]
     sdk_vs_raw = sdk_rate / raw["predictions_per_s"]
     sdk_vs_stages = sdk_rate / stages["predictions_per_s"]
+    minimum_vs_raw = minimum["predictions_per_s"] / raw["predictions_per_s"]
     foreign_vs_noop = foreign_rate / noop["predictions_per_s"]
     targets = {
         "sdk_predictions_per_s": {"target": f">= {SDK_TARGET_PER_S:,.0f}", "actual": sdk_rate, "met": sdk_rate >= SDK_TARGET_PER_S},
@@ -326,6 +396,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "stages_in_process_per_s": stages["predictions_per_s"],
         "stages_us_per_prediction": stages["us_per_prediction"],
         "sdk_vs_stages_in_process": round(sdk_vs_stages, 4),
+        "minimum_in_process_per_s": minimum["predictions_per_s"],
+        "minimum_us_per_prediction": minimum["us_per_prediction"],
+        "minimum_vs_raw_aiokafka": round(minimum_vs_raw, 4),
+        "minimum_work": "orjson decoding, numeric feature columns as numpy arrays, categorical ones counted, "
+                        "a dict join, river DDM and ADWIN on each pair's error; in process, no Kafka",
         "sdk_vs_raw_aiokafka": round(sdk_vs_raw, 4),
         "foreign_vs_faust_noop": round(foreign_vs_noop, 4),
         "raw_aiokafka_decoding": "raw_aiokafka_per_s decodes nothing; raw_aiokafka_json_per_s orjson-decodes every record",
@@ -340,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ("  raw aiokafka, orjson-decoding", raw_json["predictions_per_s"], ""),
         ("  no-op Faust agent", noop_sdk["predictions_per_s"], ""),
         ("  the stages alone, in process, no Kafka", stages["predictions_per_s"], f"pipeline = {sdk_vs_stages:.1%}"),
+        ("  the least any pipeline does, in process", minimum["predictions_per_s"], f"= {minimum_vs_raw:.1%} of raw"),
         ("foreign (kcat, 1 event/record), full pipeline", foreign_rate, runs_note(foreign_run)),
         ("  no-op Faust agent", noop["predictions_per_s"], f"pipeline = {foreign_vs_noop:.1%}"),
         ("  raw aiokafka, orjson-decoding", raw_foreign["predictions_per_s"], ""),
