@@ -1,5 +1,5 @@
-"""Offsets of topic partitions as a fetch sees them: their end, and the first record at or
-after an offset.
+"""Offsets of topic partitions as a fetch sees them: their end, the first record at or
+after an offset, and reading partitions up to such offsets.
 
 Tansu answers ListOffsets(latest) with one past the *first* offset of a partition's last
 record batch (measured: a batch at offsets 4..6 gave 5, while a fetch's high watermark said
@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import AsyncIterator, Mapping
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.consumer import (
     AIOKafkaConsumer,  # the class itself, even where a worker patched aiokafka's
 )
+
+from .exceptions import DriftstreamError
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +85,27 @@ async def first_offset_from(consumer: AIOKafkaConsumer, tp: TopicPartition, offs
         if found:
             return int(found[0])
     return None
+
+
+async def fetch_until(
+    consumer: AIOKafkaConsumer, stops: Mapping[TopicPartition, int], stall_s: float, what: str,
+) -> AsyncIterator[tuple[TopicPartition, list[ConsumerRecord]]]:
+    """Fetch the partitions of ``stops`` (assigned to ``consumer`` and positioned by the
+    caller) until each position reaches its stop offset, yielding each fetched partition's
+    records below it; a partition that is done is paused. Raises :class:`DriftstreamError`
+    naming ``what`` when no record comes for ``stall_s`` seconds (a stop past what the
+    broker serves would otherwise wait forever)."""
+    todo = {tp for tp, stop in stops.items() if await consumer.position(tp) < stop}
+    progress = time.monotonic()
+    while todo:
+        batches = await consumer.getmany(*todo, timeout_ms=500)
+        if batches:
+            progress = time.monotonic()
+        elif time.monotonic() - progress > stall_s:
+            raise DriftstreamError(f"{what}: no records from {sorted(tp.partition for tp in todo)} of "
+                                   f"{', '.join(sorted({tp.topic for tp in todo}))} for {stall_s:.0f} s")
+        for tp, messages in batches.items():
+            yield tp, [msg for msg in messages if msg.offset < stops[tp]]
+            if await consumer.position(tp) >= stops[tp]:
+                todo.discard(tp)
+                consumer.pause(tp)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +38,7 @@ from .backtest import (
     event_from_object,
     merge,
 )
-from .end_offsets import end_offsets
+from .end_offsets import end_offsets, fetch_until
 from .exceptions import ConfigError, DriftstreamError
 from .gc_tuning import tune_gc
 from .monitor import model_key
@@ -133,31 +132,18 @@ async def read_window(settings: Settings, role: str, window: ReplayWindow) -> li
         partitions = sorted(consumer.partitions_for_topic(topic) or await _fetch_partitions(consumer, topic))
         tps = [TopicPartition(topic, p) for p in partitions]
         bounds = await _bounds(consumer, tps, window, settings.kafka_client_kwargs())
-        todo = {tp for tp, (start, stop) in bounds.items() if start < stop}
-        consumer.assign(sorted(todo, key=lambda tp: tp.partition))
+        todo = sorted((tp for tp, (start, stop) in bounds.items() if start < stop), key=lambda tp: tp.partition)
+        consumer.assign(todo)
         for tp in todo:
             consumer.seek(tp, bounds[tp][0])
         per_partition: dict[int, list[SourceEvent]] = {tp.partition: [] for tp in todo}
         previous = dict.fromkeys(per_partition, -math.inf)
-        last_progress = time.monotonic()
-        while todo:
-            batches = await consumer.getmany(*todo, timeout_ms=1000)
-            if batches:
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > STALL_S:
-                raise DriftstreamError(f"replay: no records from {sorted(tp.partition for tp in todo)} of {topic} for {STALL_S:.0f} s")
-            for tp, messages in batches.items():
-                stop = bounds[tp][1]
-                for msg in messages:
-                    if msg.offset >= stop:
-                        break
-                    for event in _events_of(role, topic, msg, previous[tp.partition]):
-                        previous[tp.partition] = event.timestamp
-                        if not event.is_object or window.admits(event.timestamp):
-                            per_partition[tp.partition].append(event)
-                if await consumer.position(tp) >= stop:
-                    todo.discard(tp)
-                    consumer.pause(tp)
+        async for tp, messages in fetch_until(consumer, {tp: bounds[tp][1] for tp in todo}, STALL_S, "replay"):
+            for msg in messages:
+                for event in _events_of(role, topic, msg, previous[tp.partition]):
+                    previous[tp.partition] = event.timestamp
+                    if not event.is_object or window.admits(event.timestamp):
+                        per_partition[tp.partition].append(event)
         return [event for p in sorted(per_partition) for event in per_partition[p]]
     finally:
         await consumer.stop()

@@ -11,7 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from schemas import codec
-from streams.end_offsets import end_offsets
+from streams.end_offsets import end_offsets, fetch_until
 from streams.monitor import model_key
 from streams.sdk import DriftstreamClient
 from streams.settings import Settings
@@ -65,20 +65,9 @@ async def _records_to_end(settings: Settings, topic: str) -> list[ConsumerRecord
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, begin[tp])
-        todo = {tp for tp in tps if begin[tp] < end[tp]}
         records: dict[TopicPartition, list[ConsumerRecord]] = {tp: [] for tp in tps}
-        progress = time.monotonic()
-        while todo:
-            batches = await consumer.getmany(*todo, timeout_ms=500)
-            if batches:
-                progress = time.monotonic()
-            elif time.monotonic() - progress > READ_STALL_S:
-                raise AssertionError(f"reading {topic} to its end offsets {end}: nothing more from "
-                                     f"{sorted(tp.partition for tp in todo)} for {READ_STALL_S:.0f} s")
-            for tp, messages in batches.items():
-                records[tp] += [m for m in messages if m.offset < end[tp]]
-                if await consumer.position(tp) >= end[tp]:
-                    todo.discard(tp)
+        async for tp, messages in fetch_until(consumer, end, READ_STALL_S, f"reading {topic} to its end offsets {end}"):
+            records[tp] += messages
         return [record for tp in tps for record in records[tp]]
     finally:
         await consumer.stop()

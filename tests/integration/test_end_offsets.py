@@ -8,7 +8,8 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.end_offsets import fetched_end_offsets
+from streams.end_offsets import fetch_until, fetched_end_offsets
+from streams.exceptions import DriftstreamError
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -69,3 +70,37 @@ def test_the_gap_guard_probes_of_both_agents_may_overlap(settings: Settings) -> 
                 await pipeline._reader.stop()
 
     assert asyncio.run(run()) == [offset for offset in (2, 5, 8) for _ in topics]
+
+
+def test_fetch_until_yields_each_partition_up_to_its_stop_and_fails_on_a_stop_past_the_end(settings: Settings) -> None:
+    topic = settings.topic_prefix + "fetch-until"
+    tps = [TopicPartition(topic, p) for p in (0, 1)]
+
+    async def read(stops: dict[TopicPartition, int]) -> dict[int, list[bytes]]:
+        consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), group_id=None, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            got: dict[int, list[bytes]] = {0: [], 1: []}
+            async for tp, messages in fetch_until(consumer, stops, stall_s=1.0, what="the test"):
+                got[tp.partition] += [m.value for m in messages]
+            return got
+        finally:
+            await consumer.stop()
+
+    async def run() -> tuple[dict[int, list[bytes]], str]:
+        producer = AIOKafkaProducer(**settings.kafka_client_kwargs())
+        await producer.start()
+        try:
+            for p, n in ((0, 5), (1, 3)):
+                await asyncio.gather(*[await producer.send(topic, f"{p}-{i}".encode(), partition=p) for i in range(n)])
+        finally:
+            await producer.stop()
+        got = await read({tps[0]: 4, tps[1]: 3})
+        with pytest.raises(DriftstreamError, match=r"the test: no records from \[1\]") as failed:
+            await read({tps[0]: 5, tps[1]: 4})  # partition 1 holds offsets 0..2 only
+        return got, str(failed.value)
+
+    got, _ = asyncio.run(run())
+    assert got == {0: [b"0-0", b"0-1", b"0-2", b"0-3"], 1: [b"1-0", b"1-1", b"1-2"]}
