@@ -183,6 +183,7 @@ def fault_broker(h: Harness, smoke: bool, seed: int) -> dict[str, Any]:
     create_topics(settings)  # memory-only: the topics vanished; an operator recreates them
     sent2 = publish(settings, second, what="second-half events published")
     total2 = sum(sent2.values())
+    stopped_at = f"stopped at {applied_at_stop:,.0f} of {sum(sent1.values()):,} first-half events applied; "
     outcome = "reconnected without a restart"
     recovery = None
     error = ""
@@ -228,7 +229,7 @@ def fault_broker(h: Harness, smoke: bool, seed: int) -> dict[str, Any]:
         # what the restarted broker was given; what the old one held vanished with it
         "events_in": total2, "accounted": sum(state), "lost": total2 - sum(state), "duplicated_outputs": None,
         "events_before_restart": sum(sent1.values()), "applied_when_stopped": int(applied_at_stop),
-        "recovery_s": round(recovery, 2) if recovery is not None else None, "outcome": outcome,
+        "recovery_s": round(recovery, 2) if recovery is not None else None, "outcome": stopped_at + outcome,
         "second_half_applied_by_same_worker": int(same_worker_applied), "second_half_events": total2,
         "agent_crash": error, "worker_log_tail": worker.log_tail(1500),
         "lost_note": "memory-only broker: the events before the restart, with topics, changelogs (model state) "
