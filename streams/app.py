@@ -708,6 +708,9 @@ class Pipeline:
         if self._checkpoint_task is not None and not self._checkpoint_task.done():
             return  # the last one is still being written: the next turn takes this one
         await self._checkpoint_written()  # done: raises if it failed
+        if not self._unsaved_monitors and not self._unsaved_offsets:
+            self._checkpointed_at = time.monotonic()  # nothing changed: no probe, no write
+            return
         problems = await self._changelog_problems()
         if problems != {}:
             # the broker cannot be asked, or no longer has what this worker wrote: a write

@@ -159,6 +159,28 @@ def test_no_checkpoint_starts_while_the_broker_cannot_be_asked_or_lost_what_this
     asyncio.run(test())
 
 
+def test_a_due_checkpoint_with_nothing_changed_asks_the_broker_nothing() -> None:
+    """The timer calls for a checkpoint every second: an idle worker must not probe the
+    changelogs (a metadata and an end-offsets request) each time, or count a checkpoint."""
+
+    async def test() -> None:
+        pipeline, events = _pipeline()
+        probes: list[int] = []
+
+        async def probe() -> dict[TP, str] | None:
+            probes.append(1)
+            return {}
+
+        pipeline._changelog_problems = probe  # type: ignore[method-assign]
+        pipeline._checkpointed_at = 0.0  # long due
+        await pipeline._checkpoint_monitors_if_due()
+        assert probes == [] and events == [] and pipeline._checkpoint_task is None
+        assert pipeline._checkpointed_at > 0.0  # the next one is a second away again
+        assert pipeline.metrics.checkpoints.labels("started")._value.get() == 0
+
+    asyncio.run(test())
+
+
 def test_a_batch_from_a_log_that_went_back_ends_the_worker_before_anything_is_applied() -> None:
     async def test() -> None:
         pipeline, events = _pipeline()
