@@ -175,7 +175,8 @@ def fault_broker(h: Harness, smoke: bool, seed: int) -> dict[str, Any]:
     worker.wait_ready(120)
     sent1 = publish(settings, first, what="first-half events published")
     applied_at_stop = consumed(worker, settings, "monitor-input")
-    note(f"stopping the broker with {applied_at_stop:,.0f} of {sum(sent1.values()):,} first-half events applied; starting an empty one on the same port")
+    stopped_at = f"stopped at {applied_at_stop:,.0f} of {sum(sent1.values()):,} first-half events applied; "
+    note(f"broker {stopped_at}starting an empty one on the same port")
     down = time.monotonic()
     broker.stop()
     time.sleep(3.0)
@@ -183,7 +184,6 @@ def fault_broker(h: Harness, smoke: bool, seed: int) -> dict[str, Any]:
     create_topics(settings)  # memory-only: the topics vanished; an operator recreates them
     sent2 = publish(settings, second, what="second-half events published")
     total2 = sum(sent2.values())
-    stopped_at = f"stopped at {applied_at_stop:,.0f} of {sum(sent1.values()):,} first-half events applied; "
     outcome = "reconnected without a restart"
     recovery = None
     error = ""

@@ -44,7 +44,8 @@ thread, as Faust's own ``seek_wait`` does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, cast
 
 import faust
@@ -118,12 +119,19 @@ class Consumer(aiokafka_driver.Consumer):
             self._delivered.pop(tp, None)
 
     # -- the resets of the read offsets, counted where they begin and where they end
-    async def perform_seek(self) -> None:
+    @contextlib.contextmanager
+    def _resetting(self) -> Iterator[None]:
+        """Around a reset of the read offsets: :attr:`resets` moves when it begins and when
+        it ends, so a delivery that overlaps it in any way sees another count."""
         self.resets += 1
         try:
-            await super().perform_seek()
+            yield
         finally:
             self.resets += 1
+
+    async def perform_seek(self) -> None:
+        with self._resetting():
+            await super().perform_seek()
 
     async def _seek(self, partition: TP, offset: int) -> None:
         """aiokafka's seek, run in the consumer's own thread, as Faust's ``seek_wait`` runs
@@ -131,39 +139,24 @@ class Consumer(aiokafka_driver.Consumer):
         await self._thread.call_thread(self._thread.seek, partition, offset)
 
     async def seek(self, partition: TP, offset: int) -> None:
-        self.resets += 1
-        try:
+        with self._resetting():
             await super().seek(partition, offset)
-        finally:
-            self.resets += 1
 
     async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
-        self.resets += 1
-        try:
+        with self._resetting():
             await super().seek_wait(partitions)
-        finally:
-            self.resets += 1
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
-        self.resets += 1
-        try:
+        with self._resetting():
             return await super().seek_to_committed()
-        finally:
-            self.resets += 1
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        self.resets += 1
-        try:
+        with self._resetting():
             await super().on_partitions_revoked(revoked)
-        finally:
-            self.resets += 1
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
-        self.resets += 1
-        try:
+        with self._resetting():
             await super().on_partitions_assigned(assigned, generation_id)
-        finally:
-            self.resets += 1
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover (Faust's loop)
         getmany = self.getmany

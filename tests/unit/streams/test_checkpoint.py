@@ -43,6 +43,18 @@ def _fatal_calls(pipeline: Pipeline) -> list[tuple[str, int]]:
     return fatal
 
 
+def _probe_answers(pipeline: Pipeline, answers: list[dict[TP, str] | None]) -> list[dict[TP, str] | None]:
+    """Make ``pipeline``'s changelog probe give ``answers`` in turn; the answers it gave."""
+    given: list[dict[TP, str] | None] = []
+
+    async def probe() -> dict[TP, str] | None:
+        given.append(answers.pop(0))
+        return given[-1]
+
+    pipeline._changelog_problems = probe  # type: ignore[method-assign]
+    return given
+
+
 def test_a_checkpoint_sends_its_states_in_pieces_then_the_offsets_of_partitions_still_assigned() -> None:
     async def test() -> None:
         pipeline, events = _pipeline()
@@ -139,12 +151,7 @@ def test_no_checkpoint_starts_while_the_broker_cannot_be_asked_or_lost_what_this
         pipeline.app.consumer.assignment = lambda: {TP(topic, 0)}
         pipeline._unsaved_offsets = {0: SimpleNamespace(partition=0)}
         pipeline._monitor_offsets = {0: 5}
-        answers: list[dict[TP, str] | None] = [None, {TP("changelog", 0): "ends at offset 0"}, {}]
-
-        async def probe() -> dict[TP, str] | None:
-            return answers.pop(0)
-
-        pipeline._changelog_problems = probe  # type: ignore[method-assign]
+        _probe_answers(pipeline, [None, {TP("changelog", 0): "ends at offset 0"}, {}])
         for _ in range(2):  # unreachable, then lost data: nothing written, nothing forgotten
             pipeline._checkpointed_at = 0.0  # long due
             await pipeline._checkpoint_monitors_if_due()
@@ -165,13 +172,7 @@ def test_a_due_checkpoint_with_nothing_changed_asks_the_broker_nothing() -> None
 
     async def test() -> None:
         pipeline, events = _pipeline()
-        probes: list[int] = []
-
-        async def probe() -> dict[TP, str] | None:
-            probes.append(1)
-            return {}
-
-        pipeline._changelog_problems = probe  # type: ignore[method-assign]
+        probes = _probe_answers(pipeline, [{}])
         pipeline._checkpointed_at = 0.0  # long due
         await pipeline._checkpoint_monitors_if_due()
         assert probes == [] and events == [] and pipeline._checkpoint_task is None
@@ -217,16 +218,12 @@ def test_after_the_broker_was_unreachable_a_batch_applies_only_once_it_came_back
         pipeline.settings = pipeline.settings.replace(broker="kafka://127.0.0.1:1")  # nothing listens
         pipeline.check_broker()
         assert pipeline.broker_reachable is False
-
-        async def probe() -> dict[TP, str] | None:
-            return answers.pop(0)
-
+        _probe_answers(pipeline, answers)
         applied: list[Any] = []
 
         async def join_partition(*args: Any) -> None:
             applied.append(args)
 
-        pipeline._changelog_problems = probe  # type: ignore[method-assign]
         pipeline._join_partition = join_partition  # type: ignore[method-assign]
         topic = pipeline.settings.topic("predictions")
         record = SimpleNamespace(tp=TP(topic, 0), topic=topic, partition=0, offset=5, value=b"[]", timestamp=1.0)
