@@ -151,6 +151,7 @@ def fault_kill(h: Harness, broker: Any, smoke: bool, seed: int) -> dict[str, Any
     n_pred, n_pairs = model_counts(settings, config.model_id)
     reference = OfflinePipeline(window_s=settings.join_window_s)
     reference.feed_events(items)
+    reference.finish()
     cmp = compare_alerts([v for _, v in read_topic(settings, settings.topic("alerts"))], reference.result.alerts)
     return {
         "events_in": total, "accounted": n_pred + n_pairs, "lost": total - n_pred - n_pairs, **cmp,
@@ -356,8 +357,10 @@ def fault_duplicates(h: Harness, broker: Any, smoke: bool, seed: int) -> dict[st
     twice = doubled(items, settings.join_window_s, seed)
     clean_ref = OfflinePipeline(window_s=settings.join_window_s)
     clean_ref.feed_events(items)
+    clean_ref.finish()
     twice_ref = OfflinePipeline(window_s=settings.join_window_s)
     twice_ref.feed_events(twice)
+    twice_ref.finish()
     sent = publish(settings, twice, chunk=500, what="doubled events published")
     counts = count_roles(items)
     worker = h.worker(settings)
@@ -365,8 +368,8 @@ def fault_duplicates(h: Harness, broker: Any, smoke: bool, seed: int) -> dict[st
     duplicates = worker.metric("driftstream_join_outcomes_total", outcome="duplicate")
     worker.stop()
     live_state = model_state(settings, config.model_id) or {}
-    clean_monitor = clean_ref.monitors[model_key(config.model_id, None)][0].to_state()
-    twice_monitor = twice_ref.monitors[model_key(config.model_id, None)][0].to_state()
+    clean_monitor = clean_ref.monitors[model_key(config.model_id, None)].monitor.to_state()
+    twice_monitor = twice_ref.monitors[model_key(config.model_id, None)].monitor.to_state()
     live_cmp = compare_alerts([v for _, v in read_topic(settings, settings.topic("alerts"))], clean_ref.result.alerts)
     offline_cmp = compare_alerts(twice_ref.result.alerts, clean_ref.result.alerts)
     total = sum(sent.values())

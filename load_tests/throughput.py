@@ -233,6 +233,7 @@ def stages_rate(settings: Settings, chunks: Sequence[Sequence[InputRecord]], exp
             for records in chunks:
                 pipeline.feed_records(records)
                 bar.update(len(records))
+            pipeline.finish()
             elapsed = time.perf_counter() - started
     finally:
         gc.set_threshold(*thresholds)

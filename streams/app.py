@@ -5,8 +5,11 @@ in micro-batches; ``monitor`` consumes the per-model column batches the join emi
 ``monitor-input`` (partitioned by model). Their streams yield lists of records
 (:mod:`streams.batching`), delivered by a consumer that skips Faust's per-record wait when
 it cannot block (:mod:`streams.consumer`): Faust's per-event machinery is paid per batch,
-not per record. The join merges its two topics by record timestamp first, holding one
-while the other lags on the broker (:mod:`streams.align`). Each agent groups its
+not per record. Event time is the only clock for results: the join closes its window no
+further than the labels it applied while its label topic lags, and after each batch tells
+every monitor-input partition how far it got (a progress record); the monitors apply each
+model's events in one canonical order once every join partition has passed them
+(:mod:`streams.event_time`, :mod:`streams.input_progress`). Each agent groups its
 micro-batch by partition, loads state (from the table after a rebalance) and runs the
 stage (:mod:`streams.stages`). The join writes the state and the batch's outbox to the
 table and waits for the changelog, then publishes the outputs and waits for them. The
@@ -49,18 +52,20 @@ from prometheus_client import CollectorRegistry
 from schemas import codec
 
 from . import metrics as metrics_module
-from .align import InputAligner
-from .batching import BatchedTopic, acknowledge, admit, current_generation
+from .batching import BatchedTopic, acknowledge, admit
+from .event_time import PROGRESS_KEY, Frontier, is_progress, progress_payload
 from .consumer import install as install_consumer
 from .end_offsets import first_offset_from
 from .gaps import GapGuard
 from .gpu import register_gpu_collector
-from .monitor import ModelMonitor
+from .input_progress import InputProgress
 from .monitor_config import MonitorConfig
 from .settings import Settings
 from .stages import (
     InputRecord,
     JoinStage,
+    ModelSlot,
+    MonitorRun,
     MonitorStage,
     Outputs,
     PartitionJoin,
@@ -187,7 +192,14 @@ class Pipeline:
         self._interrupted = False  # a batch raised: the caches may hold half of it (see _batch_guard)
         self._joins: dict[int, PartitionJoin] = {}
         self._join_messages: dict[int, Message] = {}  # a record of each join partition (its table writes' partition)
-        self._monitors: dict[str, tuple[ModelMonitor, dict[str, int]]] = {}
+        self._monitors: dict[str, ModelSlot] = {}
+        # monitor-input partition -> the progress of every join partition seen there, and
+        # the models there holding events for a later frontier (both saved with the offset)
+        self._frontiers: dict[int, Frontier] = {}
+        self._waiting: dict[int, set[str]] = {}
+        # join partition -> the progress last sent, and when (resent now and then: after a
+        # rebalance, an old owner's last record may land after the new owner's)
+        self._progress_sent: dict[int, tuple[tuple[float | None, bool], float]] = {}
         self._alerts_firing: dict[str, dict[str, str]] = {}
         self.webhook = WebhookSink.from_settings(settings, self.metrics)
         self.broker_reachable: bool | None = None  # None: not checked yet
@@ -203,9 +215,9 @@ class Pipeline:
         # the join and monitor agents both ask it; one probe at a time (each assigns it a partition)
         self._reader_lock = asyncio.Lock()
         self.gap_guard = GapGuard(self._first_offset, self._rewind)
-        self.aligner: InputAligner[Message] = InputAligner(
-            [settings.topic("predictions"), settings.topic("ground-truth")], self._caught_up,
-            max_idle_s=settings.align_max_idle_s,
+        self.input_progress = InputProgress(
+            settings.topic("predictions"), settings.topic("ground-truth"),
+            lambda topic, partition: self._highwater(TP(topic, partition)), idle_after_s=settings.idle_after_s,
         )
 
     # -- caches vs rebalances -----------------------------------------------------------
@@ -228,11 +240,14 @@ class Pipeline:
         self._join_messages.clear()
         self._monitors.clear()
         self._monitor_offsets.clear()
+        self._frontiers.clear()
+        self._waiting.clear()
+        self._progress_sent.clear()
         # what the last checkpoint did not cover is applied again, from the checkpoint
         self._unsaved_monitors.clear()
         self._unsaved_offsets.clear()
         self.gap_guard.reset()
-        self.aligner.clear()
+        self.input_progress.reset()
         m = self.metrics
         for gauge in (m.detector_statistic, m.detector_threshold, m.detector_window_size,
                       m.detector_p_value, m.detector_drift, m.label_coverage):
@@ -341,32 +356,62 @@ class Pipeline:
         none (Faust also stores a committed 0 as ``None``)."""
         return self.app.consumer._committed_offset.get(tp)  # type: ignore[no-any-return]  # Faust exposes no public accessor
 
-    def _caught_up(self, topic: str, partition: int) -> bool:
-        """Whether the broker holds no record of ``topic[partition]`` beyond those the
-        aligner was given (or, before any, the committed offset). Unknown counts as no."""
-        tp = TP(topic, partition)
-        highwater = self._highwater(tp)
-        if highwater is None:
-            return False
-        last = self.aligner.last_offset(topic, partition)
-        if last is None:
-            committed = self._committed_offset(tp)
-            last = -1 if committed is None else committed - 1
-        return highwater <= last + 1
+    def _applied(self, partition: int) -> dict[str, int | None]:
+        """The last offset of each input topic of join partition ``partition`` applied
+        here (before its state is loaded: the one before the committed offset)."""
+        part = self._joins.get(partition)
+        out: dict[str, int | None] = {}
+        for role in ("predictions", "ground-truth"):
+            topic = self.settings.topic(role)
+            if part is not None and role in part.offsets:
+                out[topic] = part.offsets[role]
+            else:
+                committed = self._committed_offset(TP(topic, partition))
+                out[topic] = None if committed is None else committed - 1
+        return out
 
-    async def join_aligned(self, messages: list[Message]) -> None:
-        """Add a batch of input records to the aligner and join what it lets through (the
-        records it holds are neither tracked nor acked yet: a rebalance drops them, and the
-        consumer reads them again from the committed offsets)."""
+    async def join_batch(self, messages: list[Message]) -> None:
+        """Join a batch of input records, then report each partition's progress."""
+        async with self._join_lock:
+            with self._batch_guard("join"):
+                await self.handle_join(messages)
+                await self.report_progress({msg.partition for msg in messages})
+
+    async def report_idle_progress(self) -> None:
+        """:meth:`report_progress` for every join partition assigned here (from a timer)."""
+        if not self.app.tables.recovery.completed.is_set():
+            return
+        async with self._join_lock:
+            await self.report_progress()
+
+    async def report_progress(self, partitions: Iterable[int] | None = None) -> None:
+        """Send each join partition's progress (:mod:`streams.event_time`) to every
+        monitor-input partition when it changed (and every second regardless); all the
+        predictions partitions assigned here when ``partitions`` is ``None`` (a timer: a
+        partition whose input went idle sends nothing else). Call it under the join lock,
+        after the batch's outputs went to the producer: a progress record must follow the
+        events it covers."""
+        if partitions is None:
+            if not self.app.flow_control.is_active():
+                return
+            topic = self.settings.topic("predictions")
+            partitions = [tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic]
         now = time.monotonic()
-        self.aligner.add(messages, now)
-        records = admit(self.app, self.aligner.take(now))
-        self.metrics.join_held_records.set(self.aligner.holding())
-        if records:
-            async with self._join_lock:
-                with self._batch_guard("join"):
-                    await self.handle_join(records)
-            acknowledge(self.app, records)
+        pred_topic, label_topic = self.settings.topic("predictions"), self.settings.topic("ground-truth")
+        for partition in partitions:
+            part = self._joins.get(partition)
+            marks = None if part is None else {pred_topic: part.state.watermark, label_topic: part.state.label_watermark}
+            progress = self.input_progress.report(partition, self._applied(partition), marks, now)
+            if progress is None:
+                continue
+            sent = self._progress_sent.get(partition)
+            if sent is not None and sent[0] == progress and now - sent[1] < 1.0:
+                continue
+            self._progress_sent[partition] = (progress, now)
+            value = codec.dumps(progress_payload(partition, self.settings.partitions, *progress))
+            topic = self.settings.topic("monitor-input")
+            for target in range(self.settings.partitions):
+                await self.app.producer.send(topic, PROGRESS_KEY, value, partition=target, timestamp=None, headers=None)
 
     async def handle_join(self, messages: list[Message]) -> None:
         if self._log_went_back(messages) or not await self._broker_verified():
@@ -424,7 +469,9 @@ class Pipeline:
         the previous group's delivery."""
         m = self.metrics
         partition = part.partition
-        result = self.join_stage.process(part, records)
+        behind = self.input_progress.labels_behind(partition, self._applied(partition)[self.settings.topic("ground-truth")],
+                                                   time.monotonic())
+        result = self.join_stage.process(part, records, labels_behind=behind)
         if result.replaced is not None:
             topic, offset = result.replaced
             self.broker_lost_data(f"{topic}[{partition}] holds another record at offset {offset} than the one "
@@ -590,18 +637,35 @@ class Pipeline:
         )
 
     # -- monitor ------------------------------------------------------------------------
-    async def _monitor_for(self, key: str, payload: dict[str, Any]) -> tuple[ModelMonitor, dict[str, int]]:
+    async def _monitor_for(self, key: str, payload: dict[str, Any] | None) -> ModelSlot | None:
+        """The model's slot: cached, else from its last checkpoint, else new (``None`` for a
+        model with no saved state and no payload to start one)."""
         cached = self._monitors.get(key)
         if cached is not None:
             return cached
         raw = self.monitor_table.data.get(key)  # memory and RocksDB stores alike
         if raw is None:
-            cached = (self.monitor_stage.new_monitor(payload["model_id"], payload["model_version"]), {})
+            if payload is None:
+                return None
+            cached = self.monitor_stage.new_slot(payload["model_id"], payload["model_version"])
         else:
             cached = self.monitor_stage.load(raw)
-            log.info("monitor %s resumes after join batches %s", key, cached[1])
+            log.info("monitor %s resumes after join batches %s", key, cached.applied)
         self._monitors[key] = cached
         return cached
+
+    def _saved_progress(self, partition: int) -> dict[str, Any]:
+        raw = self.monitor_offsets_table.data.get(str(partition))
+        return {} if raw is None else codec.loads(raw)
+
+    def _frontier(self, partition: int) -> Frontier:
+        """The progress of the join partitions seen on monitor-input ``partition`` (as of
+        the last checkpoint after a (re)assignment)."""
+        if partition not in self._frontiers:
+            saved = self._saved_progress(partition)
+            self._frontiers[partition] = Frontier.from_state(saved.get("frontier"))
+            self._waiting[partition] = set(saved.get("waiting", ()))
+        return self._frontiers[partition]
 
     def _monitor_offset(self, partition: int) -> int:
         """The last monitor-input offset of ``partition`` the monitors applied: as of the
@@ -641,34 +705,60 @@ class Pipeline:
         by_partition = await self._screen_monitor_input(messages)
         messages = [msg for group in by_partition.values() for msg in group]
         m = self.metrics
-        # one model's payloads of this batch, in order, go through its monitor together
-        by_model: dict[str, tuple[Message, list[dict[str, Any]]]] = {}
-        for msg in messages:
-            by_model.setdefault(msg.key.decode(), (msg, []))[1].append(codec.loads(msg.value))
         sent: list[Any] = []
         applied_events = 0
-        for key, (msg, payloads) in by_model.items():
-            monitor, applied = await self._monitor_for(key, payloads[0])
-            run = self.monitor_stage.process_many(monitor, applied, payloads)
-            if run.skipped:
-                log.debug("monitor %s skips %d join batches: already applied", key, run.skipped)
-                m.duplicates_skipped.labels("monitor").inc(run.skipped)
-            applied_events += run.events
-            sent += await self.send(self.monitor_stage.outputs(monitor, run.result))
-            self._export(monitor, run.result)
-            self._unsaved_monitors[key] = msg
         for partition, group in by_partition.items():
-            if group:  # replays do not move it back
-                self._monitor_offsets[partition] = max(self._monitor_offset(partition), max(msg.offset for msg in group))
-                self._unsaved_offsets[partition] = group[-1]
+            if not group:
+                continue
+            # the batch's progress first: the events after a progress record of their join
+            # partition lie at or above its watermark, so none is released early
+            frontier = self._frontier(partition)
+            by_model: dict[str, tuple[Message, list[dict[str, Any]]]] = {}
+            for msg in group:
+                payload = codec.loads(msg.value)
+                if is_progress(payload):
+                    frontier.update(payload)
+                else:
+                    by_model.setdefault(msg.key.decode(), (msg, []))[1].append(payload)
+            at = frontier.value()
+            m.event_time_frontier.labels(str(partition)).set(at)
+            waiting = self._waiting[partition]
+            for key in sorted(waiting - set(by_model)):  # held events the frontier may now release
+                by_model[key] = (group[-1], [])
+            for key, (msg, payloads) in by_model.items():
+                slot = await self._monitor_for(key, payloads[0] if payloads else None)
+                if slot is None:
+                    waiting.discard(key)
+                    continue
+                run = self.monitor_stage.process_many(slot, payloads, at)
+                if run.skipped:
+                    log.debug("monitor %s skips %d join batches: already applied", key, run.skipped)
+                    m.duplicates_skipped.labels("monitor").inc(run.skipped)
+                if run.late:
+                    m.late_events.inc(run.late)
+                if len(slot.buffer):
+                    waiting.add(key)
+                else:
+                    waiting.discard(key)
+                applied_events += run.events
+                sent += await self._monitor_outputs(slot, run)
+                self._unsaved_monitors[key] = msg
+            self._monitor_offsets[partition] = max(self._monitor_offset(partition), max(msg.offset for msg in group))
+            self._unsaved_offsets[partition] = group[-1]
         # published before the state that produced them is saved: a replay from the last
         # checkpoint publishes the same outputs again (a repeat, never a loss)
         await self.delivered(sent)
         # predictions plus joined pairs the monitors applied (tests wait on this)
         m.events_consumed.labels(self.settings.topic("monitor-input")).inc(applied_events)
+        m.monitor_held_events.set(sum(len(slot.buffer) for slot in self._monitors.values()))
         m.batch_size.labels("monitor").observe(len(messages))
         m.batch_duration_seconds.labels("monitor").observe(time.perf_counter() - started)
         m.table_size.labels("monitor-state").set(len(self._monitors))
+
+    async def _monitor_outputs(self, slot: ModelSlot, run: MonitorRun) -> list[Any]:
+        """Send what a model's run produced; returns the delivery futures."""
+        self._export(slot.monitor, run.result)
+        return await self.send(self.monitor_stage.outputs(slot.monitor, run.result))
 
     async def resume_monitors(self) -> None:
         """After a (re)assignment, once the consumer is positioned: rewind each monitor-input
@@ -741,8 +831,11 @@ class Pipeline:
         if not states and not offsets:
             return
         self._unsaved_monitors, self._unsaved_offsets = {}, {}
-        dumps = [(key, msg, self.monitor_stage.dump(*self._monitors[key])) for key, msg in states.items()]
-        done = {partition: (msg, self._monitor_offsets[partition]) for partition, msg in offsets.items()}
+        dumps = [(key, msg, self.monitor_stage.dump(self._monitors[key])) for key, msg in states.items()]
+        done = {partition: (msg, codec.dumps({
+            "offset": self._monitor_offsets[partition], "frontier": self._frontier(partition).to_state(),
+            "waiting": sorted(self._waiting[partition]),
+        })) for partition, msg in offsets.items()}
         self._checkpoint_task = asyncio.ensure_future(self._finish_checkpoint(dumps, done, started))
 
     async def _checkpoint_written(self) -> None:
@@ -817,7 +910,7 @@ class Pipeline:
             raise
 
     async def _finish_checkpoint(
-        self, dumps: list[tuple[str, Message, bytes]], done: dict[int, tuple[Message, int]], started: float,
+        self, dumps: list[tuple[str, Message, bytes]], done: dict[int, tuple[Message, bytes]], started: float,
     ) -> None:
         """Write a checkpoint's states, then the monitor-input offsets they cover (after the
         states: an offset may lag them, never lead them) of the partitions still assigned
@@ -840,9 +933,9 @@ class Pipeline:
         assignment = self.app.consumer.assignment()
         topic = self.settings.topic("monitor-input")
         writes = []
-        for partition, (msg, offset) in done.items():
+        for partition, (msg, progress) in done.items():
             if TP(topic, partition) in assignment:
-                writes += await self._send_writes(self.monitor_offsets_table, msg, [(str(partition), codec.dumps({"offset": offset}))])
+                writes += await self._send_writes(self.monitor_offsets_table, msg, [(str(partition), progress)])
         await self._written_all(self.monitor_offsets_table, writes)
         self.metrics.batch_duration_seconds.labels("monitor-checkpoint").observe(time.perf_counter() - started)
 
@@ -934,8 +1027,11 @@ def create_app(
     # the two pipeline agents' streams yield micro-batches of records (streams.batching)
     @app.agent(inputs, name="join", concurrency=1)
     async def join(stream: faust.StreamT) -> None:
-        async for batch in stream:  # an empty batch: a wake-up for the records held
-            await pipeline.join_aligned(current_generation(app, batch))
+        async for batch in stream:
+            records = admit(app, batch)
+            if records:
+                await pipeline.join_batch(records)
+                acknowledge(app, records)
 
     @app.agent(monitor_batches, name="monitor", concurrency=1)
     async def monitor(stream: faust.StreamT) -> None:
@@ -977,12 +1073,10 @@ def create_app(
         await pipeline.resume_monitors()
         await pipeline.checkpoint_monitors()
 
-    @app.timer(0.25)
-    async def align_wakeup() -> None:
-        """Records held for a lagging topic go when it catches up or has idled too long:
-        wake the join for them even when nothing new arrives."""
-        if pipeline.aligner.holding():
-            inputs.wake()
+    @app.timer(0.05)
+    async def join_progress() -> None:
+        """A join partition whose input went idle has no batch to report it: this does."""
+        await pipeline.report_idle_progress()
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:

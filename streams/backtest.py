@@ -251,7 +251,7 @@ def run_pipeline(
         if bar is not None:
             bar.update(n)
         lo = hi
-    return pipeline.result, time.perf_counter() - started
+    return pipeline.finish(), time.perf_counter() - started
 
 
 def _watched(result: OfflineResult) -> list[tuple[str, str, str, str | None]]:

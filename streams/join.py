@@ -205,6 +205,9 @@ class JoinState:
         self.buckets: dict[int, list[tuple[str, Sequence[str]]]] = {}
         self.bucket_heap: list[int] = []
         self.watermark = float("-inf")
+        #: the largest *label* event time seen: while the label topic has unread records, the
+        #: window closes no further than this (see :meth:`apply`)
+        self.label_watermark = float("-inf")
         self.seq = 0
         self._adds: dict[str, dict[str, list[Any]]] = {s: {} for s in SECTIONS}
         self._rms: dict[str, list[str]] = {s: [] for s in SECTIONS}
@@ -227,6 +230,8 @@ class JoinState:
         self.seq = max(self.seq, int(delta["seq"]))
         if delta["wm"] is not None:  # None: no prediction seen yet
             self.watermark = max(self.watermark, float(delta["wm"]))
+        if delta.get("lwm") is not None:  # absent from deltas written before it existed
+            self.label_watermark = max(self.label_watermark, float(delta["lwm"]))
         self.alive.add(self.seq)
         for section in SECTIONS:
             table = self.entries[section]
@@ -332,7 +337,15 @@ class JoinState:
             self._collect(dependent, dead)
 
     # -- the join ------------------------------------------------------------------------
-    def apply(self, predictions: Columns, labels: Columns, order: Sequence[int] | None = None) -> JoinBatch:
+    def clock(self, labels_behind: bool) -> float:
+        """The event time up to which the window may close: the predictions' watermark, held
+        at the labels' while the label topic has records not read yet (labels read later
+        must still find their predictions, whatever the two topics' read paces)."""
+        return min(self.watermark, self.label_watermark) if labels_behind else self.watermark
+
+    def apply(
+        self, predictions: Columns, labels: Columns, order: Sequence[int] | None = None, *, labels_behind: bool = False,
+    ) -> JoinBatch:
         """Apply one micro-batch of validated events as normalised columns
         (:func:`schemas.columns.fast_columns`); one delta.
 
@@ -345,7 +358,11 @@ class JoinState:
         :meth:`_segment_end`). Within a segment the outcome of each event depends only on
         the state before it and on the other events with its id, so a segment is joined
         with set operations over its ids (:meth:`_join_segment`), in C, rather than event by
-        event; the result is the same as applying the events one at a time."""
+        event; the result is the same as applying the events one at a time.
+
+        ``labels_behind``: the label topic of this partition has records not read yet, so
+        the window closes no further than the latest label applied (:meth:`clock`; the
+        batch's own labels count where they apply)."""
         self.seq += 1
         batch = JoinBatch()
         halves = _Halves(predictions, labels)
@@ -354,20 +371,28 @@ class JoinState:
         merged = np.asarray(order, dtype=np.intp)
         ts = np.concatenate((halves.p_ts, halves.l_ts))[merged]
         is_prediction = merged < halves.n_p
+        # while labels are behind, the window closes no further than the latest label
+        # applied before the closing prediction (in this batch's order, or before it)
+        labels_so_far = (np.maximum.accumulate(np.where(is_prediction, -np.inf, ts)) if labels_behind
+                         else np.full(len(ts), np.inf))
+        heap = self.bucket_heap
         start, end = 0, len(merged)
         while start < end:
             if is_prediction[start] and ts[start] > self.watermark:
                 self.watermark = float(ts[start])
                 # close the window before this event applies: batching never changes the join
-                heap = self.bucket_heap
-                if heap and (heap[0] + 1) * self.granularity <= self.watermark:
-                    self._expire(batch)
+                cap = max(self.label_watermark, float(labels_so_far[start])) if labels_behind else np.inf
+                clock = min(self.watermark, cap)
+                if heap and (heap[0] + 1) * self.granularity <= clock:
+                    self._expire(batch, clock)
             stop = self._segment_end(ts, is_prediction, start)
             self._join_segment(halves, merged[start:stop], batch)
             seen = ts[start:stop][is_prediction[start:stop]]
             if seen.size:
                 self.watermark = max(self.watermark, float(seen.max()))
             start = stop
+        if halves.l_ts.size:
+            self.label_watermark = max(self.label_watermark, float(halves.l_ts.max()))
         self._settle()
         batch.delta = self._delta()
         self.alive.add(self.seq)
@@ -540,9 +565,9 @@ class JoinState:
             )
         )
 
-    def _expire(self, batch: JoinBatch) -> None:
+    def _expire(self, batch: JoinBatch, clock: float) -> None:
         heap = self.bucket_heap
-        while heap and (heap[0] + 1) * self.granularity <= self.watermark:
+        while heap and (heap[0] + 1) * self.granularity <= clock:
             bucket = heapq.heappop(heap)
             for section, ids in self.buckets.pop(bucket):
                 for pid in ids:
@@ -572,4 +597,5 @@ class JoinState:
         self._adds = {s: {} for s in SECTIONS}
         self._rms = {s: [] for s in SECTIONS}
         watermark = self.watermark if self.watermark > float("-inf") else None  # JSON has no -inf
-        return {"seq": self.seq, "wm": watermark, "add": add, "rm": rm}
+        label_watermark = self.label_watermark if self.label_watermark > float("-inf") else None
+        return {"seq": self.seq, "wm": watermark, "lwm": label_watermark, "add": add, "rm": rm}

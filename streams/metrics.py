@@ -70,7 +70,9 @@ class Metrics(NamedTuple):
     batch_size: Histogram
     batch_duration_seconds: Histogram
     consumer_lag: Gauge
-    join_held_records: Gauge
+    monitor_held_events: Gauge
+    late_events: Counter
+    event_time_frontier: Gauge
     table_size: Gauge
     table_bytes: Gauge
     offset_gaps: Counter
@@ -184,9 +186,17 @@ def create(
             "consumer_lag_records", "Records between the committed offset and the high water "
             "mark.", "topic", "partition",
         ),
-        join_held_records=gauge(
-            "join_held_records", "Input records the join holds until a lagging co-partitioned "
-            "topic catches up (merged by record timestamp).",
+        monitor_held_events=gauge(
+            "monitor_held_events", "Events the monitors hold until every join partition has "
+            "passed their event time (the canonical order's reorder buffers).",
+        ),
+        late_events=counter(
+            "late_events", "Events that reached a monitor below its event-time frontier (published "
+            "after events they precede, once their partition had gone idle): applied at once.",
+        ),
+        event_time_frontier=gauge(
+            "event_time_frontier_seconds", "Event time below which every join partition has sent "
+            "everything, per monitor-input partition (+Inf: all idle).", "partition",
         ),
         table_size=gauge("table_entries", "Entries in a state table.", "table"),
         table_bytes=gauge("table_bytes", "Serialised size of a state table.", "table"),

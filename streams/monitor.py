@@ -175,6 +175,9 @@ class ModelMonitor:
         self.fed: dict[str, int] = {}
         self.policy = AlertPolicy(model_id, model_version, config)
         self.requested: list[str] = []  # alert ids that already asked for a model update
+        # the batch's observations for the alert policy, with their sequence's rank (0:
+        # predictions, 1: pairs), handed over in event-time order at its end
+        self._observed: list[tuple[Observation, int]] = []
         profile = config.reference.get("profile")
         if profile:
             self.reference = load_reference_profile(profile)
@@ -237,8 +240,19 @@ class ModelMonitor:
             if self.task is None:
                 self.task = "classification" if _is_classification_value(pairs["prediction"][0]) else "regression"
             self._process_pairs(pairs, result)
+        self._apply_policy(result)
         self._request_updates(result)
         return result
+
+    def _apply_policy(self, result: MonitorResult) -> None:
+        """Hand the batch's observations to the alert policy in event-time order, the
+        predictions' before the pairs' at equal time (each sequence's own order kept): a
+        batch holds both sequences up to one frontier (:mod:`streams.event_time`), so
+        the policy sees one order however the batches were cut."""
+        observed, self._observed = self._observed, []
+        observed.sort(key=lambda item: (item[0].timestamp, item[1]))
+        for obs, _ in observed:
+            result.alerts.extend(self.policy.observe(obs))
 
     def _request_updates(self, result: MonitorResult) -> None:
         """A firing concept-drift or performance alert asks once for a model update."""
@@ -260,7 +274,7 @@ class ModelMonitor:
                 ),
                 "alert_ids": [alert["alert_id"]],
                 "from_timestamp": float(min(m["fired_at"] for m in causes)),
-                "to_timestamp": float(max(s["timestamp"] for s in result.samples) if result.samples else alert["timestamp"]),
+                "to_timestamp": float(alert["timestamp"]),  # the detection: a batch's end depends on its cut
                 "metrics": {"accuracy_baseline": self.baseline} if self.baseline is not None else {},
                 "new_version": None,
                 "artifact_path": None,
@@ -430,7 +444,7 @@ class ModelMonitor:
             watched.key, watched.kind, detector.name, watched.feature if watched.kind != "concept_drift" else None,
             drift and alert, statistic, threshold, detector.direction, p_value, ts, position, pid, event_id,
         )
-        result.alerts.extend(self.policy.observe(obs))
+        self._observed.append((obs, 0 if watched.kind == "data_drift" or watched.kind == "prediction_drift" else 1))
 
     def _update_performance(
         self, predictions: Sequence[Any], labels: Sequence[Any], errors: Sequence[float | None],
@@ -487,7 +501,7 @@ class ModelMonitor:
             })
         obs = Observation(key, "performance", name, None, drift, value, threshold, direction, None, ts,
                           position, str(cols["pid"][i]), event_id, self.baseline)
-        result.alerts.extend(self.policy.observe(obs))
+        self._observed.append((obs, 1))
 
     def _event_base(self, event_id: str, detector: str, kind: str, feature: str | None, drift: bool, ts: float, position: int) -> dict[str, Any]:
         return {

@@ -2,8 +2,10 @@
 
 It goes through the same stages as the live worker (:mod:`streams.stages`): events are
 packed into records the way the SDK packs them, decoded and validated by the same code,
-joined per partition, and handed to the same model monitors, so the same events give the
-same drift events and alerts, with the same ids.
+joined per partition, and handed to the same model monitors in the same canonical
+event-time order (:mod:`streams.event_time`), so the same events give the same drift
+events and alerts, with the same ids. Call :meth:`OfflinePipeline.finish` after the last
+records: what the monitors still hold for a later frontier applies then.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from typing import Any
 from schemas import codec
 from schemas.columns import to_columns
 
-from .monitor import ModelMonitor
+from .event_time import Frontier, progress_payload
 from .monitor_config import MonitorConfig
 from .partitioning import partitions_for
-from .stages import InputRecord, JoinStage, MonitorStage, PartitionJoin
+from .stages import InputRecord, JoinStage, ModelSlot, MonitorRun, MonitorStage, PartitionJoin
 
 
 @dataclass
@@ -54,7 +56,11 @@ class OfflinePipeline:
         self.join_stage = JoinStage(window_s=window_s, max_message_bytes=max_message_bytes, monitor_config=self.monitor_config, clock=lambda: 0.0)
         self.monitor_stage = MonitorStage(self.monitor_config)
         self.joins = {p: PartitionJoin.fresh(p, window_s) for p in range(partitions)}
-        self.monitors: dict[str, tuple[ModelMonitor, dict[str, int]]] = {}
+        self.monitors: dict[str, ModelSlot] = {}
+        # every join partition reports its progress, as the live join does: the input is all
+        # there, so neither of its topics is ever idle before :meth:`finish`
+        self.frontier = Frontier(partitions)
+        self.finished = False
         self.offsets: Counter[tuple[str, int]] = Counter()
         self.keep_samples = keep_samples
         self.result = OfflineResult()
@@ -72,7 +78,7 @@ class OfflinePipeline:
         to_monitor: dict[str, list[dict[str, Any]]] = {}  # as the worker's monitor batches them
         for partition, group in by_partition.items():
             part = self.joins.setdefault(partition, PartitionJoin.fresh(partition, self.join_stage.window_s))
-            outcome = self.join_stage.process(part, group)
+            outcome = self.join_stage.process(part, group, labels_behind=True)
             res = self.result
             res.counts.update({f"events:{k}": v for k, v in outcome.events.items()})
             res.counts.update({f"dead_letter:{k}": v for k, v in outcome.dead_letters.items()})
@@ -86,8 +92,29 @@ class OfflinePipeline:
                         res.dead_letters.append(value)
                     elif role == "join-outcomes":
                         res.join_records.append(value)
+        for partition in by_partition:
+            state = self.joins[partition].state
+            self.frontier.update(progress_payload(partition, self.partitions, min(state.watermark, state.label_watermark), False))
+        self._monitor_all(to_monitor)
+
+    def finish(self) -> OfflineResult:
+        """The end of the input: every partition is idle, and the monitors apply all they hold."""
+        if not self.finished:
+            self.finished = True
+            for partition in range(self.partitions):
+                self.frontier.update(progress_payload(partition, self.partitions, None, True))
+            self._monitor_all({})
+        return self.result
+
+    def _monitor_all(self, to_monitor: dict[str, list[dict[str, Any]]]) -> None:
+        """Hand each model its payloads, and let every model with events held apply what
+        the frontier now releases."""
+        frontier = self.frontier.value()
         for key, payloads in to_monitor.items():
-            self._monitor(key, payloads)
+            self._monitor(key, payloads, frontier)
+        for key, slot in self.monitors.items():
+            if key not in to_monitor and len(slot.buffer):
+                self._collect(key, self.monitor_stage.release(slot, frontier))
 
     def feed_events(self, items: Iterable[tuple[str, dict[str, Any]]], batch_size: int = 500) -> None:
         """Feed ``(role, event)`` pairs in order, packed as the SDK packs a published chunk:
@@ -111,14 +138,16 @@ class OfflinePipeline:
         if pending:
             self.feed_records(self._record(role, p, _packed(pending[(role, p)])) for role, p in order)
 
-    def _monitor(self, key: str, payloads: list[dict[str, Any]]) -> None:
+    def _monitor(self, key: str, payloads: list[dict[str, Any]], frontier: float) -> None:
         if key not in self.monitors:
-            self.monitors[key] = (self.monitor_stage.new_monitor(payloads[0]["model_id"], payloads[0]["model_version"]), {})
-        monitor, applied = self.monitors[key]
-        run = self.monitor_stage.process_many(monitor, applied, payloads)
+            self.monitors[key] = self.monitor_stage.new_slot(payloads[0]["model_id"], payloads[0]["model_version"])
+        self._collect(key, self.monitor_stage.process_many(self.monitors[key], payloads, frontier))
+
+    def _collect(self, key: str, run: MonitorRun) -> None:
         result = run.result
         res = self.result
         res.events += run.predictions
+        res.counts["late"] += run.late
         res.alerts.extend(result.alerts)
         res.update_requests.extend(result.update_requests)
         res.drift_events.extend(result.drift_events)

@@ -139,9 +139,10 @@ class Settings:
     #: from it and applies what came after again. Per batch, 50 models' states (about
     #: 36 KB each) cost the worker as much as their detectors.
     monitor_checkpoint_s: float = 1.0
-    #: Longest the join holds one input topic's records for the other, co-partitioned one
-    #: when that one has records on the broker not yet fetched (:mod:`streams.align`).
-    align_max_idle_s: float = 2.0
+    #: An input partition with nothing unread on the broker for this long is idle and holds
+    #: no model's results back (:mod:`streams.event_time`). Only partitions with no lag
+    #: idle, so this adds latency when one goes quiet, never changes a result.
+    idle_after_s: float = 0.25
     #: Input bytes joined per step: bounds a step's state delta, outbox and column batches.
     batch_max_bytes: int = 1_048_576
     #: Consumer-group timing; short values make the embedded broker start in seconds.
@@ -208,6 +209,8 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}GC_THRESHOLD={self.gc_threshold}: expected >= 100")
         if self.malloc_arena_max < 0:
             raise SettingsError(f"{ENV_PREFIX}MALLOC_ARENA_MAX={self.malloc_arena_max}: expected >= 0 (0: glibc's default)")
+        if not self.idle_after_s >= 0:
+            raise SettingsError(f"{ENV_PREFIX}IDLE_AFTER_S={self.idle_after_s}: expected >= 0")
         if not self.monitor_checkpoint_s > 0:
             raise SettingsError(f"{ENV_PREFIX}MONITOR_CHECKPOINT_S={self.monitor_checkpoint_s}: expected > 0")
         if self.max_message_bytes < 1024:

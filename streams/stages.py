@@ -39,6 +39,7 @@ from schemas import codec
 from schemas.columns import Role, concat_columns, event_columns, take
 from schemas.parsing import RecordError, dead_letter_record, decode_record_columns
 
+from .event_time import ReorderBuffer
 from .join import JoinBatch, JoinState
 from .monitor import ModelMonitor, MonitorResult, model_key
 from .monitor_config import MonitorConfig
@@ -155,6 +156,8 @@ class PartitionJoin:
             return cls(partition, state, {}, None, redo)
         state.seq = committed
         state.watermark = max(state.watermark, float(meta["wm"]))
+        if meta.get("lwm") is not None:  # absent from metas written before it existed
+            state.label_watermark = max(state.label_watermark, float(meta["lwm"]))
         return cls(partition, state, dict(meta["offsets"]), meta.get("outbox"), redo, dict(meta.get("stamps") or {}))
 
 
@@ -209,8 +212,10 @@ def _by_model(index: Sequence[int], models: Sequence[str], versions: Sequence[st
 #: Monitor-input payload columns, by the normalised (or pair) column each one is.
 _PREDICTION_PAYLOAD = {"pid": "prediction_id", "ts": "timestamp", "prediction": "prediction", "score": "score",
                        "latency_ms": "latency_ms", "features": "features"}
-_PAIR_PAYLOAD = {"pid": "prediction_id", "ts": "timestamp", "prediction": "prediction", "label": "label",
-                 "score": "score", "label_ts": "label_timestamp"}
+#: A pair's ``ts`` is when its error became known, the later of its two event times (as a
+#: Kafka Streams join stamps its output): its place in the model's canonical order.
+_PAIR_PAYLOAD = {"pid": "prediction_id", "ts": "known_at", "pred_ts": "timestamp", "prediction": "prediction",
+                 "label": "label", "score": "score", "label_ts": "label_timestamp"}
 
 
 def _payloads(
@@ -293,7 +298,10 @@ class JoinStage:
         strict = monitor_config.defaults["strict_models"]
         self.known_models = set(monitor_config.models) if strict else None
 
-    def process(self, part: PartitionJoin, records: Sequence[InputRecord]) -> JoinResult:
+    def process(self, part: PartitionJoin, records: Sequence[InputRecord], *, labels_behind: bool = False) -> JoinResult:
+        """Join one partition's micro-batch; ``labels_behind``: its label topic has records
+        not read yet, so the window closes no further than the labels read
+        (:meth:`JoinState.clock`)."""
         outputs = Outputs()
         result = JoinResult(outputs, None)
         halves = {"predictions": _HalfColumns("predictions"), "ground-truth": _HalfColumns("ground-truth")}
@@ -337,7 +345,7 @@ class JoinStage:
         # happened to read first; offline and replayed runs merge by event time too
         predictions = halves["predictions"].columns()
         labels = halves["ground-truth"].columns()
-        batch = part.state.apply(predictions, labels)
+        batch = part.state.apply(predictions, labels, labels_behind=labels_behind)
         result.batch = batch
         by_model: dict[str, dict[str, Any]] = {}
 
@@ -356,6 +364,9 @@ class JoinStage:
             for (model_id, version), columns in _payloads(predictions, new, _PREDICTION_PAYLOAD).items():
                 payload(model_id, version)["pred"] = columns
         pairs = batch.pairs
+        if pairs["prediction_id"]:
+            known_at = np.maximum(np.asarray(pairs["timestamp"], dtype=float), np.asarray(pairs["label_timestamp"], dtype=float))
+            pairs = {**pairs, "known_at": known_at.tolist()}
         paired = _by_model(range(len(pairs["prediction_id"])), pairs["model_id"], pairs["model_version"])
         for (model_id, version), columns in _payloads(pairs, paired, _PAIR_PAYLOAD).items():
             p = payload(model_id, version)
@@ -409,47 +420,39 @@ class JoinStage:
     def _meta(part: PartitionJoin, dead: list[int]) -> tuple[str, bytes]:
         meta = {
             "seq": part.state.seq, "wm": part.state.watermark if part.state.watermark > float("-inf") else 0.0,
+            "lwm": part.state.label_watermark if part.state.label_watermark > float("-inf") else None,
             "offsets": part.offsets, "stamps": part.stamps, "outbox": part.outbox, "dead": dead,
         }
         return meta_key(part.partition), codec.dumps(meta)
 
 
-def merge_column_batches(payloads: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One model's monitor-input column batches as one, in order: predictions end to end,
-    joined pairs end to end, join counts added up.
-
-    >>> a = {"pred": {"pid": ["a"], "ts": [1.0], "features": {"x": [0.5]}}, "pairs": None,
-    ...      "join": {"matched": 0, "expired": 1}}
-    >>> b = {"pred": {"pid": ["b"], "ts": [2.0], "features": {"y": ["u"]}}, "pairs": None,
-    ...      "join": {"matched": 2, "expired": 0}}
-    >>> merged = merge_column_batches([a, b])
-    >>> merged["pred"]["features"], merged["join"]
-    ({'x': [0.5, None], 'y': [None, 'u']}, {'matched': 2, 'expired': 1})
-    """
-    merged: dict[str, Any] = {"join": {
-        "matched": sum(int((p.get("join") or {}).get("matched", 0)) for p in payloads),
-        "expired": sum(int((p.get("join") or {}).get("expired", 0)) for p in payloads),
-    }}
-    for part in ("pred", "pairs"):
-        columns = [p[part] for p in payloads if p.get(part)]
-        merged[part] = (columns[0] if len(columns) == 1 else concat_columns(columns)) if columns else None
-    return merged
-
-
 @dataclass
 class MonitorRun:
-    """What :meth:`MonitorStage.process_many` did to one model: the merged result, the
-    events it applied (predictions plus joined pairs; the predictions alone) and the
-    payloads it skipped as already applied."""
+    """What :class:`MonitorStage` did to one model: the merged result, the events it
+    applied (predictions plus joined pairs; the predictions alone), the payloads it skipped
+    as already applied, and the events that came below the frontier (late)."""
 
     result: MonitorResult
     events: int = 0
     predictions: int = 0
     skipped: int = 0
+    late: int = 0
+
+
+@dataclass
+class ModelSlot:
+    """A model's monitor, the join batches it took ((join partition, seq) high-water marks,
+    and the last controls) and the events it holds until the frontier passes them: its
+    state, saved and restored together."""
+
+    monitor: ModelMonitor
+    applied: dict[str, Any] = field(default_factory=dict)
+    buffer: ReorderBuffer = field(default_factory=ReorderBuffer)
 
 
 class MonitorStage:
-    """Run the model monitors over column batches; dedupe on (join partition, seq)."""
+    """Run the model monitors over column batches, in each model's canonical event-time
+    order (:mod:`streams.event_time`); dedupe on (join partition, seq)."""
 
     def __init__(self, monitor_config: MonitorConfig) -> None:
         self.monitor_config = monitor_config
@@ -457,25 +460,24 @@ class MonitorStage:
     def new_monitor(self, model_id: str, model_version: str | None) -> ModelMonitor:
         return ModelMonitor(model_id, model_version, self.monitor_config.for_model(model_id))
 
-    def load(self, raw: bytes) -> tuple[ModelMonitor, dict[str, int]]:
+    def new_slot(self, model_id: str, model_version: str | None) -> ModelSlot:
+        return ModelSlot(self.new_monitor(model_id, model_version))
+
+    def load(self, raw: bytes) -> ModelSlot:
         stored = codec.loads(raw)
-        return ModelMonitor.from_state(stored["monitor"], self.monitor_config), stored["applied"]
+        return ModelSlot(ModelMonitor.from_state(stored["monitor"], self.monitor_config), stored["applied"],
+                         ReorderBuffer.from_state(stored.get("buffer")))
 
-    def process_many(self, monitor: ModelMonitor, applied: dict[str, int], payloads: Sequence[dict[str, Any]]) -> MonitorRun:
-        """Apply one model's payloads in order, skipping those already applied.
-
-        Consecutive column batches go through the monitor as one (:func:`merge_column_batches`):
-        its results do not depend on how its streams are cut, and its cost is mostly per
-        call (a detector run per column, however short), which with many models and
-        partitions would otherwise be paid for a few events each. A control applies on its
-        own, between them."""
+    def process_many(self, slot: ModelSlot, payloads: Sequence[dict[str, Any]], frontier: float) -> MonitorRun:
+        """Take one model's payloads in order, skipping those already taken, and apply
+        what lies below ``frontier``. A control applies where it comes, after what the
+        frontier released before it."""
         run = MonitorRun(MonitorResult())
-        pending: list[dict[str, Any]] = []
+        applied = slot.applied
         for payload in payloads:
             if payload.get("control") == "rebaseline":
-                self._apply_merged(monitor, pending, run)
-                pending = []
-                result = self._rebaseline(monitor, applied, payload)
+                self._release(slot, frontier, run)
+                result = self._rebaseline(slot.monitor, applied, payload)
                 if result is None:
                     run.skipped += 1
                 else:
@@ -487,19 +489,30 @@ class MonitorStage:
                 run.skipped += 1
                 continue
             applied[source] = seq
-            pending.append(payload)
-        self._apply_merged(monitor, pending, run)
+            join = payload.get("join") or {}
+            slot.monitor.matched += int(join.get("matched", 0))
+            slot.monitor.expired += int(join.get("expired", 0))
+            for kind in ("pred", "pairs"):
+                if payload.get(kind):
+                    run.late += slot.buffer.add(kind, payload[kind])
+        self._release(slot, frontier, run)
+        return run
+
+    def release(self, slot: ModelSlot, frontier: float) -> MonitorRun:
+        """Apply what ``slot`` holds below ``frontier`` (it moved, with no new payload)."""
+        run = MonitorRun(MonitorResult())
+        self._release(slot, frontier, run)
         return run
 
     @staticmethod
-    def _apply_merged(monitor: ModelMonitor, payloads: list[dict[str, Any]], run: MonitorRun) -> None:
-        if not payloads:
+    def _release(slot: ModelSlot, frontier: float, run: MonitorRun) -> None:
+        batch = slot.buffer.release(frontier)
+        if batch is None:
             return
-        batch = payloads[0] if len(payloads) == 1 else merge_column_batches(payloads)
         predictions = len(batch["pred"]["ts"]) if batch.get("pred") else 0
         run.predictions += predictions
         run.events += predictions + (len(batch["pairs"]["ts"]) if batch.get("pairs") else 0)
-        run.result.extend(monitor.process(batch))
+        run.result.extend(slot.monitor.process(batch))
 
     @staticmethod
     def _rebaseline(monitor: ModelMonitor, applied: dict[str, int], payload: dict[str, Any]) -> MonitorResult | None:
@@ -534,5 +547,5 @@ class MonitorStage:
         return outputs
 
     @staticmethod
-    def dump(monitor: ModelMonitor, applied: dict[str, int]) -> bytes:
-        return codec.dumps({"monitor": monitor.to_state(), "applied": applied})
+    def dump(slot: ModelSlot) -> bytes:
+        return codec.dumps({"monitor": slot.monitor.to_state(), "applied": slot.applied, "buffer": slot.buffer.to_state()})

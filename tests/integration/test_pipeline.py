@@ -209,6 +209,7 @@ def test_sigkilled_worker_resumes_from_its_tables_without_loss_or_second_alert(s
 
     reference = OfflinePipeline(window_s=settings.join_window_s)
     reference.feed_events(items)
+    reference.finish()
     live = final_alerts([v for _, v in read_topic(settings, settings.topic("alerts"))])
     expected = final_alerts(reference.result.alerts)
     assert set(live) == set(expected)

@@ -99,7 +99,7 @@ def test_a_hand_over_writes_the_unsaved_states_then_settles_each_join_partition(
         pipeline.app.consumer.assignment = lambda: {TP(topic, 0)}
         message = SimpleNamespace(partition=0)
         pipeline._checkpointed_at = float("inf")  # not due: the hand-over checkpoints anyway
-        pipeline._monitors = {"m": (pipeline.monitor_stage.new_monitor("m", None), {"0": 3})}
+        pipeline._monitors = {"m": pipeline.monitor_stage.new_slot("m", None)}
         pipeline._unsaved_monitors, pipeline._unsaved_offsets = {"m": message}, {0: message}
         pipeline._monitor_offsets = {0: 11}
         settled = SimpleNamespace(outbox={"monitor-input": []})

@@ -25,6 +25,7 @@ def test_drifts_are_detected_after_they_are_injected_and_not_before() -> None:
     config = SimulationConfig(events=30_000, seed=3, feature_drift_at=8_000, concept_drift_at=20_000)
     pipe = OfflinePipeline(window_s=3600)
     pipe.feed_events(Simulation(config).in_event_time_order())
+    pipe.finish()
     alerts = _final(pipe.result.alerts)
     data = [a for a in alerts.values() if a["kind"] == "data_drift"]
     assert [a["feature"] for a in data] == ["sessions_7d"]
@@ -42,6 +43,7 @@ def test_each_drift_event_is_published_once_and_a_signal_at_a_chunk_end_once_obs
     config = SimulationConfig(events=12_000, seed=3, feature_drift_at=3_000, concept_drift_at=5_000)
     pipe = OfflinePipeline(window_s=3600)
     pipe.feed_events(Simulation(config).in_event_time_order())
+    pipe.finish()
     ids = [event["event_id"] for event in pipe.result.drift_events]
     psi = [event for event in pipe.result.drift_events if event["detector"] == "psi" and event["drift"]]
     assert len(psi) > 10
@@ -64,11 +66,11 @@ def test_monitor_state_round_trip_mid_stream_gives_identical_results() -> None:
         pipe.feed_events(items[:cut])
         if round_trip:  # what a restarted worker does: state from the changelog, as JSON
             stage = MonitorStage(pipe.monitor_config)
-            for key, (monitor, applied) in list(pipe.monitors.items()):
-                raw = orjson.dumps(orjson.loads(stage.dump(monitor, applied)))
-                loaded, loaded_applied = stage.load(raw)
-                pipe.monitors[key] = (loaded, loaded_applied)
+            for key, slot in list(pipe.monitors.items()):
+                assert len(slot.buffer), "the round trip must carry events the frontier has not released"
+                pipe.monitors[key] = stage.load(orjson.dumps(orjson.loads(stage.dump(slot))))
         pipe.feed_events(items[cut:])
+        pipe.finish()
         return pipe
 
     restored, straight = run(True), run(False)
@@ -111,6 +113,7 @@ def test_detectors_fed_only_when_they_may_signal_give_what_feeding_every_batch_g
                 pipe.feed_events(items[lo:hi], batch_size=hi - lo)
                 if hi >= len(items):
                     break
+            pipe.finish()
         return pipe, runs
 
     deferred, deferred_runs = run()
@@ -127,18 +130,19 @@ def test_a_column_batch_applied_twice_is_skipped() -> None:
     pipe = OfflinePipeline()
     preds, _ = Simulation(SimulationConfig(events=10, seed=1)).generate()
     pipe.feed_events([("predictions", p) for p in preds])
-    monitor, applied = pipe.monitors["churn-model"]
+    pipe.finish()
+    slot = pipe.monitors["churn-model"]
     payload = {"source": 0, "seq": 1, "pred": None, "pairs": None}
-    run = pipe.monitor_stage.process_many(monitor, applied, [payload])
+    run = pipe.monitor_stage.process_many(slot, [payload], float("inf"))
     assert (run.skipped, run.events, run.result.drift_events, run.result.alerts) == (1, 0, [], [])
-    assert monitor.n_predictions == 10
+    assert slot.monitor.n_predictions == 10
 
 
 def test_stationary_stream_raises_no_alert() -> None:
     config = SimulationConfig(events=50_000, seed=12, feature_drift_at=None, concept_drift_at=None)
     pipe = OfflinePipeline(keep_samples=False)
     pipe.feed_events(Simulation(config).in_event_time_order())
-    assert pipe.result.alerts == []
+    assert pipe.finish().alerts == []
 
 
 def test_config_file_selects_detectors_per_model(tmp_path: Path) -> None:
@@ -156,7 +160,7 @@ def test_config_file_selects_detectors_per_model(tmp_path: Path) -> None:
         pipe = OfflinePipeline(config)
         preds, _ = Simulation(SimulationConfig(events=600, seed=1)).generate()
         pipe.feed_events([("predictions", p) for p in preds])
-        monitor, _ = pipe.monitors["churn-model"]
+        monitor = pipe.finish() and pipe.monitors["churn-model"].monitor
         detectors = {w.feature: w.detector.name for w in monitor.watched.values() if w.kind == "data_drift"}
         assert detectors == {"age": "ks", "tenure_months": "psi", "sessions_7d": "psi", "plan": "psi_categorical"}
 
@@ -184,7 +188,7 @@ def test_reference_profile_replaces_the_first_n_events(tmp_path: Path) -> None:
                                "prediction": 1, "features": {"x": float(v)}})
               for i, v in enumerate(rng.normal(3, 1, 1500))]
     pipe.feed_events(events)  # every event is drifted: with a profile, no warm-up is needed
-    assert any(a["feature"] == "x" and a["kind"] == "data_drift" for a in pipe.result.alerts)
+    assert any(a["feature"] == "x" and a["kind"] == "data_drift" for a in pipe.finish().alerts)
     with pytest.raises(ConfigError, match="cannot read reference profile"):
         OfflinePipeline(MonitorConfig.from_mapping({"defaults": {"reference": {"profile": str(tmp_path / "nope.json")}}})).feed_events(events[:1])
 
