@@ -469,9 +469,8 @@ class Pipeline:
         the previous group's delivery."""
         m = self.metrics
         partition = part.partition
-        behind = self.input_progress.labels_behind(partition, self._applied(partition)[self.settings.topic("ground-truth")],
-                                                   time.monotonic())
-        result = self.join_stage.process(part, records, labels_behind=behind)
+        through = self.input_progress.labels_through(partition, self._applied(partition), time.monotonic())
+        result = self.join_stage.process(part, records, labels_through=through)
         if result.replaced is not None:
             topic, offset = result.replaced
             self.broker_lost_data(f"{topic}[{partition}] holds another record at offset {offset} than the one "

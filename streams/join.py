@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import functools
 import heapq
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -337,14 +338,16 @@ class JoinState:
             self._collect(dependent, dead)
 
     # -- the join ------------------------------------------------------------------------
-    def clock(self, labels_behind: bool) -> float:
+    def clock(self, labels_through: float = math.inf) -> float:
         """The event time up to which the window may close: the predictions' watermark, held
-        at the labels' while the label topic has records not read yet (labels read later
-        must still find their predictions, whatever the two topics' read paces)."""
-        return min(self.watermark, self.label_watermark) if labels_behind else self.watermark
+        at the labels' (or at ``labels_through``, how far the label topic vouches for beyond
+        them, see :mod:`streams.input_progress`): labels read later must still find their
+        predictions, whatever the two topics' read paces."""
+        return min(self.watermark, max(self.label_watermark, labels_through))
 
     def apply(
-        self, predictions: Columns, labels: Columns, order: Sequence[int] | None = None, *, labels_behind: bool = False,
+        self, predictions: Columns, labels: Columns, order: Sequence[int] | None = None, *,
+        labels_through: float = math.inf,
     ) -> JoinBatch:
         """Apply one micro-batch of validated events as normalised columns
         (:func:`schemas.columns.fast_columns`); one delta.
@@ -360,9 +363,10 @@ class JoinState:
         with set operations over its ids (:meth:`_join_segment`), in C, rather than event by
         event; the result is the same as applying the events one at a time.
 
-        ``labels_behind``: the label topic of this partition has records not read yet, so
-        the window closes no further than the latest label applied (:meth:`clock`; the
-        batch's own labels count where they apply)."""
+        ``labels_through``: the window closes no further than the latest label applied
+        (the batch's own count where they apply) or this, whichever is later (:meth:`clock`):
+        ``-inf`` while the label topic has records not read yet; ``inf`` (the default)
+        closes it with the predictions alone."""
         self.seq += 1
         batch = JoinBatch()
         halves = _Halves(predictions, labels)
@@ -373,16 +377,14 @@ class JoinState:
         is_prediction = merged < halves.n_p
         # while labels are behind, the window closes no further than the latest label
         # applied before the closing prediction (in this batch's order, or before it)
-        labels_so_far = (np.maximum.accumulate(np.where(is_prediction, -np.inf, ts)) if labels_behind
-                         else np.full(len(ts), np.inf))
+        labels_so_far = np.maximum.accumulate(np.where(is_prediction, -np.inf, ts)) if len(ts) else ts
         heap = self.bucket_heap
         start, end = 0, len(merged)
         while start < end:
             if is_prediction[start] and ts[start] > self.watermark:
                 self.watermark = float(ts[start])
                 # close the window before this event applies: batching never changes the join
-                cap = max(self.label_watermark, float(labels_so_far[start])) if labels_behind else np.inf
-                clock = min(self.watermark, cap)
+                clock = min(self.watermark, max(self.label_watermark, float(labels_so_far[start]), labels_through))
                 if heap and (heap[0] + 1) * self.granularity <= clock:
                     self._expire(batch, clock)
             stop = self._segment_end(ts, is_prediction, start)

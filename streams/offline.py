@@ -78,7 +78,7 @@ class OfflinePipeline:
         to_monitor: dict[str, list[dict[str, Any]]] = {}  # as the worker's monitor batches them
         for partition, group in by_partition.items():
             part = self.joins.setdefault(partition, PartitionJoin.fresh(partition, self.join_stage.window_s))
-            outcome = self.join_stage.process(part, group, labels_behind=True)
+            outcome = self.join_stage.process(part, group, labels_through=-float("inf"))
             res = self.result
             res.counts.update({f"events:{k}": v for k, v in outcome.events.items()})
             res.counts.update({f"dead_letter:{k}": v for k, v in outcome.dead_letters.items()})

@@ -298,10 +298,9 @@ class JoinStage:
         strict = monitor_config.defaults["strict_models"]
         self.known_models = set(monitor_config.models) if strict else None
 
-    def process(self, part: PartitionJoin, records: Sequence[InputRecord], *, labels_behind: bool = False) -> JoinResult:
-        """Join one partition's micro-batch; ``labels_behind``: its label topic has records
-        not read yet, so the window closes no further than the labels read
-        (:meth:`JoinState.clock`)."""
+    def process(self, part: PartitionJoin, records: Sequence[InputRecord], *, labels_through: float = float("inf")) -> JoinResult:
+        """Join one partition's micro-batch; ``labels_through``: how far its label topic
+        vouches for beyond the labels applied (:meth:`JoinState.apply`)."""
         outputs = Outputs()
         result = JoinResult(outputs, None)
         halves = {"predictions": _HalfColumns("predictions"), "ground-truth": _HalfColumns("ground-truth")}
@@ -345,7 +344,7 @@ class JoinStage:
         # happened to read first; offline and replayed runs merge by event time too
         predictions = halves["predictions"].columns()
         labels = halves["ground-truth"].columns()
-        batch = part.state.apply(predictions, labels, labels_behind=labels_behind)
+        batch = part.state.apply(predictions, labels, labels_through=labels_through)
         result.batch = batch
         by_model: dict[str, dict[str, Any]] = {}
 

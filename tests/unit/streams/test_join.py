@@ -328,3 +328,26 @@ def test_expiry_buckets_are_computed_as_python_computes_one() -> None:
     state._schedule_many("p", [str(i) for i in range(len(ts))], ts)
     expected = Counter(int((t + state.window_s) // state.granularity) for t in ts.tolist())
     assert Counter({bucket: sum(len(ids) for _, ids in groups) for bucket, groups in state.buckets.items()}) == expected
+
+
+def test_predictions_read_far_ahead_of_their_labels_wait_for_them() -> None:
+    """A backlog: the predictions topic is read days ahead of the labels. While the label
+    topic has records unread, the window closes no further than the labels applied, so
+    every label still finds its prediction; with the labels caught up, it closes as before."""
+    window = 100.0
+    preds = [pred(f"p{i}", float(i)) for i in range(1_000)]
+    labels = [label(f"p{i}", float(i) + 5) for i in range(1_000)]
+    behind = JoinState(window)
+    columns = event_columns_of([e for _, e in preds])
+    behind.apply(columns, {}, labels_through=float("-inf"))
+    batch = behind.apply({}, event_columns_of([e for _, e in labels]), labels_through=float("-inf"))
+    assert batch.outcomes == Counter(matched=1_000)
+    caught_up = JoinState(window)  # the labels vouch for everything: the predictions alone close it
+    caught_up.apply(columns, {})
+    assert caught_up.apply({}, event_columns_of([e for _, e in labels])).outcomes["matched"] < 200
+
+
+def test_labels_vouching_for_more_than_they_applied_let_the_window_close() -> None:
+    state = JoinState(10.0)
+    state.apply(event_columns_of([pred("a", 0.0)[1], pred("b", 50.0)[1]]), {}, labels_through=40.0)
+    assert state.clock(40.0) == 40.0 and "a" not in state.entries["p"] and "b" in state.entries["p"]
