@@ -379,8 +379,8 @@ class Pipeline:
 
     async def report_idle_progress(self) -> None:
         """:meth:`report_progress` for every join partition assigned here (from a timer)."""
-        if not self.app.tables.recovery.completed.is_set():
-            return
+        if not self.app.tables.recovery.completed.is_set() or self._join_lock.locked():
+            return  # a batch in progress reports when it is done
         async with self._join_lock:
             await self.report_progress()
 
@@ -519,13 +519,23 @@ class Pipeline:
             return False
         for msg in messages:
             seen = went_back.get(msg.tp)
-            if seen is not None:
+            if seen is not None and self._reaches(msg.tp, seen[0]):
+                # the log still holds what was delivered: a re-read (a rebalance's seek to the
+                # committed offsets that the consumer did not count), skipped as applied
+                del went_back[msg.tp]
+            elif seen is not None:
                 self.broker_lost_data(
                     f"{msg.tp.topic}[{msg.tp.partition}] served offset {seen[1]} after offset {seen[0]} "
                     "with no seek in between: its log lost its tail"
                 )
                 return True
         return False
+
+    def _reaches(self, tp: TP, offset: int) -> bool:
+        """Whether ``tp``'s log, as of the last fetch, still reaches past ``offset`` (a new
+        log grown that far is caught by the join's timestamp check at its last offset)."""
+        highwater = self._highwater(tp)
+        return highwater is not None and highwater > offset
 
     async def _broker_verified(self) -> bool:
         """Before a batch applies, after the broker could not be reached (:meth:`check_broker`):
@@ -1072,7 +1082,7 @@ def create_app(
         await pipeline.resume_monitors()
         await pipeline.checkpoint_monitors()
 
-    @app.timer(0.05)
+    @app.timer(0.1)
     async def join_progress() -> None:
         """A join partition whose input went idle has no batch to report it: this does."""
         await pipeline.report_idle_progress()

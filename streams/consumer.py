@@ -67,8 +67,9 @@ class Consumer(aiokafka_driver.Consumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: partition -> the last record delivered and the reset count right after it
-        self._delivered: dict[TP, tuple[int, int]] = {}
+        #: partition -> the last record delivered, the reset count right after it and the
+        #: consumer generation it was fetched in
+        self._delivered: dict[TP, tuple[int, int, int]] = {}
         #: partition -> (an offset delivered, the offset served after it without a reset)
         #: for each log that went back (see :meth:`deliver`); the pipeline stops on one
         self.went_back: dict[TP, tuple[int, int]] = {}
@@ -102,7 +103,10 @@ class Consumer(aiokafka_driver.Consumer):
         recorded in :attr:`went_back` first."""
         resets = self.resets
         last = self._delivered.get(tp)
-        if last is not None and last[1] == resets and message.offset <= last[0]:
+        generation = getattr(message, "generation_id", None)
+        # a rebalance in between (another generation) re-reads from the committed offsets,
+        # even when no reset of the read offsets was seen here
+        if last is not None and last[1] == resets and last[2] == generation and message.offset <= last[0]:
             # served at or below a record already delivered, with no seek, revocation or
             # assignment since: the broker client reset a read position that the log no
             # longer reached, past its end. The log lost its tail (a restarted memory-only
@@ -114,7 +118,7 @@ class Consumer(aiokafka_driver.Consumer):
             await self.wait_first(self.callback(message), self.suspend_flow.wait())
         if self.resets == resets:
             self._read_offset[tp] = message.offset
-            self._delivered[tp] = (message.offset, resets)
+            self._delivered[tp] = (message.offset, resets, generation)
         else:  # stale: the reset decides where reading goes on
             self._delivered.pop(tp, None)
 

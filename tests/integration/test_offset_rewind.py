@@ -151,10 +151,12 @@ def test_monitor_input_applied_after_the_last_checkpoint_is_applied_again_with_n
         wait_for(lambda: _committed(settings, topic)[0] == _committed(settings, topic)[1], 60, "the monitor-input offsets to be committed")
         assert model_counts(settings, config.model_id) is None  # no checkpoint
         worker.kill()
-    # nothing new arrives on monitor-input: no record shows the restarted worker a gap
+    # no new event arrives on monitor-input (the join's progress records may: either the
+    # timer or the gap guard they wake rewinds the partition)
     with WorkerProcess(settings) as worker:
         worker.wait_ready(90)
         want = (sent["predictions"], sent["ground-truth"])
         wait_for(lambda: model_counts(settings, config.model_id) == want, 120, "the monitors' state to count every event")
         assert worker.metric("driftstream_offset_rewinds_total", topic=topic) >= 1
-        assert "(after the last checkpoint)" in worker.log_tail(20_000)
+        log = worker.log_tail(20_000)
+        assert "(after the last checkpoint)" in log or "re-reading from" in log, log
