@@ -106,8 +106,10 @@ def render(results: dict[str, Any], smoke: bool) -> str:
         ]
     lat = results.get("latency", {})
     if lat and "error" not in lat:
-        lines += [_row(f"latency: alerts measured at {fmt(lat['rate_per_s'])}/s, {lat['models']} models", lat["alerts"], lat["target"].get("alerts", "")),
-                  _row("latency: p50 s", lat["p50_s"]), _row("latency: p99 s", lat["p99_s"], "< 1", lat["target"]["met"])]
+        for run in lat.get("runs", [lat]):
+            where = f", {run.get('partitions', '?')} partitions, {run.get('idle_partitions', 0)} idle"
+            lines += [_row(f"latency: alerts measured at {fmt(lat['rate_per_s'])}/s, {lat['models']} models{where}", run["alerts"], run["target"].get("alerts", "")),
+                      _row(f"latency: p50 s{where}", run["p50_s"]), _row(f"latency: p99 s{where}", run["p99_s"], "< 1", run["target"]["met"])]
     mem = results.get("memory", {})
     if mem and "error" not in mem:
         tg = mem["targets"]

@@ -45,6 +45,7 @@ from aiokafka.consumer import (
     AIOKafkaConsumer,  # not the worker's patched subclass: no fetch per check
 )
 from aiokafka.errors import KafkaError
+from faust.exceptions import ConsumerNotStarted
 from faust.streams import _current_event
 from faust.types import TP, Message
 from prometheus_client import CollectorRegistry
@@ -70,6 +71,7 @@ from .stages import (
     Outputs,
     PartitionJoin,
     byte_groups,
+    meta_key,
     owns_join_key,
 )
 from .webhook import WebhookSink
@@ -200,6 +202,7 @@ class Pipeline:
         # join partition -> the progress last sent, and when (resent now and then: after a
         # rebalance, an old owner's last record may land after the new owner's)
         self._progress_sent: dict[int, tuple[tuple[float | None, bool], float]] = {}
+        self._outbox_checked: set[int] = set()  # join partitions idle before a batch, outbox published
         self._alerts_firing: dict[str, dict[str, str]] = {}
         self.webhook = WebhookSink.from_settings(settings, self.metrics)
         self.broker_reachable: bool | None = None  # None: not checked yet
@@ -243,6 +246,7 @@ class Pipeline:
         self._frontiers.clear()
         self._waiting.clear()
         self._progress_sent.clear()
+        self._outbox_checked.clear()
         # what the last checkpoint did not cover is applied again, from the checkpoint
         self._unsaved_monitors.clear()
         self._unsaved_offsets.clear()
@@ -404,6 +408,14 @@ class Pipeline:
             progress = self.input_progress.report(partition, self._applied(partition), marks, now)
             if progress is None:
                 continue
+            if part is None and partition not in self._outbox_checked:
+                # idle before any batch here: the last owner's outbox, if it never reached the
+                # broker, must come before a progress record that covers it
+                self._outbox_checked.add(partition)
+                raw = self.join_table.data.get(meta_key(partition))
+                outbox = codec.loads(raw).get("outbox") if raw is not None else None
+                if outbox:
+                    await self.publish(Outputs.from_json(outbox))
             sent = self._progress_sent.get(partition)
             if sent is not None and sent[0] == progress and now - sent[1] < 1.0:
                 continue
@@ -502,7 +514,7 @@ class Pipeline:
         one, or when ``tp`` is not (or no longer) assigned to this worker."""
         try:
             return self.app.consumer.highwater(tp)  # type: ignore[no-any-return]
-        except (AssertionError, AttributeError):  # aiokafka asserts the assignment
+        except (AssertionError, AttributeError, ConsumerNotStarted):  # aiokafka asserts the assignment
             return None
 
     def _log_went_back(self, messages: list[Message]) -> bool:

@@ -91,7 +91,7 @@ def summarize(alerts: list[dict[str, Any]], config: SimulationConfig, counts: di
     return "\n".join(lines)
 
 
-def run_demo(config: SimulationConfig, rate: float, partitions: int = 1) -> int:
+def run_demo(config: SimulationConfig, rate: float, partitions: int = 4) -> int:
     """Run the demo end to end; returns the process exit code."""
     print("starting the embedded broker (memory-only) ...", flush=True)
     with EmbeddedBroker() as broker:

@@ -16,11 +16,13 @@ State is bounded by the window: every entry leaves once the watermark (the large
 markers, kept to tell ``late`` from ``unmatched`` and to recognise a copy of an expired
 prediction, by ``2 * window_s``), rounded up to 1/64 of the window. The window closes as
 soon as a prediction moves the watermark, before it applies, so how a stream (in a given
-order) is cut into micro-batches never changes the outcome. Labels do not move the
-watermark: the two input topics are consumed at their own paces, and a label topic read
-ahead of its predictions (a backlog of small label records) must not expire the predictions
-still to come. Event time is per partition: a partition that receives no predictions keeps
-its pending halves until it does.
+order) is cut into micro-batches never changes the outcome. The two input topics are read
+at their own paces, so neither alone may close the window: labels do not move the
+watermark (a label topic read ahead must not expire the predictions still to come), and the
+window closes no further than the labels vouch for (``labels_through`` of :meth:`JoinState.apply`):
+a prediction topic read days ahead of its labels must not expire the predictions whose
+labels are still in the log. Event time is per partition: a partition that receives no
+predictions keeps its pending halves until it does.
 
 Persistence is a log of deltas, one per micro-batch, so a batch of 500 events costs one
 changelog record rather than 500 table writes: ``JoinState.apply`` returns a
@@ -520,18 +522,32 @@ class JoinState:
         if len(where) > 1 and not (np.diff(where) > 0).all():
             order = np.argsort(where, kind="stable")
             columns = {name: take(values, order) for name, values in columns.items()}
+        # every id of the segment's pairs is done, whether paired or late: a copy of either
+        # half is a duplicate
+        seq = self.seq
+        ids = columns["prediction_id"]
+        done = dict(zip(ids, zip(columns["timestamp"], repeat(seq))))
+        self.entries["d"].update(done)
+        self._adds["d"].update(done)
+        self._schedule_many("d", ids, np.asarray(columns["timestamp"], dtype=float))
+        lags = np.asarray(columns["label_timestamp"], dtype=float) - np.asarray(columns["timestamp"], dtype=float)
+        late = lags > self.window_s
+        if late.any():
+            # a label more than the window after its prediction is late whether or not the
+            # window had closed when it arrived: the outcome depends on event times alone
+            for k in np.flatnonzero(late).tolist():
+                model = columns["model_id"][k]
+                batch.outcomes["expired"] += 1
+                batch.expired_by_model[model] += 1
+                self._late(columns["prediction_id"][k], [model], float(columns["label_timestamp"][k]), batch)
+            keep = np.flatnonzero(~late)
+            columns = {name: take(values, keep) for name, values in columns.items()}
+            lags = lags[keep]
         pairs = batch.pairs
         for name in PAIR_FIELDS:
             pairs[name].extend(columns[name])
-        pred_ts = columns["timestamp"]
-        batch.label_lags.extend((np.asarray(columns["label_timestamp"], dtype=float) - np.asarray(pred_ts, dtype=float)).tolist())
-        batch.outcomes["matched"] += len(pred_ts)
-        seq = self.seq
-        ids = columns["prediction_id"]
-        entries = dict(zip(ids, zip(pred_ts, repeat(seq))))
-        self.entries["d"].update(entries)
-        self._adds["d"].update(entries)
-        self._schedule_many("d", ids, np.asarray(pred_ts, dtype=float))
+        batch.label_lags.extend(lags.tolist())
+        batch.outcomes["matched"] += len(lags)
 
     def _wait(self, section: str, ids: list[str], entries: Iterable[tuple[Any, ...]], ts: Sequence[float]) -> None:
         """Add pending entries (their fields then the delta seq; tuples: nothing changes an

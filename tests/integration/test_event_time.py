@@ -38,14 +38,14 @@ EVENTS = 3_000  # predictions per model
 
 
 def _phase_items(phase: int) -> list[tuple[str, dict[str, Any]]]:
-    """Two models whose event times lie 2 days apart, days after the previous phase's,
+    """Two models whose event times lie 3 days apart, days after the previous phase's,
     merged in event-time order (each topic's log in event-time order, as producers write)."""
     items = []
     for k in range(2):
         n = 2 * phase + k
         config = SimulationConfig(
             events=EVENTS, seed=100 + n, model_id=f"model-{n}", id_prefix=f"m{n}-", event_rate=20.0,
-            start=1_700_000_000.0 + (4 * phase + 2 * k) * DAY, feature_drift_at=1_000, concept_drift_at=1_800,
+            start=1_700_000_000.0 + (8 * phase + 3 * k) * DAY, feature_drift_at=1_000, concept_drift_at=1_800,
             label_delay_s=(1.0, 120.0),
         )
         items += Simulation(config).in_event_time_order()

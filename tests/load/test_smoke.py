@@ -62,6 +62,7 @@ def test_latency_smoke(tmp_path: Path) -> None:
     _positive(s, "p50_s", "p99_s")
     assert s["p50_s"] <= s["p99_s"]
     assert s["events_monitored"] == s["events_produced"]
+    assert s["idle_partitions"] == 1  # the monitors did not wait for the partition with no events
 
 
 def test_memory_smoke(tmp_path: Path) -> None:

@@ -205,6 +205,30 @@ def test_a_batch_from_a_log_that_went_back_ends_the_worker_before_anything_is_ap
     asyncio.run(test())
 
 
+def test_a_log_served_again_below_what_it_delivered_but_still_reaching_past_it_is_a_re_read() -> None:
+    """A rebalance's seek back to the committed offsets that the consumer did not count (seen
+    when a second worker joined): the log still reaches past the offset delivered, so its
+    records are applied (and the ones applied before skipped), and the worker goes on."""
+    async def test() -> None:
+        pipeline, _ = _pipeline()
+        fatal = _fatal_calls(pipeline)
+        topic = pipeline.settings.topic("predictions")
+        went_back = {TP(topic, 1): (191, 150)}
+        pipeline.app.consumer.went_back = went_back  # type: ignore[attr-defined]
+        pipeline._highwater = lambda tp: 400  # type: ignore[method-assign]
+        applied: list[Any] = []
+
+        async def join_partition(*args: Any) -> None:
+            applied.append(args)
+
+        pipeline._join_partition = join_partition  # type: ignore[method-assign]
+        again = SimpleNamespace(tp=TP(topic, 1), topic=topic, partition=1, offset=150, value=b"[]", timestamp=2.0)
+        await pipeline.handle_join([again])
+        assert fatal == [] and len(applied) == 1 and went_back == {}
+
+    asyncio.run(test())
+
+
 def test_after_the_broker_was_unreachable_a_batch_applies_only_once_it_came_back_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     """A restarted memory-only broker comes back empty, and its new logs can grow past the
     read positions before the next fetch: nothing in the offsets shows it. So once the
