@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import sys
@@ -199,6 +200,8 @@ class Pipeline:
         # the models there holding events for a later frontier (both saved with the offset)
         self._frontiers: dict[int, Frontier] = {}
         self._waiting: dict[int, set[str]] = {}
+        self._partition_messages: dict[int, Message] = {}  # a record of each (its table writes' partition)
+        self._released_at: dict[int, float] = {}  # the frontier each partition's models last saw
         # join partition -> the progress last sent, and when (resent now and then: after a
         # rebalance, an old owner's last record may land after the new owner's)
         self._progress_sent: dict[int, tuple[tuple[float | None, bool], float]] = {}
@@ -245,6 +248,8 @@ class Pipeline:
         self._monitor_offsets.clear()
         self._frontiers.clear()
         self._waiting.clear()
+        self._partition_messages.clear()
+        self._released_at.clear()
         self._progress_sent.clear()
         self._outbox_checked.clear()
         # what the last checkpoint did not cover is applied again, from the checkpoint
@@ -684,7 +689,7 @@ class Pipeline:
         the last checkpoint after a (re)assignment)."""
         if partition not in self._frontiers:
             saved = self._saved_progress(partition)
-            self._frontiers[partition] = Frontier.from_state(saved.get("frontier"))
+            self._frontiers[partition] = Frontier.from_state(saved.get("frontier"), idle_after_s=self.settings.idle_after_s)
             self._waiting[partition] = set(saved.get("waiting", ()))
         return self._frontiers[partition]
 
@@ -728,6 +733,7 @@ class Pipeline:
         m = self.metrics
         sent: list[Any] = []
         applied_events = 0
+        now = time.monotonic()
         for partition, group in by_partition.items():
             if not group:
                 continue
@@ -738,32 +744,13 @@ class Pipeline:
             for msg in group:
                 payload = codec.loads(msg.value)
                 if is_progress(payload):
-                    frontier.update(payload)
+                    frontier.update(payload, now)
                 else:
                     by_model.setdefault(msg.key.decode(), (msg, []))[1].append(payload)
-            at = frontier.value()
-            m.event_time_frontier.labels(str(partition)).set(at)
-            waiting = self._waiting[partition]
-            for key in sorted(waiting - set(by_model)):  # held events the frontier may now release
-                by_model[key] = (group[-1], [])
-            for key, (msg, payloads) in by_model.items():
-                slot = await self._monitor_for(key, payloads[0] if payloads else None)
-                if slot is None:
-                    waiting.discard(key)
-                    continue
-                run = self.monitor_stage.process_many(slot, payloads, at)
-                if run.skipped:
-                    log.debug("monitor %s skips %d join batches: already applied", key, run.skipped)
-                    m.duplicates_skipped.labels("monitor").inc(run.skipped)
-                if run.late:
-                    m.late_events.inc(run.late)
-                if len(slot.buffer):
-                    waiting.add(key)
-                else:
-                    waiting.discard(key)
-                applied_events += run.events
-                sent += await self._monitor_outputs(slot, run)
-                self._unsaved_monitors[key] = msg
+            self._partition_messages[partition] = group[-1]
+            events, futures = await self._run_models(partition, by_model, now)
+            applied_events += events
+            sent += futures
             self._monitor_offsets[partition] = max(self._monitor_offset(partition), max(msg.offset for msg in group))
             self._unsaved_offsets[partition] = group[-1]
         # published before the state that produced them is saved: a replay from the last
@@ -775,6 +762,64 @@ class Pipeline:
         m.batch_size.labels("monitor").observe(len(messages))
         m.batch_duration_seconds.labels("monitor").observe(time.perf_counter() - started)
         m.table_size.labels("monitor-state").set(len(self._monitors))
+
+    async def _run_models(
+        self, partition: int, by_model: dict[str, tuple[Message, list[dict[str, Any]]]], now: float,
+    ) -> tuple[int, list[Any]]:
+        """Hand each model of monitor-input ``partition`` its payloads, and every model
+        there holding events the frontier may now release; the events applied and the
+        outputs' delivery futures."""
+        m = self.metrics
+        at = self._frontier(partition).value(now)
+        self._released_at[partition] = at
+        m.event_time_frontier.labels(str(partition)).set(at)
+        waiting = self._waiting[partition]
+        message = self._partition_messages[partition]
+        for key in sorted(waiting - set(by_model)):
+            by_model[key] = (message, [])
+        applied_events = 0
+        sent: list[Any] = []
+        for key, (msg, payloads) in by_model.items():
+            slot = await self._monitor_for(key, payloads[0] if payloads else None)
+            if slot is None:
+                waiting.discard(key)
+                continue
+            run = self.monitor_stage.process_many(slot, payloads, at)
+            if run.skipped:
+                log.debug("monitor %s skips %d join batches: already applied", key, run.skipped)
+                m.duplicates_skipped.labels("monitor").inc(run.skipped)
+            if run.late:
+                m.late_events.inc(run.late)
+            if len(slot.buffer):
+                waiting.add(key)
+            else:
+                waiting.discard(key)
+            if payloads or run.events:
+                applied_events += run.events
+                sent += await self._monitor_outputs(slot, run)
+                self._unsaved_monitors[key] = msg
+        return applied_events, sent
+
+    async def release_due(self) -> None:
+        """Apply what the frontiers release as time passes (an idle join partition vouches
+        for more once ``idle_after_s`` has passed, with no record to show it): from a timer."""
+        if not self._waiting or self._monitor_lock.locked():
+            return
+        async with self._monitor_lock:
+            with self._batch_guard("monitor"):
+                now = time.monotonic()
+                sent: list[Any] = []
+                applied = 0
+                due = [p for p, keys in self._waiting.items() if keys and p in self._partition_messages
+                       and self._frontier(p).value(now) > self._released_at.get(p, -math.inf)]
+                for partition in due:
+                    events, futures = await self._run_models(partition, {}, now)
+                    applied += events
+                    sent += futures
+                await self.delivered(sent)
+                if applied:
+                    self.metrics.events_consumed.labels(self.settings.topic("monitor-input")).inc(applied)
+                    self.metrics.monitor_held_events.set(sum(len(slot.buffer) for slot in self._monitors.values()))
 
     async def _monitor_outputs(self, slot: ModelSlot, run: MonitorRun) -> list[Any]:
         """Send what a model's run produced; returns the delivery futures."""
@@ -1098,6 +1143,10 @@ def create_app(
     async def join_progress() -> None:
         """A join partition whose input went idle has no batch to report it: this does."""
         await pipeline.report_idle_progress()
+
+    @app.timer(0.1)
+    async def monitor_release() -> None:
+        await pipeline.release_due()
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:

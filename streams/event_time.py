@@ -35,6 +35,7 @@ after its topic had gone idle) applies at once and is counted as late.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,42 +65,65 @@ def is_progress(payload: Mapping[str, Any]) -> bool:
 
 
 class Frontier:
-    """The latest progress of each join partition seen on one ``monitor-input`` partition."""
+    """The latest progress of each join partition seen on one ``monitor-input`` partition.
 
-    def __init__(self, sources: int = 0, progress: dict[int, tuple[float, bool]] | None = None) -> None:
+    An idle join partition (nothing unread on the broker) holds nothing back, but only as
+    far as the others had got ``idle_after_s`` ago, by this monitor's clock: a producer
+    writes every partition, and what it wrote to one that long ago it has written to the
+    others by now. So a partition that wakes up with the events of the moment is not passed
+    by another's (the wait adds latency, never changes a result while data is there to read).
+    """
+
+    def __init__(self, sources: int = 0, progress: dict[int, tuple[float, bool]] | None = None,
+                 *, idle_after_s: float = 0.0) -> None:
         self.sources = sources
         #: join partition -> (watermark, idle)
         self.progress: dict[int, tuple[float, bool]] = dict(progress or {})
+        self.idle_after_s = idle_after_s
+        #: (when, the largest watermark any partition had then), oldest first
+        self._history: deque[tuple[float, float]] = deque()
 
-    def update(self, payload: Mapping[str, Any]) -> bool:
+    def update(self, payload: Mapping[str, Any], now: float = 0.0) -> bool:
         """Apply a progress record; whether :meth:`value` may have changed. A watermark never
-        goes back (a record read again after a rewind, a join partition's new owner)."""
+        goes back (a record read again after a rebalance, a join partition's new owner)."""
         source = int(payload["source"])
         self.sources = max(self.sources, int(payload["sources"]))
         watermark = payload["watermark"]
         old = self.progress.get(source, (-math.inf, False))
         new = (max(old[0], -math.inf if watermark is None else float(watermark)), bool(payload["idle"]))
         self.progress[source] = new
+        if new[0] != old[0]:
+            self._history.append((now, max(wm for wm, _ in self.progress.values())))
+            while len(self._history) > 1 and self._history[1][0] <= now - self.idle_after_s:
+                self._history.popleft()
         return new != old
 
-    def value(self) -> float:
+    def value(self, now: float = math.inf) -> float:
         """Every join partition has sent all it will of the event times below this: ``-inf``
-        until each has reported, ``+inf`` when all are idle."""
+        until each has reported, ``+inf`` when all have been idle for ``idle_after_s``."""
         if not self.sources or len(self.progress) < self.sources:
             return -math.inf
-        active = [watermark for watermark, idle in self.progress.values() if not idle]
-        return min(active) if active else math.inf
+        then = -math.inf  # how far the partitions had got idle_after_s ago
+        for when, reached in self._history:
+            if when > now - self.idle_after_s:
+                break
+            then = reached
+        marks = [watermark if not idle else max(watermark, then) for watermark, idle in self.progress.values()]
+        if all(idle for _, idle in self.progress.values()) and (not self._history or self._history[-1][0] <= now - self.idle_after_s):
+            return math.inf
+        return min(marks)
 
     def to_state(self) -> dict[str, Any]:
         return {"sources": self.sources, "progress": {str(source): [None if not math.isfinite(wm) else wm, idle]
                                                       for source, (wm, idle) in self.progress.items()}}
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any] | None) -> Frontier:
+    def from_state(cls, state: Mapping[str, Any] | None, *, idle_after_s: float = 0.0) -> Frontier:
         if not state:
-            return cls()
+            return cls(idle_after_s=idle_after_s)
         return cls(int(state["sources"]), {int(source): (-math.inf if wm is None else float(wm), bool(idle))
-                                            for source, (wm, idle) in state["progress"].items()})
+                                            for source, (wm, idle) in state["progress"].items()},
+                   idle_after_s=idle_after_s)
 
 
 class ReorderBuffer:
@@ -108,7 +132,7 @@ class ReorderBuffer:
 
     def __init__(self, chunks: dict[str, list[dict[str, Any]]] | None = None) -> None:
         self.chunks: dict[str, list[dict[str, Any]]] = {kind: list((chunks or {}).get(kind, ())) for kind in KINDS}
-        #: the frontier of the last release: an event added below it is late
+        #: the largest event time released so far: an event added below it is late
         self.released_to = -math.inf
 
     def __len__(self) -> int:
@@ -116,7 +140,7 @@ class ReorderBuffer:
 
     def add(self, kind: str, columns: dict[str, Any]) -> int:
         """Hold a column batch of sequence ``kind``; returns how many of its events are late
-        (below the last release's frontier: they go with the next release)."""
+        (below an event already released: they go with the next release)."""
         if columns and columns["ts"]:
             self.chunks[kind].append(columns)
             if self.released_to > -math.inf:
@@ -142,7 +166,7 @@ class ReorderBuffer:
             self.chunks[kind] = keep
             if out:
                 batch[kind] = _canonical(concat_columns(out))
-        self.released_to = max(self.released_to, frontier)
+                self.released_to = max(self.released_to, batch[kind]["ts"][-1])
         return batch or None
 
     def to_state(self) -> dict[str, Any]:
