@@ -1,7 +1,7 @@
 """Fault tests; each is one row: events in, accounted for, lost, duplicated outputs, recovery.
 
-- ``kill``: SIGKILL the worker at random points (10 times; smoke 2) while it drains a
-  pre-published drifting stream (200,000 predictions; smoke 20,000) on one partition, a
+- ``kill``: SIGKILL the worker at random points (10 times; smoke 1) while it drains a
+  pre-published drifting stream (200,000 predictions; smoke 10,000) on one partition, a
   supervisor restarting it each time. Accounted = predictions + pairs counted in the
   model's final monitor state (changelog); alerts must equal those of an uninterrupted
   run (:class:`~streams.offline.OfflinePipeline`, same ids); duplicated outputs = alert
@@ -115,7 +115,7 @@ def wait_state(worker: WorkerProcess, settings: Settings, model_id: str, want: t
 
 # -- kill --------------------------------------------------------------------------------
 def fault_kill(h: Harness, broker: Any, smoke: bool, seed: int) -> dict[str, Any]:
-    events, kills = (20_000, 2) if smoke else (200_000, 10)
+    events, kills = (10_000, 1) if smoke else (200_000, 10)
     settings = namespaced(broker, partitions=1)
     create_topics(settings)
     config = drifting(events, seed)

@@ -63,6 +63,8 @@ class Sampler(threading.Thread):
         self.samples: list[tuple[float, float, float, float]] = []
         self.done = threading.Event()
         self.monitored = 0.0
+        #: events the monitors held for the event-time frontier, at each sample
+        self.held: list[float] = []
 
     def sample(self) -> None:
         scrape = self.worker.scrape()
@@ -75,6 +77,7 @@ class Sampler(threading.Thread):
         rss = vm_rss_bytes(self.worker.process.pid) / MB  # type: ignore[union-attr]
         self.samples.append((self.monitored, rss, get("driftstream_table_entries", table="join-state"),
                              get("driftstream_table_entries", table="monitor-state")))
+        self.held.append(get("driftstream_monitor_held_events"))
 
     def run(self) -> None:
         while not self.done.wait(self.every_s):
@@ -176,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         sampler.done.set()
         sampler.join(5)
         sampler.sample()
-        samples = sampler.samples
+        samples, held = sampler.samples, sampler.held
         expired = worker.metric("driftstream_join_outcomes_total", outcome="expired")
         matched = worker.metric("driftstream_join_outcomes_total", outcome="matched")
 
@@ -204,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "join_entries_max": int(max(s[2] for s in samples)), "join_entries_end": int(samples[-1][2]),
         "join_entries_second_quarter_max": int(max(second_q)), "join_entries_last_quarter_max": int(max(last_q)),
         "monitor_entries_end": int(samples[-1][3]),
+        "monitor_held_events_max": int(max(held, default=0)), "monitor_held_events_end": int(held[-1]) if held else 0,
         "join_expired": int(expired), "join_matched": int(matched),
         "plot": str(plot_path),
         "targets": {
@@ -217,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ("RSS start / end / max MB", f"{summary['rss_start_mb']} / {summary['rss_end_mb']} / {summary['rss_max_mb']}"),
         ("RSS MB per million events after warm-up", f"{slope:.3f} +- {stderr:.3f}"),
         ("join-state entries max / end", f"{summary['join_entries_max']} / {summary['join_entries_end']}"),
+        ("events held for the event-time frontier max / end", f"{summary['monitor_held_events_max']} / {summary['monitor_held_events_end']}"),
         ("RSS flat (target)", summary["targets"]["rss_flat"]["met"]), ("join state bounded", bounded), ("plot", str(plot_path)),
     ], ("figure", "value"))
     return finish(summary, args.json)

@@ -100,7 +100,7 @@ class Frontier:
 
     def value(self, now: float = math.inf) -> float:
         """Every join partition has sent all it will of the event times below this: ``-inf``
-        until each has reported, ``+inf`` when all have been idle for ``idle_after_s``."""
+        until each has reported, ``+inf`` when all are idle."""
         if not self.sources or len(self.progress) < self.sources:
             return -math.inf
         then = -math.inf  # how far the partitions had got idle_after_s ago
@@ -109,8 +109,8 @@ class Frontier:
                 break
             then = reached
         marks = [watermark if not idle else max(watermark, then) for watermark, idle in self.progress.values()]
-        if all(idle for _, idle in self.progress.values()) and (not self._history or self._history[-1][0] <= now - self.idle_after_s):
-            return math.inf
+        if all(idle for _, idle in self.progress.values()):
+            return math.inf  # each waited idle_after_s with nothing unread before saying so
         return min(marks)
 
     def to_state(self) -> dict[str, Any]:

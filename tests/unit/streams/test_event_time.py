@@ -89,3 +89,17 @@ def test_partitions_batching_and_read_paces_change_no_drift_event_or_alert(parti
     assert got.counts["join:late"] == got.counts["join:unmatched"] == got.counts["late"] == 0
     assert got.alerts == expected.alerts
     assert sorted(got.drift_events, key=lambda e: e["event_id"]) == sorted(expected.drift_events, key=lambda e: e["event_id"])
+
+
+def test_an_idle_partition_vouches_only_for_what_the_others_had_reached_a_while_ago() -> None:
+    """A producer writes every partition: what it wrote to one idle_after_s ago, it has
+    written to the others by now. An idle partition holds the frontier no further back than
+    that, and not at all once every partition is idle."""
+    frontier = Frontier(idle_after_s=0.25)
+    frontier.update(progress_payload(0, 2, 50.0, False), now=0.0)
+    frontier.update(progress_payload(1, 2, 40.0, True), now=0.0)
+    frontier.update(progress_payload(0, 2, 100.0, False), now=1.0)  # events of the moment on 0
+    assert frontier.value(now=1.1) == 50.0  # 1 may still bring what 0 brought at 1.0
+    assert frontier.value(now=1.3) == 100.0
+    frontier.update(progress_payload(0, 2, 100.0, True), now=1.4)
+    assert frontier.value(now=1.4) == math.inf  # each waited with nothing unread before it said so
