@@ -196,8 +196,8 @@ class Pipeline:
         self._joins: dict[int, PartitionJoin] = {}
         self._join_messages: dict[int, Message] = {}  # a record of each join partition (its table writes' partition)
         self._monitors: dict[str, ModelSlot] = {}
-        # monitor-input partition -> the progress of every join partition seen there, and
-        # the models there holding events for a later frontier (both saved with the offset)
+        # monitor-input partition -> the progress of every join partition seen there (saved
+        # with the offset), and the models there holding events for a later frontier
         self._frontiers: dict[int, Frontier] = {}
         self._waiting: dict[int, set[str]] = {}
         self._partition_messages: dict[int, Message] = {}  # a record of each (its table writes' partition)
@@ -690,8 +690,17 @@ class Pipeline:
         if partition not in self._frontiers:
             saved = self._saved_progress(partition)
             self._frontiers[partition] = Frontier.from_state(saved.get("frontier"), idle_after_s=self.settings.idle_after_s)
-            self._waiting[partition] = set(saved.get("waiting", ()))
+            self._waiting[partition] = set()
         return self._frontiers[partition]
+
+    def _checkpoint_offset(self, partition: int) -> int:
+        """The offset a checkpoint of monitor-input ``partition`` covers: the last applied,
+        or just before the oldest payload whose events a model still holds (they are not in
+        its saved state: a recovery reads them again)."""
+        held = [self._monitors[key].buffer.oldest_offset() for key in self._waiting.get(partition, ()) if key in self._monitors]
+        oldest = min((offset for offset in held if offset is not None), default=None)
+        applied = self._monitor_offsets[partition]
+        return applied if oldest is None else min(applied, oldest - 1)
 
     def _monitor_offset(self, partition: int) -> int:
         """The last monitor-input offset of ``partition`` the monitors applied: as of the
@@ -740,13 +749,13 @@ class Pipeline:
             # the batch's progress first: the events after a progress record of their join
             # partition lie at or above its watermark, so none is released early
             frontier = self._frontier(partition)
-            by_model: dict[str, tuple[Message, list[dict[str, Any]]]] = {}
+            by_model: dict[str, tuple[Message, list[tuple[int, dict[str, Any]]]]] = {}
             for msg in group:
                 payload = codec.loads(msg.value)
                 if is_progress(payload):
                     frontier.update(payload, now)
                 else:
-                    by_model.setdefault(msg.key.decode(), (msg, []))[1].append(payload)
+                    by_model.setdefault(msg.key.decode(), (msg, []))[1].append((msg.offset, payload))
             self._partition_messages[partition] = group[-1]
             events, futures = await self._run_models(partition, by_model, now)
             applied_events += events
@@ -764,7 +773,7 @@ class Pipeline:
         m.table_size.labels("monitor-state").set(len(self._monitors))
 
     async def _run_models(
-        self, partition: int, by_model: dict[str, tuple[Message, list[dict[str, Any]]]], now: float,
+        self, partition: int, by_model: dict[str, tuple[Message, list[tuple[int, dict[str, Any]]]]], now: float,
     ) -> tuple[int, list[Any]]:
         """Hand each model of monitor-input ``partition`` its payloads, and every model
         there holding events the frontier may now release; the events applied and the
@@ -780,7 +789,7 @@ class Pipeline:
         applied_events = 0
         sent: list[Any] = []
         for key, (msg, payloads) in by_model.items():
-            slot = await self._monitor_for(key, payloads[0] if payloads else None)
+            slot = await self._monitor_for(key, payloads[0][1] if payloads else None)
             if slot is None:
                 waiting.discard(key)
                 continue
@@ -899,8 +908,7 @@ class Pipeline:
         self._unsaved_monitors, self._unsaved_offsets = {}, {}
         dumps = [(key, msg, self.monitor_stage.dump(self._monitors[key])) for key, msg in states.items()]
         done = {partition: (msg, codec.dumps({
-            "offset": self._monitor_offsets[partition], "frontier": self._frontier(partition).to_state(),
-            "waiting": sorted(self._waiting[partition]),
+            "offset": self._checkpoint_offset(partition), "frontier": self._frontier(partition).to_state(),
         })) for partition, msg in offsets.items()}
         self._checkpoint_task = asyncio.ensure_future(self._finish_checkpoint(dumps, done, started))
 

@@ -26,10 +26,11 @@ after its topic had gone idle) applies at once and is counted as late.
 >>> _ = frontier.update(progress_payload(1, 2, None, True)); frontier.value()   # 1 is idle
 10.0
 >>> buffer = ReorderBuffer()
->>> _ = buffer.add("pred", {"pid": ["b", "a", "c"], "ts": [5.0, 5.0, 12.0], "features": {"x": [1, 2, 3]}})
+>>> buffer.add((0, 1), 17, {"pred": {"pid": ["b", "a", "c"], "ts": [5.0, 5.0, 12.0], "features": {"x": [1, 2, 3]}}}, again=False)
+(3, 0)
 >>> released = buffer.release(10.0)
->>> released["pred"]["pid"], released["pred"]["features"], len(buffer)
-(['a', 'b'], {'x': [2, 1]}, 1)
+>>> released["pred"]["pid"], released["pred"]["features"], len(buffer), buffer.oldest_offset()
+(['a', 'b'], {'x': [2, 1]}, 1, 17)
 """
 
 from __future__ import annotations
@@ -126,26 +127,65 @@ class Frontier:
                    idle_after_s=idle_after_s)
 
 
-class ReorderBuffer:
-    """One model's column batches not applied yet, per sequence (``pred``, ``pairs``);
-    :meth:`release` hands out those below a frontier in canonical order."""
+#: A payload's identity on ``monitor-input``: (join partition, join batch sequence number).
+PayloadId = tuple[int, int]
 
-    def __init__(self, chunks: dict[str, list[dict[str, Any]]] | None = None) -> None:
-        self.chunks: dict[str, list[dict[str, Any]]] = {kind: list((chunks or {}).get(kind, ())) for kind in KINDS}
-        #: the largest event time released so far: an event added below it is late
-        self.released_to = -math.inf
+
+class ReorderBuffer:
+    """One model's events not applied yet, per sequence (``pred``, ``pairs``), each chunk
+    tagged with its payload and that payload's ``monitor-input`` offset; :meth:`release`
+    hands out those below a frontier in canonical order.
+
+    The events themselves live in the log, not in the model's saved state: a checkpoint
+    saves the offset of the oldest payload still held (:meth:`oldest_offset`), a recovery
+    reads from there, and :meth:`add` takes again only what lies past the last event
+    released of each sequence (:attr:`released`, which is saved)."""
+
+    def __init__(self, released: Mapping[str, Any] | None = None) -> None:
+        self.chunks: dict[str, list[tuple[dict[str, Any], PayloadId, int]]] = {kind: [] for kind in KINDS}
+        #: per sequence, the canonical key ``(ts, pid)`` of the last event released
+        self.released: dict[str, tuple[float, str] | None] = {
+            kind: (None if (released or {}).get(kind) is None else (float(released[kind][0]), str(released[kind][1])))
+            for kind in KINDS
+        }
+        #: payloads with events held -> their offset
+        self.held: dict[PayloadId, int] = {}
 
     def __len__(self) -> int:
-        return sum(len(chunk["ts"]) for chunks in self.chunks.values() for chunk in chunks)
+        return sum(len(chunk["ts"]) for chunks in self.chunks.values() for chunk, _, _ in chunks)
 
-    def add(self, kind: str, columns: dict[str, Any]) -> int:
-        """Hold a column batch of sequence ``kind``; returns how many of its events are late
-        (below an event already released: they go with the next release)."""
-        if columns and columns["ts"]:
-            self.chunks[kind].append(columns)
-            if self.released_to > -math.inf:
-                return int((np.asarray(columns["ts"], dtype=float) < self.released_to).sum())
-        return 0
+    def oldest_offset(self) -> int | None:
+        """The ``monitor-input`` offset of the oldest payload with events held."""
+        return min(self.held.values(), default=None)
+
+    def add(self, payload: PayloadId, offset: int, parts: Mapping[str, dict[str, Any] | None], *, again: bool) -> tuple[int, int]:
+        """Hold a payload's column batches (``parts``: sequence -> columns). ``again``: a
+        payload this model took before (read again after a recovery, or sent again by the
+        join): only its events past the last one released are held, and nothing if it is
+        held already. Returns ``(held, late)``: the events held, and those of them below an
+        event already released (a new payload's: they go with the next release)."""
+        if payload in self.held:
+            return 0, 0
+        held = late = 0
+        for kind, columns in parts.items():
+            if not columns or not columns["ts"]:
+                continue
+            ts = np.asarray(columns["ts"], dtype=float)
+            last = self.released[kind]
+            if last is not None:
+                below = (ts < last[0]) | ((ts == last[0]) & (np.asarray(columns["pid"], dtype=str) <= last[1]))
+                if again:
+                    if below.all():
+                        continue
+                    if below.any():
+                        columns = _rows(columns, np.flatnonzero(~below))
+                else:
+                    late += int(below.sum())
+            self.chunks[kind].append((columns, payload, offset))
+            held += len(columns["ts"])
+        if held:
+            self.held[payload] = offset
+        return held, late
 
     def release(self, frontier: float) -> dict[str, Any] | None:
         """The events below ``frontier`` (all of them at ``+inf``), each sequence in
@@ -153,31 +193,32 @@ class ReorderBuffer:
         batch: dict[str, Any] = {}
         for kind in KINDS:
             out, keep = [], []
-            for chunk in self.chunks[kind]:
+            for chunk, payload, offset in self.chunks[kind]:
                 ts = np.asarray(chunk["ts"], dtype=float)
                 below = ts < frontier
                 if below.all():
                     out.append(chunk)
                 elif below.any():
                     out.append(_rows(chunk, np.flatnonzero(below)))
-                    keep.append(_rows(chunk, np.flatnonzero(~below)))
+                    keep.append((_rows(chunk, np.flatnonzero(~below)), payload, offset))
                 else:
-                    keep.append(chunk)
+                    keep.append((chunk, payload, offset))
             self.chunks[kind] = keep
             if out:
-                batch[kind] = _canonical(concat_columns(out))
-                self.released_to = max(self.released_to, batch[kind]["ts"][-1])
+                columns = batch[kind] = _canonical(concat_columns(out))
+                key = (float(columns["ts"][-1]), str(columns["pid"][-1]))
+                last = self.released[kind]
+                self.released[kind] = key if last is None else max(last, key)
+        if batch:
+            self.held = {payload: offset for chunks in self.chunks.values() for _, payload, offset in chunks}
         return batch or None
 
     def to_state(self) -> dict[str, Any]:
-        return {"chunks": self.chunks, "released_to": self.released_to if math.isfinite(self.released_to) else None}
+        return {"released": {kind: None if key is None else list(key) for kind, key in self.released.items()}}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any] | None) -> ReorderBuffer:
-        buffer = cls((state or {}).get("chunks"))
-        released_to = (state or {}).get("released_to")
-        buffer.released_to = -math.inf if released_to is None else float(released_to)
-        return buffer
+        return cls((state or {}).get("released"))
 
 
 def _rows(columns: Mapping[str, Any], index: np.ndarray) -> dict[str, Any]:

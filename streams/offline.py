@@ -60,6 +60,7 @@ class OfflinePipeline:
         # every join partition reports its progress, as the live join does: the input is all
         # there, so neither of its topics is ever idle before :meth:`finish`
         self.frontier = Frontier(partitions)
+        self.monitor_offset = -1  # of monitor-input, as if it were one partition
         self.finished = False
         self.offsets: Counter[tuple[str, int]] = Counter()
         self.keep_samples = keep_samples
@@ -75,7 +76,7 @@ class OfflinePipeline:
         by_partition: dict[int, list[InputRecord]] = {}
         for record in records:
             by_partition.setdefault(record.partition, []).append(record)
-        to_monitor: dict[str, list[dict[str, Any]]] = {}  # as the worker's monitor batches them
+        to_monitor: dict[str, list[tuple[int, dict[str, Any]]]] = {}  # as the worker's monitor batches them
         for partition, group in by_partition.items():
             part = self.joins.setdefault(partition, PartitionJoin.fresh(partition, self.join_stage.window_s))
             outcome = self.join_stage.process(part, group, labels_through=-float("inf"))
@@ -87,7 +88,8 @@ class OfflinePipeline:
             for role, items in outcome.outputs.messages.items():
                 for key, value in items:
                     if role == "monitor-input":
-                        to_monitor.setdefault(str(key), []).append(value)
+                        self.monitor_offset += 1
+                        to_monitor.setdefault(str(key), []).append((self.monitor_offset, value))
                     elif role == "dead-letter":
                         res.dead_letters.append(value)
                     elif role == "join-outcomes":
@@ -106,7 +108,7 @@ class OfflinePipeline:
             self._monitor_all({})
         return self.result
 
-    def _monitor_all(self, to_monitor: dict[str, list[dict[str, Any]]]) -> None:
+    def _monitor_all(self, to_monitor: dict[str, list[tuple[int, dict[str, Any]]]]) -> None:
         """Hand each model its payloads, and let every model with events held apply what
         the frontier now releases."""
         frontier = self.frontier.value()
@@ -138,9 +140,9 @@ class OfflinePipeline:
         if pending:
             self.feed_records(self._record(role, p, _packed(pending[(role, p)])) for role, p in order)
 
-    def _monitor(self, key: str, payloads: list[dict[str, Any]], frontier: float) -> None:
+    def _monitor(self, key: str, payloads: list[tuple[int, dict[str, Any]]], frontier: float) -> None:
         if key not in self.monitors:
-            self.monitors[key] = self.monitor_stage.new_slot(payloads[0]["model_id"], payloads[0]["model_version"])
+            self.monitors[key] = self.monitor_stage.new_slot(payloads[0][1]["model_id"], payloads[0][1]["model_version"])
         self._collect(key, self.monitor_stage.process_many(self.monitors[key], payloads, frontier))
 
     def _collect(self, key: str, run: MonitorRun) -> None:

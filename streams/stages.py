@@ -441,8 +441,9 @@ class MonitorRun:
 @dataclass
 class ModelSlot:
     """A model's monitor, the join batches it took ((join partition, seq) high-water marks,
-    and the last controls) and the events it holds until the frontier passes them: its
-    state, saved and restored together."""
+    and the last controls) and the events it holds until the frontier passes them (saved:
+    the monitor, the batches taken and the last event released; the events held are read
+    again from the log after a recovery)."""
 
     monitor: ModelMonitor
     applied: dict[str, Any] = field(default_factory=dict)
@@ -467,13 +468,15 @@ class MonitorStage:
         return ModelSlot(ModelMonitor.from_state(stored["monitor"], self.monitor_config), stored["applied"],
                          ReorderBuffer.from_state(stored.get("buffer")))
 
-    def process_many(self, slot: ModelSlot, payloads: Sequence[dict[str, Any]], frontier: float) -> MonitorRun:
-        """Take one model's payloads in order, skipping those already taken, and apply
-        what lies below ``frontier``. A control applies where it comes, after what the
-        frontier released before it."""
+    def process_many(self, slot: ModelSlot, payloads: Sequence[tuple[int, dict[str, Any]]], frontier: float) -> MonitorRun:
+        """Take one model's ``(offset, payload)`` in order and apply what lies below
+        ``frontier``. A payload taken before (``seq`` at or below the join partition's
+        last) is taken again only for its events past the last released (a recovery
+        reads from the oldest payload a model still held). A control applies where it
+        comes, after what the frontier released before it."""
         run = MonitorRun(MonitorResult())
         applied = slot.applied
-        for payload in payloads:
+        for offset, payload in payloads:
             if payload.get("control") == "rebaseline":
                 self._release(slot, frontier, run)
                 result = self._rebaseline(slot.monitor, applied, payload)
@@ -484,16 +487,17 @@ class MonitorStage:
                 continue
             source = str(payload["source"])
             seq = int(payload["seq"])
-            if applied.get(source, 0) >= seq:
+            again = applied.get(source, 0) >= seq
+            if not again:
+                applied[source] = seq
+                join = payload.get("join") or {}
+                slot.monitor.matched += int(join.get("matched", 0))
+                slot.monitor.expired += int(join.get("expired", 0))
+            held, late = slot.buffer.add((int(source), seq), offset, {"pred": payload.get("pred"), "pairs": payload.get("pairs")},
+                                         again=again)
+            run.late += late
+            if again and not held:
                 run.skipped += 1
-                continue
-            applied[source] = seq
-            join = payload.get("join") or {}
-            slot.monitor.matched += int(join.get("matched", 0))
-            slot.monitor.expired += int(join.get("expired", 0))
-            for kind in ("pred", "pairs"):
-                if payload.get(kind):
-                    run.late += slot.buffer.add(kind, payload[kind])
         self._release(slot, frontier, run)
         return run
 

@@ -32,18 +32,32 @@ def test_the_frontier_waits_for_every_partition_and_leaves_idle_ones_out() -> No
     assert restored.progress == frontier.progress and restored.value() == math.inf
 
 
-def test_a_reorder_buffer_releases_below_the_frontier_in_canonical_order_and_survives_a_round_trip() -> None:
+def test_a_reorder_buffer_releases_below_the_frontier_in_canonical_order() -> None:
     buffer = ReorderBuffer()
-    buffer.add("pred", {"pid": ["c", "a"], "ts": [3.0, 1.0], "features": {"x": [3, 1]}})
-    buffer.add("pairs", {"pid": ["z"], "ts": [2.0], "label": [1]})
-    buffer.add("pred", {"pid": ["b"], "ts": [1.0], "features": {"y": ["u"]}})
+    buffer.add((0, 1), 10, {"pred": {"pid": ["c", "a"], "ts": [3.0, 1.0], "features": {"x": [3, 1]}},
+                            "pairs": {"pid": ["z"], "ts": [2.0], "label": [1]}}, again=False)
+    buffer.add((1, 1), 11, {"pred": {"pid": ["b"], "ts": [1.0], "features": {"y": ["u"]}}}, again=False)
     released = buffer.release(2.0)  # strictly below: an event at 2.0 may still come
     assert released == {"pred": {"pid": ["a", "b"], "ts": [1.0, 1.0], "features": {"x": [1, None], "y": [None, "u"]}}}
-    buffer = ReorderBuffer.from_state(orjson.loads(orjson.dumps(buffer.to_state())))
-    assert buffer.add("pred", {"pid": ["d"], "ts": [0.5], "features": {}}) == 1  # below the last frontier: late
+    assert buffer.oldest_offset() == 10  # c and z of (0, 1) are still held
+    assert buffer.add((0, 2), 12, {"pred": {"pid": ["d"], "ts": [0.5], "features": {}}}, again=False) == (1, 1)  # late
     released = buffer.release(math.inf)
     assert released is not None and released["pred"]["pid"] == ["d", "c"] and released["pairs"]["pid"] == ["z"]
-    assert len(buffer) == 0 and buffer.release(math.inf) is None
+    assert len(buffer) == 0 and buffer.release(math.inf) is None and buffer.oldest_offset() is None
+
+
+def test_a_payload_read_again_after_a_recovery_is_taken_only_past_the_last_event_released() -> None:
+    """The held events are not saved: a recovery reads their payloads again from the log,
+    and the restored buffer takes what the saved state had not released, once."""
+    buffer = ReorderBuffer()
+    payload = {"pred": {"pid": ["a", "b", "c"], "ts": [1.0, 2.0, 3.0], "features": {}}}
+    buffer.add((0, 7), 40, payload, again=False)
+    assert buffer.release(2.5)["pred"]["pid"] == ["a", "b"]  # type: ignore[index]
+    assert buffer.add((0, 7), 40, payload, again=True) == (0, 0)  # held already: sent again by the join
+    restored = ReorderBuffer.from_state(orjson.loads(orjson.dumps(buffer.to_state())))
+    assert len(restored) == 0 and restored.add((0, 7), 40, payload, again=True) == (1, 0)
+    assert restored.release(math.inf)["pred"]["pid"] == ["c"]  # type: ignore[index]
+    assert restored.add((0, 7), 40, payload, again=True) == (0, 0)  # every event released: nothing
 
 
 def _models() -> list[tuple[str, dict[str, Any]]]:
@@ -103,3 +117,16 @@ def test_an_idle_partition_vouches_only_for_what_the_others_had_reached_a_while_
     assert frontier.value(now=1.3) == 100.0
     frontier.update(progress_payload(0, 2, 100.0, True), now=1.4)
     assert frontier.value(now=1.4) == math.inf  # each waited with nothing unread before it said so
+
+
+def test_an_incidents_later_publications_never_move_its_start_back_or_change_its_kind() -> None:
+    pipe = OfflinePipeline(window_s=86_400.0, partitions=4)
+    pipe.feed_events(_interleaved(_models(), random.Random(3)), batch_size=500)
+    firing: dict[str, list[dict[str, Any]]] = {}
+    for alert in pipe.finish().alerts:
+        if alert["status"] == "firing":
+            firing.setdefault(alert["alert_id"], []).append(alert)
+    assert any(len(published) > 1 for published in firing.values())  # incidents that grew
+    for published in firing.values():
+        assert [a["timestamp"] for a in published] == [published[0]["timestamp"]] * len(published)
+        assert {(a["kind"], a["position"]) for a in published} == {(published[0]["kind"], published[0]["position"])}
