@@ -173,7 +173,10 @@ class ReorderBuffer:
             ts = np.asarray(columns["ts"], dtype=float)
             last = self.released[kind]
             if last is not None:
-                below = (ts < last[0]) | ((ts == last[0]) & (np.asarray(columns["pid"], dtype=str) <= last[1]))
+                below = ts < last[0]
+                ties = np.flatnonzero(ts == last[0])  # rare: only then are the ids compared
+                if ties.size:
+                    below[ties] = [str(columns["pid"][i]) <= last[1] for i in ties.tolist()]
                 if again:
                     if below.all():
                         continue
@@ -232,5 +235,7 @@ def _canonical(columns: dict[str, Any]) -> dict[str, Any]:
     ts = np.asarray(columns["ts"], dtype=float)
     if len(ts) < 2 or bool((np.diff(ts) > 0).all()):
         return columns
-    order = np.lexsort((np.asarray(columns["pid"], dtype=str), ts))
+    order = np.argsort(ts, kind="stable")
+    if bool((np.diff(ts[order]) == 0).any()):  # equal times: the ids decide (rare: costs a string sort)
+        order = np.lexsort((np.asarray(columns["pid"], dtype=str), ts))
     return _rows(columns, order)
