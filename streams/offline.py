@@ -10,6 +10,7 @@ records: what the monitors still hold for a later frontier applies then.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -96,7 +97,7 @@ class OfflinePipeline:
                         res.join_records.append(value)
         for partition in by_partition:
             state = self.joins[partition].state
-            self.frontier.update(progress_payload(partition, self.partitions, min(state.watermark, state.label_watermark), False))
+            self.frontier.update(progress_payload(partition, self.partitions, state.clock(-math.inf), False))
         self._monitor_all(to_monitor)
 
     def finish(self) -> OfflineResult:
