@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -142,7 +143,7 @@ class ReorderBuffer:
     released of each sequence (:attr:`released`, which is saved)."""
 
     def __init__(self, released: Mapping[str, Any] | None = None) -> None:
-        self.chunks: dict[str, list[tuple[dict[str, Any], PayloadId, int]]] = {kind: [] for kind in KINDS}
+        self.chunks: dict[str, list[_Chunk]] = {kind: [] for kind in KINDS}
         #: per sequence, the canonical key ``(ts, pid)`` of the last event released
         self.released: dict[str, tuple[float, str] | None] = {
             kind: (None if (released or {}).get(kind) is None else (float(released[kind][0]), str(released[kind][1])))
@@ -152,7 +153,7 @@ class ReorderBuffer:
         self.held: dict[PayloadId, int] = {}
 
     def __len__(self) -> int:
-        return sum(len(chunk["ts"]) for chunks in self.chunks.values() for chunk, _, _ in chunks)
+        return sum(len(chunk.ts) for chunks in self.chunks.values() for chunk in chunks)
 
     def oldest_offset(self) -> int | None:
         """The ``monitor-input`` offset of the oldest payload with events held."""
@@ -170,50 +171,54 @@ class ReorderBuffer:
         for kind, columns in parts.items():
             if not columns or not columns["ts"]:
                 continue
+            columns = _canonical(columns)
             ts = np.asarray(columns["ts"], dtype=float)
             last = self.released[kind]
-            if last is not None:
-                below = ts < last[0]
-                ties = np.flatnonzero(ts == last[0])  # rare: only then are the ids compared
-                if ties.size:
-                    below[ties] = [str(columns["pid"][i]) <= last[1] for i in ties.tolist()]
+            if last is not None and ts[0] <= last[0]:
+                # sorted by (ts, pid): the events up to the last one released are a prefix
+                below = int(np.searchsorted(ts, last[0], side="left"))
+                ids = columns["pid"]
+                while below < len(ts) and ts[below] == last[0] and str(ids[below]) <= last[1]:
+                    below += 1
                 if again:
-                    if below.all():
+                    if below == len(ts):
                         continue
-                    if below.any():
-                        columns = _rows(columns, np.flatnonzero(~below))
+                    columns, ts = _slice(columns, below, len(ts)), ts[below:]
                 else:
-                    late += int(below.sum())
-            self.chunks[kind].append((columns, payload, offset))
-            held += len(columns["ts"])
+                    late += below
+            self.chunks[kind].append(_Chunk(columns, ts, payload, offset))
+            held += len(ts)
         if held:
             self.held[payload] = offset
         return held, late
 
     def release(self, frontier: float) -> dict[str, Any] | None:
         """The events below ``frontier`` (all of them at ``+inf``), each sequence in
-        canonical order, as a monitor batch; ``None`` when there are none."""
+        canonical order, as a monitor batch; ``None`` when there are none. Each chunk is held
+        sorted, so the events due are a prefix of it: cutting it costs a binary search and a
+        slice, however many chunks stay held."""
         batch: dict[str, Any] = {}
         for kind in KINDS:
             out, keep = [], []
-            for chunk, payload, offset in self.chunks[kind]:
-                ts = np.asarray(chunk["ts"], dtype=float)
-                below = ts < frontier
-                if below.all():
-                    out.append(chunk)
-                elif below.any():
-                    out.append(_rows(chunk, np.flatnonzero(below)))
-                    keep.append((_rows(chunk, np.flatnonzero(~below)), payload, offset))
+            for chunk in self.chunks[kind]:
+                ts = chunk.ts
+                if ts[0] >= frontier:
+                    keep.append(chunk)
+                elif ts[-1] < frontier:
+                    out.append(chunk.columns)
                 else:
-                    keep.append((chunk, payload, offset))
+                    cut = int(np.searchsorted(ts, frontier, side="left"))
+                    out.append(_slice(chunk.columns, 0, cut))
+                    keep.append(_Chunk(_slice(chunk.columns, cut, len(ts)), ts[cut:], chunk.payload, chunk.offset))
+            if not out:
+                continue
             self.chunks[kind] = keep
-            if out:
-                columns = batch[kind] = _canonical(concat_columns(out))
-                key = (float(columns["ts"][-1]), str(columns["pid"][-1]))
-                last = self.released[kind]
-                self.released[kind] = key if last is None else max(last, key)
+            columns = batch[kind] = out[0] if len(out) == 1 else _canonical(concat_columns(out))
+            key = (float(columns["ts"][-1]), str(columns["pid"][-1]))
+            last = self.released[kind]
+            self.released[kind] = key if last is None else max(last, key)
         if batch:
-            self.held = {payload: offset for chunks in self.chunks.values() for _, payload, offset in chunks}
+            self.held = {chunk.payload: chunk.offset for chunks in self.chunks.values() for chunk in chunks}
         return batch or None
 
     def to_state(self) -> dict[str, Any]:
@@ -222,6 +227,22 @@ class ReorderBuffer:
     @classmethod
     def from_state(cls, state: Mapping[str, Any] | None) -> ReorderBuffer:
         return cls((state or {}).get("released"))
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """Events of one payload held for one sequence, in canonical order (``ts`` as an array)."""
+
+    columns: dict[str, Any]
+    ts: np.ndarray
+    payload: PayloadId
+    offset: int
+
+
+def _slice(columns: Mapping[str, Any], start: int, stop: int) -> dict[str, Any]:
+    """Rows ``start:stop`` of a column batch (``features`` included)."""
+    return {name: {f: v[start:stop] for f, v in values.items()} if name == "features" else values[start:stop]
+            for name, values in columns.items()}
 
 
 def _rows(columns: Mapping[str, Any], index: np.ndarray) -> dict[str, Any]:

@@ -72,8 +72,9 @@ def test_monitor_state_round_trip_mid_stream_gives_identical_results() -> None:
                 # is left of them, as the part released is skipped anyway)
                 again: dict[tuple[int, int], tuple[int, dict]] = {}
                 for kind in ("pred", "pairs"):
-                    for columns, (source, seq), offset in slot.buffer.chunks[kind]:
-                        again.setdefault((source, seq), (offset, {"source": source, "seq": seq, "pred": None, "pairs": None}))[1][kind] = columns
+                    for chunk in slot.buffer.chunks[kind]:
+                        (source, seq), offset = chunk.payload, chunk.offset
+                        again.setdefault((source, seq), (offset, {"source": source, "seq": seq, "pred": None, "pairs": None}))[1][kind] = chunk.columns
                 pipe.monitors[key] = stage.load(orjson.dumps(orjson.loads(stage.dump(slot))))
                 stage.process_many(pipe.monitors[key], sorted(again.values(), key=lambda item: item[0]), -float("inf"))
         pipe.feed_events(items[cut:])
