@@ -47,6 +47,8 @@ from .alerting import format_number as _fmt
 from .monitor_config import ModelConfig, MonitorConfig
 
 #: Detectors are observed every this many events of their sequence (and at first drift).
+#: values handed to an error-stream detector per call (see ModelMonitor._run)
+FEED_PIECE = 4096
 OBSERVE_EVERY = 250
 
 STATE_VERSION = 1
@@ -372,9 +374,11 @@ class ModelMonitor:
         if detector.kind == "error_stream":
             # up to each detection (these detectors are per-event anyway): a hit is observed
             # with the statistic it had at that very event, whatever the batch cuts
+            # in pieces: each call validates what it is given, so handing it all that is left
+            # after every detection made a large batch cost its length times its detections
             used, n = 0, len(clean)
             while used < n:
-                used += detector.update_until_drift(clean[used:])
+                used += detector.update_until_drift(clean[used:used + FEED_PIECE])
                 if detector.drift_detected:
                     signalled = lo + int(idx[used - 1])
                     self._observe(watched, True, signalled, base + (signalled - lo), cols, result, alert=self._confirmed(watched))
