@@ -512,6 +512,9 @@ class Pipeline:
             for outcome, n in result.batch.outcomes.items():
                 m.join_outcomes.labels(outcome).inc(n)
             metrics_module.observe_many(m.label_lag_seconds, result.batch.label_lags)
+        # progress after each group, not each batch: a backlog's batch takes seconds, and
+        # the monitors apply what it released meanwhile, while this join waits on the broker
+        await self.report_progress([partition])
         return futures
 
     def _highwater(self, tp: TP) -> int | None:
