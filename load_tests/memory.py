@@ -4,7 +4,7 @@ bounded by the join window.
 A stationary simulated model streams through one worker with a short join window
 (60 s of event time; 10 % of predictions never get a label and wait in the join state
 until the window expires them), many windows long. The producer keeps at most a few
-chunks of backlog. Every half second the worker's VmRSS (``/proc/<pid>/status``) and its
+chunks of backlog (events the join has not taken). Every half second the worker's VmRSS (``/proc/<pid>/status``) and its
 ``driftstream_table_entries`` gauges are sampled against the events applied.
 
 Reported: MB of RSS per million events after warm-up, the first half of the run (a
@@ -63,6 +63,10 @@ class Sampler(threading.Thread):
         self.samples: list[tuple[float, float, float, float]] = []
         self.done = threading.Event()
         self.monitored = 0.0
+        #: events the join took (the producer's backlog is counted against these: the
+        #: monitors apply an event only once the frontier passes it, so the last events
+        #: sent wait for the next ones, and counting those would stall the producer)
+        self.joined = 0.0
         #: events the monitors held for the event-time frontier, at each sample
         self.held: list[float] = []
 
@@ -74,6 +78,8 @@ class Sampler(threading.Thread):
             return sum(v for (n, ls), v in scrape.items() if n == name and wanted <= set(ls))
 
         self.monitored = get("driftstream_events_consumed_total", topic=self.settings.topic("monitor-input"))
+        self.joined = sum(get("driftstream_events_consumed_total", topic=self.settings.topic(role))
+                          for role in ("predictions", "ground-truth"))
         rss = vm_rss_bytes(self.worker.process.pid) / MB  # type: ignore[union-attr]
         self.samples.append((self.monitored, rss, get("driftstream_table_entries", table="join-state"),
                              get("driftstream_table_entries", table="monitor-state")))
@@ -136,7 +142,7 @@ async def _stream(settings: Settings, config: SimulationConfig, chunk: int, samp
                 for role, n in got.items():
                     sent[role] += n
                 bar.update(got["predictions"])
-                while sent["predictions"] + sent["ground-truth"] - sampler.monitored > backlog:
+                while sent["predictions"] + sent["ground-truth"] - sampler.joined > backlog:
                     check_worker(sampler.worker, "streaming")
                     await asyncio.sleep(0.1)
     return sent
