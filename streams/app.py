@@ -390,6 +390,10 @@ class Pipeline:
         """:meth:`report_progress` for every join partition assigned here (from a timer)."""
         if not self.app.tables.recovery.completed.is_set() or self._join_lock.locked():
             return  # a batch in progress reports when it is done
+        # as a batch does first: nothing goes to a broker that could not be reached until it
+        # is known to hold what this worker wrote (a restarted memory-only broker stops it)
+        if not await self._broker_verified():
+            return
         async with self._join_lock:
             await self.report_progress()
 
@@ -815,7 +819,7 @@ class Pipeline:
     async def release_due(self) -> None:
         """Apply what the frontiers release as time passes (an idle join partition vouches
         for more once ``idle_after_s`` has passed, with no record to show it): from a timer."""
-        if not self._waiting or self._monitor_lock.locked():
+        if not self._waiting or self._monitor_lock.locked() or not await self._broker_verified():
             return
         async with self._monitor_lock:
             with self._batch_guard("monitor"):
