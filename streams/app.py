@@ -399,7 +399,7 @@ class Pipeline:
 
     async def report_progress(self, partitions: Iterable[int] | None = None) -> None:
         """Send each join partition's progress (:mod:`streams.event_time`) to every
-        monitor-input partition when it changed; all the
+        monitor-input partition when it changed (and every second regardless); all the
         predictions partitions assigned here when ``partitions`` is ``None`` (a timer: a
         partition whose input went idle sends nothing else). Call it under the join lock,
         after the batch's outputs went to the producer: a progress record must follow the
@@ -426,8 +426,8 @@ class Pipeline:
                 if outbox:
                     await self.publish(Outputs.from_json(outbox))
             sent = self._progress_sent.get(partition)
-            if sent is not None and sent[0] == progress:
-                continue  # unchanged: a record an old owner sent late is ignored (Frontier.update)
+            if sent is not None and sent[0] == progress and now - sent[1] < 1.0:
+                continue
             self._progress_sent[partition] = (progress, now)
             value = codec.dumps(progress_payload(partition, self.settings.partitions, *progress))
             topic = self.settings.topic("monitor-input")

@@ -93,10 +93,6 @@ class Frontier:
         self.sources = max(self.sources, int(payload["sources"]))
         watermark = payload["watermark"]
         old = self.progress.get(source, (-math.inf, False))
-        if watermark is not None and float(watermark) < old[0]:
-            # behind what this partition already reported: its old owner's record, read after
-            # its new owner's (a rebalance); its idle flag is as stale as its watermark
-            return False
         new = (max(old[0], -math.inf if watermark is None else float(watermark)), bool(payload["idle"]))
         self.progress[source] = new
         if new[0] != old[0]:

@@ -32,18 +32,6 @@ def test_the_frontier_waits_for_every_partition_and_leaves_idle_ones_out() -> No
     assert restored.progress == frontier.progress and restored.value() == math.inf
 
 
-def test_a_record_behind_what_its_partition_reported_is_an_old_owners_and_changes_nothing() -> None:
-    frontier = Frontier()
-    frontier.update(progress_payload(0, 2, 10.0, False))
-    frontier.update(progress_payload(1, 2, None, True))  # the new owner of 1: idle
-    frontier.update(progress_payload(1, 2, 12.0, False))
-    frontier.update(progress_payload(1, 2, None, True))
-    assert frontier.value() == 10.0
-    # its old owner's last record, read after: not idle, behind; the partition stays idle
-    assert frontier.update(progress_payload(1, 2, 11.0, False)) is False
-    assert frontier.value() == 10.0 and frontier.progress[1] == (12.0, True)
-
-
 def test_a_reorder_buffer_releases_below_the_frontier_in_canonical_order() -> None:
     buffer = ReorderBuffer()
     buffer.add((0, 1), 10, {"pred": {"pid": ["c", "a"], "ts": [3.0, 1.0], "features": {"x": [3, 1]}},
