@@ -4,8 +4,9 @@ bounded by the join window.
 A stationary simulated model streams through one worker with a short join window
 (60 s of event time; 10 % of predictions never get a label and wait in the join state
 until the window expires them), many windows long. The producer keeps at most a few
-chunks of backlog (events the join has not taken). Every half second the worker's VmRSS (``/proc/<pid>/status``) and its
-``driftstream_table_entries`` gauges are sampled against the events applied.
+chunks of backlog (events the join has not taken). Every half second the worker's VmRSS
+(``/proc/<pid>/status``) and its ``driftstream_table_entries`` gauges are sampled against
+the events applied.
 
 Reported: MB of RSS per million events after warm-up, the first half of the run (a
 least-squares slope over the second half; target 0 within noise: |slope| <= 1 MB per

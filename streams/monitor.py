@@ -46,9 +46,9 @@ from .alerting import AlertPolicy, Observation
 from .alerting import format_number as _fmt
 from .monitor_config import ModelConfig, MonitorConfig
 
-#: Detectors are observed every this many events of their sequence (and at first drift).
-#: values handed to an error-stream detector per call (see ModelMonitor._run)
+#: Values handed to an error-stream detector per call (see ModelMonitor._run).
 FEED_PIECE = 4096
+#: Detectors are observed every this many events of their sequence (and at first drift).
 OBSERVE_EVERY = 250
 
 STATE_VERSION = 1
