@@ -54,6 +54,7 @@ from prometheus_client import CollectorRegistry
 from schemas import codec
 
 from . import metrics as metrics_module
+from .alignment import Alignment, merge_progress
 from .batching import BatchedTopic, acknowledge, admit
 from .event_time import PROGRESS_KEY, Frontier, is_progress, progress_payload
 from .consumer import install as install_consumer
@@ -206,6 +207,8 @@ class Pipeline:
         # rebalance, an old owner's last record may land after the new owner's)
         self._progress_sent: dict[int, tuple[tuple[float | None, bool], float]] = {}
         self._outbox_checked: set[int] = set()  # join partitions idle before a batch, outbox published
+        self.alignment = Alignment(settings.max_held_events)
+        self._paused: set[int] = set()  # join partitions paused by the alignment
         self._alerts_firing: dict[str, dict[str, str]] = {}
         self.webhook = WebhookSink.from_settings(settings, self.metrics)
         self.broker_reachable: bool | None = None  # None: not checked yet
@@ -252,6 +255,7 @@ class Pipeline:
         self._released_at.clear()
         self._progress_sent.clear()
         self._outbox_checked.clear()
+        self._pause({})  # the progress the alignment went by is gone with the caches
         # what the last checkpoint did not cover is applied again, from the checkpoint
         self._unsaved_monitors.clear()
         self._unsaved_offsets.clear()
@@ -433,6 +437,35 @@ class Pipeline:
             topic = self.settings.topic("monitor-input")
             for target in range(self.settings.partitions):
                 await self.app.producer.send(topic, PROGRESS_KEY, value, partition=target, timestamp=None, headers=None)
+        self.align_inputs()
+
+    def align_inputs(self) -> None:
+        """Pause the join partitions ahead of the slowest while this worker's monitors hold
+        too many events, resume them once they hold few (:mod:`streams.alignment`)."""
+        held = sum(len(slot.buffer) for slot in self._monitors.values())
+        self.metrics.monitor_held_events.set(held)
+        own = {partition: progress for partition, (progress, _) in self._progress_sent.items()}
+        seen = merge_progress(frontier.progress for frontier in self._frontiers.values())
+        self._pause(self.alignment.paused(held, own, seen, self.settings.partitions))
+
+    def _pause(self, partitions: Iterable[int]) -> None:
+        """Make the paused join partitions ``partitions`` (both input topics of each)."""
+        want = set(partitions)
+        if want == self._paused:
+            return
+        consumer = self.app.consumer
+        tps = {p: [TP(self.settings.topic(role), p) for role in ("predictions", "ground-truth")]
+               for p in want | self._paused}
+        assigned = set(consumer.assignment())
+        resume = [tp for p in self._paused - want for tp in tps[p] if tp in assigned]
+        pause = [tp for p in want - self._paused for tp in tps[p] if tp in assigned]
+        if resume:
+            consumer.resume_partitions(resume)
+        if pause:
+            consumer.pause_partitions(pause)
+            self.metrics.alignment_pauses.inc(len(want - self._paused))
+        self._paused = want
+        self.metrics.join_paused_partitions.set(len(want))
 
     async def handle_join(self, messages: list[Message]) -> None:
         if self._log_went_back(messages) or not await self._broker_verified():
@@ -774,7 +807,7 @@ class Pipeline:
         await self.delivered(sent)
         # predictions plus joined pairs the monitors applied (tests wait on this)
         m.events_consumed.labels(self.settings.topic("monitor-input")).inc(applied_events)
-        m.monitor_held_events.set(sum(len(slot.buffer) for slot in self._monitors.values()))
+        self.align_inputs()
         m.batch_size.labels("monitor").observe(len(messages))
         m.batch_duration_seconds.labels("monitor").observe(time.perf_counter() - started)
         m.table_size.labels("monitor-state").set(len(self._monitors))
@@ -835,7 +868,7 @@ class Pipeline:
                 await self.delivered(sent)
                 if applied:
                     self.metrics.events_consumed.labels(self.settings.topic("monitor-input")).inc(applied)
-                    self.metrics.monitor_held_events.set(sum(len(slot.buffer) for slot in self._monitors.values()))
+                    self.align_inputs()
 
     async def _monitor_outputs(self, slot: ModelSlot, run: MonitorRun) -> list[Any]:
         """Send what a model's run produced; returns the delivery futures."""
@@ -1096,12 +1129,12 @@ def create_app(
     inputs = BatchedTopic(
         app, topics=[settings.topic("predictions"), settings.topic("ground-truth")],
         max_records=settings.batch_max_records, within_s=settings.batch_within_s,
-        key_serializer="raw", value_serializer="raw",
+        max_bytes=settings.input_buffer_bytes, key_serializer="raw", value_serializer="raw",
     )
     monitor_batches = BatchedTopic(
         app, topics=[settings.topic("monitor-input")],
         max_records=settings.batch_max_records, within_s=settings.monitor_batch_within_s,
-        key_serializer="raw", value_serializer="raw",
+        max_bytes=settings.input_buffer_bytes, key_serializer="raw", value_serializer="raw",
     )
     model_updates = app.topic(settings.topic("model-updates"), key_serializer="raw", value_serializer="raw")
 

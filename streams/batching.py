@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import faust
@@ -42,18 +42,23 @@ __all__ = ["BatchQueue", "BatchedTopic", "acknowledge", "admit", "current_genera
 
 
 class _Batch:
-    __slots__ = ("first_at", "items")
+    __slots__ = ("first_at", "items", "weight")
 
     def __init__(self, first_at: float) -> None:
         self.first_at = first_at
         self.items: list[Any] = []
+        self.weight = 0
 
 
 class BatchQueue(ThrowableQueue):
     """A Faust channel buffer whose ``get`` returns a list of the items put into it.
 
-    ``maxsize`` and the pressure thresholds count items, not lists, so Faust's
-    backpressure (pausing a partition's fetches) works as with its own buffer.
+    ``maxsize`` and the pressure thresholds count what ``weigh`` gives for each item (1 by
+    default), not lists, so Faust's backpressure (pausing a partition's fetches) works as
+    with its own buffer. The pipeline's topics weigh a record by its bytes: a record of a
+    foreign producer holds one event, one of the SDK 500, and a bound in records let the
+    buffer take a whole backlog of the latter (8,192 records, 4 million events), ahead of
+    what :mod:`streams.alignment` pauses.
 
     Unlike Faust's buffer, the flow control does not clear it when the flow resumes. A
     recovery resumes the flow to read the changelogs, resumes the input partitions and seeks
@@ -66,11 +71,15 @@ class BatchQueue(ThrowableQueue):
     generation, :func:`admit` leaves out itself.
     """
 
-    def __init__(self, maxsize: int, *, flow_control: FlowControlEvent, max_items: int, within_s: float) -> None:
+    def __init__(
+        self, maxsize: int, *, flow_control: FlowControlEvent, max_items: int, within_s: float,
+        weigh: Callable[[Any], int] | None = None,
+    ) -> None:
         if max_items < 1 or not within_s > 0:
             raise ValueError(f"max_items must be >= 1 and within_s > 0, got {max_items} and {within_s}")
         self.max_items = max_items
         self.within_s = within_s
+        self.weigh = weigh
         self._size = 0
         self._arrived = asyncio.Event()  # something to hand over: an item or an error
         self._head_full = asyncio.Event()  # the oldest batch holds max_items
@@ -88,14 +97,16 @@ class BatchQueue(ThrowableQueue):
             batches.append(_Batch(asyncio.get_running_loop().time()))
         tail = batches[-1]
         tail.items.append(item)
-        self._size += 1
+        weight = 1 if self.weigh is None else self.weigh(item)
+        tail.weight += weight
+        self._size += weight
         if len(tail.items) >= self.max_items and tail is batches[0]:
             self._head_full.set()
         self._arrived.set()
 
     def _get(self) -> list[Any]:
         batch = self._queue.popleft()
-        self._size -= len(batch.items)
+        self._size -= batch.weight
         if not self._queue or len(self._queue[0].items) < self.max_items:
             self._head_full.clear()
         else:
@@ -149,19 +160,22 @@ class BatchedTopic(faust.Topic):
     up to ``max_records`` each, closed ``within_s`` after their first record arrived."""
 
     def __init__(
-        self, *args: Any, max_records: int = 2_000, within_s: float = 0.1, buffers: list[BatchQueue] | None = None,
-        **kwargs: Any,
+        self, *args: Any, max_records: int = 2_000, within_s: float = 0.1, max_bytes: int | None = None,
+        buffers: list[BatchQueue] | None = None, **kwargs: Any,
     ) -> None:
         if max_records < 1 or not within_s > 0:
             raise ValueError(f"max_records must be >= 1 and within_s > 0, got {max_records} and {within_s}")
         self.max_records = max_records
         self.within_s = within_s
+        #: the buffer's bound in record bytes (``None``: Faust's, in records)
+        self.max_bytes = max_bytes
         #: the buffers of this topic and of its clones (an agent reads a clone's)
         self.buffers: list[BatchQueue] = [] if buffers is None else buffers
         super().__init__(*args, **kwargs)
 
     def _clone_args(self) -> dict[str, Any]:
-        return {**super()._clone_args(), "max_records": self.max_records, "within_s": self.within_s, "buffers": self.buffers}
+        return {**super()._clone_args(), "max_records": self.max_records, "within_s": self.within_s,
+                "max_bytes": self.max_bytes, "buffers": self.buffers}
 
     def wake(self) -> None:
         """Make the agents reading this topic take an empty batch if they wait on an empty
@@ -180,11 +194,18 @@ class BatchedTopic(faust.Topic):
     def queue(self) -> BatchQueue:  # type: ignore[override]
         if self._queue is None:
             self._queue = BatchQueue(
-                self.maxsize or self.app.conf.stream_buffer_maxsize,
+                self.max_bytes or self.maxsize or self.app.conf.stream_buffer_maxsize,
                 flow_control=self.app.flow_control, max_items=self.max_records, within_s=self.within_s,
+                weigh=None if self.max_bytes is None else record_bytes,
             )
             self.buffers.append(self._queue)
         return self._queue  # type: ignore[return-value]
+
+
+def record_bytes(message: Message) -> int:
+    """A record's weight in a buffer bounded in bytes (its key and value, and 64 for the
+    rest of it, so that empty records weigh something too)."""
+    return len(message.value or b"") + len(message.key or b"") + 64
 
 
 def current_generation(app: faust.App, batch: Sequence[Message]) -> list[Message]:

@@ -71,6 +71,8 @@ class Metrics(NamedTuple):
     batch_duration_seconds: Histogram
     consumer_lag: Gauge
     monitor_held_events: Gauge
+    join_paused_partitions: Gauge
+    alignment_pauses: Counter
     late_events: Counter
     event_time_frontier: Gauge
     table_size: Gauge
@@ -189,6 +191,14 @@ def create(
         monitor_held_events=gauge(
             "monitor_held_events", "Events the monitors hold until every join partition has "
             "passed their event time (the canonical order's reorder buffers).",
+        ),
+        join_paused_partitions=gauge(
+            "join_paused_partitions", "Join partitions whose fetches are paused because they are ahead "
+            "of the slowest while the monitors hold DRIFTSTREAM_MAX_HELD_EVENTS events.",
+        ),
+        alignment_pauses=counter(
+            "alignment_pauses", "Join partitions paused for being ahead of the slowest while the "
+            "monitors held too many events (watermark alignment).",
         ),
         late_events=counter(
             "late_events", "Events that reached a monitor below its event-time frontier (published "

@@ -145,6 +145,13 @@ class Settings:
     idle_after_s: float = 0.25
     #: Input bytes joined per step: bounds a step's state delta, outbox and column batches.
     batch_max_bytes: int = 1_048_576
+    #: Record bytes fetched ahead of each pipeline agent (its input buffer); past that,
+    #: Faust pauses the partitions' fetches until it drains.
+    input_buffer_bytes: int = 16_777_216
+    #: Events a worker's monitors may hold for the event-time frontier before the join
+    #: partitions ahead of the slowest are paused (:mod:`streams.alignment`). A soft bound:
+    #: what was fetched before the pause still comes.
+    max_held_events: int = 200_000
     #: Consumer-group timing; short values make the embedded broker start in seconds.
     session_timeout_s: float = 30.0
     heartbeat_interval_s: float = 3.0
@@ -211,6 +218,10 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}MALLOC_ARENA_MAX={self.malloc_arena_max}: expected >= 0 (0: glibc's default)")
         if not self.idle_after_s >= 0:
             raise SettingsError(f"{ENV_PREFIX}IDLE_AFTER_S={self.idle_after_s}: expected >= 0")
+        if self.input_buffer_bytes < 65_536:
+            raise SettingsError(f"{ENV_PREFIX}INPUT_BUFFER_BYTES={self.input_buffer_bytes}: expected >= 65536")
+        if self.max_held_events < 1:
+            raise SettingsError(f"{ENV_PREFIX}MAX_HELD_EVENTS={self.max_held_events}: expected >= 1")
         if not self.monitor_checkpoint_s > 0:
             raise SettingsError(f"{ENV_PREFIX}MONITOR_CHECKPOINT_S={self.monitor_checkpoint_s}: expected > 0")
         if self.max_message_bytes < 1024:

@@ -36,6 +36,8 @@ EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "batch_duration_seconds": ("driftstream_batch_duration_seconds", "histogram", ("stage",)),
     "consumer_lag": ("driftstream_consumer_lag_records", "gauge", ("topic", "partition")),
     "monitor_held_events": ("driftstream_monitor_held_events", "gauge", ()),
+    "join_paused_partitions": ("driftstream_join_paused_partitions", "gauge", ()),
+    "alignment_pauses": ("driftstream_alignment_pauses", "counter", ()),
     "late_events": ("driftstream_late_events", "counter", ()),
     "event_time_frontier": ("driftstream_event_time_frontier_seconds", "gauge", ("partition",)),
     "table_size": ("driftstream_table_entries", "gauge", ("table",)),

@@ -11,7 +11,7 @@ import pytest
 from faust.types import ConsumerMessage
 from mode.utils.queues import FlowControlEvent
 
-from streams.batching import BatchedTopic, BatchQueue, acknowledge, admit
+from streams.batching import BatchedTopic, BatchQueue, acknowledge, admit, record_bytes
 
 
 def _queue(max_items: int = 100, within_s: float = 0.5, maxsize: int = 1_000) -> BatchQueue:
@@ -82,6 +82,27 @@ def test_size_counts_items_and_a_full_buffer_holds_the_producer_back() -> None:
         assert queue.qsize() == 2
         assert await queue.get() == ["c", "d"]
         assert queue.qsize() == 0 and queue.empty()
+
+    _run(test)
+
+
+def test_a_topic_bounded_in_bytes_weighs_each_record_by_its_bytes() -> None:
+    """SDK records hold 500 events each: a bound in records would let the buffer take a
+    whole backlog; one in bytes takes a few records of them, and any number of small ones."""
+    async def test() -> None:
+        topic = BatchedTopic(_app(), topics=["t"], max_records=100, within_s=0.01, max_bytes=10_000,
+                             value_serializer="raw")
+        queue = topic.clone(is_iterator=True).queue
+        assert queue.maxsize == 10_000
+        big = [ConsumerMessage("t", 0, offset, 0.0, 0, [], b"k", b"x" * 4_000, None) for offset in range(3)]
+        for record in big[:2]:
+            queue.put_nowait(record)
+        assert record_bytes(big[0]) == 4_000 + 1 + 64
+        assert queue.qsize() == 2 * 4_065 and not queue.full()
+        queue.put_nowait(big[2])
+        assert queue.full()
+        assert await queue.get() == big
+        assert queue.qsize() == 0
 
     _run(test)
 
