@@ -89,6 +89,9 @@ EXIT_BROKER_LOST_DATA = 75
 EXIT_BATCH_FAILED = 70
 #: Seconds between the changelog probes of :meth:`Pipeline._broker_verified`.
 VERIFY_RETRY_S = 0.5
+#: Seconds after the alignment resumes a join partition during which its log end is not
+#: trusted (the consumer's fetcher refreshes it within a fetch wait, 25 ms by default).
+RESUME_BLIND_S = 1.0
 
 #: A monitor checkpoint sends its states this many bytes at a time (see
 #: :meth:`Pipeline._finish_checkpoint`).
@@ -209,6 +212,7 @@ class Pipeline:
         self._outbox_checked: set[int] = set()  # join partitions idle before a batch, outbox published
         self.alignment = Alignment(settings.max_held_events)
         self._paused: set[int] = set()  # join partitions paused by the alignment
+        self._resumed_at: dict[int, float] = {}  # join partition -> when the alignment last resumed it
         self._alerts_firing: dict[str, dict[str, str]] = {}
         self.webhook = WebhookSink.from_settings(settings, self.metrics)
         self.broker_reachable: bool | None = None  # None: not checked yet
@@ -226,7 +230,7 @@ class Pipeline:
         self.gap_guard = GapGuard(self._first_offset, self._rewind)
         self.input_progress = InputProgress(
             settings.topic("predictions"), settings.topic("ground-truth"),
-            lambda topic, partition: self._highwater(TP(topic, partition)), idle_after_s=settings.idle_after_s,
+            self._input_end, idle_after_s=settings.idle_after_s,
         )
 
     # -- caches vs rebalances -----------------------------------------------------------
@@ -461,6 +465,8 @@ class Pipeline:
         pause = [tp for p in want - self._paused for tp in tps[p] if tp in assigned]
         if resume:
             consumer.resume_partitions(resume)
+            now = time.monotonic()
+            self._resumed_at.update((p, now) for p in self._paused - want)
         if pause:
             consumer.pause_partitions(pause)
             self.metrics.alignment_pauses.inc(len(want - self._paused))
@@ -553,6 +559,16 @@ class Pipeline:
         # the monitors apply what it released meanwhile, while this join waits on the broker
         await self.report_progress([partition])
         return futures
+
+    def _input_end(self, topic: str, partition: int) -> int | None:
+        """The end of a join input log as far as the event-time clock may trust it; ``None``
+        (unknown: the partition counts as behind) while the alignment pauses it, since the
+        consumer does not fetch it then, and its last end would make it look caught up
+        (and then idle) while records pile up on the broker; and for a moment after it
+        resumes, until a fetch has brought its end up to date."""
+        if partition in self._paused or time.monotonic() - self._resumed_at.get(partition, -math.inf) < RESUME_BLIND_S:
+            return None
+        return self._highwater(TP(topic, partition))
 
     def _highwater(self, tp: TP) -> int | None:
         """The end of ``tp``'s log as of the consumer's last fetch of it; ``None`` before

@@ -33,6 +33,9 @@ race. So:
   the end of the log to its start, so the log lost its tail (a restarted memory-only
   broker), and the pipeline stops rather than apply another log's records to its state.
 
+A pause (:meth:`Consumer.pause_partitions`, the join's watermark alignment) no longer
+drops what was fetched of the partitions it pauses.
+
 And one to Faust's ``seek`` (the gap guard's rewinds): it called aiokafka's seek in the
 caller's thread, while the consumer's thread fetched, and aiokafka's fetcher crashed on a
 ``KeyError`` for the partition (seen in a kill run). The seek now runs in the consumer's
@@ -45,7 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any, cast
 
 import faust
@@ -153,6 +156,16 @@ class Consumer(aiokafka_driver.Consumer):
     async def seek_to_committed(self) -> Mapping[TP, int]:
         with self._resetting():
             return await super().seek_to_committed()
+
+    def pause_partitions(self, tps: Iterable[TP]) -> None:
+        """Leave ``tps`` out of the next fetches. Faust's removes them from the set of active
+        partitions that the delivery loop in progress checks each fetched record against, so
+        the rest of a fetch's records of a partition paused mid-delivery were dropped (and
+        re-read by the gap guard, after an offset-gap warning). Here the loop keeps its set:
+        what was fetched is delivered."""
+        paused = set(tps)
+        self._active_partitions = set(self._get_active_partitions()) - paused
+        self._paused_partitions.update(paused)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         with self._resetting():

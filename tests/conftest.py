@@ -13,6 +13,18 @@ from streams.broker import EmbeddedBroker
 from streams.settings import Settings
 
 
+#: Tests that load both cores for a while, or time what they see (load-test smoke runs, the
+#: event-time scenarios, whose producers must stay within the idle wait): with ``-n 2`` they
+#: run one after another on one test process, never beside each other.
+HEAVY = ("tests/load/", "tests/integration/test_event_time.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(part in item.nodeid for part in HEAVY):
+            item.add_marker(pytest.mark.xdist_group("heavy"))
+
+
 @pytest.fixture(autouse=True)
 def _gc_threshold_restored() -> Iterator[None]:
     """Commands run in-process (backtest, replay, the backtest benchmark) tune the garbage
