@@ -9,7 +9,9 @@ partitions assigned to it whose watermark lies above the slowest partition's are
 (their fetches stop, Faust's ``pause_partitions``), and all are resumed once the held
 events fall to half of it. The slowest partition is never paused, so the frontier always
 moves on. That is Flink's watermark alignment, triggered by memory rather than by a fixed
-drift of event time; it changes when events are read, never what they give.
+drift of event time; it changes when events are read, never what they give. A pause lasts
+2 s at most (then the partition fetches for 1 s): each worker judges the others' progress
+from the records it has read of it, which lag, and no view may keep a partition waiting.
 
 The bound is soft: what was fetched before a pause (the consumer's buffer, bounded in
 bytes by ``input_buffer_bytes``) still arrives. Events the monitors hold are reported as
@@ -42,26 +44,50 @@ Progress = tuple["float | None", bool]
 class Alignment:
     """Which of a worker's join partitions to pause (see the module docstring)."""
 
-    def __init__(self, max_held: int) -> None:
+    def __init__(self, max_held: int, *, max_pause_s: float = 2.0, rest_s: float = 1.0) -> None:
         if max_held < 1:
             raise ValueError(f"max_held must be >= 1, got {max_held}")
         self.max_held = max_held
+        self.max_pause_s = max_pause_s
+        self.rest_s = rest_s
         #: aligning: the held events reached ``max_held`` and have not fallen to half of it
         self.engaged = False
+        #: partition -> since when it is paused
+        self._since: dict[int, float] = {}
+        #: partition -> until when it may not be paused again
+        self._resting: dict[int, float] = {}
 
-    def paused(self, held: int, own: Mapping[int, Progress], seen: Mapping[int, Progress], sources: int) -> set[int]:
+    def paused(
+        self, held: int, own: Mapping[int, Progress], seen: Mapping[int, Progress], sources: int, now: float = 0.0,
+    ) -> set[int]:
         """The partitions of ``own`` (this worker's join partitions, with the progress they
         last reported) to pause, given the events ``held`` by this worker's monitors and the
-        progress ``seen`` of every join partition (``sources`` of them) on monitor-input."""
+        progress ``seen`` of every join partition (``sources`` of them) on monitor-input.
+
+        A partition stays paused ``max_pause_s`` at most, then fetches for ``rest_s`` before
+        it may be paused again: the views of the other partitions' progress lag behind
+        them, and however they lag, no partition waits for ever (nor does a worker whose
+        partitions all wait on another's)."""
         if held >= self.max_held:
             self.engaged = True
         elif held <= self.max_held // 2:
             self.engaged = False
-        if not self.engaged:
-            return set()
-        slowest = _slowest({**seen, **own}, sources)
-        return {partition for partition, (watermark, idle) in own.items()
-                if not idle and watermark is not None and watermark > slowest}
+        want: set[int] = set()
+        if self.engaged:
+            slowest = _slowest({**seen, **own}, sources)
+            want = {partition for partition, (watermark, idle) in own.items()
+                    if not idle and watermark is not None and watermark > slowest}
+        for partition in list(self._since):
+            if partition not in want:
+                del self._since[partition]
+            elif now - self._since[partition] >= self.max_pause_s:
+                del self._since[partition]
+                self._resting[partition] = now + self.rest_s
+        self._resting = {p: until for p, until in self._resting.items() if until > now}
+        want -= self._resting.keys()
+        for partition in want:
+            self._since.setdefault(partition, now)
+        return want
 
 
 def _slowest(progress: Mapping[int, Progress], sources: int) -> float:

@@ -450,7 +450,7 @@ class Pipeline:
         self.metrics.monitor_held_events.set(held)
         own = {partition: progress for partition, (progress, _) in self._progress_sent.items()}
         seen = merge_progress(frontier.progress for frontier in self._frontiers.values())
-        self._pause(self.alignment.paused(held, own, seen, self.settings.partitions))
+        self._pause(self.alignment.paused(held, own, seen, self.settings.partitions, time.monotonic()))
 
     def _pause(self, partitions: Iterable[int]) -> None:
         """Make the paused join partitions ``partitions`` (both input topics of each)."""

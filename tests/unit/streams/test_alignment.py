@@ -52,3 +52,11 @@ def test_merge_keeps_the_latest_progress_of_each_partition() -> None:
     views = [{0: (5.0, False), 1: (-math.inf, False)}, {0: (3.0, False), 1: (2.0, True)}, {0: (5.0, True)}]
     assert merge_progress(views) == {0: (5.0, True), 1: (2.0, True)}
     assert merge_progress([{0: (-math.inf, False)}]) == {0: (None, False)}
+
+
+def test_no_partition_waits_longer_than_max_pause_then_it_fetches_a_while() -> None:
+    """Each worker sees the others' progress late: whatever it believes, a pause ends."""
+    align = Alignment(max_held=10, max_pause_s=2.0, rest_s=1.0)
+    own, seen = {0: (9.0, False)}, {1: (1.0, False)}  # 1 looks slowest for ever (a stale view)
+    assert [bool(align.paused(50, own, seen, sources=2, now=t)) for t in (0.0, 1.9, 2.0, 2.9, 3.0, 4.9, 5.0)] == \
+        [True, True, False, False, True, True, False]
