@@ -38,7 +38,7 @@ import faust
 from faust.types import Message
 from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
-__all__ = ["BatchQueue", "BatchedTopic", "acknowledge", "admit", "current_generation"]
+__all__ = ["BatchQueue", "BatchedTopic", "acknowledge", "admit", "current_generation", "record_bytes"]
 
 
 class _Batch:

@@ -172,8 +172,7 @@ class ReorderBuffer:
         for kind, columns in parts.items():
             if not columns or not columns["ts"]:
                 continue
-            columns = _canonical(columns)
-            ts = np.asarray(columns["ts"], dtype=float)
+            columns, ts = _canonical(columns, np.asarray(columns["ts"], dtype=float))
             last = self.released[kind]
             if last is not None and ts[0] <= last[0]:
                 # sorted by (ts, pid): the events up to the last one released are a prefix
@@ -262,22 +261,15 @@ def _merge(pieces: list[tuple[dict[str, Any], np.ndarray]]) -> dict[str, Any]:
     one: end to end where they do not overlap in time, else sorted once by the times
     already at hand (a stable sort of sorted runs, which numpy's does in about linear time)."""
     pieces.sort(key=lambda piece: float(piece[1][0]))
-    columns = concat_columns([c for c, _ in pieces])
-    if all(a[1][-1] < b[1][0] for a, b in zip(pieces, pieces[1:])):
-        return columns
-    ts = np.concatenate([t for _, t in pieces])
-    order = np.argsort(ts, kind="stable")
-    if bool((np.diff(ts[order]) == 0).any()):  # equal times: the ids decide (rare)
-        order = np.lexsort((np.asarray(columns["pid"], dtype=str), ts))
-    return _rows(columns, order)
+    return _canonical(concat_columns([c for c, _ in pieces]), np.concatenate([t for _, t in pieces]))[0]
 
 
-def _canonical(columns: dict[str, Any]) -> dict[str, Any]:
-    """``columns`` sorted by ``(ts, pid)``; as they are when already in that order."""
-    ts = np.asarray(columns["ts"], dtype=float)
+def _canonical(columns: dict[str, Any], ts: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+    """``columns`` sorted by ``(ts, pid)``, and their times (``ts``: the times of
+    ``columns`` as they are); as they are when already in that order."""
     if len(ts) < 2 or bool((np.diff(ts) > 0).all()):
-        return columns
+        return columns, ts
     order = np.argsort(ts, kind="stable")
     if bool((np.diff(ts[order]) == 0).any()):  # equal times: the ids decide (rare: costs a string sort)
         order = np.lexsort((np.asarray(columns["pid"], dtype=str), ts))
-    return _rows(columns, order)
+    return _rows(columns, order), ts[order]
