@@ -89,10 +89,6 @@ EXIT_BROKER_LOST_DATA = 75
 EXIT_BATCH_FAILED = 70
 #: Seconds between the changelog probes of :meth:`Pipeline._broker_verified`.
 VERIFY_RETRY_S = 0.5
-#: Seconds after the alignment resumes a join partition during which its log end is not
-#: trusted (the consumer's fetcher refreshes it within a fetch wait, 25 ms by default).
-RESUME_BLIND_S = 1.0
-
 #: A monitor checkpoint sends its states this many bytes at a time (see
 #: :meth:`Pipeline._finish_checkpoint`).
 CHECKPOINT_CHUNK_BYTES = 262_144
@@ -212,7 +208,6 @@ class Pipeline:
         self._outbox_checked: set[int] = set()  # join partitions idle before a batch, outbox published
         self.alignment = Alignment(settings.max_held_events)
         self._paused: set[int] = set()  # join partitions paused by the alignment
-        self._resumed_at: dict[int, float] = {}  # join partition -> when the alignment last resumed it
         self._alerts_firing: dict[str, dict[str, str]] = {}
         self.webhook = WebhookSink.from_settings(settings, self.metrics)
         self.broker_reachable: bool | None = None  # None: not checked yet
@@ -465,8 +460,6 @@ class Pipeline:
         pause = [tp for p in want - self._paused for tp in tps[p] if tp in assigned]
         if resume:
             consumer.resume_partitions(resume)
-            now = time.monotonic()
-            self._resumed_at.update((p, now) for p in self._paused - want)
         if pause:
             consumer.pause_partitions(pause)
             self.metrics.alignment_pauses.inc(len(want - self._paused))
@@ -561,14 +554,11 @@ class Pipeline:
         return futures
 
     def _input_end(self, topic: str, partition: int) -> int | None:
-        """The end of a join input log as far as the event-time clock may trust it; ``None``
-        (unknown: the partition counts as behind) while the alignment pauses it, since the
-        consumer does not fetch it then, and its last end would make it look caught up
-        (and then idle) while records pile up on the broker; and for a moment after it
-        resumes, until a fetch has brought its end up to date."""
-        if partition in self._paused or time.monotonic() - self._resumed_at.get(partition, -math.inf) < RESUME_BLIND_S:
-            return None
-        return self._highwater(TP(topic, partition))
+        """The end of a join input log as far as the event-time clock may trust it: as of a
+        fetch since the alignment last resumed it (:meth:`streams.consumer.Consumer.fetched_end`);
+        ``None`` (unknown: the partition counts as behind) while it is paused, since its last
+        end would make it look caught up (and then idle) while records pile up on the broker."""
+        return self.app.consumer.fetched_end(TP(topic, partition))  # type: ignore[attr-defined,no-any-return]
 
     def _highwater(self, tp: TP) -> int | None:
         """The end of ``tp``'s log as of the consumer's last fetch of it; ``None`` before

@@ -48,10 +48,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any, cast
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, Message
@@ -76,6 +79,8 @@ class Consumer(aiokafka_driver.Consumer):
         #: partition -> (an offset delivered, the offset served after it without a reset)
         #: for each log that went back (see :meth:`deliver`); the pipeline stops on one
         self.went_back: dict[TP, tuple[int, int]] = {}
+        #: partition -> when (ms since the epoch) :meth:`resume_partitions` last resumed it
+        self._resumed_ms: dict[TP, float] = {}
 
     def _feeds_batch_buffers(self, tp: TP) -> bool:
         """Whether every channel ``tp``'s records go to is a micro-batch buffer (the
@@ -166,6 +171,28 @@ class Consumer(aiokafka_driver.Consumer):
         paused = set(tps)
         self._active_partitions = set(self._get_active_partitions()) - paused
         self._paused_partitions.update(paused)
+
+    def resume_partitions(self, tps: Iterable[TP]) -> None:
+        tps = list(tps)
+        now_ms = time.time() * 1000
+        self._resumed_ms.update((tp, now_ms) for tp in tps)
+        super().resume_partitions(tps)
+
+    def fetched_end(self, tp: TP) -> int | None:
+        """The end of ``tp``'s log as of a fetch it was in; ``None`` while it is paused, and
+        after a resume until a fetch has brought its end up to date (a paused partition is
+        not fetched, so its last end goes stale while records pile up on the broker), or
+        when it is not assigned here."""
+        if tp in self._paused_partitions:
+            return None
+        try:
+            consumer = self._thread._ensure_consumer()
+            fetched_ms = consumer.last_poll_timestamp(tp)
+            if fetched_ms is None or fetched_ms <= self._resumed_ms.get(tp, -math.inf):
+                return None
+            return consumer.highwater(tp)  # type: ignore[no-any-return]
+        except (AssertionError, AttributeError, ConsumerNotStarted):  # aiokafka asserts the assignment
+            return None
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         with self._resetting():
