@@ -172,49 +172,49 @@ class ReorderBuffer:
         for kind, columns in parts.items():
             if not columns or not columns["ts"]:
                 continue
-            columns, ts = _canonical(columns, np.asarray(columns["ts"], dtype=float))
+            chunk = _Chunk.of(columns, payload, offset)
             last = self.released[kind]
-            if last is not None and ts[0] <= last[0]:
-                # sorted by (ts, pid): the events up to the last one released are a prefix
+            if last is not None and chunk.ts[0] <= last[0]:
+                # in canonical order, the events up to the last one released are a prefix
+                ts, ids = chunk.ts, columns["pid"]
                 below = int(np.searchsorted(ts, last[0], side="left"))
-                ids = columns["pid"]
-                while below < len(ts) and ts[below] == last[0] and str(ids[below]) <= last[1]:
+                while below < len(ts) and ts[below] == last[0] and str(ids[chunk.row(below)]) <= last[1]:
                     below += 1
                 if again:
                     if below == len(ts):
                         continue
-                    columns, ts = _slice(columns, below, len(ts)), ts[below:]
+                    chunk = chunk.cut(below)[1]
                 else:
                     late += below
-            self.chunks[kind].append(_Chunk(columns, ts, payload, offset))
-            held += len(ts)
+            self.chunks[kind].append(chunk)
+            held += len(chunk.ts)
         if held:
             self.held[payload] = offset
         return held, late
 
     def release(self, frontier: float) -> dict[str, Any] | None:
         """The events below ``frontier`` (all of them at ``+inf``), each sequence in
-        canonical order, as a monitor batch; ``None`` when there are none. Each chunk is held
-        sorted, so the events due are a prefix of it: cutting it costs a binary search and a
-        slice, however many chunks stay held."""
+        canonical order, as a monitor batch; ``None`` when there are none. Each chunk's
+        times are held sorted, so the events due are a prefix of them: cutting it costs a
+        binary search, however many chunks stay held; the events are gathered once, here."""
         batch: dict[str, Any] = {}
         for kind in KINDS:
-            out: list[tuple[dict[str, Any], np.ndarray]] = []
+            out: list[_Chunk] = []
             keep = []
             for chunk in self.chunks[kind]:
                 ts = chunk.ts
                 if ts[0] >= frontier:
                     keep.append(chunk)
                 elif ts[-1] < frontier:
-                    out.append((chunk.columns, ts))
+                    out.append(chunk)
                 else:
-                    cut = int(np.searchsorted(ts, frontier, side="left"))
-                    out.append((_slice(chunk.columns, 0, cut), ts[:cut]))
-                    keep.append(_Chunk(_slice(chunk.columns, cut, len(ts)), ts[cut:], chunk.payload, chunk.offset))
+                    due, rest = chunk.cut(int(np.searchsorted(ts, frontier, side="left")))
+                    out.append(due)
+                    keep.append(rest)
             if not out:
                 continue
             self.chunks[kind] = keep
-            columns = batch[kind] = out[0][0] if len(out) == 1 else _merge(out)
+            columns = batch[kind] = _merge(out)
             key = (float(columns["ts"][-1]), str(columns["pid"][-1]))
             last = self.released[kind]
             self.released[kind] = key if last is None else max(last, key)
@@ -232,12 +232,46 @@ class ReorderBuffer:
 
 @dataclass(slots=True)
 class _Chunk:
-    """Events of one payload held for one sequence, in canonical order (``ts`` as an array)."""
+    """Events of one payload held for one sequence: its columns as they came, and their
+    canonical order, gathered only when released (:func:`_merge`), so an event is moved
+    once. ``ts``: the times in canonical order; ``rows``: the rows of ``columns`` in that
+    order, ``None`` when they are all of them, in order."""
 
     columns: dict[str, Any]
     ts: np.ndarray
+    rows: np.ndarray | None
     payload: PayloadId
     offset: int
+
+    @classmethod
+    def of(cls, columns: dict[str, Any], payload: PayloadId, offset: int) -> _Chunk:
+        ts = np.asarray(columns["ts"], dtype=float)
+        if len(ts) < 2 or bool((np.diff(ts) > 0).all()):
+            return cls(columns, ts, None, payload, offset)
+        rows = _canonical_order(ts, columns["pid"])
+        return cls(columns, ts[rows], rows, payload, offset)
+
+    def row(self, i: int) -> int:
+        return i if self.rows is None else int(self.rows[i])
+
+    def cut(self, at: int) -> tuple[_Chunk, _Chunk]:
+        """The chunk's first ``at`` events, and the rest. An ordered chunk's columns are
+        sliced; a reordered chunk's are shared, and gathered once a cut leaves less than
+        half of them (so a chunk cut many times is not copied whole each time)."""
+        if self.rows is None:
+            n = len(self.ts)
+            return (_Chunk(_slice(self.columns, 0, at), self.ts[:at], None, self.payload, self.offset),
+                    _Chunk(_slice(self.columns, at, n), self.ts[at:], None, self.payload, self.offset))
+        due = _Chunk(self.columns, self.ts[:at], self.rows[:at], self.payload, self.offset)
+        rest = _Chunk(self.columns, self.ts[at:], self.rows[at:], self.payload, self.offset)
+        if 2 * len(rest.ts) < len(next(iter(_flat(self.columns)))):
+            rest = _Chunk(_rows(self.columns, rest.rows), rest.ts, None, self.payload, self.offset)
+        return due, rest
+
+
+def _flat(columns: Mapping[str, Any]) -> Any:
+    """The columns of a column batch other than ``features``."""
+    return (values for name, values in columns.items() if name != "features")
 
 
 def _slice(columns: Mapping[str, Any], start: int, stop: int) -> dict[str, Any]:
@@ -256,20 +290,32 @@ def _rows(columns: Mapping[str, Any], index: np.ndarray) -> dict[str, Any]:
             for name, values in columns.items()}
 
 
-def _merge(pieces: list[tuple[dict[str, Any], np.ndarray]]) -> dict[str, Any]:
-    """Column batches, each in canonical order (with its times as an array), merged into
-    one: end to end where they do not overlap in time, else sorted once by the times
-    already at hand (a stable sort of sorted runs, which numpy's does in about linear time)."""
-    pieces.sort(key=lambda piece: float(piece[1][0]))
-    return _canonical(concat_columns([c for c, _ in pieces]), np.concatenate([t for _, t in pieces]))[0]
-
-
-def _canonical(columns: dict[str, Any], ts: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
-    """``columns`` sorted by ``(ts, pid)``, and their times (``ts``: the times of
-    ``columns`` as they are); as they are when already in that order."""
-    if len(ts) < 2 or bool((np.diff(ts) > 0).all()):
-        return columns, ts
+def _canonical_order(ts: np.ndarray, pids: Any) -> np.ndarray:
+    """The order that sorts events by ``(ts, pid)``."""
     order = np.argsort(ts, kind="stable")
     if bool((np.diff(ts[order]) == 0).any()):  # equal times: the ids decide (rare: costs a string sort)
-        order = np.lexsort((np.asarray(columns["pid"], dtype=str), ts))
-    return _rows(columns, order), ts[order]
+        order = np.lexsort((np.asarray(pids, dtype=str), ts))
+    return order
+
+
+def _merge(chunks: list[_Chunk]) -> dict[str, Any]:
+    """The events of ``chunks``, each held in canonical order, as one column batch in
+    canonical order: end to end where they do not overlap in time (an ordered chunk alone
+    is handed out as it is), else sorted once by the times at hand (a stable sort of sorted
+    runs, which numpy's does in about linear time); the rows are gathered in one pass."""
+    if len(chunks) == 1 and chunks[0].rows is None:
+        return chunks[0].columns
+    chunks.sort(key=lambda chunk: float(chunk.ts[0]))
+    columns = concat_columns([chunk.columns for chunk in chunks])
+    index, start = [], 0
+    for chunk in chunks:
+        size = len(next(iter(_flat(chunk.columns))))
+        index.append((np.arange(len(chunk.ts)) if chunk.rows is None else chunk.rows) + start)
+        start += size
+    rows = np.concatenate(index)
+    ts = np.concatenate([chunk.ts for chunk in chunks])
+    if len(ts) > 1 and not bool((np.diff(ts) > 0).all()):
+        rows = rows[_canonical_order(ts, itemgetter(*rows.tolist())(columns["pid"]))]
+    if len(rows) == start and bool((np.diff(rows) == 1).all()):
+        return columns
+    return _rows(columns, rows)
