@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import subprocess
 import sys
 import time
@@ -51,6 +52,8 @@ def run_all(names: Sequence[str], smoke: bool, artifacts: Path, timeout_s: float
         summary = orjson.loads(out.read_bytes()) if out.exists() else {}
         if error:
             summary["error"] = error
+        if summary.get("plot"):  # the committed summary names no machine's folders
+            summary["plot"] = os.path.relpath(summary["plot"], artifacts)
         summary["wall_s"] = round(time.monotonic() - started, 1)
         summary["ran_at"] = time.strftime("%Y-%m-%d %H:%M %Z")
         out.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
@@ -65,7 +68,15 @@ def earlier(artifacts: Path, name: str) -> dict[str, Any]:
 
 
 def _row(label: str, value: Any, target: str = "", met: Any = "") -> str:
-    return f"| {label} | {fmt(value)} | {target} | {fmt(met) if met != '' else ''} |"
+    cells = (label, fmt(value), target, fmt(met) if met != "" else "")
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def _plot_link(plot: str, artifacts: Path, out_dir: Path) -> str:
+    """A link to a plot, relative to RESULTS.md (a summary names it relative to the artifacts
+    folder), so the file names no machine's folders."""
+    path = os.path.relpath(artifacts / plot, out_dir).replace(os.sep, "/")
+    return f"[{path}]({path})"
 
 
 def _runs(run: dict[str, Any] | None) -> str:
@@ -73,7 +84,7 @@ def _runs(run: dict[str, Any] | None) -> str:
     return f" ({note})" if note else ""
 
 
-def render(results: dict[str, Any], smoke: bool) -> str:
+def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "results", out_dir: Path = HERE) -> str:
     m = machine()
     lines = [
         "# driftstream load test results", "",
@@ -117,7 +128,7 @@ def render(results: dict[str, Any], smoke: bool) -> str:
                   _row("memory: RSS MB per million events after warm-up", mem["rss_mb_per_million_events"], tg["rss_flat"]["target"], tg["rss_flat"]["met"]),
                   _row("memory: join-state entries (max / end)", f"{mem['join_entries_max']} / {mem['join_entries_end']}", tg["join_state_bounded"]["target"], tg["join_state_bounded"]["met"])]
         if mem.get("plot"):
-            lines.append(_row("memory: plot", mem["plot"]))
+            lines.append(_row("memory: plot", _plot_link(mem["plot"], artifacts, out_dir)))
     sc = results.get("scaling", {})
     if sc and "error" not in sc:
         lines += [_row("scaling: one worker predictions/s", sc["one_worker_predictions_per_s"]),
@@ -152,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # scripts not run this time keep the results of their last run (the table says when)
     results = {name: ran[name] if name in ran else earlier(args.artifacts, name) for name in SCRIPTS}
     results = {name: r for name, r in results.items() if r}
-    args.out.write_text(render(results, args.smoke))
+    args.out.write_text(render(results, args.smoke, args.artifacts, args.out.parent))
     print(f"wrote {args.out}", file=sys.stderr)
     return results
 
