@@ -10,8 +10,13 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
-from .exceptions import DriftstreamError
+from .exceptions import DriftstreamError, KafkaUnreachableError
 from .settings import Settings, SettingsError
+
+#: Exit statuses (sysexits.h, as the worker's 70 and 75): a supervisor retries 69, and
+#: does not retry 2 (the command or its configuration must change first).
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 69
 
 DESCRIPTION = """\
 driftstream watches ML models in production and tells their owners, within seconds,
@@ -218,9 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
+    except KafkaUnreachableError as exc:
+        print(f"driftstream {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except (DriftstreamError, SettingsError) as exc:
         print(f"driftstream {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 

@@ -41,6 +41,7 @@ from .backtest import (
 from .end_offsets import end_offsets, fetch_until
 from .exceptions import ConfigError, DriftstreamError
 from .gc_tuning import tune_gc
+from .kafka_connect import start_client
 from .monitor import model_key
 from .offline import OfflineResult
 from .settings import Settings
@@ -127,7 +128,7 @@ async def read_window(settings: Settings, role: str, window: ReplayWindow) -> li
         **settings.kafka_client_kwargs(), group_id=None, enable_auto_commit=False,
         auto_offset_reset="earliest", max_partition_fetch_bytes=max(8 * settings.max_message_bytes, 8_388_608),
     )
-    await consumer.start()
+    await start_client(consumer, settings)
     try:
         partitions = sorted(consumer.partitions_for_topic(topic) or await _fetch_partitions(consumer, topic))
         tps = [TopicPartition(topic, p) for p in partitions]
@@ -180,7 +181,7 @@ async def publish(settings: Settings, prefix: str, result: OfflineResult) -> dic
     target = settings.replace(topic_prefix=prefix)
     await ensure_topics(target, PUBLISHED)
     producer = AIOKafkaProducer(**settings.kafka_client_kwargs(), max_request_size=max(4 * settings.max_message_bytes, 4_194_304))
-    await producer.start()
+    await start_client(producer, settings)
     sent = {}
     try:
         for role, items in _messages(result).items():
