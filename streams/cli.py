@@ -176,8 +176,8 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     if not printed:  # an empty stdout alone cannot tell "no alerts" from a command that failed
-        since = "on it" if args.from_beginning else "while waiting (--from-beginning shows earlier ones)"
-        print(f"driftstream alerts: no alerts on {settings.topic('alerts')} {since}", file=sys.stderr)
+        which = "" if args.from_beginning else " new (--from-beginning shows earlier ones)"
+        print(f"driftstream alerts: no{which} alerts on {settings.topic('alerts')}", file=sys.stderr)
     return 0
 
 
