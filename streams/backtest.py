@@ -372,6 +372,7 @@ def evaluate_and_report(events: Sequence[SourceEvent], args: argparse.Namespace,
 def _cmd_backtest(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     tune_gc(settings.gc_threshold)
+    load_configs(args.config, settings)  # a bad config is refused before the files are read
     sources = [(args.predictions, "predictions")] + ([(args.ground_truth, "ground-truth")] if args.ground_truth else [])
     read = {role: read_events(path, role) for path, role in sources}
     events = merge(read.get("predictions", []), read.get("ground-truth", []))

@@ -36,6 +36,7 @@ from .backtest import (
     add_evaluation_options,
     evaluate_and_report,
     event_from_object,
+    load_configs,
     merge,
 )
 from .end_offsets import end_offsets, fetch_until
@@ -227,6 +228,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         window = ReplayWindow(args.since, args.until, args.from_offset, args.to_offset)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    load_configs(args.config, settings)  # a bad config is refused before Kafka is read
     events = read_events(settings, window)
     if not events:
         raise DriftstreamError(f"replay: no events in the window on {settings.topic('predictions')} / {settings.topic('ground-truth')}")

@@ -63,6 +63,14 @@ def test_worker_refuses_a_bad_config_in_one_line_before_it_touches_kafka(closed_
     assert (result.returncode, result.stderr.splitlines()) == (2, [f"driftstream worker: error: {config}: {BAD_CONFIG_ERROR}"])
 
 
+def test_replay_refuses_a_bad_config_before_it_reads_kafka(closed_port: int, tmp_path: Path) -> None:
+    config = tmp_path / "monitor.toml"
+    config.write_text(BAD_CONFIG)
+    result = _cli("replay", "--out", str(tmp_path / "out"), "--config", str(config),
+                  env={"DRIFTSTREAM_BROKER": f"kafka://127.0.0.1:{closed_port}"})
+    assert (result.returncode, result.stderr.splitlines()) == (2, [f"driftstream replay: error: {config}: {BAD_CONFIG_ERROR}"])
+
+
 def _recorded(tmp_path: Path) -> tuple[Path, Path]:
     from schemas import codec
     from streams.simulate import Simulation, SimulationConfig
