@@ -89,6 +89,12 @@ DEFAULTS: dict[str, Any] = {
 _MODEL_KEYS = frozenset(DEFAULTS)
 
 
+def _another_detector(current: Any, value: Any) -> bool:
+    """Whether ``value`` names a detector type other than the one ``current`` holds."""
+    return (isinstance(current, dict) and isinstance(value, Mapping) and "type" in current
+            and "type" in value and current["type"] != value["type"])
+
+
 def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str, top: bool = True) -> dict[str, Any]:
     merged = copy.deepcopy(base)
     for key, value in override.items():
@@ -97,8 +103,8 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str, top: b
                 f"{where}: unknown setting {key!r}; expected one of: {', '.join(sorted(_MODEL_KEYS))}"
             )
         current = merged.get(key)
-        if isinstance(current, dict) and isinstance(value, Mapping) and "type" in current and "type" in value and current["type"] != value["type"]:
-            # another detector type: the default's parameters are not the new type's
+        if _another_detector(current, value):
+            # the default's parameters are not the new type's: the override replaces it
             merged[key] = copy.deepcopy(dict(value))
         elif isinstance(current, dict) and isinstance(value, Mapping) and key != "feature_detectors":
             merged[key] = _merge(current, value, f"{where}.{key}", top=False)
