@@ -294,7 +294,10 @@ def evaluate(
             result, elapsed = run_pipeline(packed, config, window_s=window_s, max_message_bytes=max_message_bytes, bar=bar)
             scores = score(detections_from(result.drift_events, result.alerts), drifts, lines, tolerance_s,
                            watched=_watched(result))
-            runs.append(Run(name, path, result, elapsed, scores, config_summary(scores)))
+            summary = config_summary(scores)
+            if not drifts:
+                scores, summary = unscored(scores), unscored([summary])[0]
+            runs.append(Run(name, path, result, elapsed, scores, summary))
     order = rank({r.name: r.summary for r in runs})
     runs.sort(key=lambda r: order.index(r.name))
     for i, run in enumerate(runs, start=1):
@@ -303,6 +306,13 @@ def evaluate(
     counts = {role: sum(1 for e in events if e.role == role) for role in ROLES}
     return Evaluation(runs, counts, invalid, list(drifts), tolerance_s, lines,
                       time.perf_counter() - started)
+
+
+def unscored(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Score rows with the false alarms unknown: with no drifts annotated, every detection
+    would count as one. They stay as ``detections``."""
+    return [{**row, "detections": row["false_alarms"], "false_alarms": None, "false_alarms_per_10k": None}
+            for row in rows]
 
 
 # -- command line ------------------------------------------------------------------------
@@ -351,6 +361,10 @@ def evaluate_and_report(events: Sequence[SourceEvent], args: argparse.Namespace,
         print(f"... and {evaluation.invalid_count - 10} more invalid input(s), listed in report.json", file=sys.stderr)
     paths = report.write(Path(args.out), report.build(evaluation, command=command, inputs=inputs), evaluation)
     print(report.summary_table(evaluation))
+    if not evaluation.drifts:
+        fired = {run.name: len({a["alert_id"] for a in run.result.alerts}) for run in evaluation.runs}
+        print("not scored (no --drifts given): detections, delays and false alarms need annotated drifts; alerts fired: "
+              + ", ".join(f"{n} ({name})" for name, n in fired.items()))
     print(f"report: {paths[0]}  {paths[1]}")
     return evaluation
 
@@ -358,6 +372,7 @@ def evaluate_and_report(events: Sequence[SourceEvent], args: argparse.Namespace,
 def _cmd_backtest(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     tune_gc(settings.gc_threshold)
+    load_configs(args.config, settings)  # a bad config is refused before the files are read
     sources = [(args.predictions, "predictions")] + ([(args.ground_truth, "ground-truth")] if args.ground_truth else [])
     read = {role: read_events(path, role) for path, role in sources}
     events = merge(read.get("predictions", []), read.get("ground-truth", []))

@@ -10,8 +10,13 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
-from .exceptions import DriftstreamError
+from .exceptions import DriftstreamError, KafkaUnreachableError
 from .settings import Settings, SettingsError
+
+#: Exit statuses (sysexits.h, as the worker's 70 and 75): a supervisor retries 69, and
+#: does not retry 2 (the command or its configuration must change first).
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 69
 
 DESCRIPTION = """\
 driftstream watches ML models in production and tells their owners, within seconds,
@@ -42,9 +47,27 @@ def _cmd_broker(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
+    from .monitor_config import MonitorConfig
     from .worker import run_worker
 
-    run_worker(Settings.from_env())
+    settings = Settings.from_env()
+    MonitorConfig.load(settings.config_path)  # a bad config stops it here, before Kafka is touched
+    run_worker(settings)
+    return 0
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    import json
+
+    from .monitor_config import MonitorConfig
+
+    config = MonitorConfig.load(args.file)
+    if args.model is not None:
+        effective: Any = config.for_model(args.model).values
+    else:
+        effective = {"defaults": config.defaults, "models": config.models}
+    print(json.dumps(effective, indent=2))
+    print(f"{args.file}: ok", file=sys.stderr)
     return 0
 
 
@@ -65,6 +88,28 @@ def _read_lines(source: str) -> Iterator[tuple[int, str]]:
     finally:
         if stream is not sys.stdin:
             stream.close()
+
+
+def describe_json_error(text: str, exc: ValueError) -> str:
+    """What is wrong with a line that is not JSON, in plain words.
+
+    >>> import orjson
+    >>> def why(text):
+    ...     try:
+    ...         orjson.loads(text)
+    ...     except orjson.JSONDecodeError as exc:
+    ...         return describe_json_error(text, exc)
+    >>> why("this is not json")
+    "not JSON (a JSON object starts with '{', this line starts with 'this is not json')"
+    >>> why('{"a": 1')
+    'not JSON (unexpected end of data at column 8)'
+    """
+    stripped = text.strip()
+    if not stripped.startswith(("{", "[")):
+        return f"not JSON (a JSON object starts with '{{', this line starts with {stripped[:20]!r})"
+    where = getattr(exc, "colno", None)
+    reason = getattr(exc, "msg", None) or str(exc)
+    return f"not JSON ({reason}{f' at column {where}' if where else ''})"
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
@@ -89,9 +134,9 @@ def _cmd_publish(args: argparse.Namespace) -> int:
                         invalid += 1
                         print(f"line {number}: {exc} (skipped)", file=sys.stderr)
                         continue
-                    except ValueError as exc:
+                    except ValueError as exc:  # orjson's decode error is a ValueError
                         invalid += 1
-                        print(f"line {number}: not valid JSON: {exc} (skipped)", file=sys.stderr)
+                        print(f"line {number}: {describe_json_error(line, exc)} (skipped)", file=sys.stderr)
                         continue
                     if len(batch) >= args.batch_size:
                         sent += await client.publish(args.topic, batch)
@@ -103,8 +148,11 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         return sent, invalid
 
     sent, invalid = asyncio.run(run())
-    print(f"published {sent} {args.topic} events; {invalid} invalid line(s) skipped")
-    return 1 if invalid and not sent else 0
+    if invalid:
+        print(f"published {sent} {args.topic} events; {invalid} invalid line(s) skipped (listed on stderr): exit status 1")
+        return 1
+    print(f"published {sent} {args.topic} events; 0 invalid line(s) skipped")
+    return 0
 
 
 def _cmd_alerts(args: argparse.Namespace) -> int:
@@ -112,16 +160,24 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
 
     from .sdk import DriftstreamClient
 
+    settings = Settings.from_env()
+    printed = 0
+
     async def run() -> None:
-        async with DriftstreamClient(Settings.from_env()) as client:
+        nonlocal printed
+        async with DriftstreamClient(settings) as client:
             async for alert in client.alerts(from_beginning=args.from_beginning, follow=args.follow):
                 sys.stdout.write(codec.dumps(alert).decode() + "\n")
                 sys.stdout.flush()
+                printed += 1
 
     try:
         asyncio.run(run())
     except KeyboardInterrupt:
         pass
+    if not printed:  # an empty stdout alone cannot tell "no alerts" from a command that failed
+        which = "" if args.from_beginning else " new (--from-beginning shows earlier ones)"
+        print(f"driftstream alerts: no{which} alerts on {settings.topic('alerts')}", file=sys.stderr)
     return 0
 
 
@@ -186,6 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run the stream processor against DRIFTSTREAM_BROKER")
     p.set_defaults(func=_cmd_worker)
 
+    p = sub.add_parser("config", help="check a monitoring config file")
+    config_sub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    p = config_sub.add_parser("check", help="print the effective config (defaults merged), or the first error",
+                              description="Validate FILE as the worker does at start-up and print the effective "
+                                          "config as JSON: of one model with --model, else the defaults and "
+                                          "every model the file names. An error is one line, exit status 2.")
+    p.add_argument("file", metavar="FILE", help="monitoring config (.toml, .yaml or .yml)")
+    p.add_argument("--model", metavar="MODEL_ID", help="the model whose config to print (any id: an unlisted "
+                                                       "model gets the defaults)")
+    p.set_defaults(func=_cmd_config_check)
+
     p = sub.add_parser("topics", help="create driftstream's topics (idempotent) and list them")
     p.set_defaults(func=_cmd_topics)
 
@@ -218,9 +285,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
+    except KafkaUnreachableError as exc:
+        print(f"driftstream {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except (DriftstreamError, SettingsError) as exc:
         print(f"driftstream {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 

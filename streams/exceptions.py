@@ -13,6 +13,12 @@ class BrokerError(DriftstreamError):
     """The embedded broker could not be found, started or reached."""
 
 
+class KafkaUnreachableError(DriftstreamError):
+    """Kafka could not be reached (refused, timed out, or the handshake failed)."""
+
+    retriable = True
+
+
 class PublishError(DriftstreamError):
     """An event could not be published (invalid, or the broker refused it)."""
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config_schema import check_model, check_overrides
 from .exceptions import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -65,7 +66,6 @@ DEFAULTS: dict[str, Any] = {
     },
     "performance": {
         "window": 1000,
-        "min_labels": 200,
         "max_accuracy_drop": 0.1,
         "max_mae_increase": 0.5,
         # a concept-drift detection alerts only if the error rose at least this much
@@ -89,6 +89,12 @@ DEFAULTS: dict[str, Any] = {
 _MODEL_KEYS = frozenset(DEFAULTS)
 
 
+def _another_detector(current: Any, value: Any) -> bool:
+    """Whether ``value`` names a detector type other than the one ``current`` holds."""
+    return (isinstance(current, dict) and isinstance(value, Mapping) and "type" in current
+            and "type" in value and current["type"] != value["type"])
+
+
 def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str, top: bool = True) -> dict[str, Any]:
     merged = copy.deepcopy(base)
     for key, value in override.items():
@@ -97,11 +103,30 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any], where: str, top: b
                 f"{where}: unknown setting {key!r}; expected one of: {', '.join(sorted(_MODEL_KEYS))}"
             )
         current = merged.get(key)
-        if isinstance(current, dict) and isinstance(value, Mapping) and key != "feature_detectors":
+        if _another_detector(current, value):
+            # the default's parameters are not the new type's: the override replaces it
+            merged[key] = copy.deepcopy(dict(value))
+        elif isinstance(current, dict) and isinstance(value, Mapping) and key != "feature_detectors":
             merged[key] = _merge(current, value, f"{where}.{key}", top=False)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def _check(values: dict[str, Any], where: str) -> None:
+    """The whole resolved config of one model, and its reference profile, or ConfigError."""
+    try:
+        check_model(values, where)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    profile = values["reference"]["profile"]
+    if profile:
+        from .monitor import load_reference_profile
+
+        try:
+            load_reference_profile(profile)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.reference.profile: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -135,11 +160,22 @@ class MonitorConfig:
             raise ConfigError(
                 f"{source}: unknown section(s) {sorted(unknown)}; expected 'defaults' and 'models'"
             )
+        for section in ("defaults", "models"):
+            if not isinstance(data.get(section, {}), Mapping):
+                raise ConfigError(f"{source}: {section}: expected a table")
         defaults = _merge(DEFAULTS, data.get("defaults", {}), f"{source}: defaults")
-        models = {
-            str(model_id): _merge(defaults, overrides, f"{source}: models.{model_id}")
-            for model_id, overrides in data.get("models", {}).items()
-        }
+        _check(defaults, f"{source}: defaults")
+        models = {}
+        for model_id, overrides in data.get("models", {}).items():
+            where = f"{source}: models.{model_id}"
+            if not isinstance(overrides, Mapping):
+                raise ConfigError(f"{where}: expected a table of settings")
+            try:
+                check_overrides(overrides, where)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            models[str(model_id)] = _merge(defaults, overrides, where)
+            _check(models[str(model_id)], where)
         return cls(defaults, models)
 
     @classmethod

@@ -30,6 +30,7 @@ class Progress:
         self.count = 0
         self.started = time.monotonic()
         self._last_draw = 0.0
+        self._drawn: int | None = None  # the count last drawn
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     @property
@@ -50,6 +51,9 @@ class Progress:
             self._last_draw = now
 
     def _draw(self, final: bool) -> None:
+        if final and not self._tty and self._drawn == self.count:
+            return  # a plain line for this count is there already: no second, identical one
+        self._drawn = self.count
         if self._tty:
             self.stream.write("\r\x1b[K" + self.line() + ("\n" if final else ""))
         else:

@@ -36,11 +36,13 @@ from .backtest import (
     add_evaluation_options,
     evaluate_and_report,
     event_from_object,
+    load_configs,
     merge,
 )
 from .end_offsets import end_offsets, fetch_until
 from .exceptions import ConfigError, DriftstreamError
 from .gc_tuning import tune_gc
+from .kafka_connect import start_client
 from .monitor import model_key
 from .offline import OfflineResult
 from .settings import Settings
@@ -127,7 +129,7 @@ async def read_window(settings: Settings, role: str, window: ReplayWindow) -> li
         **settings.kafka_client_kwargs(), group_id=None, enable_auto_commit=False,
         auto_offset_reset="earliest", max_partition_fetch_bytes=max(8 * settings.max_message_bytes, 8_388_608),
     )
-    await consumer.start()
+    await start_client(consumer, settings)
     try:
         partitions = sorted(consumer.partitions_for_topic(topic) or await _fetch_partitions(consumer, topic))
         tps = [TopicPartition(topic, p) for p in partitions]
@@ -180,7 +182,7 @@ async def publish(settings: Settings, prefix: str, result: OfflineResult) -> dic
     target = settings.replace(topic_prefix=prefix)
     await ensure_topics(target, PUBLISHED)
     producer = AIOKafkaProducer(**settings.kafka_client_kwargs(), max_request_size=max(4 * settings.max_message_bytes, 4_194_304))
-    await producer.start()
+    await start_client(producer, settings)
     sent = {}
     try:
         for role, items in _messages(result).items():
@@ -226,6 +228,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         window = ReplayWindow(args.since, args.until, args.from_offset, args.to_offset)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    load_configs(args.config, settings)  # a bad config is refused before Kafka is read
     events = read_events(settings, window)
     if not events:
         raise DriftstreamError(f"replay: no events in the window on {settings.topic('predictions')} / {settings.topic('ground-truth')}")

@@ -319,6 +319,7 @@ def rank(summaries: Mapping[str, Mapping[str, Any]]) -> list[str]:
     def key(name: str) -> tuple[float, float, float, str]:
         s = summaries[name]
         delay = s["mean_delay_s"]
-        return (-s["detected"], s["false_alarms_per_10k"], math.inf if delay is None else delay, name)
+        false_alarms = s["false_alarms_per_10k"] or 0.0  # None: not scored (no drifts annotated)
+        return (-s["detected"], false_alarms, math.inf if delay is None else delay, name)
 
     return sorted(summaries, key=key)

@@ -39,6 +39,7 @@ from schemas.errors import ContractError
 from schemas.parsing import validate_ground_truth, validate_prediction
 
 from .exceptions import PublishError
+from .kafka_connect import start_client
 from .partitioning import group_by_partition
 from .settings import Settings
 
@@ -112,13 +113,7 @@ class DriftstreamClient:
             acks="all",
             enable_idempotence=False,
         )
-        try:
-            await producer.start()
-        except KafkaError as exc:
-            await producer.stop()
-            raise PublishError(
-                f"cannot reach Kafka at {self.settings.bootstrap_servers}: {exc}"
-            ) from exc
+        await start_client(producer, self.settings)
         self._producer = producer
         return self
 
@@ -257,7 +252,7 @@ async def subscribe(
         # broker that holds an empty fetch for its whole wait (the embedded one does)
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
-    await consumer.start()
+    await start_client(consumer, settings)
     try:
         while True:
             batches = await consumer.getmany(timeout_ms=int(idle_timeout_s * 1000))

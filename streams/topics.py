@@ -7,13 +7,14 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from .kafka_connect import start_client
 from .settings import TOPIC_ROLES, Settings
 
 
 async def ensure_topics(settings: Settings, roles: tuple[str, ...] = TOPIC_ROLES) -> dict[str, int]:
     """Create any missing topic; return ``{topic: partitions}`` for all of ``roles``."""
     admin = AIOKafkaAdminClient(**settings.kafka_client_kwargs())
-    await admin.start()
+    await start_client(admin, settings)
     try:
         existing = set(await admin.list_topics())
         missing = [

@@ -69,6 +69,7 @@ from schemas.ids import stable_id
 from schemas.parsing import decode_record
 from schemas.records import ModelUpdate
 
+from .kafka_connect import start_client
 from .model_store import Artifact, ArtifactIntegrityError, ModelStore
 from .monitor import model_key
 from .settings import Settings
@@ -491,9 +492,9 @@ class UpdaterService:
             rebalance_timeout_ms=int(s.rebalance_timeout_s * 1000),
             max_partition_fetch_bytes=max(s.max_message_bytes, 1_048_576),
         )
-        await producer.start()
+        await start_client(producer, s)
         try:
-            await consumer.start()
+            await start_client(consumer, s)
             try:
                 while not stop_event.is_set():
                     batches = await consumer.getmany(timeout_ms=200)
@@ -550,10 +551,13 @@ def _cmd_updater(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level)
 
     async def main() -> None:
+        from .topics import ensure_topics
+
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        await ensure_topics(settings, INPUT_ROLES)  # says "running" only once Kafka answered
         print(f"updater running on {settings.bootstrap_servers} (models in {settings.model_store_dir}); "
               "Ctrl-C stops it", flush=True)
         await run_updater(settings, stop)

@@ -74,16 +74,30 @@ def test_publish_reports_invalid_lines_and_publishes_the_rest(settings: Settings
     lines = [codec.dumps(p).decode() for p in preds]
     lines.insert(3, "{broken json")
     lines.insert(10, codec.dumps({"prediction_id": "x", "model_id": "m", "timestamp": 1, "prediction": 1, "score": 7}).decode())
+    lines.insert(12, "this is not json")
     path = tmp_path / "preds.jsonl"
     path.write_text("\n".join(lines) + "\n")
     result = _cli("publish", "predictions", str(path), settings=settings)
-    assert result.returncode == 0, result.stderr
-    assert "published 30 predictions events; 2 invalid line(s) skipped" in result.stdout
-    assert "line 4: not valid JSON" in result.stderr
+    assert result.returncode == 1, result.stderr  # lines were skipped: a script must notice
+    assert result.stdout.splitlines() == [
+        "published 30 predictions events; 3 invalid line(s) skipped (listed on stderr): exit status 1"]
+    assert "line 4: not JSON (unexpected character, expected a string key at column 2) (skipped)" in result.stderr
     assert "line 11: predictions: field 'score' must be a number in [0, 1], got 7" in result.stderr
+    assert ("line 13: not JSON (a JSON object starts with '{', this line starts with 'this is not json') (skipped)"
+            in result.stderr)
     assert len(read_topic(settings, settings.topic("predictions"))) >= 1
     from_stdin = _cli("publish", "predictions", "-", settings=settings, stdin="\n".join(lines[:3]).encode())
-    assert "published 3 predictions events; 0 invalid line(s) skipped" in from_stdin.stdout
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    assert from_stdin.stdout.splitlines() == ["published 3 predictions events; 0 invalid line(s) skipped"]
+    progress = [line for line in from_stdin.stderr.splitlines() if "predictions events/s" in line]
+    assert len(progress) == 1 and progress[0].startswith("3 predictions events"), from_stdin.stderr
+
+
+def test_alerts_says_so_on_stderr_when_there_are_none(settings: Settings) -> None:
+    asyncio.run(ensure_topics(settings))
+    result = _cli("alerts", "--from-beginning", settings=settings)
+    assert (result.returncode, result.stdout) == (0, "")
+    assert result.stderr.splitlines() == [f"driftstream alerts: no alerts on {settings.topic('alerts')}"]
 
 
 def test_worker_health_endpoints_and_alerts_command(settings: Settings) -> None:

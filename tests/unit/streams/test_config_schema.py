@@ -1,0 +1,78 @@
+"""The monitoring config is checked whole when it is loaded: each error names file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.exceptions import ConfigError
+from streams.monitor_config import DEFAULTS, MonitorConfig
+from streams.offline import OfflinePipeline
+from streams.simulate import Simulation, SimulationConfig
+
+PSI_PARAMS = "bins, window, step, psi_above, warning_psi_above, epsilon"
+
+
+@pytest.mark.parametrize(("toml", "message"), [
+    ("[defaults.data_drift.numeric]\npsi_abov = 0.1\n",
+     f"defaults.data_drift.numeric.psi_abov: unknown parameter of psi; expected one of: {PSI_PARAMS}"),
+    ("[models.churn.prediction_drift.numeric]\nbins = 1\n",
+     "models.churn.prediction_drift.numeric: psi: parameter 'bins' must be an int >= 2, got 1"),
+    ("[defaults.data_drift.categorical]\ntype = \"ks\"\n",
+     "defaults.data_drift.categorical.type: unknown or unsuitable detector 'ks'; expected one of: chi2, psi_categorical"),
+    ("[defaults.data_drift]\nnumerik = { type = \"ks\" }\n",
+     "defaults.data_drift.numerik: unknown key; expected one of: numeric, categorical"),
+    ("[defaults.performance]\nmetric = \"f1\"\n", "defaults: performance.metric is not supported"),
+    ("[defaults.performance]\nmin_labels = 50\n", "defaults: performance.min_labels is not supported"),
+    ("[defaults.performance]\nmax_accuracy_drop = 2\n",
+     "defaults.performance.max_accuracy_drop: expected a number in [0, 1], got 2"),
+    ("[defaults.alerts]\ncooldown_s = \"10m\"\n", "defaults.alerts.cooldown_s: expected a number >= 0, got '10m'"),
+    ("[defaults.severity]\nconcept_drift = \"P5\"\n", "defaults.severity.concept_drift: expected one of P0, P1, P2, P3, got 'P5'"),
+    ("[defaults]\nreference_size = 1\n", "defaults.reference_size: expected an int >= 2, got 1"),
+    ("[defaults]\nignore_features = \"id\"\n", "defaults.ignore_features: expected a list of feature names, got 'id'"),
+    ("[models.churn]\nstrict_models = true\n", "models.churn.strict_models: applies to all models; set it in [defaults]"),
+    ("[[defaults.concept_drift.classification]]\ntype = \"psi\"\n",
+     "defaults.concept_drift.classification[0].type: unknown or unsuitable detector 'psi'; expected one of: adwin, "),
+    ("[[defaults.concept_drift.regression]]\ntype = \"adwin\"\ndelta = 2.0\n",
+     "defaults.concept_drift.regression[0]: adwin: parameter 'delta'"),
+    ("[[defaults.concept_drift.regression]]\ntype = \"adwin\"\n[[defaults.concept_drift.regression]]\ntype = \"adwin\"\n",
+     "defaults.concept_drift.regression[1]: a second 'adwin' detector; each type may appear once"),
+    ("[defaults.concept_drift.classification]\ntype = \"adwin\"\n",
+     "defaults.concept_drift.classification: expected a list of detectors"),
+    ("[models.churn.feature_detectors]\nage = { type = \"adwin\" }\n",
+     "models.churn.feature_detectors.age.type: unknown or unsuitable detector 'adwin'; expected one of: chi2, ks, "),
+    ("[models.churn.feature_detectors.age]\nnumeric = { type = \"ks\" }\n",
+     "models.churn.feature_detectors.age: 'categorical' is missing"),
+    ("[models.churn.feature_detectors.age]\nnumeric = { type = \"ks\", p_value_below = 3 }\ncategorical = { type = \"chi2\" }\n",
+     "models.churn.feature_detectors.age.numeric: ks: parameter 'p_value_below'"),
+    ("[defaults.reference]\nprofile = \"missing.json\"\n",
+     "defaults.reference.profile: cannot read reference profile missing.json"),
+])
+def test_a_bad_config_is_refused_naming_file_key_and_what_is_allowed(tmp_path: Path, toml: str, message: str) -> None:
+    path = tmp_path / "monitor.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as caught:
+        MonitorConfig.load(path)
+    text = str(caught.value)
+    assert text.startswith(f"{path}: {message}"), text
+    assert "\n" not in text
+
+
+def test_the_defaults_pass_and_an_override_of_another_type_drops_the_defaults_parameters(tmp_path: Path) -> None:
+    assert MonitorConfig.from_mapping({"defaults": DEFAULTS}).defaults == DEFAULTS
+    config = MonitorConfig.from_mapping({"models": {"churn": {
+        "data_drift": {"numeric": {"type": "ks", "window": 400, "step": 100}},
+        "prediction_drift": {"numeric": {"window": 400}},
+        "feature_detectors": {"age": {"numeric": {"type": "wasserstein"}, "categorical": {"type": "chi2"}}},
+    }}})
+    churn = config.for_model("churn")
+    assert churn.data_drift["numeric"] == {"type": "ks", "window": 400, "step": 100}  # no psi 'bins' or 'psi_above'
+    assert churn.prediction_drift["numeric"] == {**DEFAULTS["prediction_drift"]["numeric"], "window": 400}
+    # what passed the check runs: the monitor builds every one of these detectors on real events
+    preds, labels = Simulation(SimulationConfig(events=3000, seed=4, model_id="churn")).generate()
+    pipe = OfflinePipeline(config, keep_samples=False)
+    pipe.feed_events([("predictions", p) for p in preds] + [("ground-truth", y) for y in labels])
+    pipe.finish()
+    watched = {w.key: w.detector.name for w in pipe.monitors["churn"].monitor.watched.values()}
+    assert watched["data:age"] == "wasserstein" and watched["data:tenure_months"] == "ks", watched
