@@ -1067,8 +1067,8 @@ class Pipeline:
             latest[sample["key"]] = sample
         for sample in latest.values():
             labels = (monitor.model_id, version, sample["detector"], sample["feature"] or "")
-            m.detector_statistic.labels(*labels).set(sample["statistic"])
-            m.detector_threshold.labels(*labels).set(sample["threshold"])
+            m.detector_statistic.labels(*labels, sample["direction"]).set(sample["statistic"])
+            m.detector_threshold.labels(*labels, sample["direction"]).set(sample["threshold"])
             m.detector_drift.labels(*labels).set(1.0 if sample["drift"] else 0.0)
             if sample["window_size"] is not None:
                 m.detector_window_size.labels(*labels).set(sample["window_size"])

@@ -35,6 +35,10 @@ from prometheus_client.exposition import choose_encoder
 
 #: Labels of every per-detector gauge.
 DETECTOR_LABELS = ("model_id", "model_version", "detector", "feature")
+#: Labels of the statistic and its threshold: ``direction`` is ``above`` when drift means
+#: statistic > threshold (PSI, ADWIN, MAE), ``below`` when it means statistic < threshold
+#: (p-values of KS, chi2, KSWIN; accuracy), so one alerting rule can tell the two apart.
+DIRECTED_LABELS = (*DETECTOR_LABELS, "direction")
 
 #: Event time of the triggering event to alert publish: 1 ms .. 60 s.
 LATENCY_BUCKETS = (
@@ -147,11 +151,13 @@ def create(
             "label_coverage_ratio", "Share of predictions that received a label.", "model_id"
         ),
         detector_statistic=gauge(
-            "detector_statistic", "Current test statistic of a detector.", *DETECTOR_LABELS
+            "detector_statistic", "Current test statistic of a detector (drift: above the "
+            "threshold where direction=\"above\", below it where direction=\"below\").",
+            *DIRECTED_LABELS,
         ),
         detector_threshold=gauge(
-            "detector_threshold", "Threshold the detector statistic is compared with.",
-            *DETECTOR_LABELS,
+            "detector_threshold", "Threshold the detector statistic is compared with, in the "
+            "direction its label names.", *DIRECTED_LABELS,
         ),
         detector_window_size=gauge(
             "detector_window_size", "Observations in the detector's current window.",
@@ -312,4 +318,4 @@ def exported_names(registry: CollectorRegistry) -> set[str]:
     return names
 
 
-__all__ = ["DETECTOR_LABELS", "Metrics", "create", "exported_names", "render"]
+__all__ = ["DETECTOR_LABELS", "DIRECTED_LABELS", "Metrics", "create", "exported_names", "render"]
