@@ -33,6 +33,7 @@ EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "alerts": ("driftstream_alerts", "counter", ("model_id", "severity", "status")),
     "alerts_firing": ("driftstream_alerts_firing", "gauge", ("model_id", "severity")),
     "processing_latency_seconds": ("driftstream_processing_latency_seconds", "histogram", ()),
+    "event_time_lag": ("driftstream_event_time_lag_seconds", "gauge", ("model_id",)),
     "batch_size": ("driftstream_batch_size_events", "histogram", ("stage",)),
     "batch_duration_seconds": ("driftstream_batch_duration_seconds", "histogram", ("stage",)),
     "consumer_lag": ("driftstream_consumer_lag_records", "gauge", ("topic", "partition")),
