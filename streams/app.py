@@ -77,6 +77,7 @@ from .stages import (
     owns_join_key,
 )
 from .webhook import WebhookSink
+from .worker_log import STATUS_EVERY_S, WorkerLog, log_alert
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +210,9 @@ class Pipeline:
         self.alignment = Alignment(settings.max_held_events)
         self._paused: set[int] = set()  # join partitions paused by the alignment
         self._alerts_firing: dict[str, dict[str, str]] = {}
+        # model key -> Kafka timestamp (s) of the newest monitor-input record that brought it
+        # events: where processing_latency_seconds starts (a metric cache; dropped at a rebalance)
+        self._record_time: dict[str, float] = {}
         self.webhook = WebhookSink.from_settings(settings, self.metrics)
         self.broker_reachable: bool | None = None  # None: not checked yet
         self.processed_batches = 0
@@ -254,6 +258,7 @@ class Pipeline:
         self._released_at.clear()
         self._progress_sent.clear()
         self._outbox_checked.clear()
+        self._record_time.clear()
         self._pause({})  # the progress the alignment went by is gone with the caches
         # what the last checkpoint did not cover is applied again, from the checkpoint
         self._unsaved_monitors.clear()
@@ -262,7 +267,7 @@ class Pipeline:
         self.input_progress.reset()
         m = self.metrics
         for gauge in (m.detector_statistic, m.detector_threshold, m.detector_window_size,
-                      m.detector_p_value, m.detector_drift, m.label_coverage):
+                      m.detector_p_value, m.detector_drift, m.label_coverage, m.event_time_lag):
             gauge.clear()
 
     # -- table writes ---------------------------------------------------------------------
@@ -315,14 +320,15 @@ class Pipeline:
         """Publish outputs and wait until the broker has them."""
         await self.delivered(await self.send(outputs))
 
-    async def send(self, outputs: Outputs) -> list[Any]:
-        """Hand outputs to the producer; returns the delivery futures to wait on."""
+    async def send(self, outputs: Outputs, since: float | None = None) -> list[Any]:
+        """Hand outputs to the producer; returns the delivery futures to wait on. ``since``:
+        the record timestamp the alerts' processing latency is measured from."""
         futures = []
         for role, items in outputs.encoded().items():
             for key, value in items:
                 futures.append(await self.produce(role, key.encode() if key is not None else None, value))
         for alert in outputs.messages.get("alerts", ()):
-            await self._on_alert(alert[1])
+            await self._on_alert(alert[1], since)
         return futures
 
     async def produce(self, role: str, key: bytes | None, value: bytes) -> Any:
@@ -340,13 +346,15 @@ class Pipeline:
         if futures:
             await asyncio.gather(*futures)
 
-    async def _on_alert(self, alert: dict[str, Any]) -> None:
+    async def _on_alert(self, alert: dict[str, Any], since: float | None = None) -> None:
         m = self.metrics
         m.alerts.labels(alert["model_id"], alert["severity"], alert["status"]).inc()
+        log_alert(alert)
         firing = self._alerts_firing.setdefault(alert["model_id"], {})
         if alert["status"] == "firing":
             firing[alert["alert_id"]] = alert["severity"]
-            m.processing_latency_seconds.observe(max(0.0, time.time() - float(alert["timestamp"])))
+            if since is not None:  # processing time; the event's age is event_time_lag_seconds
+                m.processing_latency_seconds.observe(max(0.0, time.time() - since))
         else:
             firing.pop(alert["alert_id"], None)
         for severity in ("P0", "P1", "P2", "P3"):
@@ -801,7 +809,10 @@ class Pipeline:
                 if is_progress(payload):
                     frontier.update(payload, now)
                 else:
-                    by_model.setdefault(msg.key.decode(), (msg, []))[1].append((msg.offset, payload))
+                    key = msg.key.decode()
+                    by_model.setdefault(key, (msg, []))[1].append((msg.offset, payload))
+                    if msg.timestamp is not None:
+                        self._record_time[key] = msg.timestamp
             self._partition_messages[partition] = group[-1]
             events, futures = await self._run_models(partition, by_model, now)
             applied_events += events
@@ -851,7 +862,7 @@ class Pipeline:
                 waiting.discard(key)
             if payloads or run.events:
                 applied_events += run.events
-                sent += await self._monitor_outputs(slot, run)
+                sent += await self._monitor_outputs(slot, run, self._record_time.get(key))
                 self._unsaved_monitors[key] = msg
         return applied_events, sent
 
@@ -876,10 +887,14 @@ class Pipeline:
                     self.metrics.events_consumed.labels(self.settings.topic("monitor-input")).inc(applied)
                     self.align_inputs()
 
-    async def _monitor_outputs(self, slot: ModelSlot, run: MonitorRun) -> list[Any]:
-        """Send what a model's run produced; returns the delivery futures."""
+    async def _monitor_outputs(self, slot: ModelSlot, run: MonitorRun, since: float | None) -> list[Any]:
+        """Send what a model's run produced; returns the delivery futures. ``since``: the
+        Kafka timestamp of the newest monitor-input record that brought the model events."""
         self._export(slot.monitor, run.result)
-        return await self.send(self.monitor_stage.outputs(slot.monitor, run.result))
+        newest = max((last[0] for last in slot.buffer.released.values() if last is not None), default=None)
+        if run.events and newest is not None:
+            self.metrics.event_time_lag.labels(slot.monitor.model_id).set(time.time() - newest)
+        return await self.send(self.monitor_stage.outputs(slot.monitor, run.result), since)
 
     async def resume_monitors(self) -> None:
         """After a (re)assignment, once the consumer is positioned: rewind each monitor-input
@@ -1067,8 +1082,8 @@ class Pipeline:
             latest[sample["key"]] = sample
         for sample in latest.values():
             labels = (monitor.model_id, version, sample["detector"], sample["feature"] or "")
-            m.detector_statistic.labels(*labels).set(sample["statistic"])
-            m.detector_threshold.labels(*labels).set(sample["threshold"])
+            m.detector_statistic.labels(*labels, sample["direction"]).set(sample["statistic"])
+            m.detector_threshold.labels(*labels, sample["direction"]).set(sample["threshold"])
             m.detector_drift.labels(*labels).set(1.0 if sample["drift"] else 0.0)
             if sample["window_size"] is not None:
                 m.detector_window_size.labels(*labels).set(sample["window_size"])
@@ -1131,6 +1146,10 @@ def create_app(
     app.on_partitions_revoked.connect(pipeline.on_revoked)
     app.on_partitions_assigned.connect(pipeline.on_rebalance)
     app.on_before_shutdown.connect(pipeline.on_shutdown)
+    worker_log = WorkerLog(registry, [settings.topic("predictions"), settings.topic("ground-truth")])
+    app.driftstream_log = worker_log  # type: ignore[attr-defined]
+    app.on_partitions_assigned.connect(worker_log.on_assigned)
+    app.on_partitions_revoked.connect(worker_log.on_revoked)
 
     inputs = BatchedTopic(
         app, topics=[settings.topic("predictions"), settings.topic("ground-truth")],
@@ -1202,6 +1221,15 @@ def create_app(
     async def monitor_release() -> None:
         await pipeline.release_due()
 
+    @app.timer(1.0)
+    async def lifecycle() -> None:
+        recovery = app.tables.recovery
+        worker_log.tick(pipeline.readiness(), recovery.active_remaining_total() if recovery.in_recovery else None)
+
+    @app.timer(STATUS_EVERY_S)
+    async def status() -> None:
+        worker_log.status()
+
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:
         body, content_type = metrics_module.render(registry, request.headers.get("Accept"))
@@ -1214,6 +1242,7 @@ def create_app(
     @app.page("/ready")
     async def ready_view(web: Any, request: Any) -> Any:
         state = pipeline.readiness()
+        worker_log.readiness(state)
         return web.json(state, status=200 if state["ready"] else 503)
 
     return app

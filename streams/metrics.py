@@ -35,8 +35,12 @@ from prometheus_client.exposition import choose_encoder
 
 #: Labels of every per-detector gauge.
 DETECTOR_LABELS = ("model_id", "model_version", "detector", "feature")
+#: Labels of the statistic and its threshold: ``direction`` is ``above`` when drift means
+#: statistic > threshold (PSI, ADWIN, MAE), ``below`` when it means statistic < threshold
+#: (p-values of KS, chi2, KSWIN; accuracy), so one alerting rule can tell the two apart.
+DIRECTED_LABELS = (*DETECTOR_LABELS, "direction")
 
-#: Event time of the triggering event to alert publish: 1 ms .. 60 s.
+#: Processing time, monitor-input record to alert publish: 1 ms .. 60 s.
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
@@ -67,6 +71,7 @@ class Metrics(NamedTuple):
     alerts: Counter
     alerts_firing: Gauge
     processing_latency_seconds: Histogram
+    event_time_lag: Gauge
     batch_size: Histogram
     batch_duration_seconds: Histogram
     consumer_lag: Gauge
@@ -147,11 +152,13 @@ def create(
             "label_coverage_ratio", "Share of predictions that received a label.", "model_id"
         ),
         detector_statistic=gauge(
-            "detector_statistic", "Current test statistic of a detector.", *DETECTOR_LABELS
+            "detector_statistic", "Current test statistic of a detector (drift: above the "
+            "threshold where direction=\"above\", below it where direction=\"below\").",
+            *DIRECTED_LABELS,
         ),
         detector_threshold=gauge(
-            "detector_threshold", "Threshold the detector statistic is compared with.",
-            *DETECTOR_LABELS,
+            "detector_threshold", "Threshold the detector statistic is compared with, in the "
+            "direction its label names.", *DIRECTED_LABELS,
         ),
         detector_window_size=gauge(
             "detector_window_size", "Observations in the detector's current window.",
@@ -174,8 +181,16 @@ def create(
         ),
         processing_latency_seconds=histogram(
             "processing_latency_seconds",
-            "Event time of the triggering event to alert publish.",
+            "Processing time of a firing alert: from the Kafka timestamp of the newest "
+            "monitor-input record that brought its model events (the join's output) to the "
+            "alert's publication, so it includes the wait for the event-time frontier. A lower "
+            "bound for the triggering event; not the event's age (see event_time_lag_seconds).",
             LATENCY_BUCKETS,
+        ),
+        event_time_lag=gauge(
+            "event_time_lag_seconds", "Wall clock minus the event time of the newest event a "
+            "model's monitor applied, at its last batch (replays and backfills read high).",
+            "model_id",
         ),
         batch_size=histogram(
             "batch_size_events", "Events per micro-batch.", BATCH_SIZE_BUCKETS, "stage"
@@ -312,4 +327,4 @@ def exported_names(registry: CollectorRegistry) -> set[str]:
     return names
 
 
-__all__ = ["DETECTOR_LABELS", "Metrics", "create", "exported_names", "render"]
+__all__ = ["DETECTOR_LABELS", "DIRECTED_LABELS", "Metrics", "create", "exported_names", "render"]

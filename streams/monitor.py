@@ -436,8 +436,8 @@ class ModelMonitor:
             result.samples.append({
                 "key": watched.key, "kind": watched.kind, "detector": detector.name,
                 "feature": watched.feature, "timestamp": ts, "position": position,
-                "statistic": statistic, "threshold": threshold, "p_value": p_value,
-                "drift": drift, "window_size": detector.window_size,
+                "statistic": statistic, "threshold": threshold, "direction": detector.direction,
+                "p_value": p_value, "drift": drift, "window_size": detector.window_size,
             })
         if not event:
             return
@@ -493,8 +493,8 @@ class ModelMonitor:
         event_id = stable_id(self.key, key, position, "drift" if drift else "clear")
         result.samples.append({
             "key": key, "kind": "performance", "detector": name, "feature": None, "timestamp": ts,
-            "position": position, "statistic": value, "threshold": threshold, "p_value": None,
-            "drift": drift, "window_size": metric.window_size,
+            "position": position, "statistic": value, "threshold": threshold, "direction": direction,
+            "p_value": None, "drift": drift, "window_size": metric.window_size,
         })
         if drift or was:
             self.in_drift[key] = drift

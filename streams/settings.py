@@ -191,7 +191,15 @@ class Settings:
     model_store_key: SecretStr | None = None
     #: Run the reference model updater inside the worker process too.
     run_updater: bool = False
-    log_level: str = "WARNING"
+    #: The worker's own lines (start, partitions, ready, status, alerts, shutdown) are INFO;
+    #: Faust and aiokafka stay at WARNING unless this is DEBUG.
+    log_level: str = "INFO"
+    #: ``text`` or ``json`` (one object per line).
+    log_format: str = "text"
+    #: Longest a worker takes to stop on SIGTERM; past it, it exits (status 69) and the next
+    #: owner applies again what its last checkpoint missed. Keep it under the supervisor's
+    #: own grace (Kubernetes' default 30 s, docker-compose's stop_grace_period).
+    shutdown_grace_s: float = 25.0
     #: Python's garbage collector runs after this many new container objects (its own
     #: default, 700, cost the pipeline a third of its throughput: see streams.gc_tuning).
     gc_threshold: int = 50_000
@@ -210,6 +218,14 @@ class Settings:
                 f"{ENV_PREFIX}SASL_MECHANISM={self.sasl_mechanism!r}: "
                 f"expected one of {', '.join(SASL_MECHANISMS)}"
             )
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise SettingsError(
+                f"{ENV_PREFIX}LOG_LEVEL={self.log_level!r}: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+            )
+        if self.log_format not in ("text", "json"):
+            raise SettingsError(f"{ENV_PREFIX}LOG_FORMAT={self.log_format!r}: expected text or json")
+        if not self.shutdown_grace_s > 0:
+            raise SettingsError(f"{ENV_PREFIX}SHUTDOWN_GRACE_S={self.shutdown_grace_s}: expected > 0")
         if self.partitions < 1:
             raise SettingsError(f"{ENV_PREFIX}PARTITIONS={self.partitions}: expected >= 1")
         if self.gc_threshold < 100:

@@ -10,6 +10,8 @@ from .end_offsets import fetched_end_offsets
 from .gc_tuning import tune_gc
 from .malloc_arenas import limit_malloc_arenas
 from .settings import Settings
+from .shutdown import ShutdownWatchdog
+from .worker_log import WorkerLog, configure_logging
 
 
 def install_uvloop() -> bool:
@@ -52,9 +54,24 @@ def patch_consumer(max_wait_ms: int) -> None:
     aiokafka.AIOKafkaConsumer = Consumer  # type: ignore[misc]
 
 
+def worker_class(base: type, watchdog: ShutdownWatchdog) -> type:
+    """Faust's worker, with the watchdog armed as soon as it starts stopping (Service's
+    ``on_stop`` hook runs before any of its services stop, on a signal or a crash)."""
+
+    class Worker(base):  # type: ignore[misc, valid-type]
+        async def on_stop(self) -> None:
+            self.app.driftstream_log.stopping()
+            watchdog.arm()
+            await super().on_stop()
+
+    return Worker
+
+
 def run_worker(settings: Settings) -> None:
     """Create the topics, build the app and run it until SIGTERM/SIGINT."""
     limit_malloc_arenas(settings.malloc_arena_max)  # before any thread starts
+    configure_logging(settings.log_level, settings.log_format)
+    started = WorkerLog.starting(settings)
     install_uvloop()
     patch_consumer(settings.fetch_max_wait_ms)
     tune_gc(settings.gc_threshold)
@@ -66,10 +83,16 @@ def run_worker(settings: Settings) -> None:
     asyncio.run(ensure_topics(settings))
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
-    # No terminal spinner: at a log level of WARNING or above, Faust's worker puts the root
-    # logger at DEBUG so that every log call turns it, which made aiokafka build a log
-    # record for every request (a few percent of the worker's time) and wrote escape codes
-    # into the log. Without it the root logger keeps ``log_level``.
+    app.driftstream_log.started = started  # type: ignore[attr-defined]
+    # override_logging=False: the handler and levels are ours (configure_logging). Faust's
+    # own setup put the root logger at DEBUG for its terminal spinner, which made aiokafka
+    # build a log record for every request (a few percent of the worker's time) and wrote
+    # escape codes into the log; no spinner either.
+    worker = worker_class(faust.Worker, ShutdownWatchdog(settings.shutdown_grace_s))(
+        app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False, override_logging=False,
+    )
     worker.spinner = None
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        app.driftstream_log.stopped()  # type: ignore[attr-defined]

@@ -65,6 +65,10 @@ def test_drifts_raise_alerts_bad_input_is_dead_lettered_and_metrics_show_it(sett
         # bad JSON, a NaN literal and a pickle are not JSON; a list is not a prediction value
         assert reasons == {"malformed_json": 3.0, "wrong_type": 1.0, "oversized": 1.0}, reasons
         alerts_counter = worker.metric("driftstream_alerts_total", model_id=config.model_id, status="firing")
+        latency_count = worker.metric("driftstream_processing_latency_seconds_count")
+        latency_sum = worker.metric("driftstream_processing_latency_seconds_sum")
+        event_time_lag = worker.metric("driftstream_event_time_lag_seconds", model_id=config.model_id)
+        log = worker.log_path.read_text()
         samples = worker.scrape()
         psi = {dict(ls)["feature"]: v for (n, ls), v in samples.items()
                if n == "driftstream_detector_statistic" and dict(ls)["detector"] == "psi"}
@@ -81,6 +85,10 @@ def test_drifts_raise_alerts_bad_input_is_dead_lettered_and_metrics_show_it(sett
     assert psi["sessions_7d"] > threshold["sessions_7d"]
     assert psi["age"] < threshold["age"]
     assert alerts_counter >= 2
+    # processing latency is seconds of processing, not the age of the simulation's 2023 events
+    assert latency_count == alerts_counter and 0 < latency_sum / latency_count < 30
+    assert event_time_lag > 365 * 86_400
+    assert log.count("alert fired: ") >= alerts_counter and f"on model {config.model_id}" in log
 
     alerts = final_alerts([v for _, v in read_topic(settings, settings.topic("alerts"))])
     kinds = {(a["kind"], a["feature"]) for a in alerts.values() if a["model_id"] == config.model_id}

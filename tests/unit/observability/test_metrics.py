@@ -8,6 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.metrics import (
     DETECTOR_LABELS,
+    DIRECTED_LABELS,
     Metrics,
     create,
     exported_names,
@@ -23,8 +24,8 @@ EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "join_outcomes": ("driftstream_join_outcomes", "counter", ("outcome",)),
     "label_lag_seconds": ("driftstream_label_lag_seconds", "histogram", ()),
     "label_coverage": ("driftstream_label_coverage_ratio", "gauge", ("model_id",)),
-    "detector_statistic": ("driftstream_detector_statistic", "gauge", DETECTOR_LABELS),
-    "detector_threshold": ("driftstream_detector_threshold", "gauge", DETECTOR_LABELS),
+    "detector_statistic": ("driftstream_detector_statistic", "gauge", DIRECTED_LABELS),
+    "detector_threshold": ("driftstream_detector_threshold", "gauge", DIRECTED_LABELS),
     "detector_window_size": ("driftstream_detector_window_size", "gauge", DETECTOR_LABELS),
     "detector_p_value": ("driftstream_detector_p_value", "gauge", DETECTOR_LABELS),
     "detector_drift": ("driftstream_detector_drift", "gauge", DETECTOR_LABELS),
@@ -32,6 +33,7 @@ EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "alerts": ("driftstream_alerts", "counter", ("model_id", "severity", "status")),
     "alerts_firing": ("driftstream_alerts_firing", "gauge", ("model_id", "severity")),
     "processing_latency_seconds": ("driftstream_processing_latency_seconds", "histogram", ()),
+    "event_time_lag": ("driftstream_event_time_lag_seconds", "gauge", ("model_id",)),
     "batch_size": ("driftstream_batch_size_events", "histogram", ("stage",)),
     "batch_duration_seconds": ("driftstream_batch_duration_seconds", "histogram", ("stage",)),
     "consumer_lag": ("driftstream_consumer_lag_records", "gauge", ("topic", "partition")),
@@ -113,13 +115,13 @@ def test_latency_buckets_span_a_millisecond_to_a_minute() -> None:
 def test_render_prometheus_text_round_trips() -> None:
     registry = CollectorRegistry()
     metrics = create(registry)
-    metrics.detector_statistic.labels("fraud", "3", "psi", "amount").set(0.31)
+    metrics.detector_statistic.labels("fraud", "3", "psi", "amount", "above").set(0.31)
     metrics.label_lag_seconds.observe(42.0)
     body, content_type = render(registry)
     assert content_type.startswith("text/plain; version=0.0.4")
     families = {f.name: f for f in text_string_to_metric_families(body.decode())}
     [sample] = families["driftstream_detector_statistic"].samples
-    assert sample.value == 0.31 and sample.labels["feature"] == "amount"
+    assert sample.value == 0.31 and sample.labels["feature"] == "amount" and sample.labels["direction"] == "above"
     assert "process_resident_memory_bytes" in families
 
 

@@ -216,3 +216,21 @@ def test_an_error_stream_detection_at_a_chunk_end_is_one_drift_event_and_clears_
     assert ddm == [(True, 499), (False, 749)]
     samples = [(s["drift"], s["position"]) for s in result.samples if s["detector"] == "ddm"]
     assert samples == [(False, 249), (True, 499), (False, 749)]
+
+
+def test_samples_name_the_direction_in_which_their_statistic_means_drift() -> None:
+    """The exported statistic and threshold carry ``direction``: a sample in drift lies
+    past its threshold in that direction (PSI above it, accuracy below it), so one
+    alerting rule can tell drift from health for both kinds."""
+    config = SimulationConfig(events=12_000, seed=3, feature_drift_at=3_000, concept_drift_at=5_000)
+    pipe = OfflinePipeline(window_s=3600)
+    pipe.feed_events(Simulation(config).in_event_time_order())
+    pipe.finish()
+    samples = [s for series in pipe.result.samples.values() for s in series]
+    directions = {s["detector"]: s["direction"] for s in samples}
+    assert directions["psi"] == "above" and directions["accuracy"] == "below"
+    drifting = [s for s in samples if s["drift"] and s["detector"] in ("psi", "accuracy")]
+    assert {s["detector"] for s in drifting} == {"psi", "accuracy"}
+    for s in drifting:
+        past = s["statistic"] > s["threshold"] if s["direction"] == "above" else s["statistic"] < s["threshold"]
+        assert past, s

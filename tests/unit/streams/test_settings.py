@@ -29,6 +29,9 @@ def test_reads_typed_values_from_the_environment() -> None:
         ({"DRIFTSTREAM_SASL_MECHANISM": "GSSAPI"}, "DRIFTSTREAM_SASL_MECHANISM='GSSAPI': expected one of PLAIN"),
         ({"DRIFTSTREAM_GC_THRESHOLD": "10"}, "DRIFTSTREAM_GC_THRESHOLD=10: expected >= 100"),
         ({"DRIFTSTREAM_MALLOC_ARENA_MAX": "-1"}, "DRIFTSTREAM_MALLOC_ARENA_MAX=-1: expected >= 0"),
+        ({"DRIFTSTREAM_LOG_FORMAT": "xml"}, "DRIFTSTREAM_LOG_FORMAT='xml': expected text or json"),
+        ({"DRIFTSTREAM_LOG_LEVEL": "LOUD"}, "DRIFTSTREAM_LOG_LEVEL='LOUD': expected one of DEBUG, INFO"),
+        ({"DRIFTSTREAM_SHUTDOWN_GRACE_S": "0"}, "DRIFTSTREAM_SHUTDOWN_GRACE_S=0.0: expected > 0"),
     ],
 )
 def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
