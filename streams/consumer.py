@@ -33,8 +33,22 @@ race. So:
   the end of the log to its start, so the log lost its tail (a restarted memory-only
   broker), and the pipeline stops rather than apply another log's records to its state.
 
-A pause (:meth:`Consumer.pause_partitions`, the join's watermark alignment) no longer
-drops what was fetched of the partitions it pauses.
+A fetch works on a copy of the active partitions taken when it starts. Faust passes the
+set itself to the broker client, which waits up to a second for records of those partitions
+while Faust's rebalance and pause methods change the set in place; the delivery loop then
+drops the records of every partition no longer in it, although the client has moved past
+them. Two ways that lost records:
+
+- a revocation empties the set, and aiokafka reads an empty set as *every* partition: the
+  fetch returned the table changelog records that a recovery was about to read, the loop
+  dropped them, and the recovery waited for them forever (a worker that kept partitions in
+  a rebalance applied nothing more; seen under load in about 1 run of 3);
+- a pause (the join's watermark alignment) dropped the rest of what was fetched of the
+  partitions it paused, which the gap guard then re-read after offset-gap warnings.
+
+With the copy, what the client returns is delivered (a revoked partition's records are
+still dropped, by Faust's generation check, and read again by its next owner from the
+committed offsets).
 
 And one to Faust's ``seek`` (the gap guard's rewinds): it called aiokafka's seek in the
 caller's thread, while the consumer's thread fetched, and aiokafka's fetcher crashed on a
@@ -162,15 +176,22 @@ class Consumer(aiokafka_driver.Consumer):
         with self._resetting():
             return await super().seek_to_committed()
 
-    def pause_partitions(self, tps: Iterable[TP]) -> None:
-        """Leave ``tps`` out of the next fetches. Faust's removes them from the set of active
-        partitions that the delivery loop in progress checks each fetched record against, so
-        the rest of a fetch's records of a partition paused mid-delivery were dropped (and
-        re-read by the gap guard, after an offset-gap warning). Here the loop keeps its set:
-        what was fetched is delivered."""
-        paused = set(tps)
-        self._active_partitions = set(self._get_active_partitions()) - paused
-        self._paused_partitions.update(paused)
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, frozenset[TP] | None]:
+        """Faust's, except that the fetch and the delivery loop both work on a copy of the
+        active partitions taken when the fetch starts (see the module docstring)."""
+        if not self.flow_active:
+            await self.wait(self.can_resume_flow)  # type: ignore[arg-type]
+        try:
+            self.not_waiting_next_records.set()
+            if self.app.client_only:
+                return await self._getmany(active_partitions=None, timeout=timeout), None
+            active = frozenset(self._get_active_partitions())
+            if not active:
+                await self.sleep(1)  # nothing to fetch: still yield to the event loop
+                return {}, active
+            return await self._getmany(active_partitions=active, timeout=timeout), active
+        finally:
+            self.not_waiting_next_records.set()
 
     def resume_partitions(self, tps: Iterable[TP]) -> None:
         tps = list(tps)

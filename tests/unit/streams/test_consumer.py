@@ -158,3 +158,36 @@ def test_a_log_that_serves_an_offset_again_without_a_seek_is_recorded_as_gone_ba
         assert consumer.went_back == {lost: (41, 0)}
 
     asyncio.run(test())
+
+
+@pytest.mark.parametrize("change", ["revocation", "pause"])
+def test_what_a_fetch_returns_is_delivered_whatever_happens_to_the_active_partitions_meanwhile(change: str) -> None:
+    """The broker client waits for records of the active partitions while a rebalance or a
+    pause changes them: a revocation empties Faust's set (and aiokafka reads an empty set as
+    every partition), a pause takes partitions out of it. Faust's loop then dropped what the
+    client returned for partitions no longer in it, although the client had moved past them:
+    a recovery waited forever for changelog records dropped that way."""
+
+    async def test() -> None:
+        app = _app()
+        install(app)
+        consumer = app.consumer
+        tp = TP("t", 0)
+        consumer._set_active_tps({tp, TP("t", 1)})
+        consumer.flow_active = True
+        passed = {}
+
+        async def getmany(active_partitions: frozenset[TP] | None, timeout: float) -> dict[TP, list[_Record]]:
+            passed["partitions"] = set(active_partitions or ())
+            if change == "revocation":
+                consumer._get_active_partitions().clear()
+            else:
+                consumer.pause_partitions([tp])
+            return {tp: [_Record(7)]}
+
+        consumer._getmany = getmany  # type: ignore[method-assign]
+        records, active = await consumer._wait_next_records(1.0)
+        assert passed["partitions"] == {tp, TP("t", 1)}  # the client was asked for both, as they were
+        assert tp in active and list(records) == [tp]  # so the loop keeps what it returned
+
+    asyncio.run(test())
