@@ -14,10 +14,9 @@ from streams.settings import Settings
 
 
 #: Tests that load both cores for a while, or time what they see (load-test smoke runs, the
-#: event-time scenarios, whose producers must stay within the idle wait): run with
-#: ``-n 2 --dist loadgroup`` (pytest-xdist), they run one after another on one test
-#: process, never beside each other. The default command runs one process: under two,
-#: test_handover's rebalance test stalled in 2 of 6 runs (not understood yet).
+#: event-time scenarios, whose producers must stay within the idle wait): the default
+#: command runs two test processes (``-n 2 --dist loadgroup``, pytest-xdist), and these run
+#: one after another on one of them, never beside each other.
 HEAVY = ("tests/load/", "tests/integration/test_event_time.py")
 
 
