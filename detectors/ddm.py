@@ -60,6 +60,7 @@ class DDM(RiverDetector):
     name: ClassVar[str] = "ddm"
     direction: ClassVar[str] = "above"  # type: ignore[assignment]
     domain: ClassVar[str] = "binary"  # type: ignore[assignment]
+    rises_only: ClassVar[bool] = True  # p + s above its minimum: the error rate went up
     _river_cls: ClassVar[type] = drift.binary.DDM
 
     def __init__(

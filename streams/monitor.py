@@ -180,6 +180,7 @@ class ModelMonitor:
         # the batch's observations for the alert policy, with their sequence's rank (0:
         # predictions, 1: pairs), handed over in event-time order at its end
         self._observed: list[tuple[Observation, int]] = []
+        self._pending_requests: list[dict[str, Any]] = []
         profile = config.reference.get("profile")
         if profile:
             self.reference = load_reference_profile(profile)
@@ -255,11 +256,17 @@ class ModelMonitor:
         observed.sort(key=lambda item: (item[0].timestamp, item[1]))
         for obs, _ in observed:
             result.alerts.extend(self.policy.observe(obs))
+            member = self.policy.members.get(obs.key)
+            if obs.drift and member is not None and member["status"] == "firing" and member["incident"] in self.policy.incidents:
+                # a member may join an incident without a publication (nothing escalated):
+                # the incident as it stands after each detection, in event-time order
+                self._pending_requests.append(self.policy.snapshot(member["incident"]))
 
     def _request_updates(self, result: MonitorResult) -> None:
-        """A firing concept-drift or performance alert asks once for a model update."""
-        for alert in result.alerts:
-            if alert["status"] != "firing" or alert["alert_id"] in self.requested:
+        """An incident with a concept-drift or performance member asks once for a model update."""
+        snapshots, self._pending_requests = self._pending_requests, []
+        for alert in snapshots:
+            if alert["alert_id"] in self.requested:
                 continue
             causes = [m for m in alert["members"] if m["kind"] in ("concept_drift", "performance")]
             if not causes:
@@ -401,17 +408,29 @@ class ModelMonitor:
     def _confirmed(self, watched: _Watched) -> bool:
         """Whether a concept-drift detection is worth an alert: the error got materially worse.
 
-        Error-stream detectors also fire on improvements and, over long streams, on chance
-        fluctuations; an alert needs the rolling error to exceed its baseline by
-        ``performance.min_error_increase`` (classification: absolute error rate;
-        regression: relative MAE). Every detection still becomes a drift event.
+        Judged at the detection itself, from the detector's own evidence, so an alert comes
+        as soon as the detector knows: a detector that signals rises only (DDM) is its own
+        confirmation; one that estimates the error before and after the change (ADWIN's two
+        sub-windows) needs the rise to reach ``performance.min_error_increase``
+        (classification: absolute error rate; regression: relative MAE), since it also
+        fires on improvements. Any other detector falls back to the rolling error at the
+        last checkpoint against its baseline. Every detection still becomes a drift event.
         """
         if watched.kind != "concept_drift":
             return True
+        detector = watched.detector
+        if detector.rises_only:
+            return True
+        margin = float(self.config.performance["min_error_increase"])
+        means = detector.drift_means
+        if means is not None:
+            before, after = means
+            if self.task == "classification":
+                return after - before >= margin
+            return after > before and after >= before * (1.0 + margin)
         if self.baseline is None or self.last_performance is None:
             return False
         value = self.last_performance
-        margin = float(self.config.performance["min_error_increase"])
         if self.task == "classification":
             return (1.0 - value) - (1.0 - self.baseline) >= margin
         return value >= self.baseline * (1.0 + margin)

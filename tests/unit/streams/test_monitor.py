@@ -27,11 +27,17 @@ def test_drifts_are_detected_after_they_are_injected_and_not_before() -> None:
     pipe.feed_events(Simulation(config).in_event_time_order())
     pipe.finish()
     alerts = _final(pipe.result.alerts)
-    data = [a for a in alerts.values() if a["kind"] == "data_drift"]
-    assert [a["feature"] for a in data] == ["sessions_7d"]
-    assert 8_000 <= int(data[0]["prediction_id"][1:]) < 9_500  # detection delay < 1,500 events
+    # the concept drift comes 240 s of event time after the feature drift, within the
+    # default group window: one incident, opened by the data drift, escalated by the rest
+    data = [m for a in alerts.values() for m in a["members"] if m["kind"] == "data_drift"]
+    assert [m["feature"] for m in data] == ["sessions_7d"]
+    first = min(alerts.values(), key=lambda a: a["position"])
+    assert 8_000 <= int(first["prediction_id"][1:]) < 9_500  # detection delay < 1,500 events
     concept = [m for a in alerts.values() for m in a["members"] if m["kind"] in ("concept_drift", "performance")]
-    assert {m["detector"] for m in concept} >= {"adwin", "accuracy"}
+    # a member joining without raising the severity is not published: the first of the
+    # error-stream detectors to confirm the drift is, and the accuracy drop that escalated it
+    detectors = {m["detector"] for m in concept}
+    assert "accuracy" in detectors and detectors & {"adwin", "ddm"}
     assert all(a["timestamp"] >= config.start + 8_000 / config.event_rate for a in alerts.values())
     assert len(pipe.result.update_requests) >= 1
 
