@@ -302,10 +302,6 @@ class Detector(Parameterised, abc.ABC):
         What an alert policy can judge a detection by at the moment it is made."""
         return None
 
-    #: True for a detector that signals rises of its input only (DDM: the error rate above
-    #: its minimum); its drift needs no other evidence of direction.
-    rises_only: ClassVar[bool] = False
-
     @property
     def window_size(self) -> int | None:
         """Number of recent values the statistic is computed on (``None``: not windowed)."""

@@ -406,28 +406,25 @@ class ModelMonitor:
                           event=not just_signalled)
 
     def _confirmed(self, watched: _Watched) -> bool:
-        """Whether a concept-drift detection is worth an alert: the error got materially worse.
+        """Whether a concept-drift detection is worth an alert: the error got worse.
 
         Judged at the detection itself, from the detector's own evidence, so an alert comes
-        as soon as the detector knows: a detector that signals rises only (DDM) is its own
-        confirmation; one that estimates the error before and after the change (ADWIN's two
-        sub-windows) needs the rise to reach ``performance.min_error_increase``
-        (classification: absolute error rate; regression: relative MAE), since it also
-        fires on improvements. Any other detector falls back to the rolling error at the
-        last checkpoint against its baseline. Every detection still becomes a drift event.
+        as soon as the detector knows: one that estimates the error before and after the
+        change (ADWIN's two sub-windows; DDM's minimum error rate and the rate since its
+        warning) alerts if the error rose (ADWIN also fires on improvements; its test, not
+        the size of its estimate, says the change is real: the cut's sub-windows mix both
+        concepts, so the estimate understates the rise). Any other detector falls back to
+        the rolling error at the last checkpoint exceeding its baseline by
+        ``performance.min_error_increase`` (classification: absolute error rate;
+        regression: relative MAE). Every detection still becomes a drift event.
         """
         if watched.kind != "concept_drift":
             return True
-        detector = watched.detector
-        if detector.rises_only:
-            return True
-        margin = float(self.config.performance["min_error_increase"])
-        means = detector.drift_means
+        means = watched.detector.drift_means
         if means is not None:
             before, after = means
-            if self.task == "classification":
-                return after - before >= margin
-            return after > before and after >= before * (1.0 + margin)
+            return after > before
+        margin = float(self.config.performance["min_error_increase"])
         if self.baseline is None or self.last_performance is None:
             return False
         value = self.last_performance
