@@ -60,8 +60,9 @@ class ADWIN(RiverDetector):
     >>> detector = ADWIN()
     >>> detector.update_many(stream).tolist()
     [1055]
-    >>> [round(m, 2) for m in detector.drift_means]
-    [0.1, 0.51]
+    >>> detector = ADWIN()
+    >>> detector.update_until_drift(stream), [round(m, 2) for m in detector.drift_means]
+    (1056, [0.1, 0.18])
     """
 
     name: ClassVar[str] = "adwin"

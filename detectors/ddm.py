@@ -55,6 +55,10 @@ class DDM(RiverDetector):
     >>> detector = DDM()
     >>> detector.update_many(stream).tolist()
     [173, 1078]
+    >>> detector = DDM(warm_start=500)
+    >>> used = detector.update_until_drift(stream)
+    >>> used, [round(m, 2) for m in detector.drift_means]
+    (1043, [0.09, 0.59])
     """
 
     name: ClassVar[str] = "ddm"

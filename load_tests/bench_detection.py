@@ -14,7 +14,8 @@ published in event-time order, labels ``LABEL_DELAY`` predictions late and 10 % 
 - **prediction drift**: the model's scores shift (its logit +1);
 - **stationary**: ``STATIONARY`` predictions with nothing injected.
 
-Per scenario, over seeds: drift found (an incident opened at or after its onset), delay in
+Per scenario, over seeds: drift found (an incident opened at or after its onset, one width
+before a gradual drift's centre, and within ``TOLERANCE`` of its end), delay in
 predictions from the drift (the centre of a gradual one) to the incident's first detection
 (median, p90; a label-driven detection counts from its label's arrival, when it can be
 made), the same for river's ``ADWIN()`` and ``DDM()`` alone (defaults) on the
@@ -189,8 +190,10 @@ def run_one(scenario: Scenario, seed: int) -> dict[str, Any]:
     if scenario.at is None:
         out["false_incidents"] = len(opened)
         return out
-    onset = scenario.at - scenario.width // 2
-    end = scenario.at + scenario.width // 2 + TOLERANCE
+    # ConceptDriftStream's sigmoid has the new concept at 2 % of the draws one width before
+    # the centre, 98 % one width after: that is the drift's span
+    onset = scenario.at - scenario.width
+    end = scenario.at + scenario.width + TOLERANCE
     true = [i for i in opened if onset <= i <= end]
     out.update(detected=bool(true), delay=true[0] - scenario.at if true else None,
                incidents_per_drift=len(true), false_incidents=sum(1 for i in opened if i < onset))

@@ -6,9 +6,11 @@ Every detector decision is a drift event; this module decides which become alert
   its own stream shows no drift for ``resolve_after_s`` of event time;
 - **cooldown**: a member that fires again within ``cooldown_s`` of its resolution is
   suppressed, so one drift is one alert, not dozens;
-- **grouping**: a member that fires within ``group_window_s`` of event time after the first
-  detection of an open *incident* of its model joins it; otherwise it opens a new one. The
-  incident keeps the time and position of its first detection;
+- **grouping**: a member that fires while an open *incident* of its model already holds
+  the same problem (the model's quality: concept drift and performance; or the same
+  feature) joins it, as does one within ``group_window_s`` of event time after an open
+  incident's first detection; otherwise it opens a new one. The incident keeps the time
+  and position of its first detection;
 - **publication**: each state change of an incident is one alert: ``firing`` (opened),
   ``escalated`` (its severity rose as members joined), ``resolved`` (every member resolved).
   A member joining without raising the severity is not published; its ``kind``, detector
@@ -59,10 +61,17 @@ class Observation(NamedTuple):
     prediction_id: str
     drift_event_id: str
     baseline: float | None = None
+    hold: bool = False  # keeps a firing member firing; never fires one
 
 
 def _finite_or_none(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
+
+
+def _family(kind: str, feature: str | None) -> tuple[str, str | None]:
+    """What a detection is about: the model's quality (concept drift, performance), or
+    the distribution of one feature or prediction column."""
+    return ("quality", None) if kind in ("concept_drift", "performance") else (kind, feature)
 
 
 def _bump(severity: str) -> str:
@@ -111,9 +120,12 @@ class AlertPolicy:
         alerts_cfg = self.config.alerts
         member = self.members.get(obs.key)
         if obs.drift:
+            if obs.hold and (member is None or member["status"] != "firing"):
+                return []
             if member is not None and member["status"] == "firing":
                 member["last_drift_ts"] = obs.timestamp
-                member["related"] = (member["related"] + [obs.drift_event_id])[-20:]
+                if obs.drift_event_id:  # a drift still held (no new drift event) has none
+                    member["related"] = (member["related"] + [obs.drift_event_id])[-20:]
                 return []
             if (
                 member is not None
@@ -131,21 +143,28 @@ class AlertPolicy:
             return self._resolve(obs, member)
         return []
 
-    def _open_incident(self, timestamp: float) -> str | None:
-        """The open incident a detection at ``timestamp`` joins: the latest one opened at most
-        ``group_window_s`` earlier (a window from its first detection, not a fixed bucket)."""
+    def _open_incident(self, obs: Observation) -> str | None:
+        """The open incident a detection joins: the latest one that already holds the same
+        problem (the model's quality, or the same feature's data), else the latest one
+        opened at most ``group_window_s`` before it (a window from its first detection,
+        not a fixed bucket)."""
         window = self.config.alerts["group_window_s"]
-        best: tuple[float, str] | None = None
+        family = _family(obs.kind, obs.feature)
+        same: tuple[float, str] | None = None
+        near: tuple[float, str] | None = None
         for incident_id, incident in self.incidents.items():
             opened = incident.get("opened_at")
             if opened is None:  # written before incidents recorded it: its first member's
                 opened = min(self.members[k]["fired_at"] for k in incident["members"])
-            if opened <= timestamp < opened + window and (best is None or (opened, incident_id) > best):
-                best = (opened, incident_id)
+            if any(_family(self.members[k]["kind"], self.members[k]["feature"]) == family for k in incident["members"]):
+                same = max(same or (opened, incident_id), (opened, incident_id))
+            if opened <= obs.timestamp < opened + window:
+                near = max(near or (opened, incident_id), (opened, incident_id))
+        best = same or near
         return None if best is None else best[1]
 
     def _fire(self, obs: Observation, previous: dict[str, Any] | None) -> list[dict[str, Any]]:
-        incident_id = self._open_incident(obs.timestamp)
+        incident_id = self._open_incident(obs)
         opened = incident_id is None
         if incident_id is None:
             incident_id = stable_id(self.model_id, self.model_version or "", "incident", obs.timestamp, obs.key)

@@ -181,6 +181,8 @@ class ModelMonitor:
         # predictions, 1: pairs), handed over in event-time order at its end
         self._observed: list[tuple[Observation, int]] = []
         self._pending_requests: list[dict[str, Any]] = []
+        # concept drifts whose alert member stays firing while the rolling error is at least this
+        self.elevated: dict[str, float] = {}
         profile = config.reference.get("profile")
         if profile:
             self.reference = load_reference_profile(profile)
@@ -388,7 +390,10 @@ class ModelMonitor:
                 used += detector.update_until_drift(clean[used:used + FEED_PIECE])
                 if detector.drift_detected:
                     signalled = lo + int(idx[used - 1])
-                    self._observe(watched, True, signalled, base + (signalled - lo), cols, result, alert=self._confirmed(watched))
+                    confirmed = self._confirmed(watched)
+                    if confirmed:
+                        self._hold(watched)
+                    self._observe(watched, True, signalled, base + (signalled - lo), cols, result, alert=confirmed)
         else:
             start = 0
             for end in _evaluation_cuts(detector, len(idx)):  # each piece ends at an evaluation
@@ -431,6 +436,20 @@ class ModelMonitor:
         if self.task == "classification":
             return (1.0 - value) - (1.0 - self.baseline) >= margin
         return value >= self.baseline * (1.0 + margin)
+
+    def _hold(self, watched: _Watched) -> None:
+        """After a confirmed concept drift, its alert member stays firing while the rolling
+        error stays up: at least ``min_error_increase`` (regression: relative) and half the
+        detector's estimated rise above the error it had before. The drift's one-off signal
+        would otherwise resolve while the model is still worse, and the next detection of
+        the same drift open a second incident."""
+        means = watched.detector.drift_means
+        if watched.kind != "concept_drift" or means is None:
+            return
+        before, after = means
+        margin = float(self.config.performance["min_error_increase"])
+        rise = max(margin if self.task == "classification" else abs(before) * margin, (after - before) / 2)
+        self.elevated[watched.key] = before + rise
 
     def _observe(
         self, watched: _Watched, drift: bool, i: int, position: int,
@@ -489,6 +508,7 @@ class ModelMonitor:
         perf = self.config.performance
         value = float(metric.value)
         self.last_performance = value
+        self._still_elevated(value, hi - 1, seen - 1, cols)
         if self.baseline is None:
             if seen >= int(perf["window"]) and math.isfinite(value):
                 self.baseline = value
@@ -523,6 +543,24 @@ class ModelMonitor:
                           position, str(cols["pid"][i]), event_id, self.baseline)
         self._observed.append((obs, 1))
 
+    def _still_elevated(self, value: float, i: int, position: int, cols: dict[str, Any]) -> None:
+        """At a performance checkpoint: each held concept drift whose error is still up is
+        observed as drifting (no new drift event); one whose error came down is let go, and
+        resolves as its detector's quiet observations say."""
+        error = 1.0 - value if self.task == "classification" else value
+        if not math.isfinite(error):
+            return
+        for key in sorted(self.elevated):
+            watched = self.concept.get(key)
+            if watched is None or error < self.elevated[key]:
+                del self.elevated[key]
+                continue
+            detector = watched.detector
+            obs = Observation(key, "concept_drift", detector.name, None, True, float(detector.statistic),
+                              float(detector.threshold), detector.direction, detector.p_value, float(cols["ts"][i]),
+                              position, str(cols["pid"][i]), "", hold=True)
+            self._observed.append((obs, 1))
+
     def _event_base(self, event_id: str, detector: str, kind: str, feature: str | None, drift: bool, ts: float, position: int) -> dict[str, Any]:
         return {
             "event_id": event_id, "model_id": self.model_id, "model_version": self.model_version,
@@ -553,6 +591,7 @@ class ModelMonitor:
         self.baseline = None
         self.last_performance = None
         self.in_drift = {}
+        self.elevated = {}
         self.pending, self.fed = None, {}
         return self.policy.resolve_all(timestamp, reason)
 
@@ -573,7 +612,7 @@ class ModelMonitor:
             ],
             "performance": self.performance.to_state() if self.performance else None,
             "baseline": self.baseline, "last_performance": self.last_performance, "in_drift": self.in_drift, "policy": self.policy.to_state(),
-            "requested": self.requested, "pending": self.pending, "fed": self.fed,
+            "requested": self.requested, "pending": self.pending, "fed": self.fed, "elevated": self.elevated,
         }
 
     @classmethod
@@ -601,6 +640,7 @@ class ModelMonitor:
             for name, column in pending.items()
         }
         m.fed = dict(state.get("fed") or {})
+        m.elevated = dict(state.get("elevated") or {})  # absent from states written before it existed
         return m
 
 
