@@ -222,3 +222,27 @@ def test_an_error_stream_detection_at_a_chunk_end_is_one_drift_event_and_clears_
     assert ddm == [(True, 499), (False, 749)]
     samples = [(s["drift"], s["position"]) for s in result.samples if s["detector"] == "ddm"]
     assert samples == [(False, 249), (True, 499), (False, 749)]
+
+
+def test_a_confirmed_concept_drift_stays_firing_while_the_error_stays_up() -> None:
+    """ADWIN signals a lasting rise once; its alert member must not resolve after the quiet
+    period while the error is still up (the next detection of the same drift would open a
+    second incident), and resolves once the error is back."""
+    rng = np.random.default_rng(11)
+    config = MonitorConfig.from_mapping({"defaults": {"alerts": {"resolve_after_s": 500.0, "cooldown_s": 0.0},
+                                                      "performance": {"max_accuracy_drop": 0.9}}})
+    m = ModelMonitor("m", None, config.for_model("m"))
+    rates = [0.1] * 5_000 + [0.35] * 15_000 + [0.1] * 10_000
+    errors = rng.random(len(rates)) < np.asarray(rates)
+    alerts = []
+    for lo in range(0, len(rates), 1_000):
+        ids = range(lo, lo + 1_000)
+        pairs = {"pid": [f"p{i}" for i in ids], "ts": [float(i) for i in ids], "pred_ts": [float(i) for i in ids],
+                 "prediction": [1] * 1_000, "label": [int(not e) for e in errors[lo:lo + 1_000]],
+                 "score": [None] * 1_000, "label_ts": [float(i) for i in ids]}
+        alerts += m.process({"pairs": pairs}).alerts
+    statuses = [(a["status"], a["timestamp"]) for a in alerts]
+    assert statuses[0][0] == "firing" and 5_000 <= statuses[0][1] < 6_000
+    resolved = [ts for status, ts in statuses if status == "resolved"]
+    assert resolved and resolved[0] >= 20_000  # held through the 15,000 predictions of higher error
+    assert sum(1 for status, _ in statuses if status == "firing") == 1
