@@ -545,15 +545,16 @@ class ModelMonitor:
 
     def _still_elevated(self, value: float, i: int, position: int, cols: dict[str, Any]) -> None:
         """At a performance checkpoint: each held concept drift whose error is still up is
-        observed as drifting (no new drift event); one whose error came down is let go, and
-        resolves as its detector's quiet observations say."""
+        observed as drifting (no new drift event). A checkpoint below the level is not
+        observed: the member resolves once the error has stayed down for
+        ``resolve_after_s`` (one noisy dip of the rolling error does not end a drift); a
+        later checkpoint above it never fires a resolved member again."""
         error = 1.0 - value if self.task == "classification" else value
         if not math.isfinite(error):
             return
         for key in sorted(self.elevated):
             watched = self.concept.get(key)
             if watched is None or error < self.elevated[key]:
-                del self.elevated[key]
                 continue
             detector = watched.detector
             obs = Observation(key, "concept_drift", detector.name, None, True, float(detector.statistic),
