@@ -32,7 +32,6 @@ span 3,000 predictions.
 from __future__ import annotations
 
 import itertools
-import math
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
