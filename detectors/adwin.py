@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from river import drift
@@ -25,6 +25,10 @@ class ADWIN(RiverDetector):
     ``statistic`` is the mean of the current adaptive window. The cut bound depends on the
     split being tested and river does not expose it, so ``threshold`` is ``nan``; drift is
     signalled by river itself.
+
+    At a drift, ``drift_means`` holds the means of the two sub-windows ADWIN told apart
+    (the part it dropped, the part it kept): its own evidence of which way the stream moved
+    and by how much.
 
     State is bounded: the bucket list holds at most ``max_buckets`` buckets per power of two of
     the window length, i.e. O(log n) numbers.
@@ -56,6 +60,9 @@ class ADWIN(RiverDetector):
     >>> detector = ADWIN()
     >>> detector.update_many(stream).tolist()
     [1055]
+    >>> detector = ADWIN()
+    >>> detector.update_until_drift(stream), [round(m, 2) for m in detector.drift_means]
+    (1056, [0.1, 0.18])
     """
 
     name: ClassVar[str] = "adwin"
@@ -88,6 +95,32 @@ class ADWIN(RiverDetector):
         width = self._river.width
         return self._river.total / width if width else math.nan
 
+    def _reset(self) -> None:
+        super()._reset()
+        self._drift_means: tuple[float, float] | None = None
+
+    @property
+    def drift_means(self) -> tuple[float, float] | None:
+        """Means of the dropped (older) and kept (newer) sub-windows at the last drift."""
+        return self._drift_means if self._drift else None
+
+    def _feed(self, values: Sequence[float]) -> int:
+        # river only drops values when it signals drift, so the window before the cut is
+        # the one at the start of this call plus the values used; the cut part is the rest
+        river = self._river
+        width, total = river.width, river.total
+        used = super()._feed(values)
+        if self._drift:
+            self._drift_means = _cut_means(width + used, total + math.fsum(values[:used]), river.width, river.total)
+        return used
+
+    def _update_one(self, value: float) -> None:
+        river = self._river
+        width, total = river.width, river.total
+        super()._update_one(value)
+        if self._drift:
+            self._drift_means = _cut_means(width + 1, total + value, river.width, river.total)
+
     @property
     def threshold(self) -> float:
         """Not exposed by river (the bound depends on the split): ``nan``."""
@@ -99,7 +132,18 @@ class ADWIN(RiverDetector):
         return int(self._river.width)
 
     def _dump(self) -> dict[str, Any]:
-        return {"helper": dump_bytes(self._river._helper.__getstate__())}
+        means = None if self._drift_means is None else list(self._drift_means)
+        return {"helper": dump_bytes(self._river._helper.__getstate__()), "drift_means": means}
 
     def _load_river(self, state: Mapping[str, Any]) -> None:
         self._river._helper.__setstate__(load_bytes(state["helper"]))
+        means = state.get("drift_means")  # absent from states written before it existed
+        self._drift_means = None if means is None else (float(means[0]), float(means[1]))
+
+
+def _cut_means(width: float, total: float, kept_width: float, kept_total: float) -> tuple[float, float] | None:
+    """(mean of the dropped part, mean of the kept part) of a window cut in two."""
+    dropped = width - kept_width
+    if dropped <= 0 or kept_width <= 0:
+        return None
+    return (total - kept_total) / dropped, kept_total / kept_width

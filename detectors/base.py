@@ -296,6 +296,13 @@ class Detector(Parameterised, abc.ABC):
         return None
 
     @property
+    def drift_means(self) -> tuple[float, float] | None:
+        """The stream's mean before and after the change the last update signalled, as the
+        detector itself estimated them (``None``: no drift, or it does not estimate them).
+        What an alert policy can judge a detection by at the moment it is made."""
+        return None
+
+    @property
     def window_size(self) -> int | None:
         """Number of recent values the statistic is computed on (``None``: not windowed)."""
         return None

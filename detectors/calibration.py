@@ -33,10 +33,18 @@ class Calibration:
     direction: Direction
     target_ert: float
     n_evaluations: int
+    warning: float | None = None  # the detector's warning level when it was calibrated
 
     def config(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """``config`` with the calibrated threshold set."""
-        return {**config, self.param: self.threshold}
+        """``config`` with the calibrated threshold set; a warning level the new threshold
+        passed is moved onto it (a warning must come no later than the drift it heralds,
+        and the detector refuses one that would)."""
+        out = {**config, self.param: self.threshold}
+        key = f"warning_{self.param}"
+        warning = out.get(key, self.warning)
+        if warning is not None:
+            out[key] = min(warning, self.threshold) if self.direction == "above" else max(warning, self.threshold)
+        return out
 
 
 def _threshold_param(detector: Any) -> str:
@@ -106,4 +114,5 @@ def calibrate(
         direction=detector.direction,
         target_ert=float(target_ert),
         n_evaluations=len(statistics),
+        warning=detector.warning_threshold,
     )

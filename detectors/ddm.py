@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from river import drift
@@ -55,6 +55,10 @@ class DDM(RiverDetector):
     >>> detector = DDM()
     >>> detector.update_many(stream).tolist()
     [173, 1078]
+    >>> detector = DDM(warm_start=500)
+    >>> used = detector.update_until_drift(stream)
+    >>> used, [round(m, 2) for m in detector.drift_means]
+    (1043, [0.09, 0.59])
     """
 
     name: ClassVar[str] = "ddm"
@@ -89,6 +93,44 @@ class DDM(RiverDetector):
         p = mean.get()
         return p + math.sqrt(p * (1 - p) / mean.n)
 
+    def _reset(self) -> None:
+        super()._reset()
+        self._since_warning = [0.0, 0.0]  # values and errors since the warning level was crossed
+
+    @property
+    def drift_means(self) -> tuple[float, float] | None:
+        """At a drift: ``p_min`` and the error rate since the warning level was last crossed
+        (the values DDM attributes to the new concept, as in Gama et al.)."""
+        n, errors = self._since_warning
+        if not self._drift or self._river._p_min is None or n == 0:
+            return None
+        return float(self._river._p_min), errors / n
+
+    def _update_one(self, value: float) -> None:
+        self._feed([value])
+
+    def _feed(self, values: Sequence[float]) -> int:
+        river = self._river
+        update = river.update
+        since = self._since_warning
+        if self._drift:
+            since[0] = since[1] = 0.0  # river starts afresh on this update
+        used = 0
+        for value in values:
+            update(value)
+            used += 1
+            if river._warning_detected or river._drift_detected:
+                since[0] += 1.0
+                since[1] += value
+                if river._drift_detected:
+                    break
+            elif since[0]:
+                since[0] = since[1] = 0.0
+        self._n_seen += used
+        self._drift = river._drift_detected
+        self._warning = river._warning_detected
+        return used
+
     @property
     def threshold(self) -> float:
         """``p_min + drift_threshold * s_min`` (``nan`` during the warm start)."""
@@ -104,6 +146,7 @@ class DDM(RiverDetector):
             "p_min": river._p_min,
             "s_min": river._s_min,
             "ps_min": encode_float(river._ps_min),
+            "since_warning": list(self._since_warning),
         }
 
     def _load_river(self, state: Mapping[str, Any]) -> None:
@@ -112,3 +155,4 @@ class DDM(RiverDetector):
         river._p_min = None if state["p_min"] is None else float(state["p_min"])
         river._s_min = None if state["s_min"] is None else float(state["s_min"])
         river._ps_min = decode_float(state["ps_min"])
+        self._since_warning = [float(v) for v in state.get("since_warning", (0.0, 0.0))]  # absent before it existed

@@ -24,7 +24,7 @@ from .common import fmt, machine
 from .throughput import SDK_VS_RAW_TARGET, runs_note
 
 HERE = Path(__file__).parent
-SCRIPTS = ("bench_detectors", "bench_backtest", "throughput", "latency", "memory", "scaling", "faults")
+SCRIPTS = ("bench_detectors", "bench_backtest", "bench_detection", "throughput", "latency", "memory", "scaling", "faults")
 
 
 def _available(name: str) -> bool:
@@ -139,6 +139,21 @@ def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "resul
             lines += [_row("scaling: events applied again after the rebalance", sc["applied_again"]),
                       _row("scaling: drift events / alerts published more than once",
                            f"{sc['repeated_outputs']['drift-events']} / {sc['repeated_outputs']['alerts']}")]
+    det = results.get("bench_detection", {})
+    if det and "error" not in det:
+        lines += ["", f"## Detection quality ({det['seeds']} seeds; delays in predictions, labels {det['label_delay']} late and "
+                      f"{det['label_missing']:.0%} missing; river alone: ADWIN() and DDM() on the same error stream)", "",
+                  "| scenario | found | delay p50 | delay p90 | river ADWIN p50 | river DDM p50 | ratio | incidents per drift | false incidents | met |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in det["scenarios"]:
+            false = f"{fmt(r['false_per_100k'])} per 100k" if "false_per_100k" in r else fmt(r["false_incidents"])
+            per_drift = ",".join(map(str, r["incidents_per_drift"])) if "incidents_per_drift" in r else "-"
+            found = f"{r['detected']}/{r['seeds']}" if "detected" in r else "-"
+            lines.append(f"| {r['scenario']} | {found} | {fmt(r.get('delay_median'))} | {fmt(r.get('delay_p90'))} | "
+                         f"{fmt(r.get('river_adwin_median'))} | {fmt(r.get('river_ddm_median'))} | {fmt(r.get('ratio'))} | "
+                         f"{per_drift} | {false} | {fmt(r['met'])} |")
+        for name, t in det["targets"].items():
+            lines.append(f"| target: {name} | | | | | | {t['target']} | | | {fmt(t['met'])} |")
     lines += ["", "## Faults", "", "| fault | events in | accounted | lost | duplicated outputs | recovery s | ok | note |", "|---|---|---|---|---|---|---|---|"]
     for name, r in results.get("faults", {}).get("faults", {}).items():
         note = r.get("outcome") or (r.get("error", "").splitlines() or [""])[0][:120]

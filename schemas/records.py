@@ -55,7 +55,7 @@ KINDS: tuple[str, ...] = (
     "anomaly",
 )
 SEVERITIES: tuple[str, ...] = ("P0", "P1", "P2", "P3")
-STATUSES: tuple[str, ...] = ("firing", "resolved")
+STATUSES: tuple[str, ...] = ("firing", "escalated", "resolved")
 ACTIONS: tuple[str, ...] = (
     "update_requested",
     "challenger_started",

@@ -6,12 +6,20 @@ Every detector decision is a drift event; this module decides which become alert
   its own stream shows no drift for ``resolve_after_s`` of event time;
 - **cooldown**: a member that fires again within ``cooldown_s`` of its resolution is
   suppressed, so one drift is one alert, not dozens;
-- **grouping**: members of one model that fire within the same ``group_window_s`` bucket of
-  event time form one *incident*, published as one alert that references all of them.
+- **grouping**: a member that fires while an open *incident* of its model already holds
+  the same problem (the model's quality: concept drift and performance; or the same
+  feature) joins it, as does one within ``group_window_s`` of event time after an open
+  incident's first detection; otherwise it opens a new one. The incident keeps the time
+  and position of its first detection;
+- **publication**: each state change of an incident is one alert: ``firing`` (opened),
+  ``escalated`` (its severity rose as members joined), ``resolved`` (every member resolved).
+  A member joining without raising the severity is not published; its ``kind``, detector
+  and message name the most severe member, and the message every kind that fired.
 
 Each member's lifecycle depends only on its own stream, and the incident id only on the
-model and the event-time bucket, so the same events give the same alerts (same ids) live,
-replayed and offline, however the streams were cut into batches.
+model and its first detection, so the same events give the same alerts (same ids) live,
+replayed and offline, however the streams were cut into batches (the monitor hands
+observations over in event-time order).
 
 >>> from streams.monitor_config import MonitorConfig
 >>> policy = AlertPolicy("churn", None, MonitorConfig().for_model("churn"))
@@ -53,10 +61,17 @@ class Observation(NamedTuple):
     prediction_id: str
     drift_event_id: str
     baseline: float | None = None
+    hold: bool = False  # keeps a firing member firing; never fires one
 
 
 def _finite_or_none(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
+
+
+def _family(kind: str, feature: str | None) -> tuple[str, str | None]:
+    """What a detection is about: the model's quality (concept drift, performance), or
+    the distribution of one feature or prediction column."""
+    return ("quality", None) if kind in ("concept_drift", "performance") else (kind, feature)
 
 
 def _bump(severity: str) -> str:
@@ -105,9 +120,12 @@ class AlertPolicy:
         alerts_cfg = self.config.alerts
         member = self.members.get(obs.key)
         if obs.drift:
+            if obs.hold and (member is None or member["status"] != "firing"):
+                return []
             if member is not None and member["status"] == "firing":
                 member["last_drift_ts"] = obs.timestamp
-                member["related"] = (member["related"] + [obs.drift_event_id])[-20:]
+                if obs.drift_event_id:  # a drift still held (no new drift event) has none
+                    member["related"] = (member["related"] + [obs.drift_event_id])[-20:]
                 return []
             if (
                 member is not None
@@ -116,7 +134,7 @@ class AlertPolicy:
             ):
                 member["suppressed"] += 1
                 return []
-            return [self._fire(obs, member)]
+            return self._fire(obs, member)
         if (
             member is not None
             and member["status"] == "firing"
@@ -125,10 +143,32 @@ class AlertPolicy:
             return self._resolve(obs, member)
         return []
 
-    def _fire(self, obs: Observation, previous: dict[str, Any] | None) -> dict[str, Any]:
+    def _open_incident(self, obs: Observation) -> str | None:
+        """The open incident a detection joins: the latest one that already holds the same
+        problem (the model's quality, or the same feature's data), else the latest one
+        opened at most ``group_window_s`` before it (a window from its first detection,
+        not a fixed bucket)."""
         window = self.config.alerts["group_window_s"]
-        bucket = math.floor(obs.timestamp / window) * window
-        incident_id = stable_id(self.model_id, self.model_version or "", "incident", bucket)
+        family = _family(obs.kind, obs.feature)
+        same: tuple[float, str] | None = None
+        near: tuple[float, str] | None = None
+        for incident_id, incident in self.incidents.items():
+            opened = incident.get("opened_at")
+            if opened is None:  # written before incidents recorded it: its first member's
+                opened = min(self.members[k]["fired_at"] for k in incident["members"])
+            if any(_family(self.members[k]["kind"], self.members[k]["feature"]) == family for k in incident["members"]):
+                same = max(same or (opened, incident_id), (opened, incident_id))
+            if opened <= obs.timestamp < opened + window:
+                near = max(near or (opened, incident_id), (opened, incident_id))
+        best = same or near
+        return None if best is None else best[1]
+
+    def _fire(self, obs: Observation, previous: dict[str, Any] | None) -> list[dict[str, Any]]:
+        incident_id = self._open_incident(obs)
+        opened = incident_id is None
+        if incident_id is None:
+            incident_id = stable_id(self.model_id, self.model_version or "", "incident", obs.timestamp, obs.key)
+            self.incidents[incident_id] = {"members": [], "opened_at": obs.timestamp, "severity": None}
         member = {
             "status": "firing",
             "incident": incident_id,
@@ -148,10 +188,23 @@ class AlertPolicy:
             "suppressed": previous["suppressed"] if previous else 0,
         }
         self.members[obs.key] = member
-        incident = self.incidents.setdefault(incident_id, {"members": []})
+        incident = self.incidents[incident_id]
         if obs.key not in incident["members"]:
             incident["members"].append(obs.key)
-        return self._alert(incident_id, "firing", obs.timestamp)
+        severity = self._severity_of(incident_id)
+        published = incident.get("severity")
+        if opened or published is None:
+            status = "firing"
+        elif SEVERITIES.index(severity) < SEVERITIES.index(published):
+            status = "escalated"
+        else:
+            return []  # nothing new to say: the incident's state did not change
+        incident["severity"] = severity
+        return [self._alert(incident_id, status, obs.timestamp)]
+
+    def snapshot(self, incident_id: str) -> dict[str, Any]:
+        """The incident as an alert would show it now (not a publication)."""
+        return self._alert(incident_id, "firing", 0.0)
 
     def _resolve(self, obs: Observation, member: dict[str, Any]) -> list[dict[str, Any]]:
         member["status"] = "resolved"
@@ -181,48 +234,59 @@ class AlertPolicy:
         self.incidents = {}
         return alerts
 
+    def _severity_of(self, incident_id: str) -> str:
+        members = [self.members[k] for k in self.incidents[incident_id]["members"]]
+        severity = min((m["severity"] for m in members), key=SEVERITIES.index)
+        drifting_features = sum(1 for m in members if m["kind"] == "data_drift")
+        if drifting_features >= self.config.severity["many_features"]:
+            severity = _bump(severity)
+        return severity
+
     def _alert(self, incident_id: str, status: str, timestamp: float) -> dict[str, Any]:
         keys = sorted(
             self.incidents[incident_id]["members"],
             key=lambda k: (self.members[k]["fired_at"], k),
         )
         members = [self.members[k] for k in keys]
-        primary = members[0]
-        severity = min((m["severity"] for m in members), key=SEVERITIES.index)
-        drifting_features = sum(1 for m in members if m["kind"] == "data_drift")
-        if drifting_features >= self.config.severity["many_features"]:
-            severity = _bump(severity)
+        first = members[0]
+        # what the alert is about: its most severe member (the earliest among equals)
+        lead = min(members, key=lambda m: SEVERITIES.index(m["severity"]))
+        severity = self._severity_of(incident_id)
         related = [event_id for m in members for event_id in m["related"]]
         version = f" v{self.model_version}" if self.model_version else ""
         what = ", ".join(
             f"{m['detector']}" + (f"[{m['feature']}]" if m["feature"] else "") for m in members
         )
-        if status == "firing":
-            message = (
-                f"{primary['kind'].replace('_', ' ')} on model {self.model_id}{version}: "
-                f"{what} crossed threshold ({primary['detector']} = "
-                f"{format_number(primary['value'])} {primary['direction']} {format_number(primary['threshold'])})"
-            )
-        else:
+        kinds = list(dict.fromkeys(m["kind"] for m in sorted(members, key=lambda m: SEVERITIES.index(m["severity"]))))
+        if status == "resolved":
             message = f"resolved on model {self.model_id}{version}: {what} back within threshold"
+        else:
+            message = (
+                f"{' and '.join(k.replace('_', ' ') for k in kinds)} on model {self.model_id}{version}: "
+                f"{what} crossed threshold ({lead['detector']} = "
+                f"{format_number(lead['value'])} {lead['direction']} {format_number(lead['threshold'])})"
+            )
+            if status == "escalated":
+                message = f"escalated to {severity}: {message}"
         return {
             "alert_id": incident_id,
-            "event_id": stable_id(incident_id, status, len(members), timestamp),
+            "event_id": stable_id(incident_id, status, severity if status == "escalated" else ""),
             "incident_id": incident_id,
             "model_id": self.model_id,
             "model_version": self.model_version,
             "severity": severity,
             "status": status,
-            "kind": primary["kind"],
-            "detector": primary["detector"],
-            "feature": primary["feature"],
-            "value": primary["value"],
-            "threshold": primary["threshold"],
-            "direction": primary["direction"],
+            "kind": lead["kind"],
+            "detector": lead["detector"],
+            "feature": lead["feature"],
+            "value": lead["value"],
+            "threshold": lead["threshold"],
+            "direction": lead["direction"],
             "message": message,
-            "timestamp": primary["fired_at"] if status == "firing" else timestamp,
-            "position": primary["position"],
-            "prediction_id": primary["prediction_id"],
+            # the incident keeps the time and position of its first detection
+            "timestamp": first["fired_at"] if status != "resolved" else timestamp,
+            "position": first["position"],
+            "prediction_id": first["prediction_id"],
             "related": related,
             "members": [
                 {

@@ -351,15 +351,16 @@ class Pipeline:
         m.alerts.labels(alert["model_id"], alert["severity"], alert["status"]).inc()
         log_alert(alert)
         firing = self._alerts_firing.setdefault(alert["model_id"], {})
-        if alert["status"] == "firing":
+        if alert["status"] != "resolved":
             firing[alert["alert_id"]] = alert["severity"]
-            if since is not None:  # processing time; the event's age is event_time_lag_seconds
+            if alert["status"] == "firing" and since is not None:
+                # processing time; the event's age is event_time_lag_seconds
                 m.processing_latency_seconds.observe(max(0.0, time.time() - since))
         else:
             firing.pop(alert["alert_id"], None)
         for severity in ("P0", "P1", "P2", "P3"):
             m.alerts_firing.labels(alert["model_id"], severity).set(sum(1 for s in firing.values() if s == severity))
-        if self.webhook is not None and alert["status"] == "firing" and not await self.webhook.deliver(alert):
+        if self.webhook is not None and alert["status"] != "resolved" and not await self.webhook.deliver(alert):
             failure = self.webhook.failure_record(alert, self.webhook.last_error or "webhook failed",
                                                   topic=self.settings.topic("alerts"), now=time.time())
             await self.produce("dead-letter", failure["dead_letter_id"].encode(), codec.dumps(failure))

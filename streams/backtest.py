@@ -4,7 +4,8 @@
 contracts (JSON lines; Parquet when pyarrow is installed), merges both files by event time
 (predictions before labels on ties, file order otherwise), and runs
 :class:`~streams.offline.OfflinePipeline`, the stage code of the live worker, once per
-monitoring config. Lines are fed as raw records, so a bad line becomes a dead letter as it
+monitoring config, and scores it beside river's ADWIN and DDM run alone on the same error
+streams (:mod:`streams.river_baseline`). Lines are fed as raw records, so a bad line becomes a dead letter as it
 would live, and is reported with its line number. ``replay`` reads the same kind of
 events from Kafka and shares everything after reading (:func:`evaluate`).
 
@@ -38,6 +39,7 @@ from .gc_tuning import tune_gc
 from .monitor_config import MonitorConfig
 from .offline import OfflinePipeline, OfflineResult
 from .progress import Progress
+from .river_baseline import river_detections
 from .scoring import Drift, config_summary, detections_from, load_drifts, rank, score
 from .settings import Settings
 from .stages import InputRecord
@@ -254,6 +256,13 @@ def run_pipeline(
     return pipeline.finish(), time.perf_counter() - started
 
 
+def _decoded(events: Sequence[SourceEvent]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(role, event)`` of each event that is a JSON object."""
+    for event in events:
+        if event.is_object:
+            yield event.role, codec.loads(event.raw)
+
+
 def _watched(result: OfflineResult) -> list[tuple[str, str, str, str | None]]:
     """``(model_id, detector, kind, feature)`` of every detector that reported a sample."""
     out = []
@@ -288,12 +297,14 @@ def evaluate(
     started = time.perf_counter()
     packed = pack(events, max_message_bytes)
     lines = timelines(events)
+    # river's detectors alone on the same error streams, scored beside every config's rows
+    baseline, ran = river_detections(_decoded(events))
     runs = []
     with Progress("events", total=len(events) * len(configs), stream=progress) as bar:
         for name, path, config in configs:
             result, elapsed = run_pipeline(packed, config, window_s=window_s, max_message_bytes=max_message_bytes, bar=bar)
-            scores = score(detections_from(result.drift_events, result.alerts), drifts, lines, tolerance_s,
-                           watched=_watched(result))
+            scores = score([*detections_from(result.drift_events, result.alerts), *baseline], drifts, lines,
+                           tolerance_s, watched=[*_watched(result), *ran])
             summary = config_summary(scores)
             if not drifts:
                 scores, summary = unscored(scores), unscored([summary])[0]

@@ -72,7 +72,7 @@ def summarize(alerts: list[dict[str, Any]], config: SimulationConfig, counts: di
         final[alert["alert_id"]] = alert
     if not final:
         lines.append("  no alerts fired")
-    for alert in sorted(final.values(), key=lambda a: a["timestamp"] if a["status"] == "firing" else a["members"][0]["fired_at"]):
+    for alert in sorted(final.values(), key=lambda a: a["timestamp"] if a["status"] != "resolved" else a["members"][0]["fired_at"]):
         index = _prediction_index(alert, config)
         injected = config.concept_drift_at if alert["kind"] in ("concept_drift", "performance") else config.feature_drift_at
         delay = f"{index - injected:+d} events after injection" if index is not None and injected is not None else ""

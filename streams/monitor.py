@@ -180,6 +180,9 @@ class ModelMonitor:
         # the batch's observations for the alert policy, with their sequence's rank (0:
         # predictions, 1: pairs), handed over in event-time order at its end
         self._observed: list[tuple[Observation, int]] = []
+        self._pending_requests: list[dict[str, Any]] = []
+        # concept drifts whose alert member stays firing while the rolling error is at least this
+        self.elevated: dict[str, float] = {}
         profile = config.reference.get("profile")
         if profile:
             self.reference = load_reference_profile(profile)
@@ -255,11 +258,17 @@ class ModelMonitor:
         observed.sort(key=lambda item: (item[0].timestamp, item[1]))
         for obs, _ in observed:
             result.alerts.extend(self.policy.observe(obs))
+            member = self.policy.members.get(obs.key)
+            if obs.drift and member is not None and member["status"] == "firing" and member["incident"] in self.policy.incidents:
+                # a member may join an incident without a publication (nothing escalated):
+                # the incident as it stands after each detection, in event-time order
+                self._pending_requests.append(self.policy.snapshot(member["incident"]))
 
     def _request_updates(self, result: MonitorResult) -> None:
-        """A firing concept-drift or performance alert asks once for a model update."""
-        for alert in result.alerts:
-            if alert["status"] != "firing" or alert["alert_id"] in self.requested:
+        """An incident with a concept-drift or performance member asks once for a model update."""
+        snapshots, self._pending_requests = self._pending_requests, []
+        for alert in snapshots:
+            if alert["alert_id"] in self.requested:
                 continue
             causes = [m for m in alert["members"] if m["kind"] in ("concept_drift", "performance")]
             if not causes:
@@ -381,7 +390,10 @@ class ModelMonitor:
                 used += detector.update_until_drift(clean[used:used + FEED_PIECE])
                 if detector.drift_detected:
                     signalled = lo + int(idx[used - 1])
-                    self._observe(watched, True, signalled, base + (signalled - lo), cols, result, alert=self._confirmed(watched))
+                    confirmed = self._confirmed(watched)
+                    if confirmed:
+                        self._hold(watched)
+                    self._observe(watched, True, signalled, base + (signalled - lo), cols, result, alert=confirmed)
         else:
             start = 0
             for end in _evaluation_cuts(detector, len(idx)):  # each piece ends at an evaluation
@@ -399,22 +411,45 @@ class ModelMonitor:
                           event=not just_signalled)
 
     def _confirmed(self, watched: _Watched) -> bool:
-        """Whether a concept-drift detection is worth an alert: the error got materially worse.
+        """Whether a concept-drift detection is worth an alert: the error got worse.
 
-        Error-stream detectors also fire on improvements and, over long streams, on chance
-        fluctuations; an alert needs the rolling error to exceed its baseline by
+        Judged at the detection itself, from the detector's own evidence, so an alert comes
+        as soon as the detector knows: one that estimates the error before and after the
+        change (ADWIN's two sub-windows; DDM's minimum error rate and the rate since its
+        warning) alerts if the error rose (ADWIN also fires on improvements; its test, not
+        the size of its estimate, says the change is real: the cut's sub-windows mix both
+        concepts, so the estimate understates the rise). Any other detector falls back to
+        the rolling error at the last checkpoint exceeding its baseline by
         ``performance.min_error_increase`` (classification: absolute error rate;
         regression: relative MAE). Every detection still becomes a drift event.
         """
         if watched.kind != "concept_drift":
             return True
+        means = watched.detector.drift_means
+        if means is not None:
+            before, after = means
+            return after > before
+        margin = float(self.config.performance["min_error_increase"])
         if self.baseline is None or self.last_performance is None:
             return False
         value = self.last_performance
-        margin = float(self.config.performance["min_error_increase"])
         if self.task == "classification":
             return (1.0 - value) - (1.0 - self.baseline) >= margin
         return value >= self.baseline * (1.0 + margin)
+
+    def _hold(self, watched: _Watched) -> None:
+        """After a confirmed concept drift, its alert member stays firing while the rolling
+        error stays up: at least ``min_error_increase`` (regression: relative) and half the
+        detector's estimated rise above the error it had before. The drift's one-off signal
+        would otherwise resolve while the model is still worse, and the next detection of
+        the same drift open a second incident."""
+        means = watched.detector.drift_means
+        if watched.kind != "concept_drift" or means is None:
+            return
+        before, after = means
+        margin = float(self.config.performance["min_error_increase"])
+        rise = max(margin if self.task == "classification" else abs(before) * margin, (after - before) / 2)
+        self.elevated[watched.key] = before + rise
 
     def _observe(
         self, watched: _Watched, drift: bool, i: int, position: int,
@@ -473,6 +508,7 @@ class ModelMonitor:
         perf = self.config.performance
         value = float(metric.value)
         self.last_performance = value
+        self._still_elevated(value, hi - 1, seen - 1, cols)
         if self.baseline is None:
             if seen >= int(perf["window"]) and math.isfinite(value):
                 self.baseline = value
@@ -507,6 +543,25 @@ class ModelMonitor:
                           position, str(cols["pid"][i]), event_id, self.baseline)
         self._observed.append((obs, 1))
 
+    def _still_elevated(self, value: float, i: int, position: int, cols: dict[str, Any]) -> None:
+        """At a performance checkpoint: each held concept drift whose error is still up is
+        observed as drifting (no new drift event). A checkpoint below the level is not
+        observed: the member resolves once the error has stayed down for
+        ``resolve_after_s`` (one noisy dip of the rolling error does not end a drift); a
+        later checkpoint above it never fires a resolved member again."""
+        error = 1.0 - value if self.task == "classification" else value
+        if not math.isfinite(error):
+            return
+        for key in sorted(self.elevated):
+            watched = self.concept.get(key)
+            if watched is None or error < self.elevated[key]:
+                continue
+            detector = watched.detector
+            obs = Observation(key, "concept_drift", detector.name, None, True, float(detector.statistic),
+                              float(detector.threshold), detector.direction, detector.p_value, float(cols["ts"][i]),
+                              position, str(cols["pid"][i]), "", hold=True)
+            self._observed.append((obs, 1))
+
     def _event_base(self, event_id: str, detector: str, kind: str, feature: str | None, drift: bool, ts: float, position: int) -> dict[str, Any]:
         return {
             "event_id": event_id, "model_id": self.model_id, "model_version": self.model_version,
@@ -537,6 +592,7 @@ class ModelMonitor:
         self.baseline = None
         self.last_performance = None
         self.in_drift = {}
+        self.elevated = {}
         self.pending, self.fed = None, {}
         return self.policy.resolve_all(timestamp, reason)
 
@@ -557,7 +613,7 @@ class ModelMonitor:
             ],
             "performance": self.performance.to_state() if self.performance else None,
             "baseline": self.baseline, "last_performance": self.last_performance, "in_drift": self.in_drift, "policy": self.policy.to_state(),
-            "requested": self.requested, "pending": self.pending, "fed": self.fed,
+            "requested": self.requested, "pending": self.pending, "fed": self.fed, "elevated": self.elevated,
         }
 
     @classmethod
@@ -585,6 +641,7 @@ class ModelMonitor:
             for name, column in pending.items()
         }
         m.fed = dict(state.get("fed") or {})
+        m.elevated = dict(state.get("elevated") or {})  # absent from states written before it existed
         return m
 
 

@@ -48,16 +48,16 @@ DEFAULTS: dict[str, Any] = {
     "max_features": 200,
     "reference": {"profile": None},
     "data_drift": {
-        "numeric": {"type": "psi", "bins": 10, "window": 1000, "step": 250, "psi_above": 0.25},
+        "numeric": {"type": "psi", "bins": 10, "window": 1000, "step": 250, "psi_above": 0.1},
         "categorical": {
-            "type": "psi_categorical", "window": 1000, "step": 250, "psi_above": 0.25,
+            "type": "psi_categorical", "window": 1000, "step": 250, "psi_above": 0.1,
         },
     },
     "feature_detectors": {},
     "prediction_drift": {
-        "numeric": {"type": "psi", "bins": 10, "window": 1000, "step": 250, "psi_above": 0.25},
+        "numeric": {"type": "psi", "bins": 10, "window": 1000, "step": 250, "psi_above": 0.1},
         "categorical": {
-            "type": "psi_categorical", "window": 1000, "step": 250, "psi_above": 0.25,
+            "type": "psi_categorical", "window": 1000, "step": 250, "psi_above": 0.1,
         },
     },
     "concept_drift": {

@@ -162,7 +162,7 @@ def detections_from(drift_events: Iterable[Mapping[str, Any]], alerts: Iterable[
         in_drift[key] = bool(event["drift"])
     members_seen: set[tuple[Any, ...]] = set()
     for alert in alerts:
-        if alert["status"] != "firing":
+        if alert["status"] == "resolved":
             continue
         first: dict[tuple[Any, ...], float] = {}
         for event_id in alert["related"]:

@@ -76,8 +76,8 @@ def test_alerts_are_posted_and_a_refused_one_is_dead_lettered(settings: Settings
         wait_for(lambda: len(receiver.bodies) >= 2, 30, "two alerts posted to the webhook")
         refused = worker.metric("driftstream_dead_letters_total", reason="webhook_failed")
 
-    # an alert (incident) fires again as detectors join it: each firing message once
-    firing = {a["event_id"]: a for _, a in read_topic(settings, settings.topic("alerts")) if a["status"] == "firing"}
+    # an incident is posted when it fires and each time it escalates: each message once
+    firing = {a["event_id"]: a for _, a in read_topic(settings, settings.topic("alerts")) if a["status"] != "resolved"}
     posted = [body["event_id"] for body in receiver.bodies]
     assert set(posted) == set(firing) and len(posted) == len(set(posted))
     dead = [d for _, d in read_topic(settings, settings.topic("dead-letter")) if d["reason"] == "webhook_failed"]

@@ -126,3 +126,35 @@ def test_html_report_renders_plots_in_chromium(files: dict[str, Path], tmp_path:
     pixels = _png_pixels(shot)
     assert pixels.shape[:2] == (2000, 1200)
     assert float(pixels[..., :3].std()) > 0.05  # not a blank page: plots drawn
+
+
+def test_rivers_detectors_alone_are_scored_beside_the_alerts(files: dict[str, Path]) -> None:
+    from river import drift
+
+    from streams.river_baseline import ADWIN_ALONE, DDM_ALONE
+
+    events = backtest.merge(backtest.read_events(files["predictions"], "predictions"),
+                            backtest.read_events(files["ground-truth"], "ground-truth"))
+    evaluation = backtest.evaluate(events, [("default", None, MonitorConfig())], drifts=[Drift(**d) for d in DRIFTS],
+                                   tolerance_s=120.0, progress=io.StringIO())
+    rows = {r["detector"]: r for r in evaluation.runs[0].scores if r["model_id"] == CONFIG.model_id}
+    assert rows[ADWIN_ALONE]["stream"] == "pairs" and rows[DDM_ALONE]["relevant_drifts"] == 1
+    # the same figures as a plain loop over the errors in the order their labels arrive
+    preds, labels = Simulation(CONFIG).generate()
+    predicted = {p["prediction_id"]: p for p in preds}
+    pairs = sorted((max(lab["timestamp"], predicted[lab["prediction_id"]]["timestamp"]),
+                    float(predicted[lab["prediction_id"]]["prediction"] != lab["label"])) for lab in labels)
+    adwin = drift.ADWIN()
+    first_after = None
+    for known_at, error in pairs:
+        adwin.update(error)
+        if adwin.drift_detected and known_at >= DRIFTS[1]["timestamp"] and first_after is None:
+            first_after = known_at
+    assert rows[ADWIN_ALONE]["delays_s"] == [pytest.approx(first_after - DRIFTS[1]["timestamp"])]
+    assert "baseline: river ADWIN alone" in backtest_summary(evaluation)
+
+
+def backtest_summary(evaluation: backtest.Evaluation) -> str:
+    from streams import report
+
+    return report.summary_table(evaluation)

@@ -48,8 +48,38 @@ def test_detectors_firing_together_are_one_incident_with_the_highest_severity() 
 
 def test_many_drifting_features_raise_the_severity() -> None:
     policy = _policy()
-    alerts = [policy.observe(_obs(f"data:f{i}", ts=1000 + i))[0] for i in range(3)]
-    assert [a["severity"] for a in alerts] == ["P3", "P3", "P2"]
+    published = [policy.observe(_obs(f"data:f{i}", ts=1000 + i)) for i in range(3)]
+    # the second feature adds nothing a reader acts on: it is not published
+    assert [[(a["status"], a["severity"]) for a in p] for p in published] == [
+        [("firing", "P3")], [], [("escalated", "P2")]]
+    assert published[2][0]["timestamp"] == 1000 and published[2][0]["position"] == 1000
+
+
+def test_each_state_change_is_one_publication_and_kind_names_the_most_severe() -> None:
+    policy = _policy(group_window_s=300.0, resolve_after_s=50.0)
+    [first] = policy.observe(_obs("data:age", ts=1000))
+    perf = Observation("performance:accuracy", "performance", "accuracy", None, True, 0.75, 0.8, "below",
+                       None, 1100.0, 1100, "p1100", "e1100", baseline=0.9)
+    [escalated] = policy.observe(perf)
+    assert (first["status"], first["severity"], first["kind"]) == ("firing", "P3", "data_drift")
+    assert (escalated["status"], escalated["severity"], escalated["kind"]) == ("escalated", "P1", "performance")
+    assert escalated["alert_id"] == first["alert_id"] and escalated["event_id"] != first["event_id"]
+    assert escalated["timestamp"] == 1000 and escalated["position"] == 1000  # its first detection
+    assert escalated["message"].startswith("escalated to P1: performance and data drift")
+    assert policy.observe(perf._replace(timestamp=1120.0)) == []  # a repeat with nothing new
+    assert policy.observe(_obs(drift=False, ts=1060)) == []  # one member still firing
+    [resolved] = policy.observe(perf._replace(drift=False, timestamp=1200.0))
+    assert (resolved["status"], resolved["alert_id"]) == ("resolved", first["alert_id"])
+
+
+def test_grouping_counts_the_window_from_the_first_detection_not_from_fixed_buckets() -> None:
+    policy = _policy(group_window_s=300.0)
+    # 290 and 310 straddle a fixed 300 s bucket edge; both are within 300 s of the first
+    [a] = policy.observe(_obs("data:age", ts=290))
+    assert policy.observe(_obs("data:income", ts=310)) == []
+    assert policy.members["data:income"]["incident"] == a["alert_id"]
+    [b] = policy.observe(_obs("data:tenure", ts=590))  # 300 s after the first: a new incident
+    assert b["status"] == "firing" and b["alert_id"] != a["alert_id"]
 
 
 def test_ids_are_deterministic() -> None:

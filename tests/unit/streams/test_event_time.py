@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.alerting import SEVERITIES
 from streams.event_time import Frontier, ReorderBuffer, progress_payload
 from streams.offline import OfflinePipeline
 from streams.simulate import Simulation, SimulationConfig
@@ -145,14 +146,16 @@ def test_an_idle_partition_vouches_only_for_what_the_others_had_reached_a_while_
     assert frontier.value(now=1.4) == math.inf  # each waited with nothing unread before it said so
 
 
-def test_an_incidents_later_publications_never_move_its_start_back_or_change_its_kind() -> None:
+def test_an_incidents_later_publications_never_move_its_start_back_and_only_escalate() -> None:
     pipe = OfflinePipeline(window_s=86_400.0, partitions=4)
     pipe.feed_events(_interleaved(_models(), random.Random(3)), batch_size=500)
-    firing: dict[str, list[dict[str, Any]]] = {}
+    open_: dict[str, list[dict[str, Any]]] = {}
     for alert in pipe.finish().alerts:
-        if alert["status"] == "firing":
-            firing.setdefault(alert["alert_id"], []).append(alert)
-    assert any(len(published) > 1 for published in firing.values())  # incidents that grew
-    for published in firing.values():
-        assert [a["timestamp"] for a in published] == [published[0]["timestamp"]] * len(published)
-        assert {(a["kind"], a["position"]) for a in published} == {(published[0]["kind"], published[0]["position"])}
+        if alert["status"] != "resolved":
+            open_.setdefault(alert["alert_id"], []).append(alert)
+    assert any(len(published) > 1 for published in open_.values())  # incidents that escalated
+    for published in open_.values():
+        assert [a["status"] for a in published] == ["firing"] + ["escalated"] * (len(published) - 1)
+        assert {(a["timestamp"], a["position"]) for a in published} == {(published[0]["timestamp"], published[0]["position"])}
+        ranks = [SEVERITIES.index(a["severity"]) for a in published]
+        assert ranks == sorted(ranks, reverse=True) and len(set(ranks)) == len(ranks)  # each one a rise
