@@ -51,10 +51,12 @@ class OfflinePipeline:
         partitions: int = 1,
         max_message_bytes: int = 1_048_576,
         keep_samples: bool = True,
+        max_clock_skew_s: float = 3_600.0,
     ) -> None:
         self.monitor_config = monitor_config or MonitorConfig()
         self.partitions = partitions
-        self.join_stage = JoinStage(window_s=window_s, max_message_bytes=max_message_bytes, monitor_config=self.monitor_config, clock=lambda: 0.0)
+        self.join_stage = JoinStage(window_s=window_s, max_message_bytes=max_message_bytes, monitor_config=self.monitor_config, clock=lambda: 0.0,
+                                    max_clock_skew_s=max_clock_skew_s)
         self.monitor_stage = MonitorStage(self.monitor_config)
         self.joins = {p: PartitionJoin.fresh(p, window_s) for p in range(partitions)}
         self.monitors: dict[str, ModelSlot] = {}

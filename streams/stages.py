@@ -39,6 +39,7 @@ from schemas import codec
 from schemas.columns import Role, concat_columns, event_columns, take
 from schemas.parsing import RecordError, dead_letter_record, decode_record_columns
 
+from .clock import SkewCheck, reference_time
 from .event_time import ReorderBuffer
 from .join import JoinBatch, JoinState
 from .monitor import ModelMonitor, MonitorResult, model_key
@@ -290,8 +291,14 @@ class JoinStage:
         max_message_bytes: int,
         monitor_config: MonitorConfig,
         clock: Callable[[], float] = time.time,
+        max_clock_skew_s: float = 3600.0,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.window_s = window_s
+        #: events too far ahead of their record's timestamp are dead-lettered (streams.clock);
+        #: ``wall_clock`` is the reference only for records without a timestamp
+        self.skew = SkewCheck(max_clock_skew_s)
+        self.wall_clock = wall_clock
         self.max_message_bytes = max_message_bytes
         self.monitor_config = monitor_config
         self.clock = clock
@@ -328,6 +335,12 @@ class JoinStage:
                 record.value, record.role, self.max_message_bytes,  # type: ignore[arg-type]
                 known_models=self.known_models if record.role == "predictions" else None,
             )
+            reference = reference_time(record.timestamp, self.wall_clock)
+            if columns is not None:
+                columns, skewed = self.skew.screen_columns(columns, reference, record.role)
+            else:
+                oks, skewed = self.skew.screen_events(oks, reference, record.role)
+            errors = [*errors, *skewed]
             half = halves[record.role]
             if columns is not None:
                 half.add_columns(columns)

@@ -312,8 +312,10 @@ def test_unknown_model_is_rejected_when_a_registry_is_given():
 def test_every_reason_is_covered_by_a_test():
     # malformed_batch: tests/unit/schemas/test_columns.py
     covered = {r[2] for r in REJECTIONS} | {"malformed_json", "empty_batch", "oversized", "unknown_model", "malformed_batch"}
-    # not a contract violation: an undeliverable alert (tests/unit/observability/test_webhook.py)
-    assert covered | {"webhook_failed"} == REASONS
+    # not contract violations: an undeliverable alert (tests/unit/observability/test_webhook.py),
+    # an event too far ahead of its record and one of a model past the cap
+    # (tests/unit/streams/test_hardening.py)
+    assert covered | {"webhook_failed", "clock_skew", "too_many_models"} == REASONS
 
 
 def test_unknown_topic_role_is_a_programming_error():
