@@ -76,6 +76,7 @@ from .stages import (
     meta_key,
     owns_join_key,
 )
+from .sinks import CircuitBreaker, QueuedSink, Undelivered
 from .webhook import WebhookSink
 from .worker_log import STATUS_EVERY_S, WorkerLog, log_alert
 
@@ -214,7 +215,13 @@ class Pipeline:
         # model key -> Kafka timestamp (s) of the newest monitor-input record that brought it
         # events: where processing_latency_seconds starts (a metric cache; dropped at a rebalance)
         self._record_time: dict[str, float] = {}
-        self.webhook = WebhookSink.from_settings(settings, self.metrics)
+        # alerts reach the webhook from a queue of their own: a slow receiver never holds
+        # up the monitors (streams.sinks)
+        webhook = WebhookSink.from_settings(settings, self.metrics)
+        self.alert_sink = None if webhook is None else QueuedSink(
+            webhook, self._dead_letter_alert, topic=settings.topic("alerts"), queue_size=settings.webhook_queue_size,
+            breaker=CircuitBreaker(settings.webhook_breaker_failures, settings.webhook_breaker_open_s), metrics=self.metrics,
+        )
         self.broker_reachable: bool | None = None  # None: not checked yet
         self.processed_batches = 0
         # changelog partition -> the first offset this worker wrote there (see check_changelogs)
@@ -242,8 +249,11 @@ class Pipeline:
 
     async def on_shutdown(self, *_: Any, **__: Any) -> None:
         """Shutting down (Faust sends this once the agents are idle, before the producer
-        stops): hand the partitions over (:meth:`hand_over`)."""
+        stops): hand the partitions over (:meth:`hand_over`), and give the alert sink a
+        moment to drain (what it cannot deliver is dead-lettered)."""
         await self.hand_over()
+        if self.alert_sink is not None:
+            await self.alert_sink.close(grace_s=min(5.0, self.settings.shutdown_grace_s / 4))
 
     async def on_rebalance(self, *_: Any, **__: Any) -> None:
         """Drop the in-memory views of table state (rebuilt from the tables) and the
@@ -360,11 +370,14 @@ class Pipeline:
             firing.pop(alert["alert_id"], None)
         for severity in ("P0", "P1", "P2", "P3"):
             m.alerts_firing.labels(alert["model_id"], severity).set(sum(1 for s in firing.values() if s == severity))
-        if self.webhook is not None and alert["status"] == "firing" and not await self.webhook.deliver(alert):
-            failure = self.webhook.failure_record(alert, self.webhook.last_error or "webhook failed",
-                                                  topic=self.settings.topic("alerts"), now=time.time())
-            await self.produce("dead-letter", failure["dead_letter_id"].encode(), codec.dumps(failure))
-            m.dead_letters.labels("webhook_failed").inc()
+        if self.alert_sink is not None and alert["status"] == "firing":
+            await self.alert_sink.submit(alert)
+
+    async def _dead_letter_alert(self, undelivered: Undelivered) -> None:
+        """An alert the sink gave up on goes to the dead-letter topic (from the sink's task)."""
+        record = undelivered.record
+        await self.produce("dead-letter", record["dead_letter_id"].encode(), codec.dumps(record))
+        self.metrics.dead_letters.labels("webhook_failed").inc()
 
     # -- join ---------------------------------------------------------------------------
     def _load_join(self, partition: int) -> PartitionJoin:

@@ -6,7 +6,19 @@ both that the hostile part is dead-lettered with its reason and that the rest go
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
 from schemas import codec
+from schemas.records import DeadLetter
+from streams.metrics import Metrics, create
+from streams.sinks import CircuitBreaker, QueuedSink, Undelivered
+from streams.webhook import WebhookSink
 from streams.clock import CLOCK_SKEW
 from streams.monitor_config import MonitorConfig
 from streams.offline import OfflinePipeline
@@ -74,3 +86,126 @@ def test_the_offline_pipeline_dead_letters_the_same_skewed_events_as_the_worker(
     offline.feed_records(records)
     assert [d["dead_letter_id"] for d in offline.result.dead_letters] == [d["dead_letter_id"] for d in live]
     assert [d["reason"] for d in live] == [CLOCK_SKEW, CLOCK_SKEW]
+
+
+# -- alert delivery never blocks processing (item 2) ------------------------------------------
+
+#: Every sink test finishes well inside this, or something hangs.
+SINK_DEADLINE_S = 10.0
+
+
+class Receiver:
+    """A real webhook receiver on 127.0.0.1: answers ``statuses`` in turn (then 200), with a
+    ``Location`` for a 3xx, or holds every request open while ``hold``."""
+
+    def __init__(self) -> None:
+        self.bodies: list[Any] = []
+        self.statuses: list[int] = []
+        self.location = ""
+        self.hold = False
+        self.release = asyncio.Event()
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.bodies.append(await request.json())
+        if self.hold:
+            await self.release.wait()
+        status = self.statuses.pop(0) if self.statuses else 200
+        return web.Response(status=status, headers={"Location": self.location} if 300 <= status < 400 else None)
+
+
+async def _serve(rec: Receiver) -> web.AppRunner:
+    app = web.Application()
+    app.router.add_route("*", "/hooks/{token}", rec.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    rec.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hooks/secret-token"
+    return runner
+
+
+@pytest.fixture
+async def receivers() -> AsyncIterator[tuple[Receiver, Receiver]]:
+    """The webhook's receiver, and another host a redirect points to."""
+    first, other = Receiver(), Receiver()
+    runners = [await _serve(first), await _serve(other)]
+    first.location = other.url
+    yield first, other
+    first.release.set()
+    for runner in runners:
+        await runner.cleanup()
+
+
+def _alert(i: int) -> dict[str, Any]:
+    return {"alert_id": f"a-{i}", "event_id": f"e-{i}", "model_id": "m", "severity": "P2", "status": "firing", "message": "x"}
+
+
+def _queued(url: str, metrics: Metrics, letters: list[Undelivered], *, timeout_s: float = 5.0, retries: int = 0,
+            queue_size: int = 100, failures: int = 100) -> QueuedSink:
+    async def dead_letter(undelivered: Undelivered) -> None:
+        letters.append(undelivered)
+
+    sink = WebhookSink(url, timeout_s=timeout_s, retries=retries, backoff_s=0.001, metrics=metrics)
+    return QueuedSink(sink, dead_letter, topic="alerts", queue_size=queue_size,
+                      breaker=CircuitBreaker(failures, 60.0), metrics=metrics, clock=lambda: 5.0)
+
+
+def _outcomes(metrics: Metrics) -> dict[str, float]:
+    return {o: metrics.alert_sink_alerts.labels("webhook", o)._value.get() for o in ("delivered", "dead_lettered")}
+
+
+async def test_a_hanging_receiver_never_holds_up_the_caller_and_a_full_queue_dead_letters(
+    receivers: tuple[Receiver, Receiver],
+) -> None:
+    receiver, _ = receivers
+    receiver.hold = True
+    metrics, letters = create(process_collectors=False), []
+    queued = _queued(receiver.url, metrics, letters, timeout_s=30.0, queue_size=2)
+    started = time.monotonic()
+    for i in range(4):  # one in flight, two queued, one past the queue
+        await asyncio.wait_for(queued.submit(_alert(i)), 1.0)
+        await asyncio.sleep(0)  # let the delivery task take the first
+    assert time.monotonic() - started < 1.0  # the caller (the monitors) went on at once
+    assert [u.alert["alert_id"] for u in letters] == ["a-3"] and "queue full" in letters[0].error
+    assert metrics.alert_sink_queue.labels("webhook")._value.get() == 2
+    await asyncio.wait_for(queued.close(grace_s=0.2), SINK_DEADLINE_S)  # what is left is dead-lettered
+    assert sorted(u.alert["alert_id"] for u in letters) == ["a-0", "a-1", "a-2", "a-3"]
+    assert all(u.record["reason"] == "webhook_failed" for u in letters)
+    assert _outcomes(metrics) == {"delivered": 0, "dead_lettered": 4}
+
+
+@pytest.mark.parametrize("status", [302, 307])
+async def test_a_redirect_is_a_failure_and_never_followed(receivers: tuple[Receiver, Receiver], status: int) -> None:
+    receiver, other = receivers
+    receiver.statuses = [status]
+    metrics, letters = create(process_collectors=False), []
+    queued = _queued(receiver.url, metrics, letters, retries=3)
+    await queued.submit(_alert(1))
+    await asyncio.wait_for(queued.idle(), SINK_DEADLINE_S)
+    await queued.close()
+    assert other.bodies == [] and len(receiver.bodies) == 1  # not re-posted, not retried
+    [letter] = letters
+    assert letter.error == f"HTTP {status} (redirects are not followed) after 1 attempt(s)"
+    DeadLetter.from_dict(letter.record)
+    assert _outcomes(metrics) == {"delivered": 0, "dead_lettered": 1}
+
+
+async def test_a_failing_receiver_opens_the_breaker_and_a_success_closes_it(receivers: tuple[Receiver, Receiver]) -> None:
+    receiver, _ = receivers
+    receiver.statuses = [500] * 4  # two alerts, two attempts each
+    metrics, letters = create(process_collectors=False), []
+    now = [0.0]
+    queued = _queued(receiver.url, metrics, letters, retries=1)
+    queued.breaker = CircuitBreaker(2, 30.0, clock=lambda: now[0])
+    for i in range(4):
+        await queued.submit(_alert(i))
+    await asyncio.wait_for(queued.idle(), SINK_DEADLINE_S)
+    assert len(receiver.bodies) == 4  # the 3rd and 4th alerts were not tried: the circuit is open
+    assert [u.error for u in letters] == ["HTTP 500 after 2 attempt(s)"] * 2 + ["circuit open after 2 undeliverable alerts in a row"] * 2
+    assert metrics.alert_sink_breaker_open.labels("webhook")._value.get() == 1
+    now[0] = 30.0  # half-open: one try, and it succeeds
+    await queued.submit(_alert(5))
+    await asyncio.wait_for(queued.idle(), SINK_DEADLINE_S)
+    await queued.close()
+    assert receiver.bodies[-1]["alert_id"] == "a-5" and not queued.breaker.is_open
+    assert _outcomes(metrics) == {"delivered": 1, "dead_lettered": 4}
