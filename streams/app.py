@@ -57,6 +57,7 @@ from . import metrics as metrics_module
 from .alignment import Alignment, merge_progress
 from .batching import BatchedTopic, acknowledge, admit
 from .event_time import PROGRESS_KEY, Frontier, is_progress, progress_payload
+from .cardinality import ModelCap, SeriesCap
 from .consumer import install as install_consumer
 from .end_offsets import first_offset_from
 from .gaps import GapGuard
@@ -215,6 +216,8 @@ class Pipeline:
         # model key -> Kafka timestamp (s) of the newest monitor-input record that brought it
         # events: where processing_latency_seconds starts (a metric cache; dropped at a rebalance)
         self._record_time: dict[str, float] = {}
+        self.model_cap = ModelCap(settings.max_models, settings.partitions)
+        self.series = SeriesCap(settings.max_model_series)
         # alerts reach the webhook from a queue of their own: a slow receiver never holds
         # up the monitors (streams.sinks)
         webhook = WebhookSink.from_settings(settings, self.metrics)
@@ -270,6 +273,8 @@ class Pipeline:
         self._progress_sent.clear()
         self._outbox_checked.clear()
         self._record_time.clear()
+        self.model_cap.reset()
+        self.series.reset()
         self._pause({})  # the progress the alignment went by is gone with the caches
         # what the last checkpoint did not cover is applied again, from the checkpoint
         self._unsaved_monitors.clear()
@@ -359,19 +364,22 @@ class Pipeline:
 
     async def _on_alert(self, alert: dict[str, Any], since: float | None = None) -> None:
         m = self.metrics
-        m.alerts.labels(alert["model_id"], alert["severity"], alert["status"]).inc()
         log_alert(alert)
+        if alert["status"] == "firing":
+            if since is not None:  # processing time; the event's age is event_time_lag_seconds
+                m.processing_latency_seconds.observe(max(0.0, time.time() - since))
+            if self.alert_sink is not None:  # queued: delivery never holds up the monitors
+                await self.alert_sink.submit(alert)
+        if not self.series.exports(alert["model_id"]):  # past DRIFTSTREAM_MAX_MODEL_SERIES
+            return
+        m.alerts.labels(alert["model_id"], alert["severity"], alert["status"]).inc()
         firing = self._alerts_firing.setdefault(alert["model_id"], {})
         if alert["status"] == "firing":
             firing[alert["alert_id"]] = alert["severity"]
-            if since is not None:  # processing time; the event's age is event_time_lag_seconds
-                m.processing_latency_seconds.observe(max(0.0, time.time() - since))
         else:
             firing.pop(alert["alert_id"], None)
         for severity in ("P0", "P1", "P2", "P3"):
             m.alerts_firing.labels(alert["model_id"], severity).set(sum(1 for s in firing.values() if s == severity))
-        if self.alert_sink is not None and alert["status"] == "firing":
-            await self.alert_sink.submit(alert)
 
     async def _dead_letter_alert(self, undelivered: Undelivered) -> None:
         """An alert the sink gave up on goes to the dead-letter topic (from the sink's task)."""
@@ -824,6 +832,11 @@ class Pipeline:
                     frontier.update(payload, now)
                 else:
                     key = msg.key.decode()
+                    if not self.model_cap.admit(key, self._saved_models):
+                        record = self.model_cap.dead_letter(key, msg.topic, msg.partition, msg.offset, msg.value, time.time())
+                        sent.append(await self.produce("dead-letter", record["dead_letter_id"].encode(), codec.dumps(record)))
+                        m.dead_letters.labels(record["reason"]).inc()
+                        continue
                     by_model.setdefault(key, (msg, []))[1].append((msg.offset, payload))
                     if msg.timestamp is not None:
                         self._record_time[key] = msg.timestamp
@@ -842,6 +855,11 @@ class Pipeline:
         m.batch_size.labels("monitor").observe(len(messages))
         m.batch_duration_seconds.labels("monitor").observe(time.perf_counter() - started)
         m.table_size.labels("monitor-state").set(len(self._monitors))
+
+    def _saved_models(self, partition: int) -> list[str]:
+        """The model keys with state here (saved or in memory); :class:`ModelCap` keeps
+        those of ``partition``."""
+        return [*self.monitor_table.data.keys(), *self._monitors]
 
     async def _run_models(
         self, partition: int, by_model: dict[str, tuple[Message, list[tuple[int, dict[str, Any]]]]], now: float,
@@ -906,7 +924,7 @@ class Pipeline:
         Kafka timestamp of the newest monitor-input record that brought the model events."""
         self._export(slot.monitor, run.result)
         newest = max((last[0] for last in slot.buffer.released.values() if last is not None), default=None)
-        if run.events and newest is not None:
+        if run.events and newest is not None and self.series.exports(slot.monitor.model_id):
             self.metrics.event_time_lag.labels(slot.monitor.model_id).set(time.time() - newest)
         return await self.send(self.monitor_stage.outputs(slot.monitor, run.result), since)
 
@@ -1090,6 +1108,9 @@ class Pipeline:
 
     def _export(self, monitor: ModelMonitor, result: Any) -> None:
         m = self.metrics
+        if not self.series.exports(monitor.model_id):  # past DRIFTSTREAM_MAX_MODEL_SERIES
+            m.model_series_capped.set(self.series.capped)
+            return
         version = monitor.model_version or ""
         latest: dict[str, dict[str, Any]] = {}
         for sample in result.samples:

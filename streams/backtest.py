@@ -241,11 +241,11 @@ class Evaluation:
 
 def run_pipeline(
     packed: Packed, config: MonitorConfig, *, window_s: float, max_message_bytes: int, bar: Progress | None = None,
-    max_clock_skew_s: float = 3_600.0,
+    max_clock_skew_s: float = 3_600.0, max_models: int = 1_000,
 ) -> tuple[OfflineResult, float]:
     """Feed the packed records to a fresh pipeline; its result and the seconds it took."""
     pipeline = OfflinePipeline(config, window_s=window_s, partitions=1, max_message_bytes=max_message_bytes,
-                               max_clock_skew_s=max_clock_skew_s)
+                               max_clock_skew_s=max_clock_skew_s, max_models=max_models)
     started = time.perf_counter()
     lo = 0
     while lo < len(packed.records):
@@ -290,6 +290,7 @@ def evaluate(
     max_message_bytes: int = 1_048_576,
     progress: TextIO | None = None,
     max_clock_skew_s: float = 3_600.0,
+    max_models: int = 1_000,
 ) -> Evaluation:
     """Run every ``(name, path, config)`` over the merged ``events`` and score each run."""
     started = time.perf_counter()
@@ -299,7 +300,7 @@ def evaluate(
     with Progress("events", total=len(events) * len(configs), stream=progress) as bar:
         for name, path, config in configs:
             result, elapsed = run_pipeline(packed, config, window_s=window_s, max_message_bytes=max_message_bytes, bar=bar,
-                                           max_clock_skew_s=max_clock_skew_s)
+                                           max_clock_skew_s=max_clock_skew_s, max_models=max_models)
             scores = score(detections_from(result.drift_events, result.alerts), drifts, lines, tolerance_s,
                            watched=_watched(result))
             summary = config_summary(scores)
@@ -363,6 +364,7 @@ def evaluate_and_report(events: Sequence[SourceEvent], args: argparse.Namespace,
         window_s=args.join_window_s if args.join_window_s is not None else settings.join_window_s,
         max_message_bytes=settings.max_message_bytes,
         max_clock_skew_s=settings.max_clock_skew_s,
+        max_models=settings.max_models,
     )
     for item in evaluation.invalid[:10]:
         print(f"{item['where']}: {item['reason']}: {item['message']}", file=sys.stderr)

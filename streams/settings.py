@@ -162,6 +162,9 @@ class Settings:
     #: are dead-lettered (``too_many_models``, :mod:`streams.cardinality`). A model costs
     #: about 29 KB of state and a few dozen Prometheus series.
     max_models: int = 1_000
+    #: Models a worker exports per-model Prometheus series for (detector statistics,
+    #: coverage, alerts): each has dozens to hundreds; the rest are counted only.
+    max_model_series: int = 100
     #: Consumer-group timing; short values make the embedded broker start in seconds.
     session_timeout_s: float = 30.0
     heartbeat_interval_s: float = 3.0
@@ -260,6 +263,8 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}MAX_CLOCK_SKEW_S={self.max_clock_skew_s}: expected > 0")
         if self.max_models < 1:
             raise SettingsError(f"{ENV_PREFIX}MAX_MODELS={self.max_models}: expected >= 1")
+        if self.max_model_series < 1:
+            raise SettingsError(f"{ENV_PREFIX}MAX_MODEL_SERIES={self.max_model_series}: expected >= 1")
         if self.webhook_queue_size < 1:
             raise SettingsError(f"{ENV_PREFIX}WEBHOOK_QUEUE_SIZE={self.webhook_queue_size}: expected >= 1")
         if self.webhook_breaker_failures < 1:

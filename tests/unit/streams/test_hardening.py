@@ -19,6 +19,7 @@ from schemas.records import DeadLetter
 from streams.metrics import Metrics, create
 from streams.sinks import CircuitBreaker, QueuedSink, Undelivered
 from streams.webhook import WebhookSink
+from streams.cardinality import ModelCap, SeriesCap
 from streams.clock import CLOCK_SKEW
 from streams.monitor_config import MonitorConfig
 from streams.offline import OfflinePipeline
@@ -209,3 +210,29 @@ async def test_a_failing_receiver_opens_the_breaker_and_a_success_closes_it(rece
     await queued.close()
     assert receiver.bodies[-1]["alert_id"] == "a-5" and not queued.breaker.is_open
     assert _outcomes(metrics) == {"delivered": 1, "dead_lettered": 4}
+
+
+# -- bounded cardinality (item 3) --------------------------------------------------------------
+
+
+def test_models_past_the_cap_are_dead_lettered_and_the_admitted_ones_go_on() -> None:
+    offline = OfflinePipeline(window_s=WINDOW_S, max_models=3)
+    offline.feed_records([_predictions(i, [NOW - 10, NOW - 9], model=f"model-{i}", start=10 * i) for i in range(50)])
+    offline.feed_records([_predictions(50 + i, [NOW - 5], model=f"model-{i}", start=1000 + i) for i in range(50)])
+    offline.finish()
+    assert sorted(offline.monitors) == ["model-0", "model-1", "model-2"]  # the first three, in log order
+    letters = offline.result.dead_letters
+    assert len(letters) == 2 * 47 and {d["reason"] for d in letters} == {"too_many_models"}
+    assert len({d["dead_letter_id"] for d in letters}) == len(letters)
+    assert "DRIFTSTREAM_MAX_MODELS" in letters[0]["message"]
+    DeadLetter.from_dict(letters[0])
+    assert offline.result.events == 3 * 3  # the admitted models' predictions all applied
+
+
+def test_a_model_with_saved_state_stays_admitted_after_a_restart() -> None:
+    cap = ModelCap(2, partitions=1)
+    assert [cap.admit(k, lambda p: ()) for k in ("a", "b", "c")] == [True, True, False]
+    cap.reset()  # a rebalance: what has state is admitted first, whatever comes first now
+    assert [cap.admit(k, lambda p: ["b", "a"]) for k in ("c", "a", "b")] == [False, True, True]
+    series = SeriesCap(1)
+    assert [series.exports(m) for m in ("x", "y", "x")] == [True, False, True] and series.capped == 1
