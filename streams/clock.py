@@ -59,14 +59,9 @@ class SkewCheck:
         if not ahead.any():
             return dict(columns), []
         bad = np.flatnonzero(ahead).tolist()
-        bad_rows = rows({k: take(v, bad) if k != "features" else {f: take(c, bad) for f, c in v.items()}
-                         for k, v in columns.items()}, role)  # type: ignore[arg-type]
+        kept, bad_rows = drop_rows(columns, bad, role)
         errors = [RecordError(i, CLOCK_SKEW, self._message(role, float(ts[i]), reference_s), codec.dumps(row))
                   for i, row in zip(bad, bad_rows)]
-        keep = np.flatnonzero(~ahead).tolist()
-        if not keep:
-            return None, errors
-        kept = {k: take(v, keep) if k != "features" else {f: take(c, keep) for f, c in v.items()} for k, v in columns.items()}
         return kept, errors
 
     def screen_events(
@@ -86,6 +81,19 @@ class SkewCheck:
         return kept, errors
 
 
+def drop_rows(columns: Mapping[str, Any], bad: Sequence[int], role: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """``columns`` less the rows ``bad`` (sorted; ``None`` when no row is left), and those
+    rows as event objects (for their dead letters)."""
+
+    def pick(index: Sequence[int]) -> dict[str, Any]:
+        return {k: take(v, index) if k != "features" else {f: take(c, index) for f, c in v.items()} for k, v in columns.items()}
+
+    dropped = rows(pick(bad), role)  # type: ignore[arg-type]
+    gone = set(bad)
+    keep = [i for i in range(len(columns["prediction_id"])) if i not in gone]
+    return (pick(keep) if keep else None), dropped
+
+
 def reference_time(record_timestamp_ms: int | None, wall_clock: Callable[[], float]) -> float:
     """The time an event is checked against: its record's timestamp (seconds) when it has
     a usable one, else the wall clock (Kafka uses -1 for "no timestamp").
@@ -99,4 +107,4 @@ def reference_time(record_timestamp_ms: int | None, wall_clock: Callable[[], flo
     return record_timestamp_ms / 1000.0
 
 
-__all__ = ["CLOCK_SKEW", "SkewCheck", "reference_time"]
+__all__ = ["CLOCK_SKEW", "SkewCheck", "drop_rows", "reference_time"]

@@ -271,6 +271,15 @@ class JoinState:
     def size(self) -> int:
         return sum(len(t) for t in self.entries.values())
 
+    def owners(self, ids: set[str]) -> dict[str, str | None]:
+        """The model of each of ``ids`` whose prediction is pending, joined or expired here
+        (``None`` for a joined one recorded before joined entries kept their model)."""
+        p, d, x = self.entries["p"], self.entries["d"], self.entries["x"]
+        out: dict[str, str | None] = {pid: p[pid][0] for pid in ids.intersection(p)}
+        out.update((pid, x[pid][0]) for pid in ids.intersection(x))
+        out.update((pid, d[pid][0] if len(d[pid]) == 3 else None) for pid in ids.intersection(d))
+        return out
+
     # -- mutation helpers ----------------------------------------------------------------
     def _add(self, section: str, pid: str, entry: list[Any]) -> None:
         table = self.entries[section]
@@ -526,7 +535,8 @@ class JoinState:
         # half is a duplicate
         seq = self.seq
         ids = columns["prediction_id"]
-        done = dict(zip(ids, zip(columns["timestamp"], repeat(seq))))
+        # a joined id keeps its model: the same id of another model is not this prediction
+        done = dict(zip(ids, zip(columns["model_id"], columns["timestamp"], repeat(seq))))
         self.entries["d"].update(done)
         self._adds["d"].update(done)
         self._schedule_many("d", ids, np.asarray(columns["timestamp"], dtype=float))

@@ -36,11 +36,12 @@ import numpy as np
 import orjson
 
 from schemas import codec
-from schemas.columns import Role, concat_columns, event_columns, take
+from schemas.columns import Role, concat_columns, event_columns, rows, take
 from schemas.parsing import RecordError, dead_letter_record, decode_record_columns
 
 from .clock import SkewCheck, reference_time
 from .event_time import ReorderBuffer
+from .identity import IdentityScreen
 from .join import JoinBatch, JoinState
 from .monitor import ModelMonitor, MonitorResult, model_key
 from .monitor_config import MonitorConfig
@@ -311,6 +312,7 @@ class JoinStage:
         outputs = Outputs()
         result = JoinResult(outputs, None)
         halves = {"predictions": _HalfColumns("predictions"), "ground-truth": _HalfColumns("ground-truth")}
+        decoded: list[tuple[InputRecord, dict[str, Any] | None, list[tuple[int | None, dict[str, Any]]], list[RecordError]]] = []
         now = self.clock()
         for record in records:
             last = part.offsets.get(record.role)
@@ -337,10 +339,28 @@ class JoinStage:
             )
             reference = reference_time(record.timestamp, self.wall_clock)
             if columns is not None:
+                n = len(columns["prediction_id"])
                 columns, skewed = self.skew.screen_columns(columns, reference, record.role)
+                if skewed and columns is not None:  # as events, so later checks keep their positions
+                    gone = {error.index for error in skewed}
+                    oks = list(zip((i for i in range(n) if i not in gone), rows(columns, record.role)))  # type: ignore[arg-type]
+                    columns = None
             else:
                 oks, skewed = self.skew.screen_events(oks, reference, record.role)
-            errors = [*errors, *skewed]
+            decoded.append((record, columns, oks, [*errors, *skewed]))
+        # identity next: every prediction of the batch (in log order) before any label, so a
+        # label is checked against its prediction whichever topic was read first
+        screen = IdentityScreen(part.state)
+        for role in ("predictions", "ground-truth"):
+            for k, (record, columns, oks, errors) in enumerate(decoded):
+                if record.role != role:
+                    continue
+                if columns is not None:
+                    columns, clashes = screen.screen_columns(columns, role)
+                else:
+                    oks, clashes = screen.screen_events(oks, role)
+                decoded[k] = (record, columns, oks, [*errors, *clashes])
+        for record, columns, oks, errors in decoded:
             half = halves[record.role]
             if columns is not None:
                 half.add_columns(columns)

@@ -236,3 +236,50 @@ def test_a_model_with_saved_state_stays_admitted_after_a_restart() -> None:
     assert [cap.admit(k, lambda p: ["b", "a"]) for k in ("c", "a", "b")] == [False, True, True]
     series = SeriesCap(1)
     assert [series.exports(m) for m in ("x", "y", "x")] == [True, False, True] and series.capped == 1
+
+
+# -- identity (item 6) -------------------------------------------------------------------------
+
+
+def _labels(offset: int, ids: list[str], models: list[str | None]) -> InputRecord:
+    value = codec.dumps([{"prediction_id": pid, "label": 1, "timestamp": NOW - 1, **({"model_id": m} if m else {})}
+                         for pid, m in zip(ids, models)])
+    return InputRecord("ground-truth", "ground-truth", 0, offset, value, RECORD_MS)
+
+
+def test_the_same_prediction_id_in_another_model_is_dead_lettered_not_dropped_as_a_duplicate() -> None:
+    stage, part = _stage(), PartitionJoin.fresh(0, WINDOW_S)
+    stage.process(part, [_predictions(0, [NOW - 9, NOW - 8], model="a")])
+    result = stage.process(part, [_predictions(1, [NOW - 7, NOW - 6, NOW - 5], model="b")])  # p0, p1 clash; p2 is new
+    assert result.dead_letters == {"prediction_id_conflict": 2}
+    assert [d["origin"]["index"] for _, d in result.outputs.messages["dead-letter"]] == [0, 1]
+    assert "already belongs to a prediction of model 'a'" in result.outputs.messages["dead-letter"][0][1]["message"]
+    assert result.batch is not None and not result.batch.outcomes["duplicate"]
+    # a copy of the first model's own prediction is still a plain duplicate
+    again = stage.process(part, [_predictions(2, [NOW - 9], model="a")])
+    assert not again.dead_letters and again.batch is not None and again.batch.outcomes["duplicate"] == 1
+
+
+def test_a_label_naming_another_model_does_not_join() -> None:
+    stage, part = _stage(), PartitionJoin.fresh(0, WINDOW_S)
+    result = stage.process(part, [
+        _labels(0, ["p0", "p1", "p2"], ["b", "a", None]),  # read before the predictions: checked after them
+        _predictions(0, [NOW - 9, NOW - 8, NOW - 7], model="a"),
+    ])
+    assert result.dead_letters == {"model_mismatch": 1}
+    [(_, letter)] = result.outputs.messages["dead-letter"]
+    assert letter["origin"] == {"topic": "ground-truth", "partition": 0, "offset": 0, "index": 0}
+    assert result.batch is not None and result.batch.outcomes["matched"] == 2  # p1 (names a), p2 (names none)
+    # once joined, the id still belongs to model a
+    later = stage.process(part, [_labels(1, ["p1"], ["b"])])
+    assert later.dead_letters == {"model_mismatch": 1}
+
+
+def test_a_skewed_event_and_an_identity_clash_in_one_column_batch_keep_their_positions() -> None:
+    stage, part = _stage(), PartitionJoin.fresh(0, WINDOW_S)
+    stage.process(part, [_predictions(0, [NOW - 9], model="a")])
+    result = stage.process(part, [_predictions(1, [YEAR_9999, NOW - 5, NOW - 4], model="b")])  # p0 skewed; p1, p2 new
+    result2 = stage.process(part, [_predictions(2, [YEAR_9999, NOW - 3], model="b", start=-1)])  # p-1 skewed, p0 clashes
+    assert [(d["origin"]["index"], d["reason"]) for _, d in result.outputs.messages["dead-letter"]] == [(0, "clock_skew")]
+    assert [(d["origin"]["index"], d["reason"]) for _, d in result2.outputs.messages["dead-letter"]] == [
+        (0, "clock_skew"), (1, "prediction_id_conflict")]
