@@ -34,6 +34,7 @@ REASONS: frozenset[str] = frozenset(
         "too_many_models",  # an event of a model past DRIFTSTREAM_MAX_MODELS (streams.cardinality)
         "prediction_id_conflict",  # a prediction id another model's prediction holds (streams.identity)
         "model_mismatch",  # a label naming another model than its prediction's (streams.identity)
+        "model_quarantined",  # input of a model whose state or artifact cannot be loaded
     }
 )
 

@@ -58,6 +58,7 @@ from .alignment import Alignment, merge_progress
 from .batching import BatchedTopic, acknowledge, admit
 from .event_time import PROGRESS_KEY, Frontier, is_progress, progress_payload
 from .cardinality import ModelCap, SeriesCap
+from .quarantine import Quarantine
 from .consumer import install as install_consumer
 from .end_offsets import first_offset_from
 from .gaps import GapGuard
@@ -218,6 +219,7 @@ class Pipeline:
         self._record_time: dict[str, float] = {}
         self.model_cap = ModelCap(settings.max_models, settings.partitions)
         self.series = SeriesCap(settings.max_model_series)
+        self.quarantine = Quarantine()  # models whose saved state cannot be loaded
         # alerts reach the webhook from a queue of their own: a slow receiver never holds
         # up the monitors (streams.sinks)
         webhook = WebhookSink.from_settings(settings, self.metrics)
@@ -275,6 +277,7 @@ class Pipeline:
         self._record_time.clear()
         self.model_cap.reset()
         self.series.reset()
+        self.quarantine.clear()
         self._pause({})  # the progress the alignment went by is gone with the caches
         # what the last checkpoint did not cover is applied again, from the checkpoint
         self._unsaved_monitors.clear()
@@ -832,8 +835,9 @@ class Pipeline:
                     frontier.update(payload, now)
                 else:
                     key = msg.key.decode()
-                    if not self.model_cap.admit(key, self._saved_models):
-                        record = self.model_cap.dead_letter(key, msg.topic, msg.partition, msg.offset, msg.value, time.time())
+                    if key in self.quarantine or not self.model_cap.admit(key, self._saved_models):
+                        refuse = self.quarantine if key in self.quarantine else self.model_cap
+                        record = refuse.dead_letter(key, msg.topic, msg.partition, msg.offset, msg.value, time.time())
                         sent.append(await self.produce("dead-letter", record["dead_letter_id"].encode(), codec.dumps(record)))
                         m.dead_letters.labels(record["reason"]).inc()
                         continue
@@ -878,7 +882,18 @@ class Pipeline:
         applied_events = 0
         sent: list[Any] = []
         for key, (msg, payloads) in by_model.items():
-            slot = await self._monitor_for(key, payloads[0][1] if payloads else None)
+            try:
+                slot = await self._monitor_for(key, payloads[0][1] if payloads else None)
+            except Exception as exc:  # this model's state only: quarantine it, the others go on
+                self.quarantine.add(key, f"{type(exc).__name__}: {exc}")
+                log.error("monitor %s is quarantined, its input dead-lettered: its state cannot be loaded: %s",
+                          key, self.quarantine.reason(key))
+                for offset, payload in payloads:
+                    record = self.quarantine.dead_letter(key, msg.topic, partition, offset, payload, time.time())
+                    sent.append(await self.produce("dead-letter", record["dead_letter_id"].encode(), codec.dumps(record)))
+                    m.dead_letters.labels(record["reason"]).inc()
+                waiting.discard(key)
+                continue
             if slot is None:
                 waiting.discard(key)
                 continue

@@ -320,7 +320,8 @@ def test_every_reason_is_covered_by_a_test():
     # not contract violations: an undeliverable alert (tests/unit/observability/test_webhook.py),
     # an event too far ahead of its record and one of a model past the cap
     # (tests/unit/streams/test_hardening.py)
-    assert covered | {"webhook_failed", "clock_skew", "too_many_models", "prediction_id_conflict", "model_mismatch"} == REASONS
+    assert covered | {"webhook_failed", "clock_skew", "too_many_models", "prediction_id_conflict", "model_mismatch",
+                       "model_quarantined"} == REASONS
 
 
 def test_unknown_topic_role_is_a_programming_error():

@@ -1,14 +1,20 @@
-"""Standing adversarial tests (issue #28): no record can stall, poison or exhaust the worker.
+"""Standing adversarial tests (issue #28): no record, receiver or artifact can stall, poison
+or exhaust the worker.
 
-Each test feeds the hostile input through the same stage code the worker runs, and checks
-both that the hostile part is dead-lettered with its reason and that the rest goes on.
+Each test feeds the hostile input through the same code the worker runs (the join stage,
+the offline pipeline, the alert sink against a real local HTTP server, the updater and its
+model store), and checks both that the hostile part is dead-lettered with its reason and
+that the rest goes on. The worker-level ones are in tests/integration/test_alert_webhook.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import pickle
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +23,7 @@ from aiohttp import web
 from schemas import codec
 from schemas.records import DeadLetter
 from streams.metrics import Metrics, create
+from streams.model_store import ModelStore, UntrustedArtifactError
 from streams.sinks import CircuitBreaker, QueuedSink, Undelivered
 from streams.webhook import WebhookSink
 from streams.cardinality import ModelCap, SeriesCap
@@ -24,6 +31,7 @@ from streams.clock import CLOCK_SKEW
 from streams.monitor_config import MonitorConfig
 from streams.offline import OfflinePipeline
 from streams.stages import InputRecord, JoinStage, PartitionJoin
+from streams.updater import Updater, UpdaterConfig
 
 WINDOW_S = 100.0
 #: the records' Kafka timestamps, in ms: what the clock-skew check goes by
@@ -283,3 +291,48 @@ def test_a_skewed_event_and_an_identity_clash_in_one_column_batch_keep_their_pos
     assert [(d["origin"]["index"], d["reason"]) for _, d in result.outputs.messages["dead-letter"]] == [(0, "clock_skew")]
     assert [(d["origin"]["index"], d["reason"]) for _, d in result2.outputs.messages["dead-letter"]] == [
         (0, "clock_skew"), (1, "prediction_id_conflict")]
+
+
+# -- isolation and safe defaults of the model store (items 4 and 7) ----------------------------
+
+
+def _champion(store: ModelStore, model_id: str) -> Path:
+    art = store.save(model_id, "v1", {"w": model_id}, {"created": 1.0, "metrics": {}, "parent_version": None})
+    store.set_champion(model_id, art)
+    return Path(art.path)
+
+
+def test_a_tampered_artifact_quarantines_its_model_and_every_other_model_goes_on(tmp_path: Path) -> None:
+    keyed = ModelStore(tmp_path, key=b"store-key")
+    _champion(keyed, "good")
+    _champion(keyed, "bad").with_suffix(".json").write_text("{}")  # the signature is gone
+    updater = Updater(ModelStore(tmp_path, key=b"store-key"), UpdaterConfig(warmup_events=5))
+    assert updater.observe("bad", None, {"x": 1.0}, 1, 10.0) == []  # used to raise: the worker crashed
+    assert "not signed with the model store key" in updater.quarantined["bad"]
+    updater.observe("good", None, {"x": 1.0}, 1, 10.0)
+    assert updater.models["good"].champion == {"w": "good"}  # resumed
+    request = {"event_id": "r1", "model_id": "bad", "model_version": None, "action": "update_requested",
+               "alert_ids": ["a1"], "from_timestamp": 5.0, "timestamp": 6.0}
+    assert updater.request_update(request) == []
+    [letter] = updater.take_dead_letters()
+    assert letter["reason"] == "model_quarantined" and "not signed" in letter["message"]
+    DeadLetter.from_dict(letter)
+    assert updater.take_dead_letters() == []
+
+
+def test_without_a_key_the_store_never_unpickles_what_this_process_did_not_write(tmp_path: Path) -> None:
+    planted = tmp_path / "m" / "v1.pkl"
+    planted.parent.mkdir()
+    planted.write_bytes(pickle.dumps({"w": "planted"}))
+    digest = hashlib.sha256(planted.read_bytes()).hexdigest()
+    with pytest.raises(UntrustedArtifactError, match="DRIFTSTREAM_MODEL_STORE_KEY is not set"):
+        ModelStore(tmp_path).load(planted, digest)
+    # an updater with no key starts such a model afresh rather than resuming the plant
+    (tmp_path / "m" / "pointers.json").write_bytes(codec.dumps({"champion": {
+        "path": str(planted), "sha256": digest, "version": "v1", "metadata": {}}}))
+    updater = Updater(ModelStore(tmp_path), UpdaterConfig(warmup_events=5))
+    updater.observe("m", None, {"x": 1.0}, 1, 10.0)
+    assert updater.models["m"].champion is None and not updater.quarantined
+    # what this process writes, it loads
+    store = ModelStore(tmp_path)
+    assert store.load(_champion(store, "n"), store.champion("n").sha256) == {"w": "n"}
