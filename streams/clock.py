@@ -9,8 +9,9 @@ it, so no record can move the clock further than that.
 
 The reference time is the Kafka record's timestamp when the record has one (the producer's
 CreateTime, or the broker's LogAppendTime): it is part of the log, so a replay of the same
-records makes the same decisions as the live worker. Only a record with no timestamp (a
-backtest read from files) falls back to the wall clock.
+records makes the same decisions as the live worker. A record with no timestamp (a
+backtest read from files) falls back to the wall clock, and so does one stamped ahead of the
+wall clock (a producer can set any record timestamp; the earlier of the two counts).
 
 >>> check = SkewCheck(3600.0)
 >>> labels = {"prediction_id": ["a", "b"], "label": [1, 0], "timestamp": [10.0, 1e11], "model_id": [None, None]}
@@ -95,16 +96,19 @@ def drop_rows(columns: Mapping[str, Any], bad: Sequence[int], role: str) -> tupl
 
 
 def reference_time(record_timestamp_ms: int | None, wall_clock: Callable[[], float]) -> float:
-    """The time an event is checked against: its record's timestamp (seconds) when it has
-    a usable one, else the wall clock (Kafka uses -1 for "no timestamp").
+    """The time an event is checked against: its record's timestamp (seconds), or the wall
+    clock when the record has none (Kafka uses -1) or when the record's own timestamp is
+    ahead of the wall clock (a producer may set any timestamp: a record stamped 9999 must
+    not vouch for an event stamped 9999). A replay, which runs later, then decides the same
+    for every record stamped no later than when the worker read it.
 
     >>> wall = lambda: 5.0
-    >>> reference_time(1_700_000_000_000, wall), reference_time(None, wall), reference_time(-1, wall)
-    (1700000000.0, 5.0, 5.0)
+    >>> reference_time(1_000, wall), reference_time(None, wall), reference_time(-1, wall), reference_time(9_000, wall)
+    (1.0, 5.0, 5.0, 5.0)
     """
     if record_timestamp_ms is None or record_timestamp_ms < 0:
         return wall_clock()
-    return record_timestamp_ms / 1000.0
+    return min(record_timestamp_ms / 1000.0, wall_clock())
 
 
 __all__ = ["CLOCK_SKEW", "SkewCheck", "drop_rows", "reference_time"]

@@ -37,12 +37,15 @@ WINDOW_S = 100.0
 #: the records' Kafka timestamps, in ms: what the clock-skew check goes by
 RECORD_MS = 1_700_000_000_000
 NOW = RECORD_MS / 1000
+#: the worker's wall clock: a day after the records were written (a record timestamp counts
+#: only up to the wall clock)
+WALL = NOW + 86_400
 YEAR_9999 = 253_402_214_400.0
 
 
 def _stage(skew_s: float = 60.0) -> JoinStage:
     return JoinStage(window_s=WINDOW_S, max_message_bytes=1_000_000, monitor_config=MonitorConfig.from_mapping({}),
-                     clock=lambda: 0.0, max_clock_skew_s=skew_s, wall_clock=lambda: NOW)
+                     clock=lambda: 0.0, max_clock_skew_s=skew_s, wall_clock=lambda: WALL)
 
 
 def _predictions(offset: int, stamps: list[float], model: str = "m", start: int = 0, record_ms: int | None = RECORD_MS,
@@ -81,10 +84,13 @@ def test_an_event_within_the_skew_is_joined_and_one_past_it_is_not() -> None:
     assert result.events["predictions"] == 1 and result.dead_letters == {CLOCK_SKEW: 1}
 
 
-def test_a_record_without_a_timestamp_is_checked_against_the_wall_clock() -> None:
+def test_a_record_without_a_timestamp_or_stamped_ahead_is_checked_against_the_wall_clock() -> None:
     stage, part = _stage(skew_s=60.0), PartitionJoin.fresh(0, WINDOW_S)
-    result = stage.process(part, [_predictions(0, [NOW, NOW + 3600], record_ms=None)])
+    result = stage.process(part, [_predictions(0, [WALL, WALL + 3600], record_ms=None)])
     assert result.dead_letters == {CLOCK_SKEW: 1}
+    # a producer that stamps its record 9999 too does not vouch for an event stamped 9999
+    forged = stage.process(part, [_predictions(1, [WALL, YEAR_9999], start=2, record_ms=int(YEAR_9999 * 1000))])
+    assert forged.dead_letters == {CLOCK_SKEW: 1}
 
 
 def test_the_offline_pipeline_dead_letters_the_same_skewed_events_as_the_worker() -> None:
