@@ -179,6 +179,7 @@ class Pipeline:
             max_message_bytes=settings.max_message_bytes,
             monitor_config=monitor_config,
             max_clock_skew_s=settings.max_clock_skew_s,
+            label_topic=settings.topic("ground-truth"),
         )
         self.monitor_stage = MonitorStage(monitor_config)
         self.role_of = {settings.topic("predictions"): "predictions", settings.topic("ground-truth"): "ground-truth"}

@@ -8,10 +8,11 @@ model joined anyway. So, before a micro-batch reaches the join (:class:`Identity
   expired; or earlier in the batch) is dead-lettered as ``prediction_id_conflict``; the
   owner is the first in the predictions partition's log, so replays decide the same;
 - a label that names a ``model_id`` other than the one its prediction belongs to is
-  dead-lettered as ``model_mismatch`` (a label without ``model_id`` joins by id alone).
-
-Limit: a label that arrives before its prediction is checked when it arrives, against
-nothing yet; if the prediction then comes from another model, they still join.
+  dead-lettered as ``model_mismatch`` (a label without ``model_id`` joins by id alone);
+  one that came first and waits is refused when its prediction comes
+  (:attr:`IdentityScreen.refused_labels`: the join drops it, and the stage dead-letters it
+  with no offset, since it was read in an earlier batch). Either way the prediction stands
+  and the label joins nothing, whichever arrived first.
 
 >>> from streams.join import JoinState
 >>> screen = IdentityScreen(JoinState(60.0))
@@ -45,6 +46,9 @@ class IdentityScreen:
         self.state = state
         #: the batch's predictions so far: id -> model
         self.claims: dict[str, str] = {}
+        #: pending labels (id -> their entry: label, model, event time, delta seq) naming
+        #: another model than the prediction that came for them
+        self.refused_labels: dict[str, Any] = {}
 
     def _owners(self, ids: set[str]) -> dict[str, str | None]:
         owners = self.state.owners(ids)
@@ -56,13 +60,19 @@ class IdentityScreen:
         bad: dict[int, str] = {}
         owners = self._owners(set(ids))
         if role == "predictions":
-            if not owners and len(set(models)) == 1:  # the common case: one model, new ids
+            waiting = self.state.entries["l"]
+            # labels that came first and name a model: checked row by row below
+            named = any(waiting[pid][1] is not None for pid in set(ids).intersection(waiting))
+            if not owners and not named and len(set(models)) == 1:  # the common case: one model, new ids
                 self.claims.update(zip(ids, models))
                 return bad
             for i, (pid, model) in enumerate(zip(ids, models)):
                 owner = owners.get(pid, self.claims.get(pid))
                 if owner is None:
                     self.claims[pid] = model
+                    label = waiting.get(pid)
+                    if label is not None and label[1] is not None and label[1] != model:
+                        self.refused_labels[pid] = label
                 elif owner != model:
                     bad[i] = (f"predictions: prediction_id {pid!r} already belongs to a prediction of model "
                               f"{owner!r} in this partition; ids must be unique across models")
@@ -95,4 +105,12 @@ class IdentityScreen:
         return [ok for i, ok in enumerate(oks) if i not in bad], errors
 
 
-__all__ = ["IdentityScreen", "MODEL_MISMATCH", "PREDICTION_ID_CONFLICT"]
+def refused_label_error(pid: str, entry: Any, prediction_model: str) -> RecordError:
+    """The dead-letter error of a waiting label refused when its prediction came."""
+    label, model, ts = entry[0], entry[1], entry[2]
+    raw = codec.dumps({"prediction_id": pid, "label": label, "timestamp": ts, "model_id": model})
+    return RecordError(None, MODEL_MISMATCH, f"ground-truth: the label names model {model!r}, its prediction {pid!r} "
+                       f"(which came after it) is model {prediction_model!r}'s", raw)
+
+
+__all__ = ["IdentityScreen", "MODEL_MISMATCH", "PREDICTION_ID_CONFLICT", "refused_label_error"]

@@ -358,7 +358,7 @@ class JoinState:
 
     def apply(
         self, predictions: Columns, labels: Columns, order: Sequence[int] | None = None, *,
-        labels_through: float = math.inf,
+        labels_through: float = math.inf, drop_labels: Iterable[str] = (),
     ) -> JoinBatch:
         """Apply one micro-batch of validated events as normalised columns
         (:func:`schemas.columns.fast_columns`); one delta.
@@ -377,8 +377,12 @@ class JoinState:
         ``labels_through``: the window closes no further than the latest label applied
         (the batch's own count where they apply) or this, whichever is later (:meth:`clock`):
         ``-inf`` while the label topic has records not read yet; ``inf`` (the default)
-        closes it with the predictions alone."""
+        closes it with the predictions alone.
+
+        ``drop_labels``: ids of pending labels to remove first, recorded in this delta."""
         self.seq += 1
+        for pid in drop_labels:  # pending labels refused (streams.identity): they join nothing
+            self._remove("l", pid)
         batch = JoinBatch()
         halves = _Halves(predictions, labels)
         if order is None:

@@ -37,11 +37,12 @@ import orjson
 
 from schemas import codec
 from schemas.columns import Role, concat_columns, event_columns, rows, take
+from schemas.ids import stable_id
 from schemas.parsing import RecordError, dead_letter_record, decode_record_columns
 
 from .clock import SkewCheck, reference_time
 from .event_time import ReorderBuffer
-from .identity import IdentityScreen
+from .identity import IdentityScreen, refused_label_error
 from .join import JoinBatch, JoinState
 from .monitor import ModelMonitor, MonitorResult, model_key
 from .monitor_config import MonitorConfig
@@ -294,8 +295,11 @@ class JoinStage:
         clock: Callable[[], float] = time.time,
         max_clock_skew_s: float = 3600.0,
         wall_clock: Callable[[], float] = time.time,
+        label_topic: str = "ground-truth",
     ) -> None:
         self.window_s = window_s
+        #: the ground-truth topic's name, the origin of a waiting label refused (streams.identity)
+        self.label_topic = label_topic
         #: events too far ahead of their record's timestamp are dead-lettered (streams.clock);
         #: ``wall_clock`` is the reference only for records without a timestamp
         self.skew = SkewCheck(max_clock_skew_s)
@@ -377,7 +381,13 @@ class JoinStage:
         # happened to read first; offline and replayed runs merge by event time too
         predictions = halves["predictions"].columns()
         labels = halves["ground-truth"].columns()
-        batch = part.state.apply(predictions, labels, labels_through=labels_through)
+        for pid, entry in screen.refused_labels.items():  # waiting labels its prediction refuses
+            error = refused_label_error(pid, entry, screen.claims[pid])
+            value = dead_letter_record(self.label_topic, part.partition, None, error, now)
+            value["dead_letter_id"] = stable_id("dead-letter", self.label_topic, part.partition, pid, error.reason)
+            result.dead_letters[error.reason] += 1
+            outputs.add("dead-letter", value["dead_letter_id"], value)
+        batch = part.state.apply(predictions, labels, labels_through=labels_through, drop_labels=screen.refused_labels)
         result.batch = batch
         by_model: dict[str, dict[str, Any]] = {}
 

@@ -30,7 +30,7 @@ from streams.cardinality import ModelCap, SeriesCap
 from streams.clock import CLOCK_SKEW
 from streams.monitor_config import MonitorConfig
 from streams.offline import OfflinePipeline
-from streams.stages import InputRecord, JoinStage, PartitionJoin
+from streams.stages import InputRecord, JoinResult, JoinStage, PartitionJoin
 from streams.updater import Updater, UpdaterConfig
 
 WINDOW_S = 100.0
@@ -342,3 +342,34 @@ def test_without_a_key_the_store_never_unpickles_what_this_process_did_not_write
     # what this process writes, it loads
     store = ModelStore(tmp_path)
     assert store.load(_champion(store, "n"), store.champion("n").sha256) == {"w": "n"}
+
+
+def test_a_waiting_label_naming_another_model_is_refused_when_its_prediction_comes() -> None:
+    stage, part = _stage(), PartitionJoin.fresh(0, WINDOW_S)
+    table: dict[str, bytes] = {}
+
+    def run(records: list[InputRecord]) -> JoinResult:
+        result = stage.process(part, records)
+        for key, value in stage.persist(part, result):
+            if value is None:
+                table.pop(key, None)
+            else:
+                table[key] = value
+        return result
+
+    run([_labels(0, ["p0", "p1"], ["b", "a"])])  # labels first, in their own batch
+    assert "p0" in PartitionJoin.load(0, WINDOW_S, table.items()).state.entries["l"]
+    result = run([_predictions(0, [NOW - 9, NOW - 8], model="a")])
+    assert result.dead_letters == {"model_mismatch": 1}
+    [(_, letter)] = result.outputs.messages["dead-letter"]
+    assert letter["origin"] == {"topic": "ground-truth", "partition": 0, "offset": None, "index": None}
+    assert "(which came after it) is model 'a'" in letter["message"]
+    DeadLetter.from_dict(letter)
+    assert result.batch is not None and result.batch.pairs["prediction_id"] == ["p1"]
+    assert "p0" in part.state.entries["p"] and "p0" not in part.state.entries["l"]  # the prediction stands
+    # the refusal is in the batch's delta: a recovered state holds no refused label either
+    recovered = PartitionJoin.load(0, WINDOW_S, table.items()).state
+    assert "p0" in recovered.entries["p"] and "p0" not in recovered.entries["l"]
+    # the right label still joins it
+    fixed = run([_labels(1, ["p0"], ["a"])])
+    assert not fixed.dead_letters and fixed.batch is not None and fixed.batch.pairs["prediction_id"] == ["p0"]
