@@ -25,7 +25,8 @@ model joined anyway. So, before a micro-batch reaches the join (:class:`Identity
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from schemas import codec
@@ -50,19 +51,35 @@ class IdentityScreen:
         #: another model than the prediction that came for them
         self.refused_labels: dict[str, Any] = {}
 
-    def _owners(self, ids: set[str]) -> dict[str, str | None]:
+    def _owners(self, ids: Iterable[str]) -> dict[str, str | None]:
+        ids = list(ids)
         owners = self.state.owners(ids)
-        owners.update((pid, self.claims[pid]) for pid in ids.intersection(self.claims))
+        owners.update((pid, self.claims[pid]) for pid in filter(self.claims.__contains__, ids))
         return owners
+
+    def _owner_models(self, ids: Sequence[str]) -> set[Any]:
+        """The models that own any of ``ids`` (C-level passes: this runs for every label
+        record; a joined entry written before entries kept their model gives a float)."""
+        models: set[Any] = set()
+        for table in (self.state.entries["p"], self.state.entries["x"], self.state.entries["d"], self.claims):
+            entries = map(table.__getitem__, filter(table.__contains__, ids))
+            models.update(entries if table is self.claims else map(itemgetter(0), entries))
+        return models
 
     def _bad(self, role: str, ids: Sequence[str], models: Sequence[Any]) -> dict[int, str]:
         """Row -> message of the rows that break identity."""
         bad: dict[int, str] = {}
-        owners = self._owners(set(ids))
+        if role != "predictions":
+            if not any(models):  # no label names a model: nothing to check
+                return bad
+            named = set(models) - {None}
+            if len(named) == 1 and {m for m in self._owner_models(ids) if isinstance(m, str)} <= named:
+                return bad  # the common case: every label's prediction is the model they name
+        owners = self._owners(ids)
         if role == "predictions":
             waiting = self.state.entries["l"]
             # labels that came first and name a model: checked row by row below
-            named = any(waiting[pid][1] is not None for pid in set(ids).intersection(waiting))
+            named = any(waiting[pid][1] is not None for pid in filter(waiting.__contains__, ids))
             if not owners and not named and len(set(models)) == 1:  # the common case: one model, new ids
                 self.claims.update(zip(ids, models))
                 return bad

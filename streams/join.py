@@ -271,13 +271,14 @@ class JoinState:
     def size(self) -> int:
         return sum(len(t) for t in self.entries.values())
 
-    def owners(self, ids: set[str]) -> dict[str, str | None]:
+    def owners(self, ids: Iterable[str]) -> dict[str, str | None]:
         """The model of each of ``ids`` whose prediction is pending, joined or expired here
         (``None`` for a joined one recorded before joined entries kept their model)."""
+        # filter over ``ids``: ``set.intersection(dict)`` walks the whole dict
         p, d, x = self.entries["p"], self.entries["d"], self.entries["x"]
-        out: dict[str, str | None] = {pid: p[pid][0] for pid in ids.intersection(p)}
-        out.update((pid, x[pid][0]) for pid in ids.intersection(x))
-        out.update((pid, d[pid][0] if len(d[pid]) == 3 else None) for pid in ids.intersection(d))
+        out: dict[str, str | None] = {pid: p[pid][0] for pid in filter(p.__contains__, ids)}
+        out.update((pid, x[pid][0]) for pid in filter(x.__contains__, ids))
+        out.update((pid, d[pid][0] if len(d[pid]) == 3 else None) for pid in filter(d.__contains__, ids))
         return out
 
     # -- mutation helpers ----------------------------------------------------------------
