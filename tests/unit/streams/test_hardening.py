@@ -30,6 +30,7 @@ from streams.cardinality import ModelCap, SeriesCap
 from streams.clock import CLOCK_SKEW
 from streams.monitor_config import MonitorConfig
 from streams.offline import OfflinePipeline
+from streams.settings import Settings, SettingsError
 from streams.stages import InputRecord, JoinResult, JoinStage, PartitionJoin
 from streams.updater import Updater, UpdaterConfig
 
@@ -373,3 +374,13 @@ def test_a_waiting_label_naming_another_model_is_refused_when_its_prediction_com
     # the right label still joins it
     fixed = run([_labels(1, ["p0"], ["a"])])
     assert not fixed.dead_letters and fixed.batch is not None and fixed.batch.pairs["prediction_id"] == ["p0"]
+
+
+# -- the bounds are settings, and a bad one is refused at start-up naming its key ---------------
+
+
+@pytest.mark.parametrize("name", ["MAX_CLOCK_SKEW_S", "MAX_MODELS", "MAX_MODEL_SERIES", "WEBHOOK_QUEUE_SIZE",
+                                  "WEBHOOK_BREAKER_FAILURES", "WEBHOOK_BREAKER_OPEN_S"])
+def test_a_bound_set_to_zero_is_refused_naming_its_key(name: str) -> None:
+    with pytest.raises(SettingsError, match=f"^DRIFTSTREAM_{name}=0(.0)?: expected"):
+        Settings.from_env({f"DRIFTSTREAM_{name}": "0"})
