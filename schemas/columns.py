@@ -180,6 +180,15 @@ def _ids(column: Any, n: int, optional: bool) -> Sequence[Any] | None:
     return column
 
 
+def _model_ids(column: Any, n: int, optional: bool) -> Sequence[Any] | None:
+    """:func:`_ids` of model ids, which never contain '@' (the model key's separator)."""
+    checked = _ids(column, n, optional)
+    if checked is None:
+        return None
+    values = column if type(column) is list else [column]
+    return None if any(v is not None and "@" in v for v in values) else checked
+
+
 def _numbers(column: Any, n: int, low: float, high: float, high_open: bool, optional: bool) -> Sequence[Any] | None:
     """The column as floats if every value is a number in range (``None`` also when
     ``optional``); ``None`` if not. A single value stands for all ``n``."""
@@ -232,7 +241,7 @@ def _listed(column: Sequence[Any]) -> list[Any]:
 
 def _fast_predictions(fields: dict[str, Any], features: dict[str, Any], n: int) -> dict[str, Any] | None:
     ids = _ids(fields["prediction_id"], n, False)
-    models = _ids(fields.get("model_id"), n, False)
+    models = _model_ids(fields.get("model_id"), n, False)
     versions = _ids(fields.get("model_version"), n, True)
     times = _numbers(fields.get("timestamp"), n, 0.0, MAX_TIMESTAMP, True, False)
     predictions = _scalars(fields.get("prediction"), n)
@@ -252,7 +261,7 @@ def _fast_ground_truth(fields: dict[str, Any], n: int) -> dict[str, Any] | None:
     ids = _ids(fields["prediction_id"], n, False)
     labels = _scalars(fields.get("label"), n)
     times = _numbers(fields.get("timestamp"), n, 0.0, MAX_TIMESTAMP, True, False)
-    models = _ids(fields.get("model_id"), n, True)
+    models = _model_ids(fields.get("model_id"), n, True)
     if ids is None or labels is None or times is None or models is None:
         return None
     return {"prediction_id": _listed(ids), "label": _listed(labels), "timestamp": _listed(times), "model_id": _listed(models)}

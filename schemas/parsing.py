@@ -75,6 +75,7 @@ _RFC3339 = re.compile(RFC3339_PATTERN.replace("$", r"\Z"))
 _PRED = "predictions"
 _GT = "ground-truth"
 _ID_EXPECTED = f"a non-empty string of at most {MAX_ID_LENGTH} characters"
+_MODEL_ID_EXPECTED = f"a non-empty string of at most {MAX_ID_LENGTH} characters without '@'"
 _TS_RANGE = f"epoch seconds in [0, {MAX_TIMESTAMP:.0f})"
 _TS_EXPECTED = f"{_TS_RANGE} or an RFC 3339 date-time string"
 _SCALAR_EXPECTED = "a number, string or boolean"
@@ -163,6 +164,9 @@ def _ident(topic: str, name: str, value: Any, obj: Mapping, required: bool) -> s
         raise _wrong_type(topic, name, _ID_EXPECTED, value)
     if not value or len(value) > MAX_ID_LENGTH:
         raise _bad_value("out_of_range", topic, name, _ID_EXPECTED, value)
+    if name == "model_id" and "@" in value:
+        # '@' separates the version in a model key: "a@b" would alias model "a" version "b"
+        raise _bad_value("out_of_range", topic, name, _MODEL_ID_EXPECTED, value)
     return str(value)
 
 
@@ -301,7 +305,7 @@ def validate_prediction(obj: Any) -> dict:
     if type(prediction_id) is not str or not 0 < len(prediction_id) <= MAX_ID_LENGTH:
         prediction_id = _ident(_PRED, "prediction_id", prediction_id, obj, True)
     model_id = get("model_id")
-    if type(model_id) is not str or not 0 < len(model_id) <= MAX_ID_LENGTH:
+    if type(model_id) is not str or not 0 < len(model_id) <= MAX_ID_LENGTH or "@" in model_id:
         model_id = _ident(_PRED, "model_id", model_id, obj, True)
     model_version = get("model_version")
     if model_version is not None and (
@@ -392,7 +396,7 @@ def validate_ground_truth(obj: Any) -> dict:
         timestamp = _timestamp(_GT, timestamp, obj)
     model_id = get("model_id")
     if model_id is not None and (
-        type(model_id) is not str or not 0 < len(model_id) <= MAX_ID_LENGTH
+        type(model_id) is not str or not 0 < len(model_id) <= MAX_ID_LENGTH or "@" in model_id
     ):
         model_id = _ident(_GT, "model_id", model_id, obj, False)
     return {"prediction_id": prediction_id, "label": label, "timestamp": timestamp, "model_id": model_id}

@@ -57,6 +57,8 @@ from . import metrics as metrics_module
 from .alignment import Alignment, merge_progress
 from .batching import BatchedTopic, acknowledge, admit
 from .event_time import PROGRESS_KEY, Frontier, is_progress, progress_payload
+from .cardinality import ModelCap, SeriesCap
+from .quarantine import Quarantine
 from .consumer import install as install_consumer
 from .end_offsets import first_offset_from
 from .gaps import GapGuard
@@ -76,6 +78,7 @@ from .stages import (
     meta_key,
     owns_join_key,
 )
+from .sinks import CircuitBreaker, QueuedSink, Undelivered
 from .webhook import WebhookSink
 from .worker_log import STATUS_EVERY_S, WorkerLog, log_alert
 
@@ -175,6 +178,8 @@ class Pipeline:
             window_s=settings.join_window_s,
             max_message_bytes=settings.max_message_bytes,
             monitor_config=monitor_config,
+            max_clock_skew_s=settings.max_clock_skew_s,
+            label_topic=settings.topic("ground-truth"),
         )
         self.monitor_stage = MonitorStage(monitor_config)
         self.role_of = {settings.topic("predictions"): "predictions", settings.topic("ground-truth"): "ground-truth"}
@@ -213,7 +218,16 @@ class Pipeline:
         # model key -> Kafka timestamp (s) of the newest monitor-input record that brought it
         # events: where processing_latency_seconds starts (a metric cache; dropped at a rebalance)
         self._record_time: dict[str, float] = {}
-        self.webhook = WebhookSink.from_settings(settings, self.metrics)
+        self.model_cap = ModelCap(settings.max_models, settings.partitions)
+        self.series = SeriesCap(settings.max_model_series)
+        self.quarantine = Quarantine()  # models whose saved state cannot be loaded
+        # alerts reach the webhook from a queue of their own: a slow receiver never holds
+        # up the monitors (streams.sinks)
+        webhook = WebhookSink.from_settings(settings, self.metrics)
+        self.alert_sink = None if webhook is None else QueuedSink(
+            webhook, self._dead_letter_alert, topic=settings.topic("alerts"), queue_size=settings.webhook_queue_size,
+            breaker=CircuitBreaker(settings.webhook_breaker_failures, settings.webhook_breaker_open_s), metrics=self.metrics,
+        )
         self.broker_reachable: bool | None = None  # None: not checked yet
         self.processed_batches = 0
         # changelog partition -> the first offset this worker wrote there (see check_changelogs)
@@ -241,8 +255,11 @@ class Pipeline:
 
     async def on_shutdown(self, *_: Any, **__: Any) -> None:
         """Shutting down (Faust sends this once the agents are idle, before the producer
-        stops): hand the partitions over (:meth:`hand_over`)."""
+        stops): hand the partitions over (:meth:`hand_over`), and give the alert sink a
+        moment to drain (what it cannot deliver is dead-lettered)."""
         await self.hand_over()
+        if self.alert_sink is not None:
+            await self.alert_sink.close(grace_s=min(5.0, self.settings.shutdown_grace_s / 4))
 
     async def on_rebalance(self, *_: Any, **__: Any) -> None:
         """Drop the in-memory views of table state (rebuilt from the tables) and the
@@ -259,6 +276,9 @@ class Pipeline:
         self._progress_sent.clear()
         self._outbox_checked.clear()
         self._record_time.clear()
+        self.model_cap.reset()
+        self.series.reset()
+        self.quarantine.clear()
         self._pause({})  # the progress the alignment went by is gone with the caches
         # what the last checkpoint did not cover is applied again, from the checkpoint
         self._unsaved_monitors.clear()
@@ -348,23 +368,28 @@ class Pipeline:
 
     async def _on_alert(self, alert: dict[str, Any], since: float | None = None) -> None:
         m = self.metrics
-        m.alerts.labels(alert["model_id"], alert["severity"], alert["status"]).inc()
         log_alert(alert)
+        if alert["status"] == "firing" and since is not None:
+            # processing time; the event's age is event_time_lag_seconds
+            m.processing_latency_seconds.observe(max(0.0, time.time() - since))
+        if alert["status"] != "resolved" and self.alert_sink is not None:
+            await self.alert_sink.submit(alert)  # queued: delivery never holds up the monitors
+        if not self.series.exports(alert["model_id"]):  # past DRIFTSTREAM_MAX_MODEL_SERIES
+            return
+        m.alerts.labels(alert["model_id"], alert["severity"], alert["status"]).inc()
         firing = self._alerts_firing.setdefault(alert["model_id"], {})
         if alert["status"] != "resolved":
             firing[alert["alert_id"]] = alert["severity"]
-            if alert["status"] == "firing" and since is not None:
-                # processing time; the event's age is event_time_lag_seconds
-                m.processing_latency_seconds.observe(max(0.0, time.time() - since))
         else:
             firing.pop(alert["alert_id"], None)
         for severity in ("P0", "P1", "P2", "P3"):
             m.alerts_firing.labels(alert["model_id"], severity).set(sum(1 for s in firing.values() if s == severity))
-        if self.webhook is not None and alert["status"] != "resolved" and not await self.webhook.deliver(alert):
-            failure = self.webhook.failure_record(alert, self.webhook.last_error or "webhook failed",
-                                                  topic=self.settings.topic("alerts"), now=time.time())
-            await self.produce("dead-letter", failure["dead_letter_id"].encode(), codec.dumps(failure))
-            m.dead_letters.labels("webhook_failed").inc()
+
+    async def _dead_letter_alert(self, undelivered: Undelivered) -> None:
+        """An alert the sink gave up on goes to the dead-letter topic (from the sink's task)."""
+        record = undelivered.record
+        await self.produce("dead-letter", record["dead_letter_id"].encode(), codec.dumps(record))
+        self.metrics.dead_letters.labels("webhook_failed").inc()
 
     # -- join ---------------------------------------------------------------------------
     def _load_join(self, partition: int) -> PartitionJoin:
@@ -811,6 +836,12 @@ class Pipeline:
                     frontier.update(payload, now)
                 else:
                     key = msg.key.decode()
+                    if key in self.quarantine or not self.model_cap.admit(key, self._saved_models):
+                        refuse = self.quarantine if key in self.quarantine else self.model_cap
+                        record = refuse.dead_letter(key, msg.topic, msg.partition, msg.offset, msg.value, time.time())
+                        sent.append(await self.produce("dead-letter", record["dead_letter_id"].encode(), codec.dumps(record)))
+                        m.dead_letters.labels(record["reason"]).inc()
+                        continue
                     by_model.setdefault(key, (msg, []))[1].append((msg.offset, payload))
                     if msg.timestamp is not None:
                         self._record_time[key] = msg.timestamp
@@ -830,6 +861,11 @@ class Pipeline:
         m.batch_duration_seconds.labels("monitor").observe(time.perf_counter() - started)
         m.table_size.labels("monitor-state").set(len(self._monitors))
 
+    def _saved_models(self, partition: int) -> list[str]:
+        """The model keys with state here (saved or in memory); :class:`ModelCap` keeps
+        those of ``partition``."""
+        return [*self.monitor_table.data.keys(), *self._monitors]
+
     async def _run_models(
         self, partition: int, by_model: dict[str, tuple[Message, list[tuple[int, dict[str, Any]]]]], now: float,
     ) -> tuple[int, list[Any]]:
@@ -847,7 +883,18 @@ class Pipeline:
         applied_events = 0
         sent: list[Any] = []
         for key, (msg, payloads) in by_model.items():
-            slot = await self._monitor_for(key, payloads[0][1] if payloads else None)
+            try:
+                slot = await self._monitor_for(key, payloads[0][1] if payloads else None)
+            except Exception as exc:  # this model's state only: quarantine it, the others go on
+                self.quarantine.add(key, f"{type(exc).__name__}: {exc}")
+                log.error("monitor %s is quarantined, its input dead-lettered: its state cannot be loaded: %s",
+                          key, self.quarantine.reason(key))
+                for offset, payload in payloads:
+                    record = self.quarantine.dead_letter(key, msg.topic, partition, offset, payload, time.time())
+                    sent.append(await self.produce("dead-letter", record["dead_letter_id"].encode(), codec.dumps(record)))
+                    m.dead_letters.labels(record["reason"]).inc()
+                waiting.discard(key)
+                continue
             if slot is None:
                 waiting.discard(key)
                 continue
@@ -893,7 +940,7 @@ class Pipeline:
         Kafka timestamp of the newest monitor-input record that brought the model events."""
         self._export(slot.monitor, run.result)
         newest = max((last[0] for last in slot.buffer.released.values() if last is not None), default=None)
-        if run.events and newest is not None:
+        if run.events and newest is not None and self.series.exports(slot.monitor.model_id):
             self.metrics.event_time_lag.labels(slot.monitor.model_id).set(time.time() - newest)
         return await self.send(self.monitor_stage.outputs(slot.monitor, run.result), since)
 
@@ -1077,6 +1124,9 @@ class Pipeline:
 
     def _export(self, monitor: ModelMonitor, result: Any) -> None:
         m = self.metrics
+        if not self.series.exports(monitor.model_id):  # past DRIFTSTREAM_MAX_MODEL_SERIES
+            m.model_series_capped.set(self.series.capped)
+            return
         version = monitor.model_version or ""
         latest: dict[str, dict[str, Any]] = {}
         for sample in result.samples:

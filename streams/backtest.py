@@ -62,6 +62,9 @@ class SourceEvent(NamedTuple):
     model_id: str | None
     prediction_id: str | None
     is_object: bool  # a JSON object: may be packed with others into one array record
+    #: the Kafka timestamp (ms) of the record it came in (a replay), the reference of the
+    #: clock-skew check (:mod:`streams.clock`); ``None`` from a file (the wall clock is)
+    record_ts: int | None = None
 
 
 def source_event(value: bytes, role: str, where: str, previous_ts: float) -> SourceEvent:
@@ -183,7 +186,7 @@ def pack(events: Sequence[SourceEvent], max_message_bytes: int) -> Packed:
             return
         role = run[0].role
         value = run[0].raw if not run[0].is_object else b"[" + b",".join(e.raw for e in run) + b"]"
-        records.append(InputRecord(role, role, 0, offsets[role], value))
+        records.append(InputRecord(role, role, 0, offsets[role], value, run[0].record_ts))
         sizes.append(len(run))
         origins[(role, offsets[role])] = [e.where for e in run]
         offsets[role] += 1
@@ -193,6 +196,7 @@ def pack(events: Sequence[SourceEvent], max_message_bytes: int) -> Packed:
         size = len(event.raw) + 1
         if run and (
             event.role != run[0].role or not event.is_object or not run[0].is_object
+            or event.record_ts != run[0].record_ts
             or len(run) >= RECORD_EVENTS or run_bytes + size + 1 > max_message_bytes
         ):
             flush()
@@ -239,9 +243,11 @@ class Evaluation:
 
 def run_pipeline(
     packed: Packed, config: MonitorConfig, *, window_s: float, max_message_bytes: int, bar: Progress | None = None,
+    max_clock_skew_s: float = 3_600.0, max_models: int = 1_000,
 ) -> tuple[OfflineResult, float]:
     """Feed the packed records to a fresh pipeline; its result and the seconds it took."""
-    pipeline = OfflinePipeline(config, window_s=window_s, partitions=1, max_message_bytes=max_message_bytes)
+    pipeline = OfflinePipeline(config, window_s=window_s, partitions=1, max_message_bytes=max_message_bytes,
+                               max_clock_skew_s=max_clock_skew_s, max_models=max_models)
     started = time.perf_counter()
     lo = 0
     while lo < len(packed.records):
@@ -292,6 +298,8 @@ def evaluate(
     window_s: float = 86_400.0,
     max_message_bytes: int = 1_048_576,
     progress: TextIO | None = None,
+    max_clock_skew_s: float = 3_600.0,
+    max_models: int = 1_000,
 ) -> Evaluation:
     """Run every ``(name, path, config)`` over the merged ``events`` and score each run."""
     started = time.perf_counter()
@@ -302,7 +310,8 @@ def evaluate(
     runs = []
     with Progress("events", total=len(events) * len(configs), stream=progress) as bar:
         for name, path, config in configs:
-            result, elapsed = run_pipeline(packed, config, window_s=window_s, max_message_bytes=max_message_bytes, bar=bar)
+            result, elapsed = run_pipeline(packed, config, window_s=window_s, max_message_bytes=max_message_bytes, bar=bar,
+                                           max_clock_skew_s=max_clock_skew_s, max_models=max_models)
             scores = score([*detections_from(result.drift_events, result.alerts), *baseline], drifts, lines,
                            tolerance_s, watched=[*_watched(result), *ran])
             summary = config_summary(scores)
@@ -365,6 +374,8 @@ def evaluate_and_report(events: Sequence[SourceEvent], args: argparse.Namespace,
         tolerance_s=args.tolerance_s,
         window_s=args.join_window_s if args.join_window_s is not None else settings.join_window_s,
         max_message_bytes=settings.max_message_bytes,
+        max_clock_skew_s=settings.max_clock_skew_s,
+        max_models=settings.max_models,
     )
     for item in evaluation.invalid[:10]:
         print(f"{item['where']}: {item['reason']}: {item['message']}", file=sys.stderr)

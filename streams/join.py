@@ -271,6 +271,16 @@ class JoinState:
     def size(self) -> int:
         return sum(len(t) for t in self.entries.values())
 
+    def owners(self, ids: Iterable[str]) -> dict[str, str | None]:
+        """The model of each of ``ids`` whose prediction is pending, joined or expired here
+        (``None`` for a joined one recorded before joined entries kept their model)."""
+        # filter over ``ids``: ``set.intersection(dict)`` walks the whole dict
+        p, d, x = self.entries["p"], self.entries["d"], self.entries["x"]
+        out: dict[str, str | None] = {pid: p[pid][0] for pid in filter(p.__contains__, ids)}
+        out.update((pid, x[pid][0]) for pid in filter(x.__contains__, ids))
+        out.update((pid, d[pid][0] if len(d[pid]) == 3 else None) for pid in filter(d.__contains__, ids))
+        return out
+
     # -- mutation helpers ----------------------------------------------------------------
     def _add(self, section: str, pid: str, entry: list[Any]) -> None:
         table = self.entries[section]
@@ -349,7 +359,7 @@ class JoinState:
 
     def apply(
         self, predictions: Columns, labels: Columns, order: Sequence[int] | None = None, *,
-        labels_through: float = math.inf,
+        labels_through: float = math.inf, drop_labels: Iterable[str] = (),
     ) -> JoinBatch:
         """Apply one micro-batch of validated events as normalised columns
         (:func:`schemas.columns.fast_columns`); one delta.
@@ -368,8 +378,12 @@ class JoinState:
         ``labels_through``: the window closes no further than the latest label applied
         (the batch's own count where they apply) or this, whichever is later (:meth:`clock`):
         ``-inf`` while the label topic has records not read yet; ``inf`` (the default)
-        closes it with the predictions alone."""
+        closes it with the predictions alone.
+
+        ``drop_labels``: ids of pending labels to remove first, recorded in this delta."""
         self.seq += 1
+        for pid in drop_labels:  # pending labels refused (streams.identity): they join nothing
+            self._remove("l", pid)
         batch = JoinBatch()
         halves = _Halves(predictions, labels)
         if order is None:
@@ -526,7 +540,8 @@ class JoinState:
         # half is a duplicate
         seq = self.seq
         ids = columns["prediction_id"]
-        done = dict(zip(ids, zip(columns["timestamp"], repeat(seq))))
+        # a joined id keeps its model: the same id of another model is not this prediction
+        done = dict(zip(ids, zip(columns["model_id"], columns["timestamp"], repeat(seq))))
         self.entries["d"].update(done)
         self._adds["d"].update(done)
         self._schedule_many("d", ids, np.asarray(columns["timestamp"], dtype=float))

@@ -89,6 +89,10 @@ class Metrics(NamedTuple):
     handovers: Counter
     checkpoints: Counter
     webhook_deliveries: Counter
+    alert_sink_alerts: Counter
+    alert_sink_queue: Gauge
+    alert_sink_breaker_open: Gauge
+    model_series_capped: Gauge
     model_updates: Counter
     build_info: Info
     last_event_timestamp: Gauge
@@ -254,6 +258,20 @@ def create(
         webhook_deliveries=counter(
             "webhook_deliveries", "Webhook delivery attempts (delivered, retried, failed).",
             "outcome",
+        ),
+        alert_sink_alerts=counter(
+            "alert_sink_alerts", "Alerts an alert sink finished with, by outcome (delivered; "
+            "dead_lettered: given up after the last try, the queue full or the circuit open).",
+            "sink", "outcome",
+        ),
+        alert_sink_queue=gauge("alert_sink_queue_alerts", "Alerts waiting in an alert sink's queue.", "sink"),
+        alert_sink_breaker_open=gauge(
+            "alert_sink_breaker_open", "1 while an alert sink's circuit breaker is open (alerts are "
+            "dead-lettered without a try).", "sink",
+        ),
+        model_series_capped=gauge(
+            "model_series_capped_models", "Models whose per-model series are not exported: past "
+            "DRIFTSTREAM_MAX_MODEL_SERIES models on this worker.",
         ),
         model_updates=counter(
             "model_updates", "Reference model updates by action.", "model_id", "action"

@@ -20,7 +20,13 @@ A hash proves integrity, not authorship: whoever can write the store folder can 
 file and its recorded hash together. With a key (``DRIFTSTREAM_MODEL_STORE_KEY``), each
 artifact is also signed (HMAC-SHA256 over its bytes, kept in the sidecar) and
 :meth:`ModelStore.load` refuses one whose signature does not check out, so only holders of
-the key can plant a model. Without a key, the folder must be writable by the updater alone.
+the key can plant a model.
+
+**Safe by default.** Without a key, the store signs with a random key made for this process
+(:data:`_PROCESS_KEY`) and so loads only the artifacts this process wrote: a file planted in
+the folder, or left by an earlier run, is refused (:class:`UntrustedArtifactError`) rather
+than unpickled. The updater then starts that model afresh instead of resuming its champion;
+set ``DRIFTSTREAM_MODEL_STORE_KEY`` to resume models across restarts.
 
 >>> import tempfile
 >>> store = ModelStore(tempfile.mkdtemp())
@@ -36,6 +42,8 @@ the key can plant a model. Without a key, the folder must be writable by the upd
 Traceback (most recent call last):
 ...
 streams.model_store.ArtifactIntegrityError: model artifact ... has sha256 ..., expected 000...; refusing to load a tampered or corrupted file
+>>> ModelStore(store.root).load(art.path, art.sha256)["weights"]  # another keyless store, same process
+[0.5]
 >>> signed = ModelStore(store.root, key=b"k1")
 >>> signed.load(art.path, art.sha256)  # doctest: +ELLIPSIS
 Traceback (most recent call last):
@@ -53,6 +61,7 @@ import hmac
 import os
 import pickle
 import re
+import secrets
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -75,6 +84,15 @@ _SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 class ArtifactIntegrityError(DriftstreamError):
     """A model artifact's bytes do not hash to the sha256 recorded for it."""
+
+
+class UntrustedArtifactError(ArtifactIntegrityError):
+    """With no store key set: an artifact this process did not write (it is never unpickled)."""
+
+
+#: The signing key of a store with no ``DRIFTSTREAM_MODEL_STORE_KEY``: random per process, so
+#: such a store loads only what this process wrote.
+_PROCESS_KEY = secrets.token_bytes(32)
 
 
 @dataclass(frozen=True)
@@ -107,7 +125,9 @@ class ModelStore:
 
     def __init__(self, root: str | os.PathLike[str], *, key: bytes | None = None) -> None:
         self.root = Path(root).resolve()
-        self._key = key
+        #: whether a key was given; without one, only this process's artifacts load
+        self.keyed = key is not None
+        self._key = key if key is not None else _PROCESS_KEY
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelStore:
@@ -176,6 +196,11 @@ class ModelStore:
             except (OSError, ValueError, AttributeError):
                 recorded = None
             if not isinstance(recorded, str) or not hmac.compare_digest(recorded, signature):
+                if not self.keyed:
+                    raise UntrustedArtifactError(
+                        f"model artifact {path} was not written by this process and DRIFTSTREAM_MODEL_STORE_KEY "
+                        "is not set; refusing to unpickle it (set the key to resume models across restarts)"
+                    )
                 raise ArtifactIntegrityError(
                     f"model artifact {path} is not signed with the model store key; refusing to load it"
                 )

@@ -20,6 +20,7 @@ from typing import Any
 from schemas import codec
 from schemas.columns import to_columns
 
+from .cardinality import ModelCap
 from .event_time import Frontier, progress_payload
 from .monitor_config import MonitorConfig
 from .partitioning import partitions_for
@@ -51,11 +52,16 @@ class OfflinePipeline:
         partitions: int = 1,
         max_message_bytes: int = 1_048_576,
         keep_samples: bool = True,
+        max_clock_skew_s: float = 3_600.0,
+        max_models: int = 1_000,
     ) -> None:
         self.monitor_config = monitor_config or MonitorConfig()
         self.partitions = partitions
-        self.join_stage = JoinStage(window_s=window_s, max_message_bytes=max_message_bytes, monitor_config=self.monitor_config, clock=lambda: 0.0)
+        self.join_stage = JoinStage(window_s=window_s, max_message_bytes=max_message_bytes, monitor_config=self.monitor_config, clock=lambda: 0.0,
+                                    max_clock_skew_s=max_clock_skew_s)
         self.monitor_stage = MonitorStage(self.monitor_config)
+        # as the worker's monitors admit models, per monitor-input partition (streams.cardinality)
+        self.model_cap = ModelCap(max_models, partitions)
         self.joins = {p: PartitionJoin.fresh(p, window_s) for p in range(partitions)}
         self.monitors: dict[str, ModelSlot] = {}
         # every join partition reports its progress, as the live join does: the input is all
@@ -142,6 +148,12 @@ class OfflinePipeline:
             self.feed_records(self._record(role, p, _packed(pending[(role, p)])) for role, p in order)
 
     def _monitor(self, key: str, payloads: list[tuple[int, dict[str, Any]]], frontier: float) -> None:
+        if not self.model_cap.admit(key, lambda _: self.monitors):
+            for offset, payload in payloads:
+                record = self.model_cap.dead_letter(key, "monitor-input", self.model_cap.partition_of(key), offset, payload, 0.0)
+                self.result.dead_letters.append(record)
+                self.result.counts[f"dead_letter:{record['reason']}"] += 1
+            return
         if key not in self.monitors:
             self.monitors[key] = self.monitor_stage.new_slot(payloads[0][1]["model_id"], payloads[0][1]["model_version"])
         self._collect(key, self.monitor_stage.process_many(self.monitors[key], payloads, frontier))

@@ -143,6 +143,7 @@ async def read_window(settings: Settings, role: str, window: ReplayWindow) -> li
         async for tp, messages in fetch_until(consumer, {tp: bounds[tp][1] for tp in todo}, STALL_S, "replay"):
             for msg in messages:
                 for event in _events_of(role, topic, msg, previous[tp.partition]):
+                    event = event._replace(record_ts=msg.timestamp)  # the clock-skew check's reference
                     previous[tp.partition] = event.timestamp
                     if not event.is_object or window.admits(event.timestamp):
                         per_partition[tp.partition].append(event)

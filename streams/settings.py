@@ -152,6 +152,19 @@ class Settings:
     #: partitions ahead of the slowest are paused (:mod:`streams.alignment`). A soft bound:
     #: what was fetched before the pause still comes.
     max_held_events: int = 200_000
+    #: An event stamped more than this far ahead of its Kafka record's timestamp is
+    #: dead-lettered (``clock_skew``, :mod:`streams.clock`): one such event would close the
+    #: join window over every pending prediction. An hour absorbs unsynchronised clocks
+    #: while a skewed event may expire predictions at most an hour early (1/24 of the
+    #: default window); keep it well below the join window.
+    max_clock_skew_s: float = 3_600.0
+    #: Models a worker monitors per ``monitor-input`` partition; events of further models
+    #: are dead-lettered (``too_many_models``, :mod:`streams.cardinality`). A model costs
+    #: about 29 KB of state and a few dozen Prometheus series.
+    max_models: int = 1_000
+    #: Models a worker exports per-model Prometheus series for (detector statistics,
+    #: coverage, alerts): each has dozens to hundreds; the rest are counted only.
+    max_model_series: int = 100
     #: Consumer-group timing; short values make the embedded broker start in seconds.
     session_timeout_s: float = 30.0
     heartbeat_interval_s: float = 3.0
@@ -184,6 +197,14 @@ class Settings:
     webhook_format: str = "json"
     webhook_timeout_s: float = 5.0
     webhook_retries: int = 3
+    #: Alerts waiting for the webhook (:mod:`streams.sinks`); one that finds the queue full
+    #: is dead-lettered (``webhook_failed``) at once, so a slow receiver never stalls the
+    #: monitors.
+    webhook_queue_size: int = 1_000
+    #: Consecutive undeliverable alerts that open the webhook's circuit breaker, and how
+    #: long it stays open (alerts meanwhile are dead-lettered without a try).
+    webhook_breaker_failures: int = 5
+    webhook_breaker_open_s: float = 30.0
     #: Directory of the reference model updater's artifacts.
     model_store_dir: str = "./driftstream-models"
     #: Optional HMAC key: artifacts are signed with it and refused unless their signature
@@ -238,6 +259,18 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}INPUT_BUFFER_BYTES={self.input_buffer_bytes}: expected >= 65536")
         if self.max_held_events < 1:
             raise SettingsError(f"{ENV_PREFIX}MAX_HELD_EVENTS={self.max_held_events}: expected >= 1")
+        if not self.max_clock_skew_s > 0:
+            raise SettingsError(f"{ENV_PREFIX}MAX_CLOCK_SKEW_S={self.max_clock_skew_s}: expected > 0")
+        if self.max_models < 1:
+            raise SettingsError(f"{ENV_PREFIX}MAX_MODELS={self.max_models}: expected >= 1")
+        if self.max_model_series < 1:
+            raise SettingsError(f"{ENV_PREFIX}MAX_MODEL_SERIES={self.max_model_series}: expected >= 1")
+        if self.webhook_queue_size < 1:
+            raise SettingsError(f"{ENV_PREFIX}WEBHOOK_QUEUE_SIZE={self.webhook_queue_size}: expected >= 1")
+        if self.webhook_breaker_failures < 1:
+            raise SettingsError(f"{ENV_PREFIX}WEBHOOK_BREAKER_FAILURES={self.webhook_breaker_failures}: expected >= 1")
+        if not self.webhook_breaker_open_s > 0:
+            raise SettingsError(f"{ENV_PREFIX}WEBHOOK_BREAKER_OPEN_S={self.webhook_breaker_open_s}: expected > 0")
         if not self.monitor_checkpoint_s > 0:
             raise SettingsError(f"{ENV_PREFIX}MONITOR_CHECKPOINT_S={self.monitor_checkpoint_s}: expected > 0")
         if self.max_message_bytes < 1024:

@@ -36,10 +36,13 @@ import numpy as np
 import orjson
 
 from schemas import codec
-from schemas.columns import Role, concat_columns, event_columns, take
+from schemas.columns import Role, concat_columns, event_columns, rows, take
+from schemas.ids import stable_id
 from schemas.parsing import RecordError, dead_letter_record, decode_record_columns
 
+from .clock import SkewCheck, reference_time
 from .event_time import ReorderBuffer
+from .identity import IdentityScreen, refused_label_error
 from .join import JoinBatch, JoinState
 from .monitor import ModelMonitor, MonitorResult, model_key
 from .monitor_config import MonitorConfig
@@ -290,8 +293,17 @@ class JoinStage:
         max_message_bytes: int,
         monitor_config: MonitorConfig,
         clock: Callable[[], float] = time.time,
+        max_clock_skew_s: float = 3600.0,
+        wall_clock: Callable[[], float] = time.time,
+        label_topic: str = "ground-truth",
     ) -> None:
         self.window_s = window_s
+        #: the ground-truth topic's name, the origin of a waiting label refused (streams.identity)
+        self.label_topic = label_topic
+        #: events too far ahead of their record's timestamp are dead-lettered (streams.clock);
+        #: ``wall_clock`` is the reference only for records without a timestamp
+        self.skew = SkewCheck(max_clock_skew_s)
+        self.wall_clock = wall_clock
         self.max_message_bytes = max_message_bytes
         self.monitor_config = monitor_config
         self.clock = clock
@@ -304,6 +316,7 @@ class JoinStage:
         outputs = Outputs()
         result = JoinResult(outputs, None)
         halves = {"predictions": _HalfColumns("predictions"), "ground-truth": _HalfColumns("ground-truth")}
+        decoded: list[tuple[InputRecord, dict[str, Any] | None, list[tuple[int | None, dict[str, Any]]], list[RecordError]]] = []
         now = self.clock()
         for record in records:
             last = part.offsets.get(record.role)
@@ -328,6 +341,30 @@ class JoinStage:
                 record.value, record.role, self.max_message_bytes,  # type: ignore[arg-type]
                 known_models=self.known_models if record.role == "predictions" else None,
             )
+            reference = reference_time(record.timestamp, self.wall_clock)
+            if columns is not None:
+                n = len(columns["prediction_id"])
+                columns, skewed = self.skew.screen_columns(columns, reference, record.role)
+                if skewed and columns is not None:  # as events, so later checks keep their positions
+                    gone = {error.index for error in skewed}
+                    oks = list(zip((i for i in range(n) if i not in gone), rows(columns, record.role)))  # type: ignore[arg-type]
+                    columns = None
+            else:
+                oks, skewed = self.skew.screen_events(oks, reference, record.role)
+            decoded.append((record, columns, oks, [*errors, *skewed]))
+        # identity next: every prediction of the batch (in log order) before any label, so a
+        # label is checked against its prediction whichever topic was read first
+        screen = IdentityScreen(part.state)
+        for role in ("predictions", "ground-truth"):
+            for k, (record, columns, oks, errors) in enumerate(decoded):
+                if record.role != role:
+                    continue
+                if columns is not None:
+                    columns, clashes = screen.screen_columns(columns, role)
+                else:
+                    oks, clashes = screen.screen_events(oks, role)
+                decoded[k] = (record, columns, oks, [*errors, *clashes])
+        for record, columns, oks, errors in decoded:
             half = halves[record.role]
             if columns is not None:
                 half.add_columns(columns)
@@ -344,7 +381,13 @@ class JoinStage:
         # happened to read first; offline and replayed runs merge by event time too
         predictions = halves["predictions"].columns()
         labels = halves["ground-truth"].columns()
-        batch = part.state.apply(predictions, labels, labels_through=labels_through)
+        for pid, entry in screen.refused_labels.items():  # waiting labels its prediction refuses
+            error = refused_label_error(pid, entry, screen.claims[pid])
+            value = dead_letter_record(self.label_topic, part.partition, None, error, now)
+            value["dead_letter_id"] = stable_id("dead-letter", self.label_topic, part.partition, pid, error.reason)
+            result.dead_letters[error.reason] += 1
+            outputs.add("dead-letter", value["dead_letter_id"], value)
+        batch = part.state.apply(predictions, labels, labels_through=labels_through, drop_labels=screen.refused_labels)
         result.batch = batch
         by_model: dict[str, dict[str, Any]] = {}
 

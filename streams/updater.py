@@ -66,11 +66,11 @@ from river import compose, linear_model, metrics, multiclass, preprocessing
 from schemas import codec
 from schemas.errors import ContractError
 from schemas.ids import stable_id
-from schemas.parsing import decode_record
+from schemas.parsing import RecordError, dead_letter_record, decode_record
 from schemas.records import ModelUpdate
 
 from .kafka_connect import start_client
-from .model_store import Artifact, ArtifactIntegrityError, ModelStore
+from .model_store import Artifact, ArtifactIntegrityError, ModelStore, UntrustedArtifactError
 from .monitor import model_key
 from .settings import Settings
 
@@ -240,6 +240,16 @@ class Updater:
     def _reset(self) -> None:
         self.models: dict[str, _Model] = {}
         self.join = _Join(self.config.pending_events, self.config.join_window_s)
+        #: model key -> why its stored champion could not be loaded: the model gets no more
+        #: updates (its requests are dead-lettered), every other model goes on
+        self.quarantined: dict[str, str] = {}
+        #: ``dead-letter`` records for the service to publish (:meth:`take_dead_letters`)
+        self.dead_letters: list[dict[str, Any]] = []
+        self.skipped_events = 0
+
+    def take_dead_letters(self) -> list[dict[str, Any]]:
+        letters, self.dead_letters = self.dead_letters, []
+        return letters
 
     # -- inputs ------------------------------------------------------------------------
     def add_prediction(self, event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -261,6 +271,9 @@ class Updater:
     def observe(self, model_id: str, model_version: str | None, features: Mapping[str, Any], label: Any, timestamp: float) -> list[dict[str, Any]]:
         """One joined event (``timestamp`` is the prediction's event time)."""
         m = self._model(model_id, model_version)
+        if m is None:  # quarantined
+            self.skipped_events += 1
+            return []
         if m.task is None:
             m.task = self.config.task or ("regression" if type(label) is float else "classification")
         x = _features(features)
@@ -282,6 +295,9 @@ class Updater:
         if request["action"] != "update_requested":
             return []
         m = self._model(request["model_id"], request.get("model_version"))
+        if m is None:
+            self._quarantined_request(request)
+            return []
         if request["event_id"] in m.seen:
             return []
         m.seen.append(request["event_id"])
@@ -299,6 +315,8 @@ class Updater:
         """Promote a river model trained elsewhere (an operator's decision); the rollback watch
         then judges it like any promotion. Refused while an update is under way."""
         m = self._model(model_id, model_version)
+        if m is None:
+            raise ValueError(f"{model_key(model_id, model_version)} is quarantined: {self.quarantined[model_key(model_id, model_version)]}")
         if m.requested or m.trial or m.watch:
             raise ValueError(f"{m.key}: an update is under way; promote after it ends")
         if m.champion is None:
@@ -309,16 +327,41 @@ class Updater:
         return [self._promote(m, model, version, event_id, reason, request, timestamp, {"external": True})]
 
     # -- state -------------------------------------------------------------------------
-    def _model(self, model_id: str, model_version: str | None) -> _Model:
+    def _model(self, model_id: str, model_version: str | None) -> _Model | None:
+        """The model's state, resumed from its stored champion the first time; ``None`` when
+        the model is quarantined (its champion could not be loaded)."""
         key = model_key(model_id, model_version)
         m = self.models.get(key)
         if m is None:
-            m = self.models[key] = _Model(key, model_id, model_version, deque(maxlen=self.config.buffer_events))
-            m.artifact = self.store.champion(key)
+            if key in self.quarantined:
+                return None
+            m = _Model(key, model_id, model_version, deque(maxlen=self.config.buffer_events))
+            try:
+                m.artifact = self.store.champion(key)
+                if m.artifact is not None:
+                    m.champion = self.store.load(m.artifact.path, m.artifact.sha256)
+            except UntrustedArtifactError as exc:  # no store key: a champion of an earlier run
+                log.warning("%s: starting afresh: %s", key, exc)
+                m.artifact = None
+            except Exception as exc:  # a tampered, corrupt or unreadable artifact: this model only
+                where = f"champion {m.artifact.version} ({m.artifact.path})" if m.artifact else "its champion pointer"
+                self.quarantined[key] = f"{key}: {where} cannot be loaded: {type(exc).__name__}: {exc}"
+                log.error("%s; the model is quarantined: no updates until the artifact is fixed and the updater restarted",
+                          self.quarantined[key])
+                return None
             if m.artifact is not None:
-                m.champion = self.store.load(m.artifact.path, m.artifact.sha256)
                 log.info("%s: resumed champion %s from %s", key, m.artifact.version, m.artifact.path)
+            self.models[key] = m
         return m
+
+    def _quarantined_request(self, request: dict[str, Any]) -> None:
+        """Dead-letter an update request of a quarantined model, with the reason."""
+        key = model_key(request["model_id"], request.get("model_version"))
+        error = RecordError(None, "model_quarantined", f"model-updates: {self.quarantined[key]}", codec.dumps(request))
+        record = dead_letter_record("model-updates", None, None, error, float(request.get("timestamp") or 0.0))
+        # one per request, not per origin: the request was not read at a known offset here
+        record["dead_letter_id"] = stable_id("dead-letter", "model_quarantined", request["event_id"])
+        self.dead_letters.append(record)
 
     def _freeze(self, m: _Model, timestamp: float) -> None:
         """Freeze the warming-up learner as the first champion."""
@@ -503,6 +546,8 @@ class UpdaterService:
                     topic = s.topic("model-updates")
                     for decision in self.apply([(tp.topic, m.value) for tp, messages in batches.items() for m in messages]):
                         await producer.send(topic, codec.dumps(decision), key=decision["model_id"].encode())
+                    for letter in self.updater.take_dead_letters():  # a quarantined model's requests
+                        await producer.send(s.topic("dead-letter"), codec.dumps(letter), key=letter["dead_letter_id"].encode())
                     await producer.flush()
                     await consumer.commit()
             finally:
@@ -542,7 +587,7 @@ async def run_updater(settings: Settings, stop_event: asyncio.Event, config: Upd
     (``config`` defaults to :class:`UpdaterConfig` with the settings' join window)."""
     from .topics import ensure_topics
 
-    await ensure_topics(settings, INPUT_ROLES)
+    await ensure_topics(settings, (*INPUT_ROLES, "dead-letter"))
     await UpdaterService(settings, config).run(stop_event)
 
 
@@ -557,7 +602,7 @@ def _cmd_updater(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await ensure_topics(settings, INPUT_ROLES)  # says "running" only once Kafka answered
+        await ensure_topics(settings, (*INPUT_ROLES, "dead-letter"))  # says "running" only once Kafka answered
         print(f"updater running on {settings.bootstrap_servers} (models in {settings.model_store_dir}); "
               "Ctrl-C stops it", flush=True)
         await run_updater(settings, stop)

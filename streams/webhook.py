@@ -2,7 +2,10 @@
 
 :class:`WebhookSink` posts one alert per request with a per-request timeout, and retries
 with exponential backoff on connection errors, timeouts, 5xx and 429. Any other 4xx is the
-receiver refusing the payload, so it is not retried. :meth:`WebhookSink.deliver` returns
+receiver refusing the payload, so it is not retried. Redirects are not followed: a 3xx is a
+failure (a 307 would re-post the alert to another host; a 302 turned into a GET without
+the alert that counted as delivered). It runs off the processing path, behind a queue and
+a circuit breaker (:class:`streams.sinks.QueuedSink`). :meth:`WebhookSink.deliver` returns
 ``False`` when it gives up; the caller dead-letters :meth:`WebhookSink.failure_record`.
 The URL is never logged or dead-lettered whole: Slack webhook paths are secrets.
 """
@@ -52,6 +55,9 @@ class WebhookSink:
     counted in ``metrics.webhook_deliveries`` by outcome: ``delivered``, ``retried``,
     ``failed``. Use it inside a running event loop and :meth:`close` it when done.
     """
+
+    #: the sink's name in metrics (:class:`streams.sinks.AlertSink`)
+    name = "webhook"
 
     def __init__(
         self,
@@ -175,9 +181,11 @@ class WebhookSink:
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s)
             )
         try:
-            async with self._session.post(self.url, data=body, headers=JSON_HEADERS) as response:
+            async with self._session.post(self.url, data=body, headers=JSON_HEADERS, allow_redirects=False) as response:
                 if 200 <= response.status < 300:
                     return None, False
+                if 300 <= response.status < 400:  # never to another host, never as a GET
+                    return f"HTTP {response.status} (redirects are not followed)", False
                 retriable = response.status >= 500 or response.status in RETRY_STATUSES
                 return f"HTTP {response.status}", retriable
         except asyncio.TimeoutError:

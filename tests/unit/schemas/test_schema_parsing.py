@@ -78,6 +78,9 @@ REJECTIONS = [
      f"predictions: field 'prediction_id' must be {_ID}, got ''", True),
     ("predictions", prediction(model_id="m" * 257), "out_of_range", "model_id",
      f"predictions: field 'model_id' must be {_ID}, got a string of 257 characters", True),
+    # '@' separates the version in a model key: "a@b" would be model "a" version "b"
+    ("predictions", prediction(model_id="a@b"), "out_of_range", "model_id",
+     f"predictions: field 'model_id' must be {_ID} without '@', got 'a@b'", True),
     ("predictions", prediction(model_version=3), "wrong_type", "model_version",
      f"predictions: field 'model_version' must be {_ID}, got number", True),
     ("predictions", prediction(score=1.5), "out_of_range", "score",
@@ -145,6 +148,8 @@ REJECTIONS = [
      "ground-truth: missing required field 'label'", True),
     ("ground-truth", ground_truth(label=[0]), "wrong_type", "label",
      "ground-truth: field 'label' must be a number, string or boolean, got array", True),
+    ("ground-truth", ground_truth(model_id="a@b"), "out_of_range", "model_id",
+     f"ground-truth: field 'model_id' must be {_ID} without '@', got 'a@b'", True),
     ("ground-truth", ground_truth(model_id=""), "out_of_range", "model_id",
      f"ground-truth: field 'model_id' must be {_ID}, got ''", True),
     ("ground-truth", ground_truth(timestamp="yesterday"), "invalid_timestamp", "timestamp",
@@ -312,8 +317,11 @@ def test_unknown_model_is_rejected_when_a_registry_is_given():
 def test_every_reason_is_covered_by_a_test():
     # malformed_batch: tests/unit/schemas/test_columns.py
     covered = {r[2] for r in REJECTIONS} | {"malformed_json", "empty_batch", "oversized", "unknown_model", "malformed_batch"}
-    # not a contract violation: an undeliverable alert (tests/unit/observability/test_webhook.py)
-    assert covered | {"webhook_failed"} == REASONS
+    # not contract violations: an undeliverable alert (tests/unit/observability/test_webhook.py),
+    # an event too far ahead of its record and one of a model past the cap
+    # (tests/unit/streams/test_hardening.py)
+    assert covered | {"webhook_failed", "clock_skew", "too_many_models", "prediction_id_conflict", "model_mismatch",
+                       "model_quarantined"} == REASONS
 
 
 def test_unknown_topic_role_is_a_programming_error():

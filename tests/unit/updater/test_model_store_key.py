@@ -28,8 +28,9 @@ def test_a_file_replaced_with_its_hash_and_sidecar_is_refused(tmp_path: Path) ->
     sidecar_path.write_bytes(codec.dumps(sidecar))
     with pytest.raises(ArtifactIntegrityError, match="not signed with the model store key"):
         store.load(art.path, sidecar["sha256"])
-    # without a key, the same plant would pass the hash check: that is what the key is for
-    assert ModelStore(tmp_path).load(art.path, sidecar["sha256"]) == {"weights": ["evil"]}
+    # without a key, the store loads only what this process wrote: the plant is refused too
+    with pytest.raises(ArtifactIntegrityError, match="not written by this process"):
+        ModelStore(tmp_path).load(art.path, sidecar["sha256"])
 
 
 def test_another_key_or_no_sidecar_is_refused(tmp_path: Path) -> None:
