@@ -24,14 +24,16 @@ from typing import Any
 
 from detectors import registry
 
+from .performance import ALL_METRICS
+
 SEVERITIES = ("P0", "P1", "P2", "P3")
 
 #: Keys the config once had, or that users expect, with why they are refused.
 UNSUPPORTED = {
     "performance.min_labels": "performance.min_labels is not supported: the baseline is taken once "
                               "performance.window labels have arrived; set performance.window instead",
-    "performance.metric": "performance.metric is not supported: the metric follows from the task "
-                          "(accuracy for classification, MAE for regression)",
+    "performance.metric": "performance.metric is not a key: list the metrics in performance.metrics, "
+                          "e.g. [\"accuracy\", \"f1\"]",
 }
 
 #: Top-level keys that only [defaults] may set (they are read for all models at once).
@@ -68,6 +70,14 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "performance.window": _int_at_least(1),
     "performance.max_accuracy_drop": ((lambda v: _is_real(v) and 0 <= v <= 1), "a number in [0, 1]"),
     "performance.max_mae_increase": _number_at_least(0),
+    "performance.metrics": (
+        (lambda v: isinstance(v, list) and bool(v) and all(x in ALL_METRICS for x in v) and len(set(v)) == len(v)),
+        f"a non-empty list of distinct metrics from: {', '.join(ALL_METRICS)}",
+    ),
+    "performance.positive_class": (
+        (lambda v: v is None or (isinstance(v, str) and bool(v)) or isinstance(v, bool) or _is_int(v)),
+        "a class label (a string, an int or a boolean)",
+    ),
     "performance.min_error_increase": _number_at_least(0),
     "alerts.cooldown_s": _number_at_least(0),
     "alerts.resolve_after_s": _number_at_least(0),
@@ -85,6 +95,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "severity.many_features": _int_at_least(1),
 }
+for _name in ("precision", "recall", "f1", "roc_auc", "r2"):
+    RULES[f"performance.max_drop.{_name}"] = ((lambda v: _is_real(v) and v >= 0), "a number >= 0")
+for _name in ("log_loss", "brier", "mse", "rmse"):
+    RULES[f"performance.max_increase.{_name}"] = _number_at_least(0)
 
 #: Detector kinds fed a numeric or a categorical column (given the reference sample).
 NUMERIC = ("numeric", "metric")

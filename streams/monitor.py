@@ -45,6 +45,7 @@ from schemas.ids import stable_id
 from .alerting import AlertPolicy, Observation
 from .alerting import format_number as _fmt
 from .monitor_config import ModelConfig, MonitorConfig
+from .performance import LOWER_IS_BETTER, TASK_DEFAULT, PerformanceWindow, metrics_for
 
 #: Values handed to an error-stream detector per call (see ModelMonitor._run).
 FEED_PIECE = 4096
@@ -166,8 +167,13 @@ class ModelMonitor:
         self.reference_size = int(config.reference_size)
         self.watched: dict[str, _Watched] = {}
         self.concept: dict[str, _Watched] = {}
+        # the task's own metric (accuracy, MAE): always kept, concept drift is judged by it
         self.performance: RollingAccuracy | RollingMAE | None = None
         self.baseline: float | None = None
+        # the other configured metrics: their shared window of pairs and their baselines
+        self.checked: list[str] = []
+        self.window: PerformanceWindow | None = None
+        self.baselines: dict[str, float] = {}
         self.last_performance: float | None = None  # at the last chunk boundary
         self.in_drift: dict[str, bool] = {}
         # predictions of the current observation chunk not yet fed to every detector: their
@@ -227,6 +233,15 @@ class ModelMonitor:
             self.concept[key] = _Watched(key, "concept_drift", None, "error", False, detector)
         window = int(self.config.performance["window"])
         self.performance = RollingAccuracy(window=window) if self.task == "classification" else RollingMAE(window=window)
+        self._ensure_metrics()
+
+    def _ensure_metrics(self) -> None:
+        """The metrics the config checks for this model's task; a window of pairs only if
+        one of them is not the task's own metric."""
+        perf = self.config.performance
+        self.checked = metrics_for(self.task, perf["metrics"])  # type: ignore[arg-type]  # task is known here
+        if self.window is None and any(name != TASK_DEFAULT[self.task] for name in self.checked):  # type: ignore[index]
+            self.window = PerformanceWindow(self.task, int(perf["window"]), perf["positive_class"])  # type: ignore[arg-type]
 
     # -- processing --------------------------------------------------------------------
     def process(self, batch: dict[str, Any]) -> MonitorResult:
@@ -364,9 +379,12 @@ class ModelMonitor:
                 abs(float(p) - float(y)) if _is_number(p) and _is_number(y) else None
                 for p, y in zip(predictions, labels)
             ]
+        scores = cols.get("score") or [None] * n
         for lo, hi in _chunks(self.n_pairs, n):
             for watched in self.concept.values():
                 self._run(watched, errors[lo:hi], lo, hi, cols, self.n_pairs, result)
+            if self.window is not None:
+                self.window.update(predictions[lo:hi], labels[lo:hi], scores[lo:hi])
             self._update_performance(predictions[lo:hi], labels[lo:hi], errors[lo:hi], hi, cols, result)
             self.n_pairs += hi - lo
 
@@ -509,20 +527,47 @@ class ModelMonitor:
         value = float(metric.value)
         self.last_performance = value
         self._still_elevated(value, hi - 1, seen - 1, cols)
-        if self.baseline is None:
-            if seen >= int(perf["window"]) and math.isfinite(value):
-                self.baseline = value
-            return
-        if self.task == "classification":
-            threshold, direction = self.baseline - float(perf["max_accuracy_drop"]), "below"
-            drift = value < threshold
-            name = "accuracy"
-        else:
-            threshold, direction = self.baseline * (1 + float(perf["max_mae_increase"])), "above"
-            drift = value > threshold
-            name = "mae"
-        i = hi - 1
-        position = seen - 1
+        full = seen >= int(perf["window"])
+        own = self.baseline
+        if own is None and full and math.isfinite(value):
+            self.baseline = value  # concept drift is judged by it, checked or not
+        for name in self.checked:
+            if name == TASK_DEFAULT[self.task]:  # type: ignore[index]  # the task is known with pairs
+                if own is None:
+                    continue  # no baseline before this checkpoint: nothing to judge against
+                baseline, current = own, value
+            else:
+                assert self.window is not None  # built with the metrics that need it
+                current = self.window.value(name)
+                baseline = self.baselines.get(name)
+                if baseline is None:
+                    if full and math.isfinite(current):
+                        self.baselines = {**self.baselines, name: current}
+                    continue
+                if not math.isfinite(current):
+                    continue  # undefined in this window (one class only): nothing to judge
+            self._check_metric(name, current, baseline, hi - 1, seen - 1, cols, result, metric.window_size)
+
+    def _threshold(self, name: str, baseline: float) -> tuple[float, str]:
+        """Where ``name`` drifts, and the side: an absolute drop below the baseline for a
+        metric where higher is better, a relative rise above it where lower is."""
+        perf = self.config.performance
+        if name == "accuracy":
+            return baseline - float(perf["max_accuracy_drop"]), "below"
+        if name == "mae":
+            return baseline * (1 + float(perf["max_mae_increase"])), "above"
+        if name in LOWER_IS_BETTER:
+            return baseline * (1 + float(perf["max_increase"][name])), "above"
+        return baseline - float(perf["max_drop"][name]), "below"
+
+    def _check_metric(
+        self, name: str, value: float, baseline: float, i: int, position: int,
+        cols: dict[str, Any], result: MonitorResult, window_size: int,
+    ) -> None:
+        """One performance metric at a checkpoint: a sample, a drift event on a drift (and
+        on the first checkpoint after one), an observation for the alert policy."""
+        threshold, direction = self._threshold(name, baseline)
+        drift = value > threshold if direction == "above" else value < threshold
         ts = float(cols["ts"][i])
         key = f"performance:{name}"
         was = self.in_drift.get(key, False)
@@ -530,7 +575,7 @@ class ModelMonitor:
         result.samples.append({
             "key": key, "kind": "performance", "detector": name, "feature": None, "timestamp": ts,
             "position": position, "statistic": value, "threshold": threshold, "direction": direction,
-            "p_value": None, "drift": drift, "window_size": metric.window_size,
+            "p_value": None, "drift": drift, "window_size": window_size,
         })
         if drift or was:
             self.in_drift[key] = drift
@@ -540,7 +585,7 @@ class ModelMonitor:
                 "severity_band": None,
             })
         obs = Observation(key, "performance", name, None, drift, value, threshold, direction, None, ts,
-                          position, str(cols["pid"][i]), event_id, self.baseline)
+                          position, str(cols["pid"][i]), event_id, baseline)
         self._observed.append((obs, 1))
 
     def _still_elevated(self, value: float, i: int, position: int, cols: dict[str, Any]) -> None:
@@ -590,6 +635,7 @@ class ModelMonitor:
         self.concept = {}
         self.performance = None
         self.baseline = None
+        self.checked, self.window, self.baselines = [], None, {}
         self.last_performance = None
         self.in_drift = {}
         self.elevated = {}
@@ -612,6 +658,7 @@ class ModelMonitor:
                 for w in [*self.watched.values(), *self.concept.values()]
             ],
             "performance": self.performance.to_state() if self.performance else None,
+            "metrics_window": self.window.to_state() if self.window else None, "baselines": self.baselines,
             "baseline": self.baseline, "last_performance": self.last_performance, "in_drift": self.in_drift, "policy": self.policy.to_state(),
             "requested": self.requested, "pending": self.pending, "fed": self.fed, "elevated": self.elevated,
         }
@@ -631,6 +678,11 @@ class ModelMonitor:
             metric_cls = RollingAccuracy if m.task == "classification" else RollingMAE
             m.performance = metric_cls.from_state(state["performance"])
         m.baseline = state["baseline"]
+        if m.performance is not None:  # the metrics follow from the config; their window from the state
+            m._ensure_metrics()
+            if m.window is not None and state.get("metrics_window") is not None:
+                m.window.load_state(state["metrics_window"])
+        m.baselines = dict(state.get("baselines") or {})  # absent from states written before it existed
         m.last_performance = state["last_performance"]
         m.in_drift = state["in_drift"]
         m.policy.load_state(state["policy"])
