@@ -109,6 +109,8 @@ REFERENCE_SLOTS = {
     "prediction_drift.numeric": NUMERIC, "prediction_drift.categorical": CATEGORICAL,
 }
 CONCEPT_SLOTS = ("concept_drift.classification", "concept_drift.regression")
+#: Reference slots that may hold a list of detectors, each with its own drift events.
+LIST_SLOTS = ("data_drift.numeric", "data_drift.categorical")
 
 
 def _types_like(default: Any, value: Any) -> tuple[bool, str]:
@@ -149,6 +151,22 @@ def check_detector(spec: Any, where: str, kinds: tuple[str, ...], with_reference
         raise ValueError(f"{where}: {exc}") from None
 
 
+def check_detectors(spec: Any, where: str, kinds: tuple[str, ...]) -> None:
+    """A reference slot that takes one detector or a non-empty list of them, of distinct
+    types (a detector's events are told apart by its type)."""
+    if not isinstance(spec, list):
+        check_detector(spec, where, kinds, True)
+        return
+    if not spec:
+        raise ValueError(f"{where}: expected a detector or a non-empty list of detectors")
+    seen: set[str] = set()
+    for i, item in enumerate(spec):
+        check_detector(item, f"{where}[{i}]", kinds, True)
+        if item["type"] in seen:
+            raise ValueError(f"{where}[{i}]: a second {item['type']!r} detector; each type may appear once")
+        seen.add(item["type"])
+
+
 def _check_feature_detectors(value: Any, where: str) -> None:
     if not isinstance(value, Mapping):
         raise ValueError(f"{where}: expected a table of feature name -> detector")
@@ -164,9 +182,9 @@ def _check_feature_detectors(value: Any, where: str) -> None:
                 if key not in spec:
                     raise ValueError(f"{at}: '{key}' is missing; give a detector ('type' = ...) "
                                      "or both 'numeric' and 'categorical'")
-                check_detector(spec[key], f"{at}.{key}", REFERENCE_SLOTS[f"data_drift.{key}"], True)
+                check_detectors(spec[key], f"{at}.{key}", REFERENCE_SLOTS[f"data_drift.{key}"])
         else:
-            check_detector(spec, at, NUMERIC + CATEGORICAL, True)
+            check_detectors(spec, at, NUMERIC + CATEGORICAL)
 
 
 def _check_concept(value: Any, where: str) -> None:
@@ -182,6 +200,9 @@ def _check_concept(value: Any, where: str) -> None:
 
 def _walk(value: Any, default: Any, path: str, where: str) -> None:
     at = f"{where}.{path}" if path else where
+    if path in LIST_SLOTS:
+        check_detectors(value, at, REFERENCE_SLOTS[path])
+        return
     if path in REFERENCE_SLOTS:
         check_detector(value, at, REFERENCE_SLOTS[path], True)
         return
@@ -226,4 +247,4 @@ def check_overrides(overrides: Mapping[str, Any], where: str) -> None:
             raise ValueError(f"{where}.{key}: applies to all models; set it in [defaults]")
 
 
-__all__ = ["RULES", "SEVERITIES", "UNSUPPORTED", "check_detector", "check_model", "check_overrides"]
+__all__ = ["RULES", "SEVERITIES", "UNSUPPORTED", "check_detector", "check_detectors", "check_model", "check_overrides"]

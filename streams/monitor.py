@@ -195,28 +195,35 @@ class ModelMonitor:
             self._fit_reference()
 
     # -- building detectors ------------------------------------------------------------
-    def _watch(self, key: str, kind: str, feature: str | None, column: str, values: list[Any], spec: dict[str, Any]) -> None:
+    def _watch(self, key: str, kind: str, feature: str | None, column: str, values: list[Any], spec: Any) -> None:
+        """Watch ``column`` with the detector ``spec`` names (by its values' kind, where it
+        names one of each), or each of a list of them: keyed ``key:<detector>`` then, so
+        each has its own drift events, and the key of a single one stays ``key``."""
         categorical = not all(_is_number(v) for v in values if v is not None)
-        cfg = dict(spec["categorical" if categorical else "numeric"]) if "numeric" in spec else dict(spec)
+        chosen = spec["categorical" if categorical else "numeric"] if isinstance(spec, dict) and "numeric" in spec else spec
         reference = _categorical(values)[0] if categorical else _numeric(values)[0]
         if len(reference) < 2:
             return
-        detector = registry.build({**cfg, "reference": list(reference) if categorical else reference})
-        self.watched[key] = _Watched(key, kind, feature, column, categorical, detector)
+        for cfg in chosen if isinstance(chosen, list) else [chosen]:
+            detector = registry.build({**cfg, "reference": list(reference) if categorical else reference})
+            at = f"{key}:{detector.name}" if isinstance(chosen, list) else key
+            self.watched[at] = _Watched(at, kind, feature, column, categorical, detector)
 
     def _fit_reference(self) -> None:
         ref = self.reference or {}
         cfg = self.config
+        watched: set[str | None] = set()  # features, not detectors: a feature may have several
         for name, values in sorted(ref.items()):
             if not name.startswith("f:"):
                 continue
             feature = name[2:]
             if not cfg.monitors_feature(feature):
                 continue
-            if len(self.watched) >= cfg.max_features:
+            if len(watched) >= cfg.max_features:
                 break
             spec = cfg.feature_detectors.get(feature, cfg.data_drift)
             self._watch(f"data:{feature}", "data_drift", feature, name, values, spec)
+            watched = {w.feature for w in self.watched.values()}
         for column in ("prediction", "score"):
             values = [v for v in ref.get(column, []) if v is not None]
             if values:
