@@ -25,6 +25,7 @@ from typing import Any
 from detectors import registry
 
 from .performance import ALL_METRICS
+from .quality import CHECKS
 
 SEVERITIES = ("P0", "P1", "P2", "P3")
 
@@ -74,6 +75,16 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         (lambda v: isinstance(v, list) and bool(v) and all(x in ALL_METRICS for x in v) and len(set(v)) == len(v)),
         f"a non-empty list of distinct metrics from: {', '.join(ALL_METRICS)}",
     ),
+    "data_quality.checks": (
+        (lambda v: isinstance(v, list) and all(x in CHECKS for x in v) and len(set(v)) == len(v)),
+        f"a list of distinct checks from: {', '.join(CHECKS)} (empty: off)",
+    ),
+    "data_quality.window": _int_at_least(1),
+    "data_quality.max_missing_increase": ((lambda v: _is_real(v) and 0 <= v <= 1), "a number in [0, 1]"),
+    "data_quality.max_out_of_range": ((lambda v: _is_real(v) and 0 <= v <= 1), "a number in [0, 1]"),
+    "data_quality.max_unseen_category": ((lambda v: _is_real(v) and 0 <= v <= 1), "a number in [0, 1]"),
+    "data_quality.max_type_change": ((lambda v: _is_real(v) and 0 <= v <= 1), "a number in [0, 1]"),
+    "severity.data_quality": _SEVERITY,
     "performance.positive_class": (
         (lambda v: v is None or (isinstance(v, str) and bool(v)) or isinstance(v, bool) or _is_int(v)),
         "a class label (a string, an int or a boolean)",

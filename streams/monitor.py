@@ -46,6 +46,7 @@ from .alerting import AlertPolicy, Observation
 from .alerting import format_number as _fmt
 from .monitor_config import ModelConfig, MonitorConfig
 from .performance import LOWER_IS_BETTER, TASK_DEFAULT, PerformanceWindow, metrics_for
+from .quality import FeatureQuality
 
 #: Values handed to an error-stream detector per call (see ModelMonitor._run).
 FEED_PIECE = 4096
@@ -176,6 +177,7 @@ class ModelMonitor:
         self.baselines: dict[str, float] = {}
         self.last_performance: float | None = None  # at the last chunk boundary
         self.in_drift: dict[str, bool] = {}
+        self.quality: dict[str, FeatureQuality] = {}  # by feature, when data_quality.checks lists any
         # predictions of the current observation chunk not yet fed to every detector: their
         # ids, timestamps and, by detector key, the column it reads; and how many of them
         # each detector has had
@@ -224,6 +226,9 @@ class ModelMonitor:
             spec = cfg.feature_detectors.get(feature, cfg.data_drift)
             self._watch(f"data:{feature}", "data_drift", feature, name, values, spec)
             watched = {w.feature for w in self.watched.values()}
+        if self.config.data_quality["checks"]:
+            window = int(self.config.data_quality["window"])
+            self.quality = {f: FeatureQuality.from_reference(ref[f"f:{f}"], window) for f in sorted(watched) if f}
         for column in ("prediction", "score"):
             values = [v for v in ref.get(column, []) if v is not None]
             if values:
@@ -354,8 +359,27 @@ class ModelMonitor:
                 values = pending["columns"][watched.key]
                 self._run(watched, values[fed:], fed, size, pending, first + fed, result)
                 self.fed[watched.key] = size
+        if self.quality:  # after the detectors: at equal event time, after what they observed in this chunk
+            self._update_quality(cols, lo, hi, end_of_chunk, result)
         if end_of_chunk:
             self.pending, self.fed = None, {}
+
+    def _update_quality(self, cols: dict[str, Any], lo: int, hi: int, end_of_chunk: bool, result: MonitorResult) -> None:
+        """Flag predictions ``[lo, hi)`` of each feature; at a checkpoint with a full window,
+        check each flag's share."""
+        for feature, quality in self.quality.items():
+            source = cols["features"].get(feature)
+            quality.update(source[lo:hi] if source is not None else [None] * (hi - lo))
+        if not end_of_chunk:
+            return
+        limits = self.config.data_quality
+        for feature, quality in self.quality.items():
+            if len(quality.flags) < quality.window:
+                continue  # a share of a few values says little: judged over full windows only
+            for check in quality.checks(limits["checks"]):
+                self._emit_check(f"quality:{feature}:{check}", "data_quality", check, feature, quality.share(check),
+                                 quality.threshold(check, limits), "above", None, hi - 1, self.n_predictions - 1,
+                                 cols, result, quality.window, 0)
 
     def _pend(self, cols: dict[str, Any], lo: int, hi: int) -> dict[str, Any]:
         """Add predictions ``[lo, hi)`` of ``cols`` to the pending ones (each detector's
@@ -574,26 +598,36 @@ class ModelMonitor:
         """One performance metric at a checkpoint: a sample, a drift event on a drift (and
         on the first checkpoint after one), an observation for the alert policy."""
         threshold, direction = self._threshold(name, baseline)
+        self._emit_check(f"performance:{name}", "performance", name, None, value, threshold, direction, baseline,
+                         i, position, cols, result, window_size, 1)
+
+    def _emit_check(
+        self, key: str, kind: str, name: str, feature: str | None, value: float, threshold: float, direction: str,
+        baseline: float | None, i: int, position: int, cols: dict[str, Any], result: MonitorResult,
+        window_size: int, rank: int,
+    ) -> None:
+        """A windowed check at a checkpoint (performance, data quality): a sample, a drift
+        event on a drift (and on the first checkpoint after one), an observation for the
+        alert policy (``rank``: its sequence, 0 predictions, 1 pairs)."""
         drift = value > threshold if direction == "above" else value < threshold
         ts = float(cols["ts"][i])
-        key = f"performance:{name}"
         was = self.in_drift.get(key, False)
         event_id = stable_id(self.key, key, position, "drift" if drift else "clear")
         result.samples.append({
-            "key": key, "kind": "performance", "detector": name, "feature": None, "timestamp": ts,
+            "key": key, "kind": kind, "detector": name, "feature": feature, "timestamp": ts,
             "position": position, "statistic": value, "threshold": threshold, "direction": direction,
             "p_value": None, "drift": drift, "window_size": window_size,
         })
         if drift or was:
             self.in_drift[key] = drift
             result.drift_events.append({
-                **self._event_base(event_id, name, "performance", None, drift, ts, position),
+                **self._event_base(event_id, name, kind, feature, drift, ts, position),
                 "statistic": value, "threshold": threshold, "direction": direction, "p_value": None,
                 "severity_band": None,
             })
-        obs = Observation(key, "performance", name, None, drift, value, threshold, direction, None, ts,
+        obs = Observation(key, kind, name, feature, drift, value, threshold, direction, None, ts,
                           position, str(cols["pid"][i]), event_id, baseline)
-        self._observed.append((obs, 1))
+        self._observed.append((obs, rank))
 
     def _still_elevated(self, value: float, i: int, position: int, cols: dict[str, Any]) -> None:
         """At a performance checkpoint: each held concept drift whose error is still up is
@@ -643,6 +677,7 @@ class ModelMonitor:
         self.performance = None
         self.baseline = None
         self.checked, self.window, self.baselines = [], None, {}
+        self.quality = {}
         self.last_performance = None
         self.in_drift = {}
         self.elevated = {}
@@ -666,6 +701,7 @@ class ModelMonitor:
             ],
             "performance": self.performance.to_state() if self.performance else None,
             "metrics_window": self.window.to_state() if self.window else None, "baselines": self.baselines,
+            "quality": {feature: q.to_state() for feature, q in self.quality.items()},
             "baseline": self.baseline, "last_performance": self.last_performance, "in_drift": self.in_drift, "policy": self.policy.to_state(),
             "requested": self.requested, "pending": self.pending, "fed": self.fed, "elevated": self.elevated,
         }
@@ -689,6 +725,7 @@ class ModelMonitor:
             m._ensure_metrics()
             if m.window is not None and state.get("metrics_window") is not None:
                 m.window.load_state(state["metrics_window"])
+        m.quality = {f: FeatureQuality.from_state(q) for f, q in (state.get("quality") or {}).items()}
         m.baselines = dict(state.get("baselines") or {})  # absent from states written before it existed
         m.last_performance = state["last_performance"]
         m.in_drift = state["in_drift"]
