@@ -5,7 +5,9 @@ range (a numeric feature) or its categories (any other). Each prediction then ge
 flags, kept for the last ``window`` predictions; at each checkpoint the share of each flag
 is checked (``data_quality.checks``): the missing rate against the reference's plus
 ``max_missing_increase``, the others against their own ``max_*`` share. The state is the
-profile and the flags, plain data, bounded by the reference and the window.
+profile and the flags, plain data, bounded by the reference and the window: the flags are
+one digit per value in a string (a list of ints cost a JSON number per value, per feature,
+in every changelog write).
 
 >>> q = FeatureQuality.from_reference([1.0, 2.0, None, 3.0], window=4)
 >>> q.update([2.5, None, None, 7.0])
@@ -52,7 +54,7 @@ class FeatureQuality:
         self.categories = categories
         self._known = set(categories or ())
         self.window = window
-        self.flags: list[int] = []
+        self.flags = ""  # one octal digit of bits per value, oldest first
 
     @classmethod
     def from_reference(cls, values: Sequence[Any], window: int) -> FeatureQuality:
@@ -71,9 +73,10 @@ class FeatureQuality:
 
     def update(self, values: Sequence[Any]) -> None:
         """Flag each value in stream order and keep the last ``window`` flags."""
+        flags = []
         for v in values:
             if _is_missing(v):
-                self.flags.append(1)
+                flags.append("1")
                 continue
             kind = value_type(v)
             flag = 0 if kind in self.types else 4
@@ -82,10 +85,8 @@ class FeatureQuality:
                     flag |= 2
             elif str(v) not in self._known:
                 flag |= 2
-            self.flags.append(flag)
-        extra = len(self.flags) - self.window
-        if extra > 0:
-            del self.flags[:extra]
+            flags.append(str(flag))
+        self.flags = (self.flags + "".join(flags))[-self.window:]
 
     def share(self, check: str) -> float:
         """The share of the window's values ``check`` flags (``nan`` while it is empty, or
@@ -93,7 +94,7 @@ class FeatureQuality:
         if not self.flags or check not in self.checks(CHECKS):
             return math.nan
         bit = _BIT[check]
-        return sum(1 for f in self.flags if f & bit) / len(self.flags)
+        return sum(self.flags.count(str(f)) for f in range(8) if f & bit) / len(self.flags)
 
     def threshold(self, check: str, limits: dict[str, Any]) -> float:
         """Drift when the share is above this."""
@@ -103,13 +104,13 @@ class FeatureQuality:
 
     def to_state(self) -> dict[str, Any]:
         return {"numeric": self.numeric, "missing": self.missing, "types": self.types, "low": self.low,
-                "high": self.high, "categories": self.categories, "window": self.window, "flags": list(self.flags)}
+                "high": self.high, "categories": self.categories, "window": self.window, "flags": self.flags}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> FeatureQuality:
         q = cls(state["numeric"], state["missing"], list(state["types"]), state["low"], state["high"],
                 state["categories"], int(state["window"]))
-        q.flags = list(state["flags"])
+        q.flags = str(state["flags"])
         return q
 
 
