@@ -53,6 +53,7 @@ KINDS: tuple[str, ...] = (
     "concept_drift",
     "performance",
     "anomaly",
+    "data_quality",
 )
 SEVERITIES: tuple[str, ...] = ("P0", "P1", "P2", "P3")
 STATUSES: tuple[str, ...] = ("firing", "escalated", "resolved")

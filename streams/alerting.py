@@ -237,7 +237,8 @@ class AlertPolicy:
     def _severity_of(self, incident_id: str) -> str:
         members = [self.members[k] for k in self.incidents[incident_id]["members"]]
         severity = min((m["severity"] for m in members), key=SEVERITIES.index)
-        drifting_features = sum(1 for m in members if m["kind"] == "data_drift")
+        # features, not members: several detectors may watch one feature
+        drifting_features = len({m["feature"] for m in members if m["kind"] == "data_drift"})
         if drifting_features >= self.config.severity["many_features"]:
             severity = _bump(severity)
         return severity

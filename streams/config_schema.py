@@ -24,14 +24,17 @@ from typing import Any
 
 from detectors import registry
 
+from .performance import ALL_METRICS
+from .quality import CHECKS
+
 SEVERITIES = ("P0", "P1", "P2", "P3")
 
 #: Keys the config once had, or that users expect, with why they are refused.
 UNSUPPORTED = {
     "performance.min_labels": "performance.min_labels is not supported: the baseline is taken once "
                               "performance.window labels have arrived; set performance.window instead",
-    "performance.metric": "performance.metric is not supported: the metric follows from the task "
-                          "(accuracy for classification, MAE for regression)",
+    "performance.metric": "performance.metric is not a key: list the metrics in performance.metrics, "
+                          "e.g. [\"accuracy\", \"f1\"]",
 }
 
 #: Top-level keys that only [defaults] may set (they are read for all models at once).
@@ -68,6 +71,24 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "performance.window": _int_at_least(1),
     "performance.max_accuracy_drop": ((lambda v: _is_real(v) and 0 <= v <= 1), "a number in [0, 1]"),
     "performance.max_mae_increase": _number_at_least(0),
+    "performance.metrics": (
+        (lambda v: isinstance(v, list) and bool(v) and all(x in ALL_METRICS for x in v) and len(set(v)) == len(v)),
+        f"a non-empty list of distinct metrics from: {', '.join(ALL_METRICS)}",
+    ),
+    "data_quality.checks": (
+        (lambda v: isinstance(v, list) and all(x in CHECKS for x in v) and len(set(v)) == len(v)),
+        f"a list of distinct checks from: {', '.join(CHECKS)} (empty: off)",
+    ),
+    "data_quality.window": _int_at_least(1),
+    "data_quality.max_missing_increase": ((lambda v: _is_real(v) and 0 <= v <= 1), "a number in [0, 1]"),
+    "data_quality.max_out_of_range": ((lambda v: _is_real(v) and 0 <= v <= 1), "a number in [0, 1]"),
+    "data_quality.max_unseen_category": ((lambda v: _is_real(v) and 0 <= v <= 1), "a number in [0, 1]"),
+    "data_quality.max_type_change": ((lambda v: _is_real(v) and 0 <= v <= 1), "a number in [0, 1]"),
+    "severity.data_quality": _SEVERITY,
+    "performance.positive_class": (
+        (lambda v: v is None or (isinstance(v, str) and bool(v)) or isinstance(v, bool) or _is_int(v)),
+        "a class label (a string, an int or a boolean)",
+    ),
     "performance.min_error_increase": _number_at_least(0),
     "alerts.cooldown_s": _number_at_least(0),
     "alerts.resolve_after_s": _number_at_least(0),
@@ -85,6 +106,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "severity.many_features": _int_at_least(1),
 }
+for _name in ("precision", "recall", "f1", "roc_auc", "r2"):
+    RULES[f"performance.max_drop.{_name}"] = ((lambda v: _is_real(v) and v >= 0), "a number >= 0")
+for _name in ("log_loss", "brier", "mse", "rmse"):
+    RULES[f"performance.max_increase.{_name}"] = _number_at_least(0)
 
 #: Detector kinds fed a numeric or a categorical column (given the reference sample).
 NUMERIC = ("numeric", "metric")
@@ -95,6 +120,8 @@ REFERENCE_SLOTS = {
     "prediction_drift.numeric": NUMERIC, "prediction_drift.categorical": CATEGORICAL,
 }
 CONCEPT_SLOTS = ("concept_drift.classification", "concept_drift.regression")
+#: Reference slots that may hold a list of detectors, each with its own drift events.
+LIST_SLOTS = ("data_drift.numeric", "data_drift.categorical")
 
 
 def _types_like(default: Any, value: Any) -> tuple[bool, str]:
@@ -135,6 +162,22 @@ def check_detector(spec: Any, where: str, kinds: tuple[str, ...], with_reference
         raise ValueError(f"{where}: {exc}") from None
 
 
+def check_detectors(spec: Any, where: str, kinds: tuple[str, ...]) -> None:
+    """A reference slot that takes one detector or a non-empty list of them, of distinct
+    types (a detector's events are told apart by its type)."""
+    if not isinstance(spec, list):
+        check_detector(spec, where, kinds, True)
+        return
+    if not spec:
+        raise ValueError(f"{where}: expected a detector or a non-empty list of detectors")
+    seen: set[str] = set()
+    for i, item in enumerate(spec):
+        check_detector(item, f"{where}[{i}]", kinds, True)
+        if item["type"] in seen:
+            raise ValueError(f"{where}[{i}]: a second {item['type']!r} detector; each type may appear once")
+        seen.add(item["type"])
+
+
 def _check_feature_detectors(value: Any, where: str) -> None:
     if not isinstance(value, Mapping):
         raise ValueError(f"{where}: expected a table of feature name -> detector")
@@ -150,9 +193,9 @@ def _check_feature_detectors(value: Any, where: str) -> None:
                 if key not in spec:
                     raise ValueError(f"{at}: '{key}' is missing; give a detector ('type' = ...) "
                                      "or both 'numeric' and 'categorical'")
-                check_detector(spec[key], f"{at}.{key}", REFERENCE_SLOTS[f"data_drift.{key}"], True)
+                check_detectors(spec[key], f"{at}.{key}", REFERENCE_SLOTS[f"data_drift.{key}"])
         else:
-            check_detector(spec, at, NUMERIC + CATEGORICAL, True)
+            check_detectors(spec, at, NUMERIC + CATEGORICAL)
 
 
 def _check_concept(value: Any, where: str) -> None:
@@ -168,6 +211,9 @@ def _check_concept(value: Any, where: str) -> None:
 
 def _walk(value: Any, default: Any, path: str, where: str) -> None:
     at = f"{where}.{path}" if path else where
+    if path in LIST_SLOTS:
+        check_detectors(value, at, REFERENCE_SLOTS[path])
+        return
     if path in REFERENCE_SLOTS:
         check_detector(value, at, REFERENCE_SLOTS[path], True)
         return
@@ -212,4 +258,4 @@ def check_overrides(overrides: Mapping[str, Any], where: str) -> None:
             raise ValueError(f"{where}.{key}: applies to all models; set it in [defaults]")
 
 
-__all__ = ["RULES", "SEVERITIES", "UNSUPPORTED", "check_detector", "check_model", "check_overrides"]
+__all__ = ["RULES", "SEVERITIES", "UNSUPPORTED", "check_detector", "check_detectors", "check_model", "check_overrides"]

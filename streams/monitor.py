@@ -45,6 +45,8 @@ from schemas.ids import stable_id
 from .alerting import AlertPolicy, Observation
 from .alerting import format_number as _fmt
 from .monitor_config import ModelConfig, MonitorConfig
+from .performance import LOWER_IS_BETTER, TASK_DEFAULT, PerformanceWindow, metrics_for
+from .quality import FeatureQuality
 
 #: Values handed to an error-stream detector per call (see ModelMonitor._run).
 FEED_PIECE = 4096
@@ -166,10 +168,16 @@ class ModelMonitor:
         self.reference_size = int(config.reference_size)
         self.watched: dict[str, _Watched] = {}
         self.concept: dict[str, _Watched] = {}
+        # the task's own metric (accuracy, MAE): always kept, concept drift is judged by it
         self.performance: RollingAccuracy | RollingMAE | None = None
         self.baseline: float | None = None
+        # the other configured metrics: their shared window of pairs and their baselines
+        self.checked: list[str] = []
+        self.window: PerformanceWindow | None = None
+        self.baselines: dict[str, float] = {}
         self.last_performance: float | None = None  # at the last chunk boundary
         self.in_drift: dict[str, bool] = {}
+        self.quality: dict[str, FeatureQuality] = {}  # by feature, when data_quality.checks lists any
         # predictions of the current observation chunk not yet fed to every detector: their
         # ids, timestamps and, by detector key, the column it reads; and how many of them
         # each detector has had
@@ -189,28 +197,38 @@ class ModelMonitor:
             self._fit_reference()
 
     # -- building detectors ------------------------------------------------------------
-    def _watch(self, key: str, kind: str, feature: str | None, column: str, values: list[Any], spec: dict[str, Any]) -> None:
+    def _watch(self, key: str, kind: str, feature: str | None, column: str, values: list[Any], spec: Any) -> None:
+        """Watch ``column`` with the detector ``spec`` names (by its values' kind, where it
+        names one of each), or each of a list of them: keyed ``key:<detector>`` then, so
+        each has its own drift events, and the key of a single one stays ``key``."""
         categorical = not all(_is_number(v) for v in values if v is not None)
-        cfg = dict(spec["categorical" if categorical else "numeric"]) if "numeric" in spec else dict(spec)
+        chosen = spec["categorical" if categorical else "numeric"] if isinstance(spec, dict) and "numeric" in spec else spec
         reference = _categorical(values)[0] if categorical else _numeric(values)[0]
         if len(reference) < 2:
             return
-        detector = registry.build({**cfg, "reference": list(reference) if categorical else reference})
-        self.watched[key] = _Watched(key, kind, feature, column, categorical, detector)
+        for cfg in chosen if isinstance(chosen, list) else [chosen]:
+            detector = registry.build({**cfg, "reference": list(reference) if categorical else reference})
+            at = f"{key}:{detector.name}" if isinstance(chosen, list) else key
+            self.watched[at] = _Watched(at, kind, feature, column, categorical, detector)
 
     def _fit_reference(self) -> None:
         ref = self.reference or {}
         cfg = self.config
+        watched: set[str | None] = set()  # features, not detectors: a feature may have several
         for name, values in sorted(ref.items()):
             if not name.startswith("f:"):
                 continue
             feature = name[2:]
             if not cfg.monitors_feature(feature):
                 continue
-            if len(self.watched) >= cfg.max_features:
+            if len(watched) >= cfg.max_features:
                 break
             spec = cfg.feature_detectors.get(feature, cfg.data_drift)
             self._watch(f"data:{feature}", "data_drift", feature, name, values, spec)
+            watched = {w.feature for w in self.watched.values()}
+        if self.config.data_quality["checks"]:
+            window = int(self.config.data_quality["window"])
+            self.quality = {f: FeatureQuality.from_reference(ref[f"f:{f}"], window) for f in sorted(watched) if f}
         for column in ("prediction", "score"):
             values = [v for v in ref.get(column, []) if v is not None]
             if values:
@@ -227,6 +245,15 @@ class ModelMonitor:
             self.concept[key] = _Watched(key, "concept_drift", None, "error", False, detector)
         window = int(self.config.performance["window"])
         self.performance = RollingAccuracy(window=window) if self.task == "classification" else RollingMAE(window=window)
+        self._ensure_metrics()
+
+    def _ensure_metrics(self) -> None:
+        """The metrics the config checks for this model's task; a window of pairs only if
+        one of them is not the task's own metric."""
+        perf = self.config.performance
+        self.checked = metrics_for(self.task, perf["metrics"])  # type: ignore[arg-type]  # task is known here
+        if self.window is None and any(name != TASK_DEFAULT[self.task] for name in self.checked):  # type: ignore[index]
+            self.window = PerformanceWindow(self.task, int(perf["window"]), perf["positive_class"])  # type: ignore[arg-type]
 
     # -- processing --------------------------------------------------------------------
     def process(self, batch: dict[str, Any]) -> MonitorResult:
@@ -332,8 +359,27 @@ class ModelMonitor:
                 values = pending["columns"][watched.key]
                 self._run(watched, values[fed:], fed, size, pending, first + fed, result)
                 self.fed[watched.key] = size
+        if self.quality:  # after the detectors: at equal event time, after what they observed in this chunk
+            self._update_quality(cols, lo, hi, end_of_chunk, result)
         if end_of_chunk:
             self.pending, self.fed = None, {}
+
+    def _update_quality(self, cols: dict[str, Any], lo: int, hi: int, end_of_chunk: bool, result: MonitorResult) -> None:
+        """Flag predictions ``[lo, hi)`` of each feature; at a checkpoint with a full window,
+        check each flag's share."""
+        for feature, quality in self.quality.items():
+            source = cols["features"].get(feature)
+            quality.update(source[lo:hi] if source is not None else [None] * (hi - lo))
+        if not end_of_chunk:
+            return
+        limits = self.config.data_quality
+        for feature, quality in self.quality.items():
+            if len(quality.flags) < quality.window:
+                continue  # a share of a few values says little: judged over full windows only
+            for check in quality.checks(limits["checks"]):
+                self._emit_check(f"quality:{feature}:{check}", "data_quality", check, feature, quality.share(check),
+                                 quality.threshold(check, limits), "above", None, hi - 1, self.n_predictions - 1,
+                                 cols, result, quality.window, 0)
 
     def _pend(self, cols: dict[str, Any], lo: int, hi: int) -> dict[str, Any]:
         """Add predictions ``[lo, hi)`` of ``cols`` to the pending ones (each detector's
@@ -364,9 +410,12 @@ class ModelMonitor:
                 abs(float(p) - float(y)) if _is_number(p) and _is_number(y) else None
                 for p, y in zip(predictions, labels)
             ]
+        scores = cols.get("score") or [None] * n
         for lo, hi in _chunks(self.n_pairs, n):
             for watched in self.concept.values():
                 self._run(watched, errors[lo:hi], lo, hi, cols, self.n_pairs, result)
+            if self.window is not None:
+                self.window.update(predictions[lo:hi], labels[lo:hi], scores[lo:hi])
             self._update_performance(predictions[lo:hi], labels[lo:hi], errors[lo:hi], hi, cols, result)
             self.n_pairs += hi - lo
 
@@ -509,39 +558,76 @@ class ModelMonitor:
         value = float(metric.value)
         self.last_performance = value
         self._still_elevated(value, hi - 1, seen - 1, cols)
-        if self.baseline is None:
-            if seen >= int(perf["window"]) and math.isfinite(value):
-                self.baseline = value
-            return
-        if self.task == "classification":
-            threshold, direction = self.baseline - float(perf["max_accuracy_drop"]), "below"
-            drift = value < threshold
-            name = "accuracy"
-        else:
-            threshold, direction = self.baseline * (1 + float(perf["max_mae_increase"])), "above"
-            drift = value > threshold
-            name = "mae"
-        i = hi - 1
-        position = seen - 1
+        full = seen >= int(perf["window"])
+        own = self.baseline
+        if own is None and full and math.isfinite(value):
+            self.baseline = value  # concept drift is judged by it, checked or not
+        for name in self.checked:
+            if name == TASK_DEFAULT[self.task]:  # type: ignore[index]  # the task is known with pairs
+                if own is None:
+                    continue  # no baseline before this checkpoint: nothing to judge against
+                baseline, current = own, value
+            else:
+                assert self.window is not None  # built with the metrics that need it
+                current = self.window.value(name)
+                baseline = self.baselines.get(name)
+                if baseline is None:
+                    if full and math.isfinite(current):
+                        self.baselines = {**self.baselines, name: current}
+                    continue
+                if not math.isfinite(current):
+                    continue  # undefined in this window (one class only): nothing to judge
+            self._check_metric(name, current, baseline, hi - 1, seen - 1, cols, result, metric.window_size)
+
+    def _threshold(self, name: str, baseline: float) -> tuple[float, str]:
+        """Where ``name`` drifts, and the side: an absolute drop below the baseline for a
+        metric where higher is better, a relative rise above it where lower is."""
+        perf = self.config.performance
+        if name == "accuracy":
+            return baseline - float(perf["max_accuracy_drop"]), "below"
+        if name == "mae":
+            return baseline * (1 + float(perf["max_mae_increase"])), "above"
+        if name in LOWER_IS_BETTER:
+            return baseline * (1 + float(perf["max_increase"][name])), "above"
+        return baseline - float(perf["max_drop"][name]), "below"
+
+    def _check_metric(
+        self, name: str, value: float, baseline: float, i: int, position: int,
+        cols: dict[str, Any], result: MonitorResult, window_size: int,
+    ) -> None:
+        """One performance metric at a checkpoint: a sample, a drift event on a drift (and
+        on the first checkpoint after one), an observation for the alert policy."""
+        threshold, direction = self._threshold(name, baseline)
+        self._emit_check(f"performance:{name}", "performance", name, None, value, threshold, direction, baseline,
+                         i, position, cols, result, window_size, 1)
+
+    def _emit_check(
+        self, key: str, kind: str, name: str, feature: str | None, value: float, threshold: float, direction: str,
+        baseline: float | None, i: int, position: int, cols: dict[str, Any], result: MonitorResult,
+        window_size: int, rank: int,
+    ) -> None:
+        """A windowed check at a checkpoint (performance, data quality): a sample, a drift
+        event on a drift (and on the first checkpoint after one), an observation for the
+        alert policy (``rank``: its sequence, 0 predictions, 1 pairs)."""
+        drift = value > threshold if direction == "above" else value < threshold
         ts = float(cols["ts"][i])
-        key = f"performance:{name}"
         was = self.in_drift.get(key, False)
         event_id = stable_id(self.key, key, position, "drift" if drift else "clear")
         result.samples.append({
-            "key": key, "kind": "performance", "detector": name, "feature": None, "timestamp": ts,
+            "key": key, "kind": kind, "detector": name, "feature": feature, "timestamp": ts,
             "position": position, "statistic": value, "threshold": threshold, "direction": direction,
-            "p_value": None, "drift": drift, "window_size": metric.window_size,
+            "p_value": None, "drift": drift, "window_size": window_size,
         })
         if drift or was:
             self.in_drift[key] = drift
             result.drift_events.append({
-                **self._event_base(event_id, name, "performance", None, drift, ts, position),
+                **self._event_base(event_id, name, kind, feature, drift, ts, position),
                 "statistic": value, "threshold": threshold, "direction": direction, "p_value": None,
                 "severity_band": None,
             })
-        obs = Observation(key, "performance", name, None, drift, value, threshold, direction, None, ts,
-                          position, str(cols["pid"][i]), event_id, self.baseline)
-        self._observed.append((obs, 1))
+        obs = Observation(key, kind, name, feature, drift, value, threshold, direction, None, ts,
+                          position, str(cols["pid"][i]), event_id, baseline)
+        self._observed.append((obs, rank))
 
     def _still_elevated(self, value: float, i: int, position: int, cols: dict[str, Any]) -> None:
         """At a performance checkpoint: each held concept drift whose error is still up is
@@ -590,6 +676,8 @@ class ModelMonitor:
         self.concept = {}
         self.performance = None
         self.baseline = None
+        self.checked, self.window, self.baselines = [], None, {}
+        self.quality = {}
         self.last_performance = None
         self.in_drift = {}
         self.elevated = {}
@@ -612,6 +700,8 @@ class ModelMonitor:
                 for w in [*self.watched.values(), *self.concept.values()]
             ],
             "performance": self.performance.to_state() if self.performance else None,
+            "metrics_window": self.window.to_state() if self.window else None, "baselines": self.baselines,
+            "quality": {feature: q.to_state() for feature, q in self.quality.items()},
             "baseline": self.baseline, "last_performance": self.last_performance, "in_drift": self.in_drift, "policy": self.policy.to_state(),
             "requested": self.requested, "pending": self.pending, "fed": self.fed, "elevated": self.elevated,
         }
@@ -631,6 +721,12 @@ class ModelMonitor:
             metric_cls = RollingAccuracy if m.task == "classification" else RollingMAE
             m.performance = metric_cls.from_state(state["performance"])
         m.baseline = state["baseline"]
+        if m.performance is not None:  # the metrics follow from the config; their window from the state
+            m._ensure_metrics()
+            if m.window is not None and state.get("metrics_window") is not None:
+                m.window.load_state(state["metrics_window"])
+        m.quality = {f: FeatureQuality.from_state(q) for f, q in (state.get("quality") or {}).items()}
+        m.baselines = dict(state.get("baselines") or {})  # absent from states written before it existed
         m.last_performance = state["last_performance"]
         m.in_drift = state["in_drift"]
         m.policy.load_state(state["policy"])

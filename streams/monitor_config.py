@@ -60,14 +60,31 @@ DEFAULTS: dict[str, Any] = {
             "type": "psi_categorical", "window": 1000, "step": 250, "psi_above": 0.1,
         },
     },
+    # per feature, over the last `window` predictions (streams/quality.py); no checks: off
+    "data_quality": {
+        "checks": [],  # of: missing_rate, out_of_range, unseen_category, type_change
+        "window": 1000,
+        "max_missing_increase": 0.1,  # above the reference's missing rate
+        "max_out_of_range": 0.05,  # share of numbers outside the reference's range
+        "max_unseen_category": 0.05,  # share of categories the reference did not have
+        "max_type_change": 0.01,  # share of values of a type the reference did not have
+    },
     "concept_drift": {
         "classification": [{"type": "adwin", "delta": 0.002}, {"type": "ddm", "warm_start": 500}],
         "regression": [{"type": "adwin", "delta": 0.002}],
     },
     "performance": {
         "window": 1000,
+        # the metrics of each task that are checked; a task none of them is for gets its
+        # default (accuracy, MAE); see streams/performance.py
+        "metrics": ["accuracy", "mae"],
+        "positive_class": None,  # None: 1 when labels are 0/1 or booleans, else macro averages
         "max_accuracy_drop": 0.1,
         "max_mae_increase": 0.5,
+        # higher-is-better metrics: drift when the value falls this much below its baseline
+        "max_drop": {"precision": 0.1, "recall": 0.1, "f1": 0.1, "roc_auc": 0.05, "r2": 0.1},
+        # lower-is-better metrics: drift when the value rises this share above its baseline
+        "max_increase": {"log_loss": 0.5, "brier": 0.5, "mse": 0.5, "rmse": 0.5},
         # a concept-drift detection alerts only if the error rose at least this much
         "min_error_increase": 0.05,
     },
@@ -79,6 +96,7 @@ DEFAULTS: dict[str, Any] = {
     "severity": {
         "concept_drift": "P2",
         "prediction_drift": "P2",
+        "data_quality": "P3",
         "data_drift": {"moderate": "P3", "significant": "P3", "severe": "P2"},
         "data_drift_severe_psi": 0.5,
         "performance": [[0.25, "P0"], [0.1, "P1"], [0.0, "P2"]],

@@ -23,7 +23,17 @@ PSI_PARAMS = "bins, window, step, psi_above, warning_psi_above, epsilon"
      "defaults.data_drift.categorical.type: unknown or unsuitable detector 'ks'; expected one of: chi2, psi_categorical"),
     ("[defaults.data_drift]\nnumerik = { type = \"ks\" }\n",
      "defaults.data_drift.numerik: unknown key; expected one of: numeric, categorical"),
-    ("[defaults.performance]\nmetric = \"f1\"\n", "defaults: performance.metric is not supported"),
+    ("[defaults.performance]\nmetric = \"f1\"\n", "defaults: performance.metric is not a key: list the metrics in "
+                                                "performance.metrics"),
+    ("[models.churn.performance]\nmetrics = [\"accuracy\", \"f2\"]\n",
+     "models.churn.performance.metrics: expected a non-empty list of distinct metrics from: accuracy, precision, "
+     "recall, f1, roc_auc, log_loss, brier, mae, mse, rmse, r2, got ['accuracy', 'f2']"),
+    ("[defaults.performance.max_drop]\naccuracy = 0.2\n",
+     "defaults.performance.max_drop.accuracy: unknown key; expected one of: precision, recall, f1, roc_auc, r2"),
+    ("[defaults.performance.max_increase]\nbrier = -1\n",
+     "defaults.performance.max_increase.brier: expected a number >= 0, got -1"),
+    ("[defaults.performance]\npositive_class = 1.5\n",
+     "defaults.performance.positive_class: expected a class label (a string, an int or a boolean), got 1.5"),
     ("[defaults.performance]\nmin_labels = 50\n", "defaults: performance.min_labels is not supported"),
     ("[defaults.performance]\nmax_accuracy_drop = 2\n",
      "defaults.performance.max_accuracy_drop: expected a number in [0, 1], got 2"),

@@ -1,0 +1,174 @@
+"""Which performance metrics a model is judged by, and their values over its labelled window.
+
+A model's joined pairs (label, prediction, score) go into one window of the last
+``performance.window`` pairs; at each checkpoint every configured metric is computed from
+it by the implementations in :mod:`detectors.metrics` (plus log loss, Brier and RMSE, which
+are a line each). The window holds plain values, so it is the state as it is.
+
+Classification: a binary problem is judged for ``positive_class`` (absent: the problem is
+binary when its labels and predictions are 0/1 or booleans, and 1 is positive); otherwise
+precision, recall and F1 are macro averages over the classes in the window (a class's
+undefined ratio counts 0, as scikit-learn's). ``score`` is the confidence of the predicted
+class (docs/contracts.md), so the probability of the positive class is ``score`` when the
+positive class was predicted and ``1 - score`` otherwise: ROC AUC, log loss and Brier need
+that, and are undefined (``nan``, not checked) for a multiclass window.
+
+>>> w = PerformanceWindow("classification", window=4, positive_class=None)
+>>> w.update([1, 0, 1, 0], [1, 0, 0, 0], [0.9, 0.8, 0.6, 0.7])
+>>> w.value("accuracy"), w.value("recall"), w.value("precision")
+(0.75, 1.0, 0.5)
+>>> round(w.value("brier"), 4)  # P(positive) = 0.9, 0.2, 0.6, 0.3; labels 1, 0, 0, 0
+0.125
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from detectors.metrics import RollingF1, RollingMSE, RollingPrecision, RollingR2, RollingRecall, RollingROCAUC
+
+#: The metrics each task may be judged by, in the order they are checked.
+METRICS = {
+    "classification": ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier"),
+    "regression": ("mae", "mse", "rmse", "r2"),
+}
+ALL_METRICS = tuple(name for names in METRICS.values() for name in names)
+#: A task's metric when the config lists none of its task's.
+TASK_DEFAULT = {"classification": "accuracy", "regression": "mae"}
+#: Metrics where a lower value is better: checked against a relative increase.
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "mae", "mse", "rmse"})
+#: Probabilities are clipped this far from 0 and 1 in log loss (as scikit-learn's eps).
+LOG_LOSS_EPS = 1e-15
+
+_BINARY = {"precision": RollingPrecision, "recall": RollingRecall, "f1": RollingF1}
+
+
+def metrics_for(task: str, configured: Sequence[str]) -> list[str]:
+    """The configured metrics that apply to ``task`` (its default if none does), in
+    ``METRICS`` order so the checks run in one order whatever the config's.
+
+    >>> metrics_for("regression", ["f1", "accuracy"]), metrics_for("classification", ["f1", "accuracy"])
+    (['mae'], ['accuracy', 'f1'])
+    """
+    chosen = [name for name in METRICS[task] if name in configured]
+    return chosen or [TASK_DEFAULT[task]]
+
+
+def class_key(value: Any) -> int | str | None:
+    """A label or prediction as the class it names: ``True``, ``1`` and ``1.0`` are one
+    class (they compare equal, as the error stream's ``p == y`` does); a string is its own."""
+    if type(value) is bool:
+        return int(value)
+    if type(value) is float and value.is_integer():
+        return int(value)
+    if type(value) is int or type(value) is str:
+        return value
+    return None
+
+
+def _order(key: int | str) -> tuple[int, Any]:
+    return (0, key) if type(key) is int else (1, key)
+
+
+class PerformanceWindow:
+    """The last ``window`` labelled pairs of one model, as plain lists."""
+
+    def __init__(self, task: str, window: int, positive_class: Any) -> None:
+        self.task = task
+        self.window = window
+        self.positive_class = positive_class
+        self._reset()
+
+    def _reset(self) -> None:
+        self.labels: list[Any] = []
+        self.predictions: list[Any] = []
+        self.scores: list[float | None] = []
+
+    def update(self, predictions: Sequence[Any], labels: Sequence[Any], scores: Sequence[Any]) -> None:
+        """Add pairs in stream order; a pair whose label or prediction is unusable is
+        skipped (it is not a number in regression, not a class in classification)."""
+        convert = class_key if self.task == "classification" else _real
+        for p, y, s in zip(predictions, labels, scores):
+            p, y = convert(p), convert(y)
+            if p is None or y is None:
+                continue
+            self.labels.append(y)
+            self.predictions.append(p)
+            self.scores.append(float(s) if _real(s) is not None else None)
+        extra = len(self.labels) - self.window
+        if extra > 0:
+            del self.labels[:extra], self.predictions[:extra], self.scores[:extra]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def value(self, name: str) -> float:
+        """``name`` over the window (``nan`` while undefined)."""
+        if not self.labels:
+            return math.nan
+        if self.task == "regression":
+            return self._regression(name)
+        if name == "accuracy":
+            return float(np.mean([p == y for p, y in zip(self.predictions, self.labels)]))
+        positive = self._positive()
+        if name in _BINARY:
+            if positive is not None:
+                return self._binary(name, positive)
+            classes = sorted(set(self.labels) | set(self.predictions), key=_order)
+            values = [self._binary(name, c) for c in classes]
+            return float(np.mean([0.0 if math.isnan(v) else v for v in values]))
+        if positive is None:
+            return math.nan  # one confidence cannot give every class's probability
+        rows = [(y == positive, p == positive, s) for y, p, s in zip(self.labels, self.predictions, self.scores)
+                if s is not None]
+        if not rows:
+            return math.nan
+        truth = np.asarray([r[0] for r in rows], dtype=np.float64)
+        prob = np.asarray([s if predicted else 1.0 - s for _, predicted, s in rows], dtype=np.float64)
+        if name == "roc_auc":
+            metric = RollingROCAUC(window=len(rows))
+            metric.update_many(truth, prob)
+            return metric.value
+        if name == "brier":
+            return float(np.mean((prob - truth) ** 2))
+        clipped = np.clip(prob, LOG_LOSS_EPS, 1 - LOG_LOSS_EPS)
+        return float(-np.mean(truth * np.log(clipped) + (1 - truth) * np.log(1 - clipped)))
+
+    def _positive(self) -> int | str | None:
+        if self.positive_class is not None:
+            return class_key(self.positive_class)
+        classes = set(self.labels) | set(self.predictions)
+        return 1 if classes <= {0, 1} else None
+
+    def _binary(self, name: str, positive: int | str) -> float:
+        metric = _BINARY[name](window=len(self.labels))
+        metric.update_many([float(y == positive) for y in self.labels], [float(p == positive) for p in self.predictions])
+        return metric.value
+
+    def _regression(self, name: str) -> float:
+        y = np.asarray(self.labels, dtype=np.float64)
+        p = np.asarray(self.predictions, dtype=np.float64)
+        if name == "mae":
+            return float(np.mean(np.abs(y - p)))
+        metric = (RollingR2 if name == "r2" else RollingMSE)(window=len(y))
+        metric.update_many(y, p)
+        return math.sqrt(metric.value) if name == "rmse" else metric.value
+
+    def to_state(self) -> dict[str, Any]:
+        return {"labels": list(self.labels), "predictions": list(self.predictions), "scores": list(self.scores)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.labels = list(state["labels"])
+        self.predictions = list(state["predictions"])
+        self.scores = list(state["scores"])
+
+
+def _real(v: Any) -> float | None:
+    return float(v) if (type(v) is float or type(v) is int) and math.isfinite(v) else None
+
+
+__all__ = ["ALL_METRICS", "LOWER_IS_BETTER", "METRICS", "PerformanceWindow", "class_key", "metrics_for"]
