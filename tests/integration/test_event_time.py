@@ -176,11 +176,12 @@ def test_live_replay_and_offline_agree_for_every_partition_count_and_timing(sett
     # three scenarios share two cores (with other tests beside them): the publisher's steps
     # between partitions and topics can take longer than the default idle wait, which would
     # make events late (counted, and failed on here); the wait is a deployment's bound on
-    # its producers' skew
+    # its producers' skew. 1 s was passed (945 late events) in a suite run beside a load test
+    # and another engineer's tests, at a load of about 5 on the two cores
     # a small bound on the events the monitors hold: the backlog makes the join pause the
     # partitions ahead of the slowest (streams.alignment), which must change no result
     scenarios = [settings.replace(topic_prefix=f"{settings.topic_prefix}p{n}.", app_id=f"{settings.app_id}-p{n}",
-                                  partitions=n, idle_after_s=1.0, max_held_events=500, input_buffer_bytes=65_536)
+                                  partitions=n, idle_after_s=2.0, max_held_events=500, input_buffer_bytes=65_536)
                  for n in (1, 4, 12)]
     with ThreadPoolExecutor(len(scenarios)) as pool:
         found = [line for lines in pool.map(_scenario, scenarios) for line in lines]
