@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -248,7 +248,7 @@ class _Chunk:
         ts = np.asarray(columns["ts"], dtype=float)
         if len(ts) < 2 or bool((np.diff(ts) > 0).all()):
             return cls(columns, ts, None, payload, offset)
-        rows = _canonical_order(ts, columns["pid"])
+        rows = _canonical_order(ts, lambda: columns["pid"])
         return cls(columns, ts[rows], rows, payload, offset)
 
     def row(self, i: int) -> int:
@@ -290,11 +290,12 @@ def _rows(columns: Mapping[str, Any], index: np.ndarray) -> dict[str, Any]:
             for name, values in columns.items()}
 
 
-def _canonical_order(ts: np.ndarray, pids: Any) -> np.ndarray:
-    """The order that sorts events by ``(ts, pid)``."""
+def _canonical_order(ts: np.ndarray, pids: Callable[[], Any]) -> np.ndarray:
+    """The order that sorts events by ``(ts, pid)``; ``pids`` gives the events' ids, asked
+    for only when times are equal (rare: gathering them costs as much as the sort)."""
     order = np.argsort(ts, kind="stable")
-    if bool((np.diff(ts[order]) == 0).any()):  # equal times: the ids decide (rare: costs a string sort)
-        order = np.lexsort((np.asarray(pids, dtype=str), ts))
+    if bool((np.diff(ts[order]) == 0).any()):  # equal times: the ids decide (a string sort)
+        order = np.lexsort((np.asarray(pids(), dtype=str), ts))
     return order
 
 
@@ -315,7 +316,7 @@ def _merge(chunks: list[_Chunk]) -> dict[str, Any]:
     rows = np.concatenate(index)
     ts = np.concatenate([chunk.ts for chunk in chunks])
     if len(ts) > 1 and not bool((np.diff(ts) > 0).all()):
-        rows = rows[_canonical_order(ts, itemgetter(*rows.tolist())(columns["pid"]))]
+        rows = rows[_canonical_order(ts, lambda: itemgetter(*rows.tolist())(columns["pid"]))]
     if len(rows) == start and bool((np.diff(rows) == 1).all()):
         return columns
     return _rows(columns, rows)
