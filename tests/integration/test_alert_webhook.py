@@ -70,6 +70,16 @@ def receiver() -> Iterator[Receiver]:
     server.server_close()
 
 
+def _apply_simulation(worker: WorkerProcess, settings: Settings, config: SimulationConfig, deadline_s: float,
+                      what: str) -> None:
+    """Once ``worker`` is ready, publish ``config``'s events and wait until its monitors applied them all."""
+    worker.wait_ready(90)
+    sent = publish_events(settings, Simulation(config).in_event_time_order())
+    everything = sent["predictions"] + sent["ground-truth"]
+    wait_for(lambda: worker.metric("driftstream_events_consumed_total", topic=settings.topic("monitor-input")) >= everything,
+             deadline_s, what)
+
+
 def test_alerts_are_posted_and_a_refused_one_is_dead_lettered(settings: Settings, receiver: Receiver) -> None:
     # the breaker stays closed: every firing alert is posted once
     settings = settings.replace(webhook_url=receiver.url, webhook_retries=1, webhook_timeout_s=2.0,
@@ -77,11 +87,7 @@ def test_alerts_are_posted_and_a_refused_one_is_dead_lettered(settings: Settings
     asyncio.run(ensure_topics(settings))
     config = SimulationConfig(events=12_000, seed=11, feature_drift_at=4_000, concept_drift_at=7_000)
     with WorkerProcess(settings) as worker:
-        worker.wait_ready(90)
-        sent = publish_events(settings, Simulation(config).in_event_time_order())
-        everything = sent["predictions"] + sent["ground-truth"]
-        wait_for(lambda: worker.metric("driftstream_events_consumed_total", topic=settings.topic("monitor-input")) >= everything,
-                 120, "the monitors to apply everything")
+        _apply_simulation(worker, settings, config, 120, "the monitors to apply everything")
         wait_for(lambda: len(receiver.bodies) >= 2, 30, "two alerts posted to the webhook")
         refused = worker.metric("driftstream_dead_letters_total", reason="webhook_failed")
 
@@ -112,12 +118,8 @@ def test_a_hanging_receiver_never_holds_up_the_monitors(settings: Settings) -> N
         asyncio.run(ensure_topics(settings))
         config = SimulationConfig(events=12_000, seed=11, feature_drift_at=4_000, concept_drift_at=7_000)
         with WorkerProcess(settings) as worker:
-            worker.wait_ready(90)
-            sent = publish_events(settings, Simulation(config).in_event_time_order())
-            everything = sent["predictions"] + sent["ground-truth"]
             # well inside one webhook timeout: nothing waited on the receiver
-            wait_for(lambda: worker.metric("driftstream_events_consumed_total", topic=settings.topic("monitor-input")) >= everything,
-                     50, "the monitors to apply everything while the webhook hangs")
+            _apply_simulation(worker, settings, config, 50, "the monitors to apply everything while the webhook hangs")
             # every publication but a resolution goes to the webhook (firing, then escalated)
             firing = [a for _, a in read_topic(settings, settings.topic("alerts")) if a["status"] != "resolved"]
             assert len(firing) >= 3 and len(receiver.bodies) == 1  # one in flight, one queued, the rest refused
