@@ -36,6 +36,7 @@ from .clock import drop_rows
 from .join import JoinState
 
 PREDICTION_ID_CONFLICT = "prediction_id_conflict"
+_FIRST = itemgetter(0)
 MODEL_MISMATCH = "model_mismatch"
 
 
@@ -60,11 +61,20 @@ class IdentityScreen:
     def _owner_models(self, ids: Sequence[str]) -> set[Any]:
         """The models that own any of ``ids`` (C-level passes: this runs for every label
         record; a joined entry written before entries kept their model gives a float)."""
-        models: set[Any] = set()
-        for table in (self.state.entries["p"], self.state.entries["x"], self.state.entries["d"], self.claims):
-            entries = map(table.__getitem__, filter(table.__contains__, ids))
-            models.update(entries if table is self.claims else map(itemgetter(0), entries))
+        models: set[Any] = set(filter(None, map(self.claims.get, ids)))
+        for table in (self.state.entries["p"], self.state.entries["x"], self.state.entries["d"]):
+            models.update(map(_FIRST, filter(None, map(table.get, ids))))  # one lookup per id
         return models
+
+    def _new_ids(self, ids: Sequence[str]) -> bool:
+        """Whether ``ids`` are distinct and none is held here or claimed by the batch: one
+        C-level set pass per table (``keys().isdisjoint`` walks the smaller side), the
+        common case of a prediction record, which then needs no owner looked up."""
+        unique = set(ids)
+        if len(unique) != len(ids):
+            return False
+        entries = self.state.entries
+        return all(table.keys().isdisjoint(unique) for table in (entries["p"], entries["d"], entries["x"], self.claims))
 
     def _bad(self, role: str, ids: Sequence[str], models: Sequence[Any]) -> dict[int, str]:
         """Row -> message of the rows that break identity."""
@@ -75,14 +85,16 @@ class IdentityScreen:
             named = set(models) - {None}
             if len(named) == 1 and {m for m in self._owner_models(ids) if isinstance(m, str)} <= named:
                 return bad  # the common case: every label's prediction is the model they name
+        elif len(set(models)) == 1 and self._new_ids(ids):
+            waiting = self.state.entries["l"]
+            # the common case: one model, new ids, and no label that came first names another
+            if waiting.keys().isdisjoint(ids) or not any(
+                    waiting[pid][1] not in (None, models[0]) for pid in filter(waiting.__contains__, ids)):
+                self.claims.update(zip(ids, models))
+                return bad
         owners = self._owners(ids)
         if role == "predictions":
             waiting = self.state.entries["l"]
-            # labels that came first and name a model: checked row by row below
-            named = any(waiting[pid][1] is not None for pid in filter(waiting.__contains__, ids))
-            if not owners and not named and len(set(models)) == 1:  # the common case: one model, new ids
-                self.claims.update(zip(ids, models))
-                return bad
             for i, (pid, model) in enumerate(zip(ids, models)):
                 owner = owners.get(pid, self.claims.get(pid))
                 if owner is None:
