@@ -26,7 +26,8 @@ model joined anyway. So, before a micro-batch reaches the join (:class:`Identity
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from operator import itemgetter
+from itertools import compress
+from operator import itemgetter, not_
 from typing import Any
 
 from schemas import codec
@@ -62,8 +63,14 @@ class IdentityScreen:
         """The models that own any of ``ids`` (C-level passes: this runs for every label
         record; a joined entry written before entries kept their model gives a float)."""
         models: set[Any] = set(filter(None, map(self.claims.get, ids)))
+        rest: Iterable[str] = ids
         for table in (self.state.entries["p"], self.state.entries["x"], self.state.entries["d"]):
-            models.update(map(_FIRST, filter(None, map(table.get, ids))))  # one lookup per id
+            # an id is held in one table at most: look up only those not found yet (labels
+            # mostly find their prediction pending; every lookup into a large table costs)
+            rest = list(rest)
+            found = list(map(table.get, rest))
+            models.update(map(_FIRST, filter(None, found)))
+            rest = compress(rest, map(not_, found))
         return models
 
     def _new_ids(self, ids: Sequence[str]) -> bool:
