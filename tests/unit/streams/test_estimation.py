@@ -249,3 +249,28 @@ def test_in_the_backtest_the_estimate_alerts_before_any_label_of_the_shift_arriv
     assert all(abs(e["estimated"] - e["realized"]) == pytest.approx(e["statistic"]) for e in compared)
     row = next(r for r in run.scores if r["detector"] == "estimated_accuracy")
     assert row["detected"] == 1
+
+
+def test_each_comparison_is_exported_as_two_gauges_per_metric_and_no_more() -> None:
+    """The worker's export of a batch (streams.app.Pipeline._export, which needs only its
+    metrics and its series cap): estimated and realized values of the latest window compared."""
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry
+
+    from streams.app import Pipeline
+    from streams.cardinality import SeriesCap
+    from streams.metrics import create
+    from streams.monitor import MonitorResult
+
+    registry = CollectorRegistry()
+    worker = SimpleNamespace(metrics=create(registry), series=SeriesCap(10))
+    monitor = ModelMonitor("m", None, MonitorConfig().for_model("m"))
+    compared = [e for e in _run_monitor({"estimated_performance": {**ALL["estimated_performance"], "window": 500}}, 1_000)
+                if "realized" in e]
+    Pipeline._export(worker, monitor, MonitorResult(drift_events=compared))  # type: ignore[arg-type]
+    samples = [s for f in registry.collect() if f.name == "driftstream_estimated_performance" for s in f.samples]
+    assert sorted((s.labels["metric"], s.labels["source"]) for s in samples) == sorted(
+        (m, source) for m in ESTIMATED for source in ("estimated", "realized"))
+    last = {(e["metric"], source): e[source] for e in compared for source in ("estimated", "realized")}
+    assert all(s.value == last[s.labels["metric"], s.labels["source"]] for s in samples)
