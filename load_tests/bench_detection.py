@@ -12,7 +12,13 @@ published in event-time order, labels ``LABEL_DELAY`` predictions late and 10 % 
 - **covariate shift**: 10 normal features, one shifted by 0.25 or 0.5 sd, the concept
   unchanged;
 - **prediction drift**: the model's scores shift (its logit +1);
-- **stationary**: ``STATIONARY`` predictions with nothing injected.
+- **stationary**: ``STATIONARY`` predictions with nothing injected;
+- **label-free estimate** (``estimate/late-labels``): a model with calibrated scores whose
+  inputs move towards its decision boundary (every feature scaled by ``ESTIMATE_SCALE``,
+  ``P(y | x)`` unchanged), labels ``ESTIMATE_LABEL_DELAY`` predictions late, the estimate
+  (``estimated_performance``) and the realized metrics both on: how many predictions earlier
+  the estimate's first drift comes than the realized metrics' (counted from its label's
+  arrival), and the estimate's mean absolute error against the realized value per window.
 
 Per scenario, over seeds: drift found (an incident opened at or after its onset, one width
 before a gradual drift's centre, and within ``TOLERANCE`` of its end), delay in
@@ -61,6 +67,10 @@ TOLERANCE = 10_000
 TARGET_RATIO = 1.0
 TARGET_FALSE_PER_100K = 1.0
 TARGET_SHIFT_DELAY = 2_000
+#: The label-free estimate's scenario: labels this many predictions late, inputs scaled by this.
+ESTIMATE_LABEL_DELAY = 5_000
+ESTIMATE_SCALE = 0.3
+ESTIMATE_METRICS = ["accuracy", "precision", "recall", "f1", "roc_auc"]
 
 Sample = tuple[dict[str, Any], int]  # features, true label
 Make = Callable[[int], Any]  # seed -> a river dataset
@@ -69,10 +79,11 @@ Make = Callable[[int], Any]  # seed -> a river dataset
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    kind: str  # concept | covariate | prediction | stationary
+    kind: str  # concept | covariate | prediction | stationary | estimate
     length: int
     at: int | None  # the drift's position (a gradual one's centre)
     width: int = 0
+    label_delay: int = LABEL_DELAY
 
 
 # -- streams -------------------------------------------------------------------------------
@@ -143,10 +154,19 @@ def events(scenario: Scenario, seed: int) -> tuple[list[tuple[str, dict[str, Any
             logit, truth_logit = x @ weights, x @ weights + (truth_logit - logit)  # P(y | x) unchanged
         if scenario.kind == "prediction":
             logit = logit + np.where(np.arange(n) >= at, 1.0, 0.0)
+        if scenario.kind == "estimate":
+            x[at:] *= ESTIMATE_SCALE
+            logit, truth_logit = x @ weights, x @ weights + (truth_logit - logit)  # P(y | x) unchanged
         features = [{f"f{j}": round(float(v), 4) for j, v in enumerate(row)} for row in x]
         predictions = (logit > 0).astype(int).tolist()
         truth = (truth_logit > 0).astype(int).tolist()
-        scores = np.round(1.0 / (1.0 + np.exp(-logit)), 6).tolist()
+        if scenario.kind == "estimate":
+            # calibrated: the logistic noise of scale 0.5 makes P(y = 1 | x) = sigmoid(2 logit);
+            # the score is the predicted class's probability (docs/contracts.md)
+            positive = 1.0 / (1.0 + np.exp(-2.0 * logit))
+            scores = np.round(np.where(logit > 0, positive, 1.0 - positive), 6).tolist()
+        else:
+            scores = np.round(1.0 / (1.0 + np.exp(-logit)), 6).tolist()
     labelled = rng.random(n) >= LABEL_MISSING
     merged: list[tuple[float, int, str, dict[str, Any]]] = []
     errors = []
@@ -158,8 +178,9 @@ def events(scenario: Scenario, seed: int) -> tuple[list[tuple[str, dict[str, Any
             "features": features[i], "prediction": predictions[i], "score": scores[i],
         }))
         if labelled[i]:
-            merged.append((ts + LABEL_DELAY / RATE, 1, "ground-truth",
-                           {"prediction_id": pid, "model_id": MODEL, "label": truth[i], "timestamp": ts + LABEL_DELAY / RATE}))
+            known = ts + scenario.label_delay / RATE
+            merged.append((known, 1, "ground-truth",
+                           {"prediction_id": pid, "model_id": MODEL, "label": truth[i], "timestamp": known}))
             errors.append((i, float(predictions[i] != truth[i])))
     merged.sort(key=lambda e: (e[0], e[1]))
     # the worker's concept detectors see the labelled predictions in their event-time order
@@ -193,7 +214,37 @@ def incidents(alerts: Sequence[dict[str, Any]]) -> list[int]:
     return sorted(seen.values())
 
 
+def run_estimate(scenario: Scenario, seed: int) -> dict[str, Any]:
+    """The label-free estimate against the realized metrics: their first drifts from the
+    shift on (the realized one's at its label's arrival), and the estimate's error."""
+    items, _ = events(scenario, seed)
+    config = MonitorConfig.from_mapping({"defaults": {"estimated_performance": {"metrics": ESTIMATE_METRICS},
+                                                      "performance": {"metrics": ESTIMATE_METRICS}}})
+    pipe = OfflinePipeline(config, window_s=86_400.0, keep_samples=False)
+    pipe.feed_events(items)
+    drift_events = pipe.finish().drift_events
+    assert scenario.at is not None
+    first: dict[str, int | None] = {"estimated_performance": None, "performance": None}
+    errors: dict[str, list[float]] = {name: [] for name in ESTIMATE_METRICS}
+    for event in drift_events:
+        if "realized" in event:  # a window's estimate beside its labels' value
+            errors[event["metric"]].append(abs(event["estimated"] - event["realized"]))
+        elif event["kind"] in first and event["drift"] and first[event["kind"]] is None:
+            at = index_of(event["timestamp"])
+            if at >= scenario.at:
+                first[event["kind"]] = at
+    estimated, realized = first["estimated_performance"], first["performance"]
+    return {"seed": seed, "estimate_delay": None if estimated is None else estimated - scenario.at,
+            "realized_delay": None if realized is None else realized - scenario.at,
+            "earlier": None if estimated is None or realized is None else realized - estimated,
+            "mae": {name: float(np.mean(v)) if v else None for name, v in errors.items()},
+            "false_before": sum(1 for e in drift_events if e["drift"] and e["kind"] == "estimated_performance"
+                                and "realized" not in e and index_of(e["timestamp"]) < scenario.at)}
+
+
 def run_one(scenario: Scenario, seed: int) -> dict[str, Any]:
+    if scenario.kind == "estimate":
+        return run_estimate(scenario, seed)
     items, errors = events(scenario, seed)
     pipe = OfflinePipeline(MonitorConfig(), window_s=86_400.0, keep_samples=False)
     pipe.feed_events(items)
@@ -223,6 +274,15 @@ def _median(values: Sequence[float | None]) -> float | None:
 
 def summarise(scenario: Scenario, runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     row: dict[str, Any] = {"scenario": scenario.name, "kind": scenario.kind, "length": scenario.length, "seeds": len(runs)}
+    if scenario.kind == "estimate":
+        earlier = [r["earlier"] for r in runs]
+        mae = {name: _median([r["mae"][name] for r in runs]) for name in ESTIMATE_METRICS}
+        row.update(label_delay=scenario.label_delay, estimate_delay_median=_median([r["estimate_delay"] for r in runs]),
+                   realized_delay_median=_median([r["realized_delay"] for r in runs]),
+                   earlier_median=_median(earlier), earlier_min=min((e for e in earlier if e is not None), default=None),
+                   mae_median=mae, false_before=sum(r["false_before"] for r in runs), runs=list(runs))
+        row["met"] = all(e is not None and e > 0 for e in earlier) and row["false_before"] == 0
+        return row
     if scenario.at is None:
         predictions = scenario.length * len(runs)
         row["false_incidents"] = sum(r["false_incidents"] for r in runs)
@@ -256,12 +316,14 @@ def summarise(scenario: Scenario, runs: Sequence[dict[str, Any]]) -> dict[str, A
 def scenarios(smoke: bool) -> list[Scenario]:
     if smoke:
         return [Scenario("sea/abrupt", "concept", 8_000, 4_000), Scenario("covariate/0.5sd", "covariate", 6_000, 3_000),
-                Scenario("stationary", "stationary", 10_000, None)]
+                Scenario("stationary", "stationary", 10_000, None),
+                Scenario("estimate/late-labels", "estimate", 14_000, 6_000, label_delay=ESTIMATE_LABEL_DELAY)]
     n, at = 40_000, 20_000
     out = [Scenario(f"{g}/{shape}", "concept", n, at, GRADUAL_WIDTH if shape == "gradual" else 0)
            for g in GENERATORS for shape in ("abrupt", "gradual")]
     out += [Scenario(f"covariate/{sd}sd", "covariate", n, at) for sd in ("0.25", "0.5")]
-    out += [Scenario("prediction/score", "prediction", n, at), Scenario("stationary", "stationary", STATIONARY, None)]
+    out += [Scenario("prediction/score", "prediction", n, at), Scenario("stationary", "stationary", STATIONARY, None),
+            Scenario("estimate/late-labels", "estimate", n, at, label_delay=ESTIMATE_LABEL_DELAY)]
     return out
 
 
@@ -282,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         note(f"{scenario.name}: {time.perf_counter() - t0:.1f} s")
     concept = [r for r in rows if r["kind"] == "concept"]
     stationary = [r for r in rows if r["kind"] == "stationary"]
+    estimates = [r for r in rows if r["kind"] == "estimate"]
+    rows = [r for r in rows if r["kind"] != "estimate"]  # scored apart: no incidents, no river
     drifts = [r for r in rows if r["kind"] != "stationary"]
     targets = {
         "every_drift_found": {"target": "all", "met": all(r["detected"] == r["seeds"] for r in drifts)},
@@ -289,9 +353,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "false_per_100k": {"target": f"<= {TARGET_FALSE_PER_100K}", "met": all(r["met"] for r in stationary)},
         "one_incident_per_drift": {"target": "1", "met": all(all(n == 1 for n in r["incidents_per_drift"]) for r in drifts)},
         "shift_0.5sd_delay": {"target": f"<= {TARGET_SHIFT_DELAY}", "met": all(r["met"] for r in rows if r["scenario"] == "covariate/0.5sd")},
+        "estimate_before_labels": {"target": f"earlier than the realized metrics, labels {ESTIMATE_LABEL_DELAY} late",
+                                   "met": all(r["met"] for r in estimates)},
     }
     summary = {"smoke": args.smoke, "seeds": seeds, "rate_per_s": RATE, "label_delay": LABEL_DELAY,
-               "label_missing": LABEL_MISSING, "scenarios": rows, "targets": targets,
+               "label_missing": LABEL_MISSING, "scenarios": rows, "estimates": estimates, "targets": targets,
                "elapsed_s": round(time.perf_counter() - started, 1)}
     print_table(
         f"detection quality ({seeds} seed(s); delays in predictions; labels {LABEL_DELAY} late, {LABEL_MISSING:.0%} missing)",
@@ -301,6 +367,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           r["false_incidents"] if "false_per_100k" not in r else f"{r['false_per_100k']:.2f}/100k", r["met"]] for r in rows],
         ["scenario", "found", "delay p50", "p90", "ADWIN p50", "DDM p50", "ratio", "incidents/drift", "false", "met"],
     )
+    if estimates:
+        print_table(
+            f"label-free estimate (CBPE): labels {ESTIMATE_LABEL_DELAY} predictions late; delays in predictions from the "
+            "shift; error: median over seeds of the mean |estimate - realized| per window",
+            [[r["scenario"], r["estimate_delay_median"], r["realized_delay_median"], r["earlier_median"], r["earlier_min"],
+              *(None if r["mae_median"][m] is None else round(r["mae_median"][m], 4) for m in ESTIMATE_METRICS),
+              r["false_before"], r["met"]] for r in estimates],
+            ["scenario", "estimate p50", "realized p50", "earlier p50", "earlier min",
+             *(f"MAE {m}" for m in ESTIMATE_METRICS), "false", "met"],
+        )
     return finish(summary, args.json)
 
 

@@ -69,9 +69,9 @@ def _finite_or_none(x: float | None) -> float | None:
 
 
 def _family(kind: str, feature: str | None) -> tuple[str, str | None]:
-    """What a detection is about: the model's quality (concept drift, performance), or
-    the distribution of one feature or prediction column."""
-    return ("quality", None) if kind in ("concept_drift", "performance") else (kind, feature)
+    """What a detection is about: the model's quality (concept drift, performance, its
+    label-free estimate), or the distribution of one feature or prediction column."""
+    return ("quality", None) if kind in ("concept_drift", "performance", "estimated_performance") else (kind, feature)
 
 
 def _bump(severity: str) -> str:

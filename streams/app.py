@@ -287,7 +287,8 @@ class Pipeline:
         self.input_progress.reset()
         m = self.metrics
         for gauge in (m.detector_statistic, m.detector_threshold, m.detector_window_size,
-                      m.detector_p_value, m.detector_drift, m.label_coverage, m.event_time_lag):
+                      m.detector_p_value, m.detector_drift, m.estimated_performance, m.label_coverage,
+                      m.event_time_lag):
             gauge.clear()
 
     # -- table writes ---------------------------------------------------------------------
@@ -1143,6 +1144,9 @@ class Pipeline:
         for event in result.drift_events:
             if event["drift"]:
                 m.drift_events.labels(monitor.model_id, event["kind"]).inc()
+            if "realized" in event:  # an estimate met its labels (streams/estimation.py): 5 metrics, 2 sources
+                for source in ("estimated", "realized"):
+                    m.estimated_performance.labels(monitor.model_id, version, event["metric"], source).set(event[source])
         coverage = monitor.label_coverage()
         if coverage is not None:
             m.label_coverage.labels(monitor.model_id).set(coverage)

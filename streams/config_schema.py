@@ -24,6 +24,7 @@ from typing import Any
 
 from detectors import registry
 
+from .estimation import ESTIMATED
 from .performance import ALL_METRICS
 from .quality import CHECKS
 
@@ -85,6 +86,15 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data_quality.max_unseen_category": ((lambda v: _is_real(v) and 0 <= v <= 1), "a number in [0, 1]"),
     "data_quality.max_type_change": ((lambda v: _is_real(v) and 0 <= v <= 1), "a number in [0, 1]"),
     "severity.data_quality": _SEVERITY,
+    "estimated_performance.metrics": (
+        (lambda v: isinstance(v, list) and all(x in ESTIMATED for x in v) and len(set(v)) == len(v)),
+        f"a list of distinct metrics from: {', '.join(ESTIMATED)} (empty: off)",
+    ),
+    "estimated_performance.window": _int_at_least(2),
+    "estimated_performance.compare_after": ((lambda v: _is_real(v) and 0 < v <= 1), "a number in (0, 1]"),
+    "estimated_performance.max_error": _number_at_least(0),
+    "estimated_performance.max_windows": _int_at_least(1),
+    "severity.estimated_performance": _SEVERITY,
     "performance.positive_class": (
         (lambda v: v is None or (isinstance(v, str) and bool(v)) or isinstance(v, bool) or _is_int(v)),
         "a class label (a string, an int or a boolean)",
@@ -108,6 +118,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 for _name in ("precision", "recall", "f1", "roc_auc", "r2"):
     RULES[f"performance.max_drop.{_name}"] = ((lambda v: _is_real(v) and v >= 0), "a number >= 0")
+for _name in ESTIMATED:
+    RULES[f"estimated_performance.max_drop.{_name}"] = ((lambda v: _is_real(v) and 0 <= v <= 1), "a number in [0, 1]")
 for _name in ("log_loss", "brier", "mse", "rmse"):
     RULES[f"performance.max_increase.{_name}"] = _number_at_least(0)
 

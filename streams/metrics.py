@@ -67,6 +67,7 @@ class Metrics(NamedTuple):
     detector_window_size: Gauge
     detector_p_value: Gauge
     detector_drift: Gauge
+    estimated_performance: Gauge
     drift_events: Counter
     alerts: Counter
     alerts_firing: Gauge
@@ -173,6 +174,11 @@ def create(
         ),
         detector_drift=gauge(
             "detector_drift", "1 while the detector reports drift, else 0.", *DETECTOR_LABELS
+        ),
+        estimated_performance=gauge(
+            "estimated_performance", "A label-free estimate (CBPE) of a performance metric over the "
+            "last window whose labels arrived (source=\"estimated\"), beside the value its labels "
+            "gave (source=\"realized\").", "model_id", "model_version", "metric", "source",
         ),
         drift_events=counter(
             "drift_events", "Drift events published.", "model_id", "kind"

@@ -45,6 +45,7 @@ from schemas.ids import stable_id
 from .alerting import AlertPolicy, Observation
 from .alerting import format_number as _fmt
 from .monitor_config import ModelConfig, MonitorConfig
+from .estimation import ESTIMATED, EstimatedPerformance
 from .performance import LOWER_IS_BETTER, TASK_DEFAULT, PerformanceWindow, metrics_for
 from .quality import FeatureQuality
 
@@ -178,6 +179,7 @@ class ModelMonitor:
         self.last_performance: float | None = None  # at the last chunk boundary
         self.in_drift: dict[str, bool] = {}
         self.quality: dict[str, FeatureQuality] = {}  # by feature, when data_quality.checks lists any
+        self.estimate: EstimatedPerformance | None = None  # when estimated_performance.metrics lists any
         # predictions of the current observation chunk not yet fed to every detector: their
         # ids, timestamps and, by detector key, the column it reads; and how many of them
         # each detector has had
@@ -229,6 +231,11 @@ class ModelMonitor:
         if self.config.data_quality["checks"]:
             window = int(self.config.data_quality["window"])
             self.quality = {f: FeatureQuality.from_reference(ref[f"f:{f}"], window) for f in sorted(watched) if f}
+        est = self.config.estimated_performance
+        if est["metrics"]:
+            self.estimate = EstimatedPerformance.from_reference(
+                ref.get("prediction", []), ref.get("score", []), cfg.performance["positive_class"],
+                int(est["window"]), int(est["max_windows"]))
         for column in ("prediction", "score"):
             values = [v for v in ref.get(column, []) if v is not None]
             if values:
@@ -361,6 +368,8 @@ class ModelMonitor:
                 self.fed[watched.key] = size
         if self.quality:  # after the detectors: at equal event time, after what they observed in this chunk
             self._update_quality(cols, lo, hi, end_of_chunk, result)
+        if self.estimate is not None:
+            self._update_estimate(cols, lo, hi, result)
         if end_of_chunk:
             self.pending, self.fed = None, {}
 
@@ -380,6 +389,38 @@ class ModelMonitor:
                 self._emit_check(f"quality:{feature}:{check}", "data_quality", check, feature, quality.share(check),
                                  quality.threshold(check, limits), "above", None, hi - 1, self.n_predictions - 1,
                                  cols, result, quality.window, 0)
+
+    def _update_estimate(self, cols: dict[str, Any], lo: int, hi: int, result: MonitorResult) -> None:
+        """Add predictions ``[lo, hi)`` to the label-free estimate; check each window it
+        closes, at the window's last prediction, against the reference's estimate."""
+        assert self.estimate is not None
+        est = self.config.estimated_performance
+        for window in self.estimate.add_predictions(cols["prediction"][lo:hi], cols["score"][lo:hi], cols["ts"][lo:hi]):
+            i = lo + window.last
+            extra = {"window": {"start": window.start, "end": window.end}, "window_index": window.index}
+            for name in _estimated(est["metrics"]):
+                value, baseline = window.values[name], self.estimate.baseline[name]
+                if not (math.isfinite(value) and math.isfinite(baseline)):
+                    continue  # undefined (no predicted positive, one class only): nothing to judge
+                self._emit_check(f"estimated:{name}", "estimated_performance", f"estimated_{name}", None, value,
+                                 baseline - float(est["max_drop"][name]), "below", baseline, i,
+                                 self.n_predictions - (hi - i), cols, result, window.size, 0, extra)
+
+    def _compare_estimates(self, i: int, position: int, cols: dict[str, Any], result: MonitorResult) -> None:
+        """At a pairs checkpoint: each window with enough labels now, its estimate beside the
+        realized value (a drift event each, drift when they differ by over ``max_error``)."""
+        assert self.estimate is not None
+        est = self.config.estimated_performance
+        for c in self.estimate.compared(float(est["compare_after"])):
+            for name in _estimated(est["metrics"]):
+                estimated, realized = c.estimated[name], c.realized[name]
+                if not (math.isfinite(estimated) and math.isfinite(realized)):
+                    continue
+                extra = {"window": {"start": c.start, "end": c.end}, "window_index": c.index, "metric": name,
+                         "estimated": estimated, "realized": realized, "labelled": c.labelled}
+                self._emit_check(f"estimated:{name}:error", "estimated_performance", f"estimated_{name}_error", None,
+                                 abs(estimated - realized), float(est["max_error"]), "above", None, i, position, cols,
+                                 result, c.labelled, 1, extra, instance=c.index)
 
     def _pend(self, cols: dict[str, Any], lo: int, hi: int) -> dict[str, Any]:
         """Add predictions ``[lo, hi)`` of ``cols`` to the pending ones (each detector's
@@ -417,6 +458,11 @@ class ModelMonitor:
             if self.window is not None:
                 self.window.update(predictions[lo:hi], labels[lo:hi], scores[lo:hi])
             self._update_performance(predictions[lo:hi], labels[lo:hi], errors[lo:hi], hi, cols, result)
+            if self.estimate is not None:
+                self.estimate.add_labels(predictions[lo:hi], scores[lo:hi], labels[lo:hi], cols["pred_ts"][lo:hi])
+                seen = self.n_pairs + hi - lo
+                if seen % OBSERVE_EVERY == 0:  # at fixed positions, so batching never changes results
+                    self._compare_estimates(hi - 1, seen - 1, cols, result)
             self.n_pairs += hi - lo
 
     def _run(
@@ -604,15 +650,18 @@ class ModelMonitor:
     def _emit_check(
         self, key: str, kind: str, name: str, feature: str | None, value: float, threshold: float, direction: str,
         baseline: float | None, i: int, position: int, cols: dict[str, Any], result: MonitorResult,
-        window_size: int, rank: int,
+        window_size: int, rank: int, extra: dict[str, Any] | None = None, instance: int | None = None,
     ) -> None:
         """A windowed check at a checkpoint (performance, data quality): a sample, a drift
         event on a drift (and on the first checkpoint after one), an observation for the
-        alert policy (``rank``: its sequence, 0 predictions, 1 pairs)."""
+        alert policy (``rank``: its sequence, 0 predictions, 1 pairs). ``extra``: fields the
+        drift event carries besides. ``instance``: the check judges one of several windows
+        (an estimate's comparison), so each observation is a drift event, its id naming it."""
         drift = value > threshold if direction == "above" else value < threshold
         ts = float(cols["ts"][i])
-        was = self.in_drift.get(key, False)
-        event_id = stable_id(self.key, key, position, "drift" if drift else "clear")
+        was = self.in_drift.get(key, False) or instance is not None
+        event_id = stable_id(self.key, key, position, "drift" if drift else "clear",
+                             *(() if instance is None else (instance,)))
         result.samples.append({
             "key": key, "kind": kind, "detector": name, "feature": feature, "timestamp": ts,
             "position": position, "statistic": value, "threshold": threshold, "direction": direction,
@@ -623,7 +672,7 @@ class ModelMonitor:
             result.drift_events.append({
                 **self._event_base(event_id, name, kind, feature, drift, ts, position),
                 "statistic": value, "threshold": threshold, "direction": direction, "p_value": None,
-                "severity_band": None,
+                "severity_band": None, **(extra or {}),
             })
         obs = Observation(key, kind, name, feature, drift, value, threshold, direction, None, ts,
                           position, str(cols["pid"][i]), event_id, baseline)
@@ -678,6 +727,7 @@ class ModelMonitor:
         self.baseline = None
         self.checked, self.window, self.baselines = [], None, {}
         self.quality = {}
+        self.estimate = None
         self.last_performance = None
         self.in_drift = {}
         self.elevated = {}
@@ -702,6 +752,7 @@ class ModelMonitor:
             "performance": self.performance.to_state() if self.performance else None,
             "metrics_window": self.window.to_state() if self.window else None, "baselines": self.baselines,
             "quality": {feature: q.to_state() for feature, q in self.quality.items()},
+            "estimate": self.estimate.to_state() if self.estimate else None,
             "baseline": self.baseline, "last_performance": self.last_performance, "in_drift": self.in_drift, "policy": self.policy.to_state(),
             "requested": self.requested, "pending": self.pending, "fed": self.fed, "elevated": self.elevated,
         }
@@ -726,6 +777,8 @@ class ModelMonitor:
             if m.window is not None and state.get("metrics_window") is not None:
                 m.window.load_state(state["metrics_window"])
         m.quality = {f: FeatureQuality.from_state(q) for f, q in (state.get("quality") or {}).items()}
+        estimate = state.get("estimate")  # absent from states written before it existed
+        m.estimate = EstimatedPerformance.from_state(estimate) if estimate else None
         m.baselines = dict(state.get("baselines") or {})  # absent from states written before it existed
         m.last_performance = state["last_performance"]
         m.in_drift = state["in_drift"]
@@ -760,6 +813,11 @@ def load_reference_profile(path: str) -> dict[str, list[Any]]:
         if column in data:
             reference[column] = list(data[column])
     return reference
+
+
+def _estimated(configured: Sequence[str]) -> list[str]:
+    """The configured estimated metrics, in ``ESTIMATED`` order whatever the config's."""
+    return [name for name in ESTIMATED if name in configured]
 
 
 def _crossed(detector: Detector) -> bool:

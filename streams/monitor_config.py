@@ -69,6 +69,17 @@ DEFAULTS: dict[str, Any] = {
         "max_unseen_category": 0.05,  # share of categories the reference did not have
         "max_type_change": 0.01,  # share of values of a type the reference did not have
     },
+    # CBPE: a binary classifier's performance estimated from its scores, before labels
+    # (streams/estimation.py); no metrics: off
+    "estimated_performance": {
+        "metrics": [],  # of: accuracy, precision, recall, f1, roc_auc
+        "window": 1000,  # scored predictions per window (one estimate each)
+        # drift when an estimate falls this much below the reference's estimate
+        "max_drop": {"accuracy": 0.1, "precision": 0.1, "recall": 0.1, "f1": 0.1, "roc_auc": 0.05},
+        "compare_after": 0.5,  # share of a window labelled before its estimate meets the realized value
+        "max_error": 0.1,  # |estimate - realized| above this: the estimate is off (kind estimated_performance)
+        "max_windows": 32,  # windows kept waiting for their labels
+    },
     "concept_drift": {
         "classification": [{"type": "adwin", "delta": 0.002}, {"type": "ddm", "warm_start": 500}],
         "regression": [{"type": "adwin", "delta": 0.002}],
@@ -97,6 +108,7 @@ DEFAULTS: dict[str, Any] = {
         "concept_drift": "P2",
         "prediction_drift": "P2",
         "data_quality": "P3",
+        "estimated_performance": "P2",
         "data_drift": {"moderate": "P3", "significant": "P3", "severe": "P2"},
         "data_drift_severe_psi": 0.5,
         "performance": [[0.25, "P0"], [0.1, "P1"], [0.0, "P2"]],

@@ -53,7 +53,10 @@ from .exceptions import ConfigError
 DRIFT_KINDS = ("concept", "data")
 
 #: Which detection kinds each annotated drift kind is relevant to (data: see ``_relevant``).
-_RELEVANT_KINDS = {"concept": ("concept_drift", "performance"), "data": ("data_drift", "prediction_drift")}
+#: (the label-free estimate falls with a covariate shift that hurts the model, and with a
+#: concept drift that moves its scores)
+_RELEVANT_KINDS = {"concept": ("concept_drift", "performance", "estimated_performance"),
+                   "data": ("data_drift", "prediction_drift", "estimated_performance")}
 
 #: Label-driven detection kinds; the others run on the prediction stream.
 PAIR_KINDS = ("concept_drift", "performance")

@@ -29,6 +29,8 @@ EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "detector_window_size": ("driftstream_detector_window_size", "gauge", DETECTOR_LABELS),
     "detector_p_value": ("driftstream_detector_p_value", "gauge", DETECTOR_LABELS),
     "detector_drift": ("driftstream_detector_drift", "gauge", DETECTOR_LABELS),
+    "estimated_performance": ("driftstream_estimated_performance", "gauge",
+                              ("model_id", "model_version", "metric", "source")),
     "drift_events": ("driftstream_drift_events", "counter", ("model_id", "kind")),
     "alerts": ("driftstream_alerts", "counter", ("model_id", "severity", "status")),
     "alerts_firing": ("driftstream_alerts_firing", "gauge", ("model_id", "severity")),
