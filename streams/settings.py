@@ -315,7 +315,7 @@ class Settings:
     @property
     def handover_timeout_s(self) -> float:
         """Longest a worker spends handing its partitions over at a rebalance or shutdown
-        (``Pipeline.hand_over``): half the session timeout, so a rebalance is not held up."""
+        (:meth:`streams.checkpoint.Checkpointer.hand_over`): half the session timeout, so a rebalance is not held up."""
         return self.session_timeout_s / 2
 
     def topic(self, role: str) -> str:

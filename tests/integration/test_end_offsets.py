@@ -61,13 +61,13 @@ def test_the_gap_guard_probes_of_both_agents_may_overlap(settings: Settings) -> 
             await producer.stop()
         pipeline = create_app(settings).driftstream
         try:
-            assert await pipeline._first_offset(topics[0], 0, 0) == 0  # the worker's probe consumer exists
+            assert await pipeline.integrity.first_offset(topics[0], 0, 0) == 0  # the worker's probe consumer exists
             return await asyncio.wait_for(asyncio.gather(
-                *[pipeline._first_offset(topic, 0, offset) for offset in (2, 5, 8) for topic in topics]
+                *[pipeline.integrity.first_offset(topic, 0, offset) for offset in (2, 5, 8) for topic in topics]
             ), timeout=30)
         finally:
-            if pipeline._reader is not None:
-                await pipeline._reader.stop()
+            if pipeline.integrity.reader is not None:
+                await pipeline.integrity.reader.stop()
 
     assert asyncio.run(run()) == [offset for offset in (2, 5, 8) for _ in topics]
 

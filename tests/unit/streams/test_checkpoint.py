@@ -1,4 +1,5 @@
-"""The monitors' checkpoint and the hand-over (streams.app.Pipeline): what they write, in
+"""The monitors' checkpoint and the hand-over (streams.checkpoint), and the broker checks
+around a batch (streams.integrity): what they write, in
 which order, and what a failed checkpoint or batch does (an unstarted Faust app and recorded
 writes; the broker path runs in the integration and fault tests)."""
 
@@ -13,27 +14,35 @@ import pytest
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from streams import app as app_module
-from streams.app import CHECKPOINT_CHUNK_BYTES, Pipeline
+from streams import integrity as integrity_module
+from streams.app import Pipeline
+from streams.checkpoint import CHECKPOINT_CHUNK_BYTES
 from streams.monitor_config import MonitorConfig
 from streams.settings import Settings
+from streams.table_writes import TableWriter
+
+
+class RecordingWriter(TableWriter):
+    """Table writes recorded as ``(send|wait, table, keys)`` instead of produced."""
+
+    def __init__(self, app: faust.App) -> None:
+        super().__init__(app)
+        self.events: list[tuple[str, str, list[Any]]] = []
+
+    async def send(self, table: Any, message: Any, writes: Any) -> list[Any]:
+        keys = [key for key, _ in writes]
+        self.events.append(("send", table.name, keys))
+        return keys
+
+    async def wait(self, table: Any, futures: list[Any]) -> None:
+        self.events.append(("wait", table.name, list(futures)))
 
 
 def _pipeline() -> tuple[Pipeline, list[tuple[str, str, list[Any]]]]:
     app = faust.App("test-checkpoint", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
-    pipeline = Pipeline(app, Settings(), MonitorConfig(), CollectorRegistry())
-    events: list[tuple[str, str, list[Any]]] = []
-
-    async def send_writes(table: Any, message: Any, writes: list[tuple[str, bytes]]) -> list[Any]:
-        events.append(("send", table.name, [key for key, _ in writes]))
-        return [key for key, _ in writes]
-
-    async def written_all(table: Any, futures: list[Any]) -> None:
-        events.append(("wait", table.name, list(futures)))
-
-    pipeline._send_writes = send_writes  # type: ignore[method-assign]
-    pipeline._written_all = written_all  # type: ignore[method-assign]
-    return pipeline, events
+    writer = RecordingWriter(app)
+    pipeline = Pipeline(app, Settings(), MonitorConfig(), CollectorRegistry(), writer=writer)
+    return pipeline, writer.events
 
 
 def _fatal_calls(pipeline: Pipeline) -> list[tuple[str, int]]:
@@ -51,7 +60,7 @@ def _probe_answers(pipeline: Pipeline, answers: list[dict[TP, str] | None]) -> l
         given.append(answers.pop(0))
         return given[-1]
 
-    pipeline._changelog_problems = probe  # type: ignore[method-assign]
+    pipeline.integrity.changelog_problems = probe  # type: ignore[method-assign]
     return given
 
 
@@ -62,7 +71,7 @@ def test_a_checkpoint_sends_its_states_in_pieces_then_the_offsets_of_partitions_
         pipeline.app.consumer.assignment = lambda: {TP(topic, 0)}  # partition 1 was revoked meanwhile
         first, second = SimpleNamespace(partition=0), SimpleNamespace(partition=1)
         big = b"x" * (CHECKPOINT_CHUNK_BYTES // 2 + 1)
-        await pipeline._finish_checkpoint(
+        await pipeline.checkpointer.write(
             [("a", first, big), ("b", second, big), ("c", first, b"{}")], {0: (first, 7), 1: (second, 9)}, 0.0,
         )
         assert events == [
@@ -77,17 +86,17 @@ def test_a_checkpoint_sends_its_states_in_pieces_then_the_offsets_of_partitions_
 def test_a_failed_checkpoint_raises_at_the_next_one_and_one_in_flight_is_not_overtaken() -> None:
     async def test() -> None:
         pipeline, events = _pipeline()
-        pipeline._checkpointed_at = 0.0  # long due
-        pipeline._unsaved_offsets = {0: SimpleNamespace(partition=0)}
-        pipeline._monitor_offsets = {0: 5}
+        pipeline.checkpointer.checkpointed_at = 0.0  # long due
+        pipeline.monitors.unsaved_offsets = {0: SimpleNamespace(partition=0)}
+        pipeline.monitors.offsets = {0: 5}
         in_flight = asyncio.get_running_loop().create_future()
-        pipeline._checkpoint_task = in_flight
-        await pipeline._checkpoint_monitors_if_due()
-        assert pipeline._checkpoint_task is in_flight and pipeline._unsaved_offsets  # waits its turn
+        pipeline.checkpointer.task = in_flight
+        await pipeline.checkpointer.if_due()
+        assert pipeline.checkpointer.task is in_flight and pipeline.monitors.unsaved_offsets  # waits its turn
         in_flight.set_exception(OSError("broker gone"))
         with pytest.raises(OSError, match="broker gone"):
-            await pipeline._checkpoint_monitors_if_due()
-        assert pipeline._checkpoint_task is None and events == []
+            await pipeline.checkpointer.if_due()
+        assert pipeline.checkpointer.task is None and events == []
 
     asyncio.run(test())
 
@@ -98,15 +107,15 @@ def test_a_hand_over_writes_the_unsaved_states_then_settles_each_join_partition(
         topic = pipeline.settings.topic("monitor-input")
         pipeline.app.consumer.assignment = lambda: {TP(topic, 0)}
         message = SimpleNamespace(partition=0)
-        pipeline._checkpointed_at = float("inf")  # not due: the hand-over checkpoints anyway
-        pipeline._monitors = {"m": pipeline.monitor_stage.new_slot("m", None)}
-        pipeline._unsaved_monitors, pipeline._unsaved_offsets = {"m": message}, {0: message}
-        pipeline._monitor_offsets = {0: 11}
+        pipeline.checkpointer.checkpointed_at = float("inf")  # not due: the hand-over checkpoints anyway
+        pipeline.monitors.monitors = {"m": pipeline.monitors.stage.new_slot("m", None)}
+        pipeline.monitors.unsaved_monitors, pipeline.monitors.unsaved_offsets = {"m": message}, {0: message}
+        pipeline.monitors.offsets = {0: 11}
         settled = SimpleNamespace(outbox={"monitor-input": []})
-        pipeline._joins = {0: settled, 1: SimpleNamespace(outbox=None)}  # type: ignore[dict-item]
-        pipeline._join_messages = {0: message, 1: SimpleNamespace(partition=1)}  # type: ignore[dict-item]
-        pipeline.join_stage.settle = lambda part: [("0:meta", b"{}")] if part.outbox else []  # type: ignore[method-assign]
-        await pipeline.hand_over()
+        pipeline.joins.joins = {0: settled, 1: SimpleNamespace(outbox=None)}  # type: ignore[dict-item]
+        pipeline.joins.messages = {0: message, 1: SimpleNamespace(partition=1)}  # type: ignore[dict-item]
+        pipeline.joins.stage.settle = lambda part: [("0:meta", b"{}")] if part.outbox else []  # type: ignore[method-assign]
+        await pipeline.checkpointer.hand_over()
         assert events == [
             ("send", "monitor-state", ["m"]), ("wait", "monitor-state", ["m"]),
             ("send", "monitor-offsets", ["0"]), ("wait", "monitor-offsets", ["0"]),
@@ -121,19 +130,19 @@ def test_a_failed_batch_ends_the_worker_and_nothing_is_saved_after_it() -> None:
     async def test() -> None:
         pipeline, events = _pipeline()
         fatal = _fatal_calls(pipeline)
-        pipeline._checkpointed_at = 0.0  # long due
-        pipeline._unsaved_offsets = {0: SimpleNamespace(partition=0)}
-        pipeline._monitor_offsets = {0: 5}
+        pipeline.checkpointer.checkpointed_at = 0.0  # long due
+        pipeline.monitors.unsaved_offsets = {0: SimpleNamespace(partition=0)}
+        pipeline.monitors.offsets = {0: 5}
 
         async def half_applied(messages: list[Any]) -> None:
             raise KeyError("a bug")
 
-        pipeline._apply_monitor_input = half_applied  # type: ignore[method-assign]
+        pipeline.monitors.apply = half_applied  # type: ignore[method-assign]
         with pytest.raises(KeyError):
             await pipeline.handle_monitor([])
         assert [status for _, status in fatal] == [70] and "monitor batch failed" in fatal[0][0]
-        await pipeline.checkpoint_monitors()
-        await pipeline.hand_over()
+        await pipeline.checkpointer.checkpoint()
+        await pipeline.checkpointer.hand_over()
         assert events == []
         assert pipeline.metrics.handovers.labels("incomplete")._value.get() == 1
 
@@ -149,15 +158,15 @@ def test_no_checkpoint_starts_while_the_broker_cannot_be_asked_or_lost_what_this
         pipeline, events = _pipeline()
         topic = pipeline.settings.topic("monitor-input")
         pipeline.app.consumer.assignment = lambda: {TP(topic, 0)}
-        pipeline._unsaved_offsets = {0: SimpleNamespace(partition=0)}
-        pipeline._monitor_offsets = {0: 5}
+        pipeline.monitors.unsaved_offsets = {0: SimpleNamespace(partition=0)}
+        pipeline.monitors.offsets = {0: 5}
         _probe_answers(pipeline, [None, {TP("changelog", 0): "ends at offset 0"}, {}])
         for _ in range(2):  # unreachable, then lost data: nothing written, nothing forgotten
-            pipeline._checkpointed_at = 0.0  # long due
-            await pipeline._checkpoint_monitors_if_due()
-            assert events == [] and pipeline._checkpoint_task is None and pipeline._unsaved_offsets
-        await pipeline._checkpoint_monitors_if_due()  # the broker answers, whole
-        await pipeline._checkpoint_written()
+            pipeline.checkpointer.checkpointed_at = 0.0  # long due
+            await pipeline.checkpointer.if_due()
+            assert events == [] and pipeline.checkpointer.task is None and pipeline.monitors.unsaved_offsets
+        await pipeline.checkpointer.if_due()  # the broker answers, whole
+        await pipeline.checkpointer.written()
         assert events == [("wait", "monitor-state", []), ("send", "monitor-offsets", ["0"]), ("wait", "monitor-offsets", ["0"])]
         counted = {outcome: pipeline.metrics.checkpoints.labels(outcome)._value.get()
                    for outcome in ("skipped_unreachable", "skipped_changelog_lost", "started")}
@@ -173,10 +182,10 @@ def test_a_due_checkpoint_with_nothing_changed_asks_the_broker_nothing() -> None
     async def test() -> None:
         pipeline, events = _pipeline()
         probes = _probe_answers(pipeline, [{}])
-        pipeline._checkpointed_at = 0.0  # long due
-        await pipeline._checkpoint_monitors_if_due()
-        assert probes == [] and events == [] and pipeline._checkpoint_task is None
-        assert pipeline._checkpointed_at > 0.0  # the next one is a second away again
+        pipeline.checkpointer.checkpointed_at = 0.0  # long due
+        await pipeline.checkpointer.if_due()
+        assert probes == [] and events == [] and pipeline.checkpointer.task is None
+        assert pipeline.checkpointer.checkpointed_at > 0.0  # the next one is a second away again
         assert pipeline.metrics.checkpoints.labels("started")._value.get() == 0
 
     asyncio.run(test())
@@ -193,12 +202,12 @@ def test_a_batch_from_a_log_that_went_back_ends_the_worker_before_anything_is_ap
         async def join_partition(*args: Any) -> None:
             applied.append(args)
 
-        pipeline._join_partition = join_partition  # type: ignore[method-assign]
+        pipeline.joins.join_partition = join_partition  # type: ignore[method-assign]
         other = SimpleNamespace(tp=TP(topic, 0), topic=topic, partition=0, offset=5, value=b"[]", timestamp=1.0)
-        await pipeline.handle_join([other])  # another partition's log: applied as usual
+        await pipeline.joins.handle([other])  # another partition's log: applied as usual
         assert fatal == [] and len(applied) == 1
         gone = SimpleNamespace(tp=TP(topic, 1), topic=topic, partition=1, offset=0, value=b"[]", timestamp=2.0)
-        await pipeline.handle_join([other, gone])
+        await pipeline.joins.handle([other, gone])
         assert [status for _, status in fatal] == [75] and "served offset 0 after offset 191" in fatal[0][0]
         assert len(applied) == 1 and events == []
 
@@ -215,15 +224,15 @@ def test_a_log_served_again_below_what_it_delivered_but_still_reaching_past_it_i
         topic = pipeline.settings.topic("predictions")
         went_back = {TP(topic, 1): (191, 150)}
         pipeline.app.consumer.went_back = went_back  # type: ignore[attr-defined]
-        pipeline._highwater = lambda tp: 400  # type: ignore[method-assign]
+        pipeline.integrity.highwater = lambda tp: 400  # type: ignore[method-assign]
         applied: list[Any] = []
 
         async def join_partition(*args: Any) -> None:
             applied.append(args)
 
-        pipeline._join_partition = join_partition  # type: ignore[method-assign]
+        pipeline.joins.join_partition = join_partition  # type: ignore[method-assign]
         again = SimpleNamespace(tp=TP(topic, 1), topic=topic, partition=1, offset=150, value=b"[]", timestamp=2.0)
-        await pipeline.handle_join([again])
+        await pipeline.joins.handle([again])
         assert fatal == [] and len(applied) == 1 and went_back == {}
 
     asyncio.run(test())
@@ -234,24 +243,24 @@ def test_after_the_broker_was_unreachable_a_batch_applies_only_once_it_came_back
     read positions before the next fetch: nothing in the offsets shows it. So once the
     broker could not be reached, a batch waits for the changelog probe: whole, it applies;
     gone twice in a row, the worker stops before applying it."""
-    monkeypatch.setattr(app_module, "VERIFY_RETRY_S", 0.0)
+    monkeypatch.setattr(integrity_module, "VERIFY_RETRY_S", 0.0)
 
     async def test(answers: list[dict[TP, str] | None]) -> tuple[list[tuple[str, int]], int]:
         pipeline, _ = _pipeline()
         fatal = _fatal_calls(pipeline)
-        pipeline.settings = pipeline.settings.replace(broker="kafka://127.0.0.1:1")  # nothing listens
-        pipeline.check_broker()
-        assert pipeline.broker_reachable is False
+        pipeline.integrity.settings = pipeline.settings.replace(broker="kafka://127.0.0.1:1")  # nothing listens
+        pipeline.integrity.check_broker()
+        assert pipeline.integrity.broker_reachable is False
         _probe_answers(pipeline, answers)
         applied: list[Any] = []
 
         async def join_partition(*args: Any) -> None:
             applied.append(args)
 
-        pipeline._join_partition = join_partition  # type: ignore[method-assign]
+        pipeline.joins.join_partition = join_partition  # type: ignore[method-assign]
         topic = pipeline.settings.topic("predictions")
         record = SimpleNamespace(tp=TP(topic, 0), topic=topic, partition=0, offset=5, value=b"[]", timestamp=1.0)
-        await pipeline.handle_join([record])
+        await pipeline.joins.handle([record])
         return fatal, len(applied)
 
     gone = {TP("changelog", 0): "state changelog changelog[0] ends at offset 0"}

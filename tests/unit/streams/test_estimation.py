@@ -252,23 +252,21 @@ def test_in_the_backtest_the_estimate_alerts_before_any_label_of_the_shift_arriv
 
 
 def test_each_comparison_is_exported_as_two_gauges_per_metric_and_no_more() -> None:
-    """The worker's export of a batch (streams.app.Pipeline._export, which needs only its
-    metrics and its series cap): estimated and realized values of the latest window compared."""
-    from types import SimpleNamespace
-
+    """The worker's export of a batch (streams.exporting.Exporter): estimated and realized
+    values of the latest window compared."""
     from prometheus_client import CollectorRegistry
 
-    from streams.app import Pipeline
     from streams.cardinality import SeriesCap
+    from streams.exporting import Exporter
     from streams.metrics import create
     from streams.monitor import MonitorResult
 
     registry = CollectorRegistry()
-    worker = SimpleNamespace(metrics=create(registry), series=SeriesCap(10))
+    exporter = Exporter(None, create(registry), SeriesCap(10), lambda tp: None)  # type: ignore[arg-type]
     monitor = ModelMonitor("m", None, MonitorConfig().for_model("m"))
     compared = [e for e in _run_monitor({"estimated_performance": {**ALL["estimated_performance"], "window": 500}}, 1_000)
                 if "realized" in e]
-    Pipeline._export(worker, monitor, MonitorResult(drift_events=compared))  # type: ignore[arg-type]
+    exporter.export(monitor, MonitorResult(drift_events=compared))
     samples = [s for f in registry.collect() if f.name == "driftstream_estimated_performance" for s in f.samples]
     assert sorted((s.labels["metric"], s.labels["source"]) for s in samples) == sorted(
         (m, source) for m in ESTIMATED for source in ("estimated", "realized"))

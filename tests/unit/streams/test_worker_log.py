@@ -74,7 +74,7 @@ def test_a_repeated_framework_message_passes_once_per_window_and_says_how_many_w
     passed = [repeat.filter(record("aiokafka", "Unable connect to node %s")) for _ in range(50)]
     assert passed == [True] + [False] * 49
     assert repeat.filter(record("aiokafka", "Unable to update metadata"))  # another message
-    assert all(repeat.filter(record("streams.app", "monitor checkpoint skipped")) for _ in range(3))  # ours
+    assert all(repeat.filter(record("streams.checkpoint", "monitor checkpoint skipped")) for _ in range(3))  # ours
     clock.now += 31
     later = record("aiokafka", "Unable connect to node %s")
     assert repeat.filter(later) and later.msg == "Unable connect to node %s (49 more like this in the last 31 s)"
