@@ -65,7 +65,8 @@ def test_each_state_change_is_one_publication_and_kind_names_the_most_severe() -
     assert (escalated["status"], escalated["severity"], escalated["kind"]) == ("escalated", "P1", "performance")
     assert escalated["alert_id"] == first["alert_id"] and escalated["event_id"] != first["event_id"]
     assert escalated["timestamp"] == 1000 and escalated["position"] == 1000  # its first detection
-    assert escalated["message"].startswith("escalated to P1: performance and data drift")
+    # the kind changed: said in so many words
+    assert escalated["message"].startswith("escalated to P1, now performance (was data drift): performance and data drift")
     assert policy.observe(perf._replace(timestamp=1120.0)) == []  # a repeat with nothing new
     assert policy.observe(_obs(drift=False, ts=1060)) == []  # one member still firing
     [resolved] = policy.observe(perf._replace(drift=False, timestamp=1200.0))
