@@ -8,7 +8,8 @@ Every detector decision is a drift event; this module decides which become alert
   suppressed, so one drift is one alert, not dozens;
 - **grouping** (one incident per drift): a member that fires while an open *incident* of
   its model has the same problem still firing (the model's quality: concept drift and
-  performance; or the same feature) joins it: the drift continues. One that fires within
+  performance; or the same feature; a prediction drift: any input's data drift, since the
+  outputs follow the inputs) joins it: the drift continues. One that fires within
   ``group_window_s`` of event time of an open incident's first detection joins it too: one
   change seen by several detectors. Otherwise it opens a new incident: a new drift, or a
   problem that cleared and came back after the window. The incident keeps the time and
@@ -75,6 +76,16 @@ def _family(kind: str, feature: str | None) -> tuple[str, str | None]:
     """What a detection is about: the model's quality (concept drift, performance), or
     the distribution of one feature or prediction column."""
     return ("quality", None) if kind in ("concept_drift", "performance") else (kind, feature)
+
+
+def _continues(member: dict[str, Any], obs: Observation) -> bool:
+    """Whether a detection continues a firing member's problem: the same one, or a drift of
+    the model's predictions while its inputs drift (the outputs follow the inputs)."""
+    if member["status"] != "firing":
+        return False
+    if member["kind"] == "data_drift" and obs.kind == "prediction_drift":
+        return True
+    return _family(member["kind"], member["feature"]) == _family(obs.kind, obs.feature)
 
 
 def _words(kind: str | None) -> str:
@@ -152,21 +163,17 @@ class AlertPolicy:
 
     def _open_incident(self, obs: Observation) -> str | None:
         """The open incident a detection joins: the latest one where the same problem (the
-        model's quality, or the same feature's data) is still firing, else the latest one
+        model's quality, or the same feature's data; for a prediction drift, any input's
+        data) is still firing, else the latest one
         whose first detection is at most ``group_window_s`` of event time away (a window
         from its first detection, not a fixed bucket), else none."""
         window = self.config.alerts["group_window_s"]
-        family = _family(obs.kind, obs.feature)
         same: tuple[float, str] | None = None
         near: tuple[float, str] | None = None
         for incident_id, incident in self.incidents.items():
             opened = self._first(incident)["fired_at"]
             # a problem that resolved here and fires again is a new drift unless it is near
-            if any(
-                self.members[k]["status"] == "firing"
-                and _family(self.members[k]["kind"], self.members[k]["feature"]) == family
-                for k in incident["members"]
-            ):
+            if any(_continues(self.members[k], obs) for k in incident["members"]):
                 same = max(same or (opened, incident_id), (opened, incident_id))
             if abs(obs.timestamp - opened) < window:
                 near = max(near or (opened, incident_id), (opened, incident_id))
