@@ -165,3 +165,16 @@ def test_state_written_before_the_first_detection_was_recorded_still_loads() -> 
     restored.load_state(state)
     [resolved] = restored.observe(_obs("data:age", drift=False, ts=2000))
     assert (resolved["alert_id"], resolved["position"]) == (alert["alert_id"], 1000)
+
+
+def test_a_prediction_drift_while_an_input_still_drifts_is_the_same_incident() -> None:
+    policy = _policy(group_window_s=300.0)
+    [data] = policy.observe(_obs("data:age", ts=1000))
+    score = Observation("prediction:score", "prediction_drift", "psi", "score", True, 0.12, 0.1, "above",
+                        None, 5000.0, 5000, "p5000", "e5000")
+    [escalated] = policy.observe(score)  # long after the window: the outputs follow the inputs
+    assert (escalated["alert_id"], escalated["status"], escalated["kind"]) == (data["alert_id"], "escalated", "prediction_drift")
+    # a data drift does not join an incident that only has a prediction drift firing
+    policy.observe(_obs("data:age", drift=False, ts=6000))
+    [other] = policy.observe(_obs("data:income", ts=7000))
+    assert other["alert_id"] != data["alert_id"]
