@@ -164,9 +164,9 @@ class AlertPolicy:
     def _open_incident(self, obs: Observation) -> str | None:
         """The open incident a detection joins: the latest one where the same problem (the
         model's quality, or the same feature's data; for a prediction drift, any input's
-        data) is still firing, else the latest one
-        whose first detection is at most ``group_window_s`` of event time away (a window
-        from its first detection, not a fixed bucket), else none."""
+        data) is still firing, else the latest one whose first detection is at most
+        ``group_window_s`` of event time away (a window from its first detection, not a
+        fixed bucket), else none."""
         window = self.config.alerts["group_window_s"]
         same: tuple[float, str] | None = None
         near: tuple[float, str] | None = None
