@@ -12,6 +12,9 @@ published in event-time order, labels ``LABEL_DELAY`` predictions late and 10 % 
 - **covariate shift**: 10 normal features, one shifted by 0.25 or 0.5 sd, the concept
   unchanged;
 - **prediction drift**: the model's scores shift (its logit +1);
+- **two drifts** in one stream: the covariate stream's first feature shifts 0.5 sd, and
+  ``second`` predictions later the concept changes (new weights for the truth), so the model
+  the worker watches loses accuracy: each must be its own incident;
 - **stationary**: ``STATIONARY`` predictions with nothing injected;
 - **label-free estimate** (``estimate/late-labels``): a model with calibrated scores whose
   inputs move towards its decision boundary (every feature scaled by ``ESTIMATE_SCALE``,
@@ -29,6 +32,8 @@ labelled predictions' 0/1 errors in the order the worker sees them, the ratio of
 delay to the better of river's two (both counted from the start of the drift's span: a
 gradual drift is often found before its centre), incidents per drift,
 and false incidents (opened before the onset; per 100,000 predictions when stationary).
+With two drifts, each drift's incidents are those from its onset to the next one's (the last:
+to its end and ``TOLERANCE``); delays and incidents per drift are listed per seed and drift.
 Event time runs at ``RATE`` predictions per second, so the alert policy's windows (300 s)
 span 3,000 predictions.
 
@@ -64,6 +69,9 @@ TRAIN = 5_000
 #: A drift counts as found if an incident opens within this many predictions of its end.
 TOLERANCE = 10_000
 
+#: The two-drift scenario's first drift: a shift of its first feature, in sd.
+TWO_SHIFT = 0.5
+
 TARGET_RATIO = 1.0
 TARGET_FALSE_PER_100K = 1.0
 TARGET_SHIFT_DELAY = 2_000
@@ -79,11 +87,15 @@ Make = Callable[[int], Any]  # seed -> a river dataset
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    kind: str  # concept | covariate | prediction | stationary | estimate
+    kind: str  # concept | covariate | prediction | two | stationary | estimate
     length: int
     at: int | None  # the drift's position (a gradual one's centre)
     width: int = 0
     label_delay: int = LABEL_DELAY
+    second: int | None = None  # a second drift's position (kind "two")
+
+    def drifts(self) -> list[int]:
+        return [p for p in (self.at, self.second) if p is not None]
 
 
 # -- streams -------------------------------------------------------------------------------
@@ -149,9 +161,14 @@ def events(scenario: Scenario, seed: int) -> tuple[list[tuple[str, dict[str, Any
         weights = rng.normal(0.0, 1.0, 10)
         logit = x @ weights
         truth_logit = logit + rng.logistic(0.0, 0.5, n)
-        if scenario.kind == "covariate":
-            x[at:, 0] += float(scenario.name.split("/")[1].removesuffix("sd"))
+        if scenario.kind in ("covariate", "two"):
+            x[at:, 0] += float(scenario.name.split("/")[1].removesuffix("sd")) if scenario.kind == "covariate" else TWO_SHIFT
             logit, truth_logit = x @ weights, x @ weights + (truth_logit - logit)  # P(y | x) unchanged
+        if scenario.kind == "two":
+            assert scenario.second is not None
+            # the world's rule changes (fresh weights); the model keeps predicting with the old
+            noise = truth_logit - logit
+            truth_logit = np.where(np.arange(n) >= scenario.second, x @ rng.normal(0.0, 1.0, 10) + noise, truth_logit)
         if scenario.kind == "prediction":
             logit = logit + np.where(np.arange(n) >= at, 1.0, 0.0)
         if scenario.kind == "estimate":
@@ -256,11 +273,14 @@ def run_one(scenario: Scenario, seed: int) -> dict[str, Any]:
         return out
     # ConceptDriftStream's sigmoid has the new concept at 2 % of the draws one width before
     # the centre, 98 % one width after: that is the drift's span
-    onset = scenario.at - scenario.width
-    end = scenario.at + scenario.width + TOLERANCE
-    true = [i for i in opened if onset <= i <= end]
-    out.update(detected=bool(true), delay=true[0] - scenario.at if true else None,
-               incidents_per_drift=len(true), false_incidents=sum(1 for i in opened if i < onset))
+    drifts = scenario.drifts()
+    onsets = [d - scenario.width for d in drifts]
+    ends = [o - 1 for o in onsets[1:]] + [drifts[-1] + scenario.width + TOLERANCE]
+    spans = [[i for i in opened if onset <= i <= end] for onset, end in zip(onsets, ends)]
+    delays = [span[0] - d if span else None for span, d in zip(spans, drifts)]
+    out.update(detected=all(spans), delay=delays[0], delays=delays,
+               incidents_per_drift=[len(span) for span in spans], false_incidents=sum(1 for i in opened if i < onsets[0]))
+    onset, end = onsets[0], ends[0]
     for name, hits in river.items():
         after = [i for i in hits if onset <= i <= end]
         out[f"river_{name}_delay"] = after[0] - scenario.at if after else None
@@ -289,11 +309,11 @@ def summarise(scenario: Scenario, runs: Sequence[dict[str, Any]]) -> dict[str, A
         row["false_per_100k"] = 1e5 * row["false_incidents"] / predictions
         row["met"] = row["false_per_100k"] <= TARGET_FALSE_PER_100K
         return row
-    delays = [r["delay"] for r in runs if r["delay"] is not None]
+    delays = [d for r in runs for d in r["delays"] if d is not None]
     row.update(
         detected=sum(r["detected"] for r in runs), delay_median=_median(delays),
         delay_p90=float(percentile(delays, 90)) if delays else None,
-        incidents_per_drift=[r["incidents_per_drift"] for r in runs],
+        incidents_per_drift=[n for r in runs for n in r["incidents_per_drift"]],
         false_incidents=sum(r["false_incidents"] for r in runs),
         runs=list(runs),
     )
@@ -316,13 +336,17 @@ def summarise(scenario: Scenario, runs: Sequence[dict[str, Any]]) -> dict[str, A
 def scenarios(smoke: bool) -> list[Scenario]:
     if smoke:
         return [Scenario("sea/abrupt", "concept", 8_000, 4_000), Scenario("covariate/0.5sd", "covariate", 6_000, 3_000),
+                Scenario("two/shift+concept", "two", 10_000, 3_000, second=6_500),
                 Scenario("stationary", "stationary", 10_000, None),
                 Scenario("estimate/late-labels", "estimate", 14_000, 6_000, label_delay=ESTIMATE_LABEL_DELAY)]
     n, at = 40_000, 20_000
     out = [Scenario(f"{g}/{shape}", "concept", n, at, GRADUAL_WIDTH if shape == "gradual" else 0)
            for g in GENERATORS for shape in ("abrupt", "gradual")]
     out += [Scenario(f"covariate/{sd}sd", "covariate", n, at) for sd in ("0.25", "0.5")]
-    out += [Scenario("prediction/score", "prediction", n, at), Scenario("stationary", "stationary", STATIONARY, None),
+    out += [Scenario("prediction/score", "prediction", n, at),
+            # 1,600 s of event time apart: well beyond the alert policy's group window
+            Scenario("two/shift+concept", "two", n, 12_000, second=28_000),
+            Scenario("stationary", "stationary", STATIONARY, None),
             Scenario("estimate/late-labels", "estimate", n, at, label_delay=ESTIMATE_LABEL_DELAY)]
     return out
 

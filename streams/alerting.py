@@ -6,15 +6,19 @@ Every detector decision is a drift event; this module decides which become alert
   its own stream shows no drift for ``resolve_after_s`` of event time;
 - **cooldown**: a member that fires again within ``cooldown_s`` of its resolution is
   suppressed, so one drift is one alert, not dozens;
-- **grouping**: a member that fires while an open *incident* of its model already holds
-  the same problem (the model's quality: concept drift and performance; or the same
-  feature) joins it, as does one within ``group_window_s`` of event time after an open
-  incident's first detection; otherwise it opens a new one. The incident keeps the time
-  and position of its first detection;
+- **grouping** (one incident per drift): a member that fires while an open *incident* of
+  its model has the same problem still firing (the model's quality: concept drift and
+  performance; or the same feature; a prediction drift: any input's data drift, since the
+  outputs follow the inputs) joins it: the drift continues. One that fires within
+  ``group_window_s`` of event time of an open incident's first detection joins it too: one
+  change seen by several detectors. Otherwise it opens a new incident: a new drift, or a
+  problem that cleared and came back after the window. The incident keeps the time and
+  position of its first detection, whatever joins later;
 - **publication**: each state change of an incident is one alert: ``firing`` (opened),
   ``escalated`` (its severity rose as members joined), ``resolved`` (every member resolved).
   A member joining without raising the severity is not published; its ``kind``, detector
-  and message name the most severe member, and the message every kind that fired.
+  and message name the most severe member, and the message every kind that fired (an
+  escalation that changes the ``kind`` says so: "now performance, was data drift").
 
 Each member's lifecycle depends only on its own stream, and the incident id only on the
 model and its first detection, so the same events give the same alerts (same ids) live,
@@ -72,6 +76,20 @@ def _family(kind: str, feature: str | None) -> tuple[str, str | None]:
     """What a detection is about: the model's quality (concept drift, performance, its
     label-free estimate), or the distribution of one feature or prediction column."""
     return ("quality", None) if kind in ("concept_drift", "performance", "estimated_performance") else (kind, feature)
+
+
+def _continues(member: dict[str, Any], obs: Observation) -> bool:
+    """Whether a detection continues a firing member's problem: the same one, or a drift of
+    the model's predictions while its inputs drift (the outputs follow the inputs)."""
+    if member["status"] != "firing":
+        return False
+    if member["kind"] == "data_drift" and obs.kind == "prediction_drift":
+        return True
+    return _family(member["kind"], member["feature"]) == _family(obs.kind, obs.feature)
+
+
+def _words(kind: str | None) -> str:
+    return str(kind).replace("_", " ")
 
 
 def _bump(severity: str) -> str:
@@ -144,31 +162,43 @@ class AlertPolicy:
         return []
 
     def _open_incident(self, obs: Observation) -> str | None:
-        """The open incident a detection joins: the latest one that already holds the same
-        problem (the model's quality, or the same feature's data), else the latest one
-        opened at most ``group_window_s`` before it (a window from its first detection,
-        not a fixed bucket)."""
+        """The open incident a detection joins: the latest one where the same problem (the
+        model's quality, or the same feature's data; for a prediction drift, any input's
+        data) is still firing, else the latest one whose first detection is at most
+        ``group_window_s`` of event time away (a window from its first detection, not a
+        fixed bucket), else none."""
         window = self.config.alerts["group_window_s"]
-        family = _family(obs.kind, obs.feature)
         same: tuple[float, str] | None = None
         near: tuple[float, str] | None = None
         for incident_id, incident in self.incidents.items():
-            opened = incident.get("opened_at")
-            if opened is None:  # written before incidents recorded it: its first member's
-                opened = min(self.members[k]["fired_at"] for k in incident["members"])
-            if any(_family(self.members[k]["kind"], self.members[k]["feature"]) == family for k in incident["members"]):
+            opened = self._first(incident)["fired_at"]
+            # a problem that resolved here and fires again is a new drift unless it is near
+            if any(_continues(self.members[k], obs) for k in incident["members"]):
                 same = max(same or (opened, incident_id), (opened, incident_id))
-            if opened <= obs.timestamp < opened + window:
+            if abs(obs.timestamp - opened) < window:
                 near = max(near or (opened, incident_id), (opened, incident_id))
         best = same or near
         return None if best is None else best[1]
+
+    def _first(self, incident: dict[str, Any]) -> dict[str, Any]:
+        """An incident's first detection (time, position, prediction), fixed when it opened:
+        a member that joins later with an earlier event time never moves it back."""
+        first = incident.get("first")
+        if first is None:  # written before incidents recorded it: its earliest member's
+            first = min((self.members[k] for k in incident["members"]), key=lambda m: m["fired_at"])
+        return {"fired_at": first["fired_at"], "position": first["position"], "prediction_id": first["prediction_id"]}
 
     def _fire(self, obs: Observation, previous: dict[str, Any] | None) -> list[dict[str, Any]]:
         incident_id = self._open_incident(obs)
         opened = incident_id is None
         if incident_id is None:
             incident_id = stable_id(self.model_id, self.model_version or "", "incident", obs.timestamp, obs.key)
-            self.incidents[incident_id] = {"members": [], "opened_at": obs.timestamp, "severity": None}
+            self.incidents[incident_id] = {
+                "members": [], "former": [], "severity": None, "kind": None,
+                "first": {"fired_at": obs.timestamp, "position": obs.position, "prediction_id": obs.prediction_id},
+            }
+        if previous is not None and previous["incident"] != incident_id:
+            self._leave(previous["incident"], obs.key, previous)
         member = {
             "status": "firing",
             "incident": incident_id,
@@ -199,8 +229,19 @@ class AlertPolicy:
             status = "escalated"
         else:
             return []  # nothing new to say: the incident's state did not change
+        alert = self._alert(incident_id, status, obs.timestamp, was_kind=incident.get("kind"))
         incident["severity"] = severity
-        return [self._alert(incident_id, status, obs.timestamp)]
+        incident["kind"] = alert["kind"]
+        return [alert]
+
+    def _leave(self, incident_id: str, key: str, member: dict[str, Any]) -> None:
+        """A resolved member fires into another incident: its old incident (still open for
+        its other members) keeps it as it was when it resolved."""
+        incident = self.incidents.get(incident_id)
+        if incident is None or key not in incident["members"]:
+            return
+        incident["members"].remove(key)
+        incident.setdefault("former", []).append(dict(member))
 
     def snapshot(self, incident_id: str) -> dict[str, Any]:
         """The incident as an alert would show it now (not a publication)."""
@@ -234,8 +275,15 @@ class AlertPolicy:
         self.incidents = {}
         return alerts
 
+    def _members(self, incident_id: str) -> list[dict[str, Any]]:
+        """Every member an incident has had, in the order they fired."""
+        incident = self.incidents[incident_id]
+        keyed = [(self.members[k]["fired_at"], k, self.members[k]) for k in incident["members"]]
+        keyed += [(m["fired_at"], "", m) for m in incident.get("former", [])]
+        return [m for _, _, m in sorted(keyed, key=lambda t: (t[0], t[1]))]
+
     def _severity_of(self, incident_id: str) -> str:
-        members = [self.members[k] for k in self.incidents[incident_id]["members"]]
+        members = self._members(incident_id)
         severity = min((m["severity"] for m in members), key=SEVERITIES.index)
         # features, not members: several detectors may watch one feature
         drifting_features = len({m["feature"] for m in members if m["kind"] == "data_drift"})
@@ -243,13 +291,11 @@ class AlertPolicy:
             severity = _bump(severity)
         return severity
 
-    def _alert(self, incident_id: str, status: str, timestamp: float) -> dict[str, Any]:
-        keys = sorted(
-            self.incidents[incident_id]["members"],
-            key=lambda k: (self.members[k]["fired_at"], k),
-        )
-        members = [self.members[k] for k in keys]
-        first = members[0]
+    def _alert(self, incident_id: str, status: str, timestamp: float, was_kind: str | None = None) -> dict[str, Any]:
+        """The publication of an incident's state; ``was_kind``: the ``kind`` it was last
+        published with, named in an escalation that changes it."""
+        members = self._members(incident_id)
+        first = self._first(self.incidents[incident_id])
         # what the alert is about: its most severe member (the earliest among equals)
         lead = min(members, key=lambda m: SEVERITIES.index(m["severity"]))
         severity = self._severity_of(incident_id)
@@ -263,12 +309,13 @@ class AlertPolicy:
             message = f"resolved on model {self.model_id}{version}: {what} back within threshold"
         else:
             message = (
-                f"{' and '.join(k.replace('_', ' ') for k in kinds)} on model {self.model_id}{version}: "
+                f"{' and '.join(_words(k) for k in kinds)} on model {self.model_id}{version}: "
                 f"{what} crossed threshold ({lead['detector']} = "
                 f"{format_number(lead['value'])} {lead['direction']} {format_number(lead['threshold'])})"
             )
             if status == "escalated":
-                message = f"escalated to {severity}: {message}"
+                change = f", now {_words(lead['kind'])} (was {_words(was_kind)})" if was_kind not in (None, lead["kind"]) else ""
+                message = f"escalated to {severity}{change}: {message}"
         return {
             "alert_id": incident_id,
             "event_id": stable_id(incident_id, status, severity if status == "escalated" else ""),
