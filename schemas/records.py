@@ -54,6 +54,7 @@ KINDS: tuple[str, ...] = (
     "performance",
     "anomaly",
     "data_quality",
+    "latency",
 )
 SEVERITIES: tuple[str, ...] = ("P0", "P1", "P2", "P3")
 STATUSES: tuple[str, ...] = ("firing", "escalated", "resolved")

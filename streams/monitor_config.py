@@ -69,6 +69,16 @@ DEFAULTS: dict[str, Any] = {
         "max_unseen_category": 0.05,  # share of categories the reference did not have
         "max_type_change": 0.01,  # share of values of a type the reference did not have
     },
+    # p50/p95/p99 of the predictions' latency_ms over the last `window` that carry one
+    # (streams/latency.py); an SLO makes a percentile a check of kind `latency`
+    "latency": {
+        "percentiles": ["p50", "p95", "p99"],  # exported; empty: off
+        "window": 1000,
+        "slo_ms": {"p50": None, "p95": None, "p99": None},  # None: no SLO
+    },
+    # a detector on a metric's checkpoint series, e.g. detectors.f1 = {type = "three_sigma"}
+    # (streams/series.py); its reference is the series' first `reference_points` values
+    "metric_series": {"reference_points": 20, "detectors": {}},
     "concept_drift": {
         "classification": [{"type": "adwin", "delta": 0.002}, {"type": "ddm", "warm_start": 500}],
         "regression": [{"type": "adwin", "delta": 0.002}],
@@ -97,6 +107,8 @@ DEFAULTS: dict[str, Any] = {
         "concept_drift": "P2",
         "prediction_drift": "P2",
         "data_quality": "P3",
+        "latency": "P2",
+        "anomaly": "P3",
         "data_drift": {"moderate": "P3", "significant": "P3", "severe": "P2"},
         "data_drift_severe_psi": 0.5,
         "performance": [[0.25, "P0"], [0.1, "P1"], [0.0, "P2"]],
