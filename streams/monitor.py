@@ -391,8 +391,8 @@ class ModelMonitor:
         for feature, quality in self.quality.items():
             if len(quality.flags) < quality.window:
                 continue  # a share of a few values says little: judged over full windows only
-            for check in quality.checks(limits["checks"]):
-                self._emit_check(f"quality:{feature}:{check}", "data_quality", check, feature, quality.share(check),
+            for check, share in quality.shares(quality.checks(limits["checks"])).items():
+                self._emit_check(f"quality:{feature}:{check}", "data_quality", check, feature, share,
                                  quality.threshold(check, limits), "above", None, hi - 1, self.n_predictions - 1,
                                  cols, result, quality.window, 0)
 
@@ -407,9 +407,8 @@ class ModelMonitor:
         if not end_of_chunk or not latency.full:
             return
         limits = self.config.values["latency"]
-        for percentile in limits["percentiles"]:
+        for percentile, value in latency.percentiles(limits["percentiles"]).items():
             name = series_name(percentile)
-            value = latency.percentile(percentile)
             slo = limits["slo_ms"][percentile]
             self._emit_check(f"latency:{percentile}", "latency", name, None, value,
                              math.inf if slo is None else float(slo), "above", None, hi - 1, self.n_predictions - 1,
@@ -681,8 +680,6 @@ class ModelMonitor:
         if drift is None:
             drift = judged and (value > threshold if direction == "above" else value < threshold)
         ts = float(cols["ts"][i])
-        was = self.in_drift.get(key, False)
-        event_id = stable_id(self.key, key, position, "drift" if drift else "clear")
         result.samples.append({
             "key": key, "kind": kind, "detector": name, "feature": feature, "timestamp": ts,
             "position": position, "statistic": value, "threshold": threshold, "direction": direction,
@@ -690,6 +687,8 @@ class ModelMonitor:
         })
         if not judged:
             return
+        was = self.in_drift.get(key, False)
+        event_id = stable_id(self.key, key, position, "drift" if drift else "clear")
         if drift or was:
             self.in_drift[key] = drift
             result.drift_events.append({
