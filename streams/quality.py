@@ -61,7 +61,10 @@ class FeatureQuality:
         self.categories = categories
         self._known = set(categories or ())
         self.window = window
-        self.flags = ""  # one octal digit of bits per value, oldest first
+        self._flags_kept = ""  # one octal digit of bits per value, oldest first
+        # values not flagged yet: a busy worker's batch holds a few events per model, and
+        # flagging costs mostly per call, so they are flagged when the flags are read
+        self._new: list[Any] = []
 
     @classmethod
     def from_reference(cls, values: Sequence[Any], window: int) -> FeatureQuality:
@@ -79,7 +82,18 @@ class FeatureQuality:
         return [c for c in CHECKS if c in configured and c != other]
 
     def update(self, values: Sequence[Any]) -> None:
-        """Flag each value in stream order and keep the last ``window`` flags."""
+        """Add values in stream order; the last ``window`` are flagged when read."""
+        self._new.extend(values)
+
+    @property
+    def flags(self) -> str:
+        """One digit of flag bits per value of the window, oldest first."""
+        if self._new:
+            values, self._new = self._new, []
+            self._flags_kept = (self._flags_kept + self._flag(values[-self.window:]))[-self.window:]
+        return self._flags_kept
+
+    def _flag(self, values: Sequence[Any]) -> str:
         kinds = set(map(type, values))
         if self.numeric and kinds <= _NUMERIC_TYPES:
             flags = self._numeric_flags(values)
@@ -87,7 +101,7 @@ class FeatureQuality:
             flags = self._string_flags(values)
         else:
             flags = self._flags(values)
-        self.flags = (self.flags + flags)[-self.window:]
+        return flags
 
     def _numeric_flags(self, values: Sequence[Any]) -> str:
         """A numeric feature's numbers and nulls, with numpy: the common case, per batch."""
@@ -133,10 +147,11 @@ class FeatureQuality:
         """Each check's share, from one count of the window's flags (a count per check was
         most of a checkpoint's cost)."""
         mine = self.checks(CHECKS)
-        if not self.flags:
+        flags = self.flags
+        if not flags:
             return {check: math.nan for check in checks}
-        counts = np.bincount(np.frombuffer(self.flags.encode("ascii"), dtype=np.uint8) - ord("0"), minlength=8)
-        n = len(self.flags)
+        counts = np.bincount(np.frombuffer(flags.encode("ascii"), dtype=np.uint8) - ord("0"), minlength=8)
+        n = len(flags)
         return {check: float(counts[_HAS[check]].sum()) / n if check in mine else math.nan for check in checks}
 
     def threshold(self, check: str, limits: dict[str, Any]) -> float:
@@ -153,7 +168,7 @@ class FeatureQuality:
     def from_state(cls, state: dict[str, Any]) -> FeatureQuality:
         q = cls(state["numeric"], state["missing"], list(state["types"]), state["low"], state["high"],
                 state["categories"], int(state["window"]))
-        q.flags = str(state["flags"])
+        q._flags_kept = str(state["flags"])
         return q
 
 
