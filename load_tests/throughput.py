@@ -27,6 +27,11 @@ and Faust for free), and the least work any pipeline on this stack does
 (:func:`minimum_rate`: orjson decoding, a dict join, river's DDM and ADWIN per pair). The
 second, as a share of raw aiokafka, is an upper bound of ``SDK / raw aiokafka``.
 
+The cost of breadth: the same SDK records also go through an **everything on** monitoring
+config (:data:`EVERYTHING_ON`: every classification metric, two detectors per feature,
+every data-quality check, latency SLOs, series detectors on metrics), in the pipeline and
+in the stages alone; its rate is reported beside the default's with their ratio.
+
 Each pipeline run is repeated ``--runs`` times (3; smoke 1), each into fresh topics with a
 fresh worker, and the median run is reported with all of them: one run's rate moved by up
 to 20 % from run to run here. The baselines read the last run's topics.
@@ -56,6 +61,7 @@ from schemas import codec
 from schemas.columns import is_column_batch
 from streams.end_offsets import end_offsets
 from streams.gc_tuning import tune_gc
+from streams.monitor_config import MonitorConfig
 from streams.offline import OfflinePipeline
 from streams.processes import terminate_group
 from streams.progress import Progress
@@ -91,6 +97,30 @@ PUBLISH_CHUNK = 5000
 SDK_BATCH_SIZE = 500
 SDK_VS_RAW_TARGET = 0.30
 FOREIGN_VS_NOOP_TARGET = 0.70
+#: Every metric, detector and check that fits the simulated churn model (a binary
+#: classifier with a confidence score and latency_ms), for the cost row.
+EVERYTHING_ON: dict[str, Any] = {"defaults": {
+    "data_drift": {
+        "numeric": [{"type": "psi", "bins": 10, "window": 1000, "step": 250, "psi_above": 0.1},
+                    {"type": "ks", "window": 1000, "step": 250, "p_value_below": 0.001}],
+        "categorical": [{"type": "psi_categorical", "window": 1000, "step": 250, "psi_above": 0.1},
+                        {"type": "chi2", "window": 1000, "step": 250, "p_value_below": 0.001}],
+    },
+    "performance": {"metrics": ["accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "brier"]},
+    "data_quality": {"checks": ["missing_rate", "out_of_range", "unseen_category", "type_change"]},
+    "latency": {"percentiles": ["p50", "p95", "p99"], "slo_ms": {"p99": 100.0}},
+    "metric_series": {"detectors": {"accuracy": {"type": "three_sigma"}, "f1": {"type": "three_sigma"},
+                                    "latency_p99": {"type": "three_sigma"}}},
+}}
+
+
+def everything_on_file(directory: Path) -> Path:
+    """:data:`EVERYTHING_ON` as a YAML file a worker reads (its ``config_path``)."""
+    import yaml
+
+    path = directory / "everything-on.yaml"
+    path.write_text(yaml.safe_dump(EVERYTHING_ON))
+    return path
 
 
 def drifting_config(events: int, seed: int, model_id: str = "throughput-model") -> SimulationConfig:
@@ -216,30 +246,33 @@ def _rate(predictions: int, elapsed: float) -> dict[str, Any]:
             "us_per_prediction": round(elapsed / predictions * 1e6, 2)}
 
 
-def stages_rate(settings: Settings, chunks: Sequence[Sequence[InputRecord]], expected: int) -> dict[str, Any]:
+def stages_rate(settings: Settings, chunks: Sequence[Sequence[InputRecord]], expected: int,
+                monitor_config: MonitorConfig | None = None) -> dict[str, Any]:
     """Predictions/s of the pipeline's stages alone, in this process, with no Kafka: the SDK
     records (:func:`sdk_chunks`) fed to :class:`~streams.offline.OfflinePipeline` one chunk
     at a time. Decoding, validation, the join, every default detector and the alert policy,
     as the worker runs them; not the ``monitor-input`` hop, Faust or the broker. So it is
     the most one worker process could do on this machine with this code: the worker's rate
-    is a share of it. ``expected``: the predictions in ``chunks``."""
-    pipeline = OfflinePipeline(window_s=settings.join_window_s, partitions=settings.partitions,
+    is a share of it. ``expected``: the predictions in ``chunks``. Also its CPU time per
+    prediction (``time.process_time``), which a busy shared machine disturbs less.
+    ``monitor_config``: the default's when ``None``."""
+    pipeline = OfflinePipeline(monitor_config, window_s=settings.join_window_s, partitions=settings.partitions,
                                max_message_bytes=settings.max_message_bytes, keep_samples=False)
     thresholds = gc.get_threshold()
     tune_gc(settings.gc_threshold)  # as the worker tunes it
     try:
         with Progress("records through the stages", total=sum(len(records) for records in chunks)) as bar:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             for records in chunks:
                 pipeline.feed_records(records)
                 bar.update(len(records))
             pipeline.finish()
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         gc.set_threshold(*thresholds)
     if pipeline.result.events != expected:
         raise LoadTestError(f"the stages applied {pipeline.result.events} predictions, expected {expected}")
-    return _rate(expected, elapsed)
+    return {**_rate(expected, elapsed), "cpu_us_per_prediction": round(cpu / expected * 1e6, 2)}
 
 
 def _column(columns: dict[str, Any], name: str, n: int) -> list[Any]:
@@ -344,9 +377,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             sent = publish(sdk, items, chunk=PUBLISH_CHUNK, what=f"SDK events published (run {run} of {runs})")
             sdk_runs.append(run_pipeline(h, sdk, sent, f"SDK events through the pipeline (run {run} of {runs})"))
         sdk_run = _median_run(sdk_runs)
-        note("the same records through the stages in this process, no Kafka")
+        config_dir = Path(tempfile.mkdtemp(prefix="driftstream-everything-on-"))
+        try:
+            everything = str(everything_on_file(config_dir))
+            all_runs = []
+            for run in range(1, runs + 1):
+                full = namespaced(broker, partitions=args.partitions, config_path=everything)
+                create_topics(full)
+                sent = publish(full, items, chunk=PUBLISH_CHUNK, what=f"SDK events published (everything on, run {run} of {runs})")
+                all_runs.append(run_pipeline(h, full, sent, f"SDK events, everything on (run {run} of {runs})"))
+        finally:
+            shutil.rmtree(config_dir, ignore_errors=True)
+        all_run = _median_run(all_runs)
+        note("the same records through the stages in this process, no Kafka (default, then everything on)")
         chunks = sdk_chunks(sdk, items)
         stages = stages_rate(sdk, chunks, sent["predictions"])
+        stages_all = stages_rate(sdk, chunks, sent["predictions"], MonitorConfig.from_mapping(EVERYTHING_ON))
         note("the same records through the least work any pipeline does, in this process")
         minimum = minimum_rate(chunks, sent["predictions"])
         del chunks
@@ -378,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     foreign_rate = foreign_run["predictions_per_s"]
     sdk_vs_raw = sdk_rate / raw["predictions_per_s"]
     sdk_vs_stages = sdk_rate / stages["predictions_per_s"]
+    all_vs_default = all_run["predictions_per_s"] / sdk_rate
+    stages_all_vs_default = stages_all["predictions_per_s"] / stages["predictions_per_s"]
     minimum_vs_raw = minimum["predictions_per_s"] / raw["predictions_per_s"]
     foreign_vs_noop = foreign_rate / noop["predictions_per_s"]
     targets = {
@@ -397,6 +445,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "stages_in_process_per_s": stages["predictions_per_s"],
         "stages_us_per_prediction": stages["us_per_prediction"],
         "sdk_vs_stages_in_process": round(sdk_vs_stages, 4),
+        "stages_cpu_us_per_prediction": stages["cpu_us_per_prediction"],
+        "everything_on_predictions_per_s": all_run["predictions_per_s"],
+        "everything_on_vs_default": round(all_vs_default, 4),
+        "everything_on_run": all_run,
+        "everything_on_stages_per_s": stages_all["predictions_per_s"],
+        "everything_on_stages_cpu_us_per_prediction": stages_all["cpu_us_per_prediction"],
+        "everything_on_stages_vs_default": round(stages_all_vs_default, 4),
+        "everything_on_config": EVERYTHING_ON,
         "minimum_in_process_per_s": minimum["predictions_per_s"],
         "minimum_us_per_prediction": minimum["us_per_prediction"],
         "minimum_vs_raw_aiokafka": round(minimum_vs_raw, 4),
@@ -416,6 +472,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ("  raw aiokafka, orjson-decoding", raw_json["predictions_per_s"], ""),
         ("  no-op Faust agent", noop_sdk["predictions_per_s"], ""),
         ("  the stages alone, in process, no Kafka", stages["predictions_per_s"], f"pipeline = {sdk_vs_stages:.1%}"),
+        ("SDK, everything on, full pipeline", all_run["predictions_per_s"], f"= {all_vs_default:.1%} of default"),
+        ("  the stages alone, everything on", stages_all["predictions_per_s"], f"= {stages_all_vs_default:.1%} of default"),
         ("  the least any pipeline does, in process", minimum["predictions_per_s"], f"= {minimum_vs_raw:.1%} of raw"),
         ("foreign (kcat, 1 event/record), full pipeline", foreign_rate, runs_note(foreign_run)),
         ("  no-op Faust agent", noop["predictions_per_s"], f"pipeline = {foreign_vs_noop:.1%}"),

@@ -55,6 +55,7 @@ KINDS: tuple[str, ...] = (
     "anomaly",
     "data_quality",
     "estimated_performance",
+    "latency",
 )
 SEVERITIES: tuple[str, ...] = ("P0", "P1", "P2", "P3")
 STATUSES: tuple[str, ...] = ("firing", "escalated", "resolved")

@@ -25,8 +25,10 @@ from typing import Any
 from detectors import registry
 
 from .estimation import ESTIMATED
-from .performance import ALL_METRICS
+from .latency import PERCENTILES, series_name
+from .performance import ALL_METRICS, TASK_DEFAULT
 from .quality import CHECKS
+from .series import SERIES_DETECTORS
 
 SEVERITIES = ("P0", "P1", "P2", "P3")
 
@@ -115,7 +117,20 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
         "a list of [minimum drop, severity] pairs, e.g. [[0.25, \"P0\"], [0.0, \"P2\"]]",
     ),
     "severity.many_features": _int_at_least(1),
+    "severity.latency": _SEVERITY,
+    "severity.anomaly": _SEVERITY,
+    "latency.percentiles": (
+        (lambda v: isinstance(v, list) and all(x in PERCENTILES for x in v) and len(set(v)) == len(v)),
+        f"a list of distinct percentiles from: {', '.join(PERCENTILES)} (empty: off)",
+    ),
+    "latency.window": _int_at_least(1),
+    "metric_series.reference_points": _int_at_least(2),
 }
+for _name in PERCENTILES:
+    RULES[f"latency.slo_ms.{_name}"] = ((lambda v: v is None or (_is_real(v) and v > 0)),
+                                        "a number of milliseconds > 0 (absent: no SLO)")
+#: The series a detector may watch: every performance metric and latency percentile.
+SERIES = (*ALL_METRICS, *(series_name(p) for p in PERCENTILES))
 for _name in ("precision", "recall", "f1", "roc_auc", "r2"):
     RULES[f"performance.max_drop.{_name}"] = ((lambda v: _is_real(v) and v >= 0), "a number >= 0")
 for _name in ESTIMATED:
@@ -221,8 +236,40 @@ def _check_concept(value: Any, where: str) -> None:
         seen.add(spec["type"])
 
 
+def _check_series_detectors(value: Any, where: str) -> None:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where}: expected a table of metric name -> detector, e.g. f1 = {{type = \"three_sigma\"}}")
+    for name, spec in value.items():
+        if name not in SERIES:
+            raise ValueError(f"{where}.{name}: unknown metric series; expected one of: {', '.join(SERIES)}")
+        if not isinstance(spec, Mapping) or spec.get("type") not in SERIES_DETECTORS:
+            kind = spec.get("type") if isinstance(spec, Mapping) else spec
+            raise ValueError(f"{where}.{name}.type: unknown or unsuitable detector {kind!r} for a metric series; "
+                             f"expected one of: {', '.join(SERIES_DETECTORS)}")
+        check_detector(spec, f"{where}.{name}", (registry.DETECTORS[spec["type"]].kind,),
+                       "reference" in _params(registry.DETECTORS[spec["type"]]))
+
+
+def _check_cross(values: Mapping[str, Any], where: str) -> None:
+    """Keys that name another key's values: an SLO for a percentile that is not computed,
+    a series of a metric that is not."""
+    latency = values.get("latency", {})
+    for name, slo in latency.get("slo_ms", {}).items():
+        if slo is not None and name not in latency.get("percentiles", []):
+            raise ValueError(f"{where}.latency.slo_ms.{name}: {name} is not in latency.percentiles")
+    computed = set(values.get("performance", {}).get("metrics", [])) | set(TASK_DEFAULT.values())
+    computed |= {series_name(p) for p in latency.get("percentiles", [])}
+    for name in values.get("metric_series", {}).get("detectors", {}):
+        if name not in computed:
+            raise ValueError(f"{where}.metric_series.detectors.{name}: {name} is not computed; "
+                             "list it in performance.metrics (or latency.percentiles)")
+
+
 def _walk(value: Any, default: Any, path: str, where: str) -> None:
     at = f"{where}.{path}" if path else where
+    if path == "metric_series.detectors":
+        _check_series_detectors(value, at)
+        return
     if path in LIST_SLOTS:
         check_detectors(value, at, REFERENCE_SLOTS[path])
         return
@@ -261,6 +308,7 @@ def check_model(values: Mapping[str, Any], where: str) -> None:
     from .monitor_config import DEFAULTS
 
     _walk(values, DEFAULTS, "", where)
+    _check_cross(values, where)
 
 
 def check_overrides(overrides: Mapping[str, Any], where: str) -> None:

@@ -44,10 +44,12 @@ from schemas.ids import stable_id
 
 from .alerting import AlertPolicy, Observation
 from .alerting import format_number as _fmt
+from .latency import LatencyWindow, series_name
 from .monitor_config import ModelConfig, MonitorConfig
 from .estimation import ESTIMATED, EstimatedPerformance
 from .performance import LOWER_IS_BETTER, TASK_DEFAULT, PerformanceWindow, metrics_for
 from .quality import FeatureQuality
+from .series import SeriesWatch
 
 #: Values handed to an error-stream detector per call (see ModelMonitor._run).
 FEED_PIECE = 4096
@@ -193,10 +195,21 @@ class ModelMonitor:
         self._pending_requests: list[dict[str, Any]] = []
         # concept drifts whose alert member stays firing while the rolling error is at least this
         self.elevated: dict[str, float] = {}
+        self.latency: LatencyWindow | None = None
+        self.series: dict[str, SeriesWatch] = {}
+        self._start_latency_and_series()
         profile = config.reference.get("profile")
         if profile:
             self.reference = load_reference_profile(profile)
             self._fit_reference()
+
+    def _start_latency_and_series(self) -> None:
+        """A fresh latency window and metric-series watches, as the config asks (none: off)."""
+        latency = self.config.values.get("latency") or {}
+        self.latency = LatencyWindow(int(latency["window"])) if latency.get("percentiles") else None
+        series = self.config.values.get("metric_series") or {}
+        self.series = {name: SeriesWatch(dict(spec), int(series["reference_points"]))
+                       for name, spec in sorted((series.get("detectors") or {}).items())}
 
     # -- building detectors ------------------------------------------------------------
     def _watch(self, key: str, kind: str, feature: str | None, column: str, values: list[Any], spec: Any) -> None:
@@ -370,6 +383,8 @@ class ModelMonitor:
             self._update_quality(cols, lo, hi, end_of_chunk, result)
         if self.estimate is not None:
             self._update_estimate(cols, lo, hi, result)
+        if self.latency is not None:
+            self._update_latency(cols, lo, hi, end_of_chunk, result)
         if end_of_chunk:
             self.pending, self.fed = None, {}
 
@@ -385,8 +400,8 @@ class ModelMonitor:
         for feature, quality in self.quality.items():
             if len(quality.flags) < quality.window:
                 continue  # a share of a few values says little: judged over full windows only
-            for check in quality.checks(limits["checks"]):
-                self._emit_check(f"quality:{feature}:{check}", "data_quality", check, feature, quality.share(check),
+            for check, share in quality.shares(quality.checks(limits["checks"])).items():
+                self._emit_check(f"quality:{feature}:{check}", "data_quality", check, feature, share,
                                  quality.threshold(check, limits), "above", None, hi - 1, self.n_predictions - 1,
                                  cols, result, quality.window, 0)
 
@@ -421,6 +436,41 @@ class ModelMonitor:
                 self._emit_check(f"estimated:{name}:error", "estimated_performance", f"estimated_{name}_error", None,
                                  abs(estimated - realized), float(est["max_error"]), "above", None, i, position, cols,
                                  result, c.labelled, 1, extra, instance=c.index)
+    def _update_latency(self, cols: dict[str, Any], lo: int, hi: int, end_of_chunk: bool, result: MonitorResult) -> None:
+        """Add predictions ``[lo, hi)``'s latencies; at a checkpoint with a full window, a
+        sample of each percentile, a check of each with an SLO, and a series point."""
+        latency = self.latency
+        assert latency is not None  # called only when configured
+        source = cols.get("latency_ms")
+        if source is not None:
+            latency.update(source[lo:hi])
+        if not end_of_chunk or not latency.full:
+            return
+        limits = self.config.values["latency"]
+        for percentile, value in latency.percentiles(limits["percentiles"]).items():
+            name = series_name(percentile)
+            slo = limits["slo_ms"][percentile]
+            self._emit_check(f"latency:{percentile}", "latency", name, None, value,
+                             math.inf if slo is None else float(slo), "above", None, hi - 1, self.n_predictions - 1,
+                             cols, result, latency.window, 0, judged=slo is not None)
+            self._series_point(name, value, hi - 1, self.n_predictions - 1, cols, result, latency.window, 0)
+
+    def _series_point(
+        self, name: str, value: float, i: int, position: int, cols: dict[str, Any], result: MonitorResult,
+        window_size: int, rank: int,
+    ) -> None:
+        """A checkpoint value of metric ``name`` to its series detector, if it has one
+        (streams/series.py): an ``anomaly`` check once the series' reference is in."""
+        watch = self.series.get(name)
+        if watch is None or not math.isfinite(value):
+            return
+        drift = watch.update(value)
+        detector = watch.detector
+        if drift is None or detector is None:
+            return
+        self._emit_check(f"series:{name}", "anomaly", detector.name, name, float(detector.statistic),
+                         float(detector.threshold), detector.direction, None, i, position, cols, result,
+                         window_size, rank, drift=drift)
 
     def _pend(self, cols: dict[str, Any], lo: int, hi: int) -> dict[str, Any]:
         """Add predictions ``[lo, hi)`` of ``cols`` to the pending ones (each detector's
@@ -624,6 +674,21 @@ class ModelMonitor:
                 if not math.isfinite(current):
                     continue  # undefined in this window (one class only): nothing to judge
             self._check_metric(name, current, baseline, hi - 1, seen - 1, cols, result, metric.window_size)
+        if self.series and full:
+            self._performance_series(value, hi - 1, seen - 1, cols, result, metric.window_size)
+
+    def _performance_series(self, value: float, i: int, position: int, cols: dict[str, Any], result: MonitorResult,
+                            window_size: int) -> None:
+        """Each performance metric with a series detector gets this checkpoint's value
+        (the task's own metric is ``value``; the others come from the window of pairs)."""
+        for name in self.series:
+            if name == TASK_DEFAULT[self.task]:  # type: ignore[index]  # the task is known with pairs
+                point = value
+            elif name in self.checked and self.window is not None:
+                point = self.window.value(name)
+            else:
+                continue  # a latency series, or a metric of the other task
+            self._series_point(name, point, i, position, cols, result, window_size, 1)
 
     def _threshold(self, name: str, baseline: float) -> tuple[float, str]:
         """Where ``name`` drifts, and the side: an absolute drop below the baseline for a
@@ -651,22 +716,28 @@ class ModelMonitor:
         self, key: str, kind: str, name: str, feature: str | None, value: float, threshold: float, direction: str,
         baseline: float | None, i: int, position: int, cols: dict[str, Any], result: MonitorResult,
         window_size: int, rank: int, extra: dict[str, Any] | None = None, instance: int | None = None,
+        judged: bool = True, drift: bool | None = None,
     ) -> None:
         """A windowed check at a checkpoint (performance, data quality): a sample, a drift
         event on a drift (and on the first checkpoint after one), an observation for the
         alert policy (``rank``: its sequence, 0 predictions, 1 pairs). ``extra``: fields the
         drift event carries besides. ``instance``: the check judges one of several windows
-        (an estimate's comparison), so each observation is a drift event, its id naming it."""
-        drift = value > threshold if direction == "above" else value < threshold
+        (an estimate's comparison), so each observation is a drift event, its id naming it.
+        Not ``judged``: the sample only (a latency percentile without an SLO). ``drift``: a
+        detector's own verdict (a metric series), instead of comparing ``value`` with ``threshold``."""
+        if drift is None:
+            drift = judged and (value > threshold if direction == "above" else value < threshold)
         ts = float(cols["ts"][i])
-        was = self.in_drift.get(key, False) or instance is not None
-        event_id = stable_id(self.key, key, position, "drift" if drift else "clear",
-                             *(() if instance is None else (instance,)))
         result.samples.append({
             "key": key, "kind": kind, "detector": name, "feature": feature, "timestamp": ts,
             "position": position, "statistic": value, "threshold": threshold, "direction": direction,
             "p_value": None, "drift": drift, "window_size": window_size,
         })
+        if not judged:
+            return
+        was = self.in_drift.get(key, False) or instance is not None
+        event_id = stable_id(self.key, key, position, "drift" if drift else "clear",
+                             *(() if instance is None else (instance,)))
         if drift or was:
             self.in_drift[key] = drift
             result.drift_events.append({
@@ -728,6 +799,7 @@ class ModelMonitor:
         self.checked, self.window, self.baselines = [], None, {}
         self.quality = {}
         self.estimate = None
+        self._start_latency_and_series()  # a new version has its own latency and series normal
         self.last_performance = None
         self.in_drift = {}
         self.elevated = {}
@@ -753,6 +825,8 @@ class ModelMonitor:
             "metrics_window": self.window.to_state() if self.window else None, "baselines": self.baselines,
             "quality": {feature: q.to_state() for feature, q in self.quality.items()},
             "estimate": self.estimate.to_state() if self.estimate else None,
+            "latency": self.latency.to_state() if self.latency is not None else None,
+            "series": {name: w.to_state() for name, w in self.series.items()},
             "baseline": self.baseline, "last_performance": self.last_performance, "in_drift": self.in_drift, "policy": self.policy.to_state(),
             "requested": self.requested, "pending": self.pending, "fed": self.fed, "elevated": self.elevated,
         }
@@ -779,6 +853,11 @@ class ModelMonitor:
         m.quality = {f: FeatureQuality.from_state(q) for f, q in (state.get("quality") or {}).items()}
         estimate = state.get("estimate")  # absent from states written before it existed
         m.estimate = EstimatedPerformance.from_state(estimate) if estimate else None
+        if m.latency is not None and state.get("latency") is not None:  # absent from older states
+            m.latency = LatencyWindow.from_state(state["latency"])
+        for name, watch in (state.get("series") or {}).items():
+            if name in m.series:  # the config decides which series are watched
+                m.series[name] = SeriesWatch.from_state(watch)
         m.baselines = dict(state.get("baselines") or {})  # absent from states written before it existed
         m.last_performance = state["last_performance"]
         m.in_drift = state["in_drift"]

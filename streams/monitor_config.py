@@ -80,6 +80,16 @@ DEFAULTS: dict[str, Any] = {
         "max_error": 0.1,  # |estimate - realized| above this: the estimate is off (kind estimated_performance)
         "max_windows": 32,  # windows kept waiting for their labels
     },
+    # p50/p95/p99 of the predictions' latency_ms over the last `window` that carry one
+    # (streams/latency.py); an SLO makes a percentile a check of kind `latency`
+    "latency": {
+        "percentiles": ["p50", "p95", "p99"],  # exported; empty: off
+        "window": 1000,
+        "slo_ms": {"p50": None, "p95": None, "p99": None},  # None: no SLO
+    },
+    # a detector on a metric's checkpoint series, e.g. detectors.f1 = {type = "three_sigma"}
+    # (streams/series.py); its reference is the series' first `reference_points` values
+    "metric_series": {"reference_points": 20, "detectors": {}},
     "concept_drift": {
         "classification": [{"type": "adwin", "delta": 0.002}, {"type": "ddm", "warm_start": 500}],
         "regression": [{"type": "adwin", "delta": 0.002}],
@@ -109,6 +119,8 @@ DEFAULTS: dict[str, Any] = {
         "prediction_drift": "P2",
         "data_quality": "P3",
         "estimated_performance": "P2",
+        "latency": "P2",
+        "anomaly": "P3",
         "data_drift": {"moderate": "P3", "significant": "P3", "severe": "P2"},
         "data_drift_severe_psi": 0.5,
         "performance": [[0.25, "P0"], [0.1, "P1"], [0.0, "P2"]],

@@ -87,10 +87,14 @@ class PerformanceWindow:
         self.labels: list[Any] = []
         self.predictions: list[Any] = []
         self.scores: list[float | None] = []
+        # columns several metrics read, built once per checkpoint (each metric rebuilt them
+        # from the lists: with every classification metric on, most of a checkpoint's cost)
+        self._columns: dict[Any, Any] = {}
 
     def update(self, predictions: Sequence[Any], labels: Sequence[Any], scores: Sequence[Any]) -> None:
         """Add pairs in stream order; a pair whose label or prediction is unusable is
         skipped (it is not a number in regression, not a class in classification)."""
+        self._columns = {}
         convert = class_key if self.task == "classification" else _real
         for p, y, s in zip(predictions, labels, scores):
             p, y = convert(p), convert(y)
@@ -123,14 +127,11 @@ class PerformanceWindow:
             return float(np.mean([0.0 if math.isnan(v) else v for v in values]))
         if positive is None:
             return math.nan  # one confidence cannot give every class's probability
-        rows = [(y == positive, p == positive, s) for y, p, s in zip(self.labels, self.predictions, self.scores)
-                if s is not None]
-        if not rows:
+        truth, prob = self._probabilities(positive)
+        if not len(truth):
             return math.nan
-        truth = np.asarray([r[0] for r in rows], dtype=np.float64)
-        prob = np.asarray([s if predicted else 1.0 - s for _, predicted, s in rows], dtype=np.float64)
         if name == "roc_auc":
-            metric = RollingROCAUC(window=len(rows))
+            metric = RollingROCAUC(window=len(truth))
             metric.update_many(truth, prob)
             return metric.value
         if name == "brier":
@@ -141,13 +142,29 @@ class PerformanceWindow:
     def _positive(self) -> int | str | None:
         if self.positive_class is not None:
             return class_key(self.positive_class)
-        classes = set(self.labels) | set(self.predictions)
-        return 1 if classes <= {0, 1} else None
+        if "positive" not in self._columns:
+            classes = set(self.labels) | set(self.predictions)
+            self._columns["positive"] = 1 if classes <= {0, 1} else None
+        return self._columns["positive"]  # type: ignore[no-any-return]
 
     def _binary(self, name: str, positive: int | str) -> float:
+        key = ("binary", positive)
+        if key not in self._columns:
+            self._columns[key] = (np.asarray([y == positive for y in self.labels], dtype=np.float64),
+                                  np.asarray([p == positive for p in self.predictions], dtype=np.float64))
         metric = _BINARY[name](window=len(self.labels))
-        metric.update_many([float(y == positive) for y in self.labels], [float(p == positive) for p in self.predictions])
+        metric.update_many(*self._columns[key])
         return metric.value
+
+    def _probabilities(self, positive: int | str) -> tuple[np.ndarray, np.ndarray]:
+        """Whether each scored pair's label is ``positive``, and its probability of being so."""
+        key = ("probability", positive)
+        if key not in self._columns:
+            rows = [(y == positive, p == positive, s) for y, p, s in zip(self.labels, self.predictions, self.scores)
+                    if s is not None]
+            self._columns[key] = (np.asarray([r[0] for r in rows], dtype=np.float64),
+                                  np.asarray([s if predicted else 1.0 - s for _, predicted, s in rows], dtype=np.float64))
+        return self._columns[key]
 
     def _regression(self, name: str) -> float:
         y = np.asarray(self.labels, dtype=np.float64)
@@ -162,6 +179,7 @@ class PerformanceWindow:
         return {"labels": list(self.labels), "predictions": list(self.predictions), "scores": list(self.scores)}
 
     def load_state(self, state: dict[str, Any]) -> None:
+        self._columns = {}
         self.labels = list(state["labels"])
         self.predictions = list(state["predictions"])
         self.scores = list(state["scores"])

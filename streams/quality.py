@@ -24,9 +24,16 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 #: The checks per kind of feature (numeric: out_of_range; categorical: unseen_category).
 CHECKS = ("missing_rate", "out_of_range", "unseen_category", "type_change")
+#: Value types that take the vectorised paths of FeatureQuality.update.
+_NUMERIC_TYPES = frozenset({float, int, type(None)})
+_STRING_TYPES = frozenset({str, type(None)})
 _BIT = {"missing_rate": 1, "out_of_range": 2, "unseen_category": 2, "type_change": 4}
+#: The flag values (0..7) that carry each check's bit.
+_HAS = {check: [f for f in range(8) if f & bit] for check, bit in _BIT.items()}
 
 
 def value_type(v: Any) -> str:
@@ -54,7 +61,10 @@ class FeatureQuality:
         self.categories = categories
         self._known = set(categories or ())
         self.window = window
-        self.flags = ""  # one octal digit of bits per value, oldest first
+        self._flags_kept = ""  # one octal digit of bits per value, oldest first
+        # values not flagged yet: a busy worker's batch holds a few events per model, and
+        # flagging costs mostly per call, so they are flagged when the flags are read
+        self._new: list[Any] = []
 
     @classmethod
     def from_reference(cls, values: Sequence[Any], window: int) -> FeatureQuality:
@@ -72,7 +82,47 @@ class FeatureQuality:
         return [c for c in CHECKS if c in configured and c != other]
 
     def update(self, values: Sequence[Any]) -> None:
-        """Flag each value in stream order and keep the last ``window`` flags."""
+        """Add values in stream order; the last ``window`` are flagged when read."""
+        self._new.extend(values)
+
+    @property
+    def flags(self) -> str:
+        """One digit of flag bits per value of the window, oldest first."""
+        if self._new:
+            values, self._new = self._new, []
+            self._flags_kept = (self._flags_kept + self._flag(values[-self.window:]))[-self.window:]
+        return self._flags_kept
+
+    def _flag(self, values: Sequence[Any]) -> str:
+        kinds = set(map(type, values))
+        if self.numeric and kinds <= _NUMERIC_TYPES:
+            flags = self._numeric_flags(values)
+        elif not self.numeric and kinds <= _STRING_TYPES and self.types == ["string"]:
+            flags = self._string_flags(values)
+        else:
+            flags = self._flags(values)
+        return flags
+
+    def _numeric_flags(self, values: Sequence[Any]) -> str:
+        """A numeric feature's numbers and nulls, with numpy: the common case, per batch."""
+        try:
+            x = np.asarray(values, dtype=np.float64)  # None -> nan
+        except OverflowError:  # an int beyond a float's range
+            return self._flags(values)
+        missing = ~np.isfinite(x)
+        with np.errstate(invalid="ignore"):
+            outside = ~missing & ((x < self.low) | (x > self.high))
+        codes = missing.astype(np.uint8) | (outside.astype(np.uint8) << 1)
+        # a number where the reference had none (its numbers were all ints, say) is not a type change
+        return (codes + ord("0")).tobytes().decode("ascii")
+
+    def _string_flags(self, values: Sequence[Any]) -> str:
+        """A categorical feature's strings and nulls: set lookups, no per-value dispatch."""
+        known = self._known
+        return "".join("1" if v is None else "0" if v in known else "2" for v in values)
+
+    def _flags(self, values: Sequence[Any]) -> str:
+        """Any mix of types, one value at a time."""
         flags = []
         for v in values:
             if _is_missing(v):
@@ -86,15 +136,23 @@ class FeatureQuality:
             elif str(v) not in self._known:
                 flag |= 2
             flags.append(str(flag))
-        self.flags = (self.flags + "".join(flags))[-self.window:]
+        return "".join(flags)
 
     def share(self, check: str) -> float:
         """The share of the window's values ``check`` flags (``nan`` while it is empty, or
         where the check is not for this kind of feature)."""
-        if not self.flags or check not in self.checks(CHECKS):
-            return math.nan
-        bit = _BIT[check]
-        return sum(self.flags.count(str(f)) for f in range(8) if f & bit) / len(self.flags)
+        return self.shares([check])[check]
+
+    def shares(self, checks: Sequence[str]) -> dict[str, float]:
+        """Each check's share, from one count of the window's flags (a count per check was
+        most of a checkpoint's cost)."""
+        mine = self.checks(CHECKS)
+        flags = self.flags
+        if not flags:
+            return {check: math.nan for check in checks}
+        counts = np.bincount(np.frombuffer(flags.encode("ascii"), dtype=np.uint8) - ord("0"), minlength=8)
+        n = len(flags)
+        return {check: float(counts[_HAS[check]].sum()) / n if check in mine else math.nan for check in checks}
 
     def threshold(self, check: str, limits: dict[str, Any]) -> float:
         """Drift when the share is above this."""
@@ -110,7 +168,7 @@ class FeatureQuality:
     def from_state(cls, state: dict[str, Any]) -> FeatureQuality:
         q = cls(state["numeric"], state["missing"], list(state["types"]), state["low"], state["high"],
                 state["categories"], int(state["window"]))
-        q.flags = str(state["flags"])
+        q._flags_kept = str(state["flags"])
         return q
 
 

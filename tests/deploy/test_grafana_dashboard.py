@@ -99,3 +99,19 @@ def test_dashboard_provider_reads_the_mounted_folder(root: Path) -> None:
     compose = yaml.safe_load((root / "docker-compose.yml").read_text())
     mounts = compose["services"]["grafana"]["volumes"]
     assert f"./deploy/grafana/dashboards:{provider['options']['path']}:ro" in mounts
+
+
+def test_model_quality_panels_plot_performance_latency_series_and_quality() -> None:
+    """The per-model series the monitors sample (streams/monitor.py) have panels, by the
+    detector names they are exported under."""
+    from streams.performance import ALL_METRICS
+    from streams.quality import CHECKS
+
+    titles = {panel["title"]: [t["expr"] for t in panel.get("targets", [])] for panel in _panels(DASHBOARD["panels"])}
+    latency = titles["Prediction latency p50 / p95 / p99 (ms) vs SLO"]
+    assert any('detector=~"latency_p(50|95|99)"' in e and "driftstream_detector_statistic{" in e for e in latency)
+    performance = " ".join(titles["Performance metrics vs threshold"])
+    assert all(name in performance for name in ALL_METRICS)
+    quality = " ".join(titles["Data quality: share of values flagged vs max"])
+    assert all(check in quality for check in CHECKS)
+    assert any("three_sigma" in e for e in titles["Metric series anomalies (statistic vs threshold)"])

@@ -76,6 +76,8 @@ def test_drifts_raise_alerts_bad_input_is_dead_lettered_and_metrics_show_it(sett
                if n == "driftstream_detector_statistic" and dict(ls)["detector"] == "psi"}
         threshold = {dict(ls)["feature"]: v for (n, ls), v in samples.items()
                      if n == "driftstream_detector_threshold" and dict(ls)["detector"] == "psi"}
+        latency = {dict(ls)["detector"]: v for (n, ls), v in samples.items()
+                   if n == "driftstream_detector_statistic" and dict(ls)["detector"].startswith("latency_p")}
 
     dead = [v for _, v in read_topic(settings, settings.topic("dead-letter"))]
     assert len(dead) == 5
@@ -86,6 +88,9 @@ def test_drifts_raise_alerts_bad_input_is_dead_lettered_and_metrics_show_it(sett
     # the drift statistic crossed its threshold on the drifted feature, and alerts were counted
     assert psi["sessions_7d"] > threshold["sessions_7d"]
     assert psi["age"] < threshold["age"]
+    # the simulation's latency_ms is gamma(2, 4): p50 6.7, p95 19.0, p99 26.6 ms
+    assert set(latency) == {"latency_p50", "latency_p95", "latency_p99"}, latency
+    assert 5 < latency["latency_p50"] < 9 and 15 < latency["latency_p95"] < 23 and 21 < latency["latency_p99"] < 33, latency
     assert alerts_counter >= 2
     # processing latency is seconds of processing, not the age of the simulation's 2023 events
     assert latency_count == firing_counter and 0 < latency_sum / latency_count < 30

@@ -58,6 +58,17 @@ PSI_PARAMS = "bins, window, step, psi_above, warning_psi_above, epsilon"
      "models.churn.feature_detectors.age.numeric: ks: parameter 'p_value_below'"),
     ("[defaults.reference]\nprofile = \"missing.json\"\n",
      "defaults.reference.profile: cannot read reference profile missing.json"),
+    ("[models.churn.latency]\nslo_ms = { p99 = 0 }\n",
+     "models.churn.latency.slo_ms.p99: expected a number of milliseconds > 0 (absent: no SLO), got 0"),
+    ("[defaults.latency]\npercentiles = [\"p50\"]\nslo_ms = { p95 = 200 }\n",
+     "defaults.latency.slo_ms.p95: p95 is not in latency.percentiles"),
+    ("[defaults.latency]\nwindow = 0\n", "defaults.latency.window: expected an int >= 1, got 0"),
+    ("[defaults.latency]\np99_slo = 200\n", "defaults.latency.p99_slo: unknown key; expected one of: percentiles"),
+    ("[defaults.metric_series.detectors]\nrecall = { type = \"three_sigma\" }\n",
+     "defaults.metric_series.detectors.recall: recall is not computed"),
+    ("[defaults.metric_series.detectors]\naccuracy = { type = \"three_sigma\", sigma = 4 }\n",
+     "defaults.metric_series.detectors.accuracy.sigma: unknown parameter of three_sigma"),
+    ("[defaults.severity]\nlatency = \"P9\"\n", "defaults.severity.latency: expected one of P0, P1, P2, P3, got 'P9'"),
 ])
 def test_a_bad_config_is_refused_naming_file_key_and_what_is_allowed(tmp_path: Path, toml: str, message: str) -> None:
     path = tmp_path / "monitor.toml"

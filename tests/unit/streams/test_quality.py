@@ -104,3 +104,25 @@ def test_the_topic_contracts_accept_the_data_quality_kind() -> None:
     for name in ("drift-events", "alerts"):
         schema = orjson.loads((Path(__file__).parents[3] / "schemas" / f"{name}.schema.json").read_bytes())
         assert tuple(schema["properties"]["kind"]["enum"]) == KINDS
+
+
+@pytest.mark.parametrize("values", [
+    [1.0, None, 2.5, 99.0, -5, float("nan"), 3],  # numbers and nulls: the numpy path
+    [1.0, "x", True, None, 7.0, [1], 10 ** 400],  # any mix: one value at a time
+])
+def test_the_vectorised_numeric_flags_equal_the_per_value_ones(values: list) -> None:
+    fast = FeatureQuality.from_reference([0.0, 1.0, 2.0, 4.0], window=100)
+    fast.update(values)
+    assert fast.flags == fast._flags(values)
+    # by hand for the first case: in range 0, missing 1, out of range 2
+    if values[1] is None and values[2] == 2.5:
+        assert fast.flags == "0102210"
+
+
+def test_the_vectorised_category_flags_equal_the_per_value_ones() -> None:
+    q = FeatureQuality.from_reference(["a", "b", None], window=100)
+    values = ["a", None, "c", "b", "d"]
+    q.update(values)
+    assert q.flags == q._flags(values) == "01202"
+    q.update([1, "a"])  # an int in a string feature: unseen and a type change, per value
+    assert q.flags.endswith("60")
