@@ -63,6 +63,8 @@ ACTIONS: tuple[str, ...] = (
     "promoted",
     "rejected",
     "rolled_back",
+    "served",
+    "rebaseline_requested",
 )
 
 

@@ -191,6 +191,8 @@ class ModelMonitor:
         self._pending_requests: list[dict[str, Any]] = []
         # concept drifts whose alert member stays firing while the rolling error is at least this
         self.elevated: dict[str, float] = {}
+        #: set when a newer version took over serving: ``{"at": event time, "reason": ...}``
+        self.retired: dict[str, Any] | None = None
         profile = config.reference.get("profile")
         if profile:
             self.reference = load_reference_profile(profile)
@@ -684,6 +686,14 @@ class ModelMonitor:
         self.pending, self.fed = None, {}
         return self.policy.resolve_all(timestamp, reason)
 
+    def retire(self, timestamp: float, reason: str) -> list[dict[str, Any]]:
+        """End this version's monitoring: a newer version serves from ``timestamp`` on and
+        all of this one's events before it were applied. Its open alerts resolve (their
+        stream ended), and the detectors go, so the state that stays is a small marker."""
+        alerts = self.rebaseline(timestamp, reason)
+        self.retired = {"at": timestamp, "reason": reason}
+        return alerts
+
     def label_coverage(self) -> float | None:
         total = self.matched + self.expired
         return self.matched / total if total else None
@@ -704,6 +714,7 @@ class ModelMonitor:
             "quality": {feature: q.to_state() for feature, q in self.quality.items()},
             "baseline": self.baseline, "last_performance": self.last_performance, "in_drift": self.in_drift, "policy": self.policy.to_state(),
             "requested": self.requested, "pending": self.pending, "fed": self.fed, "elevated": self.elevated,
+            "retired": self.retired,
         }
 
     @classmethod
@@ -738,6 +749,7 @@ class ModelMonitor:
         }
         m.fed = dict(state.get("fed") or {})
         m.elevated = dict(state.get("elevated") or {})  # absent from states written before it existed
+        m.retired = state.get("retired")  # absent from states written before it existed
         return m
 
 
