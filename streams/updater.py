@@ -71,7 +71,7 @@ from schemas.parsing import RecordError, dead_letter_record, decode_record
 from schemas.records import ModelUpdate
 
 from .kafka_connect import start_client
-from .model_store import Artifact, ArtifactIntegrityError, ModelStore, UntrustedArtifactError
+from .model_store import Artifact, ArtifactIntegrityError, ModelStore, UnsafeNameError, UntrustedArtifactError, check_model_id
 from .settings import Settings
 
 __all__ = ["Updater", "UpdaterConfig", "UpdaterService", "add_cli", "new_model", "run_updater", "summary_lines"]
@@ -338,6 +338,12 @@ class Updater:
         if m is None:
             if key in self.quarantined:
                 return None
+            try:
+                check_model_id(model_id)
+            except UnsafeNameError as exc:  # from a record: never a path in the store
+                self.quarantined[key] = str(exc)
+                log.error("%s; its update requests are dead-lettered", exc)
+                return None
             m = _Model(key, model_id, model_version, deque(maxlen=self.config.buffer_events))
             try:
                 m.artifact = self.store.champion(key)
@@ -359,10 +365,15 @@ class Updater:
 
     def _quarantined_request(self, request: dict[str, Any]) -> None:
         """Dead-letter an update request of a quarantined model, with the reason."""
-        error = RecordError(None, "model_quarantined", f"model-updates: {self.quarantined[request['model_id']]}", codec.dumps(request))
+        reason = self.quarantined[request["model_id"]]
+        try:
+            code = "model_quarantined" if check_model_id(request["model_id"]) else "unsafe_name"
+        except UnsafeNameError:
+            code = "unsafe_name"
+        error = RecordError(None, code, f"model-updates: {reason}", codec.dumps(request))
         record = dead_letter_record("model-updates", None, None, error, float(request.get("timestamp") or 0.0))
         # one per request, not per origin: the request was not read at a known offset here
-        record["dead_letter_id"] = stable_id("dead-letter", "model_quarantined", request["event_id"])
+        record["dead_letter_id"] = stable_id("dead-letter", code, request["event_id"])
         self.dead_letters.append(record)
 
     def _freeze(self, m: _Model, timestamp: float) -> None:

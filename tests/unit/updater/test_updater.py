@@ -268,3 +268,15 @@ def test_the_service_skips_bad_records_and_orders_data_before_requests(tmp_path:
     model = service.updater.models[DRIFTED.model_id]
     assert decisions == [] and model.learned == 10 and len(model.recent) == len(labels)
     assert model.trial is not None and model.trial.trained == len(labels)
+
+
+def test_a_model_id_that_would_leave_the_store_is_dead_lettered_and_never_a_path(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    updater = Updater(ModelStore(store_dir), UpdaterConfig(warmup_events=10))
+    for i in range(20):
+        assert updater.observe("../../escape", None, {"x": float(i)}, i % 2, float(i)) == []
+    assert updater.request_update({**_request(DRIFTED, 5), "model_id": "../../escape"}) == []
+    [letter] = updater.take_dead_letters()
+    assert letter["reason"] == "unsafe_name" and "would leave the model store folder" in letter["message"]
+    assert updater.skipped_events == 20
+    assert not (tmp_path / "escape").exists() and not any(store_dir.glob("**/*.pkl"))
