@@ -128,3 +128,15 @@ def test_predictions_during_swaps_always_pair_a_model_with_its_own_version(tmp_p
         t.join()
     assert mixed == []
     assert len(served.take_events()) <= 60
+
+
+def test_the_readme_server_example_runs_up_to_its_main_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's plain-server example: imports and module-level code run as written."""
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    section = readme.split("### Serving the promoted model", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.setenv("DRIFTSTREAM_MODEL_STORE_DIR", str(tmp_path))
+    namespace: dict[str, Any] = {"__name__": "readme_example"}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert isinstance(namespace["served"], ServedModel) and namespace["served"].model_id == "churn"
+    assert hasattr(namespace["Handler"], "do_POST")
