@@ -27,7 +27,7 @@ class Bias:
 def _store(tmp_path: Path, key: bytes | None = None) -> ModelStore:
     store = ModelStore(tmp_path, key=key)
     for n in (1, 2, 3):
-        art = store.save("churn", f"v{n}", Bias(f"v{n}"), {"created": float(n), "metrics": {}, "parent_version": f"v{n - 1}" if n > 1 else None})
+        store.save("churn", f"v{n}", Bias(f"v{n}"), {"created": float(n), "metrics": {}, "parent_version": f"v{n - 1}" if n > 1 else None})
     store.set_champion("churn", store.artifact("churn", "v1"))
     return store
 
