@@ -182,7 +182,10 @@ class ModelStore:
         check_version(version)
         folder = self.folder(model_id)
         folder.mkdir(parents=True, exist_ok=True)
-        data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+        # pickled twice: the bytes of an object graph depend on which of its parts are shared,
+        # which a model resumed from a checkpoint changes; a round trip makes equal models
+        # equal bytes, so a replay after a crash writes the artifact it wrote before
+        data = pickle.dumps(pickle.loads(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)), protocol=pickle.HIGHEST_PROTOCOL)
         sha256 = hashlib.sha256(data).hexdigest()
         path = folder / f"{version}.pkl"
         _write_atomically(path, data)
@@ -276,3 +279,44 @@ class ModelStore:
     def _set_pointer(self, model_id: str, name: str, artifact: Artifact) -> None:
         pointers = {**self._pointers(model_id), name: asdict(artifact)}
         _write_atomically(self.folder(model_id) / "pointers.json", codec.dumps(pointers))
+
+    # -- the updater's own state ---------------------------------------------------------
+    #: Where the updater keeps its checkpoints; a model id never starts with a dot, so no
+    #: model folder can be this one.
+    STATE_FOLDER = ".updater-state"
+
+    def save_state(self, name: str, state: Any, metadata: dict[str, Any]) -> None:
+        """Write a checkpoint of the updater (``name``: a safe file name) with the sha256 and
+        signature an artifact has; a crash leaves the previous checkpoint whole."""
+        if not _SAFE.match(name):
+            raise UnsafeNameError(f"updater state name {name!r} is not a safe file name; refused")
+        folder = self.root / self.STATE_FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        sha256 = hashlib.sha256(data).hexdigest()
+        # the pickle first, under a name of its sha256, then the sidecar that points at it:
+        # the sidecar never names bytes that are not yet there
+        path = folder / f"{name}-{sha256[:16]}.pkl"
+        _write_atomically(path, data)
+        sidecar = {**metadata, "sha256": sha256, "file": path.name, "hmac_sha256": self._signature(data)}
+        _write_atomically(folder / f"{name}.json", codec.dumps(sidecar))
+        for stale in folder.glob(f"{name}-*.pkl"):
+            if stale != path:
+                stale.unlink(missing_ok=True)
+
+    def load_state(self, name: str) -> tuple[Any, dict[str, Any]] | None:
+        """The checkpoint ``name`` and its metadata, checked like an artifact; ``None`` if
+        there is none."""
+        folder = self.root / self.STATE_FOLDER
+        try:
+            sidecar = codec.loads((folder / f"{name}.json").read_bytes())
+        except FileNotFoundError:
+            return None
+        path = folder / str(sidecar["file"])
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sidecar["sha256"]:
+            raise ArtifactIntegrityError(f"updater state {path} does not hash to its recorded sha256; refusing to load it")
+        if not isinstance(sidecar.get("hmac_sha256"), str) or not hmac.compare_digest(sidecar["hmac_sha256"], self._signature(data) or ""):
+            raise (ArtifactIntegrityError if self.keyed else UntrustedArtifactError)(
+                f"updater state {path} is not signed with this store's key; refusing to unpickle it")
+        return pickle.loads(data), sidecar  # checked by the sha256 and signature above

@@ -227,6 +227,10 @@ class _Model:
     trial: _Trial | None = None
     watch: _Watch | None = None
     seen: deque[str] = field(default_factory=lambda: deque(maxlen=SEEN_REQUESTS))
+    #: the highest version of the lineage so far: the next one is ``v<highest + 1>``, from
+    #: this state (not from the files), so a replay after a crash names its versions as the
+    #: run before it did, even when their files were already written
+    highest: int = 0
 
 
 class Updater:
@@ -251,6 +255,18 @@ class Updater:
     def take_dead_letters(self) -> list[dict[str, Any]]:
         letters, self.dead_letters = self.dead_letters, []
         return letters
+
+    def state(self) -> dict[str, Any]:
+        """Everything the updater decides from (buffers, champions, a challenger in training,
+        a rollback watch): a checkpoint resumed by :meth:`restore` leads to the same
+        decisions, ids and metrics as a run that never stopped, given the same events after it."""
+        return {"models": self.models, "join": self.join, "quarantined": self.quarantined,
+                "skipped_events": self.skipped_events}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._reset()
+        self.models, self.join = state["models"], state["join"]
+        self.quarantined, self.skipped_events = state["quarantined"], state["skipped_events"]
 
     # -- inputs ------------------------------------------------------------------------
     def add_prediction(self, event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -322,7 +338,7 @@ class Updater:
             raise ValueError(f"{m.key}: an update is under way; promote after it ends")
         if m.champion is None:
             self._freeze(m, timestamp)
-        version = self.store.next_version(m.key)
+        version = self._new_version(m)
         event_id = stable_id("promote_external", m.key, version, timestamp)
         request = {"event_id": event_id, "alert_ids": [], "from_timestamp": timestamp}
         return [self._promote(m, model, version, event_id, reason, request, timestamp, {"external": True})]
@@ -360,6 +376,7 @@ class Updater:
                 return None
             if m.artifact is not None:
                 log.info("%s: resumed champion %s from %s", key, m.artifact.version, m.artifact.path)
+            m.highest = int(self.store.next_version(key)[1:]) - 1
             self.models[key] = m
         return m
 
@@ -380,7 +397,7 @@ class Updater:
         """Freeze the warming-up learner as the first champion."""
         if m.learner is None:
             m.learner = new_model(m.task or "classification")
-        version = self.store.next_version(m.key)
+        version = self._new_version(m)
         m.artifact = self.store.save(m.key, version, m.learner, {
             "created": timestamp, "metrics": {"warmup_events": m.learned}, "parent_version": None, "decided_by": DECIDER,
         })
@@ -388,12 +405,17 @@ class Updater:
         m.champion, m.learner = m.learner, None
         log.info("%s: champion %s frozen after %d labelled events", m.key, version, m.learned)
 
+    @staticmethod
+    def _new_version(m: _Model) -> str:
+        m.highest += 1
+        return f"v{m.highest}"
+
     def _start_trial(self, m: _Model) -> list[dict[str, Any]]:
         request, m.requested = m.requested, None
         assert request is not None and m.task is not None
         if m.champion is None:
             self._freeze(m, float(request["from_timestamp"]))
-        m.trial = _Trial(request, self.store.next_version(m.key), new_model(m.task), _metric(m.task), _metric(m.task))
+        m.trial = _Trial(request, self._new_version(m), new_model(m.task), _metric(m.task), _metric(m.task))
         out: list[dict[str, Any]] = []
         for x, y, ts in list(m.recent):
             if ts >= request["from_timestamp"]:
