@@ -35,6 +35,7 @@ REASONS: frozenset[str] = frozenset(
         "prediction_id_conflict",  # a prediction id another model's prediction holds (streams.identity)
         "model_mismatch",  # a label naming another model than its prediction's (streams.identity)
         "model_quarantined",  # input of a model whose state or artifact cannot be loaded
+        "unsafe_name",  # a model id or version that would leave the model store's folder
     }
 )
 

@@ -65,6 +65,8 @@ ACTIONS: tuple[str, ...] = (
     "promoted",
     "rejected",
     "rolled_back",
+    "served",
+    "rebaseline_requested",
 )
 
 

@@ -277,11 +277,12 @@ def create_app(
 
     @app.agent(model_updates, name="rebaseline", concurrency=1)
     async def rebaseline(stream: faust.StreamT) -> None:
-        """A promoted (or rolled back) model re-baselines its monitor: forward a control
-        message into the model's monitor-input partition, so it applies in stream order."""
+        """A re-baseline request, or a server's switch to a new version (which retires the
+        old version's monitor): forward a control message into that monitor's monitor-input
+        partition, so it applies in stream order."""
         async for event in stream.events():
             try:
-                control = MonitorStage.rebaseline_control(codec.loads(event.message.value))
+                control = MonitorStage.control_for(codec.loads(event.message.value))
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue  # not an update event driftstream understands: other teams share the topic
             if control is not None:

@@ -284,10 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", default=None, help="override DRIFTSTREAM_BROKER")
     p.set_defaults(func=_cmd_simulate)
 
-    from . import backtest, calibrate, replay, updater
+    from . import backtest, calibrate, model_cli, replay, updater
 
     backtest.add_cli(sub)
     calibrate.add_cli(sub)
+    model_cli.add_cli(sub)
     replay.add_cli(sub)
     updater.add_cli(sub)
     return parser

@@ -1,41 +1,61 @@
 """``driftstream demo``: the whole loop in one command, on an embedded broker.
 
-Starts the embedded broker and a real worker process, publishes a simulated model with a
-feature drift and a concept drift injected at known points, prints alerts as they
+Starts the embedded broker and a real worker process (with the updater), serves a simulated
+model's predictions through the serving hook (:mod:`streams.demo_loop`), with a feature
+drift and a concept drift injected at known points, prints alerts and model updates as they
 arrive, and ends with a summary that sets the event position of each alert against the
-injected drift points. Leaves no process behind.
+injected drift points, then checks each step of the model-update loop: drift, alert, update
+requested, challenger, promoted, served, predictions tagged with the new version, accuracy
+recovered, alert resolved. A missing step fails the demo. Leaves no process behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .broker import EmbeddedBroker
+from .demo_loop import LoopStep, ServedTraffic, check_loop
+from .model_store import ModelStore
 from .progress import Progress
 from .sdk import DriftstreamClient, subscribe
-from .settings import Settings
+from .serving import ModelFollower
+from .settings import SecretStr, Settings
 from .simulate import Simulation, SimulationConfig
 from .topics import ensure_topics
 from .worker_process import WorkerProcess
 
 CHUNK = 1000
 
+#: Predictions the demo's server may be ahead of the worker: the demo compresses hours into
+#: seconds, and a server far ahead of its monitoring would never see the update it caused.
+LEAD = 2_000
+
+Chunk = list[tuple[str, dict[str, Any]]]
+
 
 async def publish_simulation(
-    settings: Settings, config: SimulationConfig, rate: float, progress: Progress | None = None
+    settings: Settings, config: SimulationConfig, rate: float, progress: Progress | None = None,
+    events: Callable[[int, int], Chunk] | None = None, before_chunk: Callable[[int], Awaitable[None]] | None = None,
 ) -> dict[str, int]:
-    """Publish the simulation in event-time order at about ``rate`` predictions per second."""
+    """Publish the simulation in event-time order at about ``rate`` predictions per second.
+    ``events(start, count)`` makes each chunk (the simulation's own events by default);
+    ``before_chunk(predictions sent)`` may hold the next chunk back."""
     sim = Simulation(config)
+    make = events or sim.in_event_time_order
     sent = {"predictions": 0, "ground-truth": 0}
     started = time.monotonic()
     async with DriftstreamClient(settings) as client:
         for start in range(0, config.events, CHUNK):
-            merged = sim.in_event_time_order(start, min(CHUNK, config.events - start))
+            if before_chunk is not None:
+                await before_chunk(sent["predictions"])
+            merged = make(start, min(CHUNK, config.events - start))
             for role, n in (await client.publish_in_order(merged, chunk=len(merged))).items():  # type: ignore[arg-type]
                 sent[role] += n
             if progress is not None:
@@ -91,19 +111,38 @@ def summarize(alerts: list[dict[str, Any]], config: SimulationConfig, counts: di
     return "\n".join(lines)
 
 
+def settings_key() -> SecretStr:
+    """A fresh model-store HMAC key for this demo's store (it lives as long as the demo)."""
+    return SecretStr(secrets.token_hex(32))
+
+
+def describe_loop(steps: list[LoopStep]) -> str:
+    """The loop check, one line per step."""
+    lines = ["", "  the model-update loop, checked:"]
+    lines += [f"    [{'ok' if st.ok else 'MISSING'}] {st.name:<20} {st.detail}" for st in steps]
+    missing = [st.name for st in steps if not st.ok]
+    lines.append("  the loop closed: every step happened" if not missing else
+                 f"  THE LOOP DID NOT CLOSE: missing {', '.join(missing)}")
+    return "\n".join(lines)
+
+
 def run_demo(config: SimulationConfig, rate: float, partitions: int = 4) -> int:
-    """Run the demo end to end; returns the process exit code."""
+    """Run the demo end to end; returns the process exit code (1 if the loop did not close)."""
     print("starting the embedded broker (memory-only) ...", flush=True)
     with EmbeddedBroker() as broker:
         settings = Settings.from_env().for_embedded_broker(broker.url).replace(
             partitions=partitions, run_updater=True, model_store_dir=tempfile.mkdtemp(prefix="driftstream-models-"),
+            # the worker's updater and the demo's server load each other's artifacts: signed
+            model_store_key=settings_key(),
         )
         asyncio.run(ensure_topics(settings))
-        print(f"broker at {broker.bootstrap_servers}; starting a worker ...", flush=True)
+        traffic = ServedTraffic.first_model(ModelStore.from_settings(settings), config)
+        print(f"model {config.model_id} {traffic.served.version} trained on a drift-free history and stored in "
+              f"{settings.model_store_dir}; starting a worker ...", flush=True)
         with WorkerProcess(settings) as worker:
             took = worker.wait_ready(deadline_s=90)
             print(f"worker ready in {took:.1f} s (metrics at {worker.base_url}/metrics)", flush=True)
-            alerts, updates = asyncio.run(_publish_and_watch(settings, config, rate, worker))
+            alerts, updates = asyncio.run(_publish_and_watch(settings, config, rate, worker, traffic))
             counts = {
                 "predictions processed": worker.metric("driftstream_events_consumed_total", topic=settings.topic("predictions")),
                 "labels processed": worker.metric("driftstream_events_consumed_total", topic=settings.topic("ground-truth")),
@@ -112,17 +151,32 @@ def run_demo(config: SimulationConfig, rate: float, partitions: int = 4) -> int:
                 "drift events": worker.metric("driftstream_drift_events_total"),
                 "alert publications": worker.metric("driftstream_alerts_total"),
             }
-        print(summarize(alerts, config, counts, updates), flush=True)
+        steps = check_loop(config.model_id, "v1", traffic, alerts, updates)
+        print(summarize(alerts, config, counts, updates) + describe_loop(steps), flush=True)
     print("worker and broker stopped.", flush=True)
-    return 0
+    return 0 if all(st.ok for st in steps) else 1
+
+
+async def _wait(condition: Callable[[], bool], deadline_s: float) -> bool:
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.5)  # polling a subscription or the worker's metrics with a deadline
+    return True
 
 
 async def _publish_and_watch(
-    settings: Settings, config: SimulationConfig, rate: float, worker: WorkerProcess
+    settings: Settings, config: SimulationConfig, rate: float, worker: WorkerProcess, traffic: ServedTraffic
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     alerts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     prefix = "\r\x1b[K" if sys.stderr.isatty() else ""
+    loop = asyncio.get_running_loop()
+    topic = settings.topic("predictions")
+
+    async def consumed() -> float:  # a blocking HTTP scrape: off the event loop
+        return await loop.run_in_executor(None, lambda: worker.metric("driftstream_events_consumed_total", topic=topic))
 
     async def watch() -> None:
         async for alert in subscribe(settings, settings.topic("alerts"), from_beginning=True, idle_timeout_s=0.5):
@@ -135,30 +189,56 @@ async def _publish_and_watch(
             print(prefix + f"[model-update] {update['model_id']}: {update['action'].replace('_', ' ')} "
                   f"{update.get('new_version') or ''}", flush=True)
 
-    watchers = [asyncio.create_task(watch()), asyncio.create_task(watch_updates())]
+    async def keep_pace(sent: int) -> None:
+        deadline = time.monotonic() + 60
+        while sent - await consumed() > LEAD and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)  # waiting on the worker's progress, with a deadline
+
+    stop_following = asyncio.Event()
+    follower = ModelFollower(settings, traffic.served)
+    tasks = [asyncio.create_task(watch()), asyncio.create_task(watch_updates())]
+    following = asyncio.create_task(follower.run(stop_following))
+    await _wait(lambda: follower.ready.is_set() or following.done(), 30)
+    if following.done():
+        following.result()  # raises what stopped it
     with Progress("predictions", total=config.events) as bar:
-        sent = await publish_simulation(settings, config, rate, bar)
+        sent = await publish_simulation(
+            settings, config, rate, bar, events=lambda start, count: traffic.serve(config, start, count), before_chunk=keep_pace,
+        )
     print(f"published {sent['predictions']} predictions and {sent['ground-truth']} labels; waiting for the worker ...", flush=True)
-    deadline = time.monotonic() + 120
-    topic = settings.topic("predictions")
-    while time.monotonic() < deadline:
-        done = worker.metric("driftstream_events_consumed_total", topic=topic) >= sent["predictions"]
-        lag = worker.metric("driftstream_consumer_lag_records")
-        if done and lag == 0:
-            break
-        await asyncio.sleep(0.5)  # polling the worker's metrics with a deadline
-    # an update request is followed by the updater's decision once it has seen enough
-    # post-drift events; give it a bounded time to decide
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    async def catch_up() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            lag = await loop.run_in_executor(None, lambda: worker.metric("driftstream_consumer_lag_records"))
+            if await consumed() >= sent["predictions"] and lag == 0:
+                return
+            await asyncio.sleep(0.5)  # polling the worker's metrics with a deadline
+
+    await catch_up()
+
+    # the updater decides once it has seen enough post-drift events; a switch then retires
+    # the old version's monitor, whose alerts resolve as its stream ends
+    def decided() -> bool:
         requested = sum(1 for u in updates if u["action"] == "update_requested")
-        decided = sum(1 for u in updates if u["action"] in ("promoted", "rejected"))
-        if decided >= requested:
-            break
-        await asyncio.sleep(0.5)  # polling the model-updates subscription with a deadline
+        return sum(1 for u in updates if u["action"] in ("promoted", "rejected")) >= requested
+
+    def settled() -> bool:
+        if not decided():
+            return False
+        promoted = {u["new_version"] for u in updates if u["action"] == "promoted"}
+        served = {u["new_version"] for u in updates if u["action"] == "served"}
+        old = {}
+        for alert in alerts:
+            if alert["model_id"] == config.model_id and alert.get("model_version") == "v1":
+                old[alert["alert_id"]] = alert["status"]
+        return promoted <= served and all(status == "resolved" for status in old.values())
+
+    await _wait(settled, 60)
+    stop_following.set()
+    await following
     await asyncio.sleep(1.0)  # let the subscribers drain their topics
-    for watcher in watchers:
-        watcher.cancel()
+    for task in tasks:
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+            await task
     return alerts, updates

@@ -73,13 +73,34 @@ from schemas.ids import stable_id
 from .exceptions import DriftstreamError
 from .settings import Settings
 
-__all__ = ["Artifact", "ArtifactIntegrityError", "ModelStore"]
+__all__ = ["Artifact", "ArtifactIntegrityError", "ModelStore", "UnsafeNameError", "check_model_id", "check_version"]
 
 #: The serialisation of every artifact (recorded in the sidecar).
 FORMAT = "river-pickle"
 
 _VERSION = re.compile(r"^v([0-9]+)\.pkl$")
 _SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_VERSION_NAME = re.compile(r"^v[0-9]{1,9}$")
+
+
+class UnsafeNameError(DriftstreamError, ValueError):
+    """A model id or version that would name a path outside its folder in the store."""
+
+
+def check_model_id(model_id: str) -> str:
+    """``model_id``, or :class:`UnsafeNameError` for one that would leave the store folder
+    (a path separator, ``..``, a leading dot, a NUL): such an id comes from a record, and
+    no path is built from it."""
+    if not model_id or model_id.startswith(".") or ".." in model_id or any(c in model_id for c in "/\\\0"):
+        raise UnsafeNameError(f"model id {model_id!r} would leave the model store folder; refused")
+    return model_id
+
+
+def check_version(version: str) -> str:
+    """``version`` if it looks like ``v<number>``, else :class:`UnsafeNameError`."""
+    if not isinstance(version, str) or not _VERSION_NAME.match(version):
+        raise UnsafeNameError(f"model version {version!r} is not v<number>; refused")
+    return version
 
 
 class ArtifactIntegrityError(DriftstreamError):
@@ -139,7 +160,9 @@ class ModelStore:
 
     def folder(self, model_id: str) -> Path:
         """The folder of ``model_id``: its name when that is a safe file name, else a
-        sanitised name made unique by a short hash."""
+        sanitised name made unique by a short hash (:class:`UnsafeNameError` for an id
+        that tries to leave the store, see :func:`check_model_id`)."""
+        check_model_id(model_id)
         if _SAFE.match(model_id):
             return self.root / model_id
         return self.root / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', model_id)[:48]}-{stable_id(model_id)[:8]}"
@@ -156,11 +179,13 @@ class ModelStore:
         ``metadata`` gives ``created`` (event time), ``metrics`` and ``parent_version``; the
         store adds ``model_id``, ``version``, ``sha256`` and ``format``.
         """
-        if not re.match(r"^v[0-9]+$", version):
-            raise ValueError(f"version must look like v<number>, got {version!r}")
+        check_version(version)
         folder = self.folder(model_id)
         folder.mkdir(parents=True, exist_ok=True)
-        data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+        # pickled twice: the bytes of an object graph depend on which of its parts are shared,
+        # which a model resumed from a checkpoint changes; a round trip makes equal models
+        # equal bytes, so a replay after a crash writes the artifact it wrote before
+        data = pickle.dumps(pickle.loads(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)), protocol=pickle.HIGHEST_PROTOCOL)
         sha256 = hashlib.sha256(data).hexdigest()
         path = folder / f"{version}.pkl"
         _write_atomically(path, data)
@@ -206,6 +231,31 @@ class ModelStore:
                 )
         return pickle.loads(data)  # checked by the sha256 (and signature) above
 
+    def artifact(self, model_id: str, version: str) -> Artifact:
+        """The stored ``version`` of ``model_id``, read from its sidecar in the store's own
+        folder: the way to find an artifact named by a record (never its path).
+        :class:`UnsafeNameError` for a bad id or version, ``FileNotFoundError`` if absent."""
+        check_version(version)
+        folder = self.folder(model_id)
+        sidecar = codec.loads((folder / f"{version}.json").read_bytes())
+        return Artifact(str(folder / f"{version}.pkl"), sidecar["sha256"], version, sidecar)
+
+    def versions(self, model_id: str) -> list[Artifact]:
+        """Every stored version of ``model_id``, oldest first."""
+        folder = self.folder(model_id)
+        found = sorted(int(m.group(1)) for p in folder.glob("v*.pkl") if (m := _VERSION.match(p.name))) if folder.is_dir() else []
+        return [self.artifact(model_id, f"v{n}") for n in found if (folder / f"v{n}.json").exists()]
+
+    def models(self) -> list[str]:
+        """The model ids with a champion or a version in the store, sorted."""
+        ids = []
+        for pointers in self.root.glob("*/pointers.json"):
+            latest = codec.loads(pointers.read_bytes()).get("latest") or {}
+            model_id = (latest.get("metadata") or {}).get("model_id")
+            if isinstance(model_id, str):
+                ids.append(model_id)
+        return sorted(ids)
+
     def set_champion(self, model_id: str, artifact: Artifact) -> None:
         """Record ``artifact`` as the model's champion (survives a restart)."""
         self._set_pointer(model_id, "champion", artifact)
@@ -229,3 +279,44 @@ class ModelStore:
     def _set_pointer(self, model_id: str, name: str, artifact: Artifact) -> None:
         pointers = {**self._pointers(model_id), name: asdict(artifact)}
         _write_atomically(self.folder(model_id) / "pointers.json", codec.dumps(pointers))
+
+    # -- the updater's own state ---------------------------------------------------------
+    #: Where the updater keeps its checkpoints; a model id never starts with a dot, so no
+    #: model folder can be this one.
+    STATE_FOLDER = ".updater-state"
+
+    def save_state(self, name: str, state: Any, metadata: dict[str, Any]) -> None:
+        """Write a checkpoint of the updater (``name``: a safe file name) with the sha256 and
+        signature an artifact has; a crash leaves the previous checkpoint whole."""
+        if not _SAFE.match(name):
+            raise UnsafeNameError(f"updater state name {name!r} is not a safe file name; refused")
+        folder = self.root / self.STATE_FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        sha256 = hashlib.sha256(data).hexdigest()
+        # the pickle first, under a name of its sha256, then the sidecar that points at it:
+        # the sidecar never names bytes that are not yet there
+        path = folder / f"{name}-{sha256[:16]}.pkl"
+        _write_atomically(path, data)
+        sidecar = {**metadata, "sha256": sha256, "file": path.name, "hmac_sha256": self._signature(data)}
+        _write_atomically(folder / f"{name}.json", codec.dumps(sidecar))
+        for stale in folder.glob(f"{name}-*.pkl"):
+            if stale != path:
+                stale.unlink(missing_ok=True)
+
+    def load_state(self, name: str) -> tuple[Any, dict[str, Any]] | None:
+        """The checkpoint ``name`` and its metadata, checked like an artifact; ``None`` if
+        there is none."""
+        folder = self.root / self.STATE_FOLDER
+        try:
+            sidecar = codec.loads((folder / f"{name}.json").read_bytes())
+        except FileNotFoundError:
+            return None
+        path = folder / str(sidecar["file"])
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sidecar["sha256"]:
+            raise ArtifactIntegrityError(f"updater state {path} does not hash to its recorded sha256; refusing to load it")
+        if not isinstance(sidecar.get("hmac_sha256"), str) or not hmac.compare_digest(sidecar["hmac_sha256"], self._signature(data) or ""):
+            raise (ArtifactIntegrityError if self.keyed else UntrustedArtifactError)(
+                f"updater state {path} is not signed with this store's key; refusing to unpickle it")
+        return pickle.loads(data), sidecar  # checked by the sha256 and signature above

@@ -198,6 +198,8 @@ class ModelMonitor:
         self.latency: LatencyWindow | None = None
         self.series: dict[str, SeriesWatch] = {}
         self._start_latency_and_series()
+        #: set when a newer version took over serving: ``{"at": event time, "reason": ...}``
+        self.retired: dict[str, Any] | None = None
         profile = config.reference.get("profile")
         if profile:
             self.reference = load_reference_profile(profile)
@@ -806,6 +808,14 @@ class ModelMonitor:
         self.pending, self.fed = None, {}
         return self.policy.resolve_all(timestamp, reason)
 
+    def retire(self, timestamp: float, reason: str) -> list[dict[str, Any]]:
+        """End this version's monitoring: a newer version serves from ``timestamp`` on and
+        all of this one's events before it were applied. Its open alerts resolve (their
+        stream ended), and the detectors go, so the state that stays is a small marker."""
+        alerts = self.rebaseline(timestamp, reason)
+        self.retired = {"at": timestamp, "reason": reason}
+        return alerts
+
     def label_coverage(self) -> float | None:
         total = self.matched + self.expired
         return self.matched / total if total else None
@@ -829,6 +839,7 @@ class ModelMonitor:
             "series": {name: w.to_state() for name, w in self.series.items()},
             "baseline": self.baseline, "last_performance": self.last_performance, "in_drift": self.in_drift, "policy": self.policy.to_state(),
             "requested": self.requested, "pending": self.pending, "fed": self.fed, "elevated": self.elevated,
+            "retired": self.retired,
         }
 
     @classmethod
@@ -870,6 +881,7 @@ class ModelMonitor:
         }
         m.fed = dict(state.get("fed") or {})
         m.elevated = dict(state.get("elevated") or {})  # absent from states written before it existed
+        m.retired = state.get("retired")  # absent from states written before it existed
         return m
 
 

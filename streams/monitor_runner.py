@@ -254,7 +254,7 @@ class MonitorRunner:
                 m.duplicates_skipped.labels("monitor").inc(run.skipped)
             if run.late:
                 m.late_events.inc(run.late)
-            if len(slot.buffer):
+            if len(slot.buffer) or slot.retiring:  # a retiring version ends once the frontier passes its switch
                 waiting.add(key)
             else:
                 waiting.discard(key)

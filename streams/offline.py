@@ -122,8 +122,18 @@ class OfflinePipeline:
         for key, payloads in to_monitor.items():
             self._monitor(key, payloads, frontier)
         for key, slot in self.monitors.items():
-            if key not in to_monitor and len(slot.buffer):
+            if key not in to_monitor and (len(slot.buffer) or slot.retiring):
                 self._collect(key, self.monitor_stage.release(slot, frontier))
+
+    def feed_update(self, update: dict[str, Any]) -> None:
+        """A ``model-updates`` event, at this point of the input: the monitor-input control
+        it asks for (a re-baseline, a served version's switch), as the worker's
+        ``rebaseline`` agent forwards it; nothing for the other actions."""
+        control = MonitorStage.control_for(update)
+        if control is not None:
+            self.monitor_offset += 1
+            key, payload = control
+            self._monitor(key, [(self.monitor_offset, payload)], self.frontier.value())
 
     def feed_events(self, items: Iterable[tuple[str, dict[str, Any]]], batch_size: int = 500) -> None:
         """Feed ``(role, event)`` pairs in order, packed as the SDK packs a published chunk:

@@ -472,13 +472,15 @@ class JoinStage:
 class MonitorRun:
     """What :class:`MonitorStage` did to one model: the merged result, the events it
     applied (predictions plus joined pairs; the predictions alone), the payloads it skipped
-    as already applied, and the events that came below the frontier (late)."""
+    as already applied, the events that came below the frontier (late), and those a
+    retired version got after its switch (not monitored)."""
 
     result: MonitorResult
     events: int = 0
     predictions: int = 0
     skipped: int = 0
     late: int = 0
+    retired: int = 0
 
 
 @dataclass
@@ -491,6 +493,12 @@ class ModelSlot:
     monitor: ModelMonitor
     applied: dict[str, Any] = field(default_factory=dict)
     buffer: ReorderBuffer = field(default_factory=ReorderBuffer)
+
+    @property
+    def retiring(self) -> bool:
+        """A newer version serves instead, and this one still drains its events below the
+        switch: the frontier must come back to it even with nothing held."""
+        return "retire" in self.applied and self.monitor.retired is None
 
 
 class MonitorStage:
@@ -520,9 +528,10 @@ class MonitorStage:
         run = MonitorRun(MonitorResult())
         applied = slot.applied
         for offset, payload in payloads:
-            if payload.get("control") == "rebaseline":
+            control = payload.get("control")
+            if control is not None:
                 self._release(slot, frontier, run)
-                result = self._rebaseline(slot.monitor, applied, payload)
+                result = self._control(slot, payload)
                 if result is None:
                     run.skipped += 1
                 else:
@@ -552,33 +561,71 @@ class MonitorStage:
 
     @staticmethod
     def _release(slot: ModelSlot, frontier: float, run: MonitorRun) -> None:
+        retire = slot.applied.get("retire")
+        if retire is not None:  # a superseded version: its events up to the switch, then it ends
+            MonitorStage._retire(slot, retire, frontier, run)
+            return
         batch = slot.buffer.release(frontier)
         if batch is None:
             return
+        MonitorStage._apply(slot, batch, run)
+
+    @staticmethod
+    def _apply(slot: ModelSlot, batch: dict[str, Any], run: MonitorRun) -> None:
         predictions = len(batch["pred"]["ts"]) if batch.get("pred") else 0
         run.predictions += predictions
         run.events += predictions + (len(batch["pairs"]["ts"]) if batch.get("pairs") else 0)
         run.result.extend(slot.monitor.process(batch))
 
     @staticmethod
-    def _rebaseline(monitor: ModelMonitor, applied: dict[str, int], payload: dict[str, Any]) -> MonitorResult | None:
-        """Apply a model update's re-baselining once (the control's update event id)."""
-        done = applied.setdefault("controls", [])  # type: ignore[arg-type]
-        if payload["event_id"] in done:  # type: ignore[operator]
-            return None
-        applied["controls"] = (done + [payload["event_id"]])[-50:]  # type: ignore[operator]
-        return MonitorResult(alerts=monitor.rebaseline(float(payload["timestamp"]), payload["reason"]))
+    def _retire(slot: ModelSlot, retire: dict[str, Any], frontier: float, run: MonitorRun) -> None:
+        """Drain a superseded version: apply its events below the switch's event time; once
+        the frontier passes it, end the monitor (alerts resolved, detectors dropped). Its
+        events at or after the switch are not monitored (counted as ``retired``)."""
+        at = float(retire["timestamp"])
+        if slot.monitor.retired is None:
+            batch = slot.buffer.release(min(frontier, at))
+            if batch is not None:
+                MonitorStage._apply(slot, batch, run)
+            if frontier <= at:
+                return
+            run.result.extend(MonitorResult(alerts=slot.monitor.retire(at, retire["reason"])))
+        rest = slot.buffer.release(float("inf"))
+        if rest is not None:
+            run.retired += sum(len(rest[kind]["ts"]) for kind in ("pred", "pairs") if rest.get(kind))
 
     @staticmethod
-    def rebaseline_control(update: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-        """The monitor-input control for a ``model-updates`` event that asks to re-baseline."""
-        if update.get("action") not in ("promoted", "rolled_back") or not (update.get("metrics") or {}).get("rebaseline"):
+    def _control(slot: ModelSlot, payload: dict[str, Any]) -> MonitorResult | None:
+        """Apply a control once (its ``model-updates`` event id): ``rebaseline`` now, or
+        ``retire`` once the frontier passes the switch (:meth:`_retire`)."""
+        applied = slot.applied
+        done = applied.setdefault("controls", [])
+        if payload["event_id"] in done or slot.monitor.retired is not None:
             return None
-        version = update.get("new_version") or ""
-        return model_key(update["model_id"], update.get("model_version")), {
-            "control": "rebaseline", "event_id": update["event_id"], "model_id": update["model_id"],
-            "model_version": update.get("model_version"), "timestamp": update["timestamp"],
-            "reason": f"re-baselined after model update {update['action']} {version}".strip(),
+        applied["controls"] = (done + [payload["event_id"]])[-50:]
+        if payload["control"] == "retire":
+            if "retire" not in applied:  # the first switch away from this version counts
+                applied["retire"] = {"timestamp": float(payload["timestamp"]), "reason": payload["reason"]}
+            return MonitorResult()
+        return MonitorResult(alerts=slot.monitor.rebaseline(float(payload["timestamp"]), payload["reason"]))
+
+    @staticmethod
+    def control_for(update: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """The monitor-input control a ``model-updates`` event asks for, keyed by the monitor
+        it goes to: ``rebaseline_requested`` re-baselines ``model_id@model_version``;
+        ``served`` (a server switched from ``model_version`` to ``new_version``) retires the
+        old version's monitor. A promotion alone changes nothing: the served version's own
+        predictions get their own monitor."""
+        action, old, new = update.get("action"), update.get("model_version"), update.get("new_version")
+        if action == "rebaseline_requested":
+            control, reason = "rebaseline", f"re-baselined on request: {update['reason']}"
+        elif action == "served" and new and new != old:
+            control, reason = "retire", f"version retired: {new} serves {update['model_id']} from event time {update['timestamp']}"
+        else:
+            return None
+        return model_key(update["model_id"], old), {
+            "control": control, "event_id": update["event_id"], "model_id": update["model_id"],
+            "model_version": old, "timestamp": update["timestamp"], "reason": reason,
         }
 
     @staticmethod

@@ -21,9 +21,10 @@ each step an event on the same topic with the metrics that justified it:
 
 A request is a function of the events it sees: the same events in the same order give the
 same decisions, metrics and event ids (:func:`schemas.ids.stable_id` of the request id),
-whether the request is handled live or after its data. With ``rebaseline`` on,
-``promoted`` and ``rolled_back`` events carry ``metrics["rebaseline"] = True``: the served
-model changed, so the monitor should take a new reference.
+whether the request is handled live or after its data. A promotion does not touch the
+monitor: the served model's predictions carry its new ``model_version`` and get a monitor of
+their own once a server switches (:mod:`streams.serving`, whose ``served`` event retires the
+old version's monitor). Every artifact's sidecar records ``decided_by``.
 
 :class:`Updater` is the logic, with no Kafka; :class:`UpdaterService` feeds it from
 ``predictions``, ``ground-truth`` and ``model-updates`` and publishes its decisions.
@@ -45,8 +46,8 @@ model changed, so the monitor should take a new reference.
 >>> decisions = feed(1000, 2000, flipped=True)
 >>> [(d["action"], d["new_version"]) for d in decisions]
 [('challenger_started', 'v2'), ('promoted', 'v2')]
->>> decisions[1]["metrics"]["improvement"] > 0.5, decisions[1]["metrics"]["rebaseline"]
-(True, True)
+>>> decisions[1]["metrics"]["improvement"] > 0.5, decisions[1]["metrics"]["previous_version"]
+(True, 'v1')
 """
 
 from __future__ import annotations
@@ -70,8 +71,7 @@ from schemas.parsing import RecordError, dead_letter_record, decode_record
 from schemas.records import ModelUpdate
 
 from .kafka_connect import start_client
-from .model_store import Artifact, ArtifactIntegrityError, ModelStore, UntrustedArtifactError
-from .monitor import model_key
+from .model_store import Artifact, ArtifactIntegrityError, ModelStore, UnsafeNameError, UntrustedArtifactError, check_model_id
 from .settings import Settings
 
 __all__ = ["Updater", "UpdaterConfig", "UpdaterService", "add_cli", "new_model", "run_updater", "summary_lines"]
@@ -79,6 +79,9 @@ __all__ = ["Updater", "UpdaterConfig", "UpdaterService", "add_cli", "new_model",
 log = logging.getLogger(__name__)
 
 TASKS = ("classification", "regression")
+
+#: Who decided, in the artifacts' sidecars (the CLI records ``cli:<user>``).
+DECIDER = "updater"
 
 #: Request ids remembered to ignore a request seen twice (a replay, a rebalance).
 SEEN_REQUESTS = 1_000
@@ -101,8 +104,6 @@ class UpdaterConfig:
     promote_margin: float = 0.02
     #: Least improvement of the previous champion over a promoted one that rolls it back.
     rollback_margin: float = 0.02
-    #: Mark ``promoted`` and ``rolled_back`` events with ``metrics["rebaseline"] = True``.
-    rebaseline: bool = True
     #: Predictions waiting for their label (and early labels waiting for their prediction).
     pending_events: int = 100_000
     #: Event-time window in which a prediction and its label are joined.
@@ -226,6 +227,10 @@ class _Model:
     trial: _Trial | None = None
     watch: _Watch | None = None
     seen: deque[str] = field(default_factory=lambda: deque(maxlen=SEEN_REQUESTS))
+    #: the highest version of the lineage so far: the next one is ``v<highest + 1>``, from
+    #: this state (not from the files), so a replay after a crash names its versions as the
+    #: run before it did, even when their files were already written
+    highest: int = 0
 
 
 class Updater:
@@ -250,6 +255,18 @@ class Updater:
     def take_dead_letters(self) -> list[dict[str, Any]]:
         letters, self.dead_letters = self.dead_letters, []
         return letters
+
+    def state(self) -> dict[str, Any]:
+        """Everything the updater decides from (buffers, champions, a challenger in training,
+        a rollback watch): a checkpoint resumed by :meth:`restore` leads to the same
+        decisions, ids and metrics as a run that never stopped, given the same events after it."""
+        return {"models": self.models, "join": self.join, "quarantined": self.quarantined,
+                "skipped_events": self.skipped_events}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._reset()
+        self.models, self.join = state["models"], state["join"]
+        self.quarantined, self.skipped_events = state["quarantined"], state["skipped_events"]
 
     # -- inputs ------------------------------------------------------------------------
     def add_prediction(self, event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -316,12 +333,12 @@ class Updater:
         then judges it like any promotion. Refused while an update is under way."""
         m = self._model(model_id, model_version)
         if m is None:
-            raise ValueError(f"{model_key(model_id, model_version)} is quarantined: {self.quarantined[model_key(model_id, model_version)]}")
+            raise ValueError(f"{model_id} is quarantined: {self.quarantined[model_id]}")
         if m.requested or m.trial or m.watch:
             raise ValueError(f"{m.key}: an update is under way; promote after it ends")
         if m.champion is None:
             self._freeze(m, timestamp)
-        version = self.store.next_version(m.key)
+        version = self._new_version(m)
         event_id = stable_id("promote_external", m.key, version, timestamp)
         request = {"event_id": event_id, "alert_ids": [], "from_timestamp": timestamp}
         return [self._promote(m, model, version, event_id, reason, request, timestamp, {"external": True})]
@@ -329,11 +346,19 @@ class Updater:
     # -- state -------------------------------------------------------------------------
     def _model(self, model_id: str, model_version: str | None) -> _Model | None:
         """The model's state, resumed from its stored champion the first time; ``None`` when
-        the model is quarantined (its champion could not be loaded)."""
-        key = model_key(model_id, model_version)
+        the model is quarantined (its champion could not be loaded). One lineage per
+        ``model_id``: the predictions of every served version feed it, and the versions it
+        makes follow each other (``model_version`` is the version a request came from)."""
+        key = model_id
         m = self.models.get(key)
         if m is None:
             if key in self.quarantined:
+                return None
+            try:
+                check_model_id(model_id)
+            except UnsafeNameError as exc:  # from a record: never a path in the store
+                self.quarantined[key] = str(exc)
+                log.error("%s; its update requests are dead-lettered", exc)
                 return None
             m = _Model(key, model_id, model_version, deque(maxlen=self.config.buffer_events))
             try:
@@ -351,36 +376,46 @@ class Updater:
                 return None
             if m.artifact is not None:
                 log.info("%s: resumed champion %s from %s", key, m.artifact.version, m.artifact.path)
+            m.highest = int(self.store.next_version(key)[1:]) - 1
             self.models[key] = m
         return m
 
     def _quarantined_request(self, request: dict[str, Any]) -> None:
         """Dead-letter an update request of a quarantined model, with the reason."""
-        key = model_key(request["model_id"], request.get("model_version"))
-        error = RecordError(None, "model_quarantined", f"model-updates: {self.quarantined[key]}", codec.dumps(request))
+        reason = self.quarantined[request["model_id"]]
+        try:
+            code = "model_quarantined" if check_model_id(request["model_id"]) else "unsafe_name"
+        except UnsafeNameError:
+            code = "unsafe_name"
+        error = RecordError(None, code, f"model-updates: {reason}", codec.dumps(request))
         record = dead_letter_record("model-updates", None, None, error, float(request.get("timestamp") or 0.0))
         # one per request, not per origin: the request was not read at a known offset here
-        record["dead_letter_id"] = stable_id("dead-letter", "model_quarantined", request["event_id"])
+        record["dead_letter_id"] = stable_id("dead-letter", code, request["event_id"])
         self.dead_letters.append(record)
 
     def _freeze(self, m: _Model, timestamp: float) -> None:
         """Freeze the warming-up learner as the first champion."""
         if m.learner is None:
             m.learner = new_model(m.task or "classification")
-        version = self.store.next_version(m.key)
+        version = self._new_version(m)
         m.artifact = self.store.save(m.key, version, m.learner, {
-            "created": timestamp, "metrics": {"warmup_events": m.learned}, "parent_version": None,
+            "created": timestamp, "metrics": {"warmup_events": m.learned}, "parent_version": None, "decided_by": DECIDER,
         })
         self.store.set_champion(m.key, m.artifact)
         m.champion, m.learner = m.learner, None
         log.info("%s: champion %s frozen after %d labelled events", m.key, version, m.learned)
+
+    @staticmethod
+    def _new_version(m: _Model) -> str:
+        m.highest += 1
+        return f"v{m.highest}"
 
     def _start_trial(self, m: _Model) -> list[dict[str, Any]]:
         request, m.requested = m.requested, None
         assert request is not None and m.task is not None
         if m.champion is None:
             self._freeze(m, float(request["from_timestamp"]))
-        m.trial = _Trial(request, self.store.next_version(m.key), new_model(m.task), _metric(m.task), _metric(m.task))
+        m.trial = _Trial(request, self._new_version(m), new_model(m.task), _metric(m.task), _metric(m.task))
         out: list[dict[str, Any]] = []
         for x, y, ts in list(m.recent):
             if ts >= request["from_timestamp"]:
@@ -434,7 +469,7 @@ class Updater:
             return [self._promote(m, t.challenger, t.version, event_id, f"challenger {t.version} beats champion {m.artifact.version}: {text}",
                                   t.request, t.last_ts, measured)]
         artifact = self.store.save(m.key, t.version, t.challenger, {
-            "created": t.last_ts, "metrics": measured, "parent_version": m.artifact.version,
+            "created": t.last_ts, "metrics": measured, "parent_version": m.artifact.version, "decided_by": DECIDER,
         })
         return [self._event(m, "rejected", event_id, f"challenger {t.version} does not beat champion {m.artifact.version}: {text}",
                             t.request, t.last_ts, measured, t.version, artifact)]
@@ -443,8 +478,9 @@ class Updater:
                  request: dict[str, Any], ts: float, measured: dict[str, Any]) -> dict[str, Any]:
         assert m.artifact is not None and m.task is not None
         previous, previous_model = m.artifact, m.champion
-        measured = {**measured, "previous_version": previous.version, "rebaseline": self.config.rebaseline}
-        m.artifact = self.store.save(m.key, version, model, {"created": ts, "metrics": measured, "parent_version": previous.version})
+        measured = {**measured, "previous_version": previous.version}
+        m.artifact = self.store.save(m.key, version, model, {"created": ts, "metrics": measured, "parent_version": previous.version,
+                                                             "decided_by": DECIDER})
         m.champion = model
         self.store.set_champion(m.key, m.artifact)
         event = self._event(m, "promoted", event_id, reason, request, ts, measured, version, m.artifact)
@@ -477,7 +513,6 @@ class Updater:
             "metric": name, "promoted_version": m.artifact.version, "previous_version": w.previous.version,
             f"promoted_{name}": promoted, f"previous_{name}": previous, "degradation": gain,
             "rollback_margin": self.config.rollback_margin, "evaluation_events": w.watched,
-            "rebaseline": self.config.rebaseline,
         }
         reason = (f"promoted {m.artifact.version} scored {name} {promoted:.4f}, previous champion "
                   f"{w.previous.version} {previous:.4f} ({gain:+.4f}; margin {self.config.rollback_margin})")
@@ -631,11 +666,11 @@ def summary_lines(decisions: Iterable[Mapping[str, Any]]) -> list[str]:
     ...      "metrics": {"champion_version": "v1", "training_events": 1000}},
     ...     {"action": "promoted", "model_id": "churn", "new_version": "v2", "metrics": {
     ...      "metric": "accuracy", "champion_version": "v1", "champion_accuracy": 0.31,
-    ...      "challenger_accuracy": 0.88, "improvement": 0.57, "evaluation_events": 1000, "rebaseline": True}},
+    ...      "challenger_accuracy": 0.88, "improvement": 0.57, "evaluation_events": 1000}},
     ... ])  # doctest: +NORMALIZE_WHITESPACE
     ['churn: update requested (concept drift: adwin = 1.0 (above 0.5))',
      'churn: challenger v2 trained on 1000 post-drift events, champion v1',
-     'churn: promoted v2 over v1: accuracy 0.310 -> 0.880 (+0.570) on 1000 events; monitor re-baselines']
+     'churn: promoted v2 over v1: accuracy 0.310 -> 0.880 (+0.570) on 1000 events']
     """
     lines = []
     for d in decisions:
@@ -650,7 +685,7 @@ def summary_lines(decisions: Iterable[Mapping[str, Any]]) -> list[str]:
             verb = "promoted" if action == "promoted" else "rejected"
             lines.append(f"{model}: {verb} {d['new_version']} over {mx['champion_version']}: {name} "
                          f"{mx[f'champion_{name}']:.3f} -> {mx[f'challenger_{name}']:.3f} ({mx['improvement']:+.3f}) "
-                         f"on {mx['evaluation_events']} events" + ("; monitor re-baselines" if mx.get("rebaseline") else ""))
+                         f"on {mx['evaluation_events']} events")
         elif action == "rolled_back":
             lines.append(f"{model}: rolled back {mx['promoted_version']} to {d['new_version']}: {name} "
                          f"{mx[f'promoted_{name}']:.3f} vs {mx[f'previous_{name}']:.3f} on {mx['evaluation_events']} events")

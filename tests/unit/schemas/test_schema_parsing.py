@@ -319,9 +319,9 @@ def test_every_reason_is_covered_by_a_test():
     covered = {r[2] for r in REJECTIONS} | {"malformed_json", "empty_batch", "oversized", "unknown_model", "malformed_batch"}
     # not contract violations: an undeliverable alert (tests/unit/observability/test_webhook.py),
     # an event too far ahead of its record and one of a model past the cap
-    # (tests/unit/streams/test_hardening.py)
+    # (tests/unit/streams/test_hardening.py); an unsafe model id (tests/unit/updater/test_updater.py)
     assert covered | {"webhook_failed", "clock_skew", "too_many_models", "prediction_id_conflict", "model_mismatch",
-                       "model_quarantined"} == REASONS
+                       "model_quarantined", "unsafe_name"} == REASONS
 
 
 def test_unknown_topic_role_is_a_programming_error():

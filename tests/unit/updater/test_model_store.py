@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.model_store import ArtifactIntegrityError, ModelStore
+from streams.model_store import UnsafeNameError, ArtifactIntegrityError, ModelStore
 from streams.updater import new_model
 
 
@@ -65,18 +65,37 @@ def test_a_tampered_artifact_is_refused_with_a_clear_message(tmp_path: Path) -> 
         store.load(art.path, art.sha256)
 
 
-def test_paths_outside_the_store_are_refused_and_model_ids_stay_inside(tmp_path: Path) -> None:
+def test_paths_outside_the_store_are_refused_and_escaping_model_ids_rejected(tmp_path: Path) -> None:
     store = ModelStore(tmp_path / "store")
     outside = tmp_path / "evil.pkl"
     outside.write_bytes(b"not a model")
     with pytest.raises(ValueError, match="outside the model store"):
         store.load(outside, hashlib.sha256(b"not a model").hexdigest())
-    art = store.save("../../etc/churn@v 1", "v1", {"w": 1}, {"created": 1.0, "metrics": {}, "parent_version": None})
-    assert Path(art.path).resolve().is_relative_to(store.root)
-    assert store.folder("../../etc/churn@v 1") != store.folder("__etc_churn_v_1")
+    for bad in ("../../etc/churn", "..", ".hidden", "a\\b", "a\0b"):
+        with pytest.raises(UnsafeNameError, match="would leave the model store folder; refused"):
+            store.save(bad, "v1", {"w": 1}, {"created": 1.0, "metrics": {}, "parent_version": None})
+    art = store.save("team:churn v 1", "v1", {"w": 1}, {"created": 1.0, "metrics": {}, "parent_version": None})
+    assert Path(art.path).resolve().parent.parent == store.root  # odd characters: a sanitised folder
+    assert store.folder("team:churn v 1") != store.folder("team_churn_v_1")
+    assert list(tmp_path.iterdir()) != [] and not (tmp_path / "etc").exists()
 
 
 def test_versions_must_be_v_numbers(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="version must look like v<number>, got '../x'"):
-        ModelStore(tmp_path).save("churn", "../x", {}, {"created": 1.0, "metrics": {}, "parent_version": None})
+    for bad in ("../x", "v1/../../x", "1", "v"):
+        with pytest.raises(UnsafeNameError, match=f"model version '{re.escape(bad)}' is not v<number>; refused"):
+            ModelStore(tmp_path).save("churn", bad, {}, {"created": 1.0, "metrics": {}, "parent_version": None})
+        with pytest.raises(UnsafeNameError):
+            ModelStore(tmp_path).artifact("churn", bad)
 
+
+def test_artifacts_are_found_by_model_and_version_from_the_stores_own_sidecars(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    v1 = store.save("churn", "v1", {"w": 1}, {"created": 1.0, "metrics": {}, "parent_version": None, "decided_by": "updater"})
+    v2 = store.save("churn", "v2", {"w": 2}, {"created": 2.0, "metrics": {}, "parent_version": "v1", "decided_by": "updater"})
+    store.save("fraud", "v1", {"w": 3}, {"created": 1.0, "metrics": {}, "parent_version": None})
+    assert store.artifact("churn", "v2") == v2
+    assert [a.version for a in store.versions("churn")] == ["v1", "v2"]
+    assert store.versions("churn")[0] == v1 and store.versions("nobody") == []
+    assert store.models() == ["churn", "fraud"]
+    with pytest.raises(FileNotFoundError):
+        store.artifact("churn", "v3")
