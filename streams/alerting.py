@@ -300,7 +300,8 @@ class AlertPolicy:
         lead = min(members, key=lambda m: SEVERITIES.index(m["severity"]))
         severity = self._severity_of(incident_id)
         related = [event_id for m in members for event_id in m["related"]]
-        version = f" v{self.model_version}" if self.model_version else ""
+        # versions are named as the model server names them ("v2", "2024-06-01"): no prefix added
+        version = f" {self.model_version}" if self.model_version else ""
         what = ", ".join(
             f"{m['detector']}" + (f"[{m['feature']}]" if m["feature"] else "") for m in members
         )
