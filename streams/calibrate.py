@@ -17,7 +17,6 @@ confidence parameters; they are left as configured.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,12 +27,11 @@ from detectors.calibration import calibrate
 from .backtest import read_events
 from .exceptions import ConfigError
 from .monitor_config import MonitorConfig
+from .monitor import all_numbers
 
 __all__ = ["calibrate_models", "to_toml"]
 
 
-def _is_number(v: Any) -> bool:
-    return (type(v) is float or type(v) is int) and math.isfinite(v)
 
 
 def _columns(predictions: Sequence[Mapping[str, Any]], model_id: str, limit: int) -> dict[str, list[Any]]:
@@ -52,7 +50,7 @@ def _columns(predictions: Sequence[Mapping[str, Any]], model_id: str, limit: int
 def _spec(spec: Mapping[str, Any], values: list[Any]) -> tuple[dict[str, Any], list[Any], str]:
     """The detector config for ``values`` (numeric or categorical), the values it reads."""
     present = [v for v in values if v is not None]
-    numeric = all(_is_number(v) for v in present)
+    numeric = all_numbers(present)
     branch = "numeric" if numeric else "categorical"
     cfg = dict(spec[branch]) if branch in spec else dict(spec)
     return cfg, present if numeric else [str(v) for v in present], branch

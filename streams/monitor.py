@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import countOf
 from typing import Any
 
 import numpy as np
@@ -64,8 +65,29 @@ def model_key(model_id: str, model_version: str | None) -> str:
     return model_id if not model_version else f"{model_id}@{model_version}"
 
 
-def _is_number(v: Any) -> bool:
+def is_number(v: Any) -> bool:
+    """A finite int or float (a bool is not a number here)."""
     return (type(v) is float or type(v) is int) and math.isfinite(v)
+
+
+_NUMBER_TYPES = frozenset((int, float, type(None)))
+
+
+def all_numbers(values: Sequence[Any]) -> bool:
+    """Whether every value but ``None`` :func:`is_number`: in C-level passes, since it runs
+    over every reference value of every feature of every model (50 models fitting their
+    references in one batch took 0.85 s in a call per value).
+
+    >>> all_numbers([1, 2.5, None]), all_numbers([1, float("nan")]), all_numbers([1, True]), all_numbers(["a"])
+    (True, False, False, False)
+    """
+    if not set(map(type, values)) <= _NUMBER_TYPES:
+        return False
+    try:
+        finite = int(np.isfinite(np.asarray(values, dtype=np.float64)).sum())  # None -> nan
+    except OverflowError:  # an int beyond a float's range
+        return all(is_number(v) for v in values if v is not None)
+    return finite == len(values) - countOf(values, None)
 
 
 def _is_classification_value(v: Any) -> bool:
@@ -112,7 +134,7 @@ def _numeric(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     try:
         arr = np.asarray(values, dtype=np.float64)  # None -> nan; a string raises
     except (TypeError, ValueError):
-        idx = [i for i, v in enumerate(values) if _is_number(v)]
+        idx = [i for i, v in enumerate(values) if is_number(v)]
         return np.fromiter((values[i] for i in idx), dtype=np.float64, count=len(idx)), np.asarray(idx, dtype=np.int64)
     finite = np.isfinite(arr)
     if finite.all():
@@ -218,7 +240,7 @@ class ModelMonitor:
         """Watch ``column`` with the detector ``spec`` names (by its values' kind, where it
         names one of each), or each of a list of them: keyed ``key:<detector>`` then, so
         each has its own drift events, and the key of a single one stays ``key``."""
-        categorical = not all(_is_number(v) for v in values if v is not None)
+        categorical = not all_numbers(values)
         chosen = spec["categorical" if categorical else "numeric"] if isinstance(spec, dict) and "numeric" in spec else spec
         reference = _categorical(values)[0] if categorical else _numeric(values)[0]
         if len(reference) < 2:
@@ -500,7 +522,7 @@ class ModelMonitor:
             errors = [0.0 if p == y else 1.0 for p, y in zip(predictions, labels)]
         else:
             errors = [
-                abs(float(p) - float(y)) if _is_number(p) and _is_number(y) else None
+                abs(float(p) - float(y)) if is_number(p) and is_number(y) else None
                 for p, y in zip(predictions, labels)
             ]
         scores = cols.get("score") or [None] * n
@@ -644,7 +666,7 @@ class ModelMonitor:
             correct = 1.0 - np.asarray(errors, dtype=np.float64)
             metric.update_many(np.ones(len(correct)), correct)
         else:
-            pairs = [(float(y), float(p)) for p, y in zip(predictions, labels) if _is_number(p) and _is_number(y)]
+            pairs = [(float(y), float(p)) for p, y in zip(predictions, labels) if is_number(p) and is_number(y)]
             if not pairs:
                 return
             ys, ps = zip(*pairs)

@@ -20,20 +20,18 @@ pair's ``known_at``, scored by the rules of :mod:`streams.scoring` like any dete
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
 from river import drift
 
 from .scoring import Detection
+from .monitor import is_number
 
 ADWIN_ALONE = "baseline: river ADWIN alone"
 DDM_ALONE = "baseline: river DDM alone"
 
 
-def _is_number(v: Any) -> bool:
-    return (type(v) is float or type(v) is int) and math.isfinite(v)
 
 
 def _is_class(v: Any) -> bool:
@@ -49,7 +47,7 @@ def _known_pairs(events: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, list
     for role, event in events:
         pid = event.get("prediction_id")
         ts = event.get("timestamp")
-        if type(pid) is not str or not _is_number(ts):
+        if type(pid) is not str or not is_number(ts):
             continue
         if role == "predictions" and type(event.get("model_id")) is str:
             if pid in labels:
@@ -85,7 +83,7 @@ def river_detections(
         for known_at, _, prediction, label in pairs:
             if classification:
                 error = 0.0 if prediction == label else 1.0
-            elif _is_number(prediction) and _is_number(label):
+            elif is_number(prediction) and is_number(label):
                 error = abs(float(prediction) - float(label))
             else:
                 continue
