@@ -123,7 +123,7 @@ def describe_loop(steps: list[LoopStep]) -> str:
     missing = [st.name for st in steps if not st.ok]
     lines.append("  the loop closed: every step happened" if not missing else
                  f"  THE LOOP DID NOT CLOSE: missing {', '.join(missing)}")
-    if missing and "served" in missing:
+    if missing and "served" in missing and config.concept_drift_at is not None:
         # the updater learns from labelled post-drift events, then tests the challenger on as many
         lines.append(f"  (the stream had {config.events - config.concept_drift_at:,} predictions after its concept drift: "
                      "the update may need more; run with more --events)")
