@@ -5,7 +5,7 @@ The backtest reads JSON-lines files, merges them by event time and runs the whol
 measured in the same run over the same events, is the least a drift monitor can do: a
 Python loop that joins labels to predictions in a dict and feeds each error to river's
 ADWIN and DDM. The garbage collector is tuned as ``driftstream backtest`` tunes it
-(``DRIFTSTREAM_GC_THRESHOLD``, :mod:`streams.gc_tuning`).
+(``DRIFTSTREAM_GC_THRESHOLD``, :mod:`streams.runtime.gc_tuning`).
 
     python -m load_tests.bench_backtest [--smoke] [--json PATH]
 """
@@ -24,11 +24,11 @@ import orjson
 from river import drift
 
 from schemas import codec
-from streams import backtest
-from streams.gc_tuning import tune_gc
-from streams.monitor_config import MonitorConfig
+from streams.offline import backtest
+from streams.offline.simulate import Simulation, SimulationConfig
+from streams.pipeline.monitor_config import MonitorConfig
+from streams.runtime.gc_tuning import tune_gc
 from streams.settings import Settings
-from streams.simulate import Simulation, SimulationConfig
 
 
 def plain_loop(items: Sequence[tuple[str, dict[str, Any]]]) -> int:

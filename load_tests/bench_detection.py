@@ -1,7 +1,7 @@
 """Detection quality: how soon the worker's code alerts on standard drifts, and how rarely
 it cries wolf, against river's ADWIN and DDM run alone on the same error stream.
 
-Every scenario runs the offline pipeline (:class:`streams.offline.OfflinePipeline`, the
+Every scenario runs the offline pipeline (:class:`streams.offline.pipeline.OfflinePipeline`, the
 worker's stages) with the default monitoring config over predictions and their labels,
 published in event-time order, labels ``LABEL_DELAY`` predictions late and 10 % missing:
 
@@ -54,8 +54,8 @@ from river import drift, linear_model, optim, tree
 from river.datasets import synth
 
 from load_tests.common import finish, note, parser, percentile, print_table
-from streams.monitor_config import MonitorConfig
-from streams.offline import OfflinePipeline
+from streams.offline.pipeline import OfflinePipeline
+from streams.pipeline.monitor_config import MonitorConfig
 
 MODEL = "bench"
 START = 1_700_000_000.0

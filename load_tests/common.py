@@ -30,15 +30,15 @@ from typing import Any
 import numpy as np
 import orjson
 
-from streams.broker import EmbeddedBroker
 from streams.exceptions import DriftstreamError
-from streams.processes import terminate_group
-from streams.progress import Progress
-from streams.sdk import DriftstreamClient
+from streams.offline.simulate import Simulation, SimulationConfig
+from streams.ops.broker import EmbeddedBroker
+from streams.ops.progress import Progress
+from streams.runtime.processes import terminate_group
+from streams.runtime.topics import ensure_topics
+from streams.runtime.worker_process import WorkerProcess
+from streams.sdk.client import DriftstreamClient
 from streams.settings import Settings
-from streams.simulate import Simulation, SimulationConfig
-from streams.topics import ensure_topics
-from streams.worker_process import WorkerProcess
 
 Item = tuple[str, dict[str, Any]]
 

@@ -4,7 +4,7 @@
   pre-published drifting stream (200,000 predictions; smoke 10,000) on one partition, a
   supervisor restarting it each time. Accounted = predictions + pairs counted in the
   model's final monitor state (changelog); alerts must equal those of an uninterrupted
-  run (:class:`~streams.offline.OfflinePipeline`, same ids); duplicated outputs = alert
+  run (:class:`~streams.offline.pipeline.OfflinePipeline`, same ids); duplicated outputs = alert
   records published more than once (a recovered outbox is republished, same ids);
   recovery = restart to the first event applied.
 - ``broker``: the embedded broker (memory-only) is stopped and started again on the same
@@ -42,12 +42,12 @@ from aiokafka import AIOKafkaProducer
 
 from schemas import codec
 from streams.exceptions import DriftstreamError
-from streams.monitor import model_key
-from streams.offline import OfflinePipeline
-from streams.sdk import DriftstreamClient
+from streams.offline.pipeline import OfflinePipeline
+from streams.offline.simulate import Simulation, SimulationConfig
+from streams.pipeline.monitor import model_key
+from streams.runtime.worker_process import WorkerProcess
+from streams.sdk.client import DriftstreamClient
 from streams.settings import Settings
-from streams.simulate import Simulation, SimulationConfig
-from streams.worker_process import WorkerProcess
 from tests.integration.support import final_alerts, read_table, read_topic
 
 from .common import (

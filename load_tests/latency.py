@@ -31,11 +31,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from streams.partitioning import partitions_for
-from streams.progress import Progress
-from streams.sdk import DriftstreamClient, subscribe
+from streams.offline.simulate import SimulationConfig
+from streams.ops.progress import Progress
+from streams.sdk.client import DriftstreamClient, subscribe
+from streams.sdk.partitioning import partitions_for
 from streams.settings import Settings
-from streams.simulate import SimulationConfig
 
 from .common import (
     Harness,

@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from streams.progress import Progress
-from streams.sdk import DriftstreamClient
+from streams.offline.simulate import SimulationConfig
+from streams.ops.progress import Progress
+from streams.runtime.worker_process import WorkerProcess
+from streams.sdk.client import DriftstreamClient
 from streams.settings import Settings
-from streams.simulate import SimulationConfig
-from streams.worker_process import WorkerProcess
 
 from .common import (
     Harness,

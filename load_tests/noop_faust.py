@@ -17,9 +17,9 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from streams.broker import free_port
+from streams.ops.broker import free_port
+from streams.runtime.worker import install_uvloop
 from streams.settings import Settings
-from streams.worker import install_uvloop
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     install_uvloop()  # before faust is imported, as the worker does
     import faust
 
-    from streams.app import faust_settings
+    from streams.runtime.app import faust_settings
 
     settings = Settings.from_env({}).for_embedded_broker(args.broker).replace(
         app_id=f"noop-{uuid.uuid4().hex[:8]}", web_port=free_port(), data_dir=str(args.out.parent / "faust-data")

@@ -25,9 +25,9 @@ from typing import Any
 
 from schemas import codec
 from streams.exceptions import DriftstreamError
-from streams.monitor import model_key
+from streams.offline.simulate import SimulationConfig
+from streams.pipeline.monitor import model_key
 from streams.settings import Settings
-from streams.simulate import SimulationConfig
 from tests.integration.support import (
     assigned_partitions,
     read_table,

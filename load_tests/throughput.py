@@ -11,7 +11,7 @@ pair (the worker's ``driftstream_events_consumed_total`` counters, polled). Time
 first *prediction*, a run whose worker happened to read labels first left them out of the
 time, which is how the kcat figure swung between 0.4 and 0.76 of the no-op agent's.
 
-- **SDK**: published with :class:`~streams.sdk.DriftstreamClient` (column batches of up to 500 events).
+- **SDK**: published with :class:`~streams.sdk.client.DriftstreamClient` (column batches of up to 500 events).
   Baseline: a raw ``AIOKafkaConsumer`` (no group) reading the same predictions topic,
   once decoding nothing and once JSON-decoding every record (orjson).
 - **foreign**: one event per record from kcat, keyed by ``prediction_id``. Baseline: a
@@ -59,16 +59,16 @@ from river.drift.binary import DDM
 
 from schemas import codec
 from schemas.columns import is_column_batch
-from streams.end_offsets import end_offsets
-from streams.gc_tuning import tune_gc
-from streams.monitor_config import MonitorConfig
-from streams.offline import OfflinePipeline
-from streams.processes import terminate_group
-from streams.progress import Progress
-from streams.sdk import encode_batches
+from streams.offline.pipeline import OfflinePipeline
+from streams.offline.simulate import SimulationConfig
+from streams.ops.progress import Progress
+from streams.pipeline.monitor_config import MonitorConfig
+from streams.pipeline.stages import InputRecord
+from streams.runtime.end_offsets import end_offsets
+from streams.runtime.gc_tuning import tune_gc
+from streams.runtime.processes import terminate_group
+from streams.sdk.client import encode_batches
 from streams.settings import Settings
-from streams.simulate import SimulationConfig
-from streams.stages import InputRecord
 
 from .common import (
     Harness,
@@ -249,7 +249,7 @@ def _rate(predictions: int, elapsed: float) -> dict[str, Any]:
 def stages_rate(settings: Settings, chunks: Sequence[Sequence[InputRecord]], expected: int,
                 monitor_config: MonitorConfig | None = None) -> dict[str, Any]:
     """Predictions/s of the pipeline's stages alone, in this process, with no Kafka: the SDK
-    records (:func:`sdk_chunks`) fed to :class:`~streams.offline.OfflinePipeline` one chunk
+    records (:func:`sdk_chunks`) fed to :class:`~streams.offline.pipeline.OfflinePipeline` one chunk
     at a time. Decoding, validation, the join, every default detector and the alert policy,
     as the worker runs them; not the ``monitor-input`` hop, Faust or the broker. So it is
     the most one worker process could do on this machine with this code: the worker's rate

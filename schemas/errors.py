@@ -30,10 +30,10 @@ REASONS: frozenset[str] = frozenset(
         "unknown_model",  # model_id is not one of the configured models
         "too_many_features",  # more features than MAX_FEATURES
         "webhook_failed",  # an alert the webhook sink could not deliver (not a contract violation)
-        "clock_skew",  # an event stamped too far ahead of its record's timestamp (streams.clock)
-        "too_many_models",  # an event of a model past DRIFTSTREAM_MAX_MODELS (streams.cardinality)
-        "prediction_id_conflict",  # a prediction id another model's prediction holds (streams.identity)
-        "model_mismatch",  # a label naming another model than its prediction's (streams.identity)
+        "clock_skew",  # an event stamped too far ahead of its record's timestamp (streams.pipeline.clock)
+        "too_many_models",  # an event of a model past DRIFTSTREAM_MAX_MODELS (streams.pipeline.cardinality)
+        "prediction_id_conflict",  # a prediction id another model's prediction holds (streams.pipeline.identity)
+        "model_mismatch",  # a label naming another model than its prediction's (streams.pipeline.identity)
         "model_quarantined",  # input of a model whose state or artifact cannot be loaded
         "unsafe_name",  # a model id or version that would leave the model store's folder
     }

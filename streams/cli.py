@@ -10,8 +10,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
-from .exceptions import DriftstreamError, KafkaUnreachableError
-from .settings import Settings, SettingsError
+from streams.exceptions import DriftstreamError, KafkaUnreachableError
+from streams.settings import Settings, SettingsError
 
 #: Exit statuses (sysexits.h, as the worker's 70 and 75): a supervisor retries 69, and
 #: does not retry 2 (the command or its configuration must change first).
@@ -31,7 +31,7 @@ Every setting is a DRIFTSTREAM_* environment variable (see the README).
 
 
 def _cmd_broker(args: argparse.Namespace) -> int:
-    from .broker import EmbeddedBroker
+    from streams.ops.broker import EmbeddedBroker
 
     broker = EmbeddedBroker(port=args.port)
     stop = threading.Event()
@@ -47,8 +47,8 @@ def _cmd_broker(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from .monitor_config import MonitorConfig
-    from .worker import run_worker
+    from streams.pipeline.monitor_config import MonitorConfig
+    from streams.runtime.worker import run_worker
 
     settings = Settings.from_env()
     MonitorConfig.load(settings.config_path)  # a bad config stops it here, before Kafka is touched
@@ -59,7 +59,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 def _cmd_config_check(args: argparse.Namespace) -> int:
     import json
 
-    from .monitor_config import MonitorConfig
+    from streams.pipeline.monitor_config import MonitorConfig
 
     config = MonitorConfig.load(args.file)
     if args.model is not None:
@@ -72,7 +72,7 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_topics(args: argparse.Namespace) -> int:
-    from .topics import ensure_topics
+    from streams.runtime.topics import ensure_topics
 
     for topic, partitions in sorted(asyncio.run(ensure_topics(Settings.from_env())).items()):
         print(f"{topic}\t{partitions} partitions")
@@ -117,8 +117,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from schemas.errors import ContractError
     from schemas.parsing import validate_ground_truth, validate_prediction
 
-    from .progress import Progress
-    from .sdk import DriftstreamClient
+    from streams.ops.progress import Progress
+    from streams.sdk.client import DriftstreamClient
 
     validate = validate_prediction if args.topic == "predictions" else validate_ground_truth
 
@@ -158,7 +158,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 def _cmd_alerts(args: argparse.Namespace) -> int:
     from schemas import codec
 
-    from .sdk import DriftstreamClient
+    from streams.sdk.client import DriftstreamClient
 
     settings = Settings.from_env()
     printed = 0
@@ -182,7 +182,7 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from .demo import publish_simulation
+    from streams.offline.demo import publish_simulation
 
     settings = Settings.from_env()
     if args.broker:
@@ -194,14 +194,14 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from streams.offline.demo import run_demo
 
     config = _simulation_config(args)
     return run_demo(config, rate=args.rate, partitions=args.partitions)
 
 
 def _simulation_config(args: argparse.Namespace) -> Any:
-    from .simulate import SimulationConfig
+    from streams.offline.simulate import SimulationConfig
 
     def at(value: int | None, share: float) -> int | None:
         return None if args.no_drift else (int(args.events * share) if value is None else value)
@@ -284,7 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", default=None, help="override DRIFTSTREAM_BROKER")
     p.set_defaults(func=_cmd_simulate)
 
-    from . import backtest, calibrate, model_cli, replay, updater
+    from streams.offline import backtest
+
+    from streams.offline import calibrate
+
+    from streams.updater import cli as model_cli
+
+    from streams.offline import replay
+
+    from streams.updater import service as updater
 
     backtest.add_cli(sub)
     calibrate.add_cli(sub)

@@ -126,7 +126,7 @@ class Settings:
     #: Faust table store: ``memory://`` (demo, tests) or ``rocksdb://`` (production).
     store: str = "memory://"
     data_dir: str = "./driftstream-data"
-    #: Micro-batching of the pipeline agents (:mod:`streams.batching`): a join batch closes
+    #: Micro-batching of the pipeline agents (:mod:`streams.runtime.batching`): a join batch closes
     #: this long after its first event ... (each batch costs a state delta, a commit record
     #: and a monitor-input message per model; at 5,000 events/s over 20 models, 0.1 s gave
     #: an alert latency p99 of 0.89 s against 1.04 s with 0.15 s)
@@ -140,7 +140,7 @@ class Settings:
     #: 36 KB each) cost the worker as much as their detectors.
     monitor_checkpoint_s: float = 1.0
     #: An input partition with nothing unread on the broker for this long is idle and holds
-    #: no model's results back (:mod:`streams.event_time`). Only partitions with no lag
+    #: no model's results back (:mod:`streams.pipeline.event_time`). Only partitions with no lag
     #: idle, so this adds latency when one goes quiet, never changes a result.
     idle_after_s: float = 0.25
     #: Input bytes joined per step: bounds a step's state delta, outbox and column batches.
@@ -149,17 +149,17 @@ class Settings:
     #: Faust pauses the partitions' fetches until it drains.
     input_buffer_bytes: int = 16_777_216
     #: Events a worker's monitors may hold for the event-time frontier before the join
-    #: partitions ahead of the slowest are paused (:mod:`streams.alignment`). A soft bound:
+    #: partitions ahead of the slowest are paused (:mod:`streams.runtime.alignment`). A soft bound:
     #: what was fetched before the pause still comes.
     max_held_events: int = 200_000
     #: An event stamped more than this far ahead of its Kafka record's timestamp is
-    #: dead-lettered (``clock_skew``, :mod:`streams.clock`): one such event would close the
+    #: dead-lettered (``clock_skew``, :mod:`streams.pipeline.clock`): one such event would close the
     #: join window over every pending prediction. An hour absorbs unsynchronised clocks
     #: while a skewed event may expire predictions at most an hour early (1/24 of the
     #: default window); keep it well below the join window.
     max_clock_skew_s: float = 3_600.0
     #: Models a worker monitors per ``monitor-input`` partition; events of further models
-    #: are dead-lettered (``too_many_models``, :mod:`streams.cardinality`). A model costs
+    #: are dead-lettered (``too_many_models``, :mod:`streams.pipeline.cardinality`). A model costs
     #: about 29 KB of state and a few dozen Prometheus series.
     max_models: int = 1_000
     #: Models a worker exports per-model Prometheus series for (detector statistics,
@@ -197,7 +197,7 @@ class Settings:
     webhook_format: str = "json"
     webhook_timeout_s: float = 5.0
     webhook_retries: int = 3
-    #: Alerts waiting for the webhook (:mod:`streams.sinks`); one that finds the queue full
+    #: Alerts waiting for the webhook (:mod:`streams.sinks.queue`); one that finds the queue full
     #: is dead-lettered (``webhook_failed``) at once, so a slow receiver never stalls the
     #: monitors.
     webhook_queue_size: int = 1_000
@@ -222,10 +222,10 @@ class Settings:
     #: own grace (Kubernetes' default 30 s, docker-compose's stop_grace_period).
     shutdown_grace_s: float = 25.0
     #: Python's garbage collector runs after this many new container objects (its own
-    #: default, 700, cost the pipeline a third of its throughput: see streams.gc_tuning).
+    #: default, 700, cost the pipeline a third of its throughput: see streams.runtime.gc_tuning).
     gc_threshold: int = 50_000
     #: glibc malloc arenas of the worker process (0: glibc's default, up to 8 per core,
-    #: which let its memory creep up by 8 MB per million events: see streams.malloc_arenas).
+    #: which let its memory creep up by 8 MB per million events: see streams.runtime.malloc_arenas).
     malloc_arena_max: int = 2
 
     def __post_init__(self) -> None:
@@ -315,7 +315,7 @@ class Settings:
     @property
     def handover_timeout_s(self) -> float:
         """Longest a worker spends handing its partitions over at a rebalance or shutdown
-        (:meth:`streams.checkpoint.Checkpointer.hand_over`): half the session timeout, so a rebalance is not held up."""
+        (:meth:`streams.runtime.checkpoint.Checkpointer.hand_over`): half the session timeout, so a rebalance is not held up."""
         return self.session_timeout_s / 2
 
     def topic(self, role: str) -> str:

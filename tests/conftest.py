@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from streams.broker import EmbeddedBroker
+from streams.ops.broker import EmbeddedBroker
 from streams.settings import Settings
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streams.gpu import GpuCollector
-from streams.metrics import create, exported_names
+from streams.ops.gpu import GpuCollector
+from streams.ops.metrics import create, exported_names
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Metric names in PromQL: driftstream's own and the standard process collector's.

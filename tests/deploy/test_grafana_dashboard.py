@@ -102,10 +102,10 @@ def test_dashboard_provider_reads_the_mounted_folder(root: Path) -> None:
 
 
 def test_model_quality_panels_plot_performance_latency_series_and_quality() -> None:
-    """The per-model series the monitors sample (streams/monitor.py) have panels, by the
+    """The per-model series the monitors sample (streams/pipeline/monitor.py) have panels, by the
     detector names they are exported under."""
-    from streams.performance import ALL_METRICS
-    from streams.quality import CHECKS
+    from streams.pipeline.performance import ALL_METRICS
+    from streams.pipeline.quality import CHECKS
 
     titles = {panel["title"]: [t["expr"] for t in panel.get("targets", [])] for panel in _panels(DASHBOARD["panels"])}
     latency = titles["Prediction latency p50 / p95 / p99 (ms) vs SLO"]

@@ -12,11 +12,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from schemas import codec
-from streams.end_offsets import end_offsets, fetch_until
-from streams.monitor import model_key
-from streams.sdk import DriftstreamClient
+from streams.pipeline.monitor import model_key
+from streams.runtime.end_offsets import end_offsets, fetch_until
+from streams.runtime.worker_process import WorkerProcess
+from streams.sdk.client import DriftstreamClient
 from streams.settings import Settings
-from streams.worker_process import WorkerProcess
 
 
 def publish_events(settings: Settings, items: list[tuple[str, dict[str, Any]]], chunk: int = 2000) -> dict[str, int]:
@@ -50,7 +50,7 @@ READ_STALL_S = 60.0
 
 async def _records_to_end(settings: Settings, topic: str) -> list[ConsumerRecord]:
     """Every record of ``topic`` from its beginning up to its end as of the call (checked
-    against a fetch, :mod:`streams.end_offsets`), partition by partition in offset order.
+    against a fetch, :mod:`streams.runtime.end_offsets`), partition by partition in offset order.
     Reads to those offsets, not until the topic goes quiet: a loaded broker can take longer
     than any idle timeout to answer the first fetch. Fails when a partition yields nothing
     for :data:`READ_STALL_S`."""

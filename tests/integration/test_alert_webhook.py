@@ -13,10 +13,10 @@ import orjson
 import pytest
 
 from schemas.records import DeadLetter
+from streams.offline.simulate import Simulation, SimulationConfig
+from streams.runtime.topics import ensure_topics
+from streams.runtime.worker_process import WorkerProcess
 from streams.settings import Settings
-from streams.simulate import Simulation, SimulationConfig
-from streams.topics import ensure_topics
-from streams.worker_process import WorkerProcess
 
 from .support import publish_events, read_topic, wait_for
 

@@ -8,12 +8,12 @@ import asyncio
 
 import pytest
 
-from streams.app import EXIT_BROKER_LOST_DATA
-from streams.broker import EmbeddedBroker
+from streams.offline.simulate import Simulation, SimulationConfig
+from streams.ops.broker import EmbeddedBroker
+from streams.runtime.app import EXIT_BROKER_LOST_DATA
+from streams.runtime.topics import ensure_topics
+from streams.runtime.worker_process import WorkerProcess
 from streams.settings import Settings
-from streams.simulate import Simulation, SimulationConfig
-from streams.topics import ensure_topics
-from streams.worker_process import WorkerProcess
 
 from .support import monitored, publish_events, wait_for
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from schemas import codec
+from streams.offline.simulate import Simulation, SimulationConfig
+from streams.runtime.topics import ensure_topics
+from streams.runtime.worker_process import WorkerProcess
 from streams.settings import Settings
-from streams.simulate import Simulation, SimulationConfig
-from streams.topics import ensure_topics
-from streams.worker_process import WorkerProcess
 
 from .support import read_topic, wait_for
 

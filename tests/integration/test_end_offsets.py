@@ -1,5 +1,5 @@
 """Faust's recovery reads a changelog up to ``end_offsets``; on the embedded broker those
-must be checked against a fetch (``streams.end_offsets.fetched_end_offsets``)."""
+must be checked against a fetch (``streams.runtime.end_offsets.fetched_end_offsets``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.end_offsets import fetch_until, fetched_end_offsets
 from streams.exceptions import DriftstreamError
+from streams.runtime.end_offsets import fetch_until, fetched_end_offsets
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ def test_end_offsets_reach_the_last_record_of_a_multi_record_batch(settings: Set
 def test_the_gap_guard_probes_of_both_agents_may_overlap(settings: Settings) -> None:
     """The join and monitor agents run at once and share the worker's probe consumer; each
     probe must get its own partition's answer (a wrong "none there" loses records)."""
-    from streams.app import create_app
+    from streams.runtime.app import create_app
 
     topics = [settings.topic_prefix + f"probe-{i}" for i in range(3)]
 

@@ -20,13 +20,15 @@ from typing import Any
 import orjson
 import pytest
 
-from streams import backtest, replay
-from streams.monitor_config import MonitorConfig
-from streams.offline import OfflinePipeline
+from streams.offline import backtest
+
+from streams.offline import replay
+from streams.offline.pipeline import OfflinePipeline
+from streams.offline.simulate import Simulation, SimulationConfig
+from streams.pipeline.monitor_config import MonitorConfig
+from streams.runtime.topics import ensure_topics
+from streams.runtime.worker_process import WorkerProcess
 from streams.settings import Settings
-from streams.simulate import Simulation, SimulationConfig
-from streams.topics import ensure_topics
-from streams.worker_process import WorkerProcess
 
 from .support import publish_events, read_topic, wait_for
 
@@ -179,7 +181,7 @@ def test_live_replay_and_offline_agree_for_every_partition_count_and_timing(sett
     # its producers' skew. 1 s was passed (945 late events) in a suite run beside a load test
     # and another engineer's tests, at a load of about 5 on the two cores
     # a small bound on the events the monitors hold: the backlog makes the join pause the
-    # partitions ahead of the slowest (streams.alignment), which must change no result
+    # partitions ahead of the slowest (streams.runtime.alignment), which must change no result
     scenarios = [settings.replace(topic_prefix=f"{settings.topic_prefix}p{n}.", app_id=f"{settings.app_id}-p{n}",
                                   partitions=n, idle_after_s=2.0, max_held_events=500, input_buffer_bytes=65_536)
                  for n in (1, 4, 12)]

@@ -11,12 +11,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from schemas import codec
-from streams.monitor_config import MonitorConfig
+from streams.offline.simulate import Simulation, SimulationConfig
+from streams.pipeline.monitor_config import MonitorConfig
+from streams.pipeline.stages import InputRecord, JoinStage, PartitionJoin
+from streams.runtime.topics import ensure_topics
+from streams.runtime.worker_process import WorkerProcess
 from streams.settings import Settings
-from streams.simulate import Simulation, SimulationConfig
-from streams.stages import InputRecord, JoinStage, PartitionJoin
-from streams.topics import ensure_topics
-from streams.worker_process import WorkerProcess
 
 from .support import model_counts, produce_raw, publish_events, wait_for
 

@@ -11,10 +11,10 @@ import pytest
 
 from schemas import codec
 from streams.exceptions import DriftstreamError
+from streams.offline.simulate import Simulation, SimulationConfig
+from streams.runtime.topics import ensure_topics
+from streams.runtime.worker_process import WorkerProcess
 from streams.settings import Settings
-from streams.simulate import Simulation, SimulationConfig
-from streams.topics import ensure_topics
-from streams.worker_process import WorkerProcess
 
 from .support import (
     final_alerts,
@@ -220,7 +220,7 @@ def test_sigkilled_worker_resumes_from_its_tables_without_loss_or_second_alert(s
     assert model_counts(settings, config.model_id) == (sent["predictions"], sent["ground-truth"])
 
     # the same alerts as an uninterrupted run over the same events, same ids, none extra
-    from streams.offline import OfflinePipeline
+    from streams.offline.pipeline import OfflinePipeline
 
     reference = OfflinePipeline(window_s=settings.join_window_s)
     reference.feed_events(items)

@@ -10,11 +10,11 @@ from aiokafka import AIOKafkaProducer
 
 from schemas import codec
 from schemas.records import DeadLetter
-from streams.partitioning import partition_for
+from streams.offline.simulate import Simulation, SimulationConfig
+from streams.runtime.topics import ensure_topics
+from streams.runtime.worker_process import WorkerProcess
+from streams.sdk.partitioning import partition_for
 from streams.settings import Settings
-from streams.simulate import Simulation, SimulationConfig
-from streams.topics import ensure_topics
-from streams.worker_process import WorkerProcess
 
 from .support import publish_events, read_table, read_topic, wait_for
 

@@ -12,11 +12,12 @@ import orjson
 import pytest
 
 from schemas import codec
-from streams import backtest, replay
 from streams.exceptions import ConfigError
+from streams.offline import backtest
+from streams.offline import replay
+from streams.offline.simulate import Simulation, SimulationConfig
+from streams.runtime.topics import ensure_topics
 from streams.settings import Settings
-from streams.simulate import Simulation, SimulationConfig
-from streams.topics import ensure_topics
 
 from .support import final_alerts, publish_events, read_topic
 

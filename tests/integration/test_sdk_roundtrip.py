@@ -7,11 +7,11 @@ import asyncio
 import pytest
 
 from schemas import codec
-from streams.partitioning import partition_for
-from streams.sdk import DriftstreamClient, SyncDriftstreamClient, subscribe
+from streams.offline.simulate import Simulation, SimulationConfig
+from streams.runtime.topics import ensure_topics
+from streams.sdk.client import DriftstreamClient, SyncDriftstreamClient, subscribe
+from streams.sdk.partitioning import partition_for
 from streams.settings import Settings
-from streams.simulate import Simulation, SimulationConfig
-from streams.topics import ensure_topics
 
 from .support import produce_raw
 

@@ -19,10 +19,10 @@ from aiokafka import AIOKafkaConsumer
 
 from schemas import codec
 from schemas.ids import stable_id
+from streams.offline.simulate import Simulation, SimulationConfig, event_time_of
+from streams.runtime.topics import ensure_topics
 from streams.settings import Settings
-from streams.simulate import Simulation, SimulationConfig, event_time_of
-from streams.topics import ensure_topics
-from streams.updater import run_updater
+from streams.updater.service import run_updater
 
 from .support import produce_raw, publish_events
 
@@ -91,7 +91,7 @@ def test_a_concept_drift_request_leads_to_a_promoted_challenger(settings: Settin
 #: ``driftstream updater`` as the CLI will run it once ``add_cli`` is wired into ``streams.cli``.
 CLI = """
 import argparse, sys
-from streams.updater import add_cli
+from streams.updater.service import add_cli
 parser = argparse.ArgumentParser(prog="driftstream")
 add_cli(parser.add_subparsers(dest="command", required=True))
 args = parser.parse_args(["updater"])

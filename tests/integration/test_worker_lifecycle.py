@@ -14,12 +14,12 @@ import time
 import orjson
 import pytest
 
-from streams.broker import EmbeddedBroker
-from streams.processes import signal_group
+from streams.ops.broker import EmbeddedBroker
+from streams.runtime.processes import signal_group
+from streams.runtime.shutdown import EXIT_SHUTDOWN_TIMED_OUT
+from streams.runtime.topics import ensure_topics
+from streams.runtime.worker_process import WorkerProcess
 from streams.settings import Settings
-from streams.shutdown import EXIT_SHUTDOWN_TIMED_OUT
-from streams.topics import ensure_topics
-from streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def test_worker_logs_start_assignment_ready_and_shutdown(settings: Settings) -> 
         worker.wait_ready(90)
         assert worker.stop(30) == 0
     text = worker.log_path.read_text()
-    lines = [line.split(" streams.worker: ", 1)[1] for line in text.splitlines() if " INFO streams.worker: " in line]
+    lines = [line.split(" streams.runtime.worker: ", 1)[1] for line in text.splitlines() if " INFO streams.runtime.worker: " in line]
     assert lines[0].startswith("driftstream worker "), text
     assert (f"broker {settings.bootstrap_servers}, group {settings.app_id}, data dir {os.path.abspath(settings.data_dir)} "
             f"(store memory://), web {worker.base_url}") in lines[0]
@@ -75,7 +75,7 @@ def test_worker_exits_within_the_grace_time_when_the_broker_is_gone() -> None:
         finally:
             worker.kill()
     events = _events(worker)  # every line parses as JSON
-    names = [e["event"] for e in events if e["logger"] == "streams.worker"]
+    names = [e["event"] for e in events if e["logger"] == "streams.runtime.worker"]
     assert names[:3] == ["start", "assigned", "ready"], names
     assert "stopping" in names
     assert status in (0, EXIT_SHUTDOWN_TIMED_OUT), worker.log_tail()

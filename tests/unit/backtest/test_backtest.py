@@ -14,10 +14,10 @@ import orjson
 import pytest
 
 from schemas import codec
-from streams import backtest
-from streams.monitor_config import MonitorConfig
-from streams.scoring import ALERTS, Drift
-from streams.simulate import Simulation, SimulationConfig, event_time_of
+from streams.offline import backtest
+from streams.offline.scoring import ALERTS, Drift
+from streams.offline.simulate import Simulation, SimulationConfig, event_time_of
+from streams.pipeline.monitor_config import MonitorConfig
 
 CONFIG = SimulationConfig(events=12_000, seed=21, feature_drift_at=4_000, concept_drift_at=8_000)
 DRIFTS = [
@@ -131,7 +131,7 @@ def test_html_report_renders_plots_in_chromium(files: dict[str, Path], tmp_path:
 def test_rivers_detectors_alone_are_scored_beside_the_alerts(files: dict[str, Path]) -> None:
     from river import drift
 
-    from streams.river_baseline import ADWIN_ALONE, DDM_ALONE
+    from streams.offline.river_baseline import ADWIN_ALONE, DDM_ALONE
 
     events = backtest.merge(backtest.read_events(files["predictions"], "predictions"),
                             backtest.read_events(files["ground-truth"], "ground-truth"))
@@ -155,6 +155,6 @@ def test_rivers_detectors_alone_are_scored_beside_the_alerts(files: dict[str, Pa
 
 
 def backtest_summary(evaluation: backtest.Evaluation) -> str:
-    from streams import report
+    from streams.offline import report
 
     return report.summary_table(evaluation)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from streams.exceptions import ConfigError
-from streams.scoring import ALERTS, ALWAYS, NEVER, Detection, Drift, config_summary, detections_from, load_drifts, rank, score
+from streams.offline.scoring import ALERTS, ALWAYS, NEVER, Detection, Drift, config_summary, detections_from, load_drifts, rank, score
 
 TIMELINE = [float(t) for t in range(1000)]  # one event per second, t = 0..999
 TIMELINES = {("m", "predictions"): TIMELINE, ("m", "pairs"): TIMELINE[::2]}  # every other one labelled

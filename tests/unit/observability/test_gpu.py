@@ -1,4 +1,4 @@
-"""``streams.gpu.GpuCollector`` without NVML (this machine) and with a fake NVML module."""
+"""``streams.ops.gpu.GpuCollector`` without NVML (this machine) and with a fake NVML module."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streams.gpu import GPU_LABELS, GpuCollector, register_gpu_collector
+from streams.ops.gpu import GPU_LABELS, GpuCollector, register_gpu_collector
 
 GIB = 1024**3
 
@@ -77,7 +77,7 @@ def _gpu(index: int, name: str = "NVIDIA H100") -> dict[str, str]:
 @pytest.mark.skipif(_nvml_starts(), reason="NVML works here: see test_gpu_real.py")
 def test_without_gpu_exports_only_unavailable(caplog: pytest.LogCaptureFixture) -> None:
     registry = _registry()
-    with caplog.at_level(logging.WARNING, logger="streams.gpu"):
+    with caplog.at_level(logging.WARNING, logger="streams.ops.gpu"):
         for _ in range(3):
             families = list(registry.collect())
     assert [(f.name, [s.value for s in f.samples]) for f in families] == [
@@ -89,7 +89,7 @@ def test_without_gpu_exports_only_unavailable(caplog: pytest.LogCaptureFixture) 
 
 def test_init_failure_warns_once_and_never_raises(caplog: pytest.LogCaptureFixture) -> None:
     registry = _registry(fake_nvml(init_error=True))
-    with caplog.at_level(logging.WARNING, logger="streams.gpu"):
+    with caplog.at_level(logging.WARNING, logger="streams.ops.gpu"):
         assert registry.get_sample_value("driftstream_gpu_available") == 0.0
         assert registry.get_sample_value("driftstream_gpu_available") == 0.0
     assert [r.getMessage() for r in caplog.records] == [
@@ -148,7 +148,7 @@ def test_query_failure_after_start_warns_once(caplog: pytest.LogCaptureFixture) 
     registry = _registry(nvml)
     assert registry.get_sample_value("driftstream_gpu_available") == 1.0
     nvml.nvmlDeviceGetCount = lost  # type: ignore[attr-defined]
-    with caplog.at_level(logging.WARNING, logger="streams.gpu"):
+    with caplog.at_level(logging.WARNING, logger="streams.ops.gpu"):
         assert registry.get_sample_value("driftstream_gpu_available") == 0.0
         assert registry.get_sample_value("driftstream_gpu_available") == 0.0
     assert len(caplog.records) == 1 and "GPU is lost" in caplog.records[0].getMessage()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streams.gpu import register_gpu_collector
+from streams.ops.gpu import register_gpu_collector
 
 pynvml = pytest.importorskip("pynvml")
 

@@ -1,4 +1,4 @@
-"""The metric contract of ``streams.metrics``: names, types, labels, isolation, rendering."""
+"""The metric contract of ``streams.ops.metrics``: names, types, labels, isolation, rendering."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.metrics import (
+from streams.ops.metrics import (
     DETECTOR_LABELS,
     DIRECTED_LABELS,
     Metrics,

@@ -1,4 +1,4 @@
-"""``streams.webhook.WebhookSink`` against a real aiohttp server on 127.0.0.1."""
+"""``streams.sinks.webhook.WebhookSink`` against a real aiohttp server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from aiohttp import web
 
 from schemas.records import DeadLetter
-from streams.broker import free_port
-from streams.metrics import Metrics, create
-from streams.webhook import WebhookSink
+from streams.ops.broker import free_port
+from streams.ops.metrics import Metrics, create
+from streams.sinks.webhook import WebhookSink
 
 ALERT = {
     "alert_id": "a-1",

@@ -24,7 +24,7 @@ from schemas.parsing import (
     validate_ground_truth,
     validate_prediction,
 )
-from streams.simulate import Simulation, SimulationConfig
+from streams.offline.simulate import Simulation, SimulationConfig
 
 from .test_schema_parsing import GOOD, LIMIT, REJECTIONS, ground_truth, prediction
 

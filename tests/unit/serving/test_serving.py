@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from streams.model_store import ModelStore
-from streams.serving import ServedModel
-from streams.stages import MonitorStage
+from streams.pipeline.stages import MonitorStage
+from streams.sdk.serving import ServedModel
+from streams.updater.model_store import ModelStore
 
 
 class Bias:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streams.alerting import AlertPolicy, Observation
-from streams.monitor_config import MonitorConfig
+from streams.pipeline.alerting import AlertPolicy, Observation
+from streams.pipeline.monitor_config import MonitorConfig
 
 
 def _policy(**alerts: float) -> AlertPolicy:

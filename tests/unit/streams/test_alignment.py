@@ -1,4 +1,4 @@
-"""streams.alignment: which join partitions a worker pauses while its monitors hold too much."""
+"""streams.runtime.alignment: which join partitions a worker pauses while its monitors hold too much."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from streams.alignment import Alignment, merge_progress
+from streams.runtime.alignment import Alignment, merge_progress
 
 
 def test_nothing_pauses_below_the_bound_however_far_apart_the_partitions_are() -> None:

@@ -1,4 +1,4 @@
-"""streams.batching: the micro-batch buffer (timing, size, backpressure, rebalances) and
+"""streams.runtime.batching: the micro-batch buffer (timing, size, backpressure, rebalances) and
 how a batch's records are admitted and acked (Faust objects, no broker)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from faust.types import ConsumerMessage
 from mode.utils.queues import FlowControlEvent
 
-from streams.batching import BatchedTopic, BatchQueue, acknowledge, admit, record_bytes
+from streams.runtime.batching import BatchedTopic, BatchQueue, acknowledge, admit, record_bytes
 
 
 def _queue(max_items: int = 100, within_s: float = 0.5, maxsize: int = 1_000) -> BatchQueue:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from schemas import codec
-from streams.calibrate import calibrate_models, to_toml
 from streams.cli import main
-from streams.monitor_config import MonitorConfig
-from streams.simulate import Simulation, SimulationConfig
+from streams.offline.calibrate import calibrate_models, to_toml
+from streams.offline.simulate import Simulation, SimulationConfig
+from streams.pipeline.monitor_config import MonitorConfig
 
 # small windows and two features keep the bootstrap short
 SMALL = MonitorConfig.from_mapping({"defaults": {"reference_size": 300, "features": ["age", "plan"],

@@ -1,5 +1,5 @@
-"""The monitors' checkpoint and the hand-over (streams.checkpoint), and the broker checks
-around a batch (streams.integrity): what they write, in
+"""The monitors' checkpoint and the hand-over (streams.runtime.checkpoint), and the broker checks
+around a batch (streams.runtime.integrity): what they write, in
 which order, and what a failed checkpoint or batch does (an unstarted Faust app and recorded
 writes; the broker path runs in the integration and fault tests)."""
 
@@ -14,12 +14,12 @@ import pytest
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from streams import integrity as integrity_module
-from streams.app import Pipeline
-from streams.checkpoint import CHECKPOINT_CHUNK_BYTES
-from streams.monitor_config import MonitorConfig
+from streams.pipeline.monitor_config import MonitorConfig
+from streams.runtime import integrity as integrity_module
+from streams.runtime.app import Pipeline
+from streams.runtime.checkpoint import CHECKPOINT_CHUNK_BYTES
+from streams.runtime.table_writes import TableWriter
 from streams.settings import Settings
-from streams.table_writes import TableWriter
 
 
 class RecordingWriter(TableWriter):

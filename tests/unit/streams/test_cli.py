@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import free_port
 from streams.cli import EXIT_UNAVAILABLE
+from streams.ops.broker import free_port
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
@@ -75,7 +75,7 @@ def test_replay_refuses_a_bad_config_before_it_reads_kafka(closed_port: int, tmp
 
 def _recorded(tmp_path: Path) -> tuple[Path, Path]:
     from schemas import codec
-    from streams.simulate import Simulation, SimulationConfig
+    from streams.offline.simulate import Simulation, SimulationConfig
 
     preds, labels = Simulation(SimulationConfig(events=3000, seed=3, feature_drift_at=1500)).generate()
     paths = tmp_path / "p.jsonl", tmp_path / "l.jsonl"
@@ -110,7 +110,7 @@ def test_backtest_without_drifts_reports_no_false_alarms(tmp_path: Path) -> None
 
 def test_config_check_prints_the_effective_config_or_the_error(tmp_path: Path) -> None:
     from schemas import codec
-    from streams.monitor_config import DEFAULTS
+    from streams.pipeline.monitor_config import DEFAULTS
 
     good = tmp_path / "good.toml"
     good.write_text("[defaults]\nreference_size = 500\n[models.churn.data_drift.numeric]\ntype = \"ks\"\n")
@@ -131,7 +131,7 @@ def test_config_check_prints_the_effective_config_or_the_error(tmp_path: Path) -
 def test_a_plain_progress_line_is_written_once_per_count() -> None:
     import io
 
-    from streams.progress import Progress
+    from streams.ops.progress import Progress
 
     out = io.StringIO()
     with Progress("events", stream=out) as bar:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from streams.exceptions import ConfigError
-from streams.monitor_config import DEFAULTS, MonitorConfig
-from streams.offline import OfflinePipeline
-from streams.simulate import Simulation, SimulationConfig
+from streams.offline.pipeline import OfflinePipeline
+from streams.offline.simulate import Simulation, SimulationConfig
+from streams.pipeline.monitor_config import DEFAULTS, MonitorConfig
 
 PSI_PARAMS = "bins, window, step, psi_above, warning_psi_above, epsilon"
 

@@ -1,4 +1,4 @@
-"""streams.consumer: which records the consumer delivers directly, and that an app gets it
+"""streams.runtime.consumer: which records the consumer delivers directly, and that an app gets it
 (Faust objects, no broker; the delivery loop itself runs in every integration test)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import faust
 import pytest
 from faust.types import TP
 
-from streams.batching import BatchedTopic
-from streams.consumer import Consumer, install
+from streams.runtime.batching import BatchedTopic
+from streams.runtime.consumer import Consumer, install
 
 
 class _Record:

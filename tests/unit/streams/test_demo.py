@@ -4,9 +4,9 @@ stages): each injected drift is one incident, first detected after its injection
 from __future__ import annotations
 
 from streams.cli import _simulation_config, build_parser
-from streams.demo import summarize
-from streams.offline import OfflinePipeline
-from streams.simulate import Simulation
+from streams.offline.demo import summarize
+from streams.offline.pipeline import OfflinePipeline
+from streams.offline.simulate import Simulation
 
 
 def test_the_demos_two_drifts_are_two_incidents() -> None:

@@ -12,13 +12,13 @@ import pytest
 
 from schemas import codec
 from schemas.records import KINDS
-from streams.backtest import evaluate, merge, read_events
-from streams.estimation import ESTIMATED, EstimatedPerformance, confusion_metrics, estimate, roc_auc
 from streams.exceptions import ConfigError
-from streams.monitor import ModelMonitor
-from streams.monitor_config import MonitorConfig
-from streams.performance import PerformanceWindow
-from streams.scoring import Drift
+from streams.offline.backtest import evaluate, merge, read_events
+from streams.offline.scoring import Drift
+from streams.pipeline.estimation import ESTIMATED, EstimatedPerformance, confusion_metrics, estimate, roc_auc
+from streams.pipeline.monitor import ModelMonitor
+from streams.pipeline.monitor_config import MonitorConfig
+from streams.pipeline.performance import PerformanceWindow
 
 ALL = {"estimated_performance": {"metrics": list(ESTIMATED)}}
 
@@ -252,14 +252,14 @@ def test_in_the_backtest_the_estimate_alerts_before_any_label_of_the_shift_arriv
 
 
 def test_each_comparison_is_exported_as_two_gauges_per_metric_and_no_more() -> None:
-    """The worker's export of a batch (streams.exporting.Exporter): estimated and realized
+    """The worker's export of a batch (streams.runtime.exporting.Exporter): estimated and realized
     values of the latest window compared."""
     from prometheus_client import CollectorRegistry
 
-    from streams.cardinality import SeriesCap
-    from streams.exporting import Exporter
-    from streams.metrics import create
-    from streams.monitor import MonitorResult
+    from streams.ops.metrics import create
+    from streams.pipeline.cardinality import SeriesCap
+    from streams.pipeline.monitor import MonitorResult
+    from streams.runtime.exporting import Exporter
 
     registry = CollectorRegistry()
     exporter = Exporter(None, create(registry), SeriesCap(10), lambda tp: None)  # type: ignore[arg-type]

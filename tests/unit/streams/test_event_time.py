@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.alerting import SEVERITIES
-from streams.event_time import Frontier, ReorderBuffer, progress_payload
-from streams.offline import OfflinePipeline
-from streams.simulate import Simulation, SimulationConfig
+from streams.offline.pipeline import OfflinePipeline
+from streams.offline.simulate import Simulation, SimulationConfig
+from streams.pipeline.alerting import SEVERITIES
+from streams.pipeline.event_time import Frontier, ReorderBuffer, progress_payload
 
 
 def test_the_frontier_waits_for_every_partition_and_leaves_idle_ones_out() -> None:

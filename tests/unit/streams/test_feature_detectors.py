@@ -7,8 +7,8 @@ import orjson
 import pytest
 
 from streams.exceptions import ConfigError
-from streams.monitor import ModelMonitor
-from streams.monitor_config import MonitorConfig
+from streams.pipeline.monitor import ModelMonitor
+from streams.pipeline.monitor_config import MonitorConfig
 
 
 def _stream(n: int = 8_000, change: int = 4_000) -> dict:
@@ -107,7 +107,7 @@ def test_a_bad_detector_list_is_refused_at_start_up_naming_the_entry(config: dic
 
 
 def test_many_features_counts_drifting_features_not_their_detectors() -> None:
-    from streams.alerting import AlertPolicy, Observation
+    from streams.pipeline.alerting import AlertPolicy, Observation
 
     config = MonitorConfig.from_mapping({"defaults": {"severity": {"many_features": 2}}}).for_model("m")
     policy = AlertPolicy("m", None, config)

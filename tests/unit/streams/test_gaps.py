@@ -1,10 +1,10 @@
-"""``streams.gaps.GapGuard``: records the consumer skipped are re-read, real gaps pass."""
+"""``streams.runtime.gaps.GapGuard``: records the consumer skipped are re-read, real gaps pass."""
 
 from __future__ import annotations
 
 import asyncio
 
-from streams.gaps import REWIND_PATIENCE_S, GapGuard
+from streams.runtime.gaps import REWIND_PATIENCE_S, GapGuard
 
 
 class Broker:

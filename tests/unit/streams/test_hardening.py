@@ -22,17 +22,17 @@ from aiohttp import web
 
 from schemas import codec
 from schemas.records import DeadLetter
-from streams.metrics import Metrics, create
-from streams.model_store import ModelStore, UntrustedArtifactError
-from streams.sinks import CircuitBreaker, QueuedSink, Undelivered
-from streams.webhook import WebhookSink
-from streams.cardinality import ModelCap, SeriesCap
-from streams.clock import CLOCK_SKEW
-from streams.monitor_config import MonitorConfig
-from streams.offline import OfflinePipeline
+from streams.offline.pipeline import OfflinePipeline
+from streams.ops.metrics import Metrics, create
+from streams.pipeline.cardinality import ModelCap, SeriesCap
+from streams.pipeline.clock import CLOCK_SKEW
+from streams.pipeline.monitor_config import MonitorConfig
+from streams.pipeline.stages import InputRecord, JoinResult, JoinStage, PartitionJoin
 from streams.settings import Settings, SettingsError
-from streams.stages import InputRecord, JoinResult, JoinStage, PartitionJoin
-from streams.updater import Updater, UpdaterConfig
+from streams.sinks.queue import CircuitBreaker, QueuedSink, Undelivered
+from streams.sinks.webhook import WebhookSink
+from streams.updater.model_store import ModelStore, UntrustedArtifactError
+from streams.updater.service import Updater, UpdaterConfig
 
 WINDOW_S = 100.0
 #: the records' Kafka timestamps, in ms: what the clock-skew check goes by

@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 import pytest
 
-from streams.join import JoinBatch, JoinState
+from streams.pipeline.join import JoinBatch, JoinState
 
 Event = tuple[str, dict[str, Any]]
 

@@ -10,9 +10,9 @@ import pytest
 
 from schemas.records import KINDS
 from streams.exceptions import ConfigError
-from streams.latency import LatencyWindow
-from streams.monitor import OBSERVE_EVERY, ModelMonitor
-from streams.monitor_config import MonitorConfig
+from streams.pipeline.latency import LatencyWindow
+from streams.pipeline.monitor import OBSERVE_EVERY, ModelMonitor
+from streams.pipeline.monitor_config import MonitorConfig
 
 N = 3_000  # predictions before the slowdown, and after it
 

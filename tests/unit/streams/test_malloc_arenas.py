@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from streams.malloc_arenas import limit_malloc_arenas
+from streams.runtime.malloc_arenas import limit_malloc_arenas
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")

@@ -8,10 +8,10 @@ import pytest
 
 from streams import cli
 from streams.exceptions import DriftstreamError
-from streams.model_cli import lineage, rebaseline_request, rollback
-from streams.model_store import ModelStore
-from streams.serving import ServedModel
-from streams.stages import MonitorStage
+from streams.pipeline.stages import MonitorStage
+from streams.sdk.serving import ServedModel
+from streams.updater.cli import lineage, rebaseline_request, rollback
+from streams.updater.model_store import ModelStore
 
 
 def _store(tmp_path: Path) -> ModelStore:

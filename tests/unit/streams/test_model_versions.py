@@ -7,9 +7,9 @@ from typing import Any
 
 import orjson
 
-from streams.offline import OfflinePipeline
-from streams.simulate import Simulation, SimulationConfig
-from streams.stages import MonitorStage
+from streams.offline.pipeline import OfflinePipeline
+from streams.offline.simulate import Simulation, SimulationConfig
+from streams.pipeline.stages import MonitorStage
 
 V1 = SimulationConfig(events=14_000, seed=5, model_version="v1", feature_drift_at=None, concept_drift_at=6_000)
 #: v2 starts serving where v1 stops, with no drift of its own

@@ -8,13 +8,13 @@ import numpy as np
 import orjson
 import pytest
 
-from streams import monitor as monitor_module
 from streams.exceptions import ConfigError
-from streams.monitor import ModelMonitor
-from streams.monitor_config import MonitorConfig
-from streams.offline import OfflinePipeline
-from streams.simulate import Simulation, SimulationConfig
-from streams.stages import MonitorStage
+from streams.offline.pipeline import OfflinePipeline
+from streams.offline.simulate import Simulation, SimulationConfig
+from streams.pipeline import monitor as monitor_module
+from streams.pipeline.monitor import ModelMonitor
+from streams.pipeline.monitor_config import MonitorConfig
+from streams.pipeline.stages import MonitorStage
 
 
 def _final(alerts: list[dict]) -> dict[str, dict]:

@@ -11,9 +11,9 @@ import pytest
 
 from detectors.metrics import RollingF1, RollingMSE, RollingPrecision, RollingR2, RollingRecall, RollingROCAUC
 from streams.exceptions import ConfigError
-from streams.monitor import ModelMonitor
-from streams.monitor_config import MonitorConfig
-from streams.performance import PerformanceWindow, metrics_for
+from streams.pipeline.monitor import ModelMonitor
+from streams.pipeline.monitor_config import MonitorConfig
+from streams.pipeline.performance import PerformanceWindow, metrics_for
 
 N = 4_000  # pairs before the change, and after it
 

@@ -10,9 +10,9 @@ import pytest
 
 from schemas.records import KINDS
 from streams.exceptions import ConfigError
-from streams.monitor import ModelMonitor
-from streams.monitor_config import MonitorConfig
-from streams.quality import CHECKS, FeatureQuality
+from streams.pipeline.monitor import ModelMonitor
+from streams.pipeline.monitor_config import MonitorConfig
+from streams.pipeline.quality import CHECKS, FeatureQuality
 
 N = 4_000  # predictions before the change, and after it
 ALL = {"defaults": {"data_quality": {"checks": list(CHECKS)}}}

@@ -7,9 +7,9 @@ import orjson
 import pytest
 
 from streams.exceptions import ConfigError
-from streams.monitor import OBSERVE_EVERY, ModelMonitor
-from streams.monitor_config import MonitorConfig
-from streams.series import SeriesWatch
+from streams.pipeline.monitor import OBSERVE_EVERY, ModelMonitor
+from streams.pipeline.monitor_config import MonitorConfig
+from streams.pipeline.series import SeriesWatch
 
 N = 8_000  # pairs before F1 slips, then as many after
 SERIES = {"performance": {"metrics": ["accuracy", "f1"]},

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.app import faust_settings
+from streams.runtime.app import faust_settings
 from streams.settings import SecretStr, Settings, SettingsError
 
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import pytest
 
 from schemas import codec
-from streams.monitor_config import MonitorConfig
-from streams.simulate import Simulation, SimulationConfig
-from streams.stages import InputRecord, JoinStage, Outputs, PartitionJoin
+from streams.offline.simulate import Simulation, SimulationConfig
+from streams.pipeline.monitor_config import MonitorConfig
+from streams.pipeline.stages import InputRecord, JoinStage, Outputs, PartitionJoin
 
 WINDOW_S = 10.0
 Writes = Sequence[tuple[str, bytes | None]]

@@ -11,8 +11,8 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streams.metrics import create
-from streams.worker_log import RepeatFilter, WorkerLog, configure_logging, log_alert
+from streams.ops.metrics import create
+from streams.runtime.worker_log import RepeatFilter, WorkerLog, configure_logging, log_alert
 
 TP = namedtuple("TP", "topic partition")
 
@@ -30,7 +30,7 @@ def out() -> Iterator[io.StringIO]:
     """configure_logging's output; the root logger and the framework levels restored after."""
     root = logging.getLogger()
     saved = (list(root.handlers), root.level,
-             {n: logging.getLogger(n).level for n in ("faust", "mode", "aiokafka", "kafka", "streams.consumer")})
+             {n: logging.getLogger(n).level for n in ("faust", "mode", "aiokafka", "kafka", "streams.runtime.consumer")})
     stream = io.StringIO()
     yield stream
     for handler in list(root.handlers):
@@ -74,7 +74,7 @@ def test_a_repeated_framework_message_passes_once_per_window_and_says_how_many_w
     passed = [repeat.filter(record("aiokafka", "Unable connect to node %s")) for _ in range(50)]
     assert passed == [True] + [False] * 49
     assert repeat.filter(record("aiokafka", "Unable to update metadata"))  # another message
-    assert all(repeat.filter(record("streams.checkpoint", "monitor checkpoint skipped")) for _ in range(3))  # ours
+    assert all(repeat.filter(record("streams.runtime.checkpoint", "monitor checkpoint skipped")) for _ in range(3))  # ours
     clock.now += 31
     later = record("aiokafka", "Unable connect to node %s")
     assert repeat.filter(later) and later.msg == "Unable connect to node %s (49 more like this in the last 31 s)"

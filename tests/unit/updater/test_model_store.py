@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.model_store import UnsafeNameError, ArtifactIntegrityError, ModelStore
-from streams.updater import new_model
+from streams.updater.model_store import UnsafeNameError, ArtifactIntegrityError, ModelStore
+from streams.updater.service import new_model
 
 
 def _trained() -> object:

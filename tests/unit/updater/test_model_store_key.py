@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from schemas import codec
-from streams.model_store import ArtifactIntegrityError, ModelStore
 from streams.settings import Settings
+from streams.updater.model_store import ArtifactIntegrityError, ModelStore
 
 META = {"created": 1.0, "metrics": {}, "parent_version": None}
 

@@ -15,10 +15,10 @@ import pytest
 
 from schemas import codec, schema_path
 from schemas.ids import stable_id
-from streams.model_store import ModelStore
+from streams.offline.simulate import Simulation, SimulationConfig, event_time_of
 from streams.settings import Settings
-from streams.simulate import Simulation, SimulationConfig, event_time_of
-from streams.updater import Updater, UpdaterConfig, UpdaterService, new_model, summary_lines
+from streams.updater.model_store import ModelStore
+from streams.updater.service import Updater, UpdaterConfig, UpdaterService, new_model, summary_lines
 
 DRIFTED = SimulationConfig(events=6_000, seed=7, concept_drift_at=2_500, feature_drift_at=None)
 STATIONARY = SimulationConfig(events=6_000, seed=8, concept_drift_at=None, feature_drift_at=None)
@@ -181,7 +181,7 @@ def test_a_tampered_previous_artifact_is_not_rolled_back_to(tmp_path: Path, capl
     data = bytearray(Path(v1.path).read_bytes())
     data[-10] ^= 0x01
     Path(v1.path).write_bytes(bytes(data))
-    with caplog.at_level(logging.ERROR, logger="streams.updater"):
+    with caplog.at_level(logging.ERROR, logger="streams.updater.service"):
         assert _feed(updater, rest) == []
     assert "refusing to load a tampered or corrupted file" in caplog.text
     assert updater.store.champion(STATIONARY.model_id).version == "v2"

@@ -1,0 +1,1 @@
+"""Offline tools on the worker's own code: backtest, replay, scoring, reports, simulation, the demo."""

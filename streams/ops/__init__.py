@@ -1,0 +1,1 @@
+"""Operations: the embedded broker, Prometheus metrics, GPU metrics, progress display."""

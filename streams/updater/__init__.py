@@ -1,0 +1,1 @@
+"""Incremental model updates: the updater and its model store."""
