@@ -140,6 +140,7 @@ def run_demo(config: SimulationConfig, rate: float, partitions: int = 4) -> int:
             model_store_key=settings_key(),
         )
         asyncio.run(ensure_topics(settings))
+        print(f"broker at {broker.bootstrap_servers}; training the first model ...", flush=True)
         traffic = ServedTraffic.first_model(ModelStore.from_settings(settings), config)
         print(f"model {config.model_id} {traffic.served.version} trained on a drift-free history and stored in "
               f"{settings.model_store_dir}; starting a worker ...", flush=True)
