@@ -111,6 +111,11 @@ def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "resul
                _row("throughput: that least work / raw aiokafka (an upper bound of SDK / raw aiokafka)", t["minimum_vs_raw_aiokafka"],
                     tg["sdk_vs_raw_aiokafka"]["target"], t["minimum_vs_raw_aiokafka"] >= SDK_VS_RAW_TARGET)]
               if "minimum_in_process_per_s" in t else []),
+            *([_row("throughput: SDK publisher, async client over lists, predictions/s", t["sdk_publish_per_s"],
+                    tg["sdk_publish_per_s"]["target"], tg["sdk_publish_per_s"]["met"]),
+               _row("throughput: SDK publisher, sync client, microseconds per publish_prediction (queued)", t["publisher"]["sync_us_per_call"]),
+               _row("throughput: SDK publisher, sync client one event per call, predictions/s with the flush",
+                    t["publisher"]["sync_predictions_per_s_with_flush"])] if "publisher" in t else []),
             _row("throughput: foreign (kcat) predictions/s per worker" + _runs(t.get("foreign_run")), t["foreign_predictions_per_s"]),
             _row("throughput: no-op Faust agent predictions/s", t["faust_noop_per_s"]),
             _row("throughput: foreign / no-op Faust", t["foreign_vs_faust_noop"], tg["foreign_vs_faust_noop"]["target"], tg["foreign_vs_faust_noop"]["met"]),

@@ -47,7 +47,8 @@ def test_throughput_smoke(tmp_path: Path) -> None:
     _positive(s, "sdk_predictions_per_s", "foreign_predictions_per_s", "raw_aiokafka_per_s", "faust_noop_per_s",
               "raw_aiokafka_json_per_s", "sdk_vs_raw_aiokafka", "foreign_vs_faust_noop", "stages_in_process_per_s",
               "stages_us_per_prediction", "sdk_vs_stages_in_process", "minimum_in_process_per_s",
-              "minimum_us_per_prediction", "minimum_vs_raw_aiokafka")
+              "minimum_us_per_prediction", "minimum_vs_raw_aiokafka", "sdk_publish_per_s")
+    _positive(s["publisher"], "sync_us_per_call", "sync_predictions_per_s_with_flush", "async_cpu_predictions_per_s")
     # the least work bounds the pipeline: on the same records, in the same process
     assert s["minimum_in_process_per_s"] > s["stages_in_process_per_s"], s
     assert s["sdk_run"]["dead_letters"] == 0 and s["foreign_run"]["dead_letters"] == 0
