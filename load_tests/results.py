@@ -130,7 +130,11 @@ def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "resul
     if mem and "error" not in mem:
         tg = mem["targets"]
         lines += [_row("memory: events applied", mem["events_applied"]),
-                  _row("memory: RSS MB per million events after warm-up", mem["rss_mb_per_million_events"], tg["rss_flat"]["target"], tg["rss_flat"]["met"]),
+                  *([_row("memory: RSS MB per million events after warm-up (Theil-Sen)", mem["rss_mb_per_million_events_theil_sen"],
+                          tg["rss_flat"]["target"], tg["rss_flat"]["met"]),
+                     _row("memory: RSS MB per million events after warm-up (least squares)", mem["rss_mb_per_million_events"])]
+                    if "rss_mb_per_million_events_theil_sen" in mem else
+                    [_row("memory: RSS MB per million events after warm-up", mem["rss_mb_per_million_events"], tg["rss_flat"]["target"], tg["rss_flat"]["met"])]),
                   _row("memory: join-state entries (max / end)", f"{mem['join_entries_max']} / {mem['join_entries_end']}", tg["join_state_bounded"]["target"], tg["join_state_bounded"]["met"])]
         if mem.get("plot"):
             lines.append(_row("memory: plot", _plot_link(mem["plot"], artifacts, out_dir)))
