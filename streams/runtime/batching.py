@@ -36,7 +36,9 @@ from typing import Any
 
 import faust
 from faust.types import Message
-from mode.utils.queues import FlowControlEvent, ThrowableQueue
+from mode.utils.queues import FlowControlEvent
+
+from streams.runtime.faust_private import RecordBufferTopic, ThrowingQueue
 
 __all__ = ["BatchQueue", "BatchedTopic", "acknowledge", "admit", "current_generation", "record_bytes"]
 
@@ -50,7 +52,7 @@ class _Batch:
         self.weight = 0
 
 
-class BatchQueue(ThrowableQueue):
+class BatchQueue(ThrowingQueue):
     """A Faust channel buffer whose ``get`` returns a list of the items put into it.
 
     ``maxsize`` and the pressure thresholds count what ``weigh`` gives for each item (1 by
@@ -118,8 +120,8 @@ class BatchQueue(ThrowableQueue):
     def qsize(self) -> int:
         return self._size
 
-    def _throw(self, exc: BaseException) -> None:
-        self._errors.append(exc)
+    def thrown(self, exc: BaseException) -> None:
+        self.keep_error(exc)
         self._arrived.set()
 
     def wake(self) -> None:
@@ -134,8 +136,9 @@ class BatchQueue(ThrowableQueue):
         it is full (a later batch behind it means it is full)."""
         loop = asyncio.get_running_loop()
         while True:
-            if self._errors:
-                raise self._errors.popleft()
+            error = self.take_error()
+            if error is not None:
+                raise error
             if not self._queue:
                 self.maybe_endorse_pressure_drop()
                 if self._woken:
@@ -155,7 +158,7 @@ class BatchQueue(ThrowableQueue):
                 pass
 
 
-class BatchedTopic(faust.Topic):
+class BatchedTopic(RecordBufferTopic):
     """A Faust topic whose stream yields lists of its records (:class:`~faust.types.Message`),
     up to ``max_records`` each, closed ``within_s`` after their first record arrived."""
 
@@ -173,9 +176,9 @@ class BatchedTopic(faust.Topic):
         self.buffers: list[BatchQueue] = [] if buffers is None else buffers
         super().__init__(*args, **kwargs)
 
-    def _clone_args(self) -> dict[str, Any]:
-        return {**super()._clone_args(), "max_records": self.max_records, "within_s": self.within_s,
-                "max_bytes": self.max_bytes, "buffers": self.buffers}
+    def clone_kwargs(self) -> dict[str, Any]:
+        return {"max_records": self.max_records, "within_s": self.within_s, "max_bytes": self.max_bytes,
+                "buffers": self.buffers}
 
     def wake(self) -> None:
         """Make the agents reading this topic take an empty batch if they wait on an empty
@@ -183,23 +186,16 @@ class BatchedTopic(faust.Topic):
         for buffer in self.buffers:
             buffer.wake()
 
-    def _compile_decode(self) -> None:
-        # the records themselves go into the buffer: the agent decodes a batch at once
-        async def decode(message: Message, *, propagate: bool = False) -> Message:
-            return message
-
-        self.decode = decode  # type: ignore[method-assign]
-
-    @property
-    def queue(self) -> BatchQueue:  # type: ignore[override]
-        if self._queue is None:
-            self._queue = BatchQueue(
-                self.max_bytes or self.maxsize or self.app.conf.stream_buffer_maxsize,
-                flow_control=self.app.flow_control, max_items=self.max_records, within_s=self.within_s,
-                weigh=None if self.max_bytes is None else record_bytes,
-            )
-            self.buffers.append(self._queue)
-        return self._queue  # type: ignore[return-value]
+    def new_buffer(self) -> BatchQueue:
+        """This channel's buffer (the records go into it undecoded: the agent decodes a batch
+        at once)."""
+        buffer = BatchQueue(
+            self.max_bytes or self.maxsize or self.app.conf.stream_buffer_maxsize,
+            flow_control=self.app.flow_control, max_items=self.max_records, within_s=self.within_s,
+            weigh=None if self.max_bytes is None else record_bytes,
+        )
+        self.buffers.append(buffer)
+        return buffer
 
 
 def record_bytes(message: Message) -> int:

@@ -100,9 +100,9 @@ def test_records_below_the_read_offset_are_skipped_only_on_fausts_own_topics() -
     app.topics._tp_index[ours].add(BatchedTopic(app, topics=["input"]).clone(is_iterator=True))
     app.topics._tp_index[fausts].add(app.topic("changelog").clone(is_iterator=True))
     consumer._read_offset.update({ours: 10, fausts: 10})
-    assert not consumer._already_read(ours, 5)  # re-read after a race: the pipeline skips what it applied
-    assert consumer._already_read(fausts, 5)
-    assert not consumer._already_read(fausts, 10) and not consumer._already_read(fausts, 11)
+    assert not consumer.already_read(ours, 5)  # re-read after a race: the pipeline skips what it applied
+    assert consumer.already_read(fausts, 5)
+    assert not consumer.already_read(fausts, 10) and not consumer.already_read(fausts, 11)
 
 
 def test_a_seek_runs_in_the_consumers_own_thread() -> None:
