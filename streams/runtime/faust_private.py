@@ -1,8 +1,8 @@
 """Faust's (and mode's) private internals that driftstream relies on, all of them, here.
 
 Faust offers no public way to do what these do; everything else in driftstream uses its
-public API. Each is tied to the faust-streaming minor version that pyproject.toml pins
-(:data:`TESTED_FAUST`), and ``tests/unit/runtime/test_faust_private.py`` fails, naming the
+public API. Each is tied to the minor versions of faust-streaming, mode-streaming and aiokafka
+that pyproject.toml pins (:data:`TESTED`), and ``tests/unit/runtime/test_faust_private.py`` fails, naming the
 attribute, if an upgrade changes one. On an upgrade, re-read Faust's
 ``faust/transport/consumer.py`` and ``faust/transport/drivers/aiokafka.py`` against the
 copies below (:meth:`ConsumerLoop._drain_messages`, :meth:`ConsumerLoop._wait_next_records`).
@@ -23,12 +23,14 @@ from mode import Service, ServiceT
 from mode.utils.queues import ThrowableQueue
 
 __all__ = [
-    "TESTED_FAUST", "ConsumerLoop", "ConsumerThread", "RecordBufferTopic", "ThrowingQueue", "channels_of",
+    "TESTED", "TESTED_FAUST", "ConsumerLoop", "ConsumerThread", "RecordBufferTopic", "ThrowingQueue", "channels_of",
     "committed_offset", "consumer_created", "kafka_consumer", "paused_partitions", "read_offsets",
 ]
 
 #: The faust-streaming minor version these internals were checked against.
 TESTED_FAUST = "0.15"
+#: Each package whose internals this module uses, and the minor version checked.
+TESTED = {"faust-streaming": TESTED_FAUST, "mode-streaming": "0.7", "aiokafka": "0.14"}
 
 
 # -- state Faust keeps without a public accessor ---------------------------------------------
