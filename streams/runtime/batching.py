@@ -1,9 +1,8 @@
 """Micro-batches of an input topic's records, made where Faust delivers them.
 
-Faust hands each Kafka record to a stream as an :class:`~faust.Event`: decoding, sensors,
-a queue hop, the stream iterator's per-event step and an ack cost about 100 µs of a
-worker's time per record, more than the pipeline itself spends on an event that arrives
-one per record (a foreign producer's). A :class:`BatchedTopic` is a Faust topic whose
+Faust hands each Kafka record to a stream as an :class:`~faust.Event` (decoding, sensors,
+a queue hop, the stream iterator's step and an ack), which costs more than the pipeline
+spends on an event that arrives one per record (docs/performance.md). A :class:`BatchedTopic` is a Faust topic whose
 channel buffer holds *lists of records*: the conductor appends each record it fetches to
 the list being filled, and the agent's stream yields one list per step, so Faust's
 per-item cost is paid once per micro-batch. The records stay Faust's (group membership,
@@ -57,20 +56,14 @@ class BatchQueue(ThrowingQueue):
 
     ``maxsize`` and the pressure thresholds count what ``weigh`` gives for each item (1 by
     default), not lists, so Faust's backpressure (pausing a partition's fetches) works as
-    with its own buffer. The pipeline's topics weigh a record by its bytes: a record of a
-    foreign producer holds one event, one of the SDK 500, and a bound in records let the
-    buffer take a whole backlog of the latter (8,192 records, 4 million events), ahead of
-    what :mod:`streams.runtime.alignment` pauses.
+    with its own buffer. The pipeline's topics weigh a record by its bytes: an SDK record
+    holds hundreds of events, and a bound in records let the buffer take a whole backlog,
+    ahead of what :mod:`streams.runtime.alignment` pauses.
 
-    Unlike Faust's buffer, the flow control does not clear it when the flow resumes. A
-    recovery resumes the flow to read the changelogs, resumes the input partitions and seeks
-    them to their committed offsets, and only then resumes the flow again, which clears the
-    buffers: records fetched from the committed offsets in between were dropped, and the
-    consumer had read past them. Faust's own buffer is nearly always empty by then (its
-    stream takes each record at once); this one holds records for up to ``within_s``, and a
-    restarted worker lost its whole backlog that way (seen here: 70 records, every one after
-    the committed offsets). What a clear protects against, records of an ended consumer
-    generation, :func:`admit` leaves out itself.
+    Unlike Faust's buffer, the flow control does not clear it when the flow resumes: a
+    recovery's last resume would drop records fetched from the committed offsets, which
+    this buffer holds for up to ``within_s`` (docs/delivery.md). Records of an ended
+    consumer generation, what a clear protects against, :func:`admit` leaves out itself.
     """
 
     def __init__(

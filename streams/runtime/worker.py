@@ -52,8 +52,7 @@ def run_worker(settings: Settings) -> None:
     app.driftstream_log.started = started  # type: ignore[attr-defined]
     # override_logging=False: the handler and levels are ours (configure_logging). Faust's
     # own setup put the root logger at DEBUG for its terminal spinner, which made aiokafka
-    # build a log record for every request (a few percent of the worker's time) and wrote
-    # escape codes into the log; no spinner either.
+    # build a log record for every request and wrote escape codes into the log.
     worker = worker_class(faust.Worker, ShutdownWatchdog(settings.shutdown_grace_s))(
         app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False, override_logging=False,
     )
