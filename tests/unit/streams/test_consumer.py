@@ -191,3 +191,31 @@ def test_what_a_fetch_returns_is_delivered_whatever_happens_to_the_active_partit
         assert tp in active and list(records) == [tp]  # so the loop keeps what it returned
 
     asyncio.run(test())
+
+
+def test_the_end_offsets_a_recovery_reads_up_to_are_checked_against_a_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faust's recovery reads each changelog up to ``consumer.highwaters``; Tansu's
+    ListOffsets can fall short of the real end, so the installed consumer asks a probe."""
+    from faust.transport.drivers import aiokafka as aiokafka_driver
+
+    from streams.runtime import consumer as consumer_module
+
+    tp = TP("changelog", 0)
+
+    async def listed(self: object, *partitions: TP) -> dict[TP, int]:
+        return {partition: 5 for partition in partitions}
+
+    probes: list[tuple[dict[str, object], dict[TP, int]]] = []
+
+    async def fetched(connection: dict[str, object], ends: dict[TP, int]) -> dict[TP, int]:
+        probes.append((connection, ends))
+        return {partition: end + 2 for partition, end in ends.items()}
+
+    monkeypatch.setattr(aiokafka_driver.Consumer, "highwaters", listed)  # Faust's ListOffsets, no broker
+    monkeypatch.setattr(consumer_module, "fetched_end_offsets", fetched)
+    checked, unchecked = _app(), _app()
+    install(checked, probe_connection={"bootstrap_servers": "127.0.0.1:1"})
+    install(unchecked)
+    assert asyncio.run(checked.consumer.highwaters(tp)) == {tp: 7}
+    assert probes == [({"bootstrap_servers": "127.0.0.1:1"}, {tp: 5})]
+    assert asyncio.run(unchecked.consumer.highwaters(tp)) == {tp: 5}
