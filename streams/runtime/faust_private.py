@@ -86,6 +86,11 @@ class ConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
         return consumer
 
 
+# mode names a service's logger after its class's module: keep Faust's, whose level the
+# worker's logging configuration sets (this one would log every start and stop)
+ConsumerThread.logger = aiokafka_driver.AIOKafkaConsumerThread.logger
+
+
 # -- the fetch-and-deliver loop ----------------------------------------------------------------
 class ConsumerLoop(aiokafka_driver.Consumer):
     """Faust's aiokafka consumer with its private fetch-and-deliver loop overridden, so that

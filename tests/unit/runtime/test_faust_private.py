@@ -161,6 +161,7 @@ def test_the_overridden_private_consumer_methods_exist_with_their_signatures() -
         "`Consumer.seek`", "no longer calls `_seek`")
     assert isinstance(consumer._thread, faust_private.ConsumerThread), _changed(
         "`Consumer._new_consumer_thread`", "not used to build the consumer's thread")
+    assert consumer._thread.logger is aiokafka_driver.AIOKafkaConsumerThread.logger  # Faust's log levels apply
 
 
 def test_the_worker_consumer_factory_builds_an_aiokafka_consumer_whose_fetch_wait_is_capped() -> None:
