@@ -164,6 +164,23 @@ def test_the_overridden_private_consumer_methods_exist_with_their_signatures() -
     assert consumer._thread.logger is aiokafka_driver.AIOKafkaConsumerThread.logger  # Faust's log levels apply
 
 
+@pytest.mark.parametrize(("name", "parameters"), [
+    ("perform_seek", ["self"]),
+    ("seek", ["self", "partition", "offset"]),
+    ("seek_wait", ["self", "partitions"]),
+    ("seek_to_committed", ["self"]),
+    ("on_partitions_revoked", ["self", "revoked"]),
+    ("on_partitions_assigned", ["self", "assigned", "generation_id"]),
+])
+def test_the_methods_where_faust_resets_the_read_offsets_keep_their_signatures(name: str, parameters: list[str]) -> None:
+    """Consumer counts a reset around each of these (public, but the count relies on Faust
+    resetting the read offsets in them and nowhere else)."""
+    method = getattr(aiokafka_driver.Consumer, name, None)
+    assert callable(method), _changed(f"`Consumer.{name}`", "gone")
+    assert _signature(method) == parameters, _changed(f"`Consumer.{name}`", f"signature is now {_signature(method)}")
+    assert name in vars(Consumer), f"streams.runtime.consumer.Consumer no longer counts a reset around {name}"
+
+
 def test_the_worker_consumer_factory_builds_an_aiokafka_consumer_whose_fetch_wait_is_capped() -> None:
     factory = aiokafka_driver.AIOKafkaConsumerThread._create_worker_consumer
     assert _signature(factory) == ["self", "transport"], _changed(
