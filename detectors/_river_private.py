@@ -55,7 +55,8 @@ PRIVATE: dict[type, dict[str, type | tuple[type, ...]]] = {
 
 def _allowed(obj: Any, name: str) -> str:
     if name not in PRIVATE.get(type(obj), ()):
-        raise KeyError(f"{type(obj).__name__}.{name} is not one of the river internals listed in detectors._river_private")
+        raise KeyError(f"{type(obj).__name__}.{name} is not one of the river internals listed in "
+                       "detectors._river_private")
     return name
 
 
