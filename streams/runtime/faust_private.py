@@ -1,9 +1,10 @@
 """Faust's (and mode's) private internals that driftstream relies on, all of them, here.
 
 Faust offers no public way to do what these do; everything else in driftstream uses its
-public API. Each is tied to the minor versions of faust-streaming, mode-streaming and aiokafka
-that pyproject.toml pins (:data:`TESTED`), and ``tests/unit/runtime/test_faust_private.py`` fails, naming the
-attribute, if an upgrade changes one. On an upgrade, re-read Faust's
+public API. Each is tied to the minor versions of faust-streaming, mode-streaming and
+aiokafka that pyproject.toml pins (:data:`TESTED`), and
+``tests/unit/runtime/test_faust_private.py`` fails, naming the attribute, if an upgrade
+changes one. On an upgrade, re-read Faust's
 ``faust/transport/consumer.py`` and ``faust/transport/drivers/aiokafka.py`` against the
 copies below (:meth:`ConsumerLoop._drain_messages`, :meth:`ConsumerLoop._wait_next_records`).
 """
