@@ -115,6 +115,14 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
     return conf
 
 
+def _probe_connection(settings: Settings, app: faust.App) -> dict[str, Any]:
+    """How the end-offset probe connects: as the worker's consumer does."""
+    return {
+        **settings.kafka_client_kwargs(), "client_id": app.conf.broker_client_id,
+        "request_timeout_ms": int(app.conf.broker_request_timeout * 1000.0),
+    }
+
+
 def exit_now(message: str, status: int) -> None:
     """Leave at once, writing nothing more to the broker (see :mod:`streams.runtime.integrity` and
     :mod:`streams.runtime.batch_guard`)."""
@@ -234,7 +242,9 @@ def create_app(
     registry = registry or CollectorRegistry()
     codec.register_faust_codec()
     app = faust.App(settings.app_id, **faust_settings(settings))
-    install_consumer(app)  # before anything creates Faust's own
+    install_consumer(  # before anything creates Faust's own
+        app, fetch_max_wait_ms=settings.fetch_max_wait_ms, probe_connection=_probe_connection(settings, app),
+    )
     pipeline = Pipeline(app, settings, monitor_config, registry)
     register_gpu_collector(registry)
     app.driftstream = pipeline  # type: ignore[attr-defined]

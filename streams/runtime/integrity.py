@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 
 import faust
 from aiokafka import TopicPartition
-from aiokafka.consumer import AIOKafkaConsumer  # not the worker's patched subclass: no fetch per check
+from aiokafka.consumer import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP, Message
