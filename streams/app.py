@@ -249,9 +249,24 @@ class Pipeline:
     # -- caches vs rebalances -----------------------------------------------------------
     async def on_revoked(self, *_: Any, **__: Any) -> None:
         """Partitions revoked (Faust sends this once the agents are idle): hand them over
-        (:meth:`hand_over`), then drop the caches (:meth:`on_rebalance`)."""
-        await self.hand_over()
+        (:meth:`hand_over`), then drop the caches (:meth:`on_rebalance`). Not when the
+        group dropped this worker (:meth:`_membership_lost`): its partitions went to others
+        while it was away, and a hand-over would overwrite their newer state with this
+        worker's older one (a worker SIGSTOPped past the session timeout did, and the
+        events the others had applied meanwhile were lost)."""
+        if self._membership_lost():
+            log.warning("the group dropped this worker (its session expired): its partitions have new owners, "
+                        "so nothing is handed over; it rejoins with an empty cache")
+            self.metrics.handovers.labels("skipped_member_lost").inc()
+        else:
+            await self.hand_over()
         await self.on_rebalance()
+
+    def _membership_lost(self) -> bool:
+        """Whether the group coordinator no longer knows this worker (see
+        :meth:`streams.consumer.Consumer.membership_lost`)."""
+        lost = getattr(self.app.consumer, "membership_lost", None)
+        return bool(lost and lost())
 
     async def on_shutdown(self, *_: Any, **__: Any) -> None:
         """Shutting down (Faust sends this once the agents are idle, before the producer
@@ -985,6 +1000,10 @@ class Pipeline:
         if not self._unsaved_monitors and not self._unsaved_offsets:
             self._checkpointed_at = time.monotonic()  # nothing changed: no probe, no write
             return
+        if self._membership_lost():
+            # the partitions have other owners now (see on_revoked): the rejoin drops the caches
+            self.metrics.checkpoints.labels("skipped_member_lost").inc()
+            return
         problems = await self._changelog_problems()
         if problems != {}:
             # the broker cannot be asked, or no longer has what this worker wrote: a write
@@ -1052,6 +1071,8 @@ class Pipeline:
     async def _hand_over(self) -> None:
         if self._interrupted:
             raise RuntimeError("a batch was interrupted, and the caches may hold part of it")
+        if self._membership_lost():  # a shutdown just after the session expired
+            raise RuntimeError("the group dropped this worker: its partitions have other owners")
         # never into a broker that lost what this worker wrote (a restarted memory-only
         # one rebalances the group too): the state would claim offsets its logs lack
         problems = await self._changelog_problems()

@@ -50,6 +50,10 @@ With the copy, what the client returns is delivered (a revoked partition's recor
 still dropped, by Faust's generation check, and read again by its next owner from the
 committed offsets).
 
+:meth:`Consumer.membership_lost` tells the pipeline when the group dropped this member
+(its session expired): it then saves nothing of what it holds, since the group's other
+members own those partitions already.
+
 And one to Faust's ``seek`` (the gap guard's rewinds): it called aiokafka's seek in the
 caller's thread, while the consumer's thread fetched, and aiokafka's fetcher crashed on a
 ``KeyError`` for the partition (seen in a kill run). The seek now runs in the consumer's
@@ -68,6 +72,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any, cast
 
 import faust
+from aiokafka.protocol.group import JoinGroupRequest
 from faust.exceptions import ConsumerNotStarted
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
@@ -198,6 +203,18 @@ class Consumer(aiokafka_driver.Consumer):
         now_ms = time.time() * 1000
         self._resumed_ms.update((tp, now_ms) for tp in tps)
         super().resume_partitions(tps)
+
+    def membership_lost(self) -> bool:
+        """Whether the group coordinator forgot this member (aiokafka resets its member id
+        when a heartbeat or commit finds the session expired, as after a SIGSTOP longer than
+        the session timeout): the group has given its partitions to others already, so what
+        it holds in memory is stale, and writing it would overwrite their newer state. True
+        too before the first join (nothing is held then)."""
+        try:
+            coordinator = self._thread._ensure_consumer()._coordinator
+        except (AttributeError, ConsumerNotStarted):
+            return False
+        return coordinator is not None and coordinator.member_id == JoinGroupRequest.UNKNOWN_MEMBER_ID
 
     def fetched_end(self, tp: TP) -> int | None:
         """The end of ``tp``'s log as of a fetch it was in; ``None`` while it is paused, and

@@ -246,13 +246,15 @@ def create(
         ),
         handovers=counter(
             "handovers", "Partition hand-overs at a rebalance or shutdown (complete: the next "
-            "owner repeats nothing; incomplete: it applies again what the last checkpoint missed).",
+            "owner repeats nothing; incomplete: it applies again what the last checkpoint missed; "
+            "skipped_member_lost: the group had dropped this worker, its partitions had new owners).",
             "outcome",
         ),
         checkpoints=counter(
             "checkpoints", "Monitor checkpoints due, by outcome (started; skipped_unreachable: "
             "the changelog probe could not reach the broker; skipped_changelog_lost: the broker "
-            "no longer holds what this worker wrote). A skipped one is taken at the next turn.",
+            "no longer holds what this worker wrote; skipped_member_lost: the group dropped this worker, "
+            "and the rejoin drops what was unsaved). A skipped one is taken at the next turn.",
             "outcome",
         ),
         webhook_deliveries=counter(

@@ -117,6 +117,32 @@ def test_a_hand_over_writes_the_unsaved_states_then_settles_each_join_partition(
     asyncio.run(test())
 
 
+def test_a_worker_the_group_dropped_saves_nothing_at_the_revocation_and_drops_its_caches() -> None:
+    """SIGSTOPped past the session timeout, a worker's partitions went to another, which
+    applied more and saved it; the resumed worker's hand-over overwrote that with its older
+    state, and the events in between were lost. Dropped by the group, it saves nothing."""
+
+    async def test() -> None:
+        pipeline, events = _pipeline()
+        lost = [True]
+        pipeline.app.consumer.membership_lost = lambda: lost[0]  # type: ignore[attr-defined]
+        message = SimpleNamespace(partition=0)
+        pipeline._monitors = {"m": pipeline.monitor_stage.new_slot("m", None)}
+        pipeline._unsaved_monitors, pipeline._unsaved_offsets = {"m": message}, {0: message}
+        pipeline._monitor_offsets = {0: 11}
+        pipeline._checkpointed_at = 0.0  # long due
+        _probe_answers(pipeline, [{}])
+        await pipeline.checkpoint_monitors()  # before the revocation reaches the pipeline
+        assert events == []
+        assert pipeline.metrics.checkpoints.labels("skipped_member_lost")._value.get() == 1
+        await pipeline.on_revoked()
+        assert events == []
+        assert pipeline.metrics.handovers.labels("skipped_member_lost")._value.get() == 1
+        assert not pipeline._monitors and not pipeline._unsaved_monitors and not pipeline._unsaved_offsets
+
+    asyncio.run(test())
+
+
 def test_a_failed_batch_ends_the_worker_and_nothing_is_saved_after_it() -> None:
     async def test() -> None:
         pipeline, events = _pipeline()

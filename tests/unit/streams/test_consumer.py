@@ -191,3 +191,21 @@ def test_what_a_fetch_returns_is_delivered_whatever_happens_to_the_active_partit
         assert tp in active and list(records) == [tp]  # so the loop keeps what it returned
 
     asyncio.run(test())
+
+
+def test_membership_is_lost_once_aiokafka_resets_the_member_after_an_expired_session() -> None:
+    """aiokafka forgets the member id when a heartbeat or commit finds the session expired
+    (its own ``reset_generation``, run here on a stand-in coordinator): the consumer must
+    read that as "the group dropped this worker". Fails loudly if aiokafka changes it."""
+    from types import SimpleNamespace
+
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+
+    app = _app()
+    install(app)
+    consumer = app.consumer
+    coordinator = SimpleNamespace(generation=4, member_id="worker-1", request_rejoin=lambda: None)
+    consumer._thread._consumer = SimpleNamespace(_coordinator=coordinator)
+    assert not consumer.membership_lost()
+    GroupCoordinator.reset_generation(coordinator)  # type: ignore[arg-type]
+    assert consumer.membership_lost()
