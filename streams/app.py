@@ -57,7 +57,7 @@ from . import metrics as metrics_module
 from .alignment import Alignment, merge_progress
 from .batching import BatchedTopic, acknowledge, admit
 from .event_time import PROGRESS_KEY, Frontier, is_progress, progress_payload
-from .cardinality import ModelCap, SeriesCap
+from .cardinality import IdleModels, ModelCap, SeriesCap
 from .quarantine import Quarantine
 from .consumer import install as install_consumer
 from .end_offsets import first_offset_from
@@ -220,6 +220,7 @@ class Pipeline:
         self._record_time: dict[str, float] = {}
         self.model_cap = ModelCap(settings.max_models, settings.partitions)
         self.series = SeriesCap(settings.max_model_series)
+        self.idle_models = IdleModels(settings.model_idle_evict_s)  # see evict_idle_models
         self.quarantine = Quarantine()  # models whose saved state cannot be loaded
         # alerts reach the webhook from a queue of their own: a slow receiver never holds
         # up the monitors (streams.sinks)
@@ -293,6 +294,7 @@ class Pipeline:
         self._record_time.clear()
         self.model_cap.reset()
         self.series.reset()
+        self.idle_models.clear()
         self.quarantine.clear()
         self._pause({})  # the progress the alignment went by is gone with the caches
         # what the last checkpoint did not cover is applied again, from the checkpoint
@@ -913,6 +915,7 @@ class Pipeline:
             if slot is None:
                 waiting.discard(key)
                 continue
+            self.idle_models.touch(key, now)
             run = self.monitor_stage.process_many(slot, payloads, at)
             if run.skipped:
                 log.debug("monitor %s skips %d join batches: already applied", key, run.skipped)
@@ -979,6 +982,28 @@ class Pipeline:
                     log.info("%s[%d]: applying offsets %d..%d again (after the last checkpoint)",
                              topic, tp.partition, checkpoint + 1, committed - 1)
                     await self.gap_guard.rewind(topic, tp.partition, checkpoint + 1)
+
+    async def evict_idle_models(self) -> None:
+        """Drop from memory the models idle for ``model_idle_evict_s`` whose state is saved:
+        not changed since the last checkpoint, none in flight (its writes update the table
+        as they go), no events held for the frontier. The next event loads the saved state
+        (:meth:`_monitor_for`), the state a rebalance would load, so no result changes.
+        Call it from a timer."""
+        if self._checkpoint_task is not None and not self._checkpoint_task.done():
+            return
+        async with self._monitor_lock:
+            held = set().union(*self._waiting.values())
+            evicted = 0
+            for key in self.idle_models.idle(time.monotonic()):
+                if key in self._unsaved_monitors or key in held or key not in self.monitor_table.data:
+                    continue  # saved by a later checkpoint, then evicted at a later turn
+                self._monitors.pop(key, None)
+                self._record_time.pop(key, None)
+                self.idle_models.forget(key)
+                evicted += 1
+            if evicted:
+                self.metrics.models_evicted.inc(evicted)
+                self.metrics.table_size.labels("monitor-state").set(len(self._monitors))
 
     async def checkpoint_monitors(self) -> None:
         """Save the state of every model changed since the last checkpoint, then the
@@ -1283,6 +1308,7 @@ def create_app(
     async def monitor_checkpoint() -> None:
         await pipeline.resume_monitors()
         await pipeline.checkpoint_monitors()
+        await pipeline.evict_idle_models()
 
     @app.timer(0.1)
     async def join_progress() -> None:

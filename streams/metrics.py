@@ -93,6 +93,7 @@ class Metrics(NamedTuple):
     alert_sink_queue: Gauge
     alert_sink_breaker_open: Gauge
     model_series_capped: Gauge
+    models_evicted: Counter
     model_updates: Counter
     build_info: Info
     last_event_timestamp: Gauge
@@ -274,6 +275,10 @@ def create(
         model_series_capped=gauge(
             "model_series_capped_models", "Models whose per-model series are not exported: past "
             "DRIFTSTREAM_MAX_MODEL_SERIES models on this worker.",
+        ),
+        models_evicted=counter(
+            "models_evicted", "Idle models dropped from memory (DRIFTSTREAM_MODEL_IDLE_EVICT_S); "
+            "their state stays in the changelog and is loaded again at their next event.",
         ),
         model_updates=counter(
             "model_updates", "Reference model updates by action.", "model_id", "action"
