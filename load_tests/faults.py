@@ -453,9 +453,14 @@ def sigstop_run(
     items = multi_model_workload(configs)
     workers = [start_worker(settings) for _ in range(2)]
     everything = {f"{settings.topic('predictions')}[{p}]" for p in range(settings.partitions)}
-    _wait(lambda: all(_predictions_held(w, settings) for w in workers)
-          and set().union(*(_predictions_held(w, settings) for w in workers)) == everything,
-          workers, 120, "both workers to share the partitions")
+
+    def shared() -> bool:
+        """Each worker holds some of the partitions, and no other's: a resumed worker's
+        ``/ready`` names its old partitions until it has rejoined, while the other holds all."""
+        held = [_predictions_held(w, settings) for w in workers]
+        return all(held) and not held[0] & held[1] and held[0] | held[1] == everything
+
+    _wait(shared, workers, 120, "both workers to share the partitions")
     half = len(items) // 2
     sent = publish(settings, items[:half], what="first-half events published")
     # mid-stream: a tenth of the first half applied, the rest of it in flight
@@ -477,7 +482,7 @@ def sigstop_run(
         signal_group(victim.process, signal.SIGCONT)
     paused_s = time.monotonic() - stopped
     total = {role: sent[role] + more[role] for role in sent}
-    rejoined = _wait(lambda: bool(_predictions_held(victim, settings)), workers, 120, "the resumed worker to rejoin")
+    rejoined = _wait(shared, workers, 120, "the resumed worker to rejoin and take partitions again")
     want = {c.model_id: Counter(role for role, event in items if event["model_id"] == c.model_id) for c in configs}
 
     def all_counted() -> bool:

@@ -250,21 +250,13 @@ class Pipeline:
     # -- caches vs rebalances -----------------------------------------------------------
     async def on_revoked(self, *_: Any, **__: Any) -> None:
         """Partitions revoked (Faust sends this once the agents are idle): hand them over
-        (:meth:`hand_over`), then drop the caches (:meth:`on_rebalance`). Not when the
-        group dropped this worker (:meth:`_membership_lost`): its partitions went to others
-        while it was away, and a hand-over would overwrite their newer state with this
-        worker's older one (a worker SIGSTOPped past the session timeout did, and the
-        events the others had applied meanwhile were lost)."""
-        if self._membership_lost():
-            log.warning("the group dropped this worker (its session expired): its partitions have new owners, "
-                        "so nothing is handed over; it rejoins with an empty cache")
-            self.metrics.handovers.labels("skipped_member_lost").inc()
-        else:
-            await self.hand_over()
+        (:meth:`hand_over`, which saves nothing if the group dropped this worker), then
+        drop the caches (:meth:`on_rebalance`)."""
+        await self.hand_over()
         await self.on_rebalance()
 
     def _membership_lost(self) -> bool:
-        """Whether the group coordinator no longer knows this worker (see
+        """Whether the group may have dropped this worker (see
         :meth:`streams.consumer.Consumer.membership_lost`)."""
         lost = getattr(self.app.consumer, "membership_lost", None)
         return bool(lost and lost())
@@ -1025,9 +1017,7 @@ class Pipeline:
         if not self._unsaved_monitors and not self._unsaved_offsets:
             self._checkpointed_at = time.monotonic()  # nothing changed: no probe, no write
             return
-        if self._membership_lost():
-            # the partitions have other owners now (see on_revoked): the rejoin drops the caches
-            self.metrics.checkpoints.labels("skipped_member_lost").inc()
+        if self._skip_if_member_lost():
             return
         problems = await self._changelog_problems()
         if problems != {}:
@@ -1037,9 +1027,19 @@ class Pipeline:
             # a record in the end offset without ever serving it, and recovery waits forever)
             self._skip_checkpoint(problems)
             return
+        if self._skip_if_member_lost():  # found out while the probe waited on the broker
+            return
         self._checkpoint_skipped = None
         self.metrics.checkpoints.labels("started").inc()
         self._start_checkpoint()
+
+    def _skip_if_member_lost(self) -> bool:
+        """Skip a checkpoint while the group may have dropped this worker (see
+        :meth:`hand_over`): the rejoin drops what is unsaved, or a heartbeat confirms it."""
+        if not self._membership_lost():
+            return False
+        self.metrics.checkpoints.labels("skipped_member_lost").inc()
+        return True
 
     def _skip_checkpoint(self, problems: dict[TP, str] | None) -> None:
         """Count a checkpoint skipped for ``problems`` (``None``: the broker could not be
@@ -1083,6 +1083,14 @@ class Pipeline:
         if not (self._interrupted or self._unsaved_monitors or self._unsaved_offsets or self._checkpoint_task
                 or any(part.outbox for part in self._joins.values())):
             return
+        if self._membership_lost():
+            # its partitions went to others while it was away (SIGSTOPped past the session
+            # timeout), and they applied and saved more: this worker's older state would
+            # overwrite theirs, and the events in between would be lost
+            log.warning("the group dropped this worker (its session expired): its partitions may have other owners, "
+                        "so nothing is handed over")
+            self.metrics.handovers.labels("skipped_member_lost").inc()
+            return
         started = time.perf_counter()
         try:
             await asyncio.wait_for(self._hand_over(), self.settings.handover_timeout_s)
@@ -1096,8 +1104,6 @@ class Pipeline:
     async def _hand_over(self) -> None:
         if self._interrupted:
             raise RuntimeError("a batch was interrupted, and the caches may hold part of it")
-        if self._membership_lost():  # a shutdown just after the session expired
-            raise RuntimeError("the group dropped this worker: its partitions have other owners")
         # never into a broker that lost what this worker wrote (a restarted memory-only
         # one rebalances the group too): the state would claim offsets its logs lack
         problems = await self._changelog_problems()
@@ -1153,12 +1159,18 @@ class Pipeline:
         chunk: list[Any] = []
         size = 0
         for key, msg, raw in dumps:
+            if self._membership_lost():  # stopped mid-checkpoint past the session timeout (see hand_over)
+                self._abandon_checkpoint(dumps, done)
+                return
             chunk += await self._send_writes(self.monitor_table, msg, [(key, raw)])
             size += len(raw)
             if size >= CHECKPOINT_CHUNK_BYTES:
                 await self._written_all(self.monitor_table, chunk)
                 chunk, size = [], 0
         await self._written_all(self.monitor_table, chunk)
+        if self._membership_lost():
+            self._abandon_checkpoint(dumps, done)
+            return
         assignment = self.app.consumer.assignment()
         topic = self.settings.topic("monitor-input")
         writes = []
@@ -1167,6 +1179,17 @@ class Pipeline:
                 writes += await self._send_writes(self.monitor_offsets_table, msg, [(str(partition), progress)])
         await self._written_all(self.monitor_offsets_table, writes)
         self.metrics.batch_duration_seconds.labels("monitor-checkpoint").observe(time.perf_counter() - started)
+
+    def _abandon_checkpoint(self, dumps: list[tuple[str, Message, bytes]], done: dict[int, tuple[Message, bytes]]) -> None:
+        """Give a checkpoint up half-written, as unsaved again: if the group still holds
+        this worker after all, the next checkpoint saves it whole (the offsets written
+        without every state they cover would skip events at a recovery); if not, the
+        rejoin drops it."""
+        log.warning("monitor checkpoint abandoned: the group may have dropped this worker")
+        for key, msg, _ in dumps:
+            self._unsaved_monitors.setdefault(key, msg)
+        for partition, (msg, _) in done.items():
+            self._unsaved_offsets.setdefault(partition, msg)
 
     def _export(self, monitor: ModelMonitor, result: Any) -> None:
         m = self.metrics

@@ -50,9 +50,9 @@ With the copy, what the client returns is delivered (a revoked partition's recor
 still dropped, by Faust's generation check, and read again by its next owner from the
 committed offsets).
 
-:meth:`Consumer.membership_lost` tells the pipeline when the group dropped this member
-(its session expired): it then saves nothing of what it holds, since the group's other
-members own those partitions already.
+:meth:`Consumer.membership_lost` tells the pipeline when the group may have dropped this
+member (its session expired, or no heartbeat succeeded for a session timeout): it then saves
+nothing of what it holds, since the group's other members may own those partitions already.
 
 And one to Faust's ``seek`` (the gap guard's rewinds): it called aiokafka's seek in the
 caller's thread, while the consumer's thread fetched, and aiokafka's fetcher crashed on a
@@ -82,6 +82,10 @@ from mode import Service, ServiceT
 from .batching import BatchQueue
 
 __all__ = ["Consumer", "Transport", "install"]
+
+#: The attribute of aiokafka's group coordinator that holds when the group last confirmed
+#: this member (see :meth:`Consumer.membership_lost`).
+_HEARTBEAT_OK_AT = "_driftstream_heartbeat_ok_at"
 
 
 class Consumer(aiokafka_driver.Consumer):
@@ -205,16 +209,46 @@ class Consumer(aiokafka_driver.Consumer):
         super().resume_partitions(tps)
 
     def membership_lost(self) -> bool:
-        """Whether the group coordinator forgot this member (aiokafka resets its member id
-        when a heartbeat or commit finds the session expired, as after a SIGSTOP longer than
-        the session timeout): the group has given its partitions to others already, so what
-        it holds in memory is stale, and writing it would overwrite their newer state. True
-        too before the first join (nothing is held then)."""
-        try:
-            coordinator = self._thread._ensure_consumer()._coordinator
-        except (AttributeError, ConsumerNotStarted):
+        """Whether the group may have dropped this worker: the coordinator forgot its member
+        id (aiokafka resets it when a heartbeat or commit finds the session expired), or no
+        heartbeat has succeeded for a session timeout (a process SIGSTOPped or paused that
+        long: the broker expired it meanwhile, and its own heartbeat has not found out yet).
+        Its partitions may have other owners then, which applied and saved more than it
+        holds. False before the first assignment (nothing is held then)."""
+        coordinator = self._coordinator()
+        if coordinator is None:
             return False
-        return coordinator is not None and coordinator.member_id == JoinGroupRequest.UNKNOWN_MEMBER_ID
+        if coordinator.member_id == JoinGroupRequest.UNKNOWN_MEMBER_ID:
+            return True
+        confirmed = getattr(coordinator, _HEARTBEAT_OK_AT, None)
+        return confirmed is not None and time.monotonic() - confirmed > self.app.conf.broker_session_timeout
+
+    def _coordinator(self) -> Any:
+        try:
+            return self._thread._ensure_consumer()._coordinator
+        except (AttributeError, ConsumerNotStarted):
+            return None
+
+    def _watch_heartbeats(self) -> None:
+        """Stamp the group coordinator with when the group last confirmed this member: now
+        (an assignment just came), and at each heartbeat that succeeds (aiokafka keeps that
+        time to itself). Installed once per coordinator."""
+        coordinator = self._coordinator()
+        if coordinator is None:
+            return
+        setattr(coordinator, _HEARTBEAT_OK_AT, time.monotonic())
+        if getattr(coordinator, "_driftstream_watched", False):
+            return
+        heartbeat = coordinator._do_heartbeat
+
+        async def do_heartbeat() -> bool:
+            ok = await heartbeat()
+            if ok:  # a rebalance in progress counts: the member is still known
+                setattr(coordinator, _HEARTBEAT_OK_AT, time.monotonic())
+            return bool(ok)
+
+        coordinator._do_heartbeat = do_heartbeat
+        coordinator._driftstream_watched = True
 
     def fetched_end(self, tp: TP) -> int | None:
         """The end of ``tp``'s log as of a fetch it was in; ``None`` while it is paused, and
@@ -237,6 +271,7 @@ class Consumer(aiokafka_driver.Consumer):
             await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self._watch_heartbeats()
         with self._resetting():
             await super().on_partitions_assigned(assigned, generation_id)
 

@@ -143,6 +143,19 @@ def test_a_worker_the_group_dropped_saves_nothing_at_the_revocation_and_drops_it
     asyncio.run(test())
 
 
+def test_a_checkpoint_that_finds_the_worker_dropped_midway_writes_nothing_more_and_stays_unsaved() -> None:
+    async def test() -> None:
+        pipeline, events = _pipeline()
+        lost = iter([False, True])
+        pipeline.app.consumer.membership_lost = lambda: next(lost)  # type: ignore[attr-defined]
+        first, second = SimpleNamespace(partition=0), SimpleNamespace(partition=0)
+        await pipeline._finish_checkpoint([("a", first, b"{}"), ("b", second, b"{}")], {0: (first, b"{}")}, 0.0)
+        assert events == [("send", "monitor-state", ["a"])]  # b, and the offsets that cover it, never written
+        assert set(pipeline._unsaved_monitors) == {"a", "b"} and set(pipeline._unsaved_offsets) == {0}
+
+    asyncio.run(test())
+
+
 def test_a_failed_batch_ends_the_worker_and_nothing_is_saved_after_it() -> None:
     async def test() -> None:
         pipeline, events = _pipeline()
