@@ -104,8 +104,21 @@ def model_state(settings: Settings, model_id: str) -> dict[str, Any] | None:
     return None if raw is None else codec.loads(raw)["monitor"]
 
 
+def first_publications(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a subscriber keeps that deduplicates on ``event_id``, as the README asks: a
+    repeated publication (at-least-once delivery republishes an incident's earlier state
+    change after a rebalance) is dropped, so it cannot pose as the incident's latest state."""
+    seen: set[str] = set()
+    kept = []
+    for record in records:
+        if record["event_id"] not in seen:
+            seen.add(record["event_id"])
+            kept.append(record)
+    return kept
+
+
 def compare_alerts(live_records: list[dict[str, Any]], expected_records: list[dict[str, Any]]) -> dict[str, Any]:
-    live, expected = final_alerts(live_records), final_alerts(expected_records)
+    live, expected = final_alerts(first_publications(live_records)), final_alerts(expected_records)
     ids = Counter(a["event_id"] for a in live_records)
     return {
         "alerts_expected": len(expected), "alerts_live": len(live),

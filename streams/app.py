@@ -625,11 +625,17 @@ class Pipeline:
             return False
         for msg in messages:
             seen = went_back.get(msg.tp)
-            if seen is not None and self._reaches(msg.tp, seen[0]):
+            if seen is None:
+                continue
+            if self._reaches(msg.tp, seen[0]) or msg.tp not in self.app.consumer.assignment():
                 # the log still holds what was delivered: a re-read (a rebalance's seek to the
-                # committed offsets that the consumer did not count), skipped as applied
+                # committed offsets that the consumer did not count), skipped as applied. Or
+                # the partition is no longer this worker's, and its end unknown here: a
+                # re-read by a worker rejoining after a pause past the session timeout, whose
+                # batch came after the revocation, once stopped both workers as if the broker
+                # had lost data. Its new owner checks the log against its own state.
                 del went_back[msg.tp]
-            elif seen is not None:
+            else:
                 self.broker_lost_data(
                     f"{msg.tp.topic}[{msg.tp.partition}] served offset {seen[1]} after offset {seen[0]} "
                     "with no seek in between: its log lost its tail"

@@ -227,6 +227,7 @@ def test_a_batch_from_a_log_that_went_back_ends_the_worker_before_anything_is_ap
         fatal = _fatal_calls(pipeline)
         topic = pipeline.settings.topic("predictions")
         pipeline.app.consumer.went_back = {TP(topic, 1): (191, 0)}  # type: ignore[attr-defined]
+        pipeline.app.consumer.assignment = lambda: {TP(topic, 0), TP(topic, 1)}
         applied: list[Any] = []
 
         async def join_partition(*args: Any) -> None:
@@ -264,6 +265,32 @@ def test_a_log_served_again_below_what_it_delivered_but_still_reaching_past_it_i
         again = SimpleNamespace(tp=TP(topic, 1), topic=topic, partition=1, offset=150, value=b"[]", timestamp=2.0)
         await pipeline.handle_join([again])
         assert fatal == [] and len(applied) == 1 and went_back == {}
+
+    asyncio.run(test())
+
+
+def test_a_log_served_again_on_a_partition_no_longer_assigned_here_stops_nothing() -> None:
+    """A worker rejoining after a pause past the session timeout (or one whose partition moved
+    in that rebalance) re-read a record, and its batch came once the partition was gone: its
+    end is unknown here, and the new owner checks the log; stopping here (status 75) stopped
+    both workers of a group."""
+    async def test() -> None:
+        pipeline, _ = _pipeline()
+        fatal = _fatal_calls(pipeline)
+        topic = pipeline.settings.topic("predictions")
+        went_back = {TP(topic, 1): (68, 67)}
+        pipeline.app.consumer.went_back = went_back  # type: ignore[attr-defined]
+        pipeline.app.consumer.assignment = lambda: {TP(topic, 0)}  # partition 1 was revoked
+        pipeline._highwater = lambda tp: None  # type: ignore[method-assign]
+        applied: list[Any] = []
+
+        async def join_partition(*args: Any) -> None:
+            applied.append(args)
+
+        pipeline._join_partition = join_partition  # type: ignore[method-assign]
+        again = SimpleNamespace(tp=TP(topic, 1), topic=topic, partition=1, offset=67, value=b"[]", timestamp=2.0)
+        await pipeline.handle_join([again])
+        assert fatal == [] and went_back == {}
 
     asyncio.run(test())
 
