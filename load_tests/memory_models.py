@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from streams.exceptions import DriftstreamError
 from streams.settings import Settings
 from streams.simulate import Simulation, SimulationConfig
 from streams.worker_process import WorkerProcess
@@ -58,8 +59,15 @@ def apply_all(worker: WorkerProcess, settings: Settings, items: list[Item], mode
     total = sum(count_roles(items).values())
     publish(settings, items, what=f"events of {models:,} models published")
     deadline = time.monotonic() + 1800
-    while (consumed(worker, settings, "monitor-input") < before + total
-           or worker.metric("driftstream_table_entries", table="monitor-state") < models):
+
+    def applied() -> bool:
+        try:
+            return (consumed(worker, settings, "monitor-input") >= before + total
+                    and worker.metric("driftstream_table_entries", table="monitor-state") >= models)
+        except (OSError, DriftstreamError):  # a scrape can time out while the worker is busy
+            return False
+
+    while not applied():
         check_worker(worker, "applying the models' events")
         if time.monotonic() > deadline:
             raise LoadTestError(f"the worker did not apply the events of {models:,} models:\n{worker.log_tail()}")
