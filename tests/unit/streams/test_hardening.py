@@ -4,7 +4,8 @@ or exhaust the worker.
 Each test feeds the hostile input through the same code the worker runs (the join stage,
 the offline pipeline, the alert sink against a real local HTTP server, the updater and its
 model store), and checks both that the hostile part is dead-lettered with its reason and
-that the rest goes on. The worker-level ones are in tests/integration/test_alert_webhook.py.
+that the rest goes on. The worker-level ones are in tests/integration/test_alert_webhook.py
+and tests/integration/test_sigstop.py (a worker SIGSTOPped past the session timeout).
 """
 
 from __future__ import annotations
