@@ -24,7 +24,7 @@ from .common import fmt, machine
 from .throughput import SDK_VS_RAW_TARGET, runs_note
 
 HERE = Path(__file__).parent
-SCRIPTS = ("bench_detectors", "bench_backtest", "bench_detection", "throughput", "latency", "memory", "scaling", "faults")
+SCRIPTS = ("bench_detectors", "bench_backtest", "bench_detection", "throughput", "latency", "memory", "memory_models", "scaling", "faults")
 
 
 def _available(name: str) -> bool:
@@ -138,6 +138,10 @@ def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "resul
                   _row("memory: join-state entries (max / end)", f"{mem['join_entries_max']} / {mem['join_entries_end']}", tg["join_state_bounded"]["target"], tg["join_state_bounded"]["met"])]
         if mem.get("plot"):
             lines.append(_row("memory: plot", _plot_link(mem["plot"], artifacts, out_dir)))
+    per_model = results.get("memory_models", {})
+    if per_model and "error" not in per_model:
+        lines.append(_row(f"memory: RSS bytes per model ({per_model['models']:,} models held, "
+                          f"{per_model['events_per_model']} predictions each)", per_model["rss_bytes_per_model"]))
     sc = results.get("scaling", {})
     if sc and "error" not in sc:
         lines += [_row("scaling: one worker predictions/s", sc["one_worker_predictions_per_s"]),

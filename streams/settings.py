@@ -162,6 +162,10 @@ class Settings:
     #: are dead-lettered (``too_many_models``, :mod:`streams.pipeline.cardinality`). A model costs
     #: about 29 KB of state and a few dozen Prometheus series.
     max_models: int = 1_000
+    #: A model with no event for this long (wall clock) is dropped from the worker's memory;
+    #: its state stays in the monitor-state changelog, and its next event loads it from
+    #: there as a rebalance would (results are unchanged: only memory is freed).
+    model_idle_evict_s: float = 3_600.0
     #: Models a worker exports per-model Prometheus series for (detector statistics,
     #: coverage, alerts): each has dozens to hundreds; the rest are counted only.
     max_model_series: int = 100
@@ -262,6 +266,8 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}MAX_CLOCK_SKEW_S={self.max_clock_skew_s}: expected > 0")
         if self.max_models < 1:
             raise SettingsError(f"{ENV_PREFIX}MAX_MODELS={self.max_models}: expected >= 1")
+        if not self.model_idle_evict_s > 0:
+            raise SettingsError(f"{ENV_PREFIX}MODEL_IDLE_EVICT_S={self.model_idle_evict_s}: expected > 0")
         if self.max_model_series < 1:
             raise SettingsError(f"{ENV_PREFIX}MAX_MODEL_SERIES={self.max_model_series}: expected >= 1")
         if self.webhook_queue_size < 1:

@@ -177,8 +177,9 @@ class Pipeline:
 
     # -- rebalances -------------------------------------------------------------------------
     async def on_revoked(self, *_: Any, **__: Any) -> None:
-        """Partitions revoked (Faust sends this once the agents are idle): hand them over,
-        then drop the caches (:meth:`on_rebalance`)."""
+        """Partitions revoked (Faust sends this once the agents are idle): hand them over
+        (nothing is saved if the group dropped this worker), then drop the caches
+        (:meth:`on_rebalance`)."""
         await self.checkpointer.hand_over()
         await self.on_rebalance()
 
@@ -207,6 +208,11 @@ class Pipeline:
             with self.guard("monitor"):
                 await self.monitors.apply(messages)
                 await self.checkpointer.if_due()
+
+    async def evict_idle_models(self) -> None:
+        """:meth:`MonitorRunner.evict_idle`, between checkpoints (from a timer)."""
+        if not self.checkpointer.in_flight:
+            await self.monitors.evict_idle()
 
     def align_inputs(self) -> None:
         """Pause the join partitions ahead of the slowest while this worker's monitors hold
@@ -317,6 +323,7 @@ def create_app(
     async def monitor_checkpoint() -> None:
         await pipeline.monitors.resume()
         await pipeline.checkpointer.checkpoint()
+        await pipeline.evict_idle_models()
 
     @app.timer(0.1)
     async def join_progress() -> None:

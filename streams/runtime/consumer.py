@@ -9,6 +9,9 @@ and a cheaper path for records that cannot block.
   Faust set it back to a stale record and then dropped the re-read backlog.
 - A record served at or below one already delivered, with no reset in between, is recorded in
   :attr:`Consumer.went_back`: the log lost its tail, and the pipeline stops.
+- :meth:`Consumer.membership_lost` says when the group may have dropped this member (its
+  session expired, or no heartbeat succeeded for a session timeout): the pipeline then saves
+  nothing of what it holds, since the group's other members may own those partitions already.
 
 docs/delivery.md ("Two mends to Faust's consumer loop") says why; Faust's private hooks these
 need are in :mod:`streams.runtime.faust_private`. :func:`install` makes an app's consumer one
@@ -24,6 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import faust
+from aiokafka.protocol.group import JoinGroupRequest
 from faust.exceptions import ConsumerNotStarted
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, Message
@@ -34,7 +38,9 @@ from streams.runtime.faust_private import (
     ConsumerLoop,
     channels_of,
     consumer_created,
+    group_coordinator,
     kafka_consumer,
+    on_heartbeat_ok,
     paused_partitions,
     read_offsets,
 )
@@ -56,6 +62,8 @@ class Consumer(ConsumerLoop):
         #: partition -> (an offset delivered, the offset served after it without a reset)
         #: for each log that went back (see :meth:`deliver`); the pipeline stops on one
         self.went_back: dict[TP, tuple[int, int]] = {}
+        #: when the group last confirmed this member (an assignment, a heartbeat answered)
+        self._confirmed_at: float | None = None
         #: partition -> when (ms since the epoch) :meth:`resume_partitions` last resumed it
         self._resumed_ms: dict[TP, float] = {}
 
@@ -164,11 +172,38 @@ class Consumer(ConsumerLoop):
         except (AssertionError, AttributeError, ConsumerNotStarted):  # aiokafka asserts the assignment
             return None
 
+    def membership_lost(self) -> bool:
+        """Whether the group may have dropped this worker: the coordinator forgot its member
+        id (aiokafka resets it when a heartbeat or commit finds the session expired), or no
+        heartbeat has succeeded for a session timeout (a process SIGSTOPped or paused that
+        long: the broker expired it meanwhile, and its own heartbeat has not found out yet).
+        Its partitions may have other owners then, which applied and saved more than it
+        holds. False before the first assignment (nothing is held then)."""
+        coordinator = group_coordinator(self)
+        if coordinator is None:
+            return False
+        if coordinator.member_id == JoinGroupRequest.UNKNOWN_MEMBER_ID:
+            return True
+        return self._confirmed_at is not None and time.monotonic() - self._confirmed_at > self.app.conf.broker_session_timeout
+
+    def _watch_heartbeats(self) -> None:
+        """Note when the group last confirmed this member: now (an assignment just came), and
+        at each heartbeat that succeeds."""
+        coordinator = group_coordinator(self)
+        if coordinator is None:
+            return
+        self._confirmed_at = time.monotonic()
+        on_heartbeat_ok(coordinator, self._confirmed)
+
+    def _confirmed(self) -> None:
+        self._confirmed_at = time.monotonic()
+
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         with self._resetting():
             await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self._watch_heartbeats()
         with self._resetting():
             await super().on_partitions_assigned(assigned, generation_id)
 

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import aiokafka
 import faust
+from faust.exceptions import ConsumerNotStarted
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, ChannelT, Message
@@ -66,6 +67,32 @@ def kafka_consumer(consumer: faust.types.ConsumerT) -> aiokafka.AIOKafkaConsumer
     """The aiokafka consumer behind Faust's (raises ``ConsumerNotStarted`` before it starts),
     for its per-partition fetch state (``highwater``, ``last_poll_timestamp``)."""
     return consumer._thread._ensure_consumer()  # type: ignore[attr-defined, no-any-return]
+
+
+def group_coordinator(consumer: faust.types.ConsumerT) -> Any:
+    """aiokafka's group coordinator behind Faust's consumer (``None`` before it starts), for
+    the member id it resets when the group expired this member's session."""
+    try:
+        return kafka_consumer(consumer)._coordinator  # type: ignore[attr-defined]
+    except (AttributeError, ConsumerNotStarted):
+        return None
+
+
+def on_heartbeat_ok(coordinator: Any, callback: Callable[[], None]) -> None:
+    """Call ``callback`` after each heartbeat the group answered (aiokafka keeps that moment
+    to itself): wraps the coordinator's ``_do_heartbeat``, once per coordinator."""
+    if getattr(coordinator, "_driftstream_watched", False):
+        return
+    heartbeat = coordinator._do_heartbeat
+
+    async def do_heartbeat() -> bool:
+        ok = await heartbeat()
+        if ok:  # a rebalance in progress counts: the member is still known
+            callback()
+        return bool(ok)
+
+    coordinator._do_heartbeat = do_heartbeat
+    coordinator._driftstream_watched = True
 
 
 def _stop_requested(service: ServiceT) -> Callable[[], bool]:

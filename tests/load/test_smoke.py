@@ -66,6 +66,26 @@ def test_latency_smoke(tmp_path: Path) -> None:
     assert s["idle_partitions"] == 1  # the monitors did not wait for the partition with no events
 
 
+def test_latency_smoke_with_a_30_s_webhook(tmp_path: Path) -> None:
+    """Alerts go to a receiver that takes 30 s per request: the monitors never wait on it."""
+    from load_tests import latency
+
+    s = _run(latency, tmp_path, "--slow-sink", "30")
+    assert s["slow_sink_s"] == 30.0 and s["slow_sink_requests"] >= 1
+    assert s["events_monitored"] == s["events_produced"]
+    assert s["alerts"] >= 1
+    _positive(s, "p50_s", "p99_s")
+
+
+def test_memory_models_smoke(tmp_path: Path) -> None:
+    from load_tests import memory_models
+
+    s = _run(memory_models, tmp_path)
+    assert s["models"] == 1_000 and s["models_held"] == 1_000 + memory_models.WARMUP_MODELS
+    _positive(s, "rss_warm_mb", "rss_end_mb")
+    assert s["rss_end_mb"] >= s["rss_warm_mb"]
+
+
 def test_memory_smoke(tmp_path: Path) -> None:
     from load_tests import memory
 

@@ -220,3 +220,55 @@ def test_the_end_offsets_a_recovery_reads_up_to_are_checked_against_a_fetch(monk
     assert asyncio.run(checked.consumer.highwaters(tp)) == {tp: 7}
     assert probes == [({"bootstrap_servers": "127.0.0.1:1"}, {tp: 5})]
     assert asyncio.run(unchecked.consumer.highwaters(tp)) == {tp: 5}
+
+
+def test_membership_is_lost_once_aiokafka_resets_the_member_after_an_expired_session() -> None:
+    """aiokafka forgets the member id when a heartbeat or commit finds the session expired
+    (its own ``reset_generation``, run here on a stand-in coordinator): the consumer must
+    read that as "the group dropped this worker". Fails loudly if aiokafka changes it."""
+    from types import SimpleNamespace
+
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+
+    app = _app()
+    install(app)
+    consumer = app.consumer
+    coordinator = SimpleNamespace(generation=4, member_id="worker-1", request_rejoin=lambda: None)
+    consumer._thread._consumer = SimpleNamespace(_coordinator=coordinator)
+    assert not consumer.membership_lost()
+    GroupCoordinator.reset_generation(coordinator)  # type: ignore[arg-type]
+    assert consumer.membership_lost()
+
+
+def test_membership_is_in_doubt_while_no_heartbeat_succeeded_for_a_session_timeout() -> None:
+    """A process stopped past the session timeout was dropped by the broker before its own
+    heartbeat can find out: from the moment it resumes, no success for that long says so."""
+    import time
+    from types import SimpleNamespace
+
+    async def test() -> None:
+        app = _app()
+        install(app)
+        consumer = app.consumer
+        answers = [True, False]
+
+        async def do_heartbeat() -> bool:
+            return answers.pop(0)
+
+        coordinator = SimpleNamespace(member_id="worker-1", _do_heartbeat=do_heartbeat)
+        consumer._thread._consumer = SimpleNamespace(_coordinator=coordinator)
+        consumer._watch_heartbeats()  # an assignment: the group just confirmed the member
+        assert not consumer.membership_lost()
+        stale = time.monotonic() - app.conf.broker_session_timeout - 1
+        consumer._confirmed_at = stale  # stopped that long ago
+        assert consumer.membership_lost()
+        assert await coordinator._do_heartbeat() is True  # it answers: the member is still known
+        assert not consumer.membership_lost()
+        consumer._confirmed_at = stale
+        assert await coordinator._do_heartbeat() is False  # a failure confirms nothing
+        assert consumer.membership_lost()
+        wrapped = coordinator._do_heartbeat
+        consumer._watch_heartbeats()  # a later assignment confirms again, and wraps nothing twice
+        assert coordinator._do_heartbeat is wrapped and not consumer.membership_lost()
+
+    asyncio.run(test())
