@@ -3,7 +3,7 @@
 The group gives its partitions to the other worker while it is stopped; resumed, it finds
 its session expired and rejoins. Neither worker may take that for a broker that lost its
 data (exit 75), nor may the resumed one save its stale state over what the other applied
-meanwhile (:meth:`streams.runtime.app.Pipeline.hand_over`). The load test runs this 10 times on 2
+meanwhile (:meth:`streams.runtime.checkpoint.Checkpointer.hand_over`). The load test runs this 10 times on 2
 and on 4 partitions (``python -m load_tests.faults --fault sigstop``); here once, on 2.
 """
 
