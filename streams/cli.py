@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", default=None, help="override DRIFTSTREAM_BROKER")
     p.set_defaults(func=_cmd_simulate)
 
-    from streams.offline import backtest
+    from streams.offline import backtest_cli
 
     from streams.offline import calibrate
 
@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from streams.updater import service as updater
 
-    backtest.add_cli(sub)
+    backtest_cli.add_cli(sub)
     calibrate.add_cli(sub)
     model_cli.add_cli(sub)
     replay.add_cli(sub)

@@ -29,17 +29,9 @@ from schemas import codec
 from schemas.columns import ColumnsError, is_column_batch, to_rows
 from schemas.parsing import parse_timestamp
 
-from streams.offline.backtest import (
-    ROLES,
-    Evaluation,
-    SourceEvent,
-    add_evaluation_options,
-    evaluate_and_report,
-    event_from_object,
-    load_configs,
-    merge,
-)
 from streams.exceptions import ConfigError, DriftstreamError
+from streams.offline.backtest import ROLES, Evaluation, SourceEvent, event_from_object, merge
+from streams.offline.backtest_cli import add_evaluation_options, evaluate_and_report, load_configs
 from streams.offline.pipeline import OfflineResult
 from streams.pipeline.monitor import model_key
 from streams.runtime.end_offsets import end_offsets, fetch_until

@@ -110,7 +110,7 @@ def test_backtest_without_drifts_reports_no_false_alarms(tmp_path: Path) -> None
 
 def test_config_check_prints_the_effective_config_or_the_error(tmp_path: Path) -> None:
     from schemas import codec
-    from streams.pipeline.monitor_config import DEFAULTS
+    from streams.pipeline.config_defaults import DEFAULTS
 
     good = tmp_path / "good.toml"
     good.write_text("[defaults]\nreference_size = 500\n[models.churn.data_drift.numeric]\ntype = \"ks\"\n")
