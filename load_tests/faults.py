@@ -48,7 +48,6 @@ from streams.pipeline.monitor import model_key
 from streams.runtime.worker_process import WorkerProcess
 from streams.sdk.client import DriftstreamClient
 from streams.settings import Settings
-from tests.integration.support import final_alerts, read_table, read_topic
 
 from .common import (
     Harness,
@@ -70,6 +69,7 @@ from .common import (
     publish,
     publish_async,
 )
+from .readback import final_alerts, read_table, read_topic
 
 FAULTS = ("kill", "broker", "poison", "duplicates")
 
