@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
-from schemas import codec
+from schemas import codec, topics
 from schemas.parsing import parse_timestamp
 
 from streams.exceptions import ConfigError
@@ -40,7 +40,8 @@ from streams.ops.progress import Progress
 from streams.pipeline.monitor_config import MonitorConfig
 from streams.pipeline.stages import InputRecord
 
-ROLES = ("predictions", "ground-truth")
+#: The topics a backtest reads, as files.
+ROLES = topics.INPUTS
 
 #: Events per record when lines are packed (the SDK's default batch size).
 RECORD_EVENTS = 500

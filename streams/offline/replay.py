@@ -25,7 +25,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from schemas import codec
+from schemas import codec, topics
 from schemas.columns import ColumnsError, is_column_batch, to_rows
 from schemas.parsing import parse_timestamp
 
@@ -40,8 +40,8 @@ from streams.runtime.kafka_connect import start_client
 from streams.runtime.topics import ensure_topics
 from streams.settings import Settings
 
-#: Output roles a replay may publish, and the key of each message.
-PUBLISHED = ("alerts", "drift-events", "model-updates", "dead-letter")
+#: Output roles a replay publishes (:func:`_messages` keys each as the live worker does).
+PUBLISHED = topics.OUTPUTS
 
 #: A replay that receives nothing for this long before reaching its end offsets fails.
 STALL_S = 30.0
