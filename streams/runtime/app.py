@@ -209,11 +209,11 @@ class Pipeline:
             held, self.joins.own_progress(), self.monitors.seen_progress(), self.settings.partitions, time.monotonic()))
 
     # -- health ---------------------------------------------------------------------------
-    def readiness(self) -> dict[str, Any]:
+    async def readiness(self) -> dict[str, Any]:
         assignment = self.app.consumer.assignment() if self.app.consumer else set()
         recovered = self.app.tables.recovery.completed.is_set()
         if self.integrity.broker_reachable is None:  # before the first housekeeping check: ask now
-            self.integrity.check_broker()
+            await self.integrity.check_broker()
         return {
             "ready": bool(assignment) and recovered and bool(self.integrity.broker_reachable),
             "assigned_partitions": sorted(f"{tp.topic}[{tp.partition}]" for tp in assignment),
@@ -298,7 +298,7 @@ def create_app(
 
     @app.timer(2.0)
     async def housekeeping() -> None:
-        pipeline.integrity.check_broker()
+        await pipeline.integrity.check_broker()
         pipeline.exporter.update_lag()
         await pipeline.integrity.check_changelogs()
         await pipeline.gap_guard.retry_overdue()
@@ -320,7 +320,7 @@ def create_app(
     @app.timer(1.0)
     async def lifecycle() -> None:
         recovery = app.tables.recovery
-        worker_log.tick(pipeline.readiness(), recovery.active_remaining_total() if recovery.in_recovery else None)
+        worker_log.tick(await pipeline.readiness(), recovery.active_remaining_total() if recovery.in_recovery else None)
 
     @app.timer(STATUS_EVERY_S)
     async def status() -> None:
@@ -337,7 +337,7 @@ def create_app(
 
     @app.page("/ready")
     async def ready_view(web: Any, request: Any) -> Any:
-        state = pipeline.readiness()
+        state = await pipeline.readiness()
         worker_log.readiness(state)
         return web.json(state, status=200 if state["ready"] else 503)
 
