@@ -287,7 +287,7 @@ def create_app(
                 continue  # not an update event driftstream understands: other teams share the topic
             if control is not None:
                 key, payload = control
-                await (await pipeline.publisher.produce("monitor-input", key.encode(), codec.dumps(payload)))
+                await (await pipeline.publisher.produce("monitor-input", key.encode(), codec.dumps(payload.to_json())))
 
     if settings.run_updater:
         from streams.updater.service import run_updater
