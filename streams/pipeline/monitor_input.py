@@ -9,9 +9,9 @@ monitor stage takes, once per payload (not per event).
 >>> batch = JoinedBatch("churn", None, source=0, seq=3, pred={"ts": [1.0]}, pairs=None, matched=0, expired=1)
 >>> from_json(batch.to_json()) == batch
 True
->>> from_json({"control": "retire", "event_id": "e", "model_id": "churn", "model_version": "v1",
-...            "timestamp": 5, "reason": "v2 serves"}).timestamp
-5.0
+>>> control = Control("retire", "e", "churn", "v1", 5.0, "v2 serves")
+>>> from_json(control.to_json()) == control
+True
 """
 
 from __future__ import annotations
