@@ -31,10 +31,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from schemas.partitioning import partitions_for
 from streams.offline.simulate import SimulationConfig
 from streams.ops.progress import Progress
 from streams.sdk.client import DriftstreamClient, subscribe
-from streams.sdk.partitioning import partitions_for
 from streams.settings import Settings
 
 from .common import (

@@ -5,6 +5,7 @@
 * :mod:`schemas.records` - frozen dataclasses for every topic.
 * :mod:`schemas.codec` - the one orjson wrapper (and the faust ``"orjson"`` codec).
 * :mod:`schemas.ids` - deterministic ids.
+* :mod:`schemas.partitioning` - the partition of an event: where a prediction and its label meet.
 * :mod:`schemas.topics` - every topic by its role, the one list the others derive from.
 * :mod:`schemas.errors` - :class:`ContractError` and its reason codes.
 

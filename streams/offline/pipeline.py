@@ -19,13 +19,13 @@ from typing import Any
 
 from schemas import codec
 from schemas.columns import to_columns
+from schemas.partitioning import partitions_for
 
 from streams.pipeline.cardinality import ModelCap
 from streams.pipeline.event_time import Frontier, progress_payload
 from streams.pipeline.monitor_config import MonitorConfig
 from streams.pipeline.monitor_input import MonitorInput, from_json
 from streams.pipeline.stages import InputRecord, JoinStage, ModelSlot, MonitorRun, MonitorStage, PartitionJoin
-from streams.sdk.partitioning import partitions_for
 
 
 @dataclass

@@ -28,12 +28,11 @@ and graph views are off.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -227,8 +226,10 @@ def create_app(
     *,
     monitor_config: MonitorConfig | None = None,
     registry: CollectorRegistry | None = None,
+    tasks: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> faust.App:
-    """Build the driftstream Faust app (agents, tables, web endpoints) from settings."""
+    """Build the driftstream Faust app (agents, tables, web endpoints) from settings;
+    ``tasks`` run beside it once the worker is ready (the command line adds the updater's)."""
     settings = settings or Settings.from_env()
     monitor_config = monitor_config or MonitorConfig.load(settings.config_path)
     registry = registry or CollectorRegistry()
@@ -289,12 +290,8 @@ def create_app(
                 key, payload = control
                 await (await pipeline.publisher.produce("monitor-input", key.encode(), codec.dumps(payload.to_json())))
 
-    if settings.run_updater:
-        from streams.updater.service import run_updater
-
-        @app.task
-        async def updater() -> None:
-            await run_updater(settings, asyncio.Event())
+    for task in tasks:
+        app.task(task)
 
     @app.timer(2.0)
     async def housekeeping() -> None:
