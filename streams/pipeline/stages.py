@@ -106,6 +106,8 @@ class Gap(NamedTuple):
 
 
 class Position(NamedTuple):
+    """One offset of one topic."""
+
     topic: str
     offset: int
 
