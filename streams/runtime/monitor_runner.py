@@ -29,6 +29,7 @@ from schemas import codec
 from streams.ops.metrics import Metrics
 from streams.pipeline.cardinality import IdleModels, ModelCap
 from streams.pipeline.event_time import Frontier, is_progress
+from streams.pipeline.monitor_input import MonitorInput, from_json
 from streams.pipeline.quarantine import Quarantine
 from streams.pipeline.stages import ModelSlot, MonitorRun, MonitorStage
 from streams.runtime.alignment import merge_progress
@@ -44,7 +45,7 @@ __all__ = ["MonitorRunner"]
 log = logging.getLogger(__name__)
 
 #: model key -> (a record of it, its payloads as (offset, payload))
-ByModel = dict[str, tuple[Message, list[tuple[int, dict[str, Any]]]]]
+ByModel = dict[str, tuple[Message, list[tuple[int, MonitorInput]]]]
 
 
 class MonitorRunner:
@@ -107,7 +108,7 @@ class MonitorRunner:
         return merge_progress(frontier.progress for frontier in self.frontiers.values())
 
     # -- state ----------------------------------------------------------------------------
-    async def slot_for(self, key: str, payload: dict[str, Any] | None) -> ModelSlot | None:
+    async def slot_for(self, key: str, payload: MonitorInput | None) -> ModelSlot | None:
         """The model's slot: cached, else from its last checkpoint, else new (``None`` for a
         model with no saved state and no payload to start one)."""
         cached = self.monitors.get(key)
@@ -117,7 +118,7 @@ class MonitorRunner:
         if raw is None:
             if payload is None:
                 return None
-            cached = self.stage.new_slot(payload["model_id"], payload["model_version"])
+            cached = self.stage.new_slot(payload.model_id, payload.model_version)
         else:
             cached = self.stage.load(raw)
             log.info("monitor %s resumes after join batches %s", key, cached.applied)
@@ -204,7 +205,7 @@ class MonitorRunner:
                     sent.append(await self.publisher.dead_letter(
                         refuse.dead_letter(key, msg.topic, msg.partition, msg.offset, msg.value, time.time())))
                     continue
-                by_model.setdefault(key, (msg, []))[1].append((msg.offset, payload))
+                by_model.setdefault(key, (msg, []))[1].append((msg.offset, from_json(payload)))
                 if msg.timestamp is not None:
                     self._record_time[key] = msg.timestamp
             self._messages[partition] = group[-1]
@@ -244,7 +245,7 @@ class MonitorRunner:
                           key, self.quarantine.reason(key))
                 for offset, payload in payloads:
                     sent.append(await self.publisher.dead_letter(
-                        self.quarantine.dead_letter(key, msg.topic, partition, offset, payload, time.time())))
+                        self.quarantine.dead_letter(key, msg.topic, partition, offset, payload.to_json(), time.time())))
                 waiting.discard(key)
                 continue
             if slot is None:
