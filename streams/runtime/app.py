@@ -57,6 +57,7 @@ from streams.runtime.integrity import EXIT_BROKER_LOST_DATA, BrokerIntegrity
 from streams.runtime.join_runner import JoinRunner
 from streams.runtime.monitor_runner import MonitorRunner
 from streams.runtime.publishing import Publisher
+from streams.runtime.recovery import evict_idle, reapply_after_checkpoint
 from streams.runtime.table_writes import TableWriter
 from streams.runtime.worker_log import STATUS_EVERY_S, WorkerLog
 from streams.settings import Settings
@@ -209,9 +210,9 @@ class Pipeline:
                 await self.checkpointer.if_due()
 
     async def evict_idle_models(self) -> None:
-        """:meth:`MonitorRunner.evict_idle`, between checkpoints (from a timer)."""
+        """:func:`streams.runtime.recovery.evict_idle`, between checkpoints (from a timer)."""
         if not self.checkpointer.in_flight:
-            await self.monitors.evict_idle()
+            await evict_idle(self.monitors)
 
     def align_inputs(self) -> None:
         """Pause the join partitions ahead of the slowest while this worker's monitors hold
@@ -318,7 +319,7 @@ def create_app(
 
     @app.timer(settings.monitor_checkpoint_s / 2)
     async def monitor_checkpoint() -> None:
-        await pipeline.monitors.resume()
+        await reapply_after_checkpoint(pipeline.monitors)
         await pipeline.checkpointer.checkpoint()
         await pipeline.evict_idle_models()
 
