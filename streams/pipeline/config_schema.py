@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from detectors import registry
+from schemas.records import SEVERITIES
 
 from streams.pipeline.config_defaults import DEFAULTS
 from streams.pipeline.estimation import ESTIMATED
@@ -31,7 +32,6 @@ from streams.pipeline.performance import ALL_METRICS, TASK_DEFAULT
 from streams.pipeline.quality import CHECKS
 from streams.pipeline.series import SERIES_DETECTORS
 
-SEVERITIES = ("P0", "P1", "P2", "P3")
 
 #: Keys the config once had, or that users expect, with why they are refused.
 UNSUPPORTED = {

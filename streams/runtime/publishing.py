@@ -15,6 +15,7 @@ from typing import Any
 import faust
 
 from schemas import codec
+from schemas.records import SEVERITIES
 
 from streams.ops.metrics import Metrics
 from streams.pipeline.cardinality import SeriesCap
@@ -26,7 +27,6 @@ from streams.sinks.webhook import WebhookSink
 
 __all__ = ["Publisher", "delivered"]
 
-SEVERITIES = ("P0", "P1", "P2", "P3")
 
 
 async def delivered(futures: list[Any]) -> None:
