@@ -103,7 +103,6 @@ class Publisher:
             m.alerts_firing.labels(alert["model_id"], severity).set(sum(1 for s in firing.values() if s == severity))
 
     async def _dead_letter_alert(self, undelivered: Undelivered) -> None:
-        """An alert the sink gave up on goes to the dead-letter topic (from the sink's task)."""
-        record = undelivered.record
-        await self.produce("dead-letter", record["dead_letter_id"].encode(), codec.dumps(record))
-        self.metrics.dead_letters.labels("webhook_failed").inc()
+        """An alert the sink gave up on goes to the dead-letter topic (from the sink's task);
+        its record's reason is ``webhook_failed``."""
+        await self.dead_letter(undelivered.record)
