@@ -99,10 +99,12 @@ def _bump(severity: str) -> str:
 class AlertPolicy:
     """Per-model alert state: members (one per detector) and open incidents."""
 
-    def __init__(self, model_id: str, model_version: str | None, config: ModelConfig) -> None:
+    def __init__(self, model_id: str, model_version: str | None, config: ModelConfig, segment: str | None = None) -> None:
         self.model_id = model_id
         self.model_version = model_version
         self.config = config
+        #: the segment whose alerts these are (``None``: the whole model's)
+        self.segment = segment
         self.members: dict[str, dict[str, Any]] = {}
         self.incidents: dict[str, dict[str, Any]] = {}
 
@@ -192,7 +194,10 @@ class AlertPolicy:
         incident_id = self._open_incident(obs)
         opened = incident_id is None
         if incident_id is None:
-            incident_id = stable_id(self.model_id, self.model_version or "", "incident", obs.timestamp, obs.key)
+            # a segment's incident id names it: the same detection time and key in two
+            # segments are two incidents
+            incident_id = stable_id(self.model_id, self.model_version or "", "incident", obs.timestamp, obs.key,
+                                    *(() if self.segment is None else ("segment", self.segment)))
             self.incidents[incident_id] = {
                 "members": [], "former": [], "severity": None, "kind": None,
                 "first": {"fired_at": obs.timestamp, "position": obs.position, "prediction_id": obs.prediction_id},
@@ -302,6 +307,8 @@ class AlertPolicy:
         related = [event_id for m in members for event_id in m["related"]]
         # versions are named as the model server names them ("v2", "2024-06-01"): no prefix added
         version = f" {self.model_version}" if self.model_version else ""
+        if self.segment is not None:
+            version += f" (segment {self.config.segment_by}={self.segment})"
         what = ", ".join(
             f"{m['detector']}" + (f"[{m['feature']}]" if m["feature"] else "") for m in members
         )
@@ -351,6 +358,7 @@ class AlertPolicy:
                 }
                 for m in members
             ],
+            **({} if self.segment is None else {"segment": self.segment}),
         }
 
 

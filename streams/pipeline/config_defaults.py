@@ -16,6 +16,10 @@ DEFAULTS: dict[str, Any] = {
     "ignore_features": [],
     "max_features": 200,
     "reference": {"profile": None},
+    # a feature whose values split the model into segments, each monitored as well as the
+    # whole model (streams/pipeline/segments.py); None: off
+    "segment_by": None,
+    "segments": {"max": 10},  # the most frequent values of the reference; the rest go to "other"
     "data_drift": {
         "numeric": {"type": "psi", "bins": 10, "window": 1000, "step": 250, "psi_above": 0.1},
         "categorical": {

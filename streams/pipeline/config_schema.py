@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from detectors import registry
+from schemas.limits import MAX_ID_LENGTH
 from schemas.records import SEVERITIES
 
 from streams.pipeline.config_defaults import DEFAULTS
@@ -40,6 +41,9 @@ UNSUPPORTED = {
     "performance.metric": "performance.metric is not a key: list the metrics in performance.metrics, "
                           "e.g. [\"accuracy\", \"f1\"]",
 }
+
+#: The most segments a model may have besides "other": each is a monitor and a label value.
+MAX_SEGMENTS = 100
 
 #: Top-level keys that only [defaults] may set (they are read for all models at once).
 DEFAULTS_ONLY = ("strict_models",)
@@ -72,6 +76,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ignore_features": _STRINGS,
     "max_features": _int_at_least(1),
     "reference.profile": ((lambda v: v is None or (isinstance(v, str) and bool(v))), "the path of a JSON profile"),
+    "segment_by": ((lambda v: v is None or (isinstance(v, str) and 0 < len(v) <= MAX_ID_LENGTH)),
+                   "a feature name (absent: no segments)"),
+    "segments.max": ((lambda v: _is_int(v) and 1 <= v <= MAX_SEGMENTS), f"an int in [1, {MAX_SEGMENTS}]"),
     "performance.window": _int_at_least(1),
     "performance.max_accuracy_drop": ((lambda v: _is_real(v) and 0 <= v <= 1), "a number in [0, 1]"),
     "performance.max_mae_increase": _number_at_least(0),

@@ -71,8 +71,13 @@ SECTIONS = ("p", "l", "d", "x")
 Columns = Mapping[str, Sequence[Any]]
 
 #: The columns of joined pairs: the prediction's fields, its label and the label's event time
-#: (``timestamp`` is the prediction's).
-PAIR_FIELDS = ("prediction_id", "model_id", "model_version", "timestamp", "prediction", "score", "label", "label_timestamp")
+#: (``timestamp`` is the prediction's). ``segment`` is the value of the model's ``segment_by``
+#: feature (``None``: the model has none), carried so a pair reaches its segment's monitor.
+PAIR_FIELDS = ("prediction_id", "model_id", "model_version", "timestamp", "prediction", "score", "segment", "label",
+               "label_timestamp")
+#: Fields of a pending prediction, before its event time and delta seq (a state saved before
+#: ``segment`` existed has one fewer: :meth:`JoinState._apply_delta` fills it in).
+_PENDING_FIELDS = 5
 
 #: The most events a segment of :meth:`JoinState.apply` spans (what :meth:`JoinState._segment_end`
 #: scans ahead).
@@ -123,7 +128,10 @@ class _Halves:
 
     @functools.cached_property
     def _p_columns(self) -> list[np.ndarray]:
-        return [object_array(self.predictions[f]) for f in ("model_id", "model_version", "prediction", "score")]
+        # no segment column: no model of the batch is segmented (the join stage adds it)
+        segment = self.predictions.get("segment") or np.full(self.n_p, None, dtype=object)
+        return [*(object_array(self.predictions[f]) for f in ("model_id", "model_version", "prediction", "score")),
+                object_array(segment)]
 
     @functools.cached_property
     def _label(self) -> np.ndarray:
@@ -134,7 +142,7 @@ class _Halves:
         return object_array(self.labels["model_id"])
 
     def predicted(self, index: np.ndarray) -> list[list[Any]]:
-        """Columns model, version, prediction, score, event time of the predictions ``index``."""
+        """Columns model, version, prediction, score, segment, event time of the predictions ``index``."""
         return [column[index].tolist() for column in self._p_columns] + [self.p_ts[index].tolist()]
 
     def labelled(self, index: np.ndarray) -> tuple[list[Any], list[float]]:
@@ -144,9 +152,9 @@ class _Halves:
 
 def _pair_columns(
     ids: Sequence[str], model: Sequence[Any], version: Sequence[Any], ts: Sequence[float], prediction: Sequence[Any],
-    score: Sequence[Any], label: Sequence[Any], label_ts: Sequence[float],
+    score: Sequence[Any], segment: Sequence[Any], label: Sequence[Any], label_ts: Sequence[float],
 ) -> dict[str, Sequence[Any]]:
-    return dict(zip(PAIR_FIELDS, (ids, model, version, ts, prediction, score, label, label_ts)))
+    return dict(zip(PAIR_FIELDS, (ids, model, version, ts, prediction, score, segment, label, label_ts)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +250,8 @@ class JoinState:
                 self._drop(section, pid)
             for pid, entry in delta["add"].get(section, {}).items():
                 self._drop(section, pid)
+                if section == "p" and len(entry) == _PENDING_FIELDS + 1:  # saved before segments: none
+                    entry = [*entry[:4], None, *entry[4:]]
                 table[pid] = entry
                 self.live[int(entry[-1])] += 1
 
@@ -487,27 +497,28 @@ class JoinState:
         pairs: list[tuple[np.ndarray, dict[str, list[Any]]]] = []
         if with_pending_p:
             ids, k = l_ids.firsts(with_pending_p)
-            model, version, prediction, score, pred_ts = self._take("p", ids)
+            model, version, prediction, score, segment, pred_ts = self._take("p", ids)
             label, label_ts = halves.labelled(l_index[k])
-            pairs.append((l_where[k], _pair_columns(ids, model, version, pred_ts, prediction, score, label, label_ts)))
+            pairs.append((l_where[k], _pair_columns(ids, model, version, pred_ts, prediction, score, segment, label, label_ts)))
         if with_pending_l:
             ids, k = p_ids.firsts(with_pending_l)
             label, _model, label_ts = self._take("l", ids)
-            model, version, prediction, score, pred_ts = halves.predicted(p_index[k])
-            pairs.append((p_where[k], _pair_columns(ids, model, version, pred_ts, prediction, score, label, label_ts)))
+            model, version, prediction, score, segment, pred_ts = halves.predicted(p_index[k])
+            pairs.append((p_where[k], _pair_columns(ids, model, version, pred_ts, prediction, score, segment, label, label_ts)))
         if both:
             ids, kp = p_ids.firsts(both)
             kl = np.fromiter(map(l_ids.first.__getitem__, ids), np.intp, len(ids))
-            model, version, prediction, score, pred_ts = halves.predicted(p_index[kp])
+            model, version, prediction, score, segment, pred_ts = halves.predicted(p_index[kp])
             label, label_ts = halves.labelled(l_index[kl])
-            pairs.append((np.maximum(p_where[kp], l_where[kl]), _pair_columns(ids, model, version, pred_ts, prediction, score, label, label_ts)))
+            pairs.append((np.maximum(p_where[kp], l_where[kl]),
+                          _pair_columns(ids, model, version, pred_ts, prediction, score, segment, label, label_ts)))
         if pairs:
             self._pair(pairs, batch)
         # what waits for its partner
         if waiting_p:
             ids, k = p_ids.firsts(waiting_p)
-            model, version, prediction, score, pred_ts = halves.predicted(p_index[k])
-            self._wait("p", ids, zip(model, version, prediction, score, pred_ts, repeat(self.seq)), pred_ts)
+            model, version, prediction, score, segment, pred_ts = halves.predicted(p_index[k])
+            self._wait("p", ids, zip(model, version, prediction, score, segment, pred_ts, repeat(self.seq)), pred_ts)
         if waiting_l:
             ids, k = l_ids.firsts(waiting_l)
             index = l_index[k]

@@ -51,6 +51,7 @@ from streams.pipeline.monitor_config import ModelConfig, MonitorConfig
 from streams.pipeline.performance import LOWER_IS_BETTER, TASK_DEFAULT, PerformanceWindow, metrics_for
 from streams.pipeline.quality import FeatureQuality
 from streams.pipeline.reference_profile import load_reference_profile
+from streams.pipeline.segments import OTHER, choose, segment_of, split, take_rows
 from streams.pipeline.series import SeriesWatch
 
 #: Values handed to an error-stream detector per call (see ModelMonitor._run).
@@ -178,13 +179,28 @@ class _Watched:
 
 
 class ModelMonitor:
-    """Everything driftstream knows about one model (version), as explicit state."""
+    """Everything driftstream knows about one model (version), as explicit state.
 
-    def __init__(self, model_id: str, model_version: str | None, config: ModelConfig) -> None:
+    With ``segment_by`` in its config, the model's monitor also holds a monitor per segment
+    (:mod:`streams.pipeline.segments`): the same class, fed the segment's rows, with
+    ``segment`` set. Its reference is the segment's rows of the model's reference, topped up
+    from the stream to ``reference_size``; its drift events and alerts carry the segment and
+    have ids of their own; it asks for no model update (the model's own monitor does).
+    """
+
+    def __init__(self, model_id: str, model_version: str | None, config: ModelConfig, segment: str | None = None) -> None:
         self.model_id = model_id
         self.model_version = model_version
         self.key = model_key(model_id, model_version)
         self.config = config
+        #: the segment this monitor watches (``None``: the whole model)
+        self.segment = segment
+        # what every id this monitor makes starts with: a segment's differ from the model's
+        self._id: tuple[str, ...] = (self.key,) if segment is None else (self.key, "segment", segment)
+        #: the segment feature, on the whole model's monitor only (``None``: no segments)
+        self.segment_by: str | None = config.values.get("segment_by") if segment is None else None
+        #: the segments' monitors, once the reference chose them (chosen ones, then ``other``)
+        self.segments: dict[str, ModelMonitor] | None = None
         self.n_predictions = 0
         self.n_pairs = 0
         self.matched = 0
@@ -210,7 +226,7 @@ class ModelMonitor:
         # each detector has had
         self.pending: dict[str, Any] | None = None
         self.fed: dict[str, int] = {}
-        self.policy = AlertPolicy(model_id, model_version, config)
+        self.policy = AlertPolicy(model_id, model_version, config, segment)
         self.requested: list[str] = []  # alert ids that already asked for a model update
         # the batch's observations for the alert policy, with their sequence's rank (0:
         # predictions, 1: pairs), handed over in event-time order at its end
@@ -224,7 +240,7 @@ class ModelMonitor:
         #: set when a newer version took over serving: ``{"at": event time, "reason": ...}``
         self.retired: dict[str, Any] | None = None
         profile = config.reference.get("profile")
-        if profile:
+        if profile and segment is None:  # a segment's share of it comes from the model's monitor
             self.reference = load_reference_profile(profile)
             self._fit_reference()
 
@@ -278,7 +294,30 @@ class ModelMonitor:
             values = [v for v in ref.get(column, []) if v is not None]
             if values:
                 self._watch(f"prediction:{column}", "prediction_drift", column, column, values, cfg.prediction_drift)
+        if self.segment_by is not None:
+            self._start_segments(ref)
         self.reference = None
+
+    def _start_segments(self, ref: dict[str, list[Any]]) -> None:
+        """Choose the segments from the reference (its ``segment`` column; a profile's
+        ``segment_by`` feature) and give each its rows of the reference as a start."""
+        assert self.segment_by is not None
+        names = ref.get("segment")
+        if names is None:  # a reference profile: its column of the feature, if it has one
+            names = [segment_of(v) for v in ref.get(f"f:{self.segment_by}", [])]
+        chosen = choose(names, int(self.config.segments["max"]))
+        rows = split(names, chosen)
+        self.segments = {}
+        for name in [*chosen, OTHER]:
+            sub = ModelMonitor(self.model_id, self.model_version, self.config, segment=name)
+            sub.task = self.task
+            index = rows.get(name, [])
+            sub.reference = {column: [values[i] for i in index] for column, values in ref.items()
+                             if column != "segment" and len(values) == len(names)}
+            sub.n_predictions = len(index)
+            if sub.n_predictions >= sub.reference_size:  # a profile as large as the segment needs
+                sub._fit_reference()
+            self.segments[name] = sub
 
     def _ensure_concept(self) -> None:
         if self.concept or self.task is None:
@@ -308,10 +347,11 @@ class ModelMonitor:
         self.matched += int(join.get("matched", 0))
         self.expired += int(join.get("expired", 0))
         preds = batch.get("pred")
+        taken = 0  # predictions of this batch that went into the reference
         if preds and preds["ts"]:
             if self.task is None:
                 self.task = "classification" if _is_classification_value(preds["prediction"][0]) else "regression"
-            self._process_predictions(preds, result)
+            taken = self._process_predictions(preds, result)
         pairs = batch.get("pairs")
         if pairs and pairs["ts"]:
             if self.task is None:
@@ -319,7 +359,34 @@ class ModelMonitor:
             self._process_pairs(pairs, result)
         self._apply_policy(result)
         self._request_updates(result)
+        if self.segments is not None:  # one check for a model without segments
+            self._process_segments(preds, taken, pairs, result)
         return result
+
+    def _process_segments(self, preds: dict[str, Any] | None, taken: int, pairs: dict[str, Any] | None,
+                          result: MonitorResult) -> None:
+        """Each segment's rows of the batch to its monitor, after the model's own: the
+        predictions past the model's reference (those in it seeded the segments), the pairs
+        by the segment the join carried from their prediction."""
+        assert self.segments is not None and self.segment_by is not None
+        chosen = [name for name in self.segments if name != OTHER]
+        parts: dict[str, dict[str, Any]] = {}
+        if preds and len(preds["ts"]) > taken:
+            rows = list(range(taken, len(preds["ts"])))
+            names = [segment_of(v) for v in self._segment_values(preds, rows)]
+            for name, index in split(names, chosen).items():
+                parts.setdefault(name, {})["pred"] = take_rows(preds, [rows[i] for i in index])
+        if pairs and pairs["ts"]:
+            names = pairs.get("segment") or [None] * len(pairs["ts"])  # none: paired before the model was segmented
+            for name, index in split(names, chosen).items():
+                parts.setdefault(name, {})["pairs"] = take_rows(pairs, index)
+        for name, sub in self.segments.items():
+            if name in parts:
+                result.extend(sub.process(parts[name]))
+
+    def _segment_values(self, preds: dict[str, Any], rows: list[int]) -> list[Any]:
+        column = (preds.get("features") or {}).get(self.segment_by)
+        return [None] * len(rows) if column is None else [column[i] for i in rows]
 
     def _apply_policy(self, result: MonitorResult) -> None:
         """Hand the batch's observations to the alert policy in event-time order, the
@@ -331,9 +398,11 @@ class ModelMonitor:
         for obs, _ in observed:
             result.alerts.extend(self.policy.observe(obs))
             member = self.policy.members.get(obs.key)
-            if obs.drift and member is not None and member["status"] == "firing" and member["incident"] in self.policy.incidents:
+            if (obs.drift and self.segment is None and member is not None and member["status"] == "firing"
+                    and member["incident"] in self.policy.incidents):
                 # a member may join an incident without a publication (nothing escalated):
-                # the incident as it stands after each detection, in event-time order
+                # the incident as it stands after each detection, in event-time order (a
+                # segment's incidents ask for no update: the model's own monitor decides)
                 self._pending_requests.append(self.policy.snapshot(member["incident"]))
 
     def _request_updates(self, result: MonitorResult) -> None:
@@ -365,7 +434,8 @@ class ModelMonitor:
                 "timestamp": float(alert["timestamp"]),
             })
 
-    def _process_predictions(self, cols: dict[str, Any], result: MonitorResult) -> None:
+    def _process_predictions(self, cols: dict[str, Any], result: MonitorResult) -> int:
+        """Apply predictions ``cols``; how many of them went into the reference."""
         n = len(cols["ts"])
         start = 0
         if self.reference is not None:
@@ -377,6 +447,8 @@ class ModelMonitor:
             for name, values in cols["features"].items():
                 if self.config.monitors_feature(name):
                     ref.setdefault(f"f:{name}", [None] * have).extend(values[:take])
+            if self.segment_by is not None:  # the segments are chosen from the reference's values
+                ref.setdefault("segment", []).extend(map(segment_of, self._segment_values(cols, list(range(take)))))
             for column in ref.values():
                 if len(column) < have + take:  # a feature absent from this batch
                     column.extend([None] * (have + take - len(column)))
@@ -385,9 +457,10 @@ class ModelMonitor:
             if have + take >= self.reference_size:
                 self._fit_reference()
         if start >= n or self.reference is not None:
-            return
+            return start
         for lo, hi in _chunks(self.n_predictions, n - start):
             self._feed_chunk(cols, lo + start, hi + start, result)
+        return start
 
     def _feed_chunk(self, cols: dict[str, Any], lo: int, hi: int, result: MonitorResult) -> None:
         """Predictions ``[lo, hi)`` of ``cols`` (all in one observation chunk) join the
@@ -636,13 +709,13 @@ class ModelMonitor:
         threshold = float(detector.threshold)
         p_value = detector.p_value
         was = self.in_drift.get(watched.key, False)
-        event_id = stable_id(self.key, watched.key, position, "drift" if drift else "clear")
+        event_id = stable_id(*self._id, watched.key, position, "drift" if drift else "clear")
         if sample:
             result.samples.append({
                 "key": watched.key, "kind": watched.kind, "detector": detector.name,
                 "feature": watched.feature, "timestamp": ts, "position": position,
                 "statistic": statistic, "threshold": threshold, "direction": detector.direction,
-                "p_value": p_value, "drift": drift, "window_size": detector.window_size,
+                "p_value": p_value, "drift": drift, "window_size": detector.window_size, **self._segment_field(),
             })
         if not event:
             return
@@ -756,12 +829,12 @@ class ModelMonitor:
         result.samples.append({
             "key": key, "kind": kind, "detector": name, "feature": feature, "timestamp": ts,
             "position": position, "statistic": value, "threshold": threshold, "direction": direction,
-            "p_value": None, "drift": drift, "window_size": window_size,
+            "p_value": None, "drift": drift, "window_size": window_size, **self._segment_field(),
         })
         if not judged:
             return
         was = self.in_drift.get(key, False) or instance is not None
-        event_id = stable_id(self.key, key, position, "drift" if drift else "clear",
+        event_id = stable_id(*self._id, key, position, "drift" if drift else "clear",
                              *(() if instance is None else (instance,)))
         if drift or was:
             self.in_drift[key] = drift
@@ -797,8 +870,13 @@ class ModelMonitor:
         return {
             "event_id": event_id, "model_id": self.model_id, "model_version": self.model_version,
             "detector": detector, "kind": kind, "feature": feature, "drift": drift,
-            "timestamp": ts, "position": position,
+            "timestamp": ts, "position": position, **self._segment_field(),
         }
+
+    def _segment_field(self) -> dict[str, str]:
+        """``segment`` for what a segment's monitor emits; nothing for the whole model's
+        (its records stay as they were without segments)."""
+        return {} if self.segment is None else {"segment": self.segment}
 
     def _drift_event(self, watched: _Watched, event_id: str, drift: bool, statistic: float, threshold: float, p_value: float | None, ts: float, position: int) -> dict[str, Any]:
         detector = watched.detector
@@ -829,7 +907,11 @@ class ModelMonitor:
         self.in_drift = {}
         self.elevated = {}
         self.pending, self.fed = None, {}
-        return self.policy.resolve_all(timestamp, reason)
+        alerts = self.policy.resolve_all(timestamp, reason)
+        for sub in (self.segments or {}).values():  # chosen again from the new reference
+            alerts.extend(sub.policy.resolve_all(timestamp, reason))
+        self.segments = None
+        return alerts
 
     def retire(self, timestamp: float, reason: str) -> list[dict[str, Any]]:
         """End this version's monitoring: a newer version serves from ``timestamp`` on and
@@ -862,14 +944,15 @@ class ModelMonitor:
             "series": {name: w.to_state() for name, w in self.series.items()},
             "baseline": self.baseline, "last_performance": self.last_performance, "in_drift": self.in_drift, "policy": self.policy.to_state(),
             "requested": self.requested, "pending": self.pending, "fed": self.fed, "elevated": self.elevated,
-            "retired": self.retired,
+            "retired": self.retired, "segment": self.segment,
+            "segments": None if self.segments is None else {name: sub.to_state() for name, sub in self.segments.items()},
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any], config: MonitorConfig) -> ModelMonitor:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported monitor state version {state.get('version')!r}")
-        m = cls(state["model_id"], state["model_version"], config.for_model(state["model_id"]))
+        m = cls(state["model_id"], state["model_version"], config.for_model(state["model_id"]), state.get("segment"))
         m.n_predictions, m.n_pairs = state["n_predictions"], state["n_pairs"]
         m.matched, m.expired, m.task = state["matched"], state["expired"], state["task"]
         m.reference = state["reference"]
@@ -905,6 +988,9 @@ class ModelMonitor:
         m.fed = dict(state.get("fed") or {})
         m.elevated = dict(state.get("elevated") or {})  # absent from states written before it existed
         m.retired = state.get("retired")  # absent from states written before it existed
+        segments = state.get("segments")  # absent from states written before segments
+        if segments is not None and m.segment_by is not None:  # the config decides whether there are segments
+            m.segments = {name: cls.from_state(sub, config) for name, sub in segments.items()}
         return m
 
 

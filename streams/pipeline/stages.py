@@ -47,6 +47,7 @@ from streams.pipeline.join import JoinBatch, JoinState
 from streams.pipeline.monitor import ModelMonitor, MonitorResult, model_key
 from streams.pipeline.monitor_config import MonitorConfig
 from streams.pipeline.monitor_input import Control, JoinedBatch, MonitorInput
+from streams.pipeline.segments import segment_column
 
 
 @dataclass(slots=True)
@@ -325,6 +326,14 @@ class JoinStage:
         self.clock = clock
         strict = monitor_config.defaults["strict_models"]
         self.known_models = set(monitor_config.models) if strict else None
+        # whether any model is segmented: if none is (the default), the join carries no
+        # segment column at all
+        self.segmenting = monitor_config.defaults["segment_by"] is not None or any(
+            values["segment_by"] is not None for values in monitor_config.models.values())
+        self._pair_payload = {**_PAIR_PAYLOAD, "segment": "segment"} if self.segmenting else _PAIR_PAYLOAD
+
+    def _segment_by(self, model_id: str) -> str | None:
+        return self.monitor_config.for_model(model_id).values["segment_by"]  # type: ignore[no-any-return]
 
     def process(self, part: PartitionJoin, records: Sequence[InputRecord], *, labels_through: float = float("inf")) -> JoinResult:
         """Join one partition's micro-batch; ``labels_through``: how far its label topic
@@ -397,6 +406,9 @@ class JoinStage:
         # happened to read first; offline and replayed runs merge by event time too
         predictions = halves["predictions"].columns()
         labels = halves["ground-truth"].columns()
+        if self.segmenting and predictions.get("prediction_id"):  # pairs carry it to their segment's monitor
+            predictions = {**predictions, "segment": segment_column(
+                predictions["model_id"], predictions.get("features") or {}, self._segment_by)}
         for pid, entry in screen.refused_labels.items():  # waiting labels its prediction refuses
             error = refused_label_error(pid, entry, screen.claims[pid])
             value = dead_letter_record(self.label_topic, part.partition, None, error, now)
@@ -423,7 +435,7 @@ class JoinStage:
             known_at = np.maximum(np.asarray(pairs["timestamp"], dtype=float), np.asarray(pairs["label_timestamp"], dtype=float))
             pairs = {**pairs, "known_at": known_at.tolist()}
         paired = _by_model(range(len(pairs["prediction_id"])), pairs["model_id"], pairs["model_version"])
-        for (model_id, version), columns in _payloads(pairs, paired, _PAIR_PAYLOAD).items():
+        for (model_id, version), columns in _payloads(pairs, paired, self._pair_payload).items():
             p = payload(model_id, version)
             p["pairs"] = columns
             p["matched"] = len(paired[model_id, version])
