@@ -273,6 +273,8 @@ class DriftEvent(_Record):
     position: int
     timestamp: float
     window: Window
+    #: the segment of the model the decision is about (``segment_by``); absent: the whole model
+    segment: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +311,8 @@ class Alert(_Record):
     incident_id: str
     related: list[str]
     position: int
+    #: the segment of the model the incident is in (``segment_by``); absent: the whole model
+    segment: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

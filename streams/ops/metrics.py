@@ -33,8 +33,10 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 
-#: Labels of every per-detector gauge.
-DETECTOR_LABELS = ("model_id", "model_version", "detector", "feature")
+#: Labels of every per-detector gauge. ``segment`` is ``""`` for the whole model, else one of
+#: its at most ``segments.max`` chosen segments or ``other`` (streams/pipeline/segments.py),
+#: so a model has at most ``segments.max + 2`` values of it.
+DETECTOR_LABELS = ("model_id", "model_version", "detector", "feature", "segment")
 #: Labels of the statistic and its threshold: ``direction`` is ``above`` when drift means
 #: statistic > threshold (PSI, ADWIN, MAE), ``below`` when it means statistic < threshold
 #: (p-values of KS, chi2, KSWIN; accuracy), so one alerting rule can tell the two apart.
@@ -179,10 +181,10 @@ def create(
         estimated_performance=gauge(
             "estimated_performance", "A label-free estimate (CBPE) of a performance metric over the "
             "last window whose labels arrived (source=\"estimated\"), beside the value its labels "
-            "gave (source=\"realized\").", "model_id", "model_version", "metric", "source",
+            "gave (source=\"realized\").", "model_id", "model_version", "metric", "source", "segment",
         ),
         drift_events=counter(
-            "drift_events", "Drift events published.", "model_id", "kind"
+            "drift_events", "Drift events published.", "model_id", "kind", "segment"
         ),
         alerts=counter(
             "alerts", "Alert state changes published.", "model_id", "severity", "status"

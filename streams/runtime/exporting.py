@@ -45,11 +45,11 @@ class Exporter:
             m.model_series_capped.set(self.series.capped)
             return
         version = monitor.model_version or ""
-        latest: dict[str, dict[str, Any]] = {}
-        for sample in result.samples:
-            latest[sample["key"]] = sample
-        for sample in latest.values():
-            labels = (monitor.model_id, version, sample["detector"], sample["feature"] or "")
+        latest: dict[tuple[str, str], dict[str, Any]] = {}
+        for sample in result.samples:  # a segment's detectors have the model's keys: told apart by segment
+            latest[sample.get("segment", ""), sample["key"]] = sample
+        for (segment, _), sample in latest.items():
+            labels = (monitor.model_id, version, sample["detector"], sample["feature"] or "", segment)
             m.detector_statistic.labels(*labels, sample["direction"]).set(sample["statistic"])
             m.detector_threshold.labels(*labels, sample["direction"]).set(sample["threshold"])
             m.detector_drift.labels(*labels).set(1.0 if sample["drift"] else 0.0)
@@ -59,10 +59,11 @@ class Exporter:
                 m.detector_p_value.labels(*labels).set(sample["p_value"])
         for event in result.drift_events:
             if event["drift"]:
-                m.drift_events.labels(monitor.model_id, event["kind"]).inc()
+                m.drift_events.labels(monitor.model_id, event["kind"], event.get("segment", "")).inc()
             if "realized" in event:  # an estimate met its labels (streams/pipeline/estimation.py): 5 metrics, 2 sources
                 for source in ("estimated", "realized"):
-                    m.estimated_performance.labels(monitor.model_id, version, event["metric"], source).set(event[source])
+                    m.estimated_performance.labels(monitor.model_id, version, event["metric"], source,
+                                                   event.get("segment", "")).set(event[source])
         coverage = monitor.label_coverage()
         if coverage is not None:
             m.label_coverage.labels(monitor.model_id).set(coverage)

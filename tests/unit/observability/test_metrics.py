@@ -30,8 +30,8 @@ EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "detector_p_value": ("driftstream_detector_p_value", "gauge", DETECTOR_LABELS),
     "detector_drift": ("driftstream_detector_drift", "gauge", DETECTOR_LABELS),
     "estimated_performance": ("driftstream_estimated_performance", "gauge",
-                              ("model_id", "model_version", "metric", "source")),
-    "drift_events": ("driftstream_drift_events", "counter", ("model_id", "kind")),
+                              ("model_id", "model_version", "metric", "source", "segment")),
+    "drift_events": ("driftstream_drift_events", "counter", ("model_id", "kind", "segment")),
     "alerts": ("driftstream_alerts", "counter", ("model_id", "severity", "status")),
     "alerts_firing": ("driftstream_alerts_firing", "gauge", ("model_id", "severity")),
     "processing_latency_seconds": ("driftstream_processing_latency_seconds", "histogram", ()),
@@ -122,7 +122,7 @@ def test_latency_buckets_span_a_millisecond_to_a_minute() -> None:
 def test_render_prometheus_text_round_trips() -> None:
     registry = CollectorRegistry()
     metrics = create(registry)
-    metrics.detector_statistic.labels("fraud", "3", "psi", "amount", "above").set(0.31)
+    metrics.detector_statistic.labels("fraud", "3", "psi", "amount", "", "above").set(0.31)
     metrics.label_lag_seconds.observe(42.0)
     body, content_type = render(registry)
     assert content_type.startswith("text/plain; version=0.0.4")
