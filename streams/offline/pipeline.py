@@ -179,7 +179,9 @@ class OfflinePipeline:
         res.drift_events.extend(result.drift_events)
         if self.keep_samples:
             for sample in result.samples:
-                res.samples.setdefault(f"{key}|{sample['key']}", []).append(sample)
+                segment = sample.get("segment")  # a segment's detectors have the model's keys
+                name = f"{key}|{sample['key']}" if segment is None else f"{key}|{sample['key']}|segment={segment}"
+                res.samples.setdefault(name, []).append(sample)
 
 
 def _packed(events: list[dict[str, Any]]) -> bytes:

@@ -201,6 +201,9 @@ class ModelMonitor:
         self.segment_by: str | None = config.values.get("segment_by") if segment is None else None
         #: the segments' monitors, once the reference chose them (chosen ones, then ``other``)
         self.segments: dict[str, ModelMonitor] | None = None
+        #: the event time of the reference's last prediction: pairs known from then on go
+        #: to the segments (in the canonical order they come after it, however batched)
+        self.segments_from = -math.inf
         self.n_predictions = 0
         self.n_pairs = 0
         self.matched = 0
@@ -267,7 +270,9 @@ class ModelMonitor:
             at = f"{key}:{detector.name}" if isinstance(chosen, list) else key
             self.watched[at] = _Watched(at, kind, feature, column, categorical, detector)
 
-    def _fit_reference(self) -> None:
+    def _fit_reference(self, since: float = -math.inf) -> None:
+        """Build the detectors from the reference, whose last prediction has event time
+        ``since`` (a profile's: none)."""
         ref = self.reference or {}
         cfg = self.config
         watched: set[str | None] = set()  # features, not detectors: a feature may have several
@@ -295,10 +300,10 @@ class ModelMonitor:
             if values:
                 self._watch(f"prediction:{column}", "prediction_drift", column, column, values, cfg.prediction_drift)
         if self.segment_by is not None:
-            self._start_segments(ref)
+            self._start_segments(ref, since)
         self.reference = None
 
-    def _start_segments(self, ref: dict[str, list[Any]]) -> None:
+    def _start_segments(self, ref: dict[str, list[Any]], since: float) -> None:
         """Choose the segments from the reference (its ``segment`` column; a profile's
         ``segment_by`` feature) and give each its rows of the reference as a start."""
         assert self.segment_by is not None
@@ -307,7 +312,7 @@ class ModelMonitor:
             names = [segment_of(v) for v in ref.get(f"f:{self.segment_by}", [])]
         chosen = choose(names, int(self.config.segments["max"]))
         rows = split(names, chosen)
-        self.segments = {}
+        self.segments, self.segments_from = {}, since
         for name in [*chosen, OTHER]:
             sub = ModelMonitor(self.model_id, self.model_version, self.config, segment=name)
             sub.task = self.task
@@ -377,9 +382,10 @@ class ModelMonitor:
             for name, index in split(names, chosen).items():
                 parts.setdefault(name, {})["pred"] = take_rows(preds, [rows[i] for i in index])
         if pairs and pairs["ts"]:
+            known = [i for i, ts in enumerate(pairs["ts"]) if ts >= self.segments_from]
             names = pairs.get("segment") or [None] * len(pairs["ts"])  # none: paired before the model was segmented
-            for name, index in split(names, chosen).items():
-                parts.setdefault(name, {})["pairs"] = take_rows(pairs, index)
+            for name, index in split([names[i] for i in known], chosen).items():
+                parts.setdefault(name, {})["pairs"] = take_rows(pairs, [known[i] for i in index])
         for name, sub in self.segments.items():
             if name in parts:
                 result.extend(sub.process(parts[name]))
@@ -455,7 +461,7 @@ class ModelMonitor:
             self.n_predictions += take
             start = take
             if have + take >= self.reference_size:
-                self._fit_reference()
+                self._fit_reference(float(cols["ts"][take - 1]))
         if start >= n or self.reference is not None:
             return start
         for lo, hi in _chunks(self.n_predictions, n - start):
@@ -945,6 +951,7 @@ class ModelMonitor:
             "baseline": self.baseline, "last_performance": self.last_performance, "in_drift": self.in_drift, "policy": self.policy.to_state(),
             "requested": self.requested, "pending": self.pending, "fed": self.fed, "elevated": self.elevated,
             "retired": self.retired, "segment": self.segment,
+            "segments_from": self.segments_from if math.isfinite(self.segments_from) else None,
             "segments": None if self.segments is None else {name: sub.to_state() for name, sub in self.segments.items()},
         }
 
@@ -991,6 +998,8 @@ class ModelMonitor:
         segments = state.get("segments")  # absent from states written before segments
         if segments is not None and m.segment_by is not None:  # the config decides whether there are segments
             m.segments = {name: cls.from_state(sub, config) for name, sub in segments.items()}
+            since = state.get("segments_from")
+            m.segments_from = -math.inf if since is None else float(since)
         return m
 
 
