@@ -115,3 +115,18 @@ def test_model_quality_panels_plot_performance_latency_series_and_quality() -> N
     quality = " ".join(titles["Data quality: share of values flagged vs max"])
     assert all(check in quality for check in CHECKS)
     assert any("three_sigma" in e for e in titles["Metric series anomalies (statistic vs threshold)"])
+
+
+def test_segment_panels_split_by_segment_and_whole_model_panels_exclude_segments() -> None:
+    """Segmented models export their segments' detectors with a ``segment`` label beside the
+    whole model's (``segment=""``): a whole-model panel that took the max over both would
+    show a segment's value as the model's."""
+    from streams.ops.metrics import DETECTOR_LABELS
+
+    assert "segment" in DETECTOR_LABELS
+    titles = {panel["title"]: [t["expr"] for t in panel.get("targets", [])] for panel in _panels(DASHBOARD["panels"])}
+    segments = [e for title, exprs in titles.items() if title.startswith("Segments:") for e in exprs]
+    assert segments and all('segment!=""' in e and "by (model_id, segment" in e for e in segments)
+    for title in ("Performance metrics vs threshold", "Data quality: share of values flagged vs max"):
+        assert all('segment=""' in e for e in titles[title]), title
+    assert all('segment=""' in e for e in titles["Detector statistic vs threshold: $model_id"])
