@@ -190,3 +190,54 @@ def test_offline_pipeline_segments_pairs_and_gives_the_same_results_however_batc
     other = _offline(events, 137, 3)  # other record cuts, other join partitions
     assert sorted(orjson.dumps(a) for a in other.result.alerts) == sorted(orjson.dumps(a) for a in one.result.alerts)
     assert sorted(orjson.dumps(e) for e in other.result.drift_events) == sorted(orjson.dumps(e) for e in one.result.drift_events)
+
+
+def test_a_rebaseline_resolves_the_segments_alerts_and_chooses_them_again() -> None:
+    rng = np.random.default_rng(11)
+    m = ModelMonitor("churn", None, _config(segments={"max": 3}).for_model("churn"))
+    m.process(_batch(0, 6000, rng))
+    firing = m.process(_batch(6000, 12000, rng, shift_in="DE")).alerts
+    open_in_de = {a["alert_id"] for a in firing if a.get("segment") == "DE" and a["status"] != "resolved"}
+    assert open_in_de
+    resolved = m.rebaseline(12000.0, "re-baselined on request")
+    assert open_in_de <= {a["alert_id"] for a in resolved if a["status"] == "resolved"}
+    assert m.segments is None  # chosen again from the next reference
+    m.process(_batch(12000, 13000, rng, countries=("IT",)))
+    assert m.segments is not None and list(m.segments) == ["IT", OTHER]
+
+
+def _join_payloads(config: MonitorConfig) -> list[dict[str, Any]]:
+    from schemas import codec
+    from streams.pipeline.stages import InputRecord, JoinStage, PartitionJoin
+
+    stage = JoinStage(window_s=60.0, max_message_bytes=1_048_576, monitor_config=config, clock=lambda: 0.0)
+    part = PartitionJoin.fresh(0, 60.0)
+    predictions = [{"prediction_id": f"p{i}", "model_id": "churn", "timestamp": float(i), "prediction": 1,
+                    "features": {"country": c}} for i, c in enumerate(["US", "DE", None])]
+    labels = [{"prediction_id": f"p{i}", "label": 1, "timestamp": 10.0 + i} for i in range(3)]
+    out: list[dict[str, Any]] = []
+    for k, (role, events) in enumerate((("predictions", predictions), ("ground-truth", labels))):
+        # the labels in a later batch: their predictions wait in the join's state
+        record = InputRecord(role, role, 0, k, codec.dumps(events))
+        out += [value for _, value in stage.process(part, [record]).outputs.messages.get("monitor-input", [])]
+    return out
+
+
+def test_the_join_carries_the_segment_to_the_pairs_only_when_a_model_is_segmented() -> None:
+    segmented = [p["pairs"] for p in _join_payloads(_config()) if p["pairs"]]
+    assert [pairs["segment"] for pairs in segmented] == [["US", "DE", "null"]]
+    plain = [p["pairs"] for p in _join_payloads(MonitorConfig()) if p["pairs"]]
+    assert plain and all("segment" not in pairs for pairs in plain)  # monitor-input as it was
+
+
+def test_a_join_state_saved_before_segments_recovers_with_none() -> None:
+    from streams.pipeline.join import JoinState
+
+    state = JoinState(window_s=60.0)
+    batch = state.apply({"prediction_id": ["a"], "model_id": ["m"], "model_version": [None], "timestamp": [1.0],
+                         "prediction": [1], "score": [0.5]}, {})
+    old = {**batch.delta, "add": {"p": {pid: [*e[:4], *e[5:]] for pid, e in batch.delta["add"]["p"].items()}}}
+    assert [len(e) for e in old["add"]["p"].values()] == [6]  # model, version, prediction, score, ts, seq
+    rebuilt = JoinState.from_deltas(60.0, [old])
+    pairs = rebuilt.apply({}, {"prediction_id": ["a"], "label": [1], "timestamp": [2.0], "model_id": [None]}).pairs
+    assert pairs["prediction_id"] == ["a"] and pairs["segment"] == [None] and pairs["timestamp"] == [1.0]
