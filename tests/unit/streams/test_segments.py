@@ -3,6 +3,7 @@ deterministic however the stream is batched, saved and restored with the model's
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -241,3 +242,11 @@ def test_a_join_state_saved_before_segments_recovers_with_none() -> None:
     rebuilt = JoinState.from_deltas(60.0, [old])
     pairs = rebuilt.apply({}, {"prediction_id": ["a"], "label": [1], "timestamp": [2.0], "model_id": [None]}).pairs
     assert pairs["prediction_id"] == ["a"] and pairs["segment"] == [None] and pairs["timestamp"] == [1.0]
+
+
+def test_the_readme_segments_example_is_a_valid_config(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    example = readme.split("### Segments", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "monitoring.toml").write_text(example)
+    config = MonitorConfig.load(tmp_path / "monitoring.toml").for_model("churn-model")
+    assert config.segment_by == "country" and config.segments == {"max": 10}
