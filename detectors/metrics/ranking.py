@@ -34,9 +34,21 @@ def gains(relevant: Collection[Any] | Mapping[Any, float]) -> dict[Any, float]:
     return dict.fromkeys(relevant, 1.0)
 
 
+#: 1 / log2(rank + 1) for ranks 1..1000, NDCG's discounts (a log per item was most of its cost).
+_DISCOUNTS = [1.0 / math.log2(i + 2) for i in range(1000)]
+
+
+def _discount(i: int) -> float:
+    """The discount of 0-based rank ``i``."""
+    return _DISCOUNTS[i] if i < len(_DISCOUNTS) else 1.0 / math.log2(i + 2)
+
+
 def _top(ranked: Sequence[Any], k: int) -> list[Any]:
     """The first ``k`` distinct items: a repeated item counts at its first rank only (else
     a list repeating one relevant item would score above 1)."""
+    top = list(ranked[:k])
+    if len(set(top)) == len(top):  # the usual case (the input contract refuses repeats)
+        return top
     seen: set[Any] = set()
     top = []
     for item in ranked:
@@ -78,9 +90,9 @@ def ndcg_at_k(relevance: Mapping[Any, float], ranked: Sequence[Any], k: int) -> 
     """
     if not relevance:
         return math.nan
-    dcg = sum(relevance.get(item, 0.0) / math.log2(i + 2) for i, item in enumerate(_top(ranked, k)))
+    dcg = sum(relevance[item] * _discount(i) for i, item in enumerate(_top(ranked, k)) if item in relevance)
     best = sorted(relevance.values(), reverse=True)[:k]
-    return dcg / sum(g / math.log2(i + 2) for i, g in enumerate(best))
+    return dcg / sum(g * _discount(i) for i, g in enumerate(best))
 
 
 class _RankingMetric(RollingMetric):
