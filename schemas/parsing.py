@@ -31,6 +31,11 @@ Rules that are easy to miss:
   second), normalised to float epoch seconds in ``[0, MAX_TIMESTAMP)``.
 * ``model_version`` and ``model_id`` (when given) follow the same rule as ``prediction_id``:
   non-empty strings of at most :data:`MAX_ID_LENGTH` characters.
+* A ranking model's ``prediction`` is an array of distinct item ids in rank order, best
+  first; its ``label`` an array of the relevant item ids, or an object of item id -> gain
+  (a number >= 0, for graded relevance). An item id is a string (as an id) or an integer,
+  normalised to its decimal string, since an object's keys are strings: ``7`` and ``"7"``
+  are one item. At most :data:`MAX_RANKED_ITEMS` items each.
 """
 
 from __future__ import annotations
@@ -49,11 +54,12 @@ from . import codec
 from .columns import ColumnsError, fast_columns, is_column_batch, rows, to_rows
 from .errors import ContractError
 from .ids import stable_id
-from .limits import MAX_FEATURES, MAX_ID_LENGTH, MAX_TIMESTAMP
+from .limits import MAX_FEATURES, MAX_ID_LENGTH, MAX_RANKED_ITEMS, MAX_TIMESTAMP
 
 __all__ = [
     "MAX_FEATURES",
     "MAX_ID_LENGTH",
+    "MAX_RANKED_ITEMS",
     "MAX_TIMESTAMP",
     "RFC3339_PATTERN",
     "RecordError",
@@ -79,6 +85,10 @@ _MODEL_ID_EXPECTED = f"a non-empty string of at most {MAX_ID_LENGTH} characters 
 _TS_RANGE = f"epoch seconds in [0, {MAX_TIMESTAMP:.0f})"
 _TS_EXPECTED = f"{_TS_RANGE} or an RFC 3339 date-time string"
 _SCALAR_EXPECTED = "a number, string or boolean"
+_PREDICTION_EXPECTED = "a number, string, boolean or an array of item ids (a ranking)"
+_LABEL_EXPECTED = "a number, string, boolean, an array of relevant item ids or an object of item id -> gain"
+_ITEM_EXPECTED = f"an item id (a non-empty string of at most {MAX_ID_LENGTH} characters, or an integer)"
+_GAIN_EXPECTED = "a gain (a finite number >= 0)"
 _FEATURE_VALUE_EXPECTED = "a number, string, boolean or null"
 _FEATURES_EXPECTED = "an object of feature name -> number, string, boolean or null"
 _INF = float("inf")
@@ -188,6 +198,70 @@ def _scalar(topic: str, name: str, value: Any, obj: Mapping | None) -> Any:
     if isinstance(value, numbers.Real):
         return _as_real(topic, name, expected, value)
     raise _wrong_type(topic, name, expected, value)
+
+
+def _item(topic: str, name: str, value: Any) -> str:
+    """An item id of a ranking as its string (an integer is its decimal string)."""
+    if isinstance(value, str):
+        if not 0 < len(value) <= MAX_ID_LENGTH:
+            raise _bad_value("out_of_range", topic, name, _ITEM_EXPECTED, value)
+        return str(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and not _is_numpy_bool(value):
+        return str(int(value))
+    raise _wrong_type(topic, name, _ITEM_EXPECTED, value)
+
+
+def _too_many(topic: str, name: str, n: int) -> ContractError:
+    return ContractError(
+        "out_of_range", f"{topic}: field '{name}' must hold at most {MAX_RANKED_ITEMS} items, got {n}", name
+    )
+
+
+def _items(topic: str, name: str, value: list | tuple) -> list[str]:
+    """Distinct item ids (a ranked prediction, or a label's relevant items)."""
+    if len(value) > MAX_RANKED_ITEMS:
+        raise _too_many(topic, name, len(value))
+    items = [_item(topic, f"{name}[{i}]", v) for i, v in enumerate(value)]
+    if len(set(items)) != len(items):
+        seen: set[str] = set()
+        repeated = next(item for item in items if item in seen or seen.add(item))  # type: ignore[func-returns-value]
+        raise ContractError(
+            "out_of_range", f"{topic}: field '{name}' must not repeat an item, got {_shown(repeated)} twice", name
+        )
+    return items
+
+
+def _gains(topic: str, value: Mapping) -> dict[str, float]:
+    """A ranking label's graded relevances: item id -> gain >= 0."""
+    if len(value) > MAX_RANKED_ITEMS:
+        raise _too_many(topic, "label", len(value))
+    result = {}
+    for key, gain in value.items():
+        item = _item(topic, "label", key)
+        result[item] = _optional_range(topic, f"label.{item}", gain, _GAIN_EXPECTED, 0.0, _INF)
+        if result[item] is None:
+            raise _wrong_type(topic, f"label.{item}", _GAIN_EXPECTED, gain)
+    return result
+
+
+def _prediction(value: Any, obj: Mapping) -> Any:
+    """A prediction: a scalar, or a ranking (an array of item ids, best first)."""
+    if isinstance(value, (list, tuple)):
+        return _items(_PRED, "prediction", value)
+    if value is None and "prediction" in obj or not isinstance(value, (str, numbers.Real, type(None))):
+        raise _wrong_type(_PRED, "prediction", _PREDICTION_EXPECTED, value)
+    return _scalar(_PRED, "prediction", value, obj)
+
+
+def _label(value: Any, obj: Mapping) -> Any:
+    """A label: a scalar, a ranking's relevant items, or its graded relevances."""
+    if isinstance(value, (list, tuple)):
+        return _items(_GT, "label", value)
+    if isinstance(value, Mapping):
+        return _gains(_GT, value)
+    if value is None and "label" in obj or not isinstance(value, (str, numbers.Real, type(None))):
+        raise _wrong_type(_GT, "label", _LABEL_EXPECTED, value)
+    return _scalar(_GT, "label", value, obj)
 
 
 def _optional_range(
@@ -343,7 +417,7 @@ def validate_prediction(obj: Any) -> dict:
     prediction = get("prediction")
     kind = type(prediction)
     if not (kind is str or kind is int or kind is bool or (kind is float and prediction - prediction == 0.0)):
-        prediction = _scalar(_PRED, "prediction", prediction, obj)
+        prediction = _prediction(prediction, obj)
 
     score = get("score")
     if score is not None and (type(score) is not float or not 0.0 <= score <= 1.0):
@@ -387,7 +461,7 @@ def validate_ground_truth(obj: Any) -> dict:
     label = get("label")
     kind = type(label)
     if not (kind is str or kind is int or kind is bool or (kind is float and label - label == 0.0)):
-        label = _scalar(_GT, "label", label, obj)
+        label = _label(label, obj)
     timestamp = get("timestamp")
     kind = type(timestamp)
     if kind is int and 0 <= timestamp < MAX_TIMESTAMP:

@@ -40,12 +40,18 @@ __all__ = [
     "ModelUpdate",
     "Origin",
     "Prediction",
+    "Ranked",
+    "Relevance",
     "Scalar",
     "Window",
 ]
 
 #: A prediction, a label or a feature value.
 Scalar = Union[float, int, str, bool]
+#: A ranking model's prediction: item ids, best first (schemas/parsing.py).
+Ranked = list[str]
+#: A ranking model's label: the relevant item ids, or item id -> gain.
+Relevance = Union[list[str], dict[str, float]]
 
 DIRECTIONS: tuple[str, ...] = ("above", "below")
 KINDS: tuple[str, ...] = (
@@ -153,7 +159,7 @@ class Prediction:
     prediction_id: str
     model_id: str
     timestamp: float
-    prediction: Scalar
+    prediction: Scalar | Ranked
     model_version: str | None = None
     features: dict[str, Scalar | None] = field(default_factory=dict)
     score: float | None = None
@@ -190,7 +196,7 @@ class GroundTruth:
     topic: ClassVar[str] = "ground-truth"
 
     prediction_id: str
-    label: Scalar
+    label: Scalar | Relevance
     timestamp: float
     model_id: str | None = None
 

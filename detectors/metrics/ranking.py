@@ -1,14 +1,16 @@
 """Rolling ranking metrics over the last ``window`` queries: MAP@K and NDCG@K.
 
-An event is one query: the collection of relevant item ids and the ranked list of
-recommended ids. Its score is computed on arrival; the window holds the last scores.
+An event is one query: its relevant item ids (a collection, each of gain 1, or a mapping of
+item id -> graded gain >= 0) and the ranked list of recommended ids. Its score is computed
+on arrival by :func:`average_precision_at_k` or :func:`ndcg_at_k`; the window holds the last
+scores. A query with no relevant item has no score (``nan``) and is skipped.
 """
 
 from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -17,7 +19,80 @@ from detectors.base import Domain, require_int
 from detectors.exceptions import InputError
 from detectors.metrics.base import RollingMetric
 
-__all__ = ["RollingMAPAtK", "RollingNDCGAtK"]
+__all__ = ["RollingMAPAtK", "RollingNDCGAtK", "average_precision_at_k", "gains", "ndcg_at_k"]
+
+
+def gains(relevant: Collection[Any] | Mapping[Any, float]) -> dict[Any, float]:
+    """Each relevant item's gain: 1 for each item of a collection, the mapping's value
+    otherwise; items of gain 0 are not relevant and are left out.
+
+    >>> gains(["a", "b"]), gains({"a": 3, "b": 0})
+    ({'a': 1.0, 'b': 1.0}, {'a': 3.0})
+    """
+    if isinstance(relevant, Mapping):
+        return {item: float(g) for item, g in relevant.items() if g > 0}
+    return dict.fromkeys(relevant, 1.0)
+
+
+#: 1 / log2(rank + 1) for ranks 1..1000, NDCG's discounts (a log per item was most of its cost).
+_DISCOUNTS = [1.0 / math.log2(i + 2) for i in range(1000)]
+
+
+def _discount(i: int) -> float:
+    """The discount of 0-based rank ``i``."""
+    return _DISCOUNTS[i] if i < len(_DISCOUNTS) else 1.0 / math.log2(i + 2)
+
+
+def _top(ranked: Sequence[Any], k: int) -> list[Any]:
+    """The first ``k`` distinct items: a repeated item counts at its first rank only (else
+    a list repeating one relevant item would score above 1)."""
+    top = list(ranked[:k])
+    if len(set(top)) == len(top):  # the usual case (the input contract refuses repeats)
+        return top
+    seen: set[Any] = set()
+    top = []
+    for item in ranked:
+        if item not in seen:
+            seen.add(item)
+            top.append(item)
+            if len(top) == k:
+                break
+    return top
+
+
+def average_precision_at_k(relevance: Mapping[Any, float], ranked: Sequence[Any], k: int) -> float:
+    """AP@k of one query (``relevance`` as :func:`gains` gives it; graded gains count as
+    relevant or not): the sum of precision@i at each relevant rank i <= k, divided by
+    min(#relevant, k); ``nan`` with no relevant item.
+
+    >>> average_precision_at_k({"a": 1.0, "b": 1.0}, ["a", "x", "b"], 3)  # (1/1 + 2/3) / 2
+    0.8333333333333333
+    """
+    if not relevance:
+        return math.nan
+    found, total = 0, 0.0
+    for i, item in enumerate(_top(ranked, k), start=1):
+        if item in relevance:
+            found += 1
+            total += found / i
+    return total / min(len(relevance), k)
+
+
+def ndcg_at_k(relevance: Mapping[Any, float], ranked: Sequence[Any], k: int) -> float:
+    """NDCG@k of one query with linear gains (scikit-learn's ``ndcg_score``): the sum of
+    gain / log2(rank + 1) over the top k, divided by that of the best possible order;
+    ``nan`` with no relevant item.
+
+    >>> round(ndcg_at_k({"a": 1.0, "b": 1.0}, ["a", "x", "b"], 3), 4)  # (1 + 1/2) / (1 + 1/log2(3))
+    0.9197
+    >>> round(ndcg_at_k({"a": 3.0, "b": 1.0}, ["b", "a"], 2), 4)  # (1 + 3/log2(3)) / (3 + 1/log2(3))
+    0.7967
+    """
+    if not relevance:
+        return math.nan
+    dcg = sum(relevance[item] * _discount(i) for i, item in enumerate(_top(ranked, k)) if item in relevance)
+    best = sorted(relevance.values(), reverse=True)[:k]
+    return dcg / sum(g * _discount(i) for i, g in enumerate(best))
 
 
 class _RankingMetric(RollingMetric):
@@ -29,18 +104,19 @@ class _RankingMetric(RollingMetric):
         super().__init__(window)
 
     @abc.abstractmethod
-    def _score(self, relevant: Collection[Any], hits: list[bool]) -> float:
-        """Score of one query, from its relevant set and the hit flags of its top k."""
+    def _score(self, relevance: dict[Any, float], ranked: Sequence[Any]) -> float:
+        """Score of one query, from its relevant items' gains and its ranked items."""
 
     def _query_score(self, relevant: Any, ranked: Any) -> float:
         if isinstance(relevant, (str, bytes)) or not isinstance(relevant, Collection):
             raise InputError(f"{self.name}: relevant items must be a collection, got {relevant!r}")
         if isinstance(ranked, (str, bytes)) or not isinstance(ranked, Sequence):
             raise InputError(f"{self.name}: ranked items must be a sequence, got {ranked!r}")
-        relevant = set(relevant)
-        if not relevant:
-            return math.nan
-        return self._score(relevant, [item in relevant for item in ranked[: self.k]])
+        if isinstance(relevant, Mapping) and not all(
+            type(g) in (int, float) and math.isfinite(g) and g >= 0 for g in relevant.values()
+        ):
+            raise InputError(f"{self.name}: gains must be finite numbers >= 0, got {relevant!r}")
+        return self._score(gains(relevant), ranked)
 
     def update(self, *inputs: Any) -> None:
         """Add one query: ``update(relevant_ids, ranked_ids)``."""
@@ -78,17 +154,12 @@ class RollingMAPAtK(_RankingMetric):
 
     name: ClassVar[str] = "map_at_k"
 
-    def _score(self, relevant: Collection[Any], hits: list[bool]) -> float:
-        found, total = 0, 0.0
-        for i, hit in enumerate(hits, start=1):
-            if hit:
-                found += 1
-                total += found / i
-        return total / min(len(relevant), self.k)
+    def _score(self, relevance: dict[Any, float], ranked: Sequence[Any]) -> float:
+        return average_precision_at_k(relevance, ranked, self.k)
 
 
 class RollingNDCGAtK(_RankingMetric):
-    """Normalised discounted cumulative gain at ``k`` (binary relevance).
+    """Normalised discounted cumulative gain at ``k`` (binary or graded relevance).
 
     >>> from detectors.metrics import RollingNDCGAtK
     >>> metric = RollingNDCGAtK(k=3, window=100)
@@ -99,7 +170,5 @@ class RollingNDCGAtK(_RankingMetric):
 
     name: ClassVar[str] = "ndcg_at_k"
 
-    def _score(self, relevant: Collection[Any], hits: list[bool]) -> float:
-        dcg = sum(1.0 / math.log2(i + 2) for i, hit in enumerate(hits) if hit)
-        ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(relevant), self.k)))
-        return dcg / ideal
+    def _score(self, relevance: dict[Any, float], ranked: Sequence[Any]) -> float:
+        return ndcg_at_k(relevance, ranked, self.k)

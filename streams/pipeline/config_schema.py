@@ -23,13 +23,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from detectors import registry
-from schemas.limits import MAX_ID_LENGTH
+from schemas.limits import MAX_ID_LENGTH, MAX_RANKED_ITEMS
 from schemas.records import SEVERITIES
 
 from streams.pipeline.config_defaults import DEFAULTS
 from streams.pipeline.estimation import ESTIMATED
 from streams.pipeline.latency import PERCENTILES, series_name
-from streams.pipeline.performance import ALL_METRICS, TASK_DEFAULT
+from streams.pipeline.performance import ALL_METRICS, RANKING, TASK_DEFAULT, is_metric, ranking_metric
 from streams.pipeline.quality import CHECKS
 from streams.pipeline.series import SERIES_DETECTORS
 
@@ -83,8 +83,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "performance.max_accuracy_drop": ((lambda v: _is_real(v) and 0 <= v <= 1), "a number in [0, 1]"),
     "performance.max_mae_increase": _number_at_least(0),
     "performance.metrics": (
-        (lambda v: isinstance(v, list) and bool(v) and all(x in ALL_METRICS for x in v) and len(set(v)) == len(v)),
-        f"a non-empty list of distinct metrics from: {', '.join(ALL_METRICS)}",
+        (lambda v: isinstance(v, list) and bool(v) and all(is_metric(x) for x in v) and len(set(v)) == len(v)),
+        f"a non-empty list of distinct metrics from: {', '.join(ALL_METRICS)}, "
+        f"{', '.join(f'{family}@K' for family in RANKING)} (ranking, K an int from 1 to {MAX_RANKED_ITEMS})",
     ),
     "data_quality.checks": (
         (lambda v: isinstance(v, list) and all(x in CHECKS for x in v) and len(set(v)) == len(v)),
@@ -138,8 +139,8 @@ for _name in PERCENTILES:
     RULES[f"latency.slo_ms.{_name}"] = ((lambda v: v is None or (_is_real(v) and v > 0)),
                                         "a number of milliseconds > 0 (absent: no SLO)")
 #: The series a detector may watch: every performance metric and latency percentile.
-SERIES = (*ALL_METRICS, *(series_name(p) for p in PERCENTILES))
-for _name in ("precision", "recall", "f1", "roc_auc", "r2"):
+SERIES = (*ALL_METRICS, *(f"{family}@K" for family in RANKING), *(series_name(p) for p in PERCENTILES))
+for _name in ("precision", "recall", "f1", "roc_auc", "r2", *RANKING):
     RULES[f"performance.max_drop.{_name}"] = ((lambda v: _is_real(v) and v >= 0), "a number >= 0")
 for _name in ESTIMATED:
     RULES[f"estimated_performance.max_drop.{_name}"] = ((lambda v: _is_real(v) and 0 <= v <= 1), "a number in [0, 1]")
@@ -154,7 +155,11 @@ REFERENCE_SLOTS = {
     "data_drift.numeric": NUMERIC, "data_drift.categorical": CATEGORICAL,
     "prediction_drift.numeric": NUMERIC, "prediction_drift.categorical": CATEGORICAL,
 }
-CONCEPT_SLOTS = ("concept_drift.classification", "concept_drift.regression")
+CONCEPT_SLOTS = ("concept_drift.classification", "concept_drift.regression", "concept_drift.ranking")
+#: The input domains of the error-stream detectors each task's errors fit: 0/1 errors fit
+#: any; a ranking's 1 - score lies in [0, 1]; an absolute error is any real >= 0.
+ERROR_DOMAINS = {"classification": ("binary", "unit_interval", "real"), "ranking": ("unit_interval", "real"),
+                 "regression": ("real",)}
 #: Reference slots that may hold a list of detectors, each with its own drift events.
 LIST_SLOTS = ("data_drift.numeric", "data_drift.categorical")
 
@@ -237,18 +242,33 @@ def _check_concept(value: Any, where: str) -> None:
     if not isinstance(value, list):
         raise ValueError(f"{where}: expected a list of detectors, e.g. [{{type = \"adwin\"}}]")
     seen: set[str] = set()
+    domains = ERROR_DOMAINS[where.rsplit(".", 1)[-1]]
     for i, spec in enumerate(value):
         check_detector(spec, f"{where}[{i}]", ("error_stream",), False)
+        domain = registry.DETECTORS[spec["type"]].domain
+        if domain not in domains:  # it would refuse the first error it is given, at run time
+            fitting = [name for name, cls in registry.DETECTORS.items() if cls.kind == "error_stream" and cls.domain in domains]
+            takes = "0/1 errors" if domain == "binary" else "errors in [0, 1]"
+            raise ValueError(f"{where}[{i}].type: {spec['type']} takes only {takes}, not this task's; "
+                             f"expected one of: {', '.join(fitting)}")
         if spec["type"] in seen:  # each is keyed by its type: a second one would replace the first
             raise ValueError(f"{where}[{i}]: a second {spec['type']!r} detector; each type may appear once")
         seen.add(spec["type"])
+
+
+def _check_cutoffs(value: Any, where: str) -> None:
+    """A ranking metric with a bad cutoff is named with what K may be."""
+    for name in value if isinstance(value, list) else []:
+        family, _, k = name.partition("@") if isinstance(name, str) else ("", "", "")
+        if family in RANKING and ranking_metric(name) is None:
+            raise ValueError(f"{where}: {name!r}: K must be an int from 1 to {MAX_RANKED_ITEMS}, got {k!r}")
 
 
 def _check_series_detectors(value: Any, where: str) -> None:
     if not isinstance(value, Mapping):
         raise ValueError(f"{where}: expected a table of metric name -> detector, e.g. f1 = {{type = \"three_sigma\"}}")
     for name, spec in value.items():
-        if name not in SERIES:
+        if name not in SERIES and not is_metric(name):
             raise ValueError(f"{where}.{name}: unknown metric series; expected one of: {', '.join(SERIES)}")
         if not isinstance(spec, Mapping) or spec.get("type") not in SERIES_DETECTORS:
             kind = spec.get("type") if isinstance(spec, Mapping) else spec
@@ -275,6 +295,8 @@ def _check_cross(values: Mapping[str, Any], where: str) -> None:
 
 def _walk(value: Any, default: Any, path: str, where: str) -> None:
     at = f"{where}.{path}" if path else where
+    if path == "performance.metrics":
+        _check_cutoffs(value, at)  # then the rule below: a list of known metrics
     if path == "metric_series.detectors":
         _check_series_detectors(value, at)
         return

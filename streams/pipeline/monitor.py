@@ -48,7 +48,15 @@ from streams.pipeline.alerting import format_number as _fmt
 from streams.pipeline.estimation import ESTIMATED, EstimatedPerformance
 from streams.pipeline.latency import LatencyWindow, series_name
 from streams.pipeline.monitor_config import ModelConfig, MonitorConfig
-from streams.pipeline.performance import LOWER_IS_BETTER, TASK_DEFAULT, PerformanceWindow, metrics_for
+from streams.pipeline.performance import (
+    LOWER_IS_BETTER,
+    PerformanceWindow,
+    RankingWindow,
+    metrics_for,
+    own_metric,
+    task_of,
+    threshold_key,
+)
 from streams.pipeline.quality import FeatureQuality
 from streams.pipeline.reference_profile import load_reference_profile
 from streams.pipeline.segments import OTHER, choose, segment_of, split, take_rows
@@ -90,10 +98,6 @@ def all_numbers(values: Sequence[Any]) -> bool:
     except OverflowError:  # an int beyond a float's range
         return all(is_number(v) for v in values if v is not None)
     return finite == len(values) - countOf(values, None)
-
-
-def _is_classification_value(v: Any) -> bool:
-    return type(v) is bool or type(v) is str or type(v) is int or (type(v) is float and v.is_integer())
 
 
 def _chunks(start: int, count: int) -> list[tuple[int, int]]:
@@ -218,7 +222,7 @@ class ModelMonitor:
         self.baseline: float | None = None
         # the other configured metrics: their shared window of pairs and their baselines
         self.checked: list[str] = []
-        self.window: PerformanceWindow | None = None
+        self.window: PerformanceWindow | RankingWindow | None = None
         self.baselines: dict[str, float] = {}
         self.last_performance: float | None = None  # at the last chunk boundary
         self.in_drift: dict[str, bool] = {}
@@ -296,7 +300,8 @@ class ModelMonitor:
                 ref.get("prediction", []), ref.get("score", []), cfg.performance["positive_class"],
                 int(est["window"]), int(est["max_windows"]))
         for column in ("prediction", "score"):
-            values = [v for v in ref.get(column, []) if v is not None]
+            # a ranking's item lists are no distribution to compare: its drift shows in its metrics
+            values = [v for v in ref.get(column, []) if v is not None and type(v) is not list]
             if values:
                 self._watch(f"prediction:{column}", "prediction_drift", column, column, values, cfg.prediction_drift)
         if self.segment_by is not None:
@@ -333,7 +338,8 @@ class ModelMonitor:
             key = f"concept:{detector.name}"
             self.concept[key] = _Watched(key, "concept_drift", None, "error", False, detector)
         window = int(self.config.performance["window"])
-        self.performance = RollingAccuracy(window=window) if self.task == "classification" else RollingMAE(window=window)
+        if self.task != "ranking":  # a ranking's own metric is one of its window's (own_metric)
+            self.performance = RollingAccuracy(window=window) if self.task == "classification" else RollingMAE(window=window)
         self._ensure_metrics()
 
     def _ensure_metrics(self) -> None:
@@ -341,8 +347,16 @@ class ModelMonitor:
         one of them is not the task's own metric."""
         perf = self.config.performance
         self.checked = metrics_for(self.task, perf["metrics"])  # type: ignore[arg-type]  # task is known here
-        if self.window is None and any(name != TASK_DEFAULT[self.task] for name in self.checked):  # type: ignore[index]
+        if self.window is not None:
+            return
+        if self.task == "ranking":
+            self.window = RankingWindow(self.checked, int(perf["window"]))
+        elif any(name != self._own() for name in self.checked):
             self.window = PerformanceWindow(self.task, int(perf["window"]), perf["positive_class"])  # type: ignore[arg-type]
+
+    def _own(self) -> str:
+        """The task's own metric (:func:`streams.pipeline.performance.own_metric`)."""
+        return own_metric(self.task, self.checked)  # type: ignore[arg-type]  # known with pairs
 
     # -- processing --------------------------------------------------------------------
     def process(self, batch: dict[str, Any]) -> MonitorResult:
@@ -355,12 +369,12 @@ class ModelMonitor:
         taken = 0  # predictions of this batch that went into the reference
         if preds and preds["ts"]:
             if self.task is None:
-                self.task = "classification" if _is_classification_value(preds["prediction"][0]) else "regression"
+                self.task = task_of(preds["prediction"][0])
             taken = self._process_predictions(preds, result)
         pairs = batch.get("pairs")
         if pairs and pairs["ts"]:
             if self.task is None:
-                self.task = "classification" if _is_classification_value(pairs["prediction"][0]) else "regression"
+                self.task = task_of(pairs["prediction"][0])
             self._process_pairs(pairs, result)
         self._apply_policy(result)
         self._request_updates(result)
@@ -598,7 +612,12 @@ class ModelMonitor:
         self._ensure_concept()
         n = len(cols["ts"])
         predictions, labels = cols["prediction"], cols["label"]
-        if self.task == "classification":
+        ranked: dict[str, list[float]] | None = None
+        if isinstance(self.window, RankingWindow):
+            # each query scored once; the error stream is 1 - its own metric's score
+            ranked = self.window.score(predictions, labels)
+            errors = [None if math.isnan(v) else 1.0 - v for v in ranked[self._own()]]
+        elif self.task == "classification":
             errors = [0.0 if p == y else 1.0 for p, y in zip(predictions, labels)]
         else:
             errors = [
@@ -609,8 +628,10 @@ class ModelMonitor:
         for lo, hi in _chunks(self.n_pairs, n):
             for watched in self.concept.values():
                 self._run(watched, errors[lo:hi], lo, hi, cols, self.n_pairs, result)
-            if self.window is not None:
-                self.window.update(predictions[lo:hi], labels[lo:hi], scores[lo:hi])
+            if ranked is not None:
+                self.window.add({name: values[lo:hi] for name, values in ranked.items()})  # type: ignore[union-attr]
+            elif self.window is not None:
+                self.window.update(predictions[lo:hi], labels[lo:hi], scores[lo:hi])  # type: ignore[union-attr]
             self._update_performance(predictions[lo:hi], labels[lo:hi], errors[lo:hi], hi, cols, result)
             if self.estimate is not None:
                 self.estimate.add_labels(predictions[lo:hi], scores[lo:hi], labels[lo:hi], cols["pred_ts"][lo:hi])
@@ -682,7 +703,7 @@ class ModelMonitor:
         if self.baseline is None or self.last_performance is None:
             return False
         value = self.last_performance
-        if self.task == "classification":
+        if self.task != "regression":  # an error rate (1 - accuracy, 1 - a ranking score): absolute
             return (1.0 - value) - (1.0 - self.baseline) >= margin
         return value >= self.baseline * (1.0 + margin)
 
@@ -697,7 +718,7 @@ class ModelMonitor:
             return
         before, after = means
         margin = float(self.config.performance["min_error_increase"])
-        rise = max(margin if self.task == "classification" else abs(before) * margin, (after - before) / 2)
+        rise = max(abs(before) * margin if self.task == "regression" else margin, (after - before) / 2)
         self.elevated[watched.key] = before + rise
 
     def _observe(
@@ -739,31 +760,41 @@ class ModelMonitor:
         hi: int, cols: dict[str, Any], result: MonitorResult,
     ) -> None:
         metric = self.performance
-        if metric is None:
+        window = self.window
+        if isinstance(window, RankingWindow):  # its window already has the chunk's queries
+            window_size = window.window
+        elif metric is None:
             return
-        if self.task == "classification":
+        elif self.task == "classification":
             # accuracy of (label, prediction) is the share of rows (1, 1 - error)
             correct = 1.0 - np.asarray(errors, dtype=np.float64)
             metric.update_many(np.ones(len(correct)), correct)
+            window_size = metric.window_size
         else:
             pairs = [(float(y), float(p)) for p, y in zip(predictions, labels) if is_number(p) and is_number(y)]
             if not pairs:
                 return
             ys, ps = zip(*pairs)
             metric.update_many(np.asarray(ys), np.asarray(ps))
+            window_size = metric.window_size
         seen = self.n_pairs + len(predictions)
         if seen % OBSERVE_EVERY:
             return  # evaluated at chunk boundaries only, so batching never changes results
         perf = self.config.performance
-        value = float(metric.value)
+        if isinstance(window, RankingWindow):
+            value = window.value(self._own())
+            full = len(window) >= int(perf["window"])  # queries without a relevant item are not scored
+        else:
+            assert metric is not None
+            value = float(metric.value)
+            full = seen >= int(perf["window"])
         self.last_performance = value
         self._still_elevated(value, hi - 1, seen - 1, cols)
-        full = seen >= int(perf["window"])
         own = self.baseline
         if own is None and full and math.isfinite(value):
             self.baseline = value  # concept drift is judged by it, checked or not
         for name in self.checked:
-            if name == TASK_DEFAULT[self.task]:  # type: ignore[index]  # the task is known with pairs
+            if name == self._own():
                 if own is None:
                     continue  # no baseline before this checkpoint: nothing to judge against
                 baseline, current = own, value
@@ -777,16 +808,16 @@ class ModelMonitor:
                     continue
                 if not math.isfinite(current):
                     continue  # undefined in this window (one class only): nothing to judge
-            self._check_metric(name, current, baseline, hi - 1, seen - 1, cols, result, metric.window_size)
+            self._check_metric(name, current, baseline, hi - 1, seen - 1, cols, result, window_size)
         if self.series and full:
-            self._performance_series(value, hi - 1, seen - 1, cols, result, metric.window_size)
+            self._performance_series(value, hi - 1, seen - 1, cols, result, window_size)
 
     def _performance_series(self, value: float, i: int, position: int, cols: dict[str, Any], result: MonitorResult,
                             window_size: int) -> None:
         """Each performance metric with a series detector gets this checkpoint's value
         (the task's own metric is ``value``; the others come from the window of pairs)."""
         for name in self.series:
-            if name == TASK_DEFAULT[self.task]:  # type: ignore[index]  # the task is known with pairs
+            if name == self._own():
                 point = value
             elif name in self.checked and self.window is not None:
                 point = self.window.value(name)
@@ -804,7 +835,7 @@ class ModelMonitor:
             return baseline * (1 + float(perf["max_mae_increase"])), "above"
         if name in LOWER_IS_BETTER:
             return baseline * (1 + float(perf["max_increase"][name])), "above"
-        return baseline - float(perf["max_drop"][name]), "below"
+        return baseline - float(perf["max_drop"][threshold_key(name)]), "below"
 
     def _check_metric(
         self, name: str, value: float, baseline: float, i: int, position: int,
@@ -859,7 +890,7 @@ class ModelMonitor:
         observed: the member resolves once the error has stayed down for
         ``resolve_after_s`` (one noisy dip of the rolling error does not end a drift); a
         later checkpoint above it never fires a resolved member again."""
-        error = 1.0 - value if self.task == "classification" else value
+        error = value if self.task == "regression" else 1.0 - value
         if not math.isfinite(error):
             return
         for key in sorted(self.elevated):
@@ -943,7 +974,7 @@ class ModelMonitor:
                 for w in [*self.watched.values(), *self.concept.values()]
             ],
             "performance": self.performance.to_state() if self.performance else None,
-            "metrics_window": self.window.to_state() if self.window else None, "baselines": self.baselines,
+            "metrics_window": self.window.to_state() if self.window is not None else None, "baselines": self.baselines,
             "quality": {feature: q.to_state() for feature, q in self.quality.items()},
             "estimate": self.estimate.to_state() if self.estimate else None,
             "latency": self.latency.to_state() if self.latency is not None else None,
@@ -970,8 +1001,9 @@ class ModelMonitor:
             metric_cls = RollingAccuracy if m.task == "classification" else RollingMAE
             m.performance = metric_cls.from_state(state["performance"])
         m.baseline = state["baseline"]
-        if m.performance is not None:  # the metrics follow from the config; their window from the state
-            m._ensure_metrics()
+        # pairs were seen (a ranking has no separate own metric: its window was saved)
+        if m.performance is not None or (m.task == "ranking" and state.get("metrics_window") is not None):
+            m._ensure_metrics()  # the metrics follow from the config; their window from the state
             if m.window is not None and state.get("metrics_window") is not None:
                 m.window.load_state(state["metrics_window"])
         m.quality = {f: FeatureQuality.from_state(q) for f, q in (state.get("quality") or {}).items()}

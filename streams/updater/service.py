@@ -291,6 +291,11 @@ class Updater:
         if m is None:  # quarantined
             self.skipped_events += 1
             return []
+        if type(label) is list or type(label) is dict:
+            # a ranking's label (relevant items): the learners here take a class or a number
+            m.task = "ranking"
+            self.skipped_events += 1
+            return []
         if m.task is None:
             m.task = self.config.task or ("regression" if type(label) is float else "classification")
         x = _features(features)
@@ -321,6 +326,10 @@ class Updater:
         busy = m.requested or (m.trial.request if m.trial else None) or (m.watch.promotion if m.watch else None)
         if busy is not None:
             reason = f"the updater is still handling update {busy['event_id']} of {m.key}; request it again later"
+            return [self._event(m, "rejected", stable_id(request["event_id"], "rejected"), reason, request,
+                                float(request["from_timestamp"]), {}, None, None)]
+        if m.task == "ranking":
+            reason = f"{m.key} is a ranking model; the reference updater trains classifiers and regressors only"
             return [self._event(m, "rejected", stable_id(request["event_id"], "rejected"), reason, request,
                                 float(request["from_timestamp"]), {}, None, None)]
         m.requested = request

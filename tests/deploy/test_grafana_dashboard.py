@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,11 @@ def test_model_quality_panels_plot_performance_latency_series_and_quality() -> N
     assert any('detector=~"latency_p(50|95|99)"' in e and "driftstream_detector_statistic{" in e for e in latency)
     performance = " ".join(titles["Performance metrics vs threshold"])
     assert all(name in performance for name in ALL_METRICS)
+    # ranking metrics are exported under their configured names (map@K, ndcg@K): PromQL
+    # regexes are anchored, so each panel's must match such a name whole
+    for expr in [*titles["Performance metrics vs threshold"], *titles["Metric series anomalies (statistic vs threshold)"]]:
+        pattern = re.search(r'(?:detector|feature)=~"([^"]*(?:map|ndcg)[^"]*)"', expr)
+        assert pattern and all(re.fullmatch(pattern[1], name) for name in ("map@10", "ndcg@5", "accuracy")), expr
     quality = " ".join(titles["Data quality: share of values flagged vs max"])
     assert all(check in quality for check in CHECKS)
     assert any("three_sigma" in e for e in titles["Metric series anomalies (statistic vs threshold)"])

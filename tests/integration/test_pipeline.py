@@ -44,7 +44,7 @@ def test_drifts_raise_alerts_bad_input_is_dead_lettered_and_metrics_show_it(sett
         good_json = codec.dumps({"prediction_id": "ok-1", "model_id": "side", "timestamp": 1.0, "prediction": 1})
         bad = [
             (b"a", b"{not json"),
-            (b"b", codec.dumps({"prediction_id": "b", "model_id": "m", "timestamp": 1.0, "prediction": [1]})),
+            (b"b", codec.dumps({"prediction_id": "b", "model_id": "m", "timestamp": 1.0, "prediction": {"a": 1}})),
             (b"c", b'{"prediction_id": "c", "model_id": "m", "timestamp": 1, "prediction": 1, "score": NaN}'),
             (b"d", b'{"prediction_id": "d", "model_id": "m", "timestamp": 1, "prediction": 1, "x": "' + b"y" * 1_100_000 + b'"}'),
             (b"e", pickle.dumps({"prediction_id": "e"})),
@@ -62,7 +62,8 @@ def test_drifts_raise_alerts_bad_input_is_dead_lettered_and_metrics_show_it(sett
             if name == "driftstream_dead_letters_total"
             for labels in [dict(labels_t)]
         }
-        # bad JSON, a NaN literal and a pickle are not JSON; a list is not a prediction value
+        # bad JSON, a NaN literal and a pickle are not JSON; an object is not a prediction value
+        # (an array is: a ranking's item ids)
         assert reasons == {"malformed_json": 3.0, "wrong_type": 1.0, "oversized": 1.0}, reasons
         alerts_counter = sum(worker.metric("driftstream_alerts_total", model_id=config.model_id, status=status)
                              for status in ("firing", "escalated"))

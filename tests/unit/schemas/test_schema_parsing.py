@@ -17,6 +17,7 @@ from schemas.errors import REASONS, ContractError
 from schemas.ids import stable_id
 from schemas.parsing import (
     MAX_FEATURES,
+    MAX_RANKED_ITEMS,
     RecordError,
     dead_letter_record,
     decode_record,
@@ -57,6 +58,9 @@ _SCHEMA = {
 _ID = "a non-empty string of at most 256 characters"
 _TS = "epoch seconds in [0, 253402300800) or an RFC 3339 date-time string"
 _RFC = "an RFC 3339 date-time with a UTC offset (e.g. '2024-05-01T12:00:00Z')"
+_PREDICTION = "a number, string, boolean or an array of item ids (a ranking)"
+_LABEL = "a number, string, boolean, an array of relevant item ids or an object of item id -> gain"
+_ITEM = "an item id (a non-empty string of at most 256 characters, or an integer)"
 
 # (topic, event, reason, field, message, JSON Schema rejects it too)
 REJECTIONS = [
@@ -137,17 +141,47 @@ REJECTIONS = [
      "too_many_features", "features",
      "predictions: field 'features' must have at most 1000 entries, got 1001", True),
     ("predictions", prediction(prediction=None), "wrong_type", "prediction",
-     "predictions: field 'prediction' must be a number, string or boolean, got null", True),
+     f"predictions: field 'prediction' must be {_PREDICTION}, got null", True),
     ("predictions", prediction(prediction={"a": 1}), "wrong_type", "prediction",
-     "predictions: field 'prediction' must be a number, string or boolean, got object", True),
+     f"predictions: field 'prediction' must be {_PREDICTION}, got object", True),
+    # a ranking: distinct item ids (strings or integers), at most MAX_RANKED_ITEMS
+    ("predictions", prediction(prediction=["a", True]), "wrong_type", "prediction[1]",
+     f"predictions: field 'prediction[1]' must be {_ITEM}, got boolean", True),
+    ("predictions", prediction(prediction=["a", 2.5]), "wrong_type", "prediction[1]",
+     f"predictions: field 'prediction[1]' must be {_ITEM}, got number", True),
+    ("predictions", prediction(prediction=["a", ["b"]]), "wrong_type", "prediction[1]",
+     f"predictions: field 'prediction[1]' must be {_ITEM}, got array", True),
+    ("predictions", prediction(prediction=[""]), "out_of_range", "prediction[0]",
+     f"predictions: field 'prediction[0]' must be {_ITEM}, got ''", True),
+    ("predictions", prediction(prediction=["a", "b", "a"]), "out_of_range", "prediction",
+     "predictions: field 'prediction' must not repeat an item, got 'a' twice", True),
+    ("predictions", prediction(prediction=[f"i{i}" for i in range(MAX_RANKED_ITEMS + 1)]), "out_of_range",
+     "prediction", "predictions: field 'prediction' must hold at most 1000 items, got 1001", True),
     ("predictions", prediction(prediction=float("nan")), "non_finite", "prediction",
      "predictions: field 'prediction' must be a finite number, got nan", None),
     ("ground-truth", "x", "not_an_object", None,
      "ground-truth: an event must be a JSON object, got string", True),
     ("ground-truth", ground_truth(label=_ABSENT), "missing_field", "label",
      "ground-truth: missing required field 'label'", True),
-    ("ground-truth", ground_truth(label=[0]), "wrong_type", "label",
-     "ground-truth: field 'label' must be a number, string or boolean, got array", True),
+    ("ground-truth", ground_truth(label=None), "wrong_type", "label",
+     f"ground-truth: field 'label' must be {_LABEL}, got null", True),
+    # a ranking's relevant items, or graded relevances (item id -> gain >= 0)
+    ("ground-truth", ground_truth(label=[0, None]), "wrong_type", "label[1]",
+     f"ground-truth: field 'label[1]' must be {_ITEM}, got null", True),
+    ("ground-truth", ground_truth(label=["x", "x"]), "out_of_range", "label",
+     "ground-truth: field 'label' must not repeat an item, got 'x' twice", True),
+    ("ground-truth", ground_truth(label={"a": -1}), "out_of_range", "label.a",
+     "ground-truth: field 'label.a' must be a gain (a finite number >= 0), got -1", True),
+    ("ground-truth", ground_truth(label={"a": "high"}), "wrong_type", "label.a",
+     "ground-truth: field 'label.a' must be a gain (a finite number >= 0), got string", True),
+    ("ground-truth", ground_truth(label={"a": True}), "wrong_type", "label.a",
+     "ground-truth: field 'label.a' must be a gain (a finite number >= 0), got boolean", True),
+    ("ground-truth", ground_truth(label={"a": float("nan")}), "non_finite", "label.a",
+     "ground-truth: field 'label.a' must be a finite number, got nan", None),
+    ("ground-truth", ground_truth(label={"": 1}), "out_of_range", "label",
+     f"ground-truth: field 'label' must be {_ITEM}, got ''", True),
+    ("ground-truth", ground_truth(label={f"i{i}": 1 for i in range(MAX_RANKED_ITEMS + 1)}), "out_of_range",
+     "label", "ground-truth: field 'label' must hold at most 1000 items, got 1001", True),
     ("ground-truth", ground_truth(model_id="a@b"), "out_of_range", "model_id",
      f"ground-truth: field 'model_id' must be {_ID} without '@', got 'a@b'", True),
     ("ground-truth", ground_truth(model_id=""), "out_of_range", "model_id",
@@ -194,6 +228,11 @@ GOOD = [
     ("predictions", prediction(extra_key={"ignored": True})),
     ("ground-truth", ground_truth()),
     ("ground-truth", ground_truth(model_id=_ABSENT, label="fraud", timestamp=12)),
+    ("predictions", prediction(prediction=["item-9", 17, "item-2"], score=None)),
+    ("predictions", prediction(prediction=[])),  # a ranker that found nothing: every query scores 0
+    ("ground-truth", ground_truth(label=["item-2", 17])),
+    ("ground-truth", ground_truth(label=[])),  # no relevant item: the query is not scored
+    ("ground-truth", ground_truth(label={"item-2": 3, "17": 0.5, "item-9": 0})),
 ]
 
 
@@ -222,6 +261,13 @@ def test_validate_prediction_normalises():
     assert (minimal["model_version"], minimal["features"], minimal["score"], minimal["latency_ms"]) == (
         None, {}, None, None,
     )
+
+
+def test_ranking_item_ids_are_normalised_to_strings():
+    ranked = validate_prediction(prediction(prediction=("b", np.int64(7), 3)))["prediction"]
+    assert ranked == ["b", "7", "3"]
+    assert validate_ground_truth(ground_truth(label=[7, "b"]))["label"] == ["7", "b"]
+    assert validate_ground_truth(ground_truth(label={"7": 2, "b": 0}))["label"] == {"7": 2.0, "b": 0.0}
 
 
 def test_numpy_values_from_python_callers_are_converted():

@@ -45,8 +45,9 @@ def _json_types(annotation) -> set[str]:
 
 
 def _schema_types(prop: dict) -> set[str]:
-    if "oneOf" in prop:
-        return set().union(*(_schema_types(p) for p in prop["oneOf"]))
+    for combined in ("oneOf", "anyOf"):
+        if combined in prop:
+            return set().union(*(_schema_types(p) for p in prop[combined]))
     kinds = prop["type"]
     return {kinds} if isinstance(kinds, str) else set(kinds)
 

@@ -28,9 +28,35 @@ PSI_PARAMS = "bins, window, step, psi_above, warning_psi_above, epsilon"
                                                 "performance.metrics"),
     ("[models.churn.performance]\nmetrics = [\"accuracy\", \"f2\"]\n",
      "models.churn.performance.metrics: expected a non-empty list of distinct metrics from: accuracy, precision, "
-     "recall, f1, roc_auc, log_loss, brier, mae, mse, rmse, r2, got ['accuracy', 'f2']"),
+     "recall, f1, roc_auc, log_loss, brier, mae, mse, rmse, r2, map@K, ndcg@K (ranking, K an int from 1 to 1000), "
+     "got ['accuracy', 'f2']"),
     ("[defaults.performance.max_drop]\naccuracy = 0.2\n",
-     "defaults.performance.max_drop.accuracy: unknown key; expected one of: precision, recall, f1, roc_auc, r2"),
+     "defaults.performance.max_drop.accuracy: unknown key; expected one of: precision, recall, f1, roc_auc, r2, map, "
+     "ndcg"),
+    # ranking metrics name their cutoff; one threshold per family
+    ("[models.recs.performance]\nmetrics = [\"ndcg@5\", \"map@0\"]\n",
+     "models.recs.performance.metrics: 'map@0': K must be an int from 1 to 1000, got '0'"),
+    ("[models.recs.performance]\nmetrics = [\"ndcg@ten\"]\n",
+     "models.recs.performance.metrics: 'ndcg@ten': K must be an int from 1 to 1000, got 'ten'"),
+    ("[models.recs.performance]\nmetrics = [\"ndcg@1001\"]\n",
+     "models.recs.performance.metrics: 'ndcg@1001': K must be an int from 1 to 1000, got '1001'"),
+    ("[models.recs.performance]\nmetrics = [\"mrr@10\"]\n",
+     "models.recs.performance.metrics: expected a non-empty list of distinct metrics from: accuracy"),
+    ("[models.recs.performance]\nk = 10\n", "models.recs.performance.k: unknown key; expected one of: window"),
+    ("[models.recs.performance.max_drop]\n\"ndcg@5\" = 0.1\n",
+     "models.recs.performance.max_drop.ndcg@5: unknown key; expected one of: precision, recall, f1, roc_auc, r2, "
+     "map, ndcg"),
+    ("[models.recs.performance.max_drop]\nndcg = -0.1\n",
+     "models.recs.performance.max_drop.ndcg: expected a number >= 0, got -0.1"),
+    ("[models.recs.metric_series.detectors]\n\"map@3\" = { type = \"three_sigma\" }\n",
+     "models.recs.metric_series.detectors.map@3: map@3 is not computed; list it in performance.metrics"),
+    # a ranking's errors (1 - a query's score) lie in [0, 1]: DDM and EDDM take only 0/1
+    ("[models.recs]\nconcept_drift.ranking = [{ type = \"ddm\" }]\n",
+     "models.recs.concept_drift.ranking[0].type: ddm takes only 0/1 errors, not this task's; expected one of: "
+     "adwin, hddm_a, hddm_w, kswin, page_hinkley"),
+    ("[models.recs]\nconcept_drift.regression = [{ type = \"hddm_a\" }]\n",
+     "models.recs.concept_drift.regression[0].type: hddm_a takes only errors in [0, 1], not this task's; "
+     "expected one of: adwin, kswin, page_hinkley"),
     ("[defaults.performance.max_increase]\nbrier = -1\n",
      "defaults.performance.max_increase.brier: expected a number >= 0, got -1"),
     ("[defaults.performance]\npositive_class = 1.5\n",

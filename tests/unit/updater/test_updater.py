@@ -229,6 +229,21 @@ def test_regression_challenger_is_judged_on_mae(tmp_path: Path) -> None:
     assert updater.store.champion("price").version == "v2"  # one lineage per model id, whatever version asked
 
 
+def test_a_ranking_model_is_skipped_and_its_update_requests_are_rejected(tmp_path: Path) -> None:
+    """The learners here take a class or a number: a ranking's labels (relevant items, or
+    item -> gain) must not reach them (a list or dict label raised in river), and a request
+    for a ranking model says why nothing will come of it."""
+    updater = Updater(ModelStore(tmp_path), UpdaterConfig(warmup_events=10))
+    for i in range(50):
+        label = ["a", "b"] if i % 2 else {"a": 2.0}
+        assert updater.observe("recs", None, {"x": float(i)}, label, float(i)) == []
+    assert updater.skipped_events == 50 and updater.store.champion("recs") is None
+    [rejected] = updater.request_update({**_request(DRIFTED, 0), "model_id": "recs", "model_version": None,
+                                         "from_timestamp": 10.0})
+    assert rejected["action"] == "rejected" and "ranking model" in rejected["reason"]
+    VALIDATOR.validate(rejected)
+
+
 def test_pending_predictions_are_bounded_by_count_and_by_the_join_window(tmp_path: Path) -> None:
     updater = Updater(ModelStore(tmp_path), UpdaterConfig(pending_events=100, join_window_s=50.0))
     preds, labels = Simulation(SimulationConfig(events=1_000, seed=1)).generate()
