@@ -472,8 +472,8 @@ class JoinStage:
 class MonitorRun:
     """What :class:`MonitorStage` did to one model: the merged result, the events it
     applied (predictions plus joined pairs; the predictions alone), the payloads it skipped
-    as already applied, the events that came below the frontier (late), and those a
-    retired version got after its switch (not monitored)."""
+    as already applied, the events that came below the frontier (late), those a retired
+    version got after its switch (not monitored), and whether the monitor ended here."""
 
     result: MonitorResult
     events: int = 0
@@ -481,6 +481,13 @@ class MonitorRun:
     skipped: int = 0
     late: int = 0
     retired: int = 0
+    ended: bool = False
+
+    @property
+    def changed(self) -> bool:
+        """The slot's saved state moved: an event applied or dropped, or the monitor ended
+        (a retirement may apply nothing, yet resolve alerts that must go out)."""
+        return bool(self.events or self.retired or self.ended)
 
 
 @dataclass
@@ -590,6 +597,7 @@ class MonitorStage:
             if frontier <= at:
                 return
             run.result.extend(MonitorResult(alerts=slot.monitor.retire(at, retire["reason"])))
+            run.ended = True
         rest = slot.buffer.release(float("inf"))
         if rest is not None:
             run.retired += sum(len(rest[kind]["ts"]) for kind in ("pred", "pairs") if rest.get(kind))

@@ -258,7 +258,7 @@ class MonitorRunner:
                 waiting.add(key)
             else:
                 waiting.discard(key)
-            if payloads or run.events:
+            if payloads or run.changed:
                 applied_events += run.events
                 sent += await self._outputs(slot, run, self._record_time.get(key))
                 self.unsaved_monitors[key] = msg
