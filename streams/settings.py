@@ -35,6 +35,7 @@ TOPIC_ROLES = (
     "dead-letter",
     "join-outcomes",
     "monitor-input",
+    "updater-input",
 )
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import numbers
 import signal
@@ -62,17 +63,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka import ConsumerRebalanceListener
 from river import compose, linear_model, metrics, multiclass, preprocessing
 
 from schemas import codec
-from schemas.errors import ContractError
 from schemas.ids import stable_id
-from schemas.parsing import RecordError, dead_letter_record, decode_record
+from schemas.parsing import RecordError, dead_letter_record
 from schemas.records import ModelUpdate
 
 from streams.runtime.kafka_connect import start_client
 from streams.settings import Settings
 from streams.updater.model_store import Artifact, ArtifactIntegrityError, ModelStore, UnsafeNameError, UntrustedArtifactError, check_model_id
+from streams.updater.ownership import PartitionUpdater
+from streams.updater.routing import ROLES, Router
 
 __all__ = ["Updater", "UpdaterConfig", "UpdaterService", "add_cli", "new_model", "run_updater", "summary_lines"]
 
@@ -539,82 +542,154 @@ class Updater:
 
 # --------------------------------------------------------------------------- service
 
-INPUT_ROLES = ("predictions", "ground-truth", "model-updates")
+INPUT_ROLES = ROLES
 
 
 class UpdaterService:
-    """Runs an :class:`Updater` on the ``predictions``, ``ground-truth`` and ``model-updates``
-    topics (consumer group ``<app_id>-updater``) and publishes its decisions, keyed by model
-    id. Offsets are committed after the decisions they led to are published. The updater's
-    buffers live in memory: after a restart it resumes from the champion in the model store."""
+    """Runs the updater on Kafka in two steps, each its own consumer group:
+
+    - **route** (``<app_id>-updater-router``): ``predictions``, ``ground-truth`` and
+      ``model-updates`` re-keyed by model id onto ``updater-input``
+      (:mod:`streams.updater.routing`); offsets committed once the broker has them.
+    - **decide** (``<app_id>-updater``): one :class:`Updater` per ``updater-input``
+      partition assigned here (:mod:`streams.updater.ownership`), so each model has one
+      owner whatever the number of updaters. Per batch: decisions published, then each
+      partition's checkpoint saved with the offset it covers, then offsets committed; on
+      revocation and shutdown the checkpoint is saved too, and on assignment the partition
+      resumes from it, its consumer sought to just after it.
+    """
 
     def __init__(self, settings: Settings, config: UpdaterConfig | None = None) -> None:
         self.settings = settings
-        self.updater = Updater(
-            ModelStore.from_settings(settings), config or UpdaterConfig(join_window_s=settings.join_window_s)
-        )
-        self.roles = {settings.topic(role): role for role in INPUT_ROLES}
-        self.rejected_records = 0
+        self.config = config or UpdaterConfig(join_window_s=settings.join_window_s)
+        self.store = ModelStore.from_settings(settings)
+        self.owners: dict[int, PartitionUpdater] = {}
+        self.lock = asyncio.Lock()  # a batch and a rebalance's checkpoint never interleave
+        self.router: Router | None = None
+
+    @property
+    def rejected_records(self) -> int:
+        return self.router.rejected_records if self.router else 0
+
+    def owner(self, partition: int) -> PartitionUpdater:
+        """The updater of ``updater-input`` ``partition``, resumed from its checkpoint."""
+        if partition not in self.owners:
+            self.owners[partition] = PartitionUpdater.resume(partition, Updater(self.store, self.config), self.store)
+            log.info("updater-input[%d]: owned here, from offset %d", partition, self.owners[partition].offset + 1)
+        return self.owners[partition]
 
     async def run(self, stop_event: asyncio.Event) -> None:
-        """Consume, decide and publish until ``stop_event`` is set, then close the clients."""
+        """Route, decide and publish until ``stop_event`` is set, then checkpoint and close."""
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
         s = self.settings
-        producer = AIOKafkaProducer(**s.kafka_client_kwargs(), linger_ms=s.producer_linger_ms)
-        consumer = AIOKafkaConsumer(
-            *self.roles, **s.kafka_client_kwargs(), group_id=f"{s.app_id}-updater",
-            auto_offset_reset="earliest", enable_auto_commit=False,
-            session_timeout_ms=int(s.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000),
-            rebalance_timeout_ms=int(s.rebalance_timeout_s * 1000),
-            max_partition_fetch_bytes=max(s.max_message_bytes, 1_048_576),
-        )
+        producer = AIOKafkaProducer(**s.kafka_client_kwargs(), linger_ms=s.producer_linger_ms,
+                                    max_request_size=max(s.max_message_bytes, 1_048_576) * 2)
+
+        def consumer(group: str) -> AIOKafkaConsumer:
+            return AIOKafkaConsumer(
+                **s.kafka_client_kwargs(), group_id=f"{s.app_id}-{group}", auto_offset_reset="earliest",
+                enable_auto_commit=False, session_timeout_ms=int(s.session_timeout_s * 1000),
+                heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000),
+                rebalance_timeout_ms=int(s.rebalance_timeout_s * 1000),
+                max_partition_fetch_bytes=max(s.max_message_bytes, 1_048_576) * 2,
+            )
+
+        router, decider = consumer("updater-router"), consumer("updater")
         await start_client(producer, s)
         try:
-            await start_client(consumer, s)
+            self.router = Router(len(await producer.partitions_for(s.topic("updater-input"))), s.max_message_bytes)
+            router.subscribe([s.topic(role) for role in INPUT_ROLES])
+            decider.subscribe([s.topic("updater-input")], listener=_Handover(self, decider))
+            await start_client(router, s)
             try:
-                while not stop_event.is_set():
-                    batches = await consumer.getmany(timeout_ms=200)
-                    if not batches:
-                        continue
-                    topic = s.topic("model-updates")
-                    for decision in self.apply([(tp.topic, m.value) for tp, messages in batches.items() for m in messages]):
-                        await producer.send(topic, codec.dumps(decision), key=decision["model_id"].encode())
-                    for letter in self.updater.take_dead_letters():  # a quarantined model's requests
-                        await producer.send(s.topic("dead-letter"), codec.dumps(letter), key=letter["dead_letter_id"].encode())
-                    await producer.flush()
-                    await consumer.commit()
+                await start_client(decider, s)
+                try:
+                    while not stop_event.is_set():
+                        await self._route(router, producer)
+                        await self._decide(decider, producer)
+                finally:
+                    async with self.lock:
+                        self._checkpoint(list(self.owners))
+                    await decider.stop()
             finally:
-                await consumer.stop()
+                await router.stop()
         finally:
             await producer.stop()
 
-    def apply(self, records: Iterable[tuple[str, bytes | None]]) -> list[dict[str, Any]]:
-        """Feed ``(topic, value)`` records to the updater (predictions, then labels, then
-        requests, so a batch's data is there before its request); return the decisions.
-        Records the pipeline dead-letters are skipped here."""
-        by_role: dict[str, list[bytes]] = {role: [] for role in INPUT_ROLES}
-        for topic, value in records:
-            if value is not None:
-                by_role[self.roles[topic]].append(value)
-        u = self.updater
-        out: list[dict[str, Any]] = []
-        for role, handle in (("predictions", u.add_prediction), ("ground-truth", u.add_label)):
-            for raw in by_role[role]:
-                oks, errors = decode_record(raw, role, self.settings.max_message_bytes)  # type: ignore[arg-type]
-                self.rejected_records += len(errors)
-                for _, event in oks:
-                    out += handle(event)
-        for raw in by_role["model-updates"]:
-            try:
-                update = ModelUpdate.from_dict(codec.loads(raw)).to_dict()
-            except (ValueError, ContractError) as exc:  # orjson's errors are ValueErrors
-                self.rejected_records += 1
-                log.warning("model-updates: skipping an event that breaks the contract: %s", exc)
-                continue
-            out += u.request_update(update)
-        return out
+    async def _route(self, consumer: Any, producer: Any) -> None:
+        batches = await consumer.getmany(timeout_ms=100)
+        if not batches:
+            return
+        roles = {self.settings.topic(role): role for role in INPUT_ROLES}
+        assert self.router is not None
+        routed = self.router.route((roles[tp.topic], tp.partition, m.offset, m.value)
+                                   for tp, messages in batches.items() for m in messages)
+        topic = self.settings.topic("updater-input")
+        for record in routed:
+            await producer.send(topic, codec.dumps(record.payload), key=record.key, partition=record.partition)
+        await producer.flush()
+        await consumer.commit()
+
+    async def _decide(self, consumer: Any, producer: Any) -> None:
+        batches = await consumer.getmany(timeout_ms=100)
+        if not batches:
+            return
+        async with self.lock:
+            assigned = {tp.partition for tp in consumer.assignment()}
+            decisions: list[dict[str, Any]] = []
+            for tp, messages in batches.items():
+                if tp.partition not in assigned:
+                    continue  # revoked while this batch was fetched
+                owner = self.owner(tp.partition)
+                for m in messages:
+                    decisions += owner.apply(m.offset, codec.loads(m.value))
+            s = self.settings
+            for decision in decisions:
+                await producer.send(s.topic("model-updates"), codec.dumps(decision), key=decision["model_id"].encode())
+            for owner in self.owners.values():
+                for letter in owner.updater.take_dead_letters():  # a quarantined model's requests
+                    await producer.send(s.topic("dead-letter"), codec.dumps(letter), key=letter["dead_letter_id"].encode())
+            await producer.flush()
+            self._checkpoint([tp.partition for tp in batches if tp.partition in assigned])
+            await consumer.commit({tp: self.owners[tp.partition].offset + 1 for tp in batches if tp.partition in assigned})
+
+    def _checkpoint(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            owner = self.owners.get(partition)
+            if owner is not None and owner.dirty:
+                owner.save(self.store)
+
+    async def handover(self, consumer: Any, revoked: Iterable[Any]) -> None:
+        """Partitions leave: checkpoint them and commit (best effort: the checkpoint is what
+        the next owner resumes from), and forget them here."""
+        async with self.lock:
+            gone = [tp for tp in revoked if tp.partition in self.owners]
+            self._checkpoint(tp.partition for tp in gone)
+            with contextlib.suppress(Exception):  # a commit during a rebalance may be refused
+                await consumer.commit({tp: self.owners[tp.partition].offset + 1 for tp in gone})
+            for tp in gone:
+                del self.owners[tp.partition]
+
+    async def take_over(self, consumer: Any, assigned: Iterable[Any]) -> None:
+        """Partitions arrive: resume each from its checkpoint and read just after it."""
+        async with self.lock:
+            for tp in assigned:
+                owner = self.owner(tp.partition)
+                if owner.offset >= 0:
+                    consumer.seek(tp, owner.offset + 1)
+
+
+class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: UpdaterService, consumer: Any) -> None:
+        self.service = service
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.service.handover(self.consumer, revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.service.take_over(self.consumer, assigned)
 
 
 async def run_updater(settings: Settings, stop_event: asyncio.Event, config: UpdaterConfig | None = None) -> None:
@@ -622,7 +697,7 @@ async def run_updater(settings: Settings, stop_event: asyncio.Event, config: Upd
     (``config`` defaults to :class:`UpdaterConfig` with the settings' join window)."""
     from streams.runtime.topics import ensure_topics
 
-    await ensure_topics(settings, (*INPUT_ROLES, "dead-letter"))
+    await ensure_topics(settings, (*INPUT_ROLES, "updater-input", "dead-letter"))
     await UpdaterService(settings, config).run(stop_event)
 
 
@@ -637,7 +712,7 @@ def _cmd_updater(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await ensure_topics(settings, (*INPUT_ROLES, "dead-letter"))  # says "running" only once Kafka answered
+        await ensure_topics(settings, (*INPUT_ROLES, "updater-input", "dead-letter"))  # says "running" only once Kafka answered
         print(f"updater running on {settings.bootstrap_servers} (models in {settings.model_store_dir}); "
               "Ctrl-C stops it", flush=True)
         await run_updater(settings, stop)

@@ -16,9 +16,8 @@ import pytest
 from schemas import codec, schema_path
 from schemas.ids import stable_id
 from streams.offline.simulate import Simulation, SimulationConfig, event_time_of
-from streams.settings import Settings
 from streams.updater.model_store import ModelStore
-from streams.updater.service import Updater, UpdaterConfig, UpdaterService, new_model, summary_lines
+from streams.updater.service import Updater, UpdaterConfig, new_model, summary_lines
 
 DRIFTED = SimulationConfig(events=6_000, seed=7, concept_drift_at=2_500, feature_drift_at=None)
 STATIONARY = SimulationConfig(events=6_000, seed=8, concept_drift_at=None, feature_drift_at=None)
@@ -252,22 +251,6 @@ def test_pending_predictions_are_bounded_by_count_and_by_the_join_window(tmp_pat
 def test_bad_config_is_rejected_naming_the_parameter(field: str, value: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         UpdaterConfig(**{field: value})
-
-
-def test_the_service_skips_bad_records_and_orders_data_before_requests(tmp_path: Path) -> None:
-    s = Settings.from_env({}, model_store_dir=str(tmp_path))
-    service = UpdaterService(s, UpdaterConfig(warmup_events=10))
-    request = _request(DRIFTED, 0)
-    preds, labels = Simulation(SimulationConfig(events=50, seed=2, concept_drift_at=None, feature_drift_at=None)).generate()
-    records = [(s.topic("model-updates"), codec.dumps(request)), (s.topic("model-updates"), b"{not json"),
-               (s.topic("ground-truth"), codec.dumps(labels)), (s.topic("predictions"), codec.dumps(preds)),
-               (s.topic("predictions"), b"[]"), (s.topic("predictions"), None)]
-    decisions = service.apply(records)
-    assert service.rejected_records == 2
-    # labels met their predictions although they came first, and the request saw all of them
-    model = service.updater.models[DRIFTED.model_id]
-    assert decisions == [] and model.learned == 10 and len(model.recent) == len(labels)
-    assert model.trial is not None and model.trial.trained == len(labels)
 
 
 def test_a_model_id_that_would_leave_the_store_is_dead_lettered_and_never_a_path(tmp_path: Path) -> None:

@@ -1,0 +1,70 @@
+"""One ``updater-input`` partition's updater: the models routed there, decided by whoever
+owns the partition, with a checkpoint that a new owner (after a rebalance, a restart or a
+SIGKILL) resumes from.
+
+The checkpoint is the :class:`~streams.updater.service.Updater`'s state, the last
+``updater-input`` offset it covers and, per source partition, the last source offset
+applied (:mod:`streams.updater.routing` may send a record twice; its parts arrive in order). It is written with
+:meth:`ModelStore.save_state` after the decisions it led to were published and before the
+consumer commits: a restart from it reads the records after that offset again and makes
+the same decisions, with the same ids and versions (a decision published twice keeps its
+event id).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.updater.model_store import ModelStore
+
+__all__ = ["PartitionUpdater", "checkpoint_name"]
+
+
+def checkpoint_name(partition: int) -> str:
+    return f"updater-input-{partition}"
+
+
+class PartitionUpdater:
+    """The :class:`Updater` of one ``updater-input`` partition and the offsets it covers."""
+
+    def __init__(self, partition: int, updater: Any) -> None:
+        self.partition = partition
+        self.updater = updater
+        self.offset = -1  # the last updater-input offset applied
+        self.sources: dict[str, tuple[int, int]] = {}  # "role[partition]" -> the last (offset, part) applied
+        self.dirty = False  # applied records since the last checkpoint
+
+    @classmethod
+    def resume(cls, partition: int, updater: Any, store: ModelStore) -> PartitionUpdater:
+        """The partition's updater as of its last checkpoint (fresh with none)."""
+        owner = cls(partition, updater)
+        saved = store.load_state(checkpoint_name(partition))
+        if saved is not None:
+            state, metadata = saved
+            updater.restore(state["updater"])
+            owner.sources = dict(state["sources"])
+            owner.offset = int(metadata["offset"])
+        return owner
+
+    def apply(self, offset: int, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        """One ``updater-input`` record; the decisions it led to."""
+        if offset <= self.offset:
+            return []
+        self.offset, self.dirty = offset, True
+        origin = f"{payload['role']}[{payload['partition']}]"
+        at = (int(payload["offset"]), int(payload["part"]))
+        if at <= self.sources.get(origin, (-1, -1)):
+            return []  # the router sent it again after a restart
+        self.sources[origin] = at
+        u = self.updater
+        handle = {"predictions": u.add_prediction, "ground-truth": u.add_label, "model-updates": u.request_update}[payload["role"]]
+        out: list[dict[str, Any]] = []
+        for event in payload["events"]:
+            out += handle(event)
+        return out
+
+    def save(self, store: ModelStore) -> None:
+        """Checkpoint what was applied (call it once its decisions are published)."""
+        store.save_state(checkpoint_name(self.partition), {"updater": self.updater.state(), "sources": self.sources},
+                         {"offset": self.offset, "partition": self.partition})
+        self.dirty = False
