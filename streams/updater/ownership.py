@@ -8,16 +8,21 @@ applied (:mod:`streams.updater.routing` may send a record twice; its parts arriv
 :meth:`ModelStore.save_state` after the decisions it led to were published and before the
 consumer commits: a restart from it reads the records after that offset again and makes
 the same decisions, with the same ids and versions (a decision published twice keeps its
-event id).
+event id). A checkpoint is a pickle: another process loads it only with the store's key
+(``DRIFTSTREAM_MODEL_STORE_KEY``, the same for every updater); without one an updater
+resumes from its committed offsets with empty buffers, as it did before checkpoints.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from streams.updater.model_store import ModelStore
+from streams.updater.model_store import ModelStore, UntrustedArtifactError
 
 __all__ = ["PartitionUpdater", "checkpoint_name"]
+
+log = logging.getLogger(__name__)
 
 
 def checkpoint_name(partition: int) -> str:
@@ -38,7 +43,12 @@ class PartitionUpdater:
     def resume(cls, partition: int, updater: Any, store: ModelStore) -> PartitionUpdater:
         """The partition's updater as of its last checkpoint (fresh with none)."""
         owner = cls(partition, updater)
-        saved = store.load_state(checkpoint_name(partition))
+        try:
+            saved = store.load_state(checkpoint_name(partition))
+        except UntrustedArtifactError as exc:  # no store key: another process's pickle is never loaded
+            log.warning("updater-input[%d]: starting afresh from the committed offset, its update in flight lost: %s",
+                        partition, exc)
+            return owner
         if saved is not None:
             state, metadata = saved
             updater.restore(state["updater"])

@@ -563,6 +563,9 @@ class UpdaterService:
         self.settings = settings
         self.config = config or UpdaterConfig(join_window_s=settings.join_window_s)
         self.store = ModelStore.from_settings(settings)
+        if not self.store.keyed:
+            log.warning("DRIFTSTREAM_MODEL_STORE_KEY is not set: the updater's checkpoints and artifacts load only in the "
+                        "process that wrote them, so an update in flight is lost on a restart or a rebalance")
         self.owners: dict[int, PartitionUpdater] = {}
         self.lock = asyncio.Lock()  # a batch and a rebalance's checkpoint never interleave
         self.router: Router | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
 import select
 import signal
@@ -20,11 +21,12 @@ from aiokafka import AIOKafkaConsumer
 from schemas import codec
 from schemas.ids import stable_id
 from streams.offline.simulate import Simulation, SimulationConfig, event_time_of
+from streams.runtime.end_offsets import end_offsets
 from streams.runtime.topics import ensure_topics
-from streams.settings import Settings
+from streams.settings import SecretStr, Settings
 from streams.updater.service import run_updater
 
-from .support import produce_raw, publish_events
+from .support import produce_raw, publish_events, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +121,146 @@ def test_the_updater_command_stops_cleanly_on_sigterm(settings: Settings, tmp_pa
             proc.wait()
     assert proc.returncode == 0, first + out
     assert b"updater stopped" in out
+
+
+# --------------------------------------------------------------------------- durability
+
+DURABLE = SimulationConfig(events=6_000, seed=11, concept_drift_at=2_500, feature_drift_at=None)
+
+
+class _Updater:
+    """``driftstream updater`` in a child process (as a worker's own process would be killed)."""
+
+    def __init__(self, settings: Settings) -> None:
+        env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-c", CLI], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     env=env, cwd=Path(__file__).resolve().parents[2])
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=60)
+        assert self.proc.returncode == 0, out.decode(errors="replace")[-3000:]
+        return out.decode(errors="replace")
+
+    def __enter__(self) -> _Updater:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def _lagging(settings: Settings) -> dict[str, int]:
+    """What each updater step has not yet committed: the router of its inputs, the deciding
+    step of ``updater-input`` (its commit follows its checkpoint), by topic."""
+    from aiokafka import TopicPartition
+
+    out: dict[str, int] = {}
+    for group, roles in (("updater-router", ("predictions", "ground-truth", "model-updates")), ("updater", ("updater-input",))):
+        consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), group_id=f"{settings.app_id}-{group}",
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(settings.topic(role), p) for role in roles for p in range(settings.partitions)]
+            end = await end_offsets(consumer, tps, settings.kafka_client_kwargs())
+            for tp in tps:
+                committed = await consumer.committed(tp)
+                out[tp.topic] = out.get(tp.topic, 0) + end[tp] - (committed or 0)
+        finally:
+            await consumer.stop()
+    return out
+
+
+def _wait_caught_up(settings: Settings, what: str) -> None:
+    lag: dict[str, int] = {}
+
+    def caught_up() -> bool:
+        lag.update(asyncio.run(_lagging(settings)))
+        return not any(lag.values())
+
+    try:
+        wait_for(caught_up, 120, f"the updater to commit all of {what}", poll_s=0.5)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; records not committed: {lag}") from None
+
+
+def _decisions(settings: Settings) -> list[tuple[str, str, str | None, str | None]]:
+    """The updater's decisions on ``model-updates``, each once (a replay publishes a decision
+    again with the same id), in order."""
+    seen: dict[str, tuple[str, str, str | None, str | None]] = {}
+    for _, e in read_topic(settings, settings.topic("model-updates")):
+        if e["action"] != "update_requested":
+            seen.setdefault(e["event_id"], (e["action"], e["event_id"], e["new_version"], e["model_version"]))
+    return list(seen.values())
+
+
+def _stages() -> list[list[tuple[str, dict[str, Any]]]]:
+    """The stream in four parts: the champion warms up; the request comes (for events after
+    the drift) and waits; the challenger half trains; the rest."""
+    items = Simulation(DURABLE).in_event_time_order()
+    bounds = [event_time_of(DURABLE, n) for n in (2_300, 2_600, 3_300)]
+    parts = [[item for item in items if lo <= item[1]["timestamp"] < hi]
+             for lo, hi in zip([-math.inf, *bounds], [*bounds, math.inf], strict=True)]
+    detected = event_time_of(DURABLE, 2_700)
+    request = {
+        "event_id": stable_id("alert-7", "update_requested"), "model_id": DURABLE.model_id, "model_version": None,
+        "action": "update_requested", "reason": "concept drift: adwin = 1.0 (above 0.5)", "alert_ids": ["alert-7"],
+        "from_timestamp": detected, "to_timestamp": detected, "metrics": {}, "new_version": None,
+        "artifact_path": None, "artifact_sha256": None, "timestamp": detected,
+    }
+    parts[1].insert(0, ("model-updates", request))
+    return parts
+
+
+def _publish(settings: Settings, part: list[tuple[str, dict[str, Any]]]) -> None:
+    requests = [event for role, event in part if role == "model-updates"]
+    if requests:
+        produce_raw(settings, settings.topic("model-updates"), [(e["model_id"].encode(), codec.dumps(e)) for e in requests])
+    publish_events(settings, [item for item in part if item[0] != "model-updates"])
+
+
+def _lineage(store: Path) -> list[tuple[str, str | None]]:
+    from streams.updater.model_store import ModelStore
+
+    s = ModelStore(store)
+    return [(a.version, a.metadata["parent_version"]) for a in s.versions(DURABLE.model_id)] + \
+        [("champion", s.champion(DURABLE.model_id).version)]  # type: ignore[union-attr]
+
+
+def test_an_updater_sigkilled_at_any_point_of_an_update_decides_as_one_that_never_stopped(settings: Settings, tmp_path: Path) -> None:
+    settings = settings.replace(model_store_key=SecretStr("k" * 32))  # checkpoints load in a new process only with it
+    straight = settings.replace(model_store_dir=str(tmp_path / "straight"))
+    killed = settings.replace(model_store_dir=str(tmp_path / "killed"), topic_prefix=f"k{settings.topic_prefix}",
+                              app_id=f"k{settings.app_id}")
+    stages = _stages()
+    for s in (straight, killed):
+        asyncio.run(ensure_topics(s))
+
+    for part in stages:
+        _publish(straight, part)
+    with _Updater(straight) as updater:
+        _wait_caught_up(straight, "the stream")
+        updater.stop()
+    expected = _decisions(straight)
+    assert [d[0] for d in expected] == ["challenger_started", "promoted"], expected
+
+    for i, part in enumerate(stages[:3]):  # SIGKILL once each part is in: warmed up, request waiting, half trained
+        _publish(killed, part)
+        with _Updater(killed) as updater:
+            _wait_caught_up(killed, f"part {i}")
+            updater.kill()
+    _publish(killed, stages[3])
+    with _Updater(killed) as updater:  # SIGKILL as soon as the challenger is announced, mid-stream
+        wait_for(lambda: any(d[0] == "challenger_started" for d in _decisions(killed)), 120, "challenger_started")
+        updater.kill()
+    with _Updater(killed) as updater:
+        _wait_caught_up(killed, "the stream")
+        updater.stop()
+
+    assert _decisions(killed) == expected
+    assert _lineage(tmp_path / "killed") == _lineage(tmp_path / "straight") == [("v1", None), ("v2", "v1"), ("champion", "v2")]
