@@ -264,3 +264,25 @@ def test_an_updater_sigkilled_at_any_point_of_an_update_decides_as_one_that_neve
 
     assert _decisions(killed) == expected
     assert _lineage(tmp_path / "killed") == _lineage(tmp_path / "straight") == [("v1", None), ("v2", "v1"), ("champion", "v2")]
+
+
+def test_two_updaters_keep_one_lineage_per_model_through_a_rebalance_mid_update(settings: Settings, tmp_path: Path) -> None:
+    settings = settings.replace(model_store_key=SecretStr("k" * 32), model_store_dir=str(tmp_path / "models"))
+    asyncio.run(ensure_topics(settings))
+    stages = _stages()
+    request_id = stages[1][0][1]["event_id"]
+    with _Updater(settings) as first:
+        for part in stages[:2]:  # the champion warms up, the request waits: all on the first updater
+            _publish(settings, part)
+        _wait_caught_up(settings, "the request")
+        with _Updater(settings) as second:  # joins: the partitions are shared out (a rebalance)
+            _publish(settings, stages[2])
+            _wait_caught_up(settings, "the challenger's first events")
+            first.kill()  # the second owns every partition once the group drops the first
+            _publish(settings, stages[3])
+            _wait_caught_up(settings, "the stream")
+            second.stop()
+
+    assert _decisions(settings) == [("challenger_started", stable_id(request_id, "challenger_started"), "v2", None),
+                                    ("promoted", stable_id(request_id, "promoted"), "v2", None)]
+    assert _lineage(tmp_path / "models") == [("v1", None), ("v2", "v1"), ("champion", "v2")]
