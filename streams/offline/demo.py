@@ -116,8 +116,8 @@ def settings_key() -> SecretStr:
     return SecretStr(secrets.token_hex(32))
 
 
-def describe_loop(steps: list[LoopStep]) -> str:
-    """The loop check, one line per step."""
+def describe_loop(steps: list[LoopStep], config: SimulationConfig) -> str:
+    """The loop check, one line per step (``config``: the demo's stream, for the hint)."""
     lines = ["", "  the model-update loop, checked:"]
     lines += [f"    [{'ok' if st.ok else 'MISSING'}] {st.name:<20} {st.detail}" for st in steps]
     missing = [st.name for st in steps if not st.ok]
@@ -157,7 +157,7 @@ def run_demo(config: SimulationConfig, rate: float, partitions: int = 4) -> int:
                 "alert publications": worker.metric("driftstream_alerts_total"),
             }
         steps = check_loop(config.model_id, "v1", traffic, alerts, updates)
-        print(summarize(alerts, config, counts, updates) + describe_loop(steps), flush=True)
+        print(summarize(alerts, config, counts, updates) + describe_loop(steps, config), flush=True)
     print("worker and broker stopped.", flush=True)
     return 0 if all(st.ok for st in steps) else 1
 

@@ -18,6 +18,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from schemas import codec
+from schemas.parsing import decode_record
+from schemas.records import ModelUpdate
+
 from streams.updater.model_store import ModelStore, UntrustedArtifactError
 
 __all__ = ["PartitionUpdater", "checkpoint_name"]
@@ -32,17 +36,18 @@ def checkpoint_name(partition: int) -> str:
 class PartitionUpdater:
     """The :class:`Updater` of one ``updater-input`` partition and the offsets it covers."""
 
-    def __init__(self, partition: int, updater: Any) -> None:
+    def __init__(self, partition: int, updater: Any, max_bytes: int) -> None:
         self.partition = partition
+        self.max_bytes = max_bytes
         self.updater = updater
         self.offset = -1  # the last updater-input offset applied
         self.sources: dict[str, tuple[int, int]] = {}  # "role[partition]" -> the last (offset, part) applied
         self.dirty = False  # applied records since the last checkpoint
 
     @classmethod
-    def resume(cls, partition: int, updater: Any, store: ModelStore) -> PartitionUpdater:
+    def resume(cls, partition: int, updater: Any, store: ModelStore, max_bytes: int) -> PartitionUpdater:
         """The partition's updater as of its last checkpoint (fresh with none)."""
-        owner = cls(partition, updater)
+        owner = cls(partition, updater, max_bytes)
         try:
             saved = store.load_state(checkpoint_name(partition))
         except UntrustedArtifactError as exc:  # no store key: another process's pickle is never loaded
@@ -56,20 +61,22 @@ class PartitionUpdater:
             owner.offset = int(metadata["offset"])
         return owner
 
-    def apply(self, offset: int, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        """One ``updater-input`` record; the decisions it led to."""
+    def apply(self, offset: int, origin: tuple[str, int, int, int], value: bytes) -> list[dict[str, Any]]:
+        """One ``updater-input`` record (its origin and value); the decisions it led to."""
         if offset <= self.offset:
             return []
         self.offset, self.dirty = offset, True
-        origin = f"{payload['role']}[{payload['partition']}]"
-        at = (int(payload["offset"]), int(payload["part"]))
-        if at <= self.sources.get(origin, (-1, -1)):
+        role, partition, source_offset, part = origin
+        key, at = f"{role}[{partition}]", (source_offset, part)
+        if at <= self.sources.get(key, (-1, -1)):
             return []  # the router sent it again after a restart
-        self.sources[origin] = at
+        self.sources[key] = at
         u = self.updater
-        handle = {"predictions": u.add_prediction, "ground-truth": u.add_label, "model-updates": u.request_update}[payload["role"]]
+        if role == "model-updates":  # checked by the router
+            return u.request_update(ModelUpdate.from_dict(codec.loads(value)).to_dict())
+        handle = u.add_prediction if role == "predictions" else u.add_label
         out: list[dict[str, Any]] = []
-        for event in payload["events"]:
+        for _, event in decode_record(value, role, self.max_bytes)[0]:  # type: ignore[arg-type]
             out += handle(event)
         return out
 

@@ -2,10 +2,11 @@
 ``updater-input``, so each model's updates are decided by the one updater that owns its
 ``updater-input`` partition (Kafka's group assignment makes one owner per partition).
 
-A source record (one event or a batch) becomes ``updater-input`` records of at most
-:data:`CHUNK_EVENTS` events each, carrying their origin (``role``, source partition,
-offset, part): the owner skips a record whose origin it already applied, so a router that
-restarts from its last commit and sends records again changes nothing. Within a batch the router sends predictions, then
+A source record whose events all go to one partition (one model, the common case) is sent
+on as it is; one with several models becomes a JSON batch per partition, of at most
+:data:`CHUNK_EVENTS` events each. Each carries its origin (``role``, source partition,
+offset, part) in its headers: the owner skips a record whose origin it already applied, so
+a router that restarts from its last commit and sends records again changes nothing. Within a batch the router sends predictions, then
 labels, then requests (a batch's data is there before its request).
 
 A label that does not name its model goes to the partition of its prediction's model when
@@ -14,8 +15,8 @@ its prediction joins it; the others drop it once it leaves their join window.
 
 >>> router = Router(partitions=4, max_bytes=1_000_000)
 >>> pred = {"prediction_id": "p1", "model_id": "churn", "features": {"x": 1.0}, "prediction": 1, "timestamp": 5.0}
->>> [(r.partition, r.payload["role"], len(r.payload["events"])) for r in router.route([("predictions", 0, 7, codec.dumps(pred))])]
-[(1, 'predictions', 1)]
+>>> [(r.partition, r.origin, r.value == codec.dumps(pred)) for r in router.route([("predictions", 0, 7, codec.dumps(pred))])]
+[(1, ('predictions', 0, 7, 0), True)]
 >>> [r.partition for r in router.route([("ground-truth", 1, 2, b'{"prediction_id": "p1", "label": 1, "timestamp": 9.0}')])]
 [1]
 """
@@ -52,11 +53,24 @@ REMEMBERED_PREDICTIONS = 100_000
 @dataclass(frozen=True)
 class Routed:
     """One ``updater-input`` record: its partition, key (the model id of its first event,
-    ``None`` for a label sent to every partition) and payload (origin and events)."""
+    ``None`` for a label sent to every partition), value (the source record, or a JSON
+    batch of its events) and origin ``(role, source partition, offset, part)``."""
 
     partition: int
     key: bytes | None
-    payload: dict[str, Any]
+    value: bytes
+    origin: tuple[str, int, int, int]
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        role, partition, offset, part = self.origin
+        return [("role", role.encode()), ("origin", f"{partition}:{offset}:{part}".encode())]
+
+    @staticmethod
+    def origin_of(headers: Any) -> tuple[str, int, int, int]:
+        """The origin from a consumed record's headers."""
+        found = {name: value for name, value in headers}
+        partition, offset, part = (int(n) for n in found["origin"].decode().split(":"))
+        return found["role"].decode(), partition, offset, part
 
 
 class Router:
@@ -95,8 +109,10 @@ class Router:
             for target in targets:
                 groups.setdefault(target, []).append(event)
                 keys.setdefault(target, None if model_id is None else model_id.encode())
-        return [Routed(target, keys[target], {"role": role, "partition": partition, "offset": offset, "part": start // CHUNK_EVENTS,
-                                              "events": group[start:start + CHUNK_EVENTS]})
+        if len(groups) == 1 and len(next(iter(groups.values()))) == len(events):
+            [(target, _)] = groups.items()  # all of it to one partition: as it came
+            return [Routed(target, keys[target], value, (role, partition, offset, 0))]
+        return [Routed(target, keys[target], codec.dumps(group[start:start + CHUNK_EVENTS]), (role, partition, offset, start // CHUNK_EVENTS))
                 for target, group in sorted(groups.items()) for start in range(0, len(group), CHUNK_EVENTS)]
 
     def _events(self, role: str, value: bytes) -> list[dict[str, Any]]:

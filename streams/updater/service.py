@@ -58,6 +58,7 @@ import contextlib
 import logging
 import numbers
 import signal
+import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -75,7 +76,7 @@ from streams.runtime.kafka_connect import start_client
 from streams.settings import Settings
 from streams.updater.model_store import Artifact, ArtifactIntegrityError, ModelStore, UnsafeNameError, UntrustedArtifactError, check_model_id
 from streams.updater.ownership import PartitionUpdater
-from streams.updater.routing import ROLES, Router
+from streams.updater.routing import ROLES, Routed, Router
 
 __all__ = ["Updater", "UpdaterConfig", "UpdaterService", "add_cli", "new_model", "run_updater", "summary_lines"]
 
@@ -569,6 +570,7 @@ class UpdaterService:
         self.owners: dict[int, PartitionUpdater] = {}
         self.lock = asyncio.Lock()  # a batch and a rebalance's checkpoint never interleave
         self.router: Router | None = None
+        self.checkpointed_at = 0.0  # time.monotonic() of the last checkpoint and commit
 
     @property
     def rejected_records(self) -> int:
@@ -577,7 +579,8 @@ class UpdaterService:
     def owner(self, partition: int) -> PartitionUpdater:
         """The updater of ``updater-input`` ``partition``, resumed from its checkpoint."""
         if partition not in self.owners:
-            self.owners[partition] = PartitionUpdater.resume(partition, Updater(self.store, self.config), self.store)
+            self.owners[partition] = PartitionUpdater.resume(partition, Updater(self.store, self.config), self.store,
+                                                             self.settings.max_message_bytes)
             log.info("updater-input[%d]: owned here, from offset %d", partition, self.owners[partition].offset + 1)
         return self.owners[partition]
 
@@ -614,6 +617,8 @@ class UpdaterService:
                 finally:
                     async with self.lock:
                         self._checkpoint(list(self.owners))
+                        with contextlib.suppress(Exception):  # the checkpoint is what a restart resumes from
+                            await self._commit(decider, [tp for tp in decider.assignment() if tp.partition in self.owners])
                     await decider.stop()
             finally:
                 await router.stop()
@@ -630,13 +635,16 @@ class UpdaterService:
                                    for tp, messages in batches.items() for m in messages)
         topic = self.settings.topic("updater-input")
         for record in routed:
-            await producer.send(topic, codec.dumps(record.payload), key=record.key, partition=record.partition)
+            await producer.send(topic, record.value, key=record.key, partition=record.partition, headers=record.headers())
         await producer.flush()
         await consumer.commit()
 
     async def _decide(self, consumer: Any, producer: Any) -> None:
         batches = await consumer.getmany(timeout_ms=100)
         if not batches:
+            if any(owner.dirty for owner in self.owners.values()) and time.monotonic() - self.checkpointed_at >= self.settings.commit_interval_s:
+                async with self.lock:  # the input went quiet: what was applied is checkpointed all the same
+                    await self._commit(consumer, [tp for tp in consumer.assignment() if tp.partition in self.owners])
             return
         async with self.lock:
             assigned = {tp.partition for tp in consumer.assignment()}
@@ -646,7 +654,7 @@ class UpdaterService:
                     continue  # revoked while this batch was fetched
                 owner = self.owner(tp.partition)
                 for m in messages:
-                    decisions += owner.apply(m.offset, codec.loads(m.value))
+                    decisions += owner.apply(m.offset, Routed.origin_of(m.headers), m.value)
             s = self.settings
             for decision in decisions:
                 await producer.send(s.topic("model-updates"), codec.dumps(decision), key=decision["model_id"].encode())
@@ -654,8 +662,17 @@ class UpdaterService:
                 for letter in owner.updater.take_dead_letters():  # a quarantined model's requests
                     await producer.send(s.topic("dead-letter"), codec.dumps(letter), key=letter["dead_letter_id"].encode())
             await producer.flush()
-            self._checkpoint([tp.partition for tp in batches if tp.partition in assigned])
-            await consumer.commit({tp: self.owners[tp.partition].offset + 1 for tp in batches if tp.partition in assigned})
+            if time.monotonic() - self.checkpointed_at >= self.settings.commit_interval_s:
+                await self._commit(consumer, [tp for tp in consumer.assignment() if tp.partition in self.owners])
+
+    async def _commit(self, consumer: Any, tps: list[Any]) -> None:
+        """Checkpoint the partitions of ``tps`` changed since their last checkpoint, then
+        commit what the checkpoints cover (call it once their decisions are published)."""
+        self._checkpoint(tp.partition for tp in tps)
+        self.checkpointed_at = time.monotonic()
+        offsets = {tp: self.owners[tp.partition].offset + 1 for tp in tps if self.owners[tp.partition].offset >= 0}
+        if offsets:
+            await consumer.commit(offsets)
 
     def _checkpoint(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
@@ -670,7 +687,7 @@ class UpdaterService:
             gone = [tp for tp in revoked if tp.partition in self.owners]
             self._checkpoint(tp.partition for tp in gone)
             with contextlib.suppress(Exception):  # a commit during a rebalance may be refused
-                await consumer.commit({tp: self.owners[tp.partition].offset + 1 for tp in gone})
+                await self._commit(consumer, gone)
             for tp in gone:
                 del self.owners[tp.partition]
 

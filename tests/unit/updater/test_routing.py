@@ -6,13 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from schemas import codec
 from schemas.ids import stable_id
 from streams.offline.simulate import Simulation, SimulationConfig, event_time_of
 from streams.sdk.partitioning import partition_for
 from streams.updater.model_store import ModelStore
 from streams.updater.ownership import PartitionUpdater
-from streams.updater.routing import CHUNK_EVENTS, Router
+from streams.updater.routing import CHUNK_EVENTS, Routed, Router
 from streams.updater.service import Updater, UpdaterConfig
 
 SIM = SimulationConfig(events=3_000, seed=7, concept_drift_at=1_500, feature_drift_at=None)
@@ -45,11 +47,19 @@ def test_each_model_goes_to_its_own_partition_with_its_labels_and_requests_after
     mine, other = partition_for(SIM.model_id, 4), partition_for(OTHER.model_id, 4)
     assert mine != other  # else the test shows nothing
     assert {r.partition for r in routed} == {mine, other}
-    assert [r.payload["role"] for r in routed if r.partition == mine][-1] == "model-updates"  # data first
-    events = [e for r in routed if r.partition == mine for e in r.payload["events"]]
-    assert {e["model_id"] for e in events} == {SIM.model_id} and len(events) == len(preds) + len(labels) + 1
-    assert all(len(r.payload["events"]) <= CHUNK_EVENTS for r in routed)
+    assert [r.origin[0] for r in routed if r.partition == mine][-1] == "model-updates"  # data first
+    events = [e for r in routed if r.partition == mine and r.origin[0] != "model-updates" for e in orjson.loads(r.value)]
+    assert {e["model_id"] for e in events} == {SIM.model_id} and len(events) == len(preds) + len(labels)
     assert all(r.key == SIM.model_id.encode() for r in routed if r.partition == mine)
+    assert all(Routed.origin_of(r.headers()) == r.origin for r in routed)
+
+
+def test_a_record_of_several_models_is_split_by_partition_in_bounded_parts() -> None:
+    preds = Simulation(SIM).generate()[0][:1_200] + Simulation(OTHER).generate()[0]
+    routed = Router(partitions=4, max_bytes=50_000_000).route([("predictions", 2, 40, codec.dumps(preds))])
+    mine = [r for r in routed if r.partition == partition_for(SIM.model_id, 4)]
+    assert [r.origin for r in mine] == [("predictions", 2, 40, part) for part in range(3)]
+    assert [len(orjson.loads(r.value)) for r in mine] == [CHUNK_EVENTS, CHUNK_EVENTS, 200]
 
 
 def test_a_label_without_its_model_follows_its_prediction_or_goes_everywhere() -> None:
@@ -62,10 +72,10 @@ def test_a_label_without_its_model_follows_its_prediction_or_goes_everywhere() -
 
 
 def _owner(store: ModelStore) -> PartitionUpdater:
-    return PartitionUpdater.resume(0, Updater(store, CONFIG), store)
+    return PartitionUpdater.resume(0, Updater(store, CONFIG), store, max_bytes=50_000_000)
 
 
-def _stream() -> list[tuple[int, dict[str, Any]]]:
+def _stream() -> list[tuple[int, tuple[str, int, int, int], bytes]]:
     """``updater-input`` records of one partition: the simulation in small source records
     (its events in event-time order), the request after 1,700 of them."""
     items = Simulation(SIM).in_event_time_order()
@@ -73,28 +83,28 @@ def _stream() -> list[tuple[int, dict[str, Any]]]:
     sources = [(role, 0, i, codec.dumps(event)) for i, (role, event) in enumerate(items)]
     sources.insert(1_700, ("model-updates", 0, 0, codec.dumps(_request(1_600))))
     routed = [r for source in sources for r in router.route([source])]
-    return [(offset, r.payload) for offset, r in enumerate(routed)]
+    return [(offset, r.origin, r.value) for offset, r in enumerate(routed)]
 
 
 def test_a_partition_resumed_from_its_checkpoint_decides_as_one_that_never_stopped(tmp_path: Path) -> None:
     stream = _stream()
     straight = ModelStore(tmp_path / "straight")
     owner = _owner(straight)
-    expected = [d for offset, payload in stream for d in owner.apply(offset, payload)]
+    expected = [d for record in stream for d in owner.apply(*record)]
     assert [d["action"] for d in expected] == ["challenger_started", "promoted"]
 
     store = ModelStore(tmp_path / "crashed")
     decisions: list[dict[str, Any]] = []
     owner = _owner(store)
-    for i, (offset, payload) in enumerate(stream):
-        decisions += owner.apply(offset, payload)
+    for i, record in enumerate(stream):
+        decisions += owner.apply(*record)
         if i in (900, 2_500):  # the champion warmed up; the challenger half trained
             owner.save(store)
         if i in (1_100, 2_900):  # a SIGKILL: what was applied after the checkpoint is lost
             owner = _owner(store)
             assert owner.offset in (900, 2_500)
-            for again, payload_again in stream[owner.offset + 1:i + 1]:
-                decisions += owner.apply(again, payload_again)
+            for again in stream[owner.offset + 1:i + 1]:
+                decisions += owner.apply(*again)
     unique = list({d["event_id"]: d for d in decisions}.values())
     assert [(d["action"], d["event_id"], d["new_version"]) for d in unique] == \
         [(d["action"], d["event_id"], d["new_version"]) for d in expected]
@@ -105,10 +115,10 @@ def test_a_partition_resumed_from_its_checkpoint_decides_as_one_that_never_stopp
 def test_a_record_the_router_sent_again_is_applied_once(tmp_path: Path) -> None:
     stream = _stream()[:400]
     owner = _owner(ModelStore(tmp_path))
-    for offset, payload in stream:
-        owner.apply(offset, payload)
+    for record in stream:
+        owner.apply(*record)
     learned = owner.updater.models[SIM.model_id].learned
     # a restarted router sends the last 100 source records again, at new updater-input offsets
-    for offset, (_, payload) in enumerate(stream[-100:], start=len(stream)):
-        assert owner.apply(offset, payload) == []
+    for offset, (_, origin, value) in enumerate(stream[-100:], start=len(stream)):
+        assert owner.apply(offset, origin, value) == []
     assert owner.updater.models[SIM.model_id].learned == learned and owner.offset == len(stream) + 99
