@@ -14,11 +14,10 @@ import base64
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from river import stats
-
+from detectors._river_private import set_flags
 from detectors.base import Detector, Domain, check_value, check_values
 
-__all__ = ["RiverDetector", "dump_bytes", "dump_mean", "load_bytes", "load_mean"]
+__all__ = ["RiverDetector", "dump_bytes", "load_bytes"]
 
 
 def dump_bytes(data: bytes) -> str:
@@ -29,18 +28,6 @@ def dump_bytes(data: bytes) -> str:
 def load_bytes(text: str) -> bytes:
     """Invert :func:`dump_bytes`."""
     return base64.b64decode(text.encode("ascii"), validate=True)
-
-
-def dump_mean(mean: stats.Mean) -> list[float]:
-    """A river ``stats.Mean`` as ``[n, mean]``."""
-    return [float(mean.n), float(mean._mean)]
-
-
-def load_mean(values: Sequence[float]) -> stats.Mean:
-    """Invert :func:`dump_mean`."""
-    mean = stats.Mean()
-    mean.n, mean._mean = float(values[0]), float(values[1])
-    return mean
 
 
 class RiverDetector(Detector):
@@ -72,8 +59,8 @@ class RiverDetector(Detector):
         river = self._river
         river.update(value)
         self._n_seen += 1
-        self._drift = river._drift_detected
-        self._warning = getattr(river, "_warning_detected", False)
+        self._drift = river.drift_detected
+        self._warning = getattr(river, "warning_detected", False)
 
     def _feed(self, values: Sequence[float]) -> int:
         """Feed river directly (the hot loop of the concept-drift monitors: one river
@@ -85,19 +72,16 @@ class RiverDetector(Detector):
         for value in values:
             update(value)
             used += 1
-            if river._drift_detected:
+            if river.drift_detected:
                 break
         self._n_seen += used
-        self._drift = river._drift_detected
-        self._warning = getattr(river, "_warning_detected", False)
+        self._drift = river.drift_detected
+        self._warning = getattr(river, "warning_detected", False)
         return used
 
     def _load(self, state: Mapping[str, Any]) -> None:
         self._load_river(state)
-        # river resets itself on the update after a drift: the flags are part of its state.
-        self._river._drift_detected = self._drift
-        if hasattr(self._river, "_warning_detected"):
-            self._river._warning_detected = self._warning
+        set_flags(self._river, self._drift, self._warning)
 
     @abc.abstractmethod
     def _load_river(self, state: Mapping[str, Any]) -> None:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from river import drift
 
 from detectors._river import RiverDetector, dump_bytes, load_bytes
+from detectors._river_private import private
 from detectors.base import require_int, require_probability
 
 __all__ = ["ADWIN"]
@@ -133,10 +134,10 @@ class ADWIN(RiverDetector):
 
     def _dump(self) -> dict[str, Any]:
         means = None if self._drift_means is None else list(self._drift_means)
-        return {"helper": dump_bytes(self._river._helper.__getstate__()), "drift_means": means}
+        return {"helper": dump_bytes(private(self._river, "_helper").__getstate__()), "drift_means": means}
 
     def _load_river(self, state: Mapping[str, Any]) -> None:
-        self._river._helper.__setstate__(load_bytes(state["helper"]))
+        private(self._river, "_helper").__setstate__(load_bytes(state["helper"]))
         means = state.get("drift_means")  # absent from states written before it existed
         self._drift_means = None if means is None else (float(means[0]), float(means[1]))
 

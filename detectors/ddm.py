@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 
 from river import drift
 
-from detectors._river import RiverDetector, dump_mean, load_mean
+from detectors._river import RiverDetector
+from detectors._river_private import dump_mean, load_mean, private, set_private
 from detectors._state import decode_float, encode_float
 from detectors.base import require, require_int, require_positive
 
@@ -87,7 +88,7 @@ class DDM(RiverDetector):
     @property
     def statistic(self) -> float:
         """``p + s`` for the running error rate (``nan`` before the first value)."""
-        mean = self._river._p
+        mean = private(self._river, "_p")
         if mean.n == 0:
             return math.nan
         p = mean.get()
@@ -102,9 +103,10 @@ class DDM(RiverDetector):
         """At a drift: ``p_min`` and the error rate since the warning level was last crossed
         (the values DDM attributes to the new concept, as in Gama et al.)."""
         n, errors = self._since_warning
-        if not self._drift or self._river._p_min is None or n == 0:
+        p_min = private(self._river, "_p_min")
+        if not self._drift or p_min is None or n == 0:
             return None
-        return float(self._river._p_min), errors / n
+        return float(p_min), errors / n
 
     def _update_one(self, value: float) -> None:
         self._feed([value])
@@ -119,40 +121,40 @@ class DDM(RiverDetector):
         for value in values:
             update(value)
             used += 1
-            if river._warning_detected or river._drift_detected:
+            if river.warning_detected or river.drift_detected:
                 since[0] += 1.0
                 since[1] += value
-                if river._drift_detected:
+                if river.drift_detected:
                     break
             elif since[0]:
                 since[0] = since[1] = 0.0
         self._n_seen += used
-        self._drift = river._drift_detected
-        self._warning = river._warning_detected
+        self._drift = river.drift_detected
+        self._warning = river.warning_detected
         return used
 
     @property
     def threshold(self) -> float:
         """``p_min + drift_threshold * s_min`` (``nan`` during the warm start)."""
-        river = self._river
-        if river._p_min is None:
+        p_min, s_min = private(self._river, "_p_min"), private(self._river, "_s_min")
+        if p_min is None:
             return math.nan
-        return river._p_min + self.drift_threshold * river._s_min
+        return p_min + self.drift_threshold * s_min
 
     def _dump(self) -> dict[str, Any]:
         river = self._river
         return {
-            "p": dump_mean(river._p),
-            "p_min": river._p_min,
-            "s_min": river._s_min,
-            "ps_min": encode_float(river._ps_min),
+            "p": dump_mean(private(river, "_p")),
+            "p_min": private(river, "_p_min"),
+            "s_min": private(river, "_s_min"),
+            "ps_min": encode_float(private(river, "_ps_min")),
             "since_warning": list(self._since_warning),
         }
 
     def _load_river(self, state: Mapping[str, Any]) -> None:
         river = self._river
-        river._p = load_mean(state["p"])
-        river._p_min = None if state["p_min"] is None else float(state["p_min"])
-        river._s_min = None if state["s_min"] is None else float(state["s_min"])
-        river._ps_min = decode_float(state["ps_min"])
+        set_private(river, "_p", load_mean(state["p"]))
+        set_private(river, "_p_min", None if state["p_min"] is None else float(state["p_min"]))
+        set_private(river, "_s_min", None if state["s_min"] is None else float(state["s_min"]))
+        set_private(river, "_ps_min", decode_float(state["ps_min"]))
         self._since_warning = [float(v) for v in state.get("since_warning", (0.0, 0.0))]  # absent before it existed

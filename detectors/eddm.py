@@ -6,9 +6,10 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from river import drift, stats
+from river import drift
 
-from detectors._river import RiverDetector, dump_mean, load_mean
+from detectors._river import RiverDetector
+from detectors._river_private import dump_var, load_var, private, set_private
 from detectors.base import require, require_int
 
 __all__ = ["EDDM"]
@@ -70,10 +71,11 @@ class EDDM(RiverDetector):
     def statistic(self) -> float:
         """``(p' + 2 s') / max(p' + 2 s')`` over the distances between errors."""
         river = self._river
-        if river._n_errors <= self.warm_start or river._p2s_prime_max <= 0:
+        p2s_prime_max = private(river, "_p2s_prime_max")
+        if private(river, "_n_errors") <= self.warm_start or p2s_prime_max <= 0:
             return math.nan
-        distances = river._error_distances
-        return (distances.mean.get() + 2 * distances.get() ** 0.5) / river._p2s_prime_max
+        distances = private(river, "_error_distances")
+        return (distances.mean.get() + 2 * distances.get() ** 0.5) / p2s_prime_max
 
     @property
     def threshold(self) -> float:
@@ -82,22 +84,18 @@ class EDDM(RiverDetector):
 
     def _dump(self) -> dict[str, Any]:
         river = self._river
-        distances = river._error_distances
         return {
-            "distances": dump_mean(distances.mean) + [distances._S],
-            "n": river._n,
-            "last_error": river._last_error,
-            "n_errors": river._n_errors,
-            "p2s_prime_max": float(river._p2s_prime_max),
+            "distances": dump_var(private(river, "_error_distances")),
+            "n": private(river, "_n"),
+            "last_error": private(river, "_last_error"),
+            "n_errors": private(river, "_n_errors"),
+            "p2s_prime_max": float(private(river, "_p2s_prime_max")),
         }
 
     def _load_river(self, state: Mapping[str, Any]) -> None:
         river = self._river
-        distances = stats.Var()
-        distances.mean = load_mean(state["distances"][:2])
-        distances._S = float(state["distances"][2])
-        river._error_distances = distances
-        river._n = int(state["n"])
-        river._last_error = int(state["last_error"])
-        river._n_errors = int(state["n_errors"])
-        river._p2s_prime_max = float(state["p2s_prime_max"])
+        set_private(river, "_error_distances", load_var(state["distances"]))
+        set_private(river, "_n", int(state["n"]))
+        set_private(river, "_last_error", int(state["last_error"]))
+        set_private(river, "_n_errors", int(state["n_errors"]))
+        set_private(river, "_p2s_prime_max", float(state["p2s_prime_max"]))

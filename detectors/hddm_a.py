@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 
 from river import drift
 
-from detectors._river import RiverDetector, dump_mean, load_mean
+from detectors._river import RiverDetector
+from detectors._river_private import dump_mean, load_mean, private, set_private
 from detectors.base import require, require_probability
 
 __all__ = ["HDDM_A", "check_hddm_params"]
@@ -80,15 +81,15 @@ class HDDM_A(RiverDetector):  # noqa: N801 - the algorithm's published name
     @property
     def statistic(self) -> float:
         """Increase of the mean since the cut point (``nan`` before the first value)."""
-        river = self._river
-        if river._z.n == 0:
+        z, x_min = private(self._river, "_z"), private(self._river, "_x_min")
+        if z.n == 0:
             return math.nan
-        return river._z.get() - river._x_min.get()
+        return z.get() - x_min.get()
 
     @property
     def threshold(self) -> float:
         """Hoeffding bound at ``drift_confidence`` (``nan`` while there is no cut point)."""
-        z, x_min = self._river._z, self._river._x_min
+        z, x_min = private(self._river, "_z"), private(self._river, "_x_min")
         if x_min.n == 0 or x_min.n == z.n:
             return math.nan
         m = (z.n - x_min.n) / x_min.n * (1.0 / z.n)
@@ -96,8 +97,8 @@ class HDDM_A(RiverDetector):  # noqa: N801 - the algorithm's published name
 
     def _dump(self) -> dict[str, Any]:
         river = self._river
-        return {key: dump_mean(getattr(river, f"_{key}")) for key in ("x_min", "x_max", "z")}
+        return {key: dump_mean(private(river, f"_{key}")) for key in ("x_min", "x_max", "z")}
 
     def _load_river(self, state: Mapping[str, Any]) -> None:
         for key in ("x_min", "x_max", "z"):
-            setattr(self._river, f"_{key}", load_mean(state[key]))
+            set_private(self._river, f"_{key}", load_mean(state[key]))

@@ -10,6 +10,7 @@ from river import drift
 from river.drift.binary.hddm_w import SampleInfo
 
 from detectors._river import RiverDetector, dump_bytes, load_bytes
+from detectors._river_private import mcdiarmid_bound, private, set_private
 from detectors._state import decode_float, encode_float
 from detectors.base import require_probability
 from detectors.hddm_a import check_hddm_params
@@ -21,17 +22,17 @@ _SAMPLES = ("total", "s1_decr", "s1_incr", "s2_decr", "s2_incr")
 
 def _dump_sample(sample: SampleInfo) -> dict[str, Any]:
     return {
-        "ewma": dump_bytes(sample._ewma._ewmean.__getstate__()),
-        "is_init": sample._is_init,
-        "ibc": sample._ibc,
+        "ewma": dump_bytes(private(private(sample, "_ewma"), "_ewmean").__getstate__()),
+        "is_init": sample.is_init,
+        "ibc": sample.ibc,
     }
 
 
 def _load_sample(lambda_val: float, state: Mapping[str, Any]) -> SampleInfo:
     sample = SampleInfo(lambda_val)
-    sample._ewma._ewmean.__setstate__(load_bytes(state["ewma"]))
-    sample._is_init = bool(state["is_init"])
-    sample._ibc = float(state["ibc"])
+    private(private(sample, "_ewma"), "_ewmean").__setstate__(load_bytes(state["ewma"]))
+    set_private(sample, "_is_init", bool(state["is_init"]))
+    set_private(sample, "_ibc", float(state["ibc"]))
     return sample
 
 
@@ -95,29 +96,29 @@ class HDDM_W(RiverDetector):  # noqa: N801 - the algorithm's published name
     @property
     def statistic(self) -> float:
         """Increase of the weighted mean after the cut point (``nan`` until both are set)."""
-        s1, s2 = self._river._s1_incr, self._river._s2_incr
-        if not (s1._is_init and s2._is_init):
+        s1, s2 = private(self._river, "_s1_incr"), private(self._river, "_s2_incr")
+        if not (s1.is_init and s2.is_init):
             return math.nan
         return s2.ewma - s1.ewma
 
     @property
     def threshold(self) -> float:
         """McDiarmid's bound at ``drift_confidence`` for the two samples compared."""
-        s1, s2 = self._river._s1_incr, self._river._s2_incr
-        if not (s1._is_init and s2._is_init):
+        s1, s2 = private(self._river, "_s1_incr"), private(self._river, "_s2_incr")
+        if not (s1.is_init and s2.is_init):
             return math.nan
-        return self._river._mcdiarmid_bound(s1.ibc + s2.ibc, self.drift_confidence)
+        return mcdiarmid_bound(self._river, s1.ibc + s2.ibc, self.drift_confidence)
 
     def _dump(self) -> dict[str, Any]:
         river = self._river
-        state: dict[str, Any] = {key: _dump_sample(getattr(river, f"_{key}")) for key in _SAMPLES}
-        state["incr_cutpoint"] = encode_float(river._incr_cutpoint)
-        state["decr_cutpoint"] = encode_float(river._decr_cutpoint)
+        state: dict[str, Any] = {key: _dump_sample(private(river, f"_{key}")) for key in _SAMPLES}
+        state["incr_cutpoint"] = encode_float(private(river, "_incr_cutpoint"))
+        state["decr_cutpoint"] = encode_float(private(river, "_decr_cutpoint"))
         return state
 
     def _load_river(self, state: Mapping[str, Any]) -> None:
         river = self._river
         for key in _SAMPLES:
-            setattr(river, f"_{key}", _load_sample(self.lambda_val, state[key]))
-        river._incr_cutpoint = decode_float(state["incr_cutpoint"])
-        river._decr_cutpoint = decode_float(state["decr_cutpoint"])
+            set_private(river, f"_{key}", _load_sample(self.lambda_val, state[key]))
+        set_private(river, "_incr_cutpoint", decode_float(state["incr_cutpoint"]))
+        set_private(river, "_decr_cutpoint", decode_float(state["decr_cutpoint"]))

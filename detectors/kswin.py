@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from river import drift
 
 from detectors._river import RiverDetector
+from detectors._river_private import private
 from detectors.base import require, require_int, require_probability
 
 __all__ = ["KSWIN"]
@@ -106,7 +107,7 @@ class KSWIN(RiverDetector):
 
     def _dump(self) -> dict[str, Any]:
         river = self._river
-        version, internal, gauss = river._rng.getstate()
+        version, internal, gauss = private(river, "_rng").getstate()
         return {
             "window": [float(v) for v in river.window],
             "p_value": float(river.p_value),
@@ -122,4 +123,4 @@ class KSWIN(RiverDetector):
         river.p_value = float(state["p_value"])
         river.n = int(state["n"])
         version, internal, gauss = state["rng"]
-        river._rng.setstate((int(version), tuple(int(v) for v in internal), gauss))
+        private(river, "_rng").setstate((int(version), tuple(int(v) for v in internal), gauss))

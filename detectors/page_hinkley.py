@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 
 from river import drift
 
-from detectors._river import RiverDetector, dump_mean, load_mean
+from detectors._river import RiverDetector
+from detectors._river_private import dump_mean, load_mean, private, set_private
 from detectors._state import decode_float, encode_float
 from detectors.base import require, require_int, require_positive
 
@@ -92,10 +93,10 @@ class PageHinkley(RiverDetector):
     def statistic(self) -> float:
         """Largest monitored excursion of the accumulated deviation."""
         river = self._river
-        if river._x_mean.n == 0:
+        if private(river, "_x_mean").n == 0:
             return math.nan
-        increase = river._sum_increase - river._min_increase
-        decrease = river._max_decrease - river._sum_decrease
+        increase = private(river, "_sum_increase") - private(river, "_min_increase")
+        decrease = private(river, "_max_decrease") - private(river, "_sum_decrease")
         return {"up": increase, "down": decrease}.get(self.mode, max(increase, decrease))
 
     @property
@@ -106,17 +107,17 @@ class PageHinkley(RiverDetector):
     def _dump(self) -> dict[str, Any]:
         river = self._river
         return {
-            "x_mean": dump_mean(river._x_mean),
-            "sum_increase": float(river._sum_increase),
-            "sum_decrease": float(river._sum_decrease),
-            "min_increase": encode_float(river._min_increase),
-            "max_decrease": float(river._max_decrease),
+            "x_mean": dump_mean(private(river, "_x_mean")),
+            "sum_increase": float(private(river, "_sum_increase")),
+            "sum_decrease": float(private(river, "_sum_decrease")),
+            "min_increase": encode_float(private(river, "_min_increase")),
+            "max_decrease": float(private(river, "_max_decrease")),
         }
 
     def _load_river(self, state: Mapping[str, Any]) -> None:
         river = self._river
-        river._x_mean = load_mean(state["x_mean"])
-        river._sum_increase = float(state["sum_increase"])
-        river._sum_decrease = float(state["sum_decrease"])
-        river._min_increase = decode_float(state["min_increase"])
-        river._max_decrease = float(state["max_decrease"])
+        set_private(river, "_x_mean", load_mean(state["x_mean"]))
+        set_private(river, "_sum_increase", float(state["sum_increase"]))
+        set_private(river, "_sum_decrease", float(state["sum_decrease"]))
+        set_private(river, "_min_increase", decode_float(state["min_increase"]))
+        set_private(river, "_max_decrease", float(state["max_decrease"]))

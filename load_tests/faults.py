@@ -23,19 +23,29 @@
 - ``duplicates``: every event sent twice, each copy later than its original by a random
   delay within the join window: alerts and detector state must equal the clean
   (offline) run's.
+- ``sigstop``: two workers share 2, then 4, partitions; one is SIGSTOPped mid-stream until
+  the other has taken all its partitions over (at least twice the session timeout: the
+  embedded broker's settings use a 6 s session timeout to keep runs short), the rest of the
+  stream is published meanwhile, then it gets SIGCONT and rejoins. Pass: neither worker
+  exits (no broker-lost-data stop, status 75, nor any other), both stop cleanly on
+  SIGTERM, every event is counted in the models' final states and the alerts equal the
+  offline run's. ``--runs N`` times per partition count (default 10; smoke 1).
 
-    python -m load_tests.faults [--smoke] [--json PATH] [--fault kill|broker|poison|duplicates ...]
+    python -m load_tests.faults [--smoke] [--json PATH] [--runs N] [--fault kill|broker|poison|duplicates|sigstop ...]
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import pickle
+import shutil
 import random
+import signal
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -45,10 +55,11 @@ from streams.exceptions import DriftstreamError
 from streams.offline.pipeline import OfflinePipeline
 from streams.offline.simulate import Simulation, SimulationConfig
 from streams.pipeline.monitor import model_key
+from streams.runtime.processes import signal_group
 from streams.runtime.worker_process import WorkerProcess
 from streams.sdk.client import DriftstreamClient
 from streams.settings import Settings
-from tests.integration.support import final_alerts, read_table, read_topic
+from tests.integration.support import assigned_partitions, final_alerts, read_table, read_topic
 
 from .common import (
     Harness,
@@ -62,6 +73,7 @@ from .common import (
     decoded,
     finish,
     follow,
+    multi_model_workload,
     namespaced,
     note,
     parser,
@@ -71,7 +83,7 @@ from .common import (
     publish_async,
 )
 
-FAULTS = ("kill", "broker", "poison", "duplicates")
+FAULTS = ("kill", "broker", "poison", "duplicates", "sigstop")
 
 
 def drifting(events: int, seed: int) -> SimulationConfig:
@@ -92,8 +104,21 @@ def model_state(settings: Settings, model_id: str) -> dict[str, Any] | None:
     return None if raw is None else codec.loads(raw)["monitor"]
 
 
+def first_publications(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a subscriber keeps that deduplicates on ``event_id``, as the README asks: a
+    repeated publication (at-least-once delivery republishes an incident's earlier state
+    change after a rebalance) is dropped, so it cannot pose as the incident's latest state."""
+    seen: set[str] = set()
+    kept = []
+    for record in records:
+        if record["event_id"] not in seen:
+            seen.add(record["event_id"])
+            kept.append(record)
+    return kept
+
+
 def compare_alerts(live_records: list[dict[str, Any]], expected_records: list[dict[str, Any]]) -> dict[str, Any]:
-    live, expected = final_alerts(live_records), final_alerts(expected_records)
+    live, expected = final_alerts(first_publications(live_records)), final_alerts(expected_records)
     ids = Counter(a["event_id"] for a in live_records)
     return {
         "alerts_expected": len(expected), "alerts_live": len(live),
@@ -400,9 +425,151 @@ def fault_duplicates(h: Harness, broker: Any, smoke: bool, seed: int) -> dict[st
     }
 
 
+# -- sigstop ------------------------------------------------------------------------------
+def _predictions_held(worker: WorkerProcess, settings: Settings) -> set[str]:
+    """The predictions partitions ``worker`` reports as its own on ``/ready``."""
+    prefix = settings.topic("predictions") + "["
+    return {p for p in assigned_partitions(worker) if p.startswith(prefix)}
+
+
+def _wait(condition: Callable[[], bool], workers: Sequence[WorkerProcess], deadline_s: float, what: str) -> float:
+    """Poll ``condition`` until it holds, raising if a worker exits or crashes meanwhile or
+    after ``deadline_s``; the seconds it took."""
+    start = time.monotonic()
+    while not condition():
+        for worker in workers:
+            check_worker(worker, what)
+        if time.monotonic() - start > deadline_s:
+            raise LoadTestError(f"timed out after {deadline_s:.0f} s waiting for {what}")
+        time.sleep(0.25)
+    return time.monotonic() - start
+
+
+def _keep_logs(settings: Settings, workers: dict[str, WorkerProcess]) -> None:
+    """Copy the workers' logs where DRIFTSTREAM_FAULT_LOGS points (the harness deletes them)."""
+    folder = os.environ.get("DRIFTSTREAM_FAULT_LOGS")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        for role, worker in workers.items():
+            shutil.copy(worker.log_path, os.path.join(folder, f"{settings.app_id}-{role}.log"))
+
+
+def sigstop_run(
+    start_worker: Callable[[Settings], WorkerProcess], settings: Settings, *, models: int, events_per_model: int, seed: int,
+) -> dict[str, Any]:
+    """One SIGSTOP run (see the module docstring) on ``settings``' partitions; raises
+    :class:`LoadTestError` if a worker exits, crashes or stalls."""
+    create_topics(settings)
+    configs = [SimulationConfig(events=events_per_model, seed=seed + i, model_id=f"sigstop-{i}", id_prefix=f"m{i}-",
+                                feature_drift_at=events_per_model // 3, concept_drift_at=2 * events_per_model // 3)
+               for i in range(models)]
+    items = multi_model_workload(configs)
+    workers = [start_worker(settings) for _ in range(2)]
+    everything = {f"{settings.topic('predictions')}[{p}]" for p in range(settings.partitions)}
+
+    def shared() -> bool:
+        """Each worker holds some of the partitions, and no other's: a resumed worker's
+        ``/ready`` names its old partitions until it has rejoined, while the other holds all."""
+        held = [_predictions_held(w, settings) for w in workers]
+        return all(held) and not held[0] & held[1] and held[0] | held[1] == everything
+
+    _wait(shared, workers, 120, "both workers to share the partitions")
+    half = len(items) // 2
+    sent = publish(settings, items[:half], what="first-half events published")
+    # mid-stream: a tenth of the first half applied, the rest of it in flight
+    _wait(lambda: sum(consumed(w, settings, "monitor-input") for w in workers) >= sum(sent.values()) / 10,
+          workers, 120, "the workers to apply events")
+    victim, survivor = random.Random(seed).sample(workers, 2)
+    assert victim.process is not None
+    signal_group(victim.process, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        more = publish(settings, items[half:], what="second-half events published (one worker stopped)")
+        # stopped until the survivor took everything over: the group gave the victim up
+        takeover = _wait(lambda: _predictions_held(survivor, settings) == everything, [survivor], 120,
+                         "the running worker to take every partition over")
+        while time.monotonic() - stopped < 2 * settings.session_timeout_s:
+            check_worker(survivor, "the victim is stopped")
+            time.sleep(0.25)
+    finally:
+        signal_group(victim.process, signal.SIGCONT)
+    paused_s = time.monotonic() - stopped
+    total = {role: sent[role] + more[role] for role in sent}
+    rejoined = _wait(shared, workers, 120, "the resumed worker to rejoin and take partitions again")
+    want = {c.model_id: Counter(role for role, event in items if event["model_id"] == c.model_id) for c in configs}
+
+    def all_counted() -> bool:
+        return all(model_counts(settings, m) == (n["predictions"], n["ground-truth"]) for m, n in want.items())
+
+    try:
+        # a state saved over with an older one never counts everything: measured, not raised
+        counted_in = _wait(all_counted, workers, 120, "every event to be counted in the models' states")
+    except LoadTestError as exc:
+        if not all(w.alive() for w in workers) or agent_crash(victim) or agent_crash(survivor):
+            raise
+        counted_in = None
+        note(f"sigstop: {exc}; counting what the states hold")
+    finally:
+        _keep_logs(settings, {"victim": victim, "survivor": survivor})
+    # events a monitor got below its event-time frontier (applied at once, out of order):
+    # the only way the alerts may differ from the offline run's
+    late = sum(w.metric("driftstream_late_events_total") for w in workers)
+    statuses = [w.stop() for w in workers]
+    counted = {m: model_counts(settings, m) for m in want}
+    reference = OfflinePipeline(window_s=settings.join_window_s)
+    reference.feed_events(items)
+    reference.finish()
+    cmp = compare_alerts([v for _, v in read_topic(settings, settings.topic("alerts"))], reference.result.alerts)
+    events = sum(total.values())
+    accounted = sum(sum(c) for c in counted.values())
+    row: dict[str, Any] = {
+        "partitions": settings.partitions, "events_in": events, "accounted": accounted, "lost": events - accounted,
+        "paused_s": round(paused_s, 1), "takeover_s": round(takeover, 1), "rejoin_s": round(rejoined, 1),
+        "all_counted_s": None if counted_in is None else round(counted_in, 1),
+        "exit_statuses": statuses, "late_events": int(late), **cmp,
+        "no_false_stop": statuses == [0, 0], "no_loss": accounted == events,
+        "alerts_equal": not (cmp["alerts_missing"] or cmp["alerts_extra"] or cmp["alerts_differing"]),
+    }
+    row["ok"] = row["no_false_stop"] and row["no_loss"] and row["alerts_equal"]
+    return row
+
+
+def fault_sigstop(h: Harness, broker: Any, smoke: bool, seed: int, runs: int | None) -> dict[str, Any]:
+    runs = runs or (1 if smoke else 10)
+    events = 2_000 if smoke else 5_000
+    outcomes: list[dict[str, Any]] = []
+    for partitions in (2, 4):
+        for run in range(runs):
+            note(f"sigstop: {partitions} partitions, run {run + 1}/{runs}")
+            settings = namespaced(broker, partitions=partitions)
+            try:
+                row = sigstop_run(h.worker, settings, models=4, events_per_model=events, seed=seed + run)
+            except LoadTestError as exc:
+                row = {"partitions": partitions, "ok": False, "error": str(exc)[:4000]}
+            failed = row.get("error") or {k: row[k] for k in ("exit_statuses", "lost", "late_events", "alerts_equal")}
+            note(f"sigstop: {partitions} partitions, run {run + 1}: {'ok' if row['ok'] else f'FAILED {failed}'[:300]}")
+            outcomes.append({"run": run + 1, **row})
+    done = [r for r in outcomes if "events_in" in r]
+    return {
+        "events_in": sum(r["events_in"] for r in done), "accounted": sum(r["accounted"] for r in done),
+        "lost": sum(r["lost"] for r in done), "duplicated_outputs": sum(r["duplicated_outputs"] for r in done),
+        "recovery_s": max((r["rejoin_s"] for r in done), default=None),
+        "runs": outcomes, "runs_ok": sum(r["ok"] for r in outcomes), "runs_total": len(outcomes),
+        "runs_without_false_stop": sum(bool(r.get("no_false_stop")) for r in outcomes),
+        "runs_without_loss": sum(bool(r.get("no_loss")) for r in outcomes),
+        "runs_with_late_events": sum(bool(r.get("late_events")) for r in done),
+        "outcome": (f"{sum(r['ok'] for r in outcomes)}/{len(outcomes)} runs ok (2 and 4 partitions); "
+                    f"no false stop in {sum(bool(r.get('no_false_stop')) for r in outcomes)}, no loss in "
+                    f"{sum(bool(r.get('no_loss')) for r in outcomes)}, late events in "
+                    f"{sum(bool(r.get('late_events')) for r in done)}"),
+        "ok": all(r["ok"] for r in outcomes),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = parser(__doc__)
     p.add_argument("--fault", action="append", choices=FAULTS, help="run only these (repeatable; default all)")
+    p.add_argument("--runs", type=int, help="sigstop runs per partition count (default 10; smoke 1)")
     args = p.parse_args(argv)
     chosen = args.fault or list(FAULTS)
     rows: dict[str, dict[str, Any]] = {}
@@ -416,6 +583,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 elif name == "broker":
                     with Harness() as inner:  # its own broker, restarted
                         rows[name] = fault_broker(inner, args.smoke, args.seed)
+                elif name == "sigstop":
+                    rows[name] = fault_sigstop(h, broker, args.smoke, args.seed, args.runs)
                 elif name == "poison":
                     rows[name] = fault_poison(h, broker, args.smoke, args.seed)
                 else:

@@ -19,15 +19,24 @@ for it), then with all 4 busy. The first run's figures are the summary's.
 
 Target: p99 < 1 s.
 
+With ``--slow-sink S`` the worker's alert webhook points at a local receiver that answers
+each request only after S seconds (the worker's webhook timeout is raised past S, so it
+waits the whole time): alert delivery runs off the monitors' path (:mod:`streams.sinks.queue`),
+so the p99 must hold with a 30 s sink too. The summary counts the requests the receiver
+got and the alerts the sink delivered and dead-lettered.
+
     python -m load_tests.latency [--smoke] [--json PATH] [--rate 5000] [--seconds 80] [--models 50] [--idle 1 0]
+                                 [--slow-sink S]
 """
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +66,50 @@ TICK_S = 0.05
 MIN_ALERTS_FOR_P99 = 100
 #: The worker's monitor config: every firing detector's alert its own (see the docstring).
 UNGROUPED_ALERTS = "[defaults.alerts]\ngroup_window_s = 1.0\n"
+
+
+class SlowReceiver(ThreadingHTTPServer):
+    """A webhook receiver on loopback that answers every POST with 200 after ``delay_s``
+    (``with SlowReceiver(30.0) as receiver: receiver.url``); counts the requests."""
+
+    daemon_threads = True  # a request still sleeping does not hold up the exit
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(("127.0.0.1", 0), _SlowHandler)
+        self.delay_s = delay_s
+        self.requests = 0
+        self._count_lock = threading.Lock()
+        self._thread = threading.Thread(target=self.serve_forever, name="slow-receiver", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/alerts"
+
+    def count(self) -> None:
+        with self._count_lock:
+            self.requests += 1
+
+    def __enter__(self) -> SlowReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _SlowHandler(BaseHTTPRequestHandler):
+    server: SlowReceiver
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.count()
+        time.sleep(self.server.delay_s)  # the slow receiver under test (its own thread)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+        pass
 
 
 def model_configs(rate: float, seconds: float, models: int, seed: int) -> list[SimulationConfig]:
@@ -144,6 +197,10 @@ def run_case(args: Any, items: list[Item], seconds: float, models: int, idle_par
         config.write_text(UNGROUPED_ALERTS)
         broker = h.broker()
         settings = namespaced(broker, partitions=args.partitions, config_path=str(config))
+        receiver = None
+        if args.slow_sink is not None:  # closed after the worker (the harness stops in reverse order)
+            receiver = h.enter_context(SlowReceiver(args.slow_sink))
+            settings = settings.replace(webhook_url=receiver.url, webhook_timeout_s=args.slow_sink + 5.0)
         create_topics(settings)
         worker = h.worker(settings)
         worker.wait_ready(120)
@@ -152,6 +209,11 @@ def run_case(args: Any, items: list[Item], seconds: float, models: int, idle_par
         produced, label_produced, alerts, behind, arrivals = asyncio.run(_run(settings, items, args.rate))
         monitored = consumed(worker, settings, "monitor-input")
         histogram_count = worker.metric("driftstream_processing_latency_seconds_count")
+        sink: dict[str, Any] = {}
+        if receiver is not None:
+            sink = {"slow_sink_s": args.slow_sink, "slow_sink_requests": receiver.requests, **{
+                f"slow_sink_{outcome}": int(worker.metric("driftstream_alert_sink_alerts_total", sink="webhook", outcome=outcome))
+                for outcome in ("delivered", "dead_lettered")}}
 
     latencies: list[float] = []
     by_kind: dict[str, list[float]] = {}
@@ -182,6 +244,7 @@ def run_case(args: Any, items: list[Item], seconds: float, models: int, idle_par
                     for kind, ls in sorted(by_kind.items())},
         "target": {"p99_s": f"< {P99_TARGET_S}", "alerts": f">= {MIN_ALERTS_FOR_P99}",
                    "met": len(latencies) >= MIN_ALERTS_FOR_P99 and p99 < P99_TARGET_S},
+        **sink,
     }
     where = f"{args.partitions} partitions, {idle_partitions} idle"
     print_table(f"Alerts ({where}): produce of the triggering event -> arrival at a subscriber",
@@ -203,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--idle", type=int, nargs="*", help="runs, by how many input partitions get no events "
                    "(default: 1 then 0; smoke: 1)")
+    p.add_argument("--slow-sink", type=float, metavar="S", help="point the worker's webhook at a local receiver "
+                   "that answers each alert after S seconds (the criterion: 30)")
     args = p.parse_args(argv)
     seconds = args.seconds or (8.0 if args.smoke else 80.0)
     models = args.models or (4 if args.smoke else 50)

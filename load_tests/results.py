@@ -24,7 +24,7 @@ from .common import fmt, machine
 from .throughput import SDK_VS_RAW_TARGET, runs_note
 
 HERE = Path(__file__).parent
-SCRIPTS = ("bench_detectors", "bench_backtest", "bench_detection", "throughput", "latency", "memory", "scaling", "faults")
+SCRIPTS = ("bench_detectors", "bench_backtest", "bench_detection", "throughput", "latency", "memory", "memory_models", "scaling", "faults")
 
 
 def _available(name: str) -> bool:
@@ -111,6 +111,11 @@ def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "resul
                _row("throughput: that least work / raw aiokafka (an upper bound of SDK / raw aiokafka)", t["minimum_vs_raw_aiokafka"],
                     tg["sdk_vs_raw_aiokafka"]["target"], t["minimum_vs_raw_aiokafka"] >= SDK_VS_RAW_TARGET)]
               if "minimum_in_process_per_s" in t else []),
+            *([_row("throughput: SDK publisher, async client over lists, predictions/s", t["sdk_publish_per_s"],
+                    tg["sdk_publish_per_s"]["target"], tg["sdk_publish_per_s"]["met"]),
+               _row("throughput: SDK publisher, sync client, microseconds per publish_prediction (queued)", t["publisher"]["sync_us_per_call"]),
+               _row("throughput: SDK publisher, sync client one event per call, predictions/s with the flush",
+                    t["publisher"]["sync_predictions_per_s_with_flush"])] if "publisher" in t else []),
             _row("throughput: foreign (kcat) predictions/s per worker" + _runs(t.get("foreign_run")), t["foreign_predictions_per_s"]),
             _row("throughput: no-op Faust agent predictions/s", t["faust_noop_per_s"]),
             _row("throughput: foreign / no-op Faust", t["foreign_vs_faust_noop"], tg["foreign_vs_faust_noop"]["target"], tg["foreign_vs_faust_noop"]["met"]),
@@ -125,10 +130,18 @@ def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "resul
     if mem and "error" not in mem:
         tg = mem["targets"]
         lines += [_row("memory: events applied", mem["events_applied"]),
-                  _row("memory: RSS MB per million events after warm-up", mem["rss_mb_per_million_events"], tg["rss_flat"]["target"], tg["rss_flat"]["met"]),
+                  *([_row("memory: RSS MB per million events after warm-up (Theil-Sen)", mem["rss_mb_per_million_events_theil_sen"],
+                          tg["rss_flat"]["target"], tg["rss_flat"]["met"]),
+                     _row("memory: RSS MB per million events after warm-up (least squares)", mem["rss_mb_per_million_events"])]
+                    if "rss_mb_per_million_events_theil_sen" in mem else
+                    [_row("memory: RSS MB per million events after warm-up", mem["rss_mb_per_million_events"], tg["rss_flat"]["target"], tg["rss_flat"]["met"])]),
                   _row("memory: join-state entries (max / end)", f"{mem['join_entries_max']} / {mem['join_entries_end']}", tg["join_state_bounded"]["target"], tg["join_state_bounded"]["met"])]
         if mem.get("plot"):
             lines.append(_row("memory: plot", _plot_link(mem["plot"], artifacts, out_dir)))
+    per_model = results.get("memory_models", {})
+    if per_model and "error" not in per_model:
+        lines.append(_row(f"memory: RSS bytes per model ({per_model['models']:,} models held, "
+                          f"{per_model['events_per_model']} predictions each)", per_model["rss_bytes_per_model"]))
     sc = results.get("scaling", {})
     if sc and "error" not in sc:
         lines += [_row("scaling: one worker predictions/s", sc["one_worker_predictions_per_s"]),

@@ -129,16 +129,16 @@ class Settings:
     data_dir: str = "./driftstream-data"
     #: Micro-batching of the pipeline agents (:mod:`streams.runtime.batching`): a join batch closes
     #: this long after its first event ... (each batch costs a state delta, a commit record
-    #: and a monitor-input message per model; at 5,000 events/s over 20 models, 0.1 s gave
-    #: an alert latency p99 of 0.89 s against 1.04 s with 0.15 s)
+    #: and a monitor-input message per model: longer batches cost latency, shorter ones
+    #: throughput; docs/performance.md)
     batch_max_records: int = 2_000
     batch_within_s: float = 0.1
     #: ... a monitor batch this long after its first event.
     monitor_batch_within_s: float = 0.1
     #: How often the monitor agent writes the state of each model it changed (a checkpoint,
     #: with the monitor-input offset it covers): a crashed or rebalanced worker resumes
-    #: from it and applies what came after again. Per batch, 50 models' states (about
-    #: 36 KB each) cost the worker as much as their detectors.
+    #: from it and applies what came after again. Writing the states after every batch
+    #: cost the worker as much as the detectors.
     monitor_checkpoint_s: float = 1.0
     #: An input partition with nothing unread on the broker for this long is idle and holds
     #: no model's results back (:mod:`streams.pipeline.event_time`). Only partitions with no lag
@@ -163,6 +163,10 @@ class Settings:
     #: are dead-lettered (``too_many_models``, :mod:`streams.pipeline.cardinality`). A model costs
     #: about 29 KB of state and a few dozen Prometheus series.
     max_models: int = 1_000
+    #: A model with no event for this long (wall clock) is dropped from the worker's memory;
+    #: its state stays in the monitor-state changelog, and its next event loads it from
+    #: there as a rebalance would (results are unchanged: only memory is freed).
+    model_idle_evict_s: float = 3_600.0
     #: Models a worker exports per-model Prometheus series for (detector statistics,
     #: coverage, alerts): each has dozens to hundreds; the rest are counted only.
     max_model_series: int = 100
@@ -176,14 +180,13 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     #: Producer batching window in milliseconds: every table write and output an agent
-    #: waits for waits this long first (a round trip to Tansu took 7 ms with 5, under 1 ms
-    #: with 0; aiokafka batches what gathers while a request is in flight anyway).
+    #: waits for waits this long first (aiokafka batches what gathers while a request is in
+    #: flight anyway).
     producer_linger_ms: int = 1
-    #: Longest a consumer fetch waits for data (the worker's and the SDK subscriber's;
-    #: Faust's own default is 1500 ms, aiokafka's 500 ms). Tansu answers an empty fetch
-    #: when the wait is over, not when a record arrives: 100 ms gave a median of 20 ms per
-    #: hop, 20 ms one of 5 ms. With these two at 5 and 100, 50 models at 5,000 predictions/s
-    #: had an alert latency p99 of 1.05 s; at 1 and 25, 0.83 s.
+    #: Longest a consumer fetch waits for data (the worker's, its updater's and the SDK
+    #: subscriber's; Faust's own default is 1500 ms, aiokafka's 500 ms). Tansu answers an
+    #: empty fetch when the wait is over, not when a record arrives, so each hop of the
+    #: pipeline can wait this long (figures: docs/performance.md).
     fetch_max_wait_ms: int = 25
     #: Security for production Kafka.
     security_protocol: str = "PLAINTEXT"
@@ -264,6 +267,8 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}MAX_CLOCK_SKEW_S={self.max_clock_skew_s}: expected > 0")
         if self.max_models < 1:
             raise SettingsError(f"{ENV_PREFIX}MAX_MODELS={self.max_models}: expected >= 1")
+        if not self.model_idle_evict_s > 0:
+            raise SettingsError(f"{ENV_PREFIX}MODEL_IDLE_EVICT_S={self.model_idle_evict_s}: expected > 0")
         if self.max_model_series < 1:
             raise SettingsError(f"{ENV_PREFIX}MAX_MODEL_SERIES={self.max_model_series}: expected >= 1")
         if self.webhook_queue_size < 1:

@@ -94,6 +94,7 @@ class Metrics(NamedTuple):
     alert_sink_queue: Gauge
     alert_sink_breaker_open: Gauge
     model_series_capped: Gauge
+    models_evicted: Counter
     model_updates: Counter
     build_info: Info
     last_event_timestamp: Gauge
@@ -252,13 +253,15 @@ def create(
         ),
         handovers=counter(
             "handovers", "Partition hand-overs at a rebalance or shutdown (complete: the next "
-            "owner repeats nothing; incomplete: it applies again what the last checkpoint missed).",
+            "owner repeats nothing; incomplete: it applies again what the last checkpoint missed; "
+            "skipped_member_lost: the group had dropped this worker, its partitions had new owners).",
             "outcome",
         ),
         checkpoints=counter(
             "checkpoints", "Monitor checkpoints due, by outcome (started; skipped_unreachable: "
             "the changelog probe could not reach the broker; skipped_changelog_lost: the broker "
-            "no longer holds what this worker wrote). A skipped one is taken at the next turn.",
+            "no longer holds what this worker wrote; skipped_member_lost: the group dropped this worker, "
+            "and the rejoin drops what was unsaved). A skipped one is taken at the next turn.",
             "outcome",
         ),
         webhook_deliveries=counter(
@@ -278,6 +281,10 @@ def create(
         model_series_capped=gauge(
             "model_series_capped_models", "Models whose per-model series are not exported: past "
             "DRIFTSTREAM_MAX_MODEL_SERIES models on this worker.",
+        ),
+        models_evicted=counter(
+            "models_evicted", "Idle models dropped from memory (DRIFTSTREAM_MODEL_IDLE_EVICT_S); "
+            "their state stays in the changelog and is loaded again at their next event.",
         ),
         model_updates=counter(
             "model_updates", "Reference model updates by action.", "model_id", "action"

@@ -11,6 +11,10 @@
 - :class:`SeriesCap` exports per-model series for at most ``max_models`` models per worker
   (``DRIFTSTREAM_MAX_MODEL_SERIES``); the others are counted in
   ``driftstream_model_series_capped_models``, their alerts and drift events still published.
+- :class:`IdleModels` names the models with no event for ``model_idle_evict_s``
+  (``DRIFTSTREAM_MODEL_IDLE_EVICT_S``), which the worker drops from memory once their state
+  is saved: their next event loads it again from the changelog. Wall-clock time decides
+  only when memory is freed, never a result, since the state loaded is the state saved.
 
 >>> cap = ModelCap(2, partitions=1)
 >>> [cap.admit(key, lambda p: ()) for key in ("a", "b", "a", "c")]
@@ -19,6 +23,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -107,4 +112,39 @@ class SeriesCap:
         self._capped.clear()
 
 
-__all__ = ["ModelCap", "SeriesCap", "TOO_MANY_MODELS"]
+class IdleModels:
+    """When each model last had an event, oldest first; which have been idle ``idle_s``.
+
+    >>> idle = IdleModels(10.0)
+    >>> idle.touch("a", 0.0); idle.touch("b", 5.0); idle.touch("a", 6.0)
+    >>> idle.idle(15.5), idle.idle(16.0)
+    (['b'], ['b', 'a'])
+    """
+
+    def __init__(self, idle_s: float) -> None:
+        if not idle_s > 0:
+            raise ValueError(f"idle_s must be > 0, got {idle_s}")
+        self.idle_s = idle_s
+        self._last: OrderedDict[str, float] = OrderedDict()  # least recently touched first
+
+    def touch(self, key: str, now: float) -> None:
+        self._last[key] = now
+        self._last.move_to_end(key)
+
+    def idle(self, now: float) -> list[str]:
+        """The models idle for ``idle_s`` or more at ``now``, least recently touched first."""
+        out = []
+        for key, last in self._last.items():
+            if now - last < self.idle_s:
+                break
+            out.append(key)
+        return out
+
+    def forget(self, key: str) -> None:
+        self._last.pop(key, None)
+
+    def clear(self) -> None:
+        self._last.clear()
+
+
+__all__ = ["IdleModels", "ModelCap", "SeriesCap", "TOO_MANY_MODELS"]

@@ -74,8 +74,8 @@ class LatencyWindow:
         return self.percentiles([name])[name]
 
     def percentiles(self, names: Sequence[str]) -> dict[str, float]:
-        """Several percentiles from one sort (``np.quantile`` cost about 50 us a call: at
-        three a checkpoint that was 7 % of the stages' time); the same linear interpolation."""
+        """Several percentiles from one sort (a ``np.quantile`` call each cost a noticeable
+        share of the stages' time); the same linear interpolation."""
         if not len(self):
             return {name: math.nan for name in names}
         ordered = np.sort(self._ring.ordered())

@@ -115,6 +115,14 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
     return conf
 
 
+def _probe_connection(settings: Settings, app: faust.App) -> dict[str, Any]:
+    """How the end-offset probe connects: as the worker's consumer does."""
+    return {
+        **settings.kafka_client_kwargs(), "client_id": app.conf.broker_client_id,
+        "request_timeout_ms": int(app.conf.broker_request_timeout * 1000.0),
+    }
+
+
 def exit_now(message: str, status: int) -> None:
     """Leave at once, writing nothing more to the broker (see :mod:`streams.runtime.integrity` and
     :mod:`streams.runtime.batch_guard`)."""
@@ -169,8 +177,9 @@ class Pipeline:
 
     # -- rebalances -------------------------------------------------------------------------
     async def on_revoked(self, *_: Any, **__: Any) -> None:
-        """Partitions revoked (Faust sends this once the agents are idle): hand them over,
-        then drop the caches (:meth:`on_rebalance`)."""
+        """Partitions revoked (Faust sends this once the agents are idle): hand them over
+        (nothing is saved if the group dropped this worker), then drop the caches
+        (:meth:`on_rebalance`)."""
         await self.checkpointer.hand_over()
         await self.on_rebalance()
 
@@ -199,6 +208,11 @@ class Pipeline:
             with self.guard("monitor"):
                 await self.monitors.apply(messages)
                 await self.checkpointer.if_due()
+
+    async def evict_idle_models(self) -> None:
+        """:meth:`MonitorRunner.evict_idle`, between checkpoints (from a timer)."""
+        if not self.checkpointer.in_flight:
+            await self.monitors.evict_idle()
 
     def align_inputs(self) -> None:
         """Pause the join partitions ahead of the slowest while this worker's monitors hold
@@ -234,7 +248,9 @@ def create_app(
     registry = registry or CollectorRegistry()
     codec.register_faust_codec()
     app = faust.App(settings.app_id, **faust_settings(settings))
-    install_consumer(app)  # before anything creates Faust's own
+    install_consumer(  # before anything creates Faust's own
+        app, fetch_max_wait_ms=settings.fetch_max_wait_ms, probe_connection=_probe_connection(settings, app),
+    )
     pipeline = Pipeline(app, settings, monitor_config, registry)
     register_gpu_collector(registry)
     app.driftstream = pipeline  # type: ignore[attr-defined]
@@ -307,6 +323,7 @@ def create_app(
     async def monitor_checkpoint() -> None:
         await pipeline.monitors.resume()
         await pipeline.checkpointer.checkpoint()
+        await pipeline.evict_idle_models()
 
     @app.timer(0.1)
     async def join_progress() -> None:

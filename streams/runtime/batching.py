@@ -1,9 +1,8 @@
 """Micro-batches of an input topic's records, made where Faust delivers them.
 
-Faust hands each Kafka record to a stream as an :class:`~faust.Event`: decoding, sensors,
-a queue hop, the stream iterator's per-event step and an ack cost about 100 µs of a
-worker's time per record, more than the pipeline itself spends on an event that arrives
-one per record (a foreign producer's). A :class:`BatchedTopic` is a Faust topic whose
+Faust hands each Kafka record to a stream as an :class:`~faust.Event` (decoding, sensors,
+a queue hop, the stream iterator's step and an ack), which costs more than the pipeline
+spends on an event that arrives one per record (docs/performance.md). A :class:`BatchedTopic` is a Faust topic whose
 channel buffer holds *lists of records*: the conductor appends each record it fetches to
 the list being filled, and the agent's stream yields one list per step, so Faust's
 per-item cost is paid once per micro-batch. The records stay Faust's (group membership,
@@ -36,7 +35,9 @@ from typing import Any
 
 import faust
 from faust.types import Message
-from mode.utils.queues import FlowControlEvent, ThrowableQueue
+from mode.utils.queues import FlowControlEvent
+
+from streams.runtime.faust_private import RecordBufferTopic, ThrowingQueue
 
 __all__ = ["BatchQueue", "BatchedTopic", "acknowledge", "admit", "current_generation", "record_bytes"]
 
@@ -50,25 +51,19 @@ class _Batch:
         self.weight = 0
 
 
-class BatchQueue(ThrowableQueue):
+class BatchQueue(ThrowingQueue):
     """A Faust channel buffer whose ``get`` returns a list of the items put into it.
 
     ``maxsize`` and the pressure thresholds count what ``weigh`` gives for each item (1 by
     default), not lists, so Faust's backpressure (pausing a partition's fetches) works as
-    with its own buffer. The pipeline's topics weigh a record by its bytes: a record of a
-    foreign producer holds one event, one of the SDK 500, and a bound in records let the
-    buffer take a whole backlog of the latter (8,192 records, 4 million events), ahead of
-    what :mod:`streams.runtime.alignment` pauses.
+    with its own buffer. The pipeline's topics weigh a record by its bytes: an SDK record
+    holds hundreds of events, and a bound in records let the buffer take a whole backlog,
+    ahead of what :mod:`streams.runtime.alignment` pauses.
 
-    Unlike Faust's buffer, the flow control does not clear it when the flow resumes. A
-    recovery resumes the flow to read the changelogs, resumes the input partitions and seeks
-    them to their committed offsets, and only then resumes the flow again, which clears the
-    buffers: records fetched from the committed offsets in between were dropped, and the
-    consumer had read past them. Faust's own buffer is nearly always empty by then (its
-    stream takes each record at once); this one holds records for up to ``within_s``, and a
-    restarted worker lost its whole backlog that way (seen here: 70 records, every one after
-    the committed offsets). What a clear protects against, records of an ended consumer
-    generation, :func:`admit` leaves out itself.
+    Unlike Faust's buffer, the flow control does not clear it when the flow resumes: a
+    recovery's last resume would drop records fetched from the committed offsets, which
+    this buffer holds for up to ``within_s`` (docs/delivery.md). Records of an ended
+    consumer generation, what a clear protects against, :func:`admit` leaves out itself.
     """
 
     def __init__(
@@ -118,8 +113,8 @@ class BatchQueue(ThrowableQueue):
     def qsize(self) -> int:
         return self._size
 
-    def _throw(self, exc: BaseException) -> None:
-        self._errors.append(exc)
+    def thrown(self, exc: BaseException) -> None:
+        self.keep_error(exc)
         self._arrived.set()
 
     def wake(self) -> None:
@@ -134,8 +129,9 @@ class BatchQueue(ThrowableQueue):
         it is full (a later batch behind it means it is full)."""
         loop = asyncio.get_running_loop()
         while True:
-            if self._errors:
-                raise self._errors.popleft()
+            error = self.take_error()
+            if error is not None:
+                raise error
             if not self._queue:
                 self.maybe_endorse_pressure_drop()
                 if self._woken:
@@ -155,7 +151,7 @@ class BatchQueue(ThrowableQueue):
                 pass
 
 
-class BatchedTopic(faust.Topic):
+class BatchedTopic(RecordBufferTopic):
     """A Faust topic whose stream yields lists of its records (:class:`~faust.types.Message`),
     up to ``max_records`` each, closed ``within_s`` after their first record arrived."""
 
@@ -173,9 +169,9 @@ class BatchedTopic(faust.Topic):
         self.buffers: list[BatchQueue] = [] if buffers is None else buffers
         super().__init__(*args, **kwargs)
 
-    def _clone_args(self) -> dict[str, Any]:
-        return {**super()._clone_args(), "max_records": self.max_records, "within_s": self.within_s,
-                "max_bytes": self.max_bytes, "buffers": self.buffers}
+    def clone_kwargs(self) -> dict[str, Any]:
+        return {"max_records": self.max_records, "within_s": self.within_s, "max_bytes": self.max_bytes,
+                "buffers": self.buffers}
 
     def wake(self) -> None:
         """Make the agents reading this topic take an empty batch if they wait on an empty
@@ -183,23 +179,16 @@ class BatchedTopic(faust.Topic):
         for buffer in self.buffers:
             buffer.wake()
 
-    def _compile_decode(self) -> None:
-        # the records themselves go into the buffer: the agent decodes a batch at once
-        async def decode(message: Message, *, propagate: bool = False) -> Message:
-            return message
-
-        self.decode = decode  # type: ignore[method-assign]
-
-    @property
-    def queue(self) -> BatchQueue:  # type: ignore[override]
-        if self._queue is None:
-            self._queue = BatchQueue(
-                self.max_bytes or self.maxsize or self.app.conf.stream_buffer_maxsize,
-                flow_control=self.app.flow_control, max_items=self.max_records, within_s=self.within_s,
-                weigh=None if self.max_bytes is None else record_bytes,
-            )
-            self.buffers.append(self._queue)
-        return self._queue  # type: ignore[return-value]
+    def new_buffer(self) -> BatchQueue:
+        """This channel's buffer (the records go into it undecoded: the agent decodes a batch
+        at once)."""
+        buffer = BatchQueue(
+            self.max_bytes or self.maxsize or self.app.conf.stream_buffer_maxsize,
+            flow_control=self.app.flow_control, max_items=self.max_records, within_s=self.within_s,
+            weigh=None if self.max_bytes is None else record_bytes,
+        )
+        self.buffers.append(buffer)
+        return buffer
 
 
 def record_bytes(message: Message) -> int:

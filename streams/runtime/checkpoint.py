@@ -82,13 +82,30 @@ class Checkpointer:
         if not self.monitors.unsaved_monitors and not self.monitors.unsaved_offsets:
             self.checkpointed_at = time.monotonic()  # nothing changed: no probe, no write
             return
+        if self._skip_if_member_lost():
+            return
         problems = await self.integrity.changelog_problems()
         if problems != {}:
             self._skip(problems)
             return
+        if self._skip_if_member_lost():  # found out while the probe waited on the broker
+            return
         self._skipped = None
         self.metrics.checkpoints.labels("started").inc()
         self._start()
+
+    @property
+    def in_flight(self) -> bool:
+        """A checkpoint's writes are on their way."""
+        return self.task is not None and not self.task.done()
+
+    def _skip_if_member_lost(self) -> bool:
+        """Skip a checkpoint while the group may have dropped this worker (see
+        :meth:`hand_over`): the rejoin drops what is unsaved, or a heartbeat confirms it."""
+        if not self.integrity.membership_lost():
+            return False
+        self.metrics.checkpoints.labels("skipped_member_lost").inc()
+        return True
 
     def _skip(self, problems: dict[TP, str] | None) -> None:
         """Count a checkpoint skipped for ``problems`` (``None``: the broker could not be
@@ -128,12 +145,18 @@ class Checkpointer:
         chunk: list[Any] = []
         size = 0
         for key, msg, raw in dumps:
+            if self.integrity.membership_lost():  # stopped mid-checkpoint past the session timeout (see hand_over)
+                self._abandon(dumps, done)
+                return
             chunk += await self.writer.send(table, msg, [(key, raw)])
             size += len(raw)
             if size >= CHECKPOINT_CHUNK_BYTES:
                 await self.writer.wait(table, chunk)
                 chunk, size = [], 0
         await self.writer.wait(table, chunk)
+        if self.integrity.membership_lost():
+            self._abandon(dumps, done)
+            return
         assignment = self.app.consumer.assignment()
         topic = self.settings.topic("monitor-input")
         offsets_table = self.monitors.offsets_table
@@ -143,6 +166,16 @@ class Checkpointer:
                 writes += await self.writer.send(offsets_table, msg, [(str(partition), progress)])
         await self.writer.wait(offsets_table, writes)
         self.metrics.batch_duration_seconds.labels("monitor-checkpoint").observe(time.perf_counter() - started)
+
+    def _abandon(self, dumps: list[tuple[str, Message, bytes]], done: dict[int, tuple[Message, bytes]]) -> None:
+        """Give a checkpoint up half-written, as unsaved again: if the group still holds this
+        worker after all, the next checkpoint saves it whole (offsets written without every
+        state they cover would skip events at a recovery); if not, the rejoin drops it."""
+        log.warning("monitor checkpoint abandoned: the group may have dropped this worker")
+        for key, msg, _ in dumps:
+            self.monitors.unsaved_monitors.setdefault(key, msg)
+        for partition, (msg, _) in done.items():
+            self.monitors.unsaved_offsets.setdefault(partition, msg)
 
     async def hand_over(self) -> None:
         """Save what the next owner of this worker's partitions would otherwise do again:
@@ -154,6 +187,14 @@ class Checkpointer:
         runner = self.monitors
         if not (self.guard.interrupted or runner.unsaved_monitors or runner.unsaved_offsets or self.task
                 or any(part.outbox for part in self.joins.joins.values())):
+            return
+        if self.integrity.membership_lost():
+            # its partitions went to others while it was away (SIGSTOPped past the session
+            # timeout), and they applied and saved more: this worker's older state would
+            # overwrite theirs, and the events in between would be lost
+            log.warning("the group dropped this worker (its session expired): its partitions may have other owners, "
+                        "so nothing is handed over")
+            self.metrics.handovers.labels("skipped_member_lost").inc()
             return
         started = time.perf_counter()
         try:

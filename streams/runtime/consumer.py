@@ -1,85 +1,54 @@
-"""Faust's Kafka consumer, with a delivery loop that costs less per record.
+"""The worker's Faust consumer: Faust's aiokafka consumer with two mends to its delivery loop
+and a cheaper path for records that cannot block.
 
-Faust's consumer hands each fetched record to the conductor through
-``Service.wait_first(callback(message), suspend_flow.wait())``: four tasks and an
-``asyncio.wait`` per record, so that a delivery blocked on a full stream buffer can be
-abandoned when a rebalance suspends the flow. Measured with one event per record (kcat),
-that was about a tenth of the worker's time. :class:`Consumer` calls the callback directly
-when it cannot block: the flow is not suspended and every channel of the record's partition
-is a micro-batch buffer (:class:`~streams.runtime.batching.BatchQueue`, the pipeline's input
-topics) with room (so the conductor puts the record without waiting). Otherwise (table
-changelogs during a recovery, Faust's own streams, a full buffer) it takes Faust's path,
-unchanged. Everything else (gap tracking, commit cadence) is Faust's loop as it is.
+- A record goes to the conductor directly (not through ``Service.wait_first``, four tasks and
+  an ``asyncio.wait`` per record) when the flow is on and every channel of its partition is a
+  micro-batch buffer with room; otherwise Faust's path, unchanged.
+- A delivery that outlasted a reset of the read offsets (seek, revocation, assignment) leaves
+  the read offset where the reset put it, and no input record is dropped for being below it:
+  Faust set it back to a stale record and then dropped the re-read backlog.
+- A record served at or below one already delivered, with no reset in between, is recorded in
+  :attr:`Consumer.went_back`: the log lost its tail, and the pipeline stops.
+- :meth:`Consumer.membership_lost` says when the group may have dropped this member (its
+  session expired, or no heartbeat succeeded for a session timeout): the pipeline then saves
+  nothing of what it holds, since the group's other members may own those partitions already.
 
-Two fixes to Faust's loop, for both paths. A delivery can outlast a reset of the read
-offsets: a record fetched before a rebalance waits in the conductor while the recovery seeks
-the partitions back to their committed offsets (:meth:`perform_seek`), then the flow resumes,
-the waiting delivery ends, and Faust set the partition's read offset to that stale record's
-offset, after the seek. Its loop then dropped every re-read record below that offset as
-already read: a worker restarted after a SIGKILL read its whole backlog and applied none of
-it (seen here in 3 runs), and Faust skipping 28-37 records after a SIGKILL is likely the same
-race. So:
-
-- the consumer counts the resets of its read offsets (seeks, revocations, assignments), and
-  a delivery during which one began leaves the read offset where the reset put it (nor does
-  a fetch that a reset overtook mark offsets it skipped over as a gap to commit past);
-- no record of the pipeline's input topics that the broker client returns is dropped for
-  being below the read offset: outside these races that never happens, and within them the
-  record is one the pipeline has not applied. A record delivered twice costs nothing (the
-  pipeline's state keeps the offsets it applied and skips what they cover). Faust's own
-  topics (table changelogs) keep Faust's rule.
-- a record served at or below one already delivered of its partition, with no reset in
-  between, is recorded in :attr:`Consumer.went_back`: aiokafka reset a read position past
-  the end of the log to its start, so the log lost its tail (a restarted memory-only
-  broker), and the pipeline stops rather than apply another log's records to its state.
-
-A fetch works on a copy of the active partitions taken when it starts. Faust passes the
-set itself to the broker client, which waits up to a second for records of those partitions
-while Faust's rebalance and pause methods change the set in place; the delivery loop then
-drops the records of every partition no longer in it, although the client has moved past
-them. Two ways that lost records:
-
-- a revocation empties the set, and aiokafka reads an empty set as *every* partition: the
-  fetch returned the table changelog records that a recovery was about to read, the loop
-  dropped them, and the recovery waited for them forever (a worker that kept partitions in
-  a rebalance applied nothing more; seen under load in about 1 run of 3);
-- a pause (the join's watermark alignment) dropped the rest of what was fetched of the
-  partitions it paused, which the gap guard then re-read after offset-gap warnings.
-
-With the copy, what the client returns is delivered (a revoked partition's records are
-still dropped, by Faust's generation check, and read again by its next owner from the
-committed offsets).
-
-And one to Faust's ``seek`` (the gap guard's rewinds): it called aiokafka's seek in the
-caller's thread, while the consumer's thread fetched, and aiokafka's fetcher crashed on a
-``KeyError`` for the partition (seen in a kill run). The seek now runs in the consumer's
-thread, as Faust's own ``seek_wait`` does.
-
-:func:`install` makes an app's consumer one of these; call it before the app starts.
+docs/delivery.md ("Two mends to Faust's consumer loop") says why; Faust's private hooks these
+need are in :mod:`streams.runtime.faust_private`. :func:`install` makes an app's consumer one
+of these; call it before the app starts.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from typing import Any, cast
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import faust
+from aiokafka.protocol.group import JoinGroupRequest
 from faust.exceptions import ConsumerNotStarted
-from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, Message
-from mode import Service, ServiceT
 
 from streams.runtime.batching import BatchQueue
+from streams.runtime.end_offsets import fetched_end_offsets
+from streams.runtime.faust_private import (
+    ConsumerLoop,
+    channels_of,
+    consumer_created,
+    group_coordinator,
+    kafka_consumer,
+    on_heartbeat_ok,
+    paused_partitions,
+    read_offsets,
+)
 
 __all__ = ["Consumer", "Transport", "install"]
 
 
-class Consumer(aiokafka_driver.Consumer):
+class Consumer(ConsumerLoop):
     """Faust's aiokafka consumer; see the module docstring for the differences."""
 
     #: how many times the read offsets were reset (a delivery that spans one is stale)
@@ -93,20 +62,22 @@ class Consumer(aiokafka_driver.Consumer):
         #: partition -> (an offset delivered, the offset served after it without a reset)
         #: for each log that went back (see :meth:`deliver`); the pipeline stops on one
         self.went_back: dict[TP, tuple[int, int]] = {}
+        #: when the group last confirmed this member (an assignment, a heartbeat answered)
+        self._confirmed_at: float | None = None
         #: partition -> when (ms since the epoch) :meth:`resume_partitions` last resumed it
         self._resumed_ms: dict[TP, float] = {}
 
     def _feeds_batch_buffers(self, tp: TP) -> bool:
         """Whether every channel ``tp``'s records go to is a micro-batch buffer (the
         pipeline's input topics; no channel, no answer)."""
-        channels = self.app.topics._tp_index.get(tp)  # the conductor's own routing index
+        channels = channels_of(self.app, tp)
         return bool(channels) and all(type(channel.queue) is BatchQueue for channel in channels)
 
-    def _already_read(self, tp: TP, offset: int) -> bool:
+    def already_read(self, tp: TP, offset: int) -> bool:
         """Whether the loop skips a fetched record as already read: below the read offset,
-        of one of Faust's own topics (see the module docstring)."""
-        read = self._read_offset.get(tp)
-        return read is not None and offset < read and not self._feeds_batch_buffers(tp)
+        of one of Faust's own topics (an input record re-read after a race is one the
+        pipeline has not applied, or skips itself)."""
+        return super().already_read(tp, offset) and not self._feeds_batch_buffers(tp)
 
     def _delivers_without_waiting(self, tp: TP) -> bool:
         """True when the conductor would put a record of ``tp`` into every subscribed
@@ -115,7 +86,7 @@ class Consumer(aiokafka_driver.Consumer):
         return (
             self.app.flow_control.is_active()
             and self._feeds_batch_buffers(tp)
-            and not any(channel.queue.full() for channel in self.app.topics._tp_index[tp])
+            and not any(channel.queue.full() for channel in channels_of(self.app, tp))
         )
 
     async def deliver(self, tp: TP, message: Message) -> None:
@@ -129,17 +100,15 @@ class Consumer(aiokafka_driver.Consumer):
         # a rebalance in between (another generation) re-reads from the committed offsets,
         # even when no reset of the read offsets was seen here
         if last is not None and last[1] == resets and last[2] == generation and message.offset <= last[0]:
-            # served at or below a record already delivered, with no seek, revocation or
-            # assignment since: the broker client reset a read position that the log no
-            # longer reached, past its end. The log lost its tail (a restarted memory-only
-            # broker, a topic deleted and recreated); what follows is another log's records.
+            # the broker client reset a read position past the log's end: the log lost its
+            # tail, and what follows is another log's records
             self.went_back.setdefault(tp, (last[0], message.offset))
         if not self.suspend_flow.is_set() and self._delivers_without_waiting(tp):
             await self.callback(message)
         else:
             await self.wait_first(self.callback(message), self.suspend_flow.wait())
         if self.resets == resets:
-            self._read_offset[tp] = message.offset
+            read_offsets(self)[tp] = message.offset
             self._delivered[tp] = (message.offset, resets, generation)
         else:  # stale: the reset decides where reading goes on
             self._delivered.pop(tp, None)
@@ -159,11 +128,6 @@ class Consumer(aiokafka_driver.Consumer):
         with self._resetting():
             await super().perform_seek()
 
-    async def _seek(self, partition: TP, offset: int) -> None:
-        """aiokafka's seek, run in the consumer's own thread, as Faust's ``seek_wait`` runs
-        it (see the module docstring)."""
-        await self._thread.call_thread(self._thread.seek, partition, offset)
-
     async def seek(self, partition: TP, offset: int) -> None:
         with self._resetting():
             await super().seek(partition, offset)
@@ -176,22 +140,15 @@ class Consumer(aiokafka_driver.Consumer):
         with self._resetting():
             return await super().seek_to_committed()
 
-    async def _wait_next_records(self, timeout: float) -> tuple[Any, frozenset[TP] | None]:
-        """Faust's, except that the fetch and the delivery loop both work on a copy of the
-        active partitions taken when the fetch starts (see the module docstring)."""
-        if not self.flow_active:
-            await self.wait(self.can_resume_flow)  # type: ignore[arg-type]
-        try:
-            self.not_waiting_next_records.set()
-            if self.app.client_only:
-                return await self._getmany(active_partitions=None, timeout=timeout), None
-            active = frozenset(self._get_active_partitions())
-            if not active:
-                await self.sleep(1)  # nothing to fetch: still yield to the event loop
-                return {}, active
-            return await self._getmany(active_partitions=active, timeout=timeout), active
-        finally:
-            self.not_waiting_next_records.set()
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        """Faust's (the recovery reads changelogs up to these), checked against a fetch's
+        high watermark: Tansu's ListOffsets can fall short of the real end
+        (:mod:`streams.runtime.end_offsets`)."""
+        ends = await super().highwaters(*partitions)
+        connection = getattr(self.transport, "probe_connection", None)
+        if connection is None or self.in_transaction:  # in a transaction Faust reads no end offsets
+            return ends
+        return await fetched_end_offsets(connection, dict(ends))
 
     def resume_partitions(self, tps: Iterable[TP]) -> None:
         tps = list(tps)
@@ -204,10 +161,10 @@ class Consumer(aiokafka_driver.Consumer):
         after a resume until a fetch has brought its end up to date (a paused partition is
         not fetched, so its last end goes stale while records pile up on the broker), or
         when it is not assigned here."""
-        if tp in self._paused_partitions:
+        if tp in paused_partitions(self):
             return None
         try:
-            consumer = self._thread._ensure_consumer()
+            consumer = kafka_consumer(self)
             fetched_ms = consumer.last_poll_timestamp(tp)
             if fetched_ms is None or fetched_ms <= self._resumed_ms.get(tp, -math.inf):
                 return None
@@ -215,76 +172,61 @@ class Consumer(aiokafka_driver.Consumer):
         except (AssertionError, AttributeError, ConsumerNotStarted):  # aiokafka asserts the assignment
             return None
 
+    def membership_lost(self) -> bool:
+        """Whether the group may have dropped this worker: the coordinator forgot its member
+        id (aiokafka resets it when a heartbeat or commit finds the session expired), or no
+        heartbeat has succeeded for a session timeout (a process SIGSTOPped or paused that
+        long: the broker expired it meanwhile, and its own heartbeat has not found out yet).
+        Its partitions may have other owners then, which applied and saved more than it
+        holds. False before the first assignment (nothing is held then)."""
+        coordinator = group_coordinator(self)
+        if coordinator is None:
+            return False
+        if coordinator.member_id == JoinGroupRequest.UNKNOWN_MEMBER_ID:
+            return True
+        return self._confirmed_at is not None and time.monotonic() - self._confirmed_at > self.app.conf.broker_session_timeout
+
+    def _watch_heartbeats(self) -> None:
+        """Note when the group last confirmed this member: now (an assignment just came), and
+        at each heartbeat that succeeds."""
+        coordinator = group_coordinator(self)
+        if coordinator is None:
+            return
+        self._confirmed_at = time.monotonic()
+        on_heartbeat_ok(coordinator, self._confirmed)
+
+    def _confirmed(self) -> None:
+        self._confirmed_at = time.monotonic()
+
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         with self._resetting():
             await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self._watch_heartbeats()
         with self._resetting():
             await super().on_partitions_assigned(assigned, generation_id)
-
-    async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover (Faust's loop)
-        getmany = self.getmany
-        consumer_should_stop = cast(Service, self)._stopped.is_set
-        fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
-        get_read_offset = self._read_offset.__getitem__
-        set_flag = self.diag.set_flag
-        unset_flag = self.diag.unset_flag
-        commit_every = self._commit_every
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        deliver = self.deliver
-        yield_every = 100
-        num_since_yield = 0
-        sleep = asyncio.sleep
-        try:
-            while not (consumer_should_stop() or fetcher_should_stop()):
-                set_flag(CONSUMER_FETCHING)
-                ait = cast(AsyncIterator[tuple[TP, Any]], getmany(timeout=1.0))
-                await self.sleep(0)
-                if not self.should_stop:
-                    fetched_after = self.resets
-                    async for tp, message in ait:
-                        num_since_yield += 1
-                        if num_since_yield > yield_every:
-                            await sleep(0)
-                            num_since_yield = 0
-                        offset = message.offset
-                        r_offset = get_read_offset(tp)
-                        if self._already_read(tp, offset):
-                            continue
-                        gap = offset - (r_offset or 0)
-                        if gap > 1 and r_offset and self.resets == fetched_after and acks_enabled_for(message.topic):
-                            await self._add_gap(tp, r_offset + 1, offset)
-                        if commit_every is not None and self._n_acked >= commit_every:
-                            self._n_acked = 0
-                            await self.commit()
-                        await deliver(tp, message)
-                    unset_flag(CONSUMER_FETCHING)
-        except self.consumer_stopped_errors:
-            if self.transport.app.should_stop:
-                self.log.info("Broker stopped consumer, shutting down...")
-                return
-            raise
-        except asyncio.CancelledError:
-            if self.transport.app.should_stop:
-                self.log.info("Consumer shutting down for user cancel.")
-                return
-            raise
-        except Exception:
-            self.log.exception("Drain messages raised")
-            raise
-        finally:
-            unset_flag(CONSUMER_FETCHING)
 
 
 class Transport(aiokafka_driver.Transport):
     """Faust's aiokafka transport, creating :class:`Consumer`."""
 
     Consumer = Consumer
+    #: the longest a fetch of the worker's consumer waits (``None``: Faust's 1500 ms)
+    fetch_max_wait_ms: int | None = None
+    #: how the end-offset probe connects (``None``: Faust's end offsets unchecked)
+    probe_connection: dict[str, Any] | None = None
 
 
-def install(app: faust.App) -> None:
-    """Give ``app`` the transport whose consumer is :class:`Consumer` (before it starts)."""
-    if app._consumer is not None:  # Faust builds it lazily, on first use
+def install(
+    app: faust.App, *, fetch_max_wait_ms: int | None = None, probe_connection: dict[str, Any] | None = None,
+) -> None:
+    """Give ``app`` the transport whose consumer is :class:`Consumer` (before it starts);
+    its fetches wait at most ``fetch_max_wait_ms``, and the end offsets its recovery reads
+    up to are checked by a probe connected with ``probe_connection``."""
+    if consumer_created(app):
         raise RuntimeError("install the transport before the app's consumer is created")
-    app.transport = Transport(app.conf.broker_consumer, app)
+    transport = Transport(app.conf.broker_consumer, app)
+    transport.fetch_max_wait_ms = fetch_max_wait_ms
+    transport.probe_connection = probe_connection
+    app.transport = transport

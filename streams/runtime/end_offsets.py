@@ -16,9 +16,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 
 from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.consumer import (
-    AIOKafkaConsumer,  # the class itself, even where a worker patched aiokafka's
-)
+from aiokafka.consumer import AIOKafkaConsumer
 
 from streams.exceptions import DriftstreamError
 

@@ -15,6 +15,7 @@ from faust.types import TP
 from streams.ops.metrics import Metrics
 from streams.pipeline.cardinality import SeriesCap
 from streams.pipeline.monitor import ModelMonitor
+from streams.runtime.faust_private import read_offsets
 
 __all__ = ["Exporter"]
 
@@ -75,6 +76,6 @@ class Exporter:
         consumer = self.app.consumer
         for tp in consumer.assignment():
             highwater = self.highwater(tp)  # the assignment can change under it (the consumer's thread)
-            read = consumer._read_offset.get(tp)  # Faust exposes no public accessor
+            read = read_offsets(consumer).get(tp)
             if highwater is not None and read is not None:
                 self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - read - 1))

@@ -4,10 +4,8 @@ CPython runs a young-generation collection every 700 new container objects (its 
 ``gc.set_threshold(700, 10, 10)``), and every so often a full one over the whole heap. The
 join keeps up to a join window of pending entries alive, and each micro-batch allocates
 tens of thousands of short-lived ones, so with the default the collector ran hundreds of
-times a second over a large heap: measured on the offline pipeline (the join and every
-default detector, 2 cores), 16,500-18,500 events/s with the default and 21,500-29,500
-events/s with a young-generation threshold of 50,000. Reference cycles are still freed,
-just in larger, rarer passes.
+times a second over a large heap (the throughput it cost: docs/performance.md). Reference
+cycles are still freed, just in larger, rarer passes.
 
 >>> import gc
 >>> saved = gc.get_threshold()

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 
 import faust
 from aiokafka import TopicPartition
-from aiokafka.consumer import AIOKafkaConsumer  # not the worker's patched subclass: no fetch per check
+from aiokafka.consumer import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP, Message
@@ -78,11 +78,16 @@ class BrokerIntegrity:
             return False
         for msg in messages:
             seen = went_back.get(msg.tp)
-            if seen is not None and self._reaches(msg.tp, seen[0]):
+            if seen is None:
+                continue
+            if self._reaches(msg.tp, seen[0]) or msg.tp not in self.app.consumer.assignment():
                 # the log still holds what was delivered: a re-read (a rebalance's seek to the
-                # committed offsets that the consumer did not count), skipped as applied
+                # committed offsets that the consumer did not count), skipped as applied. Or
+                # the partition is no longer this worker's and its end unknown here (a worker
+                # rejoining after a pause past the session timeout re-read a record whose
+                # batch came after the revocation): its new owner checks the log
                 del went_back[msg.tp]
-            elif seen is not None:
+            else:
                 self.broker_lost_data(
                     f"{msg.tp.topic}[{msg.tp.partition}] served offset {seen[1]} after offset {seen[0]} "
                     "with no seek in between: its log lost its tail"
@@ -194,6 +199,13 @@ class BrokerIntegrity:
             "the broker's current state.",
             EXIT_BROKER_LOST_DATA,
         )
+
+    def membership_lost(self) -> bool:
+        """Whether the group may have dropped this worker (see
+        :meth:`streams.runtime.consumer.Consumer.membership_lost`): its partitions may have
+        other owners that applied and saved more than it holds, so it saves nothing."""
+        lost = getattr(self.app.consumer, "membership_lost", None)
+        return bool(lost and lost())
 
     def check_broker(self) -> None:
         """Whether the first bootstrap server accepts a connection (for ``/ready``)."""

@@ -28,6 +28,7 @@ from streams.ops.metrics import Metrics
 from streams.pipeline.event_time import PROGRESS_KEY, progress_payload
 from streams.pipeline.stages import InputRecord, JoinStage, Outputs, PartitionJoin, byte_groups, meta_key, owns_join_key
 from streams.runtime.batch_guard import BatchGuard
+from streams.runtime.faust_private import committed_offset
 from streams.runtime.gaps import GapGuard
 from streams.runtime.input_progress import InputProgress
 from streams.runtime.integrity import BrokerIntegrity
@@ -103,7 +104,7 @@ class JoinRunner:
     def committed_offset(self, tp: TP) -> int | None:
         """The group's committed offset of ``tp`` as the consumer knows it; ``None`` when
         none (Faust also stores a committed 0 as ``None``)."""
-        return self.app.consumer._committed_offset.get(tp)  # type: ignore[no-any-return]  # Faust exposes no public accessor
+        return committed_offset(self.app.consumer, tp)
 
     def applied(self, partition: int) -> dict[str, int | None]:
         """The last offset of each input topic of join partition ``partition`` applied

@@ -27,7 +27,7 @@ from faust.types import Message
 from schemas import codec
 
 from streams.ops.metrics import Metrics
-from streams.pipeline.cardinality import ModelCap
+from streams.pipeline.cardinality import IdleModels, ModelCap
 from streams.pipeline.event_time import Frontier, is_progress
 from streams.pipeline.quarantine import Quarantine
 from streams.pipeline.stages import ModelSlot, MonitorRun, MonitorStage
@@ -82,6 +82,7 @@ class MonitorRunner:
         # events: where processing_latency_seconds starts (a metric cache)
         self._record_time: dict[str, float] = {}
         self.model_cap = ModelCap(settings.max_models, settings.partitions)
+        self.idle_models = IdleModels(settings.model_idle_evict_s)  # see evict_idle
         self.quarantine = Quarantine()  # models whose saved state cannot be loaded
         # changed since the last checkpoint: model key -> a record of its monitor-input
         # partition (the table write's partition), and partition -> its last record applied
@@ -95,6 +96,7 @@ class MonitorRunner:
                       self._released_at, self._record_time, self.unsaved_monitors, self.unsaved_offsets):
             cache.clear()
         self.model_cap.reset()
+        self.idle_models.clear()
         self.quarantine.clear()
 
     def held_events(self) -> int:
@@ -105,7 +107,7 @@ class MonitorRunner:
         return merge_progress(frontier.progress for frontier in self.frontiers.values())
 
     # -- state ----------------------------------------------------------------------------
-    async def _slot(self, key: str, payload: dict[str, Any] | None) -> ModelSlot | None:
+    async def slot_for(self, key: str, payload: dict[str, Any] | None) -> ModelSlot | None:
         """The model's slot: cached, else from its last checkpoint, else new (``None`` for a
         model with no saved state and no payload to start one)."""
         cached = self.monitors.get(key)
@@ -235,7 +237,7 @@ class MonitorRunner:
         sent: list[Any] = []
         for key, (msg, payloads) in by_model.items():
             try:
-                slot = await self._slot(key, payloads[0][1] if payloads else None)
+                slot = await self.slot_for(key, payloads[0][1] if payloads else None)
             except Exception as exc:  # this model's state only: quarantine it, the others go on
                 self.quarantine.add(key, f"{type(exc).__name__}: {exc}")
                 log.error("monitor %s is quarantined, its input dead-lettered: its state cannot be loaded: %s",
@@ -248,6 +250,7 @@ class MonitorRunner:
             if slot is None:
                 waiting.discard(key)
                 continue
+            self.idle_models.touch(key, now)
             run = self.stage.process_many(slot, payloads, at)
             if run.skipped:
                 log.debug("monitor %s skips %d join batches: already applied", key, run.skipped)
@@ -293,6 +296,26 @@ class MonitorRunner:
                 if applied:
                     self.metrics.events_consumed.labels(self.settings.topic("monitor-input")).inc(applied)
                     self.on_progress()
+
+    async def evict_idle(self) -> None:
+        """Drop from memory the models idle for ``model_idle_evict_s`` whose state is saved:
+        not changed since the last checkpoint (call it only with none in flight: its writes
+        update the table as they go), no events held for the frontier. The next event loads
+        the saved state (:meth:`slot_for`), the state a rebalance would load, so no result
+        changes. Call it from a timer."""
+        async with self.lock:
+            held = set().union(*self.waiting.values())
+            evicted = 0
+            for key in self.idle_models.idle(time.monotonic()):
+                if key in self.unsaved_monitors or key in held or key not in self.table.data:
+                    continue  # saved by a later checkpoint, then evicted at a later turn
+                self.monitors.pop(key, None)
+                self._record_time.pop(key, None)
+                self.idle_models.forget(key)
+                evicted += 1
+            if evicted:
+                self.metrics.models_evicted.inc(evicted)
+                self.metrics.table_size.labels("monitor-state").set(len(self.monitors))
 
     async def resume(self) -> None:
         """After a (re)assignment, once the consumer is positioned: rewind each monitor-input

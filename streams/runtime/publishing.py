@@ -1,9 +1,9 @@
 """Publishing the pipeline's outputs: records straight to the producer, alerts also to
 their sink and to the alert metrics.
 
-Straight to the producer: through a Faust topic, a third of the pipeline's sends took
-over 2 ms (other work ran in between), and Faust's message futures, sensors and
-callbacks were half the CPU of a send.
+Straight to the producer: through a Faust topic, sends waited behind other work, and
+Faust's message futures, sensors and callbacks cost as much as the send
+(docs/performance.md).
 """
 
 from __future__ import annotations

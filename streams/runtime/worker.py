@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka import TopicPartition
-
-from streams.runtime.end_offsets import fetched_end_offsets
 from streams.runtime.gc_tuning import tune_gc
 from streams.runtime.malloc_arenas import limit_malloc_arenas
 from streams.runtime.shutdown import ShutdownWatchdog
@@ -22,36 +19,6 @@ def install_uvloop() -> bool:
         return False
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     return True
-
-
-def patch_consumer(max_wait_ms: int) -> None:
-    """Adapt aiokafka's consumer in this (worker) process:
-
-    - Faust hard-codes ``fetch_max_wait_ms=1500``; on a broker that holds an empty fetch for
-      the whole wait, every hop of the pipeline (input -> join -> monitor-input -> monitor)
-      can add that much latency. Cap it.
-    - ``end_offsets`` (Faust's recovery highwaters) is checked against a fetch
-      (:func:`fetched_end_offsets`), so a recovery reads a changelog to its real end.
-    """
-    import aiokafka
-
-    base = aiokafka.AIOKafkaConsumer
-    if getattr(base, "_driftstream_fetch_wait", None) is not None:
-        return
-
-    class Consumer(base):  # type: ignore[misc, valid-type]
-        _driftstream_fetch_wait = max_wait_ms
-
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            kwargs["fetch_max_wait_ms"] = min(int(kwargs.get("fetch_max_wait_ms", max_wait_ms)), max_wait_ms)  # type: ignore[call-overload]
-            self._driftstream_kwargs = dict(kwargs)
-            super().__init__(*args, **kwargs)
-
-        async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-            ends = await super().end_offsets(partitions)
-            return await fetched_end_offsets(self._driftstream_kwargs, dict(ends))
-
-    aiokafka.AIOKafkaConsumer = Consumer  # type: ignore[misc]
 
 
 def worker_class(base: type, watchdog: ShutdownWatchdog) -> type:
@@ -73,7 +40,6 @@ def run_worker(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format)
     started = WorkerLog.starting(settings)
     install_uvloop()
-    patch_consumer(settings.fetch_max_wait_ms)
     tune_gc(settings.gc_threshold)
     import faust
 
@@ -86,8 +52,7 @@ def run_worker(settings: Settings) -> None:
     app.driftstream_log.started = started  # type: ignore[attr-defined]
     # override_logging=False: the handler and levels are ours (configure_logging). Faust's
     # own setup put the root logger at DEBUG for its terminal spinner, which made aiokafka
-    # build a log record for every request (a few percent of the worker's time) and wrote
-    # escape codes into the log; no spinner either.
+    # build a log record for every request and wrote escape codes into the log.
     worker = worker_class(faust.Worker, ShutdownWatchdog(settings.shutdown_grace_s))(
         app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False, override_logging=False,
     )

@@ -14,7 +14,8 @@ Async use::
         async for alert in client.alerts(from_beginning=True):
             print(alert["message"])
 
-Sync use (a background thread owns the event loop and batches small calls)::
+Sync use (a background thread owns the event loop; single events are queued and sent in
+batches, so a request handler does not wait for the broker)::
 
     with SyncDriftstreamClient(settings) as client:
         client.publish_prediction({"prediction_id": "p1", ...})
@@ -23,6 +24,7 @@ Sync use (a background thread owns the event loop and batches small calls)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -166,7 +168,10 @@ class DriftstreamClient:
 
     async def publish(self, role: EventRole, events: Iterable[Any]) -> int:
         """Validate and publish events of one topic; returns how many were sent (and acked)."""
-        prepared = self.prepare(role, events)
+        return await self.publish_prepared(role, self.prepare(role, events))
+
+    async def publish_prepared(self, role: EventRole, prepared: list[dict[str, Any]]) -> int:
+        """Publish events :meth:`prepare` returned; returns how many were sent (and acked)."""
         if not prepared:
             return 0
         producer = self._require_producer()
@@ -278,40 +283,126 @@ async def subscribe(
 
 
 class SyncDriftstreamClient:
-    """Blocking client for model servers without an event loop; batches in a background thread."""
+    """Blocking client for model servers without an event loop.
 
-    def __init__(self, settings: Settings | None = None, *, batch_size: int = 500) -> None:
+    Single events (:meth:`publish_prediction`, :meth:`publish_label`) are validated at the
+    call and queued: a background thread publishes what is queued every ``linger_s``, or as
+    soon as ``batch_size`` wait, so a request handler pays microseconds, not a broker round
+    trip. :meth:`flush` waits until everything queued is acked; a delivery that failed is
+    raised (as :class:`PublishError`) by the next call, :meth:`flush` or :meth:`close`. At
+    most ``max_queued`` events wait: past that a call blocks until the thread catches up
+    (backpressure, never a drop). Lists (:meth:`publish_predictions`) are published and
+    acked before the call returns, after what was queued before them."""
+
+    def __init__(self, settings: Settings | None = None, *, batch_size: int = 500, linger_s: float = 0.005,
+                 max_queued: int = 100_000) -> None:
+        if not linger_s > 0 or max_queued < 1:
+            raise ValueError(f"linger_s must be > 0 and max_queued >= 1, got {linger_s} and {max_queued}")
         self._client = DriftstreamClient(settings, batch_size=batch_size)
+        self._linger_s = linger_s
+        self._max_queued = max_queued
+        self._batch_size = batch_size
+        # queued events by role, and how many are queued or in flight; guarded by _cond
+        self._cond = threading.Condition()
+        self._queued: dict[EventRole, list[dict[str, Any]]] = {"predictions": [], "ground-truth": []}
+        self._unacked = 0
+        self._failed: BaseException | None = None
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="driftstream-sdk", daemon=True
-        )
+        self._thread = threading.Thread(target=self._loop.run_forever, name="driftstream-sdk", daemon=True)
         self._thread.start()
+        self._wake = asyncio.Event()
+        self._closing = False
         self._run(self._client.start())
+        self._sender = asyncio.run_coroutine_threadsafe(self._send_queued(), self._loop)
 
     def _run(self, coro: Any) -> Any:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return future.result()
 
-    def publish_predictions(self, events: Iterable[Any]) -> int:
-        return int(self._run(self._client.publish_predictions(list(events))))
+    # -- the background thread ----------------------------------------------------------
+    async def _send_queued(self) -> None:
+        """Publish what is queued every ``linger_s`` (sooner once a batch waits), until closed."""
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._linger_s)
+            self._wake.clear()
+            await self._send_batch()
+            if self._closing and not self._unacked:
+                return
+
+    async def _send_batch(self) -> None:
+        with self._cond:
+            batch, self._queued = self._queued, {"predictions": [], "ground-truth": []}
+        sent = 0
+        try:
+            for role in ("predictions", "ground-truth"):  # a label's prediction goes first
+                if batch[role]:  # type: ignore[index]
+                    sent += await self._client.publish_prepared(role, batch[role])  # type: ignore[arg-type,index]
+        except Exception as exc:  # noqa: BLE001 - handed to the caller's thread
+            with self._cond:
+                self._failed = exc
+        finally:
+            with self._cond:
+                self._unacked -= sum(len(events) for events in batch.values())
+                self._cond.notify_all()
+
+    # -- the caller's thread ------------------------------------------------------------
+    def _raise_failed(self) -> None:
+        failed, self._failed = self._failed, None
+        if failed is not None:
+            raise failed if isinstance(failed, PublishError) else PublishError(f"publishing failed: {failed}") from failed
+
+    def _enqueue(self, role: EventRole, event: Any) -> int:
+        prepared = self._client.prepare(role, [event])  # a bad event raises here, at the call
+        with self._cond:
+            self._raise_failed()
+            self._cond.wait_for(lambda: self._unacked < self._max_queued or self._failed is not None)
+            self._raise_failed()
+            self._queued[role].extend(prepared)
+            self._unacked += 1
+            if len(self._queued[role]) >= self._batch_size:
+                self._loop.call_soon_threadsafe(self._wake.set)
+        return 1
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Wait until every queued event is acked by the broker; raises what failed."""
+        self._loop.call_soon_threadsafe(self._wake.set)
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._unacked == 0, timeout=timeout_s):
+                raise PublishError(f"{self._unacked} queued events were not acked within {timeout_s} s")
+            self._raise_failed()
 
     def publish_prediction(self, event: Any) -> int:
-        return self.publish_predictions([event])
-
-    def publish_ground_truth(self, events: Iterable[Any]) -> int:
-        return int(self._run(self._client.publish_ground_truth(list(events))))
+        """Validate and queue one prediction (see the class docstring); returns 1."""
+        return self._enqueue("predictions", event)
 
     def publish_label(self, event: Any) -> int:
-        return self.publish_ground_truth([event])
+        """Validate and queue one label (see the class docstring); returns 1."""
+        return self._enqueue("ground-truth", event)
+
+    def publish_predictions(self, events: Iterable[Any]) -> int:
+        self.flush()
+        return int(self._run(self._client.publish_predictions(list(events))))
+
+    def publish_ground_truth(self, events: Iterable[Any]) -> int:
+        self.flush()
+        return int(self._run(self._client.publish_ground_truth(list(events))))
 
     def close(self) -> None:
+        """Publish what is queued, then stop; raises what failed."""
         if not self._loop.is_running():
             return
-        self._run(self._client.stop())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
+        try:
+            self.flush()
+        finally:
+            self._closing = True
+            self._loop.call_soon_threadsafe(self._wake.set)
+            with contextlib.suppress(Exception):
+                self._sender.result(timeout=10)
+            self._run(self._client.stop())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._loop.close()
 
     def __enter__(self) -> SyncDriftstreamClient:
         return self

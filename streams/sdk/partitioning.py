@@ -33,8 +33,8 @@ def partition_for(prediction_id: str, partitions: int) -> int:
 
 def partitions_for(prediction_ids: Sequence[str], partitions: int) -> np.ndarray:
     """:func:`partition_for` of each key at once: murmur2 over the keys of each byte length
-    as uint32 columns (it wraps as Java's ints do), about 10 times faster than calling
-    aiokafka's pure-Python murmur2 per key, which was 40 % of the SDK's packing."""
+    as uint32 columns (it wraps as Java's ints do), instead of aiokafka's pure-Python murmur2
+    per key, which dominated the SDK's packing (docs/performance.md)."""
     keys = [pid.encode() for pid in prediction_ids]
     lengths = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))
     hashes = np.empty(len(keys), dtype=np.uint32)

@@ -598,7 +598,7 @@ class UpdaterService:
                 enable_auto_commit=False, session_timeout_ms=int(s.session_timeout_s * 1000),
                 heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000),
                 rebalance_timeout_ms=int(s.rebalance_timeout_s * 1000),
-                max_partition_fetch_bytes=max(s.max_message_bytes, 1_048_576) * 2,
+                max_partition_fetch_bytes=max(s.max_message_bytes, 1_048_576) * 2, fetch_max_wait_ms=s.fetch_max_wait_ms,
             )
 
         router, decider = consumer("updater-router"), consumer("updater")

@@ -47,7 +47,8 @@ def test_throughput_smoke(tmp_path: Path) -> None:
     _positive(s, "sdk_predictions_per_s", "foreign_predictions_per_s", "raw_aiokafka_per_s", "faust_noop_per_s",
               "raw_aiokafka_json_per_s", "sdk_vs_raw_aiokafka", "foreign_vs_faust_noop", "stages_in_process_per_s",
               "stages_us_per_prediction", "sdk_vs_stages_in_process", "minimum_in_process_per_s",
-              "minimum_us_per_prediction", "minimum_vs_raw_aiokafka")
+              "minimum_us_per_prediction", "minimum_vs_raw_aiokafka", "sdk_publish_per_s")
+    _positive(s["publisher"], "sync_us_per_call", "sync_predictions_per_s_with_flush", "async_cpu_predictions_per_s")
     # the least work bounds the pipeline: on the same records, in the same process
     assert s["minimum_in_process_per_s"] > s["stages_in_process_per_s"], s
     assert s["sdk_run"]["dead_letters"] == 0 and s["foreign_run"]["dead_letters"] == 0
@@ -63,6 +64,26 @@ def test_latency_smoke(tmp_path: Path) -> None:
     assert s["p50_s"] <= s["p99_s"]
     assert s["events_monitored"] == s["events_produced"]
     assert s["idle_partitions"] == 1  # the monitors did not wait for the partition with no events
+
+
+def test_latency_smoke_with_a_30_s_webhook(tmp_path: Path) -> None:
+    """Alerts go to a receiver that takes 30 s per request: the monitors never wait on it."""
+    from load_tests import latency
+
+    s = _run(latency, tmp_path, "--slow-sink", "30")
+    assert s["slow_sink_s"] == 30.0 and s["slow_sink_requests"] >= 1
+    assert s["events_monitored"] == s["events_produced"]
+    assert s["alerts"] >= 1
+    _positive(s, "p50_s", "p99_s")
+
+
+def test_memory_models_smoke(tmp_path: Path) -> None:
+    from load_tests import memory_models
+
+    s = _run(memory_models, tmp_path)
+    assert s["models"] == 1_000 and s["models_held"] == 1_000 + memory_models.WARMUP_MODELS
+    _positive(s, "rss_warm_mb", "rss_end_mb")
+    assert s["rss_end_mb"] >= s["rss_warm_mb"]
 
 
 def test_memory_smoke(tmp_path: Path) -> None:

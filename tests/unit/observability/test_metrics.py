@@ -57,6 +57,7 @@ EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "alert_sink_queue": ("driftstream_alert_sink_queue_alerts", "gauge", ("sink",)),
     "alert_sink_breaker_open": ("driftstream_alert_sink_breaker_open", "gauge", ("sink",)),
     "model_series_capped": ("driftstream_model_series_capped_models", "gauge", ()),
+    "models_evicted": ("driftstream_models_evicted", "counter", ()),
     "model_updates": ("driftstream_model_updates", "counter", ("model_id", "action")),
     "build_info": ("driftstream_build", "info", ()),
     "last_event_timestamp": ("driftstream_last_event_timestamp_seconds", "gauge", ("topic",)),

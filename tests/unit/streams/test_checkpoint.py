@@ -126,6 +126,45 @@ def test_a_hand_over_writes_the_unsaved_states_then_settles_each_join_partition(
     asyncio.run(test())
 
 
+def test_a_worker_the_group_dropped_saves_nothing_at_the_revocation_and_drops_its_caches() -> None:
+    """SIGSTOPped past the session timeout, a worker's partitions went to another, which
+    applied more and saved it; the resumed worker's hand-over overwrote that with its older
+    state, and the events in between were lost. Dropped by the group, it saves nothing."""
+
+    async def test() -> None:
+        pipeline, events = _pipeline()
+        lost = [True]
+        pipeline.app.consumer.membership_lost = lambda: lost[0]  # type: ignore[attr-defined]
+        message = SimpleNamespace(partition=0)
+        pipeline.monitors.monitors = {"m": pipeline.monitors.stage.new_slot("m", None)}
+        pipeline.monitors.unsaved_monitors, pipeline.monitors.unsaved_offsets = {"m": message}, {0: message}
+        pipeline.monitors.offsets = {0: 11}
+        pipeline.checkpointer.checkpointed_at = 0.0  # long due
+        _probe_answers(pipeline, [{}])
+        await pipeline.checkpointer.checkpoint()  # before the revocation reaches the pipeline
+        assert events == []
+        assert pipeline.metrics.checkpoints.labels("skipped_member_lost")._value.get() == 1
+        await pipeline.on_revoked()
+        assert events == []
+        assert pipeline.metrics.handovers.labels("skipped_member_lost")._value.get() == 1
+        assert not pipeline.monitors.monitors and not pipeline.monitors.unsaved_monitors and not pipeline.monitors.unsaved_offsets
+
+    asyncio.run(test())
+
+
+def test_a_checkpoint_that_finds_the_worker_dropped_midway_writes_nothing_more_and_stays_unsaved() -> None:
+    async def test() -> None:
+        pipeline, events = _pipeline()
+        lost = iter([False, True])
+        pipeline.app.consumer.membership_lost = lambda: next(lost)  # type: ignore[attr-defined]
+        first, second = SimpleNamespace(partition=0), SimpleNamespace(partition=0)
+        await pipeline.checkpointer.write([("a", first, b"{}"), ("b", second, b"{}")], {0: (first, b"{}")}, 0.0)
+        assert events == [("send", "monitor-state", ["a"])]  # b, and the offsets that cover it, never written
+        assert set(pipeline.monitors.unsaved_monitors) == {"a", "b"} and set(pipeline.monitors.unsaved_offsets) == {0}
+
+    asyncio.run(test())
+
+
 def test_a_failed_batch_ends_the_worker_and_nothing_is_saved_after_it() -> None:
     async def test() -> None:
         pipeline, events = _pipeline()
@@ -197,6 +236,7 @@ def test_a_batch_from_a_log_that_went_back_ends_the_worker_before_anything_is_ap
         fatal = _fatal_calls(pipeline)
         topic = pipeline.settings.topic("predictions")
         pipeline.app.consumer.went_back = {TP(topic, 1): (191, 0)}  # type: ignore[attr-defined]
+        pipeline.app.consumer.assignment = lambda: {TP(topic, 0), TP(topic, 1)}
         applied: list[Any] = []
 
         async def join_partition(*args: Any) -> None:
@@ -234,6 +274,32 @@ def test_a_log_served_again_below_what_it_delivered_but_still_reaching_past_it_i
         again = SimpleNamespace(tp=TP(topic, 1), topic=topic, partition=1, offset=150, value=b"[]", timestamp=2.0)
         await pipeline.joins.handle([again])
         assert fatal == [] and len(applied) == 1 and went_back == {}
+
+    asyncio.run(test())
+
+
+def test_a_log_served_again_on_a_partition_no_longer_assigned_here_stops_nothing() -> None:
+    """A worker rejoining after a pause past the session timeout (or one whose partition moved
+    in that rebalance) re-read a record, and its batch came once the partition was gone: its
+    end is unknown here, and the new owner checks the log; stopping here (status 75) stopped
+    both workers of a group."""
+    async def test() -> None:
+        pipeline, _ = _pipeline()
+        fatal = _fatal_calls(pipeline)
+        topic = pipeline.settings.topic("predictions")
+        went_back = {TP(topic, 1): (68, 67)}
+        pipeline.app.consumer.went_back = went_back  # type: ignore[attr-defined]
+        pipeline.app.consumer.assignment = lambda: {TP(topic, 0)}  # partition 1 was revoked
+        pipeline.integrity.highwater = lambda tp: None  # type: ignore[method-assign]
+        applied: list[Any] = []
+
+        async def join_partition(*args: Any) -> None:
+            applied.append(args)
+
+        pipeline.joins.join_partition = join_partition  # type: ignore[method-assign]
+        again = SimpleNamespace(tp=TP(topic, 1), topic=topic, partition=1, offset=67, value=b"[]", timestamp=2.0)
+        await pipeline.joins.handle([again])
+        assert fatal == [] and went_back == {}
 
     asyncio.run(test())
 

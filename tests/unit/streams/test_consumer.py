@@ -11,6 +11,7 @@ from faust.types import TP
 
 from streams.runtime.batching import BatchedTopic
 from streams.runtime.consumer import Consumer, install
+from streams.runtime.faust_private import read_offsets
 
 
 class _Record:
@@ -65,12 +66,12 @@ def test_a_delivery_that_outlasts_a_seek_leaves_the_read_offset_where_the_seek_p
         install(app)
         consumer = app.consumer
         tp = TP("t", 0)
-        consumer._read_offset[tp] = 40
+        read_offsets(consumer)[tp] = 40
 
         async def no_broker_seek(partition: TP, offset: int) -> None:
             pass
 
-        consumer._seek = no_broker_seek  # type: ignore[method-assign]
+        consumer.seek_in_thread = no_broker_seek  # type: ignore[method-assign]
         delivered = []
 
         async def plain(message: _Record) -> None:
@@ -78,7 +79,7 @@ def test_a_delivery_that_outlasts_a_seek_leaves_the_read_offset_where_the_seek_p
 
         consumer.callback = plain
         await consumer.deliver(tp, _Record(41))  # type: ignore[arg-type]
-        assert consumer._read_offset[tp] == 41
+        assert read_offsets(consumer)[tp] == 41
 
         async def seeked_meanwhile(message: _Record) -> None:
             delivered.append(message.offset)
@@ -86,7 +87,7 @@ def test_a_delivery_that_outlasts_a_seek_leaves_the_read_offset_where_the_seek_p
 
         consumer.callback = seeked_meanwhile
         await consumer.deliver(tp, _Record(42))  # type: ignore[arg-type]
-        assert consumer._read_offset[tp] == 10
+        assert read_offsets(consumer)[tp] == 10
         assert delivered == [41, 42]
 
     asyncio.run(test())
@@ -99,10 +100,10 @@ def test_records_below_the_read_offset_are_skipped_only_on_fausts_own_topics() -
     ours, fausts = TP("input", 0), TP("changelog", 0)
     app.topics._tp_index[ours].add(BatchedTopic(app, topics=["input"]).clone(is_iterator=True))
     app.topics._tp_index[fausts].add(app.topic("changelog").clone(is_iterator=True))
-    consumer._read_offset.update({ours: 10, fausts: 10})
-    assert not consumer._already_read(ours, 5)  # re-read after a race: the pipeline skips what it applied
-    assert consumer._already_read(fausts, 5)
-    assert not consumer._already_read(fausts, 10) and not consumer._already_read(fausts, 11)
+    read_offsets(consumer).update({ours: 10, fausts: 10})
+    assert not consumer.already_read(ours, 5)  # re-read after a race: the pipeline skips what it applied
+    assert consumer.already_read(fausts, 5)
+    assert not consumer.already_read(fausts, 10) and not consumer.already_read(fausts, 11)
 
 
 def test_a_seek_runs_in_the_consumers_own_thread() -> None:
@@ -123,7 +124,7 @@ def test_a_seek_runs_in_the_consumers_own_thread() -> None:
         thread.call_thread = call_thread
         await consumer.seek(TP("t", 0), 42)
         assert calls == [(thread.seek, (TP("t", 0), 42))]
-        assert consumer._read_offset[TP("t", 0)] == 42
+        assert read_offsets(consumer)[TP("t", 0)] == 42
 
     asyncio.run(test())
 
@@ -145,7 +146,7 @@ def test_a_log_that_serves_an_offset_again_without_a_seek_is_recorded_as_gone_ba
         async def plain(message: _Record) -> None:
             pass
 
-        consumer._seek = no_broker_seek  # type: ignore[method-assign]
+        consumer.seek_in_thread = no_broker_seek  # type: ignore[method-assign]
         consumer.callback = plain
         for tp in (lost, rewound):
             for offset in (40, 41):
@@ -189,5 +190,85 @@ def test_what_a_fetch_returns_is_delivered_whatever_happens_to_the_active_partit
         records, active = await consumer._wait_next_records(1.0)
         assert passed["partitions"] == {tp, TP("t", 1)}  # the client was asked for both, as they were
         assert tp in active and list(records) == [tp]  # so the loop keeps what it returned
+
+    asyncio.run(test())
+
+
+def test_the_end_offsets_a_recovery_reads_up_to_are_checked_against_a_fetch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Faust's recovery reads each changelog up to ``consumer.highwaters``; Tansu's
+    ListOffsets can fall short of the real end, so the installed consumer asks a probe."""
+    from faust.transport.drivers import aiokafka as aiokafka_driver
+
+    from streams.runtime import consumer as consumer_module
+
+    tp = TP("changelog", 0)
+
+    async def listed(self: object, *partitions: TP) -> dict[TP, int]:
+        return {partition: 5 for partition in partitions}
+
+    probes: list[tuple[dict[str, object], dict[TP, int]]] = []
+
+    async def fetched(connection: dict[str, object], ends: dict[TP, int]) -> dict[TP, int]:
+        probes.append((connection, ends))
+        return {partition: end + 2 for partition, end in ends.items()}
+
+    monkeypatch.setattr(aiokafka_driver.Consumer, "highwaters", listed)  # Faust's ListOffsets, no broker
+    monkeypatch.setattr(consumer_module, "fetched_end_offsets", fetched)
+    checked, unchecked = _app(), _app()
+    install(checked, probe_connection={"bootstrap_servers": "127.0.0.1:1"})
+    install(unchecked)
+    assert asyncio.run(checked.consumer.highwaters(tp)) == {tp: 7}
+    assert probes == [({"bootstrap_servers": "127.0.0.1:1"}, {tp: 5})]
+    assert asyncio.run(unchecked.consumer.highwaters(tp)) == {tp: 5}
+
+
+def test_membership_is_lost_once_aiokafka_resets_the_member_after_an_expired_session() -> None:
+    """aiokafka forgets the member id when a heartbeat or commit finds the session expired
+    (its own ``reset_generation``, run here on a stand-in coordinator): the consumer must
+    read that as "the group dropped this worker". Fails loudly if aiokafka changes it."""
+    from types import SimpleNamespace
+
+    from aiokafka.consumer.group_coordinator import GroupCoordinator
+
+    app = _app()
+    install(app)
+    consumer = app.consumer
+    coordinator = SimpleNamespace(generation=4, member_id="worker-1", request_rejoin=lambda: None)
+    consumer._thread._consumer = SimpleNamespace(_coordinator=coordinator)
+    assert not consumer.membership_lost()
+    GroupCoordinator.reset_generation(coordinator)  # type: ignore[arg-type]
+    assert consumer.membership_lost()
+
+
+def test_membership_is_in_doubt_while_no_heartbeat_succeeded_for_a_session_timeout() -> None:
+    """A process stopped past the session timeout was dropped by the broker before its own
+    heartbeat can find out: from the moment it resumes, no success for that long says so."""
+    import time
+    from types import SimpleNamespace
+
+    async def test() -> None:
+        app = _app()
+        install(app)
+        consumer = app.consumer
+        answers = [True, False]
+
+        async def do_heartbeat() -> bool:
+            return answers.pop(0)
+
+        coordinator = SimpleNamespace(member_id="worker-1", _do_heartbeat=do_heartbeat)
+        consumer._thread._consumer = SimpleNamespace(_coordinator=coordinator)
+        consumer._watch_heartbeats()  # an assignment: the group just confirmed the member
+        assert not consumer.membership_lost()
+        stale = time.monotonic() - app.conf.broker_session_timeout - 1
+        consumer._confirmed_at = stale  # stopped that long ago
+        assert consumer.membership_lost()
+        assert await coordinator._do_heartbeat() is True  # it answers: the member is still known
+        assert not consumer.membership_lost()
+        consumer._confirmed_at = stale
+        assert await coordinator._do_heartbeat() is False  # a failure confirms nothing
+        assert consumer.membership_lost()
+        wrapped = coordinator._do_heartbeat
+        consumer._watch_heartbeats()  # a later assignment confirms again, and wraps nothing twice
+        assert coordinator._do_heartbeat is wrapped and not consumer.membership_lost()
 
     asyncio.run(test())

@@ -4,7 +4,8 @@ or exhaust the worker.
 Each test feeds the hostile input through the same code the worker runs (the join stage,
 the offline pipeline, the alert sink against a real local HTTP server, the updater and its
 model store), and checks both that the hostile part is dead-lettered with its reason and
-that the rest goes on. The worker-level ones are in tests/integration/test_alert_webhook.py.
+that the rest goes on. The worker-level ones are in tests/integration/test_alert_webhook.py
+and tests/integration/test_sigstop.py (a worker SIGSTOPped past the session timeout).
 """
 
 from __future__ import annotations
@@ -253,6 +254,53 @@ def test_a_model_with_saved_state_stays_admitted_after_a_restart() -> None:
     assert [series.exports(m) for m in ("x", "y", "x")] == [True, False, True] and series.capped == 1
 
 
+def test_ten_thousand_models_in_one_record_keep_the_monitors_and_series_bounded() -> None:
+    models = [f"tenant-{i}" for i in range(10_000)]
+    value = codec.dumps({"columns": {
+        "prediction_id": [f"p{i}" for i in range(len(models))], "model_id": models, "timestamp": [NOW - 10] * len(models),
+        "prediction": [1] * len(models), "score": [0.5] * len(models), "features": {"x": [1.0] * len(models)}}})
+    offline = OfflinePipeline(window_s=WINDOW_S, max_models=100)
+    offline.feed_records([InputRecord("predictions", "predictions", 0, 0, value, RECORD_MS)])
+    offline.finish()
+    assert len(offline.monitors) == 100 and offline.result.events == 100
+    letters = offline.result.dead_letters
+    assert len(letters) == 9_900 and {d["reason"] for d in letters} == {"too_many_models"}
+    series = SeriesCap(100)
+    assert sum(series.exports(m) for m in models) == 100 and series.capped == 9_900
+
+
+def test_an_idle_model_is_evicted_once_saved_and_its_next_event_loads_the_same_state() -> None:
+    import faust
+    from prometheus_client import CollectorRegistry
+
+    from streams.runtime.app import Pipeline
+
+    offline = OfflinePipeline(window_s=WINDOW_S)
+    offline.feed_records([_predictions(0, [NOW - 10, NOW - 9], model="saved"), _predictions(1, [NOW - 8], model="busy", start=5)])
+    offline.finish()
+    app = faust.App("test-evict", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False)
+    pipeline = Pipeline(app, Settings(model_idle_evict_s=10.0), MonitorConfig(), CollectorRegistry())
+    stage = pipeline.monitors.stage
+    saved = stage.dump(offline.monitors["saved"])
+    pipeline.monitors.monitors = dict(offline.monitors)
+    pipeline.monitors.table.data["saved"] = saved
+    pipeline.monitors.table.data["busy"] = stage.dump(offline.monitors["busy"])
+    pipeline.monitors.unsaved_monitors = {"busy": object()}  # type: ignore[dict-item]  # changed since: not saved yet
+    long_ago = time.monotonic() - 11.0
+    for key in ("saved", "busy"):
+        pipeline.monitors.idle_models.touch(key, long_ago)
+    asyncio.run(pipeline.evict_idle_models())
+    assert sorted(pipeline.monitors.monitors) == ["busy"]
+    assert pipeline.metrics.models_evicted._value.get() == 1
+    reloaded = asyncio.run(pipeline.monitors.slot_for("saved", None))
+    assert reloaded is not None and stage.dump(reloaded) == saved  # the state it left with
+    # an idle time not yet passed evicts nothing
+    pipeline.monitors.unsaved_monitors = {}
+    pipeline.monitors.idle_models.touch("busy", time.monotonic())
+    asyncio.run(pipeline.evict_idle_models())
+    assert "busy" in pipeline.monitors.monitors
+
+
 # -- identity (item 6) -------------------------------------------------------------------------
 
 
@@ -379,7 +427,7 @@ def test_a_waiting_label_naming_another_model_is_refused_when_its_prediction_com
 # -- the bounds are settings, and a bad one is refused at start-up naming its key ---------------
 
 
-@pytest.mark.parametrize("name", ["MAX_CLOCK_SKEW_S", "MAX_MODELS", "MAX_MODEL_SERIES", "WEBHOOK_QUEUE_SIZE",
+@pytest.mark.parametrize("name", ["MAX_CLOCK_SKEW_S", "MAX_MODELS", "MAX_MODEL_SERIES", "MODEL_IDLE_EVICT_S", "WEBHOOK_QUEUE_SIZE",
                                   "WEBHOOK_BREAKER_FAILURES", "WEBHOOK_BREAKER_OPEN_S"])
 def test_a_bound_set_to_zero_is_refused_naming_its_key(name: str) -> None:
     with pytest.raises(SettingsError, match=f"^DRIFTSTREAM_{name}=0(.0)?: expected"):
