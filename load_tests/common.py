@@ -34,7 +34,7 @@ from streams.exceptions import DriftstreamError
 from streams.offline.simulate import Simulation, SimulationConfig
 from streams.ops.broker import EmbeddedBroker
 from streams.ops.progress import Progress
-from streams.runtime.processes import terminate_group
+from streams.ops.processes import terminate_group
 from streams.runtime.topics import ensure_topics
 from streams.runtime.worker_process import WorkerProcess
 from streams.sdk.client import DriftstreamClient

@@ -55,11 +55,10 @@ from streams.exceptions import DriftstreamError
 from streams.offline.pipeline import OfflinePipeline
 from streams.offline.simulate import Simulation, SimulationConfig
 from streams.pipeline.monitor import model_key
-from streams.runtime.processes import signal_group
+from streams.ops.processes import signal_group
 from streams.runtime.worker_process import WorkerProcess
 from streams.sdk.client import DriftstreamClient
 from streams.settings import Settings
-from tests.integration.support import assigned_partitions, final_alerts, read_table, read_topic
 
 from .common import (
     Harness,
@@ -82,6 +81,7 @@ from .common import (
     publish,
     publish_async,
 )
+from .readback import assigned_partitions, final_alerts, read_table, read_topic
 
 FAULTS = ("kill", "broker", "poison", "duplicates", "sigstop")
 

@@ -40,10 +40,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from schemas.partitioning import partitions_for
 from streams.offline.simulate import SimulationConfig
 from streams.ops.progress import Progress
 from streams.sdk.client import DriftstreamClient, subscribe
-from streams.sdk.partitioning import partitions_for
 from streams.settings import Settings
 
 from .common import (

@@ -28,11 +28,6 @@ from streams.exceptions import DriftstreamError
 from streams.offline.simulate import SimulationConfig
 from streams.pipeline.monitor import model_key
 from streams.settings import Settings
-from tests.integration.support import (
-    assigned_partitions,
-    read_table,
-    repeated_event_ids,
-)
 
 from .common import (
     Harness,
@@ -53,6 +48,7 @@ from .common import (
     publish,
     workload,
 )
+from .readback import assigned_partitions, read_table, repeated_event_ids
 
 
 def _merged(configs: Sequence[SimulationConfig], start: int, count: int) -> list[Item]:

@@ -5,6 +5,8 @@
 * :mod:`schemas.records` - frozen dataclasses for every topic.
 * :mod:`schemas.codec` - the one orjson wrapper (and the faust ``"orjson"`` codec).
 * :mod:`schemas.ids` - deterministic ids.
+* :mod:`schemas.partitioning` - the partition of an event: where a prediction and its label meet.
+* :mod:`schemas.topics` - every topic by its role, the one list the others derive from.
 * :mod:`schemas.errors` - :class:`ContractError` and its reason codes.
 
 The JSON Schema of a topic is ``schemas/<topic>.schema.json`` (draft 2020-12):
@@ -18,14 +20,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TOPICS: tuple[str, ...] = (
-    "predictions",
-    "ground-truth",
-    "drift-events",
-    "alerts",
-    "model-updates",
-    "dead-letter",
-)
+from schemas.topics import CONTRACTS
+
+#: The topics with a contract (:data:`schemas.topics.ROLES` lists every topic).
+TOPICS: tuple[str, ...] = CONTRACTS
 
 
 def schema_path(topic: str) -> Path:

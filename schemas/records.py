@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Union
 
 from .errors import REASONS, ContractError
 from .parsing import validate_ground_truth, validate_prediction
+from .topics import CONTRACTS
 
 __all__ = [
     "ACTIONS",
@@ -356,12 +357,8 @@ class DeadLetter(_Record):
     timestamp: float
 
 
-#: topic name -> record class, for the agreement test and for tools.
-TOPIC_RECORDS: dict[str, type] = {
-    "predictions": Prediction,
-    "ground-truth": GroundTruth,
-    "drift-events": DriftEvent,
-    "alerts": Alert,
-    "model-updates": ModelUpdate,
-    "dead-letter": DeadLetter,
-}
+_BY_TOPIC: dict[str, type] = {cls.topic: cls for cls in (Prediction, GroundTruth, DriftEvent, Alert, ModelUpdate, DeadLetter)}
+
+#: topic name -> record class, for the agreement test and for tools, in the order of
+#: :data:`schemas.topics.CONTRACTS` (a contract topic without a record fails here, at import).
+TOPIC_RECORDS: dict[str, type] = {name: _BY_TOPIC[name] for name in CONTRACTS}

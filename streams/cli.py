@@ -7,7 +7,7 @@ import asyncio
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 from streams.exceptions import DriftstreamError, KafkaUnreachableError
@@ -52,8 +52,20 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     MonitorConfig.load(settings.config_path)  # a bad config stops it here, before Kafka is touched
-    run_worker(settings)
+    run_worker(settings, worker_tasks(settings))
     return 0
+
+
+def worker_tasks(settings: Settings) -> list[Callable[[], Awaitable[None]]]:
+    """What a worker runs beside its agents: the updater, with ``DRIFTSTREAM_RUN_UPDATER``."""
+    if not settings.run_updater:
+        return []
+    from streams.updater.service import run_updater
+
+    async def updater() -> None:
+        await run_updater(settings, asyncio.Event())
+
+    return [updater]
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
@@ -284,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", default=None, help="override DRIFTSTREAM_BROKER")
     p.set_defaults(func=_cmd_simulate)
 
-    from streams.offline import backtest
+    from streams.offline import backtest_cli
 
     from streams.offline import calibrate
 
@@ -294,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from streams.updater import service as updater
 
-    backtest.add_cli(sub)
+    backtest_cli.add_cli(sub)
     calibrate.add_cli(sub)
     model_cli.add_cli(sub)
     replay.add_cli(sub)

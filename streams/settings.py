@@ -21,22 +21,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from schemas import topics
+
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "DRIFTSTREAM_"
 
 #: The topics driftstream reads and writes, by their role (the prefix is prepended).
-TOPIC_ROLES = (
-    "predictions",
-    "ground-truth",
-    "drift-events",
-    "alerts",
-    "model-updates",
-    "dead-letter",
-    "join-outcomes",
-    "monitor-input",
-    "updater-input",
-)
+TOPIC_ROLES = topics.NAMES
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")

@@ -19,12 +19,13 @@ from typing import Any
 
 from schemas import codec
 from schemas.columns import to_columns
+from schemas.partitioning import partitions_for
 
 from streams.pipeline.cardinality import ModelCap
 from streams.pipeline.event_time import Frontier, progress_payload
 from streams.pipeline.monitor_config import MonitorConfig
+from streams.pipeline.monitor_input import MonitorInput, from_json
 from streams.pipeline.stages import InputRecord, JoinStage, ModelSlot, MonitorRun, MonitorStage, PartitionJoin
-from streams.sdk.partitioning import partitions_for
 
 
 @dataclass
@@ -83,7 +84,7 @@ class OfflinePipeline:
         by_partition: dict[int, list[InputRecord]] = {}
         for record in records:
             by_partition.setdefault(record.partition, []).append(record)
-        to_monitor: dict[str, list[tuple[int, dict[str, Any]]]] = {}  # as the worker's monitor batches them
+        to_monitor: dict[str, list[tuple[int, MonitorInput]]] = {}  # as the worker's monitor batches them
         for partition, group in by_partition.items():
             part = self.joins.setdefault(partition, PartitionJoin.fresh(partition, self.join_stage.window_s))
             outcome = self.join_stage.process(part, group, labels_through=-float("inf"))
@@ -96,7 +97,7 @@ class OfflinePipeline:
                 for key, value in items:
                     if role == "monitor-input":
                         self.monitor_offset += 1
-                        to_monitor.setdefault(str(key), []).append((self.monitor_offset, value))
+                        to_monitor.setdefault(str(key), []).append((self.monitor_offset, from_json(value)))
                     elif role == "dead-letter":
                         res.dead_letters.append(value)
                     elif role == "join-outcomes":
@@ -115,7 +116,7 @@ class OfflinePipeline:
             self._monitor_all({})
         return self.result
 
-    def _monitor_all(self, to_monitor: dict[str, list[tuple[int, dict[str, Any]]]]) -> None:
+    def _monitor_all(self, to_monitor: dict[str, list[tuple[int, MonitorInput]]]) -> None:
         """Hand each model its payloads, and let every model with events held apply what
         the frontier now releases."""
         frontier = self.frontier.value()
@@ -157,15 +158,15 @@ class OfflinePipeline:
         if pending:
             self.feed_records(self._record(role, p, _packed(pending[(role, p)])) for role, p in order)
 
-    def _monitor(self, key: str, payloads: list[tuple[int, dict[str, Any]]], frontier: float) -> None:
+    def _monitor(self, key: str, payloads: list[tuple[int, MonitorInput]], frontier: float) -> None:
         if not self.model_cap.admit(key, lambda _: self.monitors):
             for offset, payload in payloads:
-                record = self.model_cap.dead_letter(key, "monitor-input", self.model_cap.partition_of(key), offset, payload, 0.0)
+                record = self.model_cap.dead_letter(key, "monitor-input", self.model_cap.partition_of(key), offset, payload.to_json(), 0.0)
                 self.result.dead_letters.append(record)
                 self.result.counts[f"dead_letter:{record['reason']}"] += 1
             return
         if key not in self.monitors:
-            self.monitors[key] = self.monitor_stage.new_slot(payloads[0][1]["model_id"], payloads[0][1]["model_version"])
+            self.monitors[key] = self.monitor_stage.new_slot(payloads[0][1].model_id, payloads[0][1].model_version)
         self._collect(key, self.monitor_stage.process_many(self.monitors[key], payloads, frontier))
 
     def _collect(self, key: str, run: MonitorRun) -> None:

@@ -25,21 +25,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from schemas import codec
+from schemas import codec, topics
 from schemas.columns import ColumnsError, is_column_batch, to_rows
 from schemas.parsing import parse_timestamp
 
-from streams.offline.backtest import (
-    ROLES,
-    Evaluation,
-    SourceEvent,
-    add_evaluation_options,
-    evaluate_and_report,
-    event_from_object,
-    load_configs,
-    merge,
-)
 from streams.exceptions import ConfigError, DriftstreamError
+from streams.offline.backtest import ROLES, Evaluation, SourceEvent, event_from_object, merge
+from streams.offline.backtest_cli import add_evaluation_options, evaluate_and_report, load_configs
 from streams.offline.pipeline import OfflineResult
 from streams.pipeline.monitor import model_key
 from streams.runtime.end_offsets import end_offsets, fetch_until
@@ -48,8 +40,8 @@ from streams.runtime.kafka_connect import start_client
 from streams.runtime.topics import ensure_topics
 from streams.settings import Settings
 
-#: Output roles a replay may publish, and the key of each message.
-PUBLISHED = ("alerts", "drift-events", "model-updates", "dead-letter")
+#: Output roles a replay publishes (:func:`_messages` keys each as the live worker does).
+PUBLISHED = topics.OUTPUTS
 
 #: A replay that receives nothing for this long before reaching its end offsets fails.
 STALL_S = 30.0

@@ -14,14 +14,12 @@ import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from schemas import codec
 
+from streams.offline.backtest import Evaluation, Run
 from streams.offline.scoring import ALERTS, RANKING_RULE, SCORING_RULE, detections_from
-
-if TYPE_CHECKING:
-    from streams.offline.backtest import Evaluation, Run
 
 REPORT_VERSION = 1
 

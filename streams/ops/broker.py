@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 
 from streams.exceptions import BrokerError
-from streams.runtime.processes import terminate_group
+from streams.ops.processes import terminate_group
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -42,10 +42,10 @@ import math
 from typing import Any, NamedTuple
 
 from schemas.ids import stable_id
+from schemas.records import SEVERITIES
 
 from streams.pipeline.monitor_config import ModelConfig
 
-SEVERITIES = ("P0", "P1", "P2", "P3")
 
 
 class Observation(NamedTuple):

@@ -29,8 +29,7 @@ from typing import Any
 
 from schemas import codec
 from schemas.parsing import RecordError, dead_letter_record
-
-from streams.sdk.partitioning import partition_for
+from schemas.partitioning import partition_for
 
 #: Dead-letter reason of a payload of a model past DRIFTSTREAM_MAX_MODELS.
 TOO_MANY_MODELS = "too_many_models"

@@ -6,7 +6,7 @@ type or range, a detector type or parameter its class refuses, a reference profi
 cannot be read. Otherwise a typo surfaced only when the first detector was built, after
 the reference filled up, and crashed the worker on every restart.
 
-The keys allowed are those of :data:`streams.pipeline.monitor_config.DEFAULTS` (a new default is a
+The keys allowed are those of :data:`streams.pipeline.config_defaults.DEFAULTS` (a new default is a
 new allowed key); the rules below add ranges and the detector slots.
 
 >>> check_model({"reference_size": 0}, "defaults")
@@ -23,14 +23,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from detectors import registry
+from schemas.records import SEVERITIES
 
+from streams.pipeline.config_defaults import DEFAULTS
 from streams.pipeline.estimation import ESTIMATED
 from streams.pipeline.latency import PERCENTILES, series_name
 from streams.pipeline.performance import ALL_METRICS, TASK_DEFAULT
 from streams.pipeline.quality import CHECKS
 from streams.pipeline.series import SERIES_DETECTORS
 
-SEVERITIES = ("P0", "P1", "P2", "P3")
 
 #: Keys the config once had, or that users expect, with why they are refused.
 UNSUPPORTED = {
@@ -305,8 +306,6 @@ def _walk(value: Any, default: Any, path: str, where: str) -> None:
 def check_model(values: Mapping[str, Any], where: str) -> None:
     """Check one model's resolved config; ``ValueError`` names the first bad key (dotted,
     after ``where``) and what it may be."""
-    from streams.pipeline.monitor_config import DEFAULTS
-
     _walk(values, DEFAULTS, "", where)
     _check_cross(values, where)
 

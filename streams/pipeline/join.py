@@ -56,12 +56,12 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, repeat
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 
-from schemas.columns import object_array, take
+from schemas.columns import concat_columns, object_array, take
 
 #: Sections of the pending state: predictions, labels, done (matched ids), expired markers.
 SECTIONS = ("p", "l", "d", "x")
@@ -532,7 +532,7 @@ class JoinState:
             where, columns = parts[0]
         else:
             where = np.concatenate([w for w, _ in parts])
-            columns = {name: list(chain.from_iterable(c[name] for _, c in parts)) for name in PAIR_FIELDS}
+            columns = concat_columns([c for _, c in parts])
         if len(where) > 1 and not (np.diff(where) > 0).all():
             order = np.argsort(where, kind="stable")
             columns = {name: take(values, order) for name, values in columns.items()}

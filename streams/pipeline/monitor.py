@@ -50,6 +50,7 @@ from streams.pipeline.latency import LatencyWindow, series_name
 from streams.pipeline.monitor_config import ModelConfig, MonitorConfig
 from streams.pipeline.performance import LOWER_IS_BETTER, TASK_DEFAULT, PerformanceWindow, metrics_for
 from streams.pipeline.quality import FeatureQuality
+from streams.pipeline.reference_profile import load_reference_profile
 from streams.pipeline.series import SeriesWatch
 
 #: Values handed to an error-stream detector per call (see ModelMonitor._run).
@@ -905,27 +906,6 @@ class ModelMonitor:
         m.elevated = dict(state.get("elevated") or {})  # absent from states written before it existed
         m.retired = state.get("retired")  # absent from states written before it existed
         return m
-
-
-def load_reference_profile(path: str) -> dict[str, list[Any]]:
-    """A user-supplied reference: ``{"features": {name: [values]}, "prediction": [...],
-    "score": [...]}`` (JSON), used instead of a model's first N predictions."""
-    from schemas import codec
-
-    from streams.exceptions import ConfigError
-
-    try:
-        with open(path, "rb") as handle:
-            data = codec.loads(handle.read())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read reference profile {path}: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("features", {}), dict):
-        raise ConfigError(f"reference profile {path}: expected an object with a 'features' object")
-    reference: dict[str, list[Any]] = {f"f:{name}": list(values) for name, values in data.get("features", {}).items()}
-    for column in ("prediction", "score"):
-        if column in data:
-            reference[column] = list(data[column])
-    return reference
 
 
 def _estimated(configured: Sequence[str]) -> list[str]:

@@ -32,101 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from streams.exceptions import ConfigError
+from streams.pipeline.config_defaults import DEFAULTS
 from streams.pipeline.config_schema import check_model, check_overrides
+from streams.pipeline.reference_profile import load_reference_profile
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
-
-#: The defaults every model starts from (documented in the README).
-DEFAULTS: dict[str, Any] = {
-    "reference_size": 1000,
-    "strict_models": False,
-    "features": None,  # None: every feature seen in the reference
-    "ignore_features": [],
-    "max_features": 200,
-    "reference": {"profile": None},
-    "data_drift": {
-        "numeric": {"type": "psi", "bins": 10, "window": 1000, "step": 250, "psi_above": 0.1},
-        "categorical": {
-            "type": "psi_categorical", "window": 1000, "step": 250, "psi_above": 0.1,
-        },
-    },
-    "feature_detectors": {},
-    "prediction_drift": {
-        "numeric": {"type": "psi", "bins": 10, "window": 1000, "step": 250, "psi_above": 0.1},
-        "categorical": {
-            "type": "psi_categorical", "window": 1000, "step": 250, "psi_above": 0.1,
-        },
-    },
-    # per feature, over the last `window` predictions (streams/pipeline/quality.py); no checks: off
-    "data_quality": {
-        "checks": [],  # of: missing_rate, out_of_range, unseen_category, type_change
-        "window": 1000,
-        "max_missing_increase": 0.1,  # above the reference's missing rate
-        "max_out_of_range": 0.05,  # share of numbers outside the reference's range
-        "max_unseen_category": 0.05,  # share of categories the reference did not have
-        "max_type_change": 0.01,  # share of values of a type the reference did not have
-    },
-    # CBPE: a binary classifier's performance estimated from its scores, before labels
-    # (streams/pipeline/estimation.py); no metrics: off
-    "estimated_performance": {
-        "metrics": [],  # of: accuracy, precision, recall, f1, roc_auc
-        "window": 1000,  # scored predictions per window (one estimate each)
-        # drift when an estimate falls this much below the reference's estimate
-        "max_drop": {"accuracy": 0.1, "precision": 0.1, "recall": 0.1, "f1": 0.1, "roc_auc": 0.05},
-        "compare_after": 0.5,  # share of a window labelled before its estimate meets the realized value
-        "max_error": 0.1,  # |estimate - realized| above this: the estimate is off (kind estimated_performance)
-        "max_windows": 32,  # windows kept waiting for their labels
-    },
-    # p50/p95/p99 of the predictions' latency_ms over the last `window` that carry one
-    # (streams/pipeline/latency.py); an SLO makes a percentile a check of kind `latency`
-    "latency": {
-        "percentiles": ["p50", "p95", "p99"],  # exported; empty: off
-        "window": 1000,
-        "slo_ms": {"p50": None, "p95": None, "p99": None},  # None: no SLO
-    },
-    # a detector on a metric's checkpoint series, e.g. detectors.f1 = {type = "three_sigma"}
-    # (streams/pipeline/series.py); its reference is the series' first `reference_points` values
-    "metric_series": {"reference_points": 20, "detectors": {}},
-    "concept_drift": {
-        "classification": [{"type": "adwin", "delta": 0.002}, {"type": "ddm", "warm_start": 500}],
-        "regression": [{"type": "adwin", "delta": 0.002}],
-    },
-    "performance": {
-        "window": 1000,
-        # the metrics of each task that are checked; a task none of them is for gets its
-        # default (accuracy, MAE); see streams/pipeline/performance.py
-        "metrics": ["accuracy", "mae"],
-        "positive_class": None,  # None: 1 when labels are 0/1 or booleans, else macro averages
-        "max_accuracy_drop": 0.1,
-        "max_mae_increase": 0.5,
-        # higher-is-better metrics: drift when the value falls this much below its baseline
-        "max_drop": {"precision": 0.1, "recall": 0.1, "f1": 0.1, "roc_auc": 0.05, "r2": 0.1},
-        # lower-is-better metrics: drift when the value rises this share above its baseline
-        "max_increase": {"log_loss": 0.5, "brier": 0.5, "mse": 0.5, "rmse": 0.5},
-        # a concept-drift detection alerts only if the error rose at least this much
-        "min_error_increase": 0.05,
-    },
-    "alerts": {
-        "cooldown_s": 600.0,
-        "resolve_after_s": 300.0,
-        "group_window_s": 300.0,
-    },
-    "severity": {
-        "concept_drift": "P2",
-        "prediction_drift": "P2",
-        "data_quality": "P3",
-        "estimated_performance": "P2",
-        "latency": "P2",
-        "anomaly": "P3",
-        "data_drift": {"moderate": "P3", "significant": "P3", "severe": "P2"},
-        "data_drift_severe_psi": 0.5,
-        "performance": [[0.25, "P0"], [0.1, "P1"], [0.0, "P2"]],
-        "many_features": 3,
-    },
-}
 
 _MODEL_KEYS = frozenset(DEFAULTS)
 
@@ -163,8 +76,6 @@ def _check(values: dict[str, Any], where: str) -> None:
         raise ConfigError(str(exc)) from None
     profile = values["reference"]["profile"]
     if profile:
-        from streams.pipeline.monitor import load_reference_profile
-
         try:
             load_reference_profile(profile)
         except ConfigError as exc:

@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -46,6 +46,7 @@ from streams.pipeline.identity import IdentityScreen, refused_label_error
 from streams.pipeline.join import JoinBatch, JoinState
 from streams.pipeline.monitor import ModelMonitor, MonitorResult, model_key
 from streams.pipeline.monitor_config import MonitorConfig
+from streams.pipeline.monitor_input import Control, JoinedBatch, MonitorInput
 
 
 @dataclass(slots=True)
@@ -96,6 +97,21 @@ class Outputs:
         return cls({role: [(k, v) for k, v in items] for role, items in data.items()})
 
 
+class Gap(NamedTuple):
+    """Offsets ``first`` to ``last`` of ``topic`` that a batch skipped over (none applied)."""
+
+    topic: str
+    first: int
+    last: int
+
+
+class Position(NamedTuple):
+    """One offset of one topic."""
+
+    topic: str
+    offset: int
+
+
 @dataclass
 class JoinResult:
     """What one batch of one join partition produced."""
@@ -105,11 +121,11 @@ class JoinResult:
     events: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
     skipped_records: int = 0
-    gaps: list[tuple[str, int, int]] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
     #: ``(topic, offset)`` of a record at the last applied offset of its topic that is not
     #: the record applied there (another timestamp): its log was replaced (see
     #: :meth:`JoinStage.process`); nothing of the batch may be saved or published
-    replaced: tuple[str, int] | None = None
+    replaced: Position | None = None
 
 
 class PartitionJoin:
@@ -326,12 +342,12 @@ class JoinStage:
                     # not the record applied at this offset: another log (a restarted
                     # memory-only broker, a topic recreated), whose records this state
                     # would skip as replays, then join onto what it holds of the old one
-                    result.replaced = (record.topic, record.offset)
+                    result.replaced = Position(record.topic, record.offset)
                     return result
                 result.skipped_records += 1
                 continue
             if last is not None and record.offset > last + 1:
-                result.gaps.append((record.topic, last + 1, record.offset - 1))
+                result.gaps.append(Gap(record.topic, last + 1, record.offset - 1))
             part.offsets[record.role] = record.offset
             if record.timestamp is not None:
                 part.stamps[record.role] = record.timestamp
@@ -389,16 +405,13 @@ class JoinStage:
             outputs.add("dead-letter", value["dead_letter_id"], value)
         batch = part.state.apply(predictions, labels, labels_through=labels_through, drop_labels=screen.refused_labels)
         result.batch = batch
-        by_model: dict[str, dict[str, Any]] = {}
+        by_model: dict[str, dict[str, Any]] = {}  # model key -> the fields of its JoinedBatch
 
         def payload(model_id: str, version: str | None) -> dict[str, Any]:
             key = model_key(model_id, version)
             if key not in by_model:
-                by_model[key] = {
-                    "model_id": model_id, "model_version": version, "source": part.partition,
-                    "seq": part.state.seq, "pred": None, "pairs": None,
-                    "join": {"matched": 0, "expired": 0},
-                }
+                by_model[key] = {"model_id": model_id, "model_version": version, "source": part.partition,
+                                 "seq": part.state.seq, "pred": None, "pairs": None, "matched": 0, "expired": 0}
             return by_model[key]
 
         if batch.predictions:
@@ -413,11 +426,11 @@ class JoinStage:
         for (model_id, version), columns in _payloads(pairs, paired, _PAIR_PAYLOAD).items():
             p = payload(model_id, version)
             p["pairs"] = columns
-            p["join"]["matched"] = len(paired[model_id, version])
+            p["matched"] = len(paired[model_id, version])
         for model_id, count in batch.expired_by_model.items():
-            payload(model_id, None)["join"]["expired"] += count
-        for key, value in by_model.items():
-            outputs.add("monitor-input", key, value)
+            payload(model_id, None)["expired"] += count
+        for key, fields in by_model.items():
+            outputs.add("monitor-input", key, JoinedBatch(**fields).to_json())
         for record in batch.records:
             outputs.add("join-outcomes", record.prediction_id, record.to_dict())
         return result
@@ -526,7 +539,7 @@ class MonitorStage:
         return ModelSlot(ModelMonitor.from_state(stored["monitor"], self.monitor_config), stored["applied"],
                          ReorderBuffer.from_state(stored.get("buffer")))
 
-    def process_many(self, slot: ModelSlot, payloads: Sequence[tuple[int, dict[str, Any]]], frontier: float) -> MonitorRun:
+    def process_many(self, slot: ModelSlot, payloads: Sequence[tuple[int, MonitorInput]], frontier: float) -> MonitorRun:
         """Take one model's ``(offset, payload)`` in order and apply what lies below
         ``frontier``. A payload taken before (``seq`` at or below the join partition's
         last) is taken again only for its events past the last released (a recovery
@@ -535,8 +548,7 @@ class MonitorStage:
         run = MonitorRun(MonitorResult())
         applied = slot.applied
         for offset, payload in payloads:
-            control = payload.get("control")
-            if control is not None:
+            if isinstance(payload, Control):
                 self._release(slot, frontier, run)
                 result = self._control(slot, payload)
                 if result is None:
@@ -544,15 +556,13 @@ class MonitorStage:
                 else:
                     run.result.extend(result)
                 continue
-            source = str(payload["source"])
-            seq = int(payload["seq"])
+            source, seq = str(payload.source), payload.seq
             again = applied.get(source, 0) >= seq
             if not again:
                 applied[source] = seq
-                join = payload.get("join") or {}
-                slot.monitor.matched += int(join.get("matched", 0))
-                slot.monitor.expired += int(join.get("expired", 0))
-            held, late = slot.buffer.add((int(source), seq), offset, {"pred": payload.get("pred"), "pairs": payload.get("pairs")},
+                slot.monitor.matched += payload.matched
+                slot.monitor.expired += payload.expired
+            held, late = slot.buffer.add((payload.source, seq), offset, {"pred": payload.pred, "pairs": payload.pairs},
                                          again=again)
             run.late += late
             if again and not held:
@@ -603,22 +613,22 @@ class MonitorStage:
             run.retired += sum(len(rest[kind]["ts"]) for kind in ("pred", "pairs") if rest.get(kind))
 
     @staticmethod
-    def _control(slot: ModelSlot, payload: dict[str, Any]) -> MonitorResult | None:
+    def _control(slot: ModelSlot, payload: Control) -> MonitorResult | None:
         """Apply a control once (its ``model-updates`` event id): ``rebaseline`` now, or
         ``retire`` once the frontier passes the switch (:meth:`_retire`)."""
         applied = slot.applied
         done = applied.setdefault("controls", [])
-        if payload["event_id"] in done or slot.monitor.retired is not None:
+        if payload.event_id in done or slot.monitor.retired is not None:
             return None
-        applied["controls"] = (done + [payload["event_id"]])[-50:]
-        if payload["control"] == "retire":
+        applied["controls"] = (done + [payload.event_id])[-50:]
+        if payload.control == "retire":
             if "retire" not in applied:  # the first switch away from this version counts
-                applied["retire"] = {"timestamp": float(payload["timestamp"]), "reason": payload["reason"]}
+                applied["retire"] = {"timestamp": payload.timestamp, "reason": payload.reason}
             return MonitorResult()
-        return MonitorResult(alerts=slot.monitor.rebaseline(float(payload["timestamp"]), payload["reason"]))
+        return MonitorResult(alerts=slot.monitor.rebaseline(payload.timestamp, payload.reason))
 
     @staticmethod
-    def control_for(update: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    def control_for(update: dict[str, Any]) -> tuple[str, Control] | None:
         """The monitor-input control a ``model-updates`` event asks for, keyed by the monitor
         it goes to: ``rebaseline_requested`` re-baselines ``model_id@model_version``;
         ``served`` (a server switched from ``model_version`` to ``new_version``) retires the
@@ -631,10 +641,8 @@ class MonitorStage:
             control, reason = "retire", f"version retired: {new} serves {update['model_id']} from event time {update['timestamp']}"
         else:
             return None
-        return model_key(update["model_id"], old), {
-            "control": control, "event_id": update["event_id"], "model_id": update["model_id"],
-            "model_version": old, "timestamp": update["timestamp"], "reason": reason,
-        }
+        return model_key(update["model_id"], old), Control(control, update["event_id"], update["model_id"], old,
+                                                           float(update["timestamp"]), reason)
 
     @staticmethod
     def outputs(monitor: ModelMonitor, result: MonitorResult) -> Outputs:

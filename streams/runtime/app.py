@@ -28,12 +28,11 @@ and graph views are off.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -58,6 +57,7 @@ from streams.runtime.integrity import EXIT_BROKER_LOST_DATA, BrokerIntegrity
 from streams.runtime.join_runner import JoinRunner
 from streams.runtime.monitor_runner import MonitorRunner
 from streams.runtime.publishing import Publisher
+from streams.runtime.recovery import evict_idle, reapply_after_checkpoint
 from streams.runtime.table_writes import TableWriter
 from streams.runtime.worker_log import STATUS_EVERY_S, WorkerLog
 from streams.settings import Settings
@@ -210,9 +210,9 @@ class Pipeline:
                 await self.checkpointer.if_due()
 
     async def evict_idle_models(self) -> None:
-        """:meth:`MonitorRunner.evict_idle`, between checkpoints (from a timer)."""
+        """:func:`streams.runtime.recovery.evict_idle`, between checkpoints (from a timer)."""
         if not self.checkpointer.in_flight:
-            await self.monitors.evict_idle()
+            await evict_idle(self.monitors)
 
     def align_inputs(self) -> None:
         """Pause the join partitions ahead of the slowest while this worker's monitors hold
@@ -223,11 +223,11 @@ class Pipeline:
             held, self.joins.own_progress(), self.monitors.seen_progress(), self.settings.partitions, time.monotonic()))
 
     # -- health ---------------------------------------------------------------------------
-    def readiness(self) -> dict[str, Any]:
+    async def readiness(self) -> dict[str, Any]:
         assignment = self.app.consumer.assignment() if self.app.consumer else set()
         recovered = self.app.tables.recovery.completed.is_set()
         if self.integrity.broker_reachable is None:  # before the first housekeeping check: ask now
-            self.integrity.check_broker()
+            await self.integrity.check_broker()
         return {
             "ready": bool(assignment) and recovered and bool(self.integrity.broker_reachable),
             "assigned_partitions": sorted(f"{tp.topic}[{tp.partition}]" for tp in assignment),
@@ -241,8 +241,10 @@ def create_app(
     *,
     monitor_config: MonitorConfig | None = None,
     registry: CollectorRegistry | None = None,
+    tasks: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> faust.App:
-    """Build the driftstream Faust app (agents, tables, web endpoints) from settings."""
+    """Build the driftstream Faust app (agents, tables, web endpoints) from settings;
+    ``tasks`` run beside it once the worker is ready (the command line adds the updater's)."""
     settings = settings or Settings.from_env()
     monitor_config = monitor_config or MonitorConfig.load(settings.config_path)
     registry = registry or CollectorRegistry()
@@ -303,25 +305,21 @@ def create_app(
                 continue  # not an update event driftstream understands: other teams share the topic
             if control is not None:
                 key, payload = control
-                await (await pipeline.publisher.produce("monitor-input", key.encode(), codec.dumps(payload)))
+                await (await pipeline.publisher.produce("monitor-input", key.encode(), codec.dumps(payload.to_json())))
 
-    if settings.run_updater:
-        from streams.updater.service import run_updater
-
-        @app.task
-        async def updater() -> None:
-            await run_updater(settings, asyncio.Event())
+    for task in tasks:
+        app.task(task)
 
     @app.timer(2.0)
     async def housekeeping() -> None:
-        pipeline.integrity.check_broker()
+        await pipeline.integrity.check_broker()
         pipeline.exporter.update_lag()
         await pipeline.integrity.check_changelogs()
         await pipeline.gap_guard.retry_overdue()
 
     @app.timer(settings.monitor_checkpoint_s / 2)
     async def monitor_checkpoint() -> None:
-        await pipeline.monitors.resume()
+        await reapply_after_checkpoint(pipeline.monitors)
         await pipeline.checkpointer.checkpoint()
         await pipeline.evict_idle_models()
 
@@ -337,7 +335,7 @@ def create_app(
     @app.timer(1.0)
     async def lifecycle() -> None:
         recovery = app.tables.recovery
-        worker_log.tick(pipeline.readiness(), recovery.active_remaining_total() if recovery.in_recovery else None)
+        worker_log.tick(await pipeline.readiness(), recovery.active_remaining_total() if recovery.in_recovery else None)
 
     @app.timer(STATUS_EVERY_S)
     async def status() -> None:
@@ -354,7 +352,7 @@ def create_app(
 
     @app.page("/ready")
     async def ready_view(web: Any, request: Any) -> Any:
-        state = pipeline.readiness()
+        state = await pipeline.readiness()
         worker_log.readiness(state)
         return web.json(state, status=200 if state["ready"] else 503)
 

@@ -1,7 +1,7 @@
 """The monitors' checkpoint and the hand-over of partitions.
 
 The monitors save the state of the models they changed only every ``monitor_checkpoint_s``
-(after a crash they apply again what came after it: :meth:`streams.runtime.monitor_runner.MonitorRunner.resume`).
+(after a crash they apply again what came after it: :func:`streams.runtime.recovery.reapply_after_checkpoint`).
 A checkpoint, in order:
 
 1. skip it unless it is due and the last one was written (one at a time);

@@ -12,8 +12,8 @@ can be a passing metadata hiccup).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import socket
 from collections.abc import Callable, Iterable
 
 import faust
@@ -28,7 +28,7 @@ from streams.runtime.end_offsets import first_offset_from
 from streams.runtime.table_writes import TableWriter
 from streams.settings import Settings
 
-__all__ = ["EXIT_BROKER_LOST_DATA", "VERIFY_RETRY_S", "BrokerIntegrity"]
+__all__ = ["CONNECT_TIMEOUT_S", "EXIT_BROKER_LOST_DATA", "VERIFY_RETRY_S", "BrokerIntegrity"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 EXIT_BROKER_LOST_DATA = 75
 #: Seconds between the changelog probes of :meth:`BrokerIntegrity.verified`.
 VERIFY_RETRY_S = 0.5
+#: Seconds :meth:`BrokerIntegrity.check_broker` waits for the first bootstrap server to accept.
+CONNECT_TIMEOUT_S = 1.0
 
 
 class BrokerIntegrity:
@@ -207,12 +209,17 @@ class BrokerIntegrity:
         lost = getattr(self.app.consumer, "membership_lost", None)
         return bool(lost and lost())
 
-    def check_broker(self) -> None:
-        """Whether the first bootstrap server accepts a connection (for ``/ready``)."""
+    async def check_broker(self) -> None:
+        """Whether the first bootstrap server accepts a connection (for ``/ready``), asked
+        without blocking the event loop: the worker's agents and timers go on meanwhile."""
         host, port = self.settings.bootstrap_servers.split(",")[0].rsplit(":", 1)
         try:
-            with socket.create_connection((host, int(port)), timeout=1.0):
-                self.broker_reachable = True
-        except OSError:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout=CONNECT_TIMEOUT_S)
+        except (OSError, asyncio.TimeoutError):
             self.broker_reachable = False
             self.unverified = True
+            return
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        self.broker_reachable = True

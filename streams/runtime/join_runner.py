@@ -21,7 +21,7 @@ from typing import Any
 import faust
 from faust.types import TP, Message
 
-from schemas import codec
+from schemas import codec, topics
 
 from streams.ops import metrics as metrics_module
 from streams.ops.metrics import Metrics
@@ -111,7 +111,7 @@ class JoinRunner:
         here (before its state is loaded: the one before the committed offset)."""
         part = self.joins.get(partition)
         out: dict[str, int | None] = {}
-        for role in ("predictions", "ground-truth"):
+        for role in topics.INPUTS:
             topic = self.settings.topic(role)
             if part is not None and role in part.offsets:
                 out[topic] = part.offsets[role]
@@ -287,7 +287,7 @@ class JoinRunner:
         if want == self.paused:
             return
         consumer = self.app.consumer
-        tps = {p: [TP(self.settings.topic(role), p) for role in ("predictions", "ground-truth")]
+        tps = {p: [TP(self.settings.topic(role), p) for role in topics.INPUTS]
                for p in want | self.paused}
         assigned = set(consumer.assignment())
         resume = [tp for p in self.paused - want for tp in tps[p] if tp in assigned]

@@ -29,6 +29,7 @@ from schemas import codec
 from streams.ops.metrics import Metrics
 from streams.pipeline.cardinality import IdleModels, ModelCap
 from streams.pipeline.event_time import Frontier, is_progress
+from streams.pipeline.monitor_input import MonitorInput, from_json
 from streams.pipeline.quarantine import Quarantine
 from streams.pipeline.stages import ModelSlot, MonitorRun, MonitorStage
 from streams.runtime.alignment import merge_progress
@@ -44,7 +45,7 @@ __all__ = ["MonitorRunner"]
 log = logging.getLogger(__name__)
 
 #: model key -> (a record of it, its payloads as (offset, payload))
-ByModel = dict[str, tuple[Message, list[tuple[int, dict[str, Any]]]]]
+ByModel = dict[str, tuple[Message, list[tuple[int, MonitorInput]]]]
 
 
 class MonitorRunner:
@@ -80,7 +81,7 @@ class MonitorRunner:
         self._released_at: dict[int, float] = {}  # the frontier each partition's models last saw
         # model key -> Kafka timestamp (s) of the newest monitor-input record that brought it
         # events: where processing_latency_seconds starts (a metric cache)
-        self._record_time: dict[str, float] = {}
+        self.record_time: dict[str, float] = {}
         self.model_cap = ModelCap(settings.max_models, settings.partitions)
         self.idle_models = IdleModels(settings.model_idle_evict_s)  # see evict_idle
         self.quarantine = Quarantine()  # models whose saved state cannot be loaded
@@ -93,7 +94,7 @@ class MonitorRunner:
         """A rebalance: the caches are rebuilt from the tables, and what the last checkpoint
         did not cover is applied again, from the checkpoint."""
         for cache in (self.monitors, self.offsets, self.frontiers, self.waiting, self._messages,
-                      self._released_at, self._record_time, self.unsaved_monitors, self.unsaved_offsets):
+                      self._released_at, self.record_time, self.unsaved_monitors, self.unsaved_offsets):
             cache.clear()
         self.model_cap.reset()
         self.idle_models.clear()
@@ -107,7 +108,7 @@ class MonitorRunner:
         return merge_progress(frontier.progress for frontier in self.frontiers.values())
 
     # -- state ----------------------------------------------------------------------------
-    async def slot_for(self, key: str, payload: dict[str, Any] | None) -> ModelSlot | None:
+    async def slot_for(self, key: str, payload: MonitorInput | None) -> ModelSlot | None:
         """The model's slot: cached, else from its last checkpoint, else new (``None`` for a
         model with no saved state and no payload to start one)."""
         cached = self.monitors.get(key)
@@ -117,7 +118,7 @@ class MonitorRunner:
         if raw is None:
             if payload is None:
                 return None
-            cached = self.stage.new_slot(payload["model_id"], payload["model_version"])
+            cached = self.stage.new_slot(payload.model_id, payload.model_version)
         else:
             cached = self.stage.load(raw)
             log.info("monitor %s resumes after join batches %s", key, cached.applied)
@@ -204,9 +205,9 @@ class MonitorRunner:
                     sent.append(await self.publisher.dead_letter(
                         refuse.dead_letter(key, msg.topic, msg.partition, msg.offset, msg.value, time.time())))
                     continue
-                by_model.setdefault(key, (msg, []))[1].append((msg.offset, payload))
+                by_model.setdefault(key, (msg, []))[1].append((msg.offset, from_json(payload)))
                 if msg.timestamp is not None:
-                    self._record_time[key] = msg.timestamp
+                    self.record_time[key] = msg.timestamp
             self._messages[partition] = group[-1]
             events, futures = await self._run_models(partition, by_model, now)
             applied_events += events
@@ -244,7 +245,7 @@ class MonitorRunner:
                           key, self.quarantine.reason(key))
                 for offset, payload in payloads:
                     sent.append(await self.publisher.dead_letter(
-                        self.quarantine.dead_letter(key, msg.topic, partition, offset, payload, time.time())))
+                        self.quarantine.dead_letter(key, msg.topic, partition, offset, payload.to_json(), time.time())))
                 waiting.discard(key)
                 continue
             if slot is None:
@@ -263,7 +264,7 @@ class MonitorRunner:
                 waiting.discard(key)
             if payloads or run.changed:
                 applied_events += run.events
-                sent += await self._outputs(slot, run, self._record_time.get(key))
+                sent += await self._outputs(slot, run, self.record_time.get(key))
                 self.unsaved_monitors[key] = msg
         return applied_events, sent
 
@@ -296,44 +297,3 @@ class MonitorRunner:
                 if applied:
                     self.metrics.events_consumed.labels(self.settings.topic("monitor-input")).inc(applied)
                     self.on_progress()
-
-    async def evict_idle(self) -> None:
-        """Drop from memory the models idle for ``model_idle_evict_s`` whose state is saved:
-        not changed since the last checkpoint (call it only with none in flight: its writes
-        update the table as they go), no events held for the frontier. The next event loads
-        the saved state (:meth:`slot_for`), the state a rebalance would load, so no result
-        changes. Call it from a timer."""
-        async with self.lock:
-            held = set().union(*self.waiting.values())
-            evicted = 0
-            for key in self.idle_models.idle(time.monotonic()):
-                if key in self.unsaved_monitors or key in held or key not in self.table.data:
-                    continue  # saved by a later checkpoint, then evicted at a later turn
-                self.monitors.pop(key, None)
-                self._record_time.pop(key, None)
-                self.idle_models.forget(key)
-                evicted += 1
-            if evicted:
-                self.metrics.models_evicted.inc(evicted)
-                self.metrics.table_size.labels("monitor-state").set(len(self.monitors))
-
-    async def resume(self) -> None:
-        """After a (re)assignment, once the consumer is positioned: rewind each monitor-input
-        partition whose committed offset is past its last checkpoint to just after that
-        checkpoint, so the monitors apply again what it does not cover (with new records,
-        the gap guard does the same; this covers a partition with none). Call it from a timer."""
-        # a first assignment's recovery is not over until ``completed``; a later rebalance
-        # suspends the flow until its recovery has sought the partitions to their offsets
-        if not (self.app.tables.recovery.completed.is_set() and self.app.flow_control.is_active()):
-            return
-        topic = self.settings.topic("monitor-input")
-        async with self.lock:
-            for tp in self.app.consumer.assignment():
-                if tp.topic != topic or tp.partition in self.offsets:
-                    continue
-                checkpoint = self.offset(tp.partition)
-                committed = self.committed_offset(tp)
-                if committed is not None and committed > checkpoint + 1:
-                    log.info("%s[%d]: applying offsets %d..%d again (after the last checkpoint)",
-                             topic, tp.partition, checkpoint + 1, committed - 1)
-                    await self.gap_guard.rewind(topic, tp.partition, checkpoint + 1)

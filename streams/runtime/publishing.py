@@ -15,6 +15,7 @@ from typing import Any
 import faust
 
 from schemas import codec
+from schemas.records import SEVERITIES
 
 from streams.ops.metrics import Metrics
 from streams.pipeline.cardinality import SeriesCap
@@ -26,7 +27,6 @@ from streams.sinks.webhook import WebhookSink
 
 __all__ = ["Publisher", "delivered"]
 
-SEVERITIES = ("P0", "P1", "P2", "P3")
 
 
 async def delivered(futures: list[Any]) -> None:
@@ -103,7 +103,6 @@ class Publisher:
             m.alerts_firing.labels(alert["model_id"], severity).set(sum(1 for s in firing.values() if s == severity))
 
     async def _dead_letter_alert(self, undelivered: Undelivered) -> None:
-        """An alert the sink gave up on goes to the dead-letter topic (from the sink's task)."""
-        record = undelivered.record
-        await self.produce("dead-letter", record["dead_letter_id"].encode(), codec.dumps(record))
-        self.metrics.dead_letters.labels("webhook_failed").inc()
+        """An alert the sink gave up on goes to the dead-letter topic (from the sink's task);
+        its record's reason is ``webhook_failed``."""
+        await self.dead_letter(undelivered.record)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 
 from streams.runtime.gc_tuning import tune_gc
 from streams.runtime.malloc_arenas import limit_malloc_arenas
@@ -34,8 +35,8 @@ def worker_class(base: type, watchdog: ShutdownWatchdog) -> type:
     return Worker
 
 
-def run_worker(settings: Settings) -> None:
-    """Create the topics, build the app and run it until SIGTERM/SIGINT."""
+def run_worker(settings: Settings, tasks: Sequence[Callable[[], Awaitable[None]]] = ()) -> None:
+    """Create the topics, build the app (with ``tasks`` beside it) and run it until SIGTERM/SIGINT."""
     limit_malloc_arenas(settings.malloc_arena_max)  # before any thread starts
     configure_logging(settings.log_level, settings.log_format)
     started = WorkerLog.starting(settings)
@@ -48,7 +49,7 @@ def run_worker(settings: Settings) -> None:
 
     asyncio.run(ensure_topics(settings))
     asyncio.set_event_loop(asyncio.new_event_loop())
-    app = create_app(settings)
+    app = create_app(settings, tasks=tasks)
     app.driftstream_log.started = started  # type: ignore[attr-defined]
     # override_logging=False: the handler and levels are ours (configure_logging). Faust's
     # own setup put the root logger at DEBUG for its terminal spinner, which made aiokafka

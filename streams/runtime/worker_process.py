@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.exceptions import DriftstreamError
 from streams.ops.broker import free_port
-from streams.runtime.processes import signal_group, terminate_group
+from streams.ops.processes import signal_group, terminate_group
 from streams.settings import Settings
 
 

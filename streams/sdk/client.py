@@ -39,10 +39,10 @@ from schemas import codec
 from schemas.columns import ColumnsError, is_column_batch, to_columns, to_rows
 from schemas.errors import ContractError
 from schemas.parsing import validate_ground_truth, validate_prediction
+from schemas.partitioning import group_by_partition
 
 from streams.exceptions import PublishError
 from streams.runtime.kafka_connect import start_client
-from streams.sdk.partitioning import group_by_partition
 from streams.settings import Settings
 
 EventRole = Literal["predictions", "ground-truth"]

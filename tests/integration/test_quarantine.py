@@ -9,11 +9,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from schemas import codec
+from schemas.partitioning import partition_for
 from schemas.records import DeadLetter
 from streams.offline.simulate import Simulation, SimulationConfig
 from streams.runtime.topics import ensure_topics
 from streams.runtime.worker_process import WorkerProcess
-from streams.sdk.partitioning import partition_for
 from streams.settings import Settings
 
 from .support import publish_events, read_table, read_topic, wait_for

@@ -13,7 +13,7 @@ import pytest
 
 from schemas import codec
 from streams.exceptions import ConfigError
-from streams.offline import backtest
+from streams.offline import backtest_cli
 from streams.offline import replay
 from streams.offline.simulate import Simulation, SimulationConfig
 from streams.runtime.topics import ensure_topics
@@ -32,7 +32,7 @@ def _cli(argv: list[str], settings: Settings, monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.setenv(name, value)
     parser = argparse.ArgumentParser(prog="driftstream")
     sub = parser.add_subparsers(dest="command", required=True)
-    backtest.add_cli(sub)
+    backtest_cli.add_cli(sub)
     replay.add_cli(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))

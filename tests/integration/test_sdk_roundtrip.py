@@ -7,10 +7,10 @@ import asyncio
 import pytest
 
 from schemas import codec
+from schemas.partitioning import partition_for
 from streams.offline.simulate import Simulation, SimulationConfig
 from streams.runtime.topics import ensure_topics
 from streams.sdk.client import DriftstreamClient, SyncDriftstreamClient, subscribe
-from streams.sdk.partitioning import partition_for
 from streams.settings import Settings
 
 from .support import produce_raw

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from streams.ops.broker import EmbeddedBroker
-from streams.runtime.processes import signal_group
+from streams.ops.processes import signal_group
 from streams.runtime.shutdown import EXIT_SHUTDOWN_TIMED_OUT
 from streams.runtime.topics import ensure_topics
 from streams.runtime.worker_process import WorkerProcess

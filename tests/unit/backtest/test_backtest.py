@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from schemas import codec
-from streams.offline import backtest
+from streams.offline import backtest, backtest_cli
 from streams.offline.scoring import ALERTS, Drift
 from streams.offline.simulate import Simulation, SimulationConfig, event_time_of
 from streams.pipeline.monitor_config import MonitorConfig
@@ -42,7 +42,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="driftstream")
-    backtest.add_cli(parser.add_subparsers(dest="command", required=True))
+    backtest_cli.add_cli(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -49,7 +49,7 @@ def test_a_promotion_switches_the_served_version_and_the_first_prediction_announ
     [event] = served.take_events()
     assert (event["action"], event["model_version"], event["new_version"], event["timestamp"]) == ("served", "v1", "v2", 5.0)
     key, control = MonitorStage.control_for(event)  # type: ignore[misc]
-    assert (key, control["control"], control["timestamp"]) == ("churn@v1", "retire", 5.0)
+    assert (key, control.control, control.timestamp) == ("churn@v1", "retire", 5.0)
     assert served.apply({**_promoted(store, "v1"), "action": "rolled_back", "event_id": "r1"}) is True
     assert served.predict({}, 9.0) == ("v1", "v1")
     assert served.take_events()[0]["new_version"] == "v1"

@@ -315,7 +315,7 @@ def test_after_the_broker_was_unreachable_a_batch_applies_only_once_it_came_back
         pipeline, _ = _pipeline()
         fatal = _fatal_calls(pipeline)
         pipeline.integrity.settings = pipeline.settings.replace(broker="kafka://127.0.0.1:1")  # nothing listens
-        pipeline.integrity.check_broker()
+        await pipeline.integrity.check_broker()
         assert pipeline.integrity.broker_reachable is False
         _probe_answers(pipeline, answers)
         applied: list[Any] = []
@@ -334,3 +334,54 @@ def test_after_the_broker_was_unreachable_a_batch_applies_only_once_it_came_back
     assert fatal == [] and applied == 1
     fatal, applied = asyncio.run(test([None, gone, gone]))
     assert [status for _, status in fatal] == [75] and applied == 0
+
+
+def test_the_broker_check_keeps_the_event_loop_running_while_it_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``check_broker`` runs on the event loop (a timer and ``/ready`` call it): a broker that
+    accepts answers True; one that never answers answers False after the timeout, and the
+    loop's other tasks run meanwhile."""
+    monkeypatch.setattr(integrity_module, "CONNECT_TIMEOUT_S", 0.3)
+
+    async def test() -> tuple[bool | None, bool | None, bool, int]:
+        pipeline, _ = _pipeline()
+        server = await asyncio.start_server(lambda reader, writer: writer.close(), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        integrity = pipeline.integrity
+        integrity.settings = pipeline.settings.replace(broker=f"kafka://127.0.0.1:{port}")
+        async with server:
+            await integrity.check_broker()
+        reachable = integrity.broker_reachable
+
+        async def never(*args: Any, **kwargs: Any) -> Any:
+            await asyncio.Event().wait()
+
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        monkeypatch.setattr(asyncio, "open_connection", never)
+        await integrity.check_broker()
+        task.cancel()
+        return reachable, integrity.broker_reachable, integrity.unverified, ticks
+
+    reachable, silent, unverified, ticks = asyncio.run(test())
+    assert reachable is True
+    assert silent is False and unverified is True
+    assert ticks >= 5  # 0.3 s of waiting, ticks every 0.01 s: the loop was not blocked
+
+
+def test_ready_asks_the_broker_itself_before_the_first_timer_check() -> None:
+    async def test() -> tuple[bool | None, dict[str, Any]]:
+        pipeline, _ = _pipeline()  # its broker, 127.0.0.1:1, refuses connections
+        pipeline.app.consumer = SimpleNamespace(assignment=set)  # not started: nothing assigned
+        before = pipeline.integrity.broker_reachable
+        return before, await pipeline.readiness()
+
+    before, state = asyncio.run(test())
+    assert before is None
+    assert state["broker_reachable"] is False and state["ready"] is False

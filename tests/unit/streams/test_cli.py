@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 from streams.cli import EXIT_UNAVAILABLE
 from streams.ops.broker import free_port
+from streams.settings import Settings
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
@@ -110,7 +112,7 @@ def test_backtest_without_drifts_reports_no_false_alarms(tmp_path: Path) -> None
 
 def test_config_check_prints_the_effective_config_or_the_error(tmp_path: Path) -> None:
     from schemas import codec
-    from streams.pipeline.monitor_config import DEFAULTS
+    from streams.pipeline.config_defaults import DEFAULTS
 
     good = tmp_path / "good.toml"
     good.write_text("[defaults]\nreference_size = 500\n[models.churn.data_drift.numeric]\ntype = \"ks\"\n")
@@ -138,3 +140,11 @@ def test_a_plain_progress_line_is_written_once_per_count() -> None:
         bar.update(3)
     lines = out.getvalue().splitlines()
     assert len(lines) == 1 and lines[0].startswith("3 events"), lines
+
+
+def test_a_worker_runs_the_updater_beside_it_only_when_asked() -> None:
+    from streams.cli import worker_tasks
+
+    assert worker_tasks(Settings()) == []
+    [task] = worker_tasks(Settings(run_updater=True))
+    assert task.__name__ == "updater" and asyncio.iscoroutinefunction(task)

@@ -9,7 +9,8 @@ import pytest
 from streams.exceptions import ConfigError
 from streams.offline.pipeline import OfflinePipeline
 from streams.offline.simulate import Simulation, SimulationConfig
-from streams.pipeline.monitor_config import DEFAULTS, MonitorConfig
+from streams.pipeline.config_defaults import DEFAULTS
+from streams.pipeline.monitor_config import MonitorConfig
 
 PSI_PARAMS = "bins, window, step, psi_above, warning_psi_above, epsilon"
 

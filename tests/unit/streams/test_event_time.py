@@ -13,6 +13,7 @@ import pytest
 from streams.offline.pipeline import OfflinePipeline
 from streams.offline.simulate import Simulation, SimulationConfig
 from streams.pipeline.alerting import SEVERITIES
+from streams.pipeline import event_time
 from streams.pipeline.event_time import Frontier, ReorderBuffer, progress_payload
 
 
@@ -71,6 +72,33 @@ def test_whatever_the_chunks_and_frontiers_the_releases_are_the_events_in_canoni
             released += list(zip(batch["pred"]["ts"], batch["pred"]["pid"]))
     released += list(zip(*(lambda b: (b["ts"], b["pid"]))(buffer.release(math.inf)["pred"])))  # type: ignore[index]
     assert released == sorted(events) and len(buffer) == 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_small_release_merged_in_python_equals_the_numpy_merge(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release of a few events is ordered in Python (:data:`event_time.SMALL`): chunks that
+    overlap in time, equal times decided by the ids, reordered chunks cut in two and features
+    missing from some chunks give the very columns (and key order) the numpy path gives."""
+    rng = random.Random(seed)
+    fast = 0
+    for _ in range(400):
+        chunks = []
+        for source in range(rng.randint(1, 5)):
+            n = rng.randint(1, 10)
+            columns = {"pid": [f"p{rng.randint(0, 40)}" for _ in range(n)],
+                       "ts": [rng.choice([rng.random() * 10, float(rng.randint(0, 12))]) for _ in range(n)],
+                       "features": {"x": list(range(n))} if rng.random() < 0.7 else {"y": ["u"] * n}}
+            chunk = event_time._Chunk.of(columns, (source, 0), 0)
+            if n > 1 and rng.random() < 0.5:
+                chunk = chunk.cut(rng.randint(1, n - 1))[rng.randint(0, 1)]
+            chunks.append(chunk)
+        fast += event_time._small_order(sorted(chunks, key=lambda c: float(c.ts[0]))) is not None
+        small = event_time._merge(list(chunks))
+        with monkeypatch.context() as patch:
+            patch.setattr(event_time, "SMALL", -1)
+            assert small == event_time._merge(list(chunks))
+        assert list(small["features"]) == list(event_time._merge(list(chunks))["features"])
+    assert fast > 100  # the Python path was taken, not only its fallback at equal times
 
 
 def test_a_payload_read_again_after_a_recovery_is_taken_only_past_the_last_event_released() -> None:

@@ -60,8 +60,8 @@ def test_rollback_refuses_a_tampered_artifact_and_keeps_the_champion(tmp_path: P
 def test_rebaseline_makes_the_monitors_control() -> None:
     event = rebaseline_request("churn", "v3", decided_by="cli:ops", reason="new season", timestamp=5.0)
     key, control = MonitorStage.control_for(event)  # type: ignore[misc]
-    assert (key, control["control"], control["timestamp"]) == ("churn@v3", "rebaseline", 5.0)
-    assert "new season (cli:ops)" in control["reason"]
+    assert (key, control.control, control.timestamp) == ("churn@v3", "rebaseline", 5.0)
+    assert "new season (cli:ops)" in control.reason
 
 
 def test_the_cli_lists_and_shows_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

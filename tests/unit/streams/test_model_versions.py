@@ -114,4 +114,4 @@ def test_updates_that_ask_for_nothing_make_no_control() -> None:
         assert MonitorStage.control_for(_update(action, "v1", "v2", 1.0, "e")) is None
     assert MonitorStage.control_for(_update("served", "v2", "v2", 1.0, "e")) is None  # no switch
     key, payload = MonitorStage.control_for(_update("served", None, "v2", 1.0, "e"))  # type: ignore[misc]
-    assert (key, payload["control"]) == ("churn-model", "retire")
+    assert (key, payload.control) == ("churn-model", "retire")

@@ -14,6 +14,7 @@ from streams.offline.simulate import Simulation, SimulationConfig
 from streams.pipeline import monitor as monitor_module
 from streams.pipeline.monitor import ModelMonitor
 from streams.pipeline.monitor_config import MonitorConfig
+from streams.pipeline.monitor_input import JoinedBatch
 from streams.pipeline.stages import MonitorStage
 
 
@@ -80,9 +81,12 @@ def test_monitor_state_round_trip_mid_stream_gives_identical_results() -> None:
                 for kind in ("pred", "pairs"):
                     for chunk in slot.buffer.chunks[kind]:
                         (source, seq), offset = chunk.payload, chunk.offset
-                        again.setdefault((source, seq), (offset, {"source": source, "seq": seq, "pred": None, "pairs": None}))[1][kind] = chunk.columns
+                        again.setdefault((source, seq), (offset, {"source": source, "seq": seq}))[1][kind] = chunk.columns
                 pipe.monitors[key] = stage.load(orjson.dumps(orjson.loads(stage.dump(slot))))
-                stage.process_many(pipe.monitors[key], sorted(again.values(), key=lambda item: item[0]), -float("inf"))
+                model = slot.monitor
+                payloads = [(offset, JoinedBatch(model.model_id, model.model_version, p["source"], p["seq"], p.get("pred"), p.get("pairs")))
+                            for offset, p in sorted(again.values(), key=lambda item: item[0])]
+                stage.process_many(pipe.monitors[key], payloads, -float("inf"))
         pipe.feed_events(items[cut:])
         pipe.finish()
         return pipe
@@ -146,7 +150,7 @@ def test_a_column_batch_applied_twice_is_skipped() -> None:
     pipe.feed_events([("predictions", p) for p in preds])
     pipe.finish()
     slot = pipe.monitors["churn-model"]
-    payload = {"source": 0, "seq": 1, "pred": None, "pairs": None}
+    payload = JoinedBatch("churn-model", None, source=0, seq=1, pred=None, pairs=None)
     run = pipe.monitor_stage.process_many(slot, [(0, payload)], float("inf"))
     assert (run.skipped, run.events, run.result.drift_events, run.result.alerts) == (1, 0, [], [])
     assert slot.monitor.n_predictions == 10

@@ -75,9 +75,11 @@ def _runner(stage: MonitorStage, saved: dict[str, bytes]) -> tuple[MonitorRunner
     return runner, publisher
 
 
-def _record(offset: int, key: str, payload: dict[str, Any]) -> SimpleNamespace:
+def _record(offset: int, key: str, payload: Any) -> SimpleNamespace:
+    """A monitor-input record of ``payload`` (a dict, or a typed record as the agents send it)."""
+    value = payload.to_json() if hasattr(payload, "to_json") else payload
     return SimpleNamespace(topic="monitor-input", partition=0, offset=offset, key=key.encode(),
-                           value=codec.dumps(payload), timestamp=None)
+                           value=codec.dumps(value), timestamp=None)
 
 
 def test_a_version_retired_once_the_frontier_passes_its_switch_resolves_its_alerts_with_nothing_left_to_drain() -> None:
@@ -100,7 +102,7 @@ def test_a_version_retired_once_the_frontier_passes_its_switch_resolves_its_aler
     runner.unsaved_monitors.clear()  # a checkpoint saved the retiring slot
     asyncio.run(runner.apply([_record(2, "progress", progress_payload(0, 1, SWITCH + 1.0, False))]))
 
-    assert runner.monitors[KEY].monitor.retired == {"at": SWITCH, "reason": control["reason"]}
+    assert runner.monitors[KEY].monitor.retired == {"at": SWITCH, "reason": control.reason}
     resolved = {a["alert_id"] for a in publisher.alerts if a["status"] == "resolved" and "version retired: v2" in a["message"]}
     assert resolved == open_alerts
     assert KEY in runner.unsaved_monitors  # the next checkpoint saves the retirement

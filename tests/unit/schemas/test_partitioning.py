@@ -8,7 +8,7 @@ import string
 import pytest
 from aiokafka.partitioner import murmur2
 
-from streams.sdk.partitioning import group_by_partition, partition_for, partitions_for
+from schemas.partitioning import group_by_partition, partition_for, partitions_for
 
 
 def _keys(n: int, seed: int) -> list[str]:
