@@ -34,7 +34,7 @@ from schemas.errors import ContractError
 from schemas.parsing import decode_record
 from schemas.records import ModelUpdate
 
-from streams.sdk.partitioning import partition_for
+from schemas.partitioning import partition_for
 
 __all__ = ["ROLES", "Routed", "Router"]
 

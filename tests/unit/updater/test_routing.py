@@ -11,7 +11,7 @@ import orjson
 from schemas import codec
 from schemas.ids import stable_id
 from streams.offline.simulate import Simulation, SimulationConfig, event_time_of
-from streams.sdk.partitioning import partition_for
+from schemas.partitioning import partition_for
 from streams.updater.model_store import ModelStore
 from streams.updater.ownership import PartitionUpdater
 from streams.updater.routing import CHUNK_EVENTS, Routed, Router
