@@ -43,6 +43,7 @@ class PartitionUpdater:
         self.offset = -1  # the last updater-input offset applied
         self.sources: dict[str, tuple[int, int]] = {}  # "role[partition]" -> the last (offset, part) applied
         self.dirty = False  # applied records since the last checkpoint
+        self.applied: dict[str, int] = {}  # events applied per role since the last take_applied()
 
     @classmethod
     def resume(cls, partition: int, updater: Any, store: ModelStore, max_bytes: int) -> PartitionUpdater:
@@ -73,12 +74,23 @@ class PartitionUpdater:
         self.sources[key] = at
         u = self.updater
         if role == "model-updates":  # checked by the router
+            self._count(role, 1)
             return u.request_update(ModelUpdate.from_dict(codec.loads(value)).to_dict())
         handle = u.add_prediction if role == "predictions" else u.add_label
         out: list[dict[str, Any]] = []
-        for _, event in decode_record(value, role, self.max_bytes)[0]:  # type: ignore[arg-type]
+        events = decode_record(value, role, self.max_bytes)[0]  # type: ignore[arg-type]
+        for _, event in events:
             out += handle(event)
+        self._count(role, len(events))
         return out
+
+    def _count(self, role: str, events: int) -> None:
+        self.applied[role] = self.applied.get(role, 0) + events
+
+    def take_applied(self) -> dict[str, int]:
+        """Events applied per role since the last call (the updater's progress, for metrics)."""
+        applied, self.applied = self.applied, {}
+        return applied
 
     def save(self, store: ModelStore) -> None:
         """Checkpoint what was applied (call it once its decisions are published)."""

@@ -72,6 +72,7 @@ from schemas.ids import stable_id
 from schemas.parsing import RecordError, dead_letter_record
 from schemas.records import ModelUpdate
 
+from streams.ops.metrics import Metrics
 from streams.runtime.kafka_connect import start_client
 from streams.settings import Settings
 from streams.updater.model_store import Artifact, ArtifactIntegrityError, ModelStore, UnsafeNameError, UntrustedArtifactError, check_model_id
@@ -560,9 +561,10 @@ class UpdaterService:
       resumes from it, its consumer sought to just after it.
     """
 
-    def __init__(self, settings: Settings, config: UpdaterConfig | None = None) -> None:
+    def __init__(self, settings: Settings, config: UpdaterConfig | None = None, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.config = config or UpdaterConfig(join_window_s=settings.join_window_s)
+        self.metrics = metrics  # the worker's, when it runs inside one (none standalone)
         self.store = ModelStore.from_settings(settings)
         if not self.store.keyed:
             log.warning("DRIFTSTREAM_MODEL_STORE_KEY is not set: the updater's checkpoints and artifacts load only in the "
@@ -611,9 +613,14 @@ class UpdaterService:
             try:
                 await start_client(decider, s)
                 try:
-                    while not stop_event.is_set():
-                        await self._route(router, producer)
-                        await self._decide(decider, producer)
+                    # two loops side by side: neither step's fetch waits behind the other's
+                    halted = asyncio.Event()
+                    outcomes = await asyncio.gather(self._loop(stop_event, halted, self._route, router, producer),
+                                                    self._loop(stop_event, halted, self._decide, decider, producer),
+                                                    return_exceptions=True)
+                    for outcome in outcomes:
+                        if isinstance(outcome, BaseException):
+                            raise outcome
                 finally:
                     async with self.lock:
                         self._checkpoint(list(self.owners))
@@ -624,6 +631,17 @@ class UpdaterService:
                 await router.stop()
         finally:
             await producer.stop()
+
+    @staticmethod
+    async def _loop(stop_event: asyncio.Event, halted: asyncio.Event, step: Any, consumer: Any, producer: Any) -> None:
+        """Run ``step`` until ``stop_event``, or until the other loop ``halted``: a step that
+        fails stops its sibling after the sibling's current batch (never halfway through one,
+        whose decisions the checkpoint on the way out must cover)."""
+        try:
+            while not (stop_event.is_set() or halted.is_set()):
+                await step(consumer, producer)
+        finally:
+            halted.set()
 
     async def _route(self, consumer: Any, producer: Any) -> None:
         batches = await consumer.getmany(timeout_ms=100)
@@ -659,6 +677,9 @@ class UpdaterService:
             for decision in decisions:
                 await producer.send(s.topic("model-updates"), codec.dumps(decision), key=decision["model_id"].encode())
             for owner in self.owners.values():
+                for role, events in owner.take_applied().items():
+                    if self.metrics is not None:
+                        self.metrics.updater_events.labels(role).inc(events)
                 for letter in owner.updater.take_dead_letters():  # a quarantined model's requests
                     await producer.send(s.topic("dead-letter"), codec.dumps(letter), key=letter["dead_letter_id"].encode())
             await producer.flush()
@@ -712,13 +733,15 @@ class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.service.take_over(self.consumer, assigned)
 
 
-async def run_updater(settings: Settings, stop_event: asyncio.Event, config: UpdaterConfig | None = None) -> None:
+async def run_updater(settings: Settings, stop_event: asyncio.Event, config: UpdaterConfig | None = None,
+                      metrics: Metrics | None = None) -> None:
     """Create the topics the updater uses if missing, then run it until ``stop_event``
-    (``config`` defaults to :class:`UpdaterConfig` with the settings' join window)."""
+    (``config`` defaults to :class:`UpdaterConfig` with the settings' join window; ``metrics``:
+    the worker's, to export the updater's progress beside it)."""
     from streams.runtime.topics import ensure_topics
 
     await ensure_topics(settings, (*INPUT_ROLES, "updater-input", "dead-letter"))
-    await UpdaterService(settings, config).run(stop_event)
+    await UpdaterService(settings, config, metrics).run(stop_event)
 
 
 def _cmd_updater(args: argparse.Namespace) -> int:
