@@ -75,7 +75,7 @@ class PartitionUpdater:
         u = self.updater
         if role == "model-updates":  # checked by the router
             self._count(role, 1)
-            return u.request_update(ModelUpdate.from_dict(codec.loads(value)).to_dict())
+            return u.model_update(ModelUpdate.from_dict(codec.loads(value)).to_dict())
         handle = u.add_prediction if role == "predictions" else u.add_label
         out: list[dict[str, Any]] = []
         events = decode_record(value, role, self.max_bytes)[0]  # type: ignore[arg-type]

@@ -1,4 +1,5 @@
-"""The updater's router: predictions, labels and update requests re-keyed by model id onto
+"""The updater's router: predictions, labels, update requests and rollbacks (those decided
+elsewhere are followed, :data:`FOLLOWED_ACTIONS`) re-keyed by model id onto
 ``updater-input``, so each model's updates are decided by the one updater that owns its
 ``updater-input`` partition (Kafka's group assignment makes one owner per partition).
 
@@ -36,12 +37,16 @@ from schemas.records import ModelUpdate
 
 from schemas.partitioning import partition_for
 
-__all__ = ["ROLES", "Routed", "Router"]
+__all__ = ["FOLLOWED_ACTIONS", "ROLES", "Routed", "Router"]
 
 log = logging.getLogger(__name__)
 
 #: The topics the router reads, in the order a batch's records are sent on.
 ROLES = ("predictions", "ground-truth", "model-updates")
+
+#: The ``model-updates`` actions the updater acts on: requests, and rollbacks decided
+#: elsewhere (``driftstream model rollback``), which it follows.
+FOLLOWED_ACTIONS = ("update_requested", "rolled_back")
 
 #: Events per ``updater-input`` record: decoded events take more room than a column batch.
 CHUNK_EVENTS = 500
@@ -123,7 +128,7 @@ class Router:
                 self.rejected_records += 1
                 log.warning("model-updates: skipping an event that breaks the contract: %s", exc)
                 return []
-            return [update] if update["action"] == "update_requested" else []
+            return [update] if update["action"] in FOLLOWED_ACTIONS else []
         oks, errors = decode_record(value, role, self.max_bytes)  # type: ignore[arg-type]
         self.rejected_records += len(errors)
         return [event for _, event in oks]

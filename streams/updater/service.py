@@ -75,7 +75,9 @@ from schemas.records import ModelUpdate
 from streams.ops.metrics import Metrics
 from streams.runtime.kafka_connect import start_client
 from streams.settings import Settings
-from streams.updater.model_store import Artifact, ArtifactIntegrityError, ModelStore, UnsafeNameError, UntrustedArtifactError, check_model_id
+from streams.updater.model_store import (
+    Artifact, ArtifactIntegrityError, ModelStore, UnsafeNameError, UntrustedArtifactError, check_model_id, check_version,
+)
 from streams.updater.ownership import PartitionUpdater
 from streams.updater.routing import ROLES, Routed, Router
 
@@ -312,6 +314,51 @@ class Updater:
             return []
         return self._step(m, x, label, timestamp)
 
+    def model_update(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """A ``model-updates`` event routed here: an update request, or a rollback that
+        someone else decided (:meth:`follow_rollback`); others are ignored."""
+        if event["action"] == "rolled_back":
+            return self.follow_rollback(event)
+        return self.request_update(event)
+
+    def follow_rollback(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """A ``rolled_back`` that this updater did not decide (``driftstream model rollback``):
+        its ``new_version`` becomes the champion here too, so later challengers are judged
+        against it and name it as their parent. The artifact is the store's own (looked up by
+        model and version, never by the event's path) and must have the event's sha256.
+        Its own rollbacks come back here as well and are skipped by id: following one late
+        could undo a promotion made since. A rollback ends a rollback watch (the operator
+        judged that promotion) and restarts a challenger's evaluation against the new
+        champion. Nothing is published: the event is the decision."""
+        m = self._model(event["model_id"], event.get("model_version"))
+        if m is None or event["event_id"] in m.seen:
+            return []
+        m.seen.append(event["event_id"])
+        version = event.get("new_version")
+        if m.artifact is not None and m.artifact.version == version:
+            return []
+        try:
+            artifact = self.store.artifact(m.key, check_version(str(version)))
+            if artifact.sha256 != event.get("artifact_sha256"):
+                raise ArtifactIntegrityError(f"the store's {version} has sha256 {artifact.sha256}, the event names "
+                                             f"{event.get('artifact_sha256')}")
+            model = self.store.load(artifact.path, artifact.sha256)
+        except (UnsafeNameError, OSError, ValueError, ArtifactIntegrityError) as exc:
+            reason = f"model-updates: {m.key}: rollback to {version!r} not followed: {type(exc).__name__}: {exc}"
+            log.error("%s; the updater keeps champion %s", reason, m.artifact.version if m.artifact else None)
+            self._dead_letter(event, "unsafe_name" if isinstance(exc, UnsafeNameError) else "model_quarantined", reason)
+            return []
+        was = m.artifact.version if m.artifact else None
+        m.champion, m.artifact, m.learner, m.watch = model, artifact, None, None
+        if m.trial is not None and m.trial.trained >= self.config.training_events and m.task is not None:
+            m.trial.champion_score, m.trial.challenger_score = _metric(m.task), _metric(m.task)
+            m.trial.evaluated = 0
+        current = self.store.champion(m.key)
+        if current is None or current.version != artifact.version:  # a promotion of ours raced the operator's pointer
+            self.store.set_champion(m.key, artifact)
+        log.info("%s: follows a rollback decided elsewhere (%s): champion %s -> %s", m.key, event.get("reason"), was, version)
+        return []
+
     def request_update(self, request: dict[str, Any]) -> list[dict[str, Any]]:
         """A ``model-updates`` event; only ``update_requested`` ones are acted on, once each."""
         if request["action"] != "update_requested":
@@ -392,10 +439,13 @@ class Updater:
             code = "model_quarantined" if check_model_id(request["model_id"]) else "unsafe_name"
         except UnsafeNameError:
             code = "unsafe_name"
-        error = RecordError(None, code, f"model-updates: {reason}", codec.dumps(request))
-        record = dead_letter_record("model-updates", None, None, error, float(request.get("timestamp") or 0.0))
-        # one per request, not per origin: the request was not read at a known offset here
-        record["dead_letter_id"] = stable_id("dead-letter", code, request["event_id"])
+        self._dead_letter(request, code, f"model-updates: {reason}")
+
+    def _dead_letter(self, event: dict[str, Any], code: str, reason: str) -> None:
+        error = RecordError(None, code, reason, codec.dumps(event))
+        record = dead_letter_record("model-updates", None, None, error, float(event.get("timestamp") or 0.0))
+        # one per event, not per origin: the event was not read at a known offset here
+        record["dead_letter_id"] = stable_id("dead-letter", code, event["event_id"])
         self.dead_letters.append(record)
 
     def _freeze(self, m: _Model, timestamp: float) -> None:
@@ -525,8 +575,9 @@ class Updater:
         self.store.set_champion(m.key, w.previous)
         log.info("%s: rolled back: %s", m.key, reason)
         request = {"alert_ids": w.promotion["alert_ids"], "from_timestamp": w.promotion["timestamp"]}
-        return [self._event(m, "rolled_back", stable_id(w.promotion["event_id"], "rolled_back"), reason, request,
-                            w.last_ts, measured, w.previous.version, w.previous)]
+        event_id = stable_id(w.promotion["event_id"], "rolled_back")
+        m.seen.append(event_id)  # it comes back through the router: not one to follow
+        return [self._event(m, "rolled_back", event_id, reason, request, w.last_ts, measured, w.previous.version, w.previous)]
 
     def _event(self, m: _Model, action: str, event_id: str, reason: str, request: dict[str, Any], to_ts: float,
                measured: dict[str, Any], new_version: str | None, artifact: Artifact | None) -> dict[str, Any]:

@@ -286,3 +286,42 @@ def test_two_updaters_keep_one_lineage_per_model_through_a_rebalance_mid_update(
     assert _decisions(settings) == [("challenger_started", stable_id(request_id, "challenger_started"), "v2", None),
                                     ("promoted", stable_id(request_id, "promoted"), "v2", None)]
     assert _lineage(tmp_path / "models") == [("v1", None), ("v2", "v1"), ("champion", "v2")]
+
+
+# --------------------------------------------------------------------------- a rollback from the CLI
+
+def test_a_rollback_from_the_cli_is_followed_by_the_running_updater(settings: Settings, tmp_path: Path) -> None:
+    """``driftstream model rollback`` while the updater runs: the next challenger is judged
+    against the rolled-back champion and is its child (the updater used to keep its own
+    champion in memory until a restart)."""
+    settings = settings.replace(model_store_key=SecretStr("k" * 32), model_store_dir=str(tmp_path / "models"))
+    asyncio.run(ensure_topics(settings))
+    config = SimulationConfig(events=9_000, seed=11, concept_drift_at=2_500, feature_drift_at=None)
+    items = Simulation(config).in_event_time_order()
+    split = event_time_of(config, 6_000)
+
+    def request(alert: str, at: int) -> tuple[str, dict[str, Any]]:
+        ts = event_time_of(config, at)
+        return ("model-updates", {
+            "event_id": stable_id(alert, "update_requested"), "model_id": config.model_id, "model_version": None,
+            "action": "update_requested", "reason": "concept drift", "alert_ids": [alert], "from_timestamp": ts,
+            "to_timestamp": ts, "metrics": {}, "new_version": None, "artifact_path": None, "artifact_sha256": None,
+            "timestamp": ts})
+
+    with _Updater(settings) as updater:
+        _publish(settings, [request("alert-1", 2_700), *[i for i in items if i[1]["timestamp"] < split]])
+        _wait_caught_up(settings, "the first update")
+        assert [(d[0], d[2]) for d in _decisions(settings)] == [("challenger_started", "v2"), ("promoted", "v2")]
+        env = {**os.environ, **settings.to_env()}
+        cli = subprocess.run([sys.executable, "-m", "streams.cli", "model", "rollback", config.model_id], env=env,
+                             cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=60)
+        assert cli.returncode == 0 and "published rolled_back" in cli.stdout, cli.stdout + cli.stderr
+        _publish(settings, [request("alert-2", 6_100), *[i for i in items if i[1]["timestamp"] >= split]])
+        _wait_caught_up(settings, "the second update")
+        updater.stop()
+
+    events = {e["event_id"]: e for _, e in read_topic(settings, settings.topic("model-updates"))}.values()
+    decided = [(e["action"], e["new_version"], e["metrics"].get("champion_version")) for e in events if e["action"] != "update_requested"]
+    assert decided == [("challenger_started", "v2", "v1"), ("promoted", "v2", "v1"), ("rolled_back", "v1", None),
+                       ("challenger_started", "v3", "v1"), ("promoted", "v3", "v1")], decided
+    assert _lineage(tmp_path / "models") == [("v1", None), ("v2", "v1"), ("v3", "v1"), ("champion", "v3")]
