@@ -90,7 +90,8 @@ TASKS = ("classification", "regression")
 #: Who decided, in the artifacts' sidecars (the CLI records ``cli:<user>``).
 DECIDER = "updater"
 
-#: Request ids remembered to ignore a request seen twice (a replay, a rebalance).
+#: Event ids remembered per model to ignore a request (or a rollback) seen twice (a replay,
+#: a rebalance), and the updater's own rollbacks when they come back.
 SEEN_REQUESTS = 1_000
 
 
@@ -331,7 +332,10 @@ class Updater:
         judged that promotion) and restarts a challenger's evaluation against the new
         champion. Nothing is published: the event is the decision."""
         m = self._model(event["model_id"], event.get("model_version"))
-        if m is None or event["event_id"] in m.seen:
+        if m is None:
+            self._quarantined_request(event)
+            return []
+        if event["event_id"] in m.seen:
             return []
         m.seen.append(event["event_id"])
         version = event.get("new_version")
@@ -433,7 +437,7 @@ class Updater:
         return m
 
     def _quarantined_request(self, request: dict[str, Any]) -> None:
-        """Dead-letter an update request of a quarantined model, with the reason."""
+        """Dead-letter an update request (or a rollback) of a quarantined model, with the reason."""
         reason = self.quarantined[request["model_id"]]
         try:
             code = "model_quarantined" if check_model_id(request["model_id"]) else "unsafe_name"

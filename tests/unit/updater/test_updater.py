@@ -339,9 +339,10 @@ def test_a_rollback_to_an_artifact_that_does_not_match_is_dead_lettered_not_foll
     updater.store.set_champion(DRIFTED.model_id, updater.store.artifact(DRIFTED.model_id, "v2"))  # as before the CLI
     forged = {**event, "event_id": "forged", "artifact_sha256": "0" * 64}
     escaping = {**event, "event_id": "escaping", "new_version": "../v1"}
-    assert updater.model_update(forged) == [] and updater.model_update(escaping) == []
+    elsewhere = {**event, "event_id": "elsewhere", "model_id": "../../escape"}
+    assert updater.model_update(forged) == updater.model_update(escaping) == updater.model_update(elsewhere) == []
     assert updater.models[DRIFTED.model_id].artifact.version == "v2"
     assert updater.store.champion(DRIFTED.model_id).version == "v2"
     letters = updater.take_dead_letters()
-    assert [letter["reason"] for letter in letters] == ["model_quarantined", "unsafe_name"]
+    assert [letter["reason"] for letter in letters] == ["model_quarantined", "unsafe_name", "unsafe_name"]
     assert "rollback to 'v1' not followed" in letters[0]["message"] and "0000" in letters[0]["message"]
