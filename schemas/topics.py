@@ -32,6 +32,7 @@ ROLES: tuple[TopicRole, ...] = (
     TopicRole("dead-letter", "output", contract=True),
     TopicRole("join-outcomes", "output", contract=False),
     TopicRole("monitor-input", "internal", contract=False),
+    TopicRole("updater-input", "internal", contract=False),
 )
 
 #: Every role, in the order above.

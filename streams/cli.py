@@ -56,14 +56,14 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def worker_tasks(settings: Settings) -> list[Callable[[], Awaitable[None]]]:
+def worker_tasks(settings: Settings) -> list[Callable[..., Awaitable[None]]]:
     """What a worker runs beside its agents: the updater, with ``DRIFTSTREAM_RUN_UPDATER``."""
     if not settings.run_updater:
         return []
     from streams.updater.service import run_updater
 
-    async def updater() -> None:
-        await run_updater(settings, asyncio.Event())
+    async def updater(app: Any) -> None:  # Faust passes the app to a task that takes an argument
+        await run_updater(settings, asyncio.Event(), metrics=app.driftstream.metrics)
 
     return [updater]
 

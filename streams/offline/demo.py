@@ -25,7 +25,7 @@ from streams.offline.simulate import Simulation, SimulationConfig
 from streams.ops.broker import EmbeddedBroker
 from streams.ops.progress import Progress
 from streams.runtime.topics import ensure_topics
-from streams.runtime.worker_process import WorkerProcess
+from streams.runtime.worker_process import WorkerProcess, total
 from streams.sdk.client import DriftstreamClient, subscribe
 from streams.sdk.serving import ModelFollower
 from streams.settings import SecretStr, Settings
@@ -33,8 +33,9 @@ from streams.updater.model_store import ModelStore
 
 CHUNK = 1000
 
-#: Predictions the demo's server may be ahead of the worker: the demo compresses hours into
-#: seconds, and a server far ahead of its monitoring would never see the update it caused.
+#: Predictions the demo's server may be ahead of the worker (its monitor and its updater,
+#: whichever is behind): the demo compresses hours into seconds, and a server far ahead of
+#: the worker would never see the update it caused.
 LEAD = 2_000
 
 Chunk = list[tuple[str, dict[str, Any]]]
@@ -183,6 +184,13 @@ async def _publish_and_watch(
     async def consumed() -> float:  # a blocking HTTP scrape: off the event loop
         return await loop.run_in_executor(None, lambda: worker.metric("driftstream_events_consumed_total", topic=topic))
 
+    async def taken_in() -> float:
+        """Predictions both the monitor and the updater took in: the updater reads them one
+        hop later (through updater-input), and decides only from what it has read."""
+        samples = await loop.run_in_executor(None, worker.scrape)  # one scrape for both
+        return min(total(samples, "driftstream_events_consumed_total", topic=topic),
+                   total(samples, "driftstream_updater_events_total", role="predictions"))
+
     async def watch() -> None:
         async for alert in subscribe(settings, settings.topic("alerts"), from_beginning=True, idle_timeout_s=0.5):
             alerts.append(alert)
@@ -196,7 +204,7 @@ async def _publish_and_watch(
 
     async def keep_pace(sent: int) -> None:
         deadline = time.monotonic() + 60
-        while sent - await consumed() > LEAD and time.monotonic() < deadline:
+        while sent - await taken_in() > LEAD and time.monotonic() < deadline:
             await asyncio.sleep(0.05)  # waiting on the worker's progress, with a deadline
 
     stop_following = asyncio.Event()

@@ -98,6 +98,7 @@ class Metrics(NamedTuple):
     model_series_capped: Gauge
     models_evicted: Counter
     model_updates: Counter
+    updater_events: Counter
     build_info: Info
     last_event_timestamp: Gauge
 
@@ -290,6 +291,10 @@ def create(
         ),
         model_updates=counter(
             "model_updates", "Reference model updates by action.", "model_id", "action"
+        ),
+        updater_events=counter(
+            "updater_events", "Events the model updater running in this worker applied (its decide "
+            "step, after routing), by role: predictions, ground-truth, model-updates.", "role",
         ),
         build_info=build_info,
         last_event_timestamp=gauge(

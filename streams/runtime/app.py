@@ -241,10 +241,12 @@ def create_app(
     *,
     monitor_config: MonitorConfig | None = None,
     registry: CollectorRegistry | None = None,
-    tasks: Sequence[Callable[[], Awaitable[None]]] = (),
+    tasks: Sequence[Callable[..., Awaitable[None]]] = (),
 ) -> faust.App:
     """Build the driftstream Faust app (agents, tables, web endpoints) from settings;
-    ``tasks`` run beside it once the worker is ready (the command line adds the updater's)."""
+    ``tasks`` run beside it once the worker is ready (the command line adds the updater's);
+    one that takes an argument is given the app (Faust's rule), whose ``driftstream.metrics``
+    it may export to."""
     settings = settings or Settings.from_env()
     monitor_config = monitor_config or MonitorConfig.load(settings.config_path)
     registry = registry or CollectorRegistry()

@@ -35,7 +35,7 @@ def worker_class(base: type, watchdog: ShutdownWatchdog) -> type:
     return Worker
 
 
-def run_worker(settings: Settings, tasks: Sequence[Callable[[], Awaitable[None]]] = ()) -> None:
+def run_worker(settings: Settings, tasks: Sequence[Callable[..., Awaitable[None]]] = ()) -> None:
     """Create the topics, build the app (with ``tasks`` beside it) and run it until SIGTERM/SIGINT."""
     limit_malloc_arenas(settings.malloc_arena_max)  # before any thread starts
     configure_logging(settings.log_level, settings.log_format)

@@ -27,6 +27,15 @@ from streams.ops.processes import signal_group, terminate_group
 from streams.settings import Settings
 
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """Sum of the ``samples`` (a :meth:`WorkerProcess.scrape`) of ``name`` whose labels include ``labels``."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= set(ls))
+
+
 class WorkerProcess:
     """``with WorkerProcess(settings) as worker: worker.wait_ready()``."""
 
@@ -84,12 +93,12 @@ class WorkerProcess:
     def wait_ready(self, deadline_s: float = 60.0) -> float:
         return self.wait_until(lambda: self.get("/ready")[0] == 200, deadline_s, "the worker to be ready")
 
-    def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    def scrape(self) -> Samples:
         """All samples of ``/metrics``: ``{(name, sorted labels): value}``."""
         status, body = self.get("/metrics")
         if status != 200:
             raise DriftstreamError(f"/metrics answered {status}")
-        samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        samples: Samples = {}
         for family in text_string_to_metric_families(body.decode()):
             for sample in family.samples:
                 samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
@@ -97,8 +106,7 @@ class WorkerProcess:
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of ``name`` whose labels include ``labels``."""
-        wanted = set(labels.items())
-        return sum(v for (n, ls), v in self.scrape().items() if n == name and wanted <= set(ls))
+        return total(self.scrape(), name, **labels)
 
     def stop(self, timeout_s: float = 20.0) -> int | None:
         return terminate_group(self.process, timeout_s) if self.process is not None else None

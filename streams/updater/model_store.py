@@ -72,6 +72,7 @@ from schemas.ids import stable_id
 
 from streams.exceptions import DriftstreamError
 from streams.settings import Settings
+from streams.updater import pickling
 
 __all__ = ["Artifact", "ArtifactIntegrityError", "ModelStore", "UnsafeNameError", "check_model_id", "check_version"]
 
@@ -182,10 +183,9 @@ class ModelStore:
         check_version(version)
         folder = self.folder(model_id)
         folder.mkdir(parents=True, exist_ok=True)
-        # pickled twice: the bytes of an object graph depend on which of its parts are shared,
-        # which a model resumed from a checkpoint changes; a round trip makes equal models
-        # equal bytes, so a replay after a crash writes the artifact it wrote before
-        data = pickle.dumps(pickle.loads(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)), protocol=pickle.HIGHEST_PROTOCOL)
+        # equal models, equal bytes (sets sorted, sharing settled): a replay after a crash
+        # writes the artifact it wrote before, in any process
+        data = pickling.dumps(model)
         sha256 = hashlib.sha256(data).hexdigest()
         path = folder / f"{version}.pkl"
         _write_atomically(path, data)

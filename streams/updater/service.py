@@ -54,25 +54,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import numbers
 import signal
+import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka import ConsumerRebalanceListener
 from river import compose, linear_model, metrics, multiclass, preprocessing
 
 from schemas import codec
-from schemas.errors import ContractError
 from schemas.ids import stable_id
-from schemas.parsing import RecordError, dead_letter_record, decode_record
+from schemas.parsing import RecordError, dead_letter_record
 from schemas.records import ModelUpdate
 
+from streams.ops.metrics import Metrics
 from streams.runtime.kafka_connect import start_client
 from streams.settings import Settings
-from streams.updater.model_store import Artifact, ArtifactIntegrityError, ModelStore, UnsafeNameError, UntrustedArtifactError, check_model_id
+from streams.updater.model_store import (
+    Artifact, ArtifactIntegrityError, ModelStore, UnsafeNameError, UntrustedArtifactError, check_model_id, check_version,
+)
+from streams.updater.ownership import PartitionUpdater
+from streams.updater.routing import ROLES, Routed, Router
 
 __all__ = ["Updater", "UpdaterConfig", "UpdaterService", "add_cli", "new_model", "run_updater", "summary_lines"]
 
@@ -83,7 +90,8 @@ TASKS = ("classification", "regression")
 #: Who decided, in the artifacts' sidecars (the CLI records ``cli:<user>``).
 DECIDER = "updater"
 
-#: Request ids remembered to ignore a request seen twice (a replay, a rebalance).
+#: Event ids remembered per model to ignore a request (or a rollback) seen twice (a replay,
+#: a rebalance), and the updater's own rollbacks when they come back.
 SEEN_REQUESTS = 1_000
 
 
@@ -312,6 +320,54 @@ class Updater:
             return []
         return self._step(m, x, label, timestamp)
 
+    def model_update(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """A ``model-updates`` event routed here: an update request, or a rollback that
+        someone else decided (:meth:`follow_rollback`); others are ignored."""
+        if event["action"] == "rolled_back":
+            return self.follow_rollback(event)
+        return self.request_update(event)
+
+    def follow_rollback(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """A ``rolled_back`` that this updater did not decide (``driftstream model rollback``):
+        its ``new_version`` becomes the champion here too, so later challengers are judged
+        against it and name it as their parent. The artifact is the store's own (looked up by
+        model and version, never by the event's path) and must have the event's sha256.
+        Its own rollbacks come back here as well and are skipped by id: following one late
+        could undo a promotion made since. A rollback ends a rollback watch (the operator
+        judged that promotion) and restarts a challenger's evaluation against the new
+        champion. Nothing is published: the event is the decision."""
+        m = self._model(event["model_id"], event.get("model_version"))
+        if m is None:
+            self._quarantined_request(event)
+            return []
+        if event["event_id"] in m.seen:
+            return []
+        m.seen.append(event["event_id"])
+        version = event.get("new_version")
+        if m.artifact is not None and m.artifact.version == version:
+            return []
+        try:
+            artifact = self.store.artifact(m.key, check_version(str(version)))
+            if artifact.sha256 != event.get("artifact_sha256"):
+                raise ArtifactIntegrityError(f"the store's {version} has sha256 {artifact.sha256}, the event names "
+                                             f"{event.get('artifact_sha256')}")
+            model = self.store.load(artifact.path, artifact.sha256)
+        except (UnsafeNameError, OSError, ValueError, ArtifactIntegrityError) as exc:
+            reason = f"model-updates: {m.key}: rollback to {version!r} not followed: {type(exc).__name__}: {exc}"
+            log.error("%s; the updater keeps champion %s", reason, m.artifact.version if m.artifact else None)
+            self._dead_letter(event, "unsafe_name" if isinstance(exc, UnsafeNameError) else "model_quarantined", reason)
+            return []
+        was = m.artifact.version if m.artifact else None
+        m.champion, m.artifact, m.learner, m.watch = model, artifact, None, None
+        if m.trial is not None and m.trial.trained >= self.config.training_events and m.task is not None:
+            m.trial.champion_score, m.trial.challenger_score = _metric(m.task), _metric(m.task)
+            m.trial.evaluated = 0
+        current = self.store.champion(m.key)
+        if current is None or current.version != artifact.version:  # a promotion of ours raced the operator's pointer
+            self.store.set_champion(m.key, artifact)
+        log.info("%s: follows a rollback decided elsewhere (%s): champion %s -> %s", m.key, event.get("reason"), was, version)
+        return []
+
     def request_update(self, request: dict[str, Any]) -> list[dict[str, Any]]:
         """A ``model-updates`` event; only ``update_requested`` ones are acted on, once each."""
         if request["action"] != "update_requested":
@@ -390,16 +446,19 @@ class Updater:
         return m
 
     def _quarantined_request(self, request: dict[str, Any]) -> None:
-        """Dead-letter an update request of a quarantined model, with the reason."""
+        """Dead-letter an update request (or a rollback) of a quarantined model, with the reason."""
         reason = self.quarantined[request["model_id"]]
         try:
             code = "model_quarantined" if check_model_id(request["model_id"]) else "unsafe_name"
         except UnsafeNameError:
             code = "unsafe_name"
-        error = RecordError(None, code, f"model-updates: {reason}", codec.dumps(request))
-        record = dead_letter_record("model-updates", None, None, error, float(request.get("timestamp") or 0.0))
-        # one per request, not per origin: the request was not read at a known offset here
-        record["dead_letter_id"] = stable_id("dead-letter", code, request["event_id"])
+        self._dead_letter(request, code, f"model-updates: {reason}")
+
+    def _dead_letter(self, event: dict[str, Any], code: str, reason: str) -> None:
+        error = RecordError(None, code, reason, codec.dumps(event))
+        record = dead_letter_record("model-updates", None, None, error, float(event.get("timestamp") or 0.0))
+        # one per event, not per origin: the event was not read at a known offset here
+        record["dead_letter_id"] = stable_id("dead-letter", code, event["event_id"])
         self.dead_letters.append(record)
 
     def _freeze(self, m: _Model, timestamp: float) -> None:
@@ -529,8 +588,9 @@ class Updater:
         self.store.set_champion(m.key, w.previous)
         log.info("%s: rolled back: %s", m.key, reason)
         request = {"alert_ids": w.promotion["alert_ids"], "from_timestamp": w.promotion["timestamp"]}
-        return [self._event(m, "rolled_back", stable_id(w.promotion["event_id"], "rolled_back"), reason, request,
-                            w.last_ts, measured, w.previous.version, w.previous)]
+        event_id = stable_id(w.promotion["event_id"], "rolled_back")
+        m.seen.append(event_id)  # it comes back through the router: not one to follow
+        return [self._event(m, "rolled_back", event_id, reason, request, w.last_ts, measured, w.previous.version, w.previous)]
 
     def _event(self, m: _Model, action: str, event_id: str, reason: str, request: dict[str, Any], to_ts: float,
                measured: dict[str, Any], new_version: str | None, artifact: Artifact | None) -> dict[str, Any]:
@@ -548,91 +608,204 @@ class Updater:
 
 # --------------------------------------------------------------------------- service
 
-INPUT_ROLES = ("predictions", "ground-truth", "model-updates")
+INPUT_ROLES = ROLES
 
 
 class UpdaterService:
-    """Runs an :class:`Updater` on the ``predictions``, ``ground-truth`` and ``model-updates``
-    topics (consumer group ``<app_id>-updater``) and publishes its decisions, keyed by model
-    id. Offsets are committed after the decisions they led to are published. The updater's
-    buffers live in memory: after a restart it resumes from the champion in the model store."""
+    """Runs the updater on Kafka in two steps, each its own consumer group:
 
-    def __init__(self, settings: Settings, config: UpdaterConfig | None = None) -> None:
+    - **route** (``<app_id>-updater-router``): ``predictions``, ``ground-truth`` and
+      ``model-updates`` re-keyed by model id onto ``updater-input``
+      (:mod:`streams.updater.routing`); offsets committed once the broker has them.
+    - **decide** (``<app_id>-updater``): one :class:`Updater` per ``updater-input``
+      partition assigned here (:mod:`streams.updater.ownership`), so each model has one
+      owner whatever the number of updaters. Per batch: decisions published, then each
+      partition's checkpoint saved with the offset it covers, then offsets committed; on
+      revocation and shutdown the checkpoint is saved too, and on assignment the partition
+      resumes from it, its consumer sought to just after it.
+    """
+
+    def __init__(self, settings: Settings, config: UpdaterConfig | None = None, metrics: Metrics | None = None) -> None:
         self.settings = settings
-        self.updater = Updater(
-            ModelStore.from_settings(settings), config or UpdaterConfig(join_window_s=settings.join_window_s)
-        )
-        self.roles = {settings.topic(role): role for role in INPUT_ROLES}
-        self.rejected_records = 0
+        self.config = config or UpdaterConfig(join_window_s=settings.join_window_s)
+        self.metrics = metrics  # the worker's, when it runs inside one (none standalone)
+        self.store = ModelStore.from_settings(settings)
+        if not self.store.keyed:
+            log.warning("DRIFTSTREAM_MODEL_STORE_KEY is not set: the updater's checkpoints and artifacts load only in the "
+                        "process that wrote them, so an update in flight is lost on a restart or a rebalance")
+        self.owners: dict[int, PartitionUpdater] = {}
+        self.lock = asyncio.Lock()  # a batch and a rebalance's checkpoint never interleave
+        self.router: Router | None = None
+        self.checkpointed_at = 0.0  # time.monotonic() of the last checkpoint and commit
+
+    @property
+    def rejected_records(self) -> int:
+        return self.router.rejected_records if self.router else 0
+
+    def owner(self, partition: int) -> PartitionUpdater:
+        """The updater of ``updater-input`` ``partition``, resumed from its checkpoint."""
+        if partition not in self.owners:
+            self.owners[partition] = PartitionUpdater.resume(partition, Updater(self.store, self.config), self.store,
+                                                             self.settings.max_message_bytes)
+            log.info("updater-input[%d]: owned here, from offset %d", partition, self.owners[partition].offset + 1)
+        return self.owners[partition]
 
     async def run(self, stop_event: asyncio.Event) -> None:
-        """Consume, decide and publish until ``stop_event`` is set, then close the clients."""
+        """Route, decide and publish until ``stop_event`` is set, then checkpoint and close."""
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
         s = self.settings
-        producer = AIOKafkaProducer(**s.kafka_client_kwargs(), linger_ms=s.producer_linger_ms)
-        consumer = AIOKafkaConsumer(
-            *self.roles, **s.kafka_client_kwargs(), group_id=f"{s.app_id}-updater",
-            auto_offset_reset="earliest", enable_auto_commit=False,
-            session_timeout_ms=int(s.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000),
-            rebalance_timeout_ms=int(s.rebalance_timeout_s * 1000),
-            max_partition_fetch_bytes=max(s.max_message_bytes, 1_048_576), fetch_max_wait_ms=s.fetch_max_wait_ms,
-        )
+        producer = AIOKafkaProducer(**s.kafka_client_kwargs(), linger_ms=s.producer_linger_ms,
+                                    max_request_size=max(s.max_message_bytes, 1_048_576) * 2)
+
+        def consumer(group: str) -> AIOKafkaConsumer:
+            return AIOKafkaConsumer(
+                **s.kafka_client_kwargs(), group_id=f"{s.app_id}-{group}", auto_offset_reset="earliest",
+                enable_auto_commit=False, session_timeout_ms=int(s.session_timeout_s * 1000),
+                heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000),
+                rebalance_timeout_ms=int(s.rebalance_timeout_s * 1000),
+                max_partition_fetch_bytes=max(s.max_message_bytes, 1_048_576) * 2, fetch_max_wait_ms=s.fetch_max_wait_ms,
+            )
+
+        router, decider = consumer("updater-router"), consumer("updater")
         await start_client(producer, s)
         try:
-            await start_client(consumer, s)
+            self.router = Router(len(await producer.partitions_for(s.topic("updater-input"))), s.max_message_bytes)
+            router.subscribe([s.topic(role) for role in INPUT_ROLES])
+            decider.subscribe([s.topic("updater-input")], listener=_Handover(self, decider))
+            await start_client(router, s)
             try:
-                while not stop_event.is_set():
-                    batches = await consumer.getmany(timeout_ms=200)
-                    if not batches:
-                        continue
-                    topic = s.topic("model-updates")
-                    for decision in self.apply([(tp.topic, m.value) for tp, messages in batches.items() for m in messages]):
-                        await producer.send(topic, codec.dumps(decision), key=decision["model_id"].encode())
-                    for letter in self.updater.take_dead_letters():  # a quarantined model's requests
-                        await producer.send(s.topic("dead-letter"), codec.dumps(letter), key=letter["dead_letter_id"].encode())
-                    await producer.flush()
-                    await consumer.commit()
+                await start_client(decider, s)
+                try:
+                    # two loops side by side: neither step's fetch waits behind the other's
+                    halted = asyncio.Event()
+                    outcomes = await asyncio.gather(self._loop(stop_event, halted, self._route, router, producer),
+                                                    self._loop(stop_event, halted, self._decide, decider, producer),
+                                                    return_exceptions=True)
+                    for outcome in outcomes:
+                        if isinstance(outcome, BaseException):
+                            raise outcome
+                finally:
+                    async with self.lock:
+                        self._checkpoint(list(self.owners))
+                        with contextlib.suppress(Exception):  # the checkpoint is what a restart resumes from
+                            await self._commit(decider, [tp for tp in decider.assignment() if tp.partition in self.owners])
+                    await decider.stop()
             finally:
-                await consumer.stop()
+                await router.stop()
         finally:
             await producer.stop()
 
-    def apply(self, records: Iterable[tuple[str, bytes | None]]) -> list[dict[str, Any]]:
-        """Feed ``(topic, value)`` records to the updater (predictions, then labels, then
-        requests, so a batch's data is there before its request); return the decisions.
-        Records the pipeline dead-letters are skipped here."""
-        by_role: dict[str, list[bytes]] = {role: [] for role in INPUT_ROLES}
-        for topic, value in records:
-            if value is not None:
-                by_role[self.roles[topic]].append(value)
-        u = self.updater
-        out: list[dict[str, Any]] = []
-        for role, handle in (("predictions", u.add_prediction), ("ground-truth", u.add_label)):
-            for raw in by_role[role]:
-                oks, errors = decode_record(raw, role, self.settings.max_message_bytes)  # type: ignore[arg-type]
-                self.rejected_records += len(errors)
-                for _, event in oks:
-                    out += handle(event)
-        for raw in by_role["model-updates"]:
-            try:
-                update = ModelUpdate.from_dict(codec.loads(raw)).to_dict()
-            except (ValueError, ContractError) as exc:  # orjson's errors are ValueErrors
-                self.rejected_records += 1
-                log.warning("model-updates: skipping an event that breaks the contract: %s", exc)
-                continue
-            out += u.request_update(update)
-        return out
+    @staticmethod
+    async def _loop(stop_event: asyncio.Event, halted: asyncio.Event, step: Any, consumer: Any, producer: Any) -> None:
+        """Run ``step`` until ``stop_event``, or until the other loop ``halted``: a step that
+        fails stops its sibling after the sibling's current batch (never halfway through one,
+        whose decisions the checkpoint on the way out must cover)."""
+        try:
+            while not (stop_event.is_set() or halted.is_set()):
+                await step(consumer, producer)
+        finally:
+            halted.set()
+
+    async def _route(self, consumer: Any, producer: Any) -> None:
+        batches = await consumer.getmany(timeout_ms=100)
+        if not batches:
+            return
+        roles = {self.settings.topic(role): role for role in INPUT_ROLES}
+        assert self.router is not None
+        routed = self.router.route((roles[tp.topic], tp.partition, m.offset, m.value)
+                                   for tp, messages in batches.items() for m in messages)
+        topic = self.settings.topic("updater-input")
+        for record in routed:
+            await producer.send(topic, record.value, key=record.key, partition=record.partition, headers=record.headers())
+        await producer.flush()
+        await consumer.commit()
+
+    async def _decide(self, consumer: Any, producer: Any) -> None:
+        batches = await consumer.getmany(timeout_ms=100)
+        if not batches:
+            if any(owner.dirty for owner in self.owners.values()) and time.monotonic() - self.checkpointed_at >= self.settings.commit_interval_s:
+                async with self.lock:  # the input went quiet: what was applied is checkpointed all the same
+                    await self._commit(consumer, [tp for tp in consumer.assignment() if tp.partition in self.owners])
+            return
+        async with self.lock:
+            assigned = {tp.partition for tp in consumer.assignment()}
+            decisions: list[dict[str, Any]] = []
+            for tp, messages in batches.items():
+                if tp.partition not in assigned:
+                    continue  # revoked while this batch was fetched
+                owner = self.owner(tp.partition)
+                for m in messages:
+                    decisions += owner.apply(m.offset, Routed.origin_of(m.headers), m.value)
+            s = self.settings
+            for decision in decisions:
+                await producer.send(s.topic("model-updates"), codec.dumps(decision), key=decision["model_id"].encode())
+            for owner in self.owners.values():
+                for role, events in owner.take_applied().items():
+                    if self.metrics is not None:
+                        self.metrics.updater_events.labels(role).inc(events)
+                for letter in owner.updater.take_dead_letters():  # a quarantined model's requests
+                    await producer.send(s.topic("dead-letter"), codec.dumps(letter), key=letter["dead_letter_id"].encode())
+            await producer.flush()
+            if time.monotonic() - self.checkpointed_at >= self.settings.commit_interval_s:
+                await self._commit(consumer, [tp for tp in consumer.assignment() if tp.partition in self.owners])
+
+    async def _commit(self, consumer: Any, tps: list[Any]) -> None:
+        """Checkpoint the partitions of ``tps`` changed since their last checkpoint, then
+        commit what the checkpoints cover (call it once their decisions are published)."""
+        self._checkpoint(tp.partition for tp in tps)
+        self.checkpointed_at = time.monotonic()
+        offsets = {tp: self.owners[tp.partition].offset + 1 for tp in tps if self.owners[tp.partition].offset >= 0}
+        if offsets:
+            await consumer.commit(offsets)
+
+    def _checkpoint(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            owner = self.owners.get(partition)
+            if owner is not None and owner.dirty:
+                owner.save(self.store)
+
+    async def handover(self, consumer: Any, revoked: Iterable[Any]) -> None:
+        """Partitions leave: checkpoint them and commit (best effort: the checkpoint is what
+        the next owner resumes from), and forget them here."""
+        async with self.lock:
+            gone = [tp for tp in revoked if tp.partition in self.owners]
+            self._checkpoint(tp.partition for tp in gone)
+            with contextlib.suppress(Exception):  # a commit during a rebalance may be refused
+                await self._commit(consumer, gone)
+            for tp in gone:
+                del self.owners[tp.partition]
+
+    async def take_over(self, consumer: Any, assigned: Iterable[Any]) -> None:
+        """Partitions arrive: resume each from its checkpoint and read just after it."""
+        async with self.lock:
+            for tp in assigned:
+                owner = self.owner(tp.partition)
+                if owner.offset >= 0:
+                    consumer.seek(tp, owner.offset + 1)
 
 
-async def run_updater(settings: Settings, stop_event: asyncio.Event, config: UpdaterConfig | None = None) -> None:
+class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: UpdaterService, consumer: Any) -> None:
+        self.service = service
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.service.handover(self.consumer, revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.service.take_over(self.consumer, assigned)
+
+
+async def run_updater(settings: Settings, stop_event: asyncio.Event, config: UpdaterConfig | None = None,
+                      metrics: Metrics | None = None) -> None:
     """Create the topics the updater uses if missing, then run it until ``stop_event``
-    (``config`` defaults to :class:`UpdaterConfig` with the settings' join window)."""
+    (``config`` defaults to :class:`UpdaterConfig` with the settings' join window; ``metrics``:
+    the worker's, to export the updater's progress beside it)."""
     from streams.runtime.topics import ensure_topics
 
-    await ensure_topics(settings, (*INPUT_ROLES, "dead-letter"))
-    await UpdaterService(settings, config).run(stop_event)
+    await ensure_topics(settings, (*INPUT_ROLES, "updater-input", "dead-letter"))
+    await UpdaterService(settings, config, metrics).run(stop_event)
 
 
 def _cmd_updater(args: argparse.Namespace) -> int:
@@ -646,7 +819,7 @@ def _cmd_updater(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await ensure_topics(settings, (*INPUT_ROLES, "dead-letter"))  # says "running" only once Kafka answered
+        await ensure_topics(settings, (*INPUT_ROLES, "updater-input", "dead-letter"))  # says "running" only once Kafka answered
         print(f"updater running on {settings.bootstrap_servers} (models in {settings.model_store_dir}); "
               "Ctrl-C stops it", flush=True)
         await run_updater(settings, stop)

@@ -59,6 +59,7 @@ EXPECTED: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "model_series_capped": ("driftstream_model_series_capped_models", "gauge", ()),
     "models_evicted": ("driftstream_models_evicted", "counter", ()),
     "model_updates": ("driftstream_model_updates", "counter", ("model_id", "action")),
+    "updater_events": ("driftstream_updater_events", "counter", ("role",)),
     "build_info": ("driftstream_build", "info", ()),
     "last_event_timestamp": ("driftstream_last_event_timestamp_seconds", "gauge", ("topic",)),
 }

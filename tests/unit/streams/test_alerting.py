@@ -178,3 +178,16 @@ def test_a_prediction_drift_while_an_input_still_drifts_is_the_same_incident() -
     policy.observe(_obs("data:age", drift=False, ts=6000))
     [other] = policy.observe(_obs("data:income", ts=7000))
     assert other["alert_id"] != data["alert_id"]
+
+
+def test_messages_name_the_model_version_as_the_server_named_it() -> None:
+    """A version ``v1`` was printed ``vv1``: the message added a ``v`` of its own."""
+    policy = _policy(resolve_after_s=10.0)
+    [fired] = policy.observe(_obs(ts=1000))
+    [resolved] = policy.observe(_obs(drift=False, ts=1020))
+    assert "on model m v1: psi[age] crossed threshold" in fired["message"]
+    assert resolved["message"] == "resolved on model m v1: psi[age] back within threshold"
+    dated = AlertPolicy("m", "2024-06-01", MonitorConfig.from_mapping({}).for_model("m"))
+    assert "on model m 2024-06-01: " in dated.observe(_obs(ts=1000))[0]["message"]
+    unversioned = AlertPolicy("m", None, MonitorConfig.from_mapping({}).for_model("m"))
+    assert "on model m: " in unversioned.observe(_obs(ts=1000))[0]["message"]

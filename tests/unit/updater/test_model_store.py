@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import re
 from pathlib import Path
 
@@ -35,6 +36,31 @@ def test_save_writes_the_model_and_a_sidecar_and_load_returns_it(tmp_path: Path)
     loaded = store.load(art.path, art.sha256)
     x = {"x": 40.0, "plan": "pro"}
     assert loaded.predict_one(x) == model.predict_one(x)
+
+
+def _rebuilt(items: set) -> set:
+    """The same elements in a set with another history: a table grown by many more, then
+    emptied of them, so its iteration order is not the original's."""
+    out = {f"filler-{i}" for i in range(2_000)} | items
+    out -= {f"filler-{i}" for i in range(2_000)}
+    return out
+
+
+def test_equal_models_write_equal_artifacts_whatever_their_sets_history(tmp_path: Path) -> None:
+    """A model resumed from a checkpoint has its sets rebuilt by the unpickler: its artifact
+    must still hash as the one that never stopped wrote it (a replay re-writes it)."""
+    model = new_model("classification")
+    plans = [f"plan-{i}" for i in range(40)]  # enough categories that their order shows
+    for i, plan in enumerate(plans):
+        model.learn_one({"x": float(i), "plan": plan}, i % 2)
+    resumed = pickle.loads(pickle.dumps(model))
+    encoder = resumed["TransformerUnion"].transformers["Pipeline1"]["OneHotEncoder"]
+    encoder.values["plan"] = _rebuilt(encoder.values["plan"])
+    assert list(encoder.values["plan"]) != list(model["TransformerUnion"].transformers["Pipeline1"]["OneHotEncoder"].values["plan"])
+    store = ModelStore(tmp_path)
+    first = store.save("churn", "v1", model, {"created": 1.0, "metrics": {}, "parent_version": None})
+    again = store.save("churn-replayed", "v1", resumed, {"created": 1.0, "metrics": {}, "parent_version": None})
+    assert again.sha256 == first.sha256
 
 
 def test_pointers_survive_a_new_store_and_versions_count_up(tmp_path: Path) -> None:

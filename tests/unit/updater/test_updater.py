@@ -16,9 +16,8 @@ import pytest
 from schemas import codec, schema_path
 from schemas.ids import stable_id
 from streams.offline.simulate import Simulation, SimulationConfig, event_time_of
-from streams.settings import Settings
 from streams.updater.model_store import ModelStore
-from streams.updater.service import Updater, UpdaterConfig, UpdaterService, new_model, summary_lines
+from streams.updater.service import Updater, UpdaterConfig, new_model, summary_lines
 
 DRIFTED = SimulationConfig(events=6_000, seed=7, concept_drift_at=2_500, feature_drift_at=None)
 STATIONARY = SimulationConfig(events=6_000, seed=8, concept_drift_at=None, feature_drift_at=None)
@@ -269,22 +268,6 @@ def test_bad_config_is_rejected_naming_the_parameter(field: str, value: Any, mes
         UpdaterConfig(**{field: value})
 
 
-def test_the_service_skips_bad_records_and_orders_data_before_requests(tmp_path: Path) -> None:
-    s = Settings.from_env({}, model_store_dir=str(tmp_path))
-    service = UpdaterService(s, UpdaterConfig(warmup_events=10))
-    request = _request(DRIFTED, 0)
-    preds, labels = Simulation(SimulationConfig(events=50, seed=2, concept_drift_at=None, feature_drift_at=None)).generate()
-    records = [(s.topic("model-updates"), codec.dumps(request)), (s.topic("model-updates"), b"{not json"),
-               (s.topic("ground-truth"), codec.dumps(labels)), (s.topic("predictions"), codec.dumps(preds)),
-               (s.topic("predictions"), b"[]"), (s.topic("predictions"), None)]
-    decisions = service.apply(records)
-    assert service.rejected_records == 2
-    # labels met their predictions although they came first, and the request saw all of them
-    model = service.updater.models[DRIFTED.model_id]
-    assert decisions == [] and model.learned == 10 and len(model.recent) == len(labels)
-    assert model.trial is not None and model.trial.trained == len(labels)
-
-
 def test_a_model_id_that_would_leave_the_store_is_dead_lettered_and_never_a_path(tmp_path: Path) -> None:
     store_dir = tmp_path / "store"
     updater = Updater(ModelStore(store_dir), UpdaterConfig(warmup_events=10))
@@ -295,3 +278,86 @@ def test_a_model_id_that_would_leave_the_store_is_dead_lettered_and_never_a_path
     assert letter["reason"] == "unsafe_name" and "would leave the model store folder" in letter["message"]
     assert updater.skipped_events == 20
     assert not (tmp_path / "escape").exists() and not any(store_dir.glob("**/*.pkl"))
+
+
+# --------------------------------------------------------------------------- rollbacks decided elsewhere
+
+LONG = replace(DRIFTED, events=9_000)
+
+
+def _until(updater: Updater, items: list[tuple[str, dict[str, Any]]], action: str) -> tuple[list[dict[str, Any]], int]:
+    """Feed ``items`` until a decision ``action`` comes; the decisions and how many items were fed."""
+    out: list[dict[str, Any]] = []
+    for n, item in enumerate(items, 1):
+        out += _feed(updater, [item])
+        if out and out[-1]["action"] == action:
+            return out, n
+    raise AssertionError(f"no {action} in {out}")
+
+
+def test_a_rollback_from_the_cli_is_followed_and_judges_the_next_challenger(tmp_path: Path) -> None:
+    from streams.updater.cli import rollback
+
+    updater = Updater(ModelStore(tmp_path))
+    items = Simulation(LONG).in_event_time_order()
+    cut = next(i for i, (_, e) in enumerate(items) if e["timestamp"] >= event_time_of(LONG, DETECTED_AT))
+    _feed(updater, items[:cut])
+    updater.request_update(_request(LONG, DETECTED_AT))
+    first, fed = _until(updater, items[cut:], "promoted")
+    assert [(d["action"], d["new_version"]) for d in first] == [("challenger_started", "v2"), ("promoted", "v2")]
+    m = updater.models[LONG.model_id]
+    assert m.watch is not None  # the promotion is being watched
+
+    # an operator rolls v2 back while the updater runs: the CLI moves the store's champion and publishes
+    at = cut + fed
+    event = rollback(updater.store, LONG.model_id, None, decided_by="cli:ops", timestamp=items[at][1]["timestamp"])
+    assert updater.model_update(event) == []  # the event is the decision: nothing to publish
+    v1 = updater.store.artifact(LONG.model_id, "v1")
+    assert (m.artifact, m.watch) == (v1, None)
+    xs = [e["features"] for r, e in items[at:at + 300] if r == "predictions"]
+    disk = updater.store.load(v1.path, v1.sha256)
+    assert [m.champion.predict_one(x) for x in xs] == [disk.predict_one(x) for x in xs]
+    assert updater.model_update(event) == [] and m.artifact == v1  # a replayed event changes nothing
+
+    # the next update is judged against the rolled-back champion, and v3's parent is v1
+    cut2 = at + 200
+    ts = items[cut2][1]["timestamp"]
+    request = {**_request(LONG, 0, alert="alert-2"), "from_timestamp": ts, "to_timestamp": ts, "timestamp": ts}
+    _feed(updater, items[at:cut2])
+    second = updater.request_update(request) + _feed(updater, items[cut2:])
+    assert [(d["action"], d["new_version"]) for d in second] == [("challenger_started", "v3"), ("promoted", "v3")]
+    assert second[0]["metrics"]["champion_version"] == "v1"
+    assert (second[1]["metrics"]["champion_version"], second[1]["metrics"]["previous_version"]) == ("v1", "v1")
+    v3 = updater.store.champion(LONG.model_id)
+    assert v3 is not None and v3.version == "v3" and v3.metadata["parent_version"] == "v1"
+
+
+def test_its_own_rollback_coming_back_is_not_followed(tmp_path: Path) -> None:
+    """The router sends the updater's own ``rolled_back`` back to it: following it late would
+    undo a promotion made since."""
+    updater, rest, _ = _bad_promotion(tmp_path)
+    [rolled] = _feed(updater, rest[:2_500])
+    assert rolled["action"] == "rolled_back" and rolled["new_version"] == "v1"
+    [promoted] = updater.promote_external(STATIONARY.model_id, None, _flipped_model(STATIONARY),
+                                          rest[2_499][1]["timestamp"], "operator: try again")
+    assert promoted["new_version"] == "v3"
+    assert updater.model_update(rolled) == []
+    assert updater.models[STATIONARY.model_id].artifact.version == "v3"
+    assert updater.store.champion(STATIONARY.model_id).version == "v3"
+
+
+def test_a_rollback_to_an_artifact_that_does_not_match_is_dead_lettered_not_followed(tmp_path: Path) -> None:
+    from streams.updater.cli import rollback
+
+    updater, _ = _run(tmp_path, DRIFTED, DETECTED_AT)
+    event = rollback(updater.store, DRIFTED.model_id, None, decided_by="cli:ops", timestamp=1e9)
+    updater.store.set_champion(DRIFTED.model_id, updater.store.artifact(DRIFTED.model_id, "v2"))  # as before the CLI
+    forged = {**event, "event_id": "forged", "artifact_sha256": "0" * 64}
+    escaping = {**event, "event_id": "escaping", "new_version": "../v1"}
+    elsewhere = {**event, "event_id": "elsewhere", "model_id": "../../escape"}
+    assert updater.model_update(forged) == updater.model_update(escaping) == updater.model_update(elsewhere) == []
+    assert updater.models[DRIFTED.model_id].artifact.version == "v2"
+    assert updater.store.champion(DRIFTED.model_id).version == "v2"
+    letters = updater.take_dead_letters()
+    assert [letter["reason"] for letter in letters] == ["model_quarantined", "unsafe_name", "unsafe_name"]
+    assert "rollback to 'v1' not followed" in letters[0]["message"] and "0000" in letters[0]["message"]

@@ -62,10 +62,24 @@ def uninterrupted(tmp_path_factory):
     return decisions, _lineage(store)
 
 
-# kill points: warming up, request waiting, challenger training, challenger evaluated,
-# rollback watch after the promotion
-@pytest.mark.parametrize("kill_at", [400, 2200, 2900, 3700, 4300])
-def test_a_crash_at_any_point_of_an_update_changes_nothing(tmp_path, uninterrupted, kill_at):
+def _phase(updater: Updater) -> str:
+    """Where the model's update stands, as the updater holds it."""
+    m = updater.models.get(SIM.model_id)
+    if m is None or m.champion is None:
+        return "warming up"
+    if m.requested:
+        return "request waiting"
+    if m.trial:
+        return "challenger training" if m.trial.trained < CONFIG.training_events else "challenger evaluated"
+    return "rollback watch" if m.watch else "champion"
+
+
+# kill points, each named by the phase of the checkpoint the restart resumes from (checked)
+@pytest.mark.parametrize("phase, kill_at", [
+    ("warming up", 400), ("warming up", 1000), ("champion", 2200), ("request waiting", 3000),
+    ("challenger training", 4300), ("challenger evaluated", 6000), ("rollback watch", 7200),
+])
+def test_a_crash_at_any_point_of_an_update_changes_nothing(tmp_path, uninterrupted, phase, kill_at):
     expected, lineage = uninterrupted
     assert [d["action"] for d in expected] == ["challenger_started", "promoted"]  # the update spans the kill points
     inputs = _inputs()
@@ -75,8 +89,9 @@ def test_a_crash_at_any_point_of_an_update_changes_nothing(tmp_path, uninterrupt
     for position, item in enumerate(inputs[:kill_at]):
         if position % CHECKPOINT_EVERY == 0:
             updater.store.save_state("partition-0", updater.state(), {"position": position})
-            checkpoint = position
+            checkpoint, saved_in = position, _phase(updater)
         published += _feed(updater, item)
+    assert saved_in == phase
     del updater  # SIGKILL: the memory is gone, the files stay
 
     store = ModelStore(tmp_path, key=KEY)
