@@ -68,6 +68,7 @@ ACTIONS: tuple[str, ...] = (
     "rolled_back",
     "served",
     "rebaseline_requested",
+    "comparison",
 )
 
 

@@ -146,6 +146,7 @@ class _Pairing:
     counted: dict[str | None, int] = field(default_factory=dict)
     checks: int = 0  # looks due so far, published or skipped
     looks: int = 0  # looks published (numbers the event ids)
+    settled: bool = False  # the updater acted on a look
 
 
 @dataclass
@@ -245,6 +246,15 @@ class SideBySide:
         decision = decide(tests, self.config.p_value_below)
         return Comparison(stable_id("comparison", model_id, baseline.version, candidate.version, look), model_id,
                           baseline.version, candidate.version, look, len(a), len(b), start, end, tuple(tests), decision)
+
+    def settle(self, model_id: str, baseline: str | None, candidate: str | None) -> bool:
+        """Mark the two versions' comparison as acted on; ``False`` if it already was (one
+        switch per pair of versions, whatever later looks say)."""
+        pairing = self.models[model_id].pairings.get((baseline, candidate))
+        if pairing is None or pairing.settled:
+            return False
+        pairing.settled = True
+        return True
 
     def state(self) -> dict[str, Any]:
         return {"models": self.models}

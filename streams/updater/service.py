@@ -74,6 +74,7 @@ from schemas.records import ModelUpdate
 
 from streams.runtime.kafka_connect import start_client
 from streams.settings import Settings
+from streams.updater.canary import Comparison, ComparisonConfig, SideBySide
 from streams.updater.model_store import Artifact, ArtifactIntegrityError, ModelStore, UnsafeNameError, UntrustedArtifactError, check_model_id
 from streams.updater.ownership import PartitionUpdater
 from streams.updater.routing import ROLES, Routed, Router
@@ -115,6 +116,8 @@ class UpdaterConfig:
     #: ``classification`` or ``regression``; ``None`` infers it from the first label
     #: (a float is a regression target, a bool, int or string a class).
     task: str | None = None
+    #: Canary / A-B comparison of two versions served at once (:mod:`streams.updater.canary`).
+    comparison: ComparisonConfig = field(default_factory=ComparisonConfig)
 
     def __post_init__(self) -> None:
         for name in ("warmup_events", "buffer_events", "training_events", "evaluation_events", "pending_events"):
@@ -255,6 +258,7 @@ class Updater:
         #: ``dead-letter`` records for the service to publish (:meth:`take_dead_letters`)
         self.dead_letters: list[dict[str, Any]] = []
         self.skipped_events = 0
+        self.side_by_side = SideBySide(self.config.comparison)
 
     def take_dead_letters(self) -> list[dict[str, Any]]:
         letters, self.dead_letters = self.dead_letters, []
@@ -265,12 +269,13 @@ class Updater:
         a rollback watch): a checkpoint resumed by :meth:`restore` leads to the same
         decisions, ids and metrics as a run that never stopped, given the same events after it."""
         return {"models": self.models, "join": self.join, "quarantined": self.quarantined,
-                "skipped_events": self.skipped_events}
+                "skipped_events": self.skipped_events, "comparisons": self.side_by_side.state()}
 
     def restore(self, state: dict[str, Any]) -> None:
         self._reset()
         self.models, self.join = state["models"], state["join"]
         self.quarantined, self.skipped_events = state["quarantined"], state["skipped_events"]
+        self.side_by_side.restore(state.get("comparisons"))  # none in a checkpoint older than comparisons
 
     # -- inputs ------------------------------------------------------------------------
     def add_prediction(self, event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -284,10 +289,16 @@ class Updater:
         return [] if prediction is None else self._joined(prediction, event)
 
     def _joined(self, prediction: dict[str, Any], label: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.observe(
+        out = self.observe(
             prediction["model_id"], prediction.get("model_version"),
             prediction["features"], label["label"], float(prediction["timestamp"]),
         )
+        m = self.models.get(prediction["model_id"])
+        if m is not None and m.task is not None:  # the served prediction, beside its other versions'
+            for look in self.side_by_side.observe(m.model_id, prediction.get("model_version"), m.task, prediction["prediction"],
+                                                  prediction.get("score"), label["label"], float(prediction["timestamp"])):
+                out += self._compared(m, look)
+        return out
 
     def observe(self, model_id: str, model_version: str | None, features: Mapping[str, Any], label: Any, timestamp: float) -> list[dict[str, Any]]:
         """One joined event (``timestamp`` is the prediction's event time)."""
@@ -526,6 +537,39 @@ class Updater:
         request = {"alert_ids": w.promotion["alert_ids"], "from_timestamp": w.promotion["timestamp"]}
         return [self._event(m, "rolled_back", stable_id(w.promotion["event_id"], "rolled_back"), reason, request,
                             w.last_ts, measured, w.previous.version, w.previous)]
+
+    # -- canary / A-B comparison ----------------------------------------------------------
+    def _compared(self, m: _Model, c: Comparison) -> list[dict[str, Any]]:
+        """A ``comparison`` event and, with the ``auto`` policy, the switch it calls for
+        (once per pair of versions): a significantly better candidate is promoted, a
+        significantly worse one rolled back to the baseline (its parent, when a promotion is
+        being served as a canary). The versions come from the store, hash-checked."""
+        cfg = self.config.comparison
+        request = {"alert_ids": [], "from_timestamp": c.start}
+        event = {**self._event(m, "comparison", c.event_id, c.summary(), request, c.end, c.metrics(cfg.p_value_below),
+                               c.candidate, None), "model_version": c.baseline}
+        if cfg.policy != "auto" or c.decision == "inconclusive":
+            return [event]
+        action, target = ("promoted", c.candidate) if c.decision == "better" else ("rolled_back", c.baseline)
+        if m.trial is not None or m.requested is not None:
+            log.info("%s: %s not acted on: an update is under way", m.key, c.event_id)
+            return [event]
+        if target is None or not self.side_by_side.settle(m.model_id, c.baseline, c.candidate):
+            return [event]
+        try:
+            artifact = self.store.artifact(m.key, target)
+            model = m.champion if m.artifact and m.artifact.version == target else self.store.load(artifact.path, artifact.sha256)
+        except (OSError, ValueError, ArtifactIntegrityError) as exc:  # not a version of this store, or tampered
+            log.error("%s: %s %s after %s not possible: %s", m.key, action, target, c.event_id, exc)
+            return [event]
+        previous = m.artifact.version if m.artifact else None
+        m.champion, m.artifact, m.watch = model, artifact, None  # the served comparison supersedes a rollback watch
+        self.store.set_champion(m.key, artifact)
+        measured = {**c.metrics(cfg.p_value_below), "previous_version": previous, "comparison_id": c.event_id}
+        reason = f"served side by side, {c.summary()}"
+        log.info("%s: %s %s: %s", m.key, action, target, reason)
+        switch = self._event(m, action, stable_id(c.event_id, action), reason, request, c.end, measured, target, artifact)
+        return [event, {**switch, "model_version": c.candidate if target == c.baseline else c.baseline}]  # the one switched away from
 
     def _event(self, m: _Model, action: str, event_id: str, reason: str, request: dict[str, Any], to_ts: float,
                measured: dict[str, Any], new_version: str | None, artifact: Artifact | None) -> dict[str, Any]:
@@ -781,7 +825,9 @@ def summary_lines(decisions: Iterable[Mapping[str, Any]]) -> list[str]:
             lines.append(f"{model}: {verb} {d['new_version']} over {mx['champion_version']}: {name} "
                          f"{mx[f'champion_{name}']:.3f} -> {mx[f'challenger_{name}']:.3f} ({mx['improvement']:+.3f}) "
                          f"on {mx['evaluation_events']} events")
-        elif action == "rolled_back":
+        elif action == "comparison":
+            lines.append(f"{model}: comparison {d['reason']}")
+        elif action == "rolled_back" and f"promoted_{name}" in mx:
             lines.append(f"{model}: rolled back {mx['promoted_version']} to {d['new_version']}: {name} "
                          f"{mx[f'promoted_{name}']:.3f} vs {mx[f'previous_{name}']:.3f} on {mx['evaluation_events']} events")
         else:
