@@ -45,6 +45,7 @@ import numpy as np
 
 from schemas.ids import stable_id
 
+from streams.settings import ENV_PREFIX, Settings, SettingsError
 from streams.updater.comparison import MetricTest, decide, delong, mean_difference, two_proportions
 
 __all__ = ["POLICIES", "Comparison", "ComparisonConfig", "SideBySide"]
@@ -87,6 +88,17 @@ class ComparisonConfig:
             raise ValueError(f"comparison.idle_after_s must be a finite number > 0, got {self.idle_after_s!r}")
         if self.policy not in POLICIES:
             raise ValueError(f"comparison.policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ComparisonConfig:
+        """From the ``DRIFTSTREAM_COMPARISON_*`` variables; a bad one is refused naming it."""
+        values = {name: getattr(settings, f"comparison_{name}") for name in ("policy", "min_pairs", "every_pairs", "p_value_below")}
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            key = re.match(r"comparison\.(\w+)", str(exc))
+            name = f"{ENV_PREFIX}COMPARISON_{key[1].upper()}" if key else f"{ENV_PREFIX}COMPARISON_*"
+            raise SettingsError(f"{name}: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,11 @@ class UpdaterConfig:
         if self.task is not None and self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)} or None, got {self.task!r}")
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> UpdaterConfig:
+        """The defaults with the settings' join window and comparison (``DRIFTSTREAM_COMPARISON_*``)."""
+        return cls(join_window_s=settings.join_window_s, comparison=ComparisonConfig.from_settings(settings))
+
 
 def new_model(task: str) -> Any:
     """A fresh online river model: numbers standardised, strings one-hot encoded, then
@@ -606,7 +611,7 @@ class UpdaterService:
 
     def __init__(self, settings: Settings, config: UpdaterConfig | None = None) -> None:
         self.settings = settings
-        self.config = config or UpdaterConfig(join_window_s=settings.join_window_s)
+        self.config = config or UpdaterConfig.from_settings(settings)
         self.store = ModelStore.from_settings(settings)
         if not self.store.keyed:
             log.warning("DRIFTSTREAM_MODEL_STORE_KEY is not set: the updater's checkpoints and artifacts load only in the "
@@ -758,7 +763,7 @@ class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
 
 async def run_updater(settings: Settings, stop_event: asyncio.Event, config: UpdaterConfig | None = None) -> None:
     """Create the topics the updater uses if missing, then run it until ``stop_event``
-    (``config`` defaults to :class:`UpdaterConfig` with the settings' join window)."""
+    (``config`` defaults to :meth:`UpdaterConfig.from_settings`)."""
     from streams.runtime.topics import ensure_topics
 
     await ensure_topics(settings, (*INPUT_ROLES, "updater-input", "dead-letter"))
@@ -767,6 +772,7 @@ async def run_updater(settings: Settings, stop_event: asyncio.Event, config: Upd
 
 def _cmd_updater(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    config = UpdaterConfig.from_settings(settings)  # a bad DRIFTSTREAM_COMPARISON_* stops it here
     logging.basicConfig(level=settings.log_level)
 
     async def main() -> None:
@@ -779,7 +785,7 @@ def _cmd_updater(args: argparse.Namespace) -> int:
         await ensure_topics(settings, (*INPUT_ROLES, "updater-input", "dead-letter"))  # says "running" only once Kafka answered
         print(f"updater running on {settings.bootstrap_servers} (models in {settings.model_store_dir}); "
               "Ctrl-C stops it", flush=True)
-        await run_updater(settings, stop)
+        await run_updater(settings, stop, config)
 
     asyncio.run(main())
     print("updater stopped", flush=True)

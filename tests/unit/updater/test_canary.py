@@ -194,3 +194,21 @@ def test_auto_does_not_act_on_an_inconclusive_comparison_or_a_version_not_in_the
 def test_bad_comparison_config_is_refused_naming_the_key(field: str, value: Any, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         ComparisonConfig(**{field: value})
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("DRIFTSTREAM_COMPARISON_POLICY", "yolo"),
+    ("DRIFTSTREAM_COMPARISON_MIN_PAIRS", "1"),
+    ("DRIFTSTREAM_COMPARISON_P_VALUE_BELOW", "1.5"),
+])
+def test_a_bad_comparison_variable_stops_the_updater_and_the_worker_at_start_up(variable: str, value: str) -> None:
+    from streams.cli import worker_tasks
+    from streams.settings import Settings, SettingsError
+
+    settings = Settings.from_env({variable: value, "DRIFTSTREAM_RUN_UPDATER": "true"})
+    with pytest.raises(SettingsError, match=f"^{variable}: "):
+        UpdaterConfig.from_settings(settings)
+    with pytest.raises(SettingsError, match=f"^{variable}: "):
+        worker_tasks(settings)
+    good = Settings.from_env({"DRIFTSTREAM_COMPARISON_POLICY": "auto", "DRIFTSTREAM_COMPARISON_EVERY_PAIRS": "250"})
+    assert UpdaterConfig.from_settings(good).comparison == ComparisonConfig(policy="auto", every_pairs=250)
