@@ -37,7 +37,6 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,9 +135,11 @@ class Comparison:
                 f"from event time {self.start} to {self.end}: {'; '.join(parts)}: {self.decision}")
 
 
-# one labelled pair: event time, right (classification), P(positive) or None, positive or
-# None (binary labels only), absolute error (regression) or None
-_Pair = tuple[float, bool, "float | None", "bool | None", "float | None"]
+# one labelled pair, all floats so a window becomes one numpy array at a look: event time,
+# right (1/0, classification), P(positive), positive (1/0, binary labels only), absolute
+# error (regression); NaN where it does not apply
+_Pair = tuple[float, float, float, float, float]
+_NAN = math.nan
 
 
 @dataclass
@@ -176,27 +177,25 @@ def _order(a: _Arm, b: _Arm) -> tuple[_Arm, _Arm]:
     return (a, b) if (a.first_ts, str(a.version)) <= (b.first_ts, str(b.version)) else (b, a)
 
 
-def _binary(value: Any) -> bool | None:
-    """Whether a label or a prediction is the positive class 1 (``None`` if not 0/1)."""
-    if type(value) is bool:
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return value == 1
-    return None
+def _binary(value: Any) -> float:
+    """1.0 for the positive class 1 (or True), 0.0 for 0, NaN for anything else."""
+    if isinstance(value, (bool, int, float)) and value in (0, 1):
+        return float(value)
+    return _NAN
 
 
 def _pair(task: str, prediction: Any, score: Any, label: Any, ts: float) -> _Pair:
     if task == "regression":
         try:
-            return (ts, False, None, None, abs(float(prediction) - float(label)))
+            return (ts, _NAN, _NAN, _NAN, abs(float(prediction) - float(label)))
         except (TypeError, ValueError):
-            return (ts, False, None, None, None)
+            return (ts, _NAN, _NAN, _NAN, _NAN)
     positive, predicted = _binary(label), _binary(prediction)
-    probability = None
-    if positive is not None and predicted is not None and isinstance(score, (int, float)) and 0.0 <= score <= 1.0:
+    probability = _NAN
+    if positive == positive and predicted == predicted and isinstance(score, (int, float)) and 0.0 <= score <= 1.0:
         # ``score`` is the confidence of the predicted class (docs/contracts.md)
         probability = float(score) if predicted else 1.0 - float(score)
-    return (ts, prediction == label, probability, positive, None)
+    return (ts, float(prediction == label), probability, positive, _NAN)
 
 
 class SideBySide:
@@ -210,8 +209,12 @@ class SideBySide:
                 timestamp: float) -> list[Comparison]:
         """One labelled served prediction; the comparisons it completes."""
         cfg = self.config
-        m = self.models.setdefault(model_id, _Model())
+        m = self.models.get(model_id) or self.models.setdefault(model_id, _Model())
         m.clock = max(m.clock, timestamp)
+        arm = m.arms.get(version)
+        if arm is not None and len(m.arms) == 1:  # the common case: one version serves, nothing to keep
+            arm.first_ts, arm.last_ts = min(arm.first_ts, timestamp), max(arm.last_ts, timestamp)
+            return []
         for gone in [v for v, arm in m.arms.items() if arm.last_ts < m.clock - cfg.idle_after_s and v != version]:
             del m.arms[gone]
             m.pairings = {k: p for k, p in m.pairings.items() if gone not in k}
@@ -246,10 +249,10 @@ class SideBySide:
 
     def _compare(self, model_id: str, task: str, baseline: _Arm, candidate: _Arm, look: int) -> Comparison | None:
         """Both arms' pairs over their common event-time span, tested."""
-        start = max(min(p[0] for p in baseline.pairs), min(p[0] for p in candidate.pairs))
-        end = min(max(p[0] for p in baseline.pairs), max(p[0] for p in candidate.pairs))
-        a = [p for p in baseline.pairs if start <= p[0] <= end]
-        b = [p for p in candidate.pairs if start <= p[0] <= end]
+        pa, pb = np.array(baseline.pairs, dtype=float), np.array(candidate.pairs, dtype=float)
+        start, end = float(max(pa[:, 0].min(), pb[:, 0].min())), float(min(pa[:, 0].max(), pb[:, 0].max()))
+        a = pa[(pa[:, 0] >= start) & (pa[:, 0] <= end)]
+        b = pb[(pb[:, 0] >= start) & (pb[:, 0] <= end)]
         if min(len(a), len(b)) < max(2, self.config.min_pairs // 2):
             return None  # the window moved past the common span: nothing to compare fairly
         tests = _tests(task, a, b)
@@ -275,15 +278,15 @@ class SideBySide:
         self.models = dict(state["models"]) if state else {}
 
 
-def _tests(task: str, a: Sequence[_Pair], b: Sequence[_Pair]) -> list[MetricTest]:
+def _tests(task: str, a: np.ndarray, b: np.ndarray) -> list[MetricTest]:
+    """The tests of two windows of pairs (rows of :data:`_Pair`)."""
     if task == "regression":
-        ea, eb = [p[4] for p in a if p[4] is not None], [p[4] for p in b if p[4] is not None]
+        ea, eb = a[~np.isnan(a[:, 4]), 4], b[~np.isnan(b[:, 4]), 4]
         return [mean_difference(ea, eb)] if min(len(ea), len(eb)) >= 2 else []
-    tests = [two_proportions(sum(p[1] for p in a), len(a), sum(p[1] for p in b), len(b))]
-    sa, sb = [p for p in a if p[2] is not None], [p for p in b if p[2] is not None]
+    tests = [two_proportions(int(a[:, 1].sum()), len(a), int(b[:, 1].sum()), len(b))]
     # AUC only when every pair is scored: a scored subset need not be like the rest
-    if len(sa) == len(a) and len(sb) == len(b):
-        ya, yb = np.array([p[3] for p in sa], dtype=bool), np.array([p[3] for p in sb], dtype=bool)
+    if not (np.isnan(a[:, 2]).any() or np.isnan(b[:, 2]).any()):
+        ya, yb = a[:, 3] == 1.0, b[:, 3] == 1.0
         if min(ya.sum(), (~ya).sum(), yb.sum(), (~yb).sum()) >= 2:
-            tests.append(delong(ya, [p[2] for p in sa], yb, [p[2] for p in sb]))
+            tests.append(delong(ya, a[:, 2], yb, b[:, 2]))
     return tests
