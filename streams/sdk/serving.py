@@ -90,6 +90,7 @@ class ServedModel:
         self._current: tuple[str | None, Any] = (None, None)
         #: the canary's (version, model), or None; replaced whole too
         self._canary: tuple[str, Any] | None = None
+        self._canary_sha256: str | None = None  # what a promotion of the canary must name
         self._count = itertools.count()  # predictions without a key, for an exact split
         self._announce: dict[str, Any] | None = None  # the switch the next prediction announces
         self._lock = threading.Lock()  # guards the two outboxes, not the served model
@@ -148,6 +149,11 @@ class ServedModel:
         canary = self._canary
         if canary is not None and (version == canary[0] and update["action"] == "promoted" or version == self.version):
             # the canary becomes the only version (promoted again), or ends (rolled back to the current one)
+            if version == canary[0] and update.get("artifact_sha256") != self._canary_sha256:
+                self._dead_letter(update, ArtifactIntegrityError(
+                    f"model-updates promotes canary {self.model_id} {version} with sha256 {update.get('artifact_sha256')}, "
+                    f"the canary served has {self._canary_sha256}; refusing to serve it alone"))
+                return False
             stopped = self.version if version == canary[0] else canary[0]
             if version == canary[0]:
                 self._current = canary
@@ -167,7 +173,7 @@ class ServedModel:
             self._dead_letter(update, exc)
             return False
         if self.canary is not None and update["action"] == "promoted" and self.version is not None:
-            self._canary = (version, model)  # type: ignore[assignment]
+            self._canary, self._canary_sha256 = (version, model), artifact.sha256  # type: ignore[assignment]
             log.info("%s: %s serves %.0f %% of the traffic as a canary beside %s", self.model_id, version,
                      100 * self.canary, self.version)
             return True

@@ -154,7 +154,9 @@ def test_a_canary_serves_its_share_then_becomes_the_only_version_on_a_second_pro
     keyed = [served.predict({}, 1.0, key=f"p{i}")[1] for i in range(2_000)]
     assert 330 <= keyed.count("v2") <= 470
     assert keyed == [served.predict({}, 1.0, key=f"p{i}")[1] for i in range(2_000)]  # sticky
-    # the updater's auto policy promotes the canary again after a better comparison
+    # the updater's auto policy promotes the canary again after a better comparison (the same artifact)
+    assert served.apply(_promoted(store, "v2", event_id="c-bad", artifact_sha256="0" * 64)) is False
+    assert served.take_dead_letters()[0]["reason"] == "model_quarantined" and served.canary_version == "v2"
     assert served.apply(_promoted(store, "v2", event_id="c-promoted")) is True
     assert (served.version, served.canary_version) == ("v2", None)
     assert {served.predict({}, 2_000.0 + t)[1] for t in range(10)} == {"v2"}

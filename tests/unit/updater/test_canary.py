@@ -212,3 +212,48 @@ def test_a_bad_comparison_variable_stops_the_updater_and_the_worker_at_start_up(
         worker_tasks(settings)
     good = Settings.from_env({"DRIFTSTREAM_COMPARISON_POLICY": "auto", "DRIFTSTREAM_COMPARISON_EVERY_PAIRS": "250"})
     assert UpdaterConfig.from_settings(good).comparison == ComparisonConfig(policy="auto", every_pairs=250)
+
+
+class Noisy:
+    """A served model right on a share of the events (its feature ``u`` above ``wrong_below``)."""
+
+    def __init__(self, wrong_below: float) -> None:
+        self.wrong_below = wrong_below
+
+    def predict_one(self, x: dict[str, Any]) -> int:
+        return int(x["truth"]) if x["u"] >= self.wrong_below else 1 - int(x["truth"])
+
+
+def test_a_canary_served_by_the_hook_is_compared_promoted_and_then_served_alone(tmp_path) -> None:
+    from streams.sdk.serving import ServedModel
+
+    store = ModelStore(tmp_path, key=KEY)
+    for version, wrong_below, parent in (("v1", 0.25, None), ("v2", 0.08, "v1")):
+        artifact = store.save(MODEL, version, Noisy(wrong_below), {"created": 0.0, "metrics": {}, "parent_version": parent})
+        if version == "v1":
+            store.set_champion(MODEL, artifact)
+    served = ServedModel(store, MODEL, canary=0.3)
+    served.load()
+    updater = Updater(store, replace(CONFIG, comparison=replace(COMPARE, min_pairs=300, policy="auto")))
+    v2 = store.artifact(MODEL, "v2")
+    served.apply({"event_id": "deploy-v2", "model_id": MODEL, "action": "promoted", "new_version": "v2",
+                  "artifact_sha256": v2.sha256, "alert_ids": []})  # e.g. promoted by another training stack
+    rng = random.Random(9)
+    decisions: list[dict[str, Any]] = []
+    for i in range(4_000):
+        x = {"truth": rng.random() < 0.5, "u": rng.random()}
+        prediction, version = served.predict(x, 1_000.0 + i, key=f"p{i}")
+        decisions += updater.add_prediction({"prediction_id": f"p{i}", "model_id": MODEL, "model_version": version,
+                                             "timestamp": 1_000.0 + i, "features": x, "prediction": prediction})
+        decisions += updater.add_label({"prediction_id": f"p{i}", "label": int(x["truth"]), "timestamp": 1_001.0 + i})
+        for d in decisions:
+            served.apply(d)
+        decisions = [d for d in decisions if d["action"] == "comparison"]
+        if served.canary_version is None:
+            break
+    [comparison] = decisions
+    assert comparison["metrics"]["decision"] == "better" and comparison["metrics"]["n_candidate"] >= 150
+    assert (served.version, served.canary_version) == ("v2", None) and store.champion(MODEL).version == "v2"
+    served.predict({"truth": True, "u": 0.5}, 9_000.0)
+    [event] = served.take_events()
+    assert (event["action"], event["model_version"], event["new_version"]) == ("served", "v1", "v2")
