@@ -570,7 +570,7 @@ class Updater:
         previous = m.artifact.version if m.artifact else None
         m.champion, m.artifact, m.watch = model, artifact, None  # the served comparison supersedes a rollback watch
         self.store.set_champion(m.key, artifact)
-        measured = {**c.metrics(cfg.p_value_below), "previous_version": previous, "comparison_id": c.event_id}
+        measured = {**c.metrics(cfg.p_value_below), "previous_version": previous, "comparison_id": c.event_id, "decided_by": DECIDER}
         reason = f"served side by side, {c.summary()}"
         log.info("%s: %s %s: %s", m.key, action, target, reason)
         switch = self._event(m, action, stable_id(c.event_id, action), reason, request, c.end, measured, target, artifact)

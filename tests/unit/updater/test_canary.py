@@ -161,6 +161,7 @@ def test_auto_rolls_back_a_promoted_version_worse_than_its_parent_once(tmp_path)
     assert comparison["metrics"]["decision"] == "worse"
     assert (rollback["model_version"], rollback["new_version"]) == ("v2", "v1")
     assert rollback["metrics"]["previous_version"] == "v2" and rollback["metrics"]["comparison_id"] == comparison["event_id"]
+    assert rollback["metrics"]["decided_by"] == "updater" and summary_lines([rollback])[0].startswith(f"{MODEL}: rolled back v1: ")
     assert rollback["artifact_sha256"] == store.artifact(MODEL, "v1").sha256
     assert store.champion(MODEL).version == "v1" and updater.models[MODEL].artifact.version == "v1"
 
