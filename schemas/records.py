@@ -74,6 +74,7 @@ ACTIONS: tuple[str, ...] = (
     "rolled_back",
     "served",
     "rebaseline_requested",
+    "comparison",
 )
 
 

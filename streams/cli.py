@@ -60,10 +60,12 @@ def worker_tasks(settings: Settings) -> list[Callable[..., Awaitable[None]]]:
     """What a worker runs beside its agents: the updater, with ``DRIFTSTREAM_RUN_UPDATER``."""
     if not settings.run_updater:
         return []
-    from streams.updater.service import run_updater
+    from streams.updater.service import UpdaterConfig, run_updater
+
+    config = UpdaterConfig.from_settings(settings)  # a bad DRIFTSTREAM_COMPARISON_* stops the worker here
 
     async def updater(app: Any) -> None:  # Faust passes the app to a task that takes an argument
-        await run_updater(settings, asyncio.Event(), metrics=app.driftstream.metrics)
+        await run_updater(settings, asyncio.Event(), config, metrics=app.driftstream.metrics)
 
     return [updater]
 

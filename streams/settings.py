@@ -208,6 +208,14 @@ class Settings:
     model_store_key: SecretStr | None = None
     #: Run the reference model updater inside the worker process too.
     run_updater: bool = False
+    #: The updater's canary / A-B comparison of two versions served at once
+    #: (:class:`streams.updater.canary.ComparisonConfig`, which checks them at start-up):
+    #: ``publish`` or ``auto``, labelled pairs of each version before the first comparison
+    #: and between two, and the significance level of a decision.
+    comparison_policy: str = "publish"
+    comparison_min_pairs: int = 500
+    comparison_every_pairs: int = 1_000
+    comparison_p_value_below: float = 0.01
     #: The worker's own lines (start, partitions, ready, status, alerts, shutdown) are INFO;
     #: Faust and aiokafka stay at WARNING unless this is DEBUG.
     log_level: str = "INFO"

@@ -13,6 +13,14 @@ new, at that prediction's event time) on ``model-updates``. The worker retires t
 version's monitor from that time on (:meth:`streams.pipeline.stages.MonitorStage.control_for`); the
 new version's predictions get a monitor of their own.
 
+**Canary.** With ``canary=share`` a promoted version first serves that share of the
+traffic beside the current one (the split is sticky by ``key``, e.g. the prediction id, or
+exact by count without one); both are tagged with their version, so the updater compares
+them side by side (:mod:`streams.updater.canary`). A second ``promoted`` of the canary (the
+updater's ``auto`` policy, on a significantly better comparison) makes it the only version,
+and ``rolled_back`` to the current one ends the canary; either announces ``served`` and so
+retires the version that stopped serving.
+
 :class:`ModelFollower` runs the hook beside an existing server: ``await follower.run(stop)``
 in an asyncio server, or ``follower.start()`` / ``stop()`` (a background thread) in any other.
 
@@ -37,7 +45,9 @@ True
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -65,14 +75,23 @@ def _river_predict(model: Any, features: dict[str, Any]) -> Any:
 
 class ServedModel:
     """One model id's served version, swapped atomically (see the module docstring).
-    ``predict(model, features)`` calls the loaded model; river's ``predict_one`` by default."""
+    ``predict(model, features)`` calls the loaded model; river's ``predict_one`` by default.
+    ``canary``: the share of traffic a newly promoted version gets first (``None``: all)."""
 
-    def __init__(self, store: ModelStore, model_id: str, *, predict: Callable[[Any, dict[str, Any]], Any] = _river_predict) -> None:
+    def __init__(self, store: ModelStore, model_id: str, *, predict: Callable[[Any, dict[str, Any]], Any] = _river_predict,
+                 canary: float | None = None) -> None:
+        if canary is not None and not 0.0 < canary < 1.0:
+            raise ValueError(f"canary must be a share in (0, 1) or None, got {canary!r}")
         self.store = store
         self.model_id = model_id
         self._predict = predict
+        self.canary = canary
         #: (version, model): read once per prediction, replaced whole
         self._current: tuple[str | None, Any] = (None, None)
+        #: the canary's (version, model), or None; replaced whole too
+        self._canary: tuple[str, Any] | None = None
+        self._canary_sha256: str | None = None  # what a promotion of the canary must name
+        self._count = itertools.count()  # predictions without a key, for an exact split
         self._announce: dict[str, Any] | None = None  # the switch the next prediction announces
         self._lock = threading.Lock()  # guards the two outboxes, not the served model
         self._events: list[dict[str, Any]] = []
@@ -80,7 +99,20 @@ class ServedModel:
 
     @property
     def version(self) -> str | None:
+        """The version serving all traffic, or all but the canary's share."""
         return self._current[0]
+
+    @property
+    def canary_version(self) -> str | None:
+        canary = self._canary
+        return canary[0] if canary else None
+
+    def _to_canary(self, key: str | None) -> bool:
+        assert self.canary is not None
+        if key is not None:  # sticky: the same key always gets the same version
+            return int(stable_id(self.model_id, key), 16) < self.canary * 2**128
+        n = next(self._count)
+        return math.floor((n + 1) * self.canary) > math.floor(n * self.canary)
 
     def load(self, version: str | None = None) -> None:
         """Serve ``version`` (the store's champion when ``None``), hash-checked; at start-up."""
@@ -89,11 +121,15 @@ class ServedModel:
             raise FileNotFoundError(f"model {self.model_id!r} has no champion in {self.store.root}")
         self._current = (artifact.version, self.store.load(artifact.path, artifact.sha256))
 
-    def predict(self, features: dict[str, Any], timestamp: float | None = None) -> tuple[Any, str | None]:
+    def predict(self, features: dict[str, Any], timestamp: float | None = None, *, key: str | None = None) -> tuple[Any, str | None]:
         """``(prediction, version)``: publish the prediction with that ``model_version``.
         ``timestamp`` (the prediction's event time, now by default) dates a switch's
-        ``served`` event when this is the new version's first prediction."""
+        ``served`` event when this is the new version's first prediction. ``key`` (the
+        prediction id, a user id) picks the side of a canary split."""
         version, model = self._current
+        canary = self._canary
+        if canary is not None and self._to_canary(key):
+            version, model = canary
         if model is None:
             raise RuntimeError(f"no version of {self.model_id!r} is loaded: call load() first")
         announce = self._announce
@@ -110,6 +146,20 @@ class ServedModel:
         if update.get("model_id") != self.model_id or update.get("action") not in SWITCHES:
             return False
         version = update.get("new_version")
+        canary = self._canary
+        if canary is not None and (version == canary[0] and update["action"] == "promoted" or version == self.version):
+            # the canary becomes the only version (promoted again), or ends (rolled back to the current one)
+            if version == canary[0] and update.get("artifact_sha256") != self._canary_sha256:
+                self._dead_letter(update, ArtifactIntegrityError(
+                    f"model-updates promotes canary {self.model_id} {version} with sha256 {update.get('artifact_sha256')}, "
+                    f"the canary served has {self._canary_sha256}; refusing to serve it alone"))
+                return False
+            stopped = self.version if version == canary[0] else canary[0]
+            if version == canary[0]:
+                self._current = canary
+            self._canary = None
+            self._switched(update, stopped, version)
+            return True
         if version == self.version:
             return False
         try:
@@ -122,13 +172,22 @@ class ServedModel:
         except (UnsafeNameError, ArtifactIntegrityError, OSError, ValueError, KeyError) as exc:
             self._dead_letter(update, exc)
             return False
+        if self.canary is not None and update["action"] == "promoted" and self.version is not None:
+            self._canary, self._canary_sha256 = (version, model), artifact.sha256  # type: ignore[assignment]
+            log.info("%s: %s serves %.0f %% of the traffic as a canary beside %s", self.model_id, version,
+                     100 * self.canary, self.version)
+            return True
         previous = self.version
-        self._current = (version, model)
+        self._current, self._canary = (version, model), None
+        self._switched(update, previous, version)
+        return True
+
+    def _switched(self, update: dict[str, Any], previous: str | None, version: str | None) -> None:
+        """The next prediction of ``version`` announces that ``previous`` stopped serving."""
         with self._lock:
             self._announce = {"event_id": update.get("event_id"), "model_version": previous, "new_version": version,
                               "alert_ids": list(update.get("alert_ids") or []), "action": update["action"]}
         log.info("%s: serving %s (was %s) after %s", self.model_id, version, previous, update["action"])
-        return True
 
     def take_events(self) -> list[dict[str, Any]]:
         """``served`` events to publish on ``model-updates``."""

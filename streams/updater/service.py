@@ -75,6 +75,7 @@ from schemas.records import ModelUpdate
 from streams.ops.metrics import Metrics
 from streams.runtime.kafka_connect import start_client
 from streams.settings import Settings
+from streams.updater.canary import Comparison, ComparisonConfig, SideBySide
 from streams.updater.model_store import (
     Artifact, ArtifactIntegrityError, ModelStore, UnsafeNameError, UntrustedArtifactError, check_model_id, check_version,
 )
@@ -119,6 +120,8 @@ class UpdaterConfig:
     #: ``classification`` or ``regression``; ``None`` infers it from the first label
     #: (a float is a regression target, a bool, int or string a class).
     task: str | None = None
+    #: Canary / A-B comparison of two versions served at once (:mod:`streams.updater.canary`).
+    comparison: ComparisonConfig = field(default_factory=ComparisonConfig)
 
     def __post_init__(self) -> None:
         for name in ("warmup_events", "buffer_events", "training_events", "evaluation_events", "pending_events"):
@@ -131,6 +134,11 @@ class UpdaterConfig:
             raise ValueError(f"join_window_s must be > 0, got {self.join_window_s}")
         if self.task is not None and self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)} or None, got {self.task!r}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> UpdaterConfig:
+        """The defaults with the settings' join window and comparison (``DRIFTSTREAM_COMPARISON_*``)."""
+        return cls(join_window_s=settings.join_window_s, comparison=ComparisonConfig.from_settings(settings))
 
 
 def new_model(task: str) -> Any:
@@ -259,6 +267,7 @@ class Updater:
         #: ``dead-letter`` records for the service to publish (:meth:`take_dead_letters`)
         self.dead_letters: list[dict[str, Any]] = []
         self.skipped_events = 0
+        self.side_by_side = SideBySide(self.config.comparison)
 
     def take_dead_letters(self) -> list[dict[str, Any]]:
         letters, self.dead_letters = self.dead_letters, []
@@ -269,12 +278,13 @@ class Updater:
         a rollback watch): a checkpoint resumed by :meth:`restore` leads to the same
         decisions, ids and metrics as a run that never stopped, given the same events after it."""
         return {"models": self.models, "join": self.join, "quarantined": self.quarantined,
-                "skipped_events": self.skipped_events}
+                "skipped_events": self.skipped_events, "comparisons": self.side_by_side.state()}
 
     def restore(self, state: dict[str, Any]) -> None:
         self._reset()
         self.models, self.join = state["models"], state["join"]
         self.quarantined, self.skipped_events = state["quarantined"], state["skipped_events"]
+        self.side_by_side.restore(state.get("comparisons"))  # none in a checkpoint older than comparisons
 
     # -- inputs ------------------------------------------------------------------------
     def add_prediction(self, event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -288,10 +298,16 @@ class Updater:
         return [] if prediction is None else self._joined(prediction, event)
 
     def _joined(self, prediction: dict[str, Any], label: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.observe(
+        out = self.observe(
             prediction["model_id"], prediction.get("model_version"),
             prediction["features"], label["label"], float(prediction["timestamp"]),
         )
+        m = self.models.get(prediction["model_id"])
+        if m is not None and m.task is not None:  # the served prediction, beside its other versions'
+            for look in self.side_by_side.observe(m.model_id, prediction.get("model_version"), m.task, prediction["prediction"],
+                                                  prediction.get("score"), label["label"], float(prediction["timestamp"])):
+                out += self._compared(m, look)
+        return out
 
     def observe(self, model_id: str, model_version: str | None, features: Mapping[str, Any], label: Any, timestamp: float) -> list[dict[str, Any]]:
         """One joined event (``timestamp`` is the prediction's event time)."""
@@ -592,6 +608,40 @@ class Updater:
         m.seen.append(event_id)  # it comes back through the router: not one to follow
         return [self._event(m, "rolled_back", event_id, reason, request, w.last_ts, measured, w.previous.version, w.previous)]
 
+    # -- canary / A-B comparison ----------------------------------------------------------
+    def _compared(self, m: _Model, c: Comparison) -> list[dict[str, Any]]:
+        """A ``comparison`` event and, with the ``auto`` policy, the switch it calls for
+        (once per pair of versions): a significantly better candidate is promoted, a
+        significantly worse one rolled back to the baseline (its parent, when a promotion is
+        being served as a canary). The versions come from the store, hash-checked."""
+        cfg = self.config.comparison
+        request = {"alert_ids": [], "from_timestamp": c.start}
+        event = {**self._event(m, "comparison", c.event_id, c.summary(), request, c.end, c.metrics(cfg.p_value_below),
+                               c.candidate, None), "model_version": c.baseline}
+        if cfg.policy != "auto" or c.decision == "inconclusive":
+            return [event]
+        action, target = ("promoted", c.candidate) if c.decision == "better" else ("rolled_back", c.baseline)
+        if m.trial is not None or m.requested is not None:
+            log.info("%s: %s not acted on: an update is under way", m.key, c.event_id)
+            return [event]
+        if target is None or not self.side_by_side.settle(m.model_id, c.baseline, c.candidate):
+            return [event]
+        try:
+            artifact = self.store.artifact(m.key, target)
+            model = m.champion if m.artifact and m.artifact.version == target else self.store.load(artifact.path, artifact.sha256)
+        except (OSError, ValueError, ArtifactIntegrityError) as exc:  # not a version of this store, or tampered
+            log.error("%s: %s %s after %s not possible: %s", m.key, action, target, c.event_id, exc)
+            return [event]
+        previous = m.artifact.version if m.artifact else None
+        m.champion, m.artifact, m.watch = model, artifact, None  # the served comparison supersedes a rollback watch
+        self.store.set_champion(m.key, artifact)
+        measured = {**c.metrics(cfg.p_value_below), "previous_version": previous, "comparison_id": c.event_id, "decided_by": DECIDER}
+        reason = f"served side by side, {c.summary()}"
+        log.info("%s: %s %s: %s", m.key, action, target, reason)
+        switch = self._event(m, action, stable_id(c.event_id, action), reason, request, c.end, measured, target, artifact)
+        m.seen.append(switch["event_id"])  # it comes back through the router: not one to follow
+        return [event, {**switch, "model_version": c.candidate if target == c.baseline else c.baseline}]  # the one switched away from
+
     def _event(self, m: _Model, action: str, event_id: str, reason: str, request: dict[str, Any], to_ts: float,
                measured: dict[str, Any], new_version: str | None, artifact: Artifact | None) -> dict[str, Any]:
         """A ``model-updates`` event (validated against its contract)."""
@@ -627,7 +677,7 @@ class UpdaterService:
 
     def __init__(self, settings: Settings, config: UpdaterConfig | None = None, metrics: Metrics | None = None) -> None:
         self.settings = settings
-        self.config = config or UpdaterConfig(join_window_s=settings.join_window_s)
+        self.config = config or UpdaterConfig.from_settings(settings)
         self.metrics = metrics  # the worker's, when it runs inside one (none standalone)
         self.store = ModelStore.from_settings(settings)
         if not self.store.keyed:
@@ -800,8 +850,8 @@ class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
 async def run_updater(settings: Settings, stop_event: asyncio.Event, config: UpdaterConfig | None = None,
                       metrics: Metrics | None = None) -> None:
     """Create the topics the updater uses if missing, then run it until ``stop_event``
-    (``config`` defaults to :class:`UpdaterConfig` with the settings' join window; ``metrics``:
-    the worker's, to export the updater's progress beside it)."""
+    (``config`` defaults to :meth:`UpdaterConfig.from_settings`; ``metrics``: the worker's, to
+    export the updater's progress beside it)."""
     from streams.runtime.topics import ensure_topics
 
     await ensure_topics(settings, (*INPUT_ROLES, "updater-input", "dead-letter"))
@@ -810,6 +860,7 @@ async def run_updater(settings: Settings, stop_event: asyncio.Event, config: Upd
 
 def _cmd_updater(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    config = UpdaterConfig.from_settings(settings)  # a bad DRIFTSTREAM_COMPARISON_* stops it here
     logging.basicConfig(level=settings.log_level)
 
     async def main() -> None:
@@ -822,7 +873,7 @@ def _cmd_updater(args: argparse.Namespace) -> int:
         await ensure_topics(settings, (*INPUT_ROLES, "updater-input", "dead-letter"))  # says "running" only once Kafka answered
         print(f"updater running on {settings.bootstrap_servers} (models in {settings.model_store_dir}); "
               "Ctrl-C stops it", flush=True)
-        await run_updater(settings, stop)
+        await run_updater(settings, stop, config)
 
     asyncio.run(main())
     print("updater stopped", flush=True)
@@ -868,7 +919,9 @@ def summary_lines(decisions: Iterable[Mapping[str, Any]]) -> list[str]:
             lines.append(f"{model}: {verb} {d['new_version']} over {mx['champion_version']}: {name} "
                          f"{mx[f'champion_{name}']:.3f} -> {mx[f'challenger_{name}']:.3f} ({mx['improvement']:+.3f}) "
                          f"on {mx['evaluation_events']} events")
-        elif action == "rolled_back":
+        elif action == "comparison":
+            lines.append(f"{model}: comparison {d['reason']}")
+        elif action == "rolled_back" and f"promoted_{name}" in mx:
             lines.append(f"{model}: rolled back {mx['promoted_version']} to {d['new_version']}: {name} "
                          f"{mx[f'promoted_{name}']:.3f} vs {mx[f'previous_{name}']:.3f} on {mx['evaluation_events']} events")
         else:

@@ -140,3 +140,48 @@ def test_the_readme_server_example_runs_up_to_its_main_block(tmp_path: Path, mon
     exec(compile(code, "README.md", "exec"), namespace)
     assert isinstance(namespace["served"], ServedModel) and namespace["served"].model_id == "churn"
     assert hasattr(namespace["Handler"], "do_POST")
+
+
+def test_a_canary_serves_its_share_then_becomes_the_only_version_on_a_second_promotion(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    served = ServedModel(store, "churn", canary=0.2)
+    served.load()
+    assert served.apply(_promoted(store, "v2")) is True
+    assert (served.version, served.canary_version) == ("v1", "v2")
+    tags = [served.predict({}, float(t))[1] for t in range(1_000)]
+    assert tags.count("v2") == 200  # exact by count without a key
+    assert served.take_events() == []  # both serve: nothing retires
+    keyed = [served.predict({}, 1.0, key=f"p{i}")[1] for i in range(2_000)]
+    assert 330 <= keyed.count("v2") <= 470
+    assert keyed == [served.predict({}, 1.0, key=f"p{i}")[1] for i in range(2_000)]  # sticky
+    # the updater's auto policy promotes the canary again after a better comparison (the same artifact)
+    assert served.apply(_promoted(store, "v2", event_id="c-bad", artifact_sha256="0" * 64)) is False
+    assert served.take_dead_letters()[0]["reason"] == "model_quarantined" and served.canary_version == "v2"
+    assert served.apply(_promoted(store, "v2", event_id="c-promoted")) is True
+    assert (served.version, served.canary_version) == ("v2", None)
+    assert {served.predict({}, 2_000.0 + t)[1] for t in range(10)} == {"v2"}
+    [event] = served.take_events()
+    assert (event["model_version"], event["new_version"], event["timestamp"]) == ("v1", "v2", 2_000.0)
+
+
+def test_a_canary_rolled_back_ends_and_its_version_is_retired(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    served = ServedModel(store, "churn", canary=0.5)
+    served.load()
+    served.apply(_promoted(store, "v2"))
+    assert served.apply({**_promoted(store, "v1"), "action": "rolled_back", "event_id": "r1"}) is True
+    assert (served.version, served.canary_version) == ("v1", None)
+    assert {served.predict({}, 5.0 + t)[1] for t in range(10)} == {"v1"}
+    [event] = served.take_events()
+    assert (event["model_version"], event["new_version"]) == ("v2", "v1")
+    key, control = MonitorStage.control_for(event)  # type: ignore[misc]
+    assert (key, control.control) == ("churn@v2", "retire")
+    # a canary replaced by a newer promotion: v3 is the canary now, v1 still serves the rest
+    served.apply(_promoted(store, "v2"))
+    assert served.apply(_promoted(store, "v3")) is True and (served.version, served.canary_version) == ("v1", "v3")
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0, -0.1, 2])
+def test_a_canary_share_outside_0_1_is_refused(tmp_path: Path, share: float) -> None:
+    with pytest.raises(ValueError, match=r"canary must be a share in \(0, 1\) or None"):
+        ServedModel(_store(tmp_path), "churn", canary=share)
