@@ -43,6 +43,7 @@ from schemas.partitioning import group_by_partition
 
 from streams.exceptions import PublishError
 from streams.runtime.kafka_connect import start_client
+from streams.sdk.packing import pack
 from streams.settings import Settings
 
 EventRole = Literal["predictions", "ground-truth"]
@@ -168,24 +169,39 @@ class DriftstreamClient:
 
     async def publish(self, role: EventRole, events: Iterable[Any]) -> int:
         """Validate and publish events of one topic; returns how many were sent (and acked)."""
-        return await self.publish_prepared(role, self.prepare(role, events))
+        events = [event if type(event) is dict else _as_mapping(event) for event in events]
+        return await self._send(role, events, prepared=False)
 
     async def publish_prepared(self, role: EventRole, prepared: list[dict[str, Any]]) -> int:
         """Publish events :meth:`prepare` returned; returns how many were sent (and acked)."""
-        if not prepared:
+        return await self._send(role, prepared, prepared=True)
+
+    async def _send(self, role: EventRole, events: list[Any], prepared: bool) -> int:
+        if not events:
             return 0
         producer = self._require_producer()
         topic = self.settings.topic(role)
         partitions = await self._partition_count(topic)
-        records = encode_batches(
-            prepared, partitions, self.batch_size, self.settings.max_message_bytes, self.record_format
-        )
+        records = self.records(role, events, partitions, prepared=prepared)
         futures = [await producer.send(topic, raw, partition=p) for p, raw in records]
         try:
             await asyncio.gather(*futures)
         except KafkaError as exc:
             raise PublishError(f"publishing to {topic!r} failed: {exc}") from exc
-        return len(prepared)
+        return len(events)
+
+    def records(self, role: EventRole, events: list[Any], partitions: int, *, prepared: bool = False) -> list[tuple[int, bytes]]:
+        """The ``(partition, bytes)`` records of validated events: packed a column at a
+        time when they allow it (:func:`streams.sdk.packing.pack`), else validated one by
+        one (:meth:`prepare`, unless ``prepared``) and packed. Raises ``PublishError``."""
+        max_bytes = self.settings.max_message_bytes
+        if self.validate and self.record_format == "columns":
+            packed = pack(role, events, partitions, self.batch_size, max_bytes)
+            if packed is not None:
+                return packed
+        if not prepared:
+            events = self.prepare(role, events)
+        return encode_batches(events, partitions, self.batch_size, max_bytes, self.record_format)
 
     async def publish_in_order(
         self, items: Sequence[tuple[EventRole, Any]], chunk: int = 5000, progress: Any = None
@@ -353,14 +369,21 @@ class SyncDriftstreamClient:
             raise failed if isinstance(failed, PublishError) else PublishError(f"publishing failed: {failed}") from failed
 
     def _enqueue(self, role: EventRole, event: Any) -> int:
-        prepared = self._client.prepare(role, [event])  # a bad event raises here, at the call
+        # the validator itself, not prepare() over a list of one: this is the call a model
+        # server pays on every request (the message is prepare()'s)
+        try:
+            prepared = _VALIDATORS[role](event if type(event) is dict else _as_mapping(event))
+        except ContractError as exc:
+            raise PublishError(f"{role} event #0: {exc}") from exc
         with self._cond:
-            self._raise_failed()
-            self._cond.wait_for(lambda: self._unacked < self._max_queued or self._failed is not None)
-            self._raise_failed()
-            self._queued[role].extend(prepared)
+            if self._failed is not None or self._unacked >= self._max_queued:
+                self._raise_failed()
+                self._cond.wait_for(lambda: self._unacked < self._max_queued or self._failed is not None)
+                self._raise_failed()
+            queued = self._queued[role]
+            queued.append(prepared)
             self._unacked += 1
-            if len(self._queued[role]) >= self._batch_size:
+            if len(queued) == self._batch_size:  # once per batch: the thread takes all that wait
                 self._loop.call_soon_threadsafe(self._wake.set)
         return 1
 
