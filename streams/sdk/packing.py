@@ -77,7 +77,9 @@ def _finite(columns: dict[str, Any], role: Role) -> bool:
     for column in floats:
         try:
             total = sum(column)  # NaN or inf in, NaN or inf out (a huge sum only sends it the slow way)
-        except TypeError:  # strings, None
+        except TypeError:  # strings or None beside the numbers
+            if float not in set(map(type, column)):
+                continue
             total = sum([v for v in column if type(v) is float])
         if total - total != 0:
             return False
@@ -93,11 +95,12 @@ def encode_columns(columns: dict[str, Any], partitions: int, batch_size: int, ma
     features = columns.get("features")
 
     def encode(index: list[int]) -> list[bytes]:
-        # one itemgetter gathers every column's values at ``index`` (in C, in one pass each)
+        # one itemgetter gathers every column's values at ``index`` (in C, one pass each,
+        # into tuples, which orjson writes as arrays)
         take = itemgetter(*index) if len(index) > 1 else lambda column: (column[index[0]],)
-        chunk: dict[str, Any] = {name: list(take(column)) for name, column in fields.items()}
+        chunk: dict[str, Any] = {name: take(column) for name, column in fields.items()}
         if features is not None:
-            chunk["features"] = {name: list(take(column)) for name, column in features.items()}
+            chunk["features"] = {name: take(column) for name, column in features.items()}
         raw = codec.dumps(batch_value({name: chunk[name] for name in columns}))
         if len(raw) <= max_bytes:
             return [raw]
