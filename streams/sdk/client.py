@@ -36,14 +36,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from schemas import codec
-from schemas.columns import ColumnsError, is_column_batch, to_columns, to_rows
+from schemas.columns import ColumnsError, gather, is_column_batch, to_columns, to_rows
 from schemas.errors import ContractError
 from schemas.parsing import validate_ground_truth, validate_prediction
 from schemas.partitioning import group_by_partition
 
 from streams.exceptions import PublishError
 from streams.runtime.kafka_connect import start_client
-from streams.sdk.packing import pack
+from streams.sdk.packing import encode_columns, pack
 from streams.settings import Settings
 
 EventRole = Literal["predictions", "ground-truth"]
@@ -64,6 +64,9 @@ def encode_batches(
     """Pack validated events into ``(partition, record bytes)`` records under ``max_bytes``:
     column batches, or JSON arrays of event objects (``record_format="rows"``, and for
     events that cannot be columns)."""
+    columns = gather(events) if record_format == "columns" else None
+    if columns is not None and set(map(type, columns.get("prediction_id", (None,)))) == {str}:
+        return encode_columns(columns, partitions, batch_size, max_bytes)  # the same records, a column at a time
     records: list[tuple[int, bytes]] = []
     for partition, group in group_by_partition(events, partitions).items():
         for start in range(0, len(group), batch_size):
@@ -191,11 +194,12 @@ class DriftstreamClient:
         return len(events)
 
     def records(self, role: EventRole, events: list[Any], partitions: int, *, prepared: bool = False) -> list[tuple[int, bytes]]:
-        """The ``(partition, bytes)`` records of validated events: packed a column at a
+        """The ``(partition, bytes)`` records of events: validated and packed a column at a
         time when they allow it (:func:`streams.sdk.packing.pack`), else validated one by
-        one (:meth:`prepare`, unless ``prepared``) and packed. Raises ``PublishError``."""
+        one (:meth:`prepare`) and packed; ``prepared`` events (what :meth:`prepare`
+        returned) are packed as they are. Raises ``PublishError``."""
         max_bytes = self.settings.max_message_bytes
-        if self.validate and self.record_format == "columns":
+        if self.validate and self.record_format == "columns" and not prepared:
             packed = pack(role, events, partitions, self.batch_size, max_bytes)
             if packed is not None:
                 return packed
@@ -319,7 +323,8 @@ class SyncDriftstreamClient:
         self._max_queued = max_queued
         self._batch_size = batch_size
         # queued events by role, and how many are queued or in flight; guarded by _cond
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # entered in C on every call; the condition waits on it
+        self._cond = threading.Condition(self._lock)
         self._queued: dict[EventRole, list[dict[str, Any]]] = {"predictions": [], "ground-truth": []}
         self._unacked = 0
         self._failed: BaseException | None = None
@@ -375,7 +380,7 @@ class SyncDriftstreamClient:
             prepared = _VALIDATORS[role](event if type(event) is dict else _as_mapping(event))
         except ContractError as exc:
             raise PublishError(f"{role} event #0: {exc}") from exc
-        with self._cond:
+        with self._lock:
             if self._failed is not None or self._unacked >= self._max_queued:
                 self._raise_failed()
                 self._cond.wait_for(lambda: self._unacked < self._max_queued or self._failed is not None)

@@ -87,9 +87,9 @@ def _finite(columns: dict[str, Any], role: Role) -> bool:
 
 
 def encode_columns(columns: dict[str, Any], partitions: int, batch_size: int, max_bytes: int) -> list[tuple[int, bytes]]:
-    """Normalised columns (every field a list, ``features`` a dict of lists) as column batch
-    records: each partition's events in order, ``batch_size`` at a time, halved until a
-    record fits ``max_bytes``."""
+    """Columns (every field a list, ``features`` a dict of lists: normalised ones, or
+    :func:`gather`'s) as column batch records: each partition's events in order,
+    ``batch_size`` at a time, halved until a record fits ``max_bytes``."""
     keys = partitions_for(columns["prediction_id"], partitions)
     fields = {name: column for name, column in columns.items() if name != "features"}
     features = columns.get("features")

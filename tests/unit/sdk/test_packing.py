@@ -20,7 +20,8 @@ from schemas.parsing import validate_prediction
 from schemas.partitioning import partition_for
 from streams.exceptions import PublishError
 from streams.offline.simulate import Simulation, SimulationConfig
-from streams.sdk.client import DriftstreamClient, encode_batches
+from schemas.partitioning import group_by_partition
+from streams.sdk.client import DriftstreamClient, _encode_chunk, encode_batches
 from streams.sdk.packing import pack
 from streams.settings import Settings
 
@@ -87,10 +88,18 @@ def _mutate(event: dict[str, Any], rng: random.Random, role: str) -> None:
         event[rng.choice(["unknown", "extra_key"])] = rng.choice([1, None, "x"])
 
 
+def _reference(events: list[Any], partitions: int, batch_size: int, max_bytes: int) -> list[tuple[int, bytes]]:
+    """How the publisher packed validated events before packing a column at a time: each
+    partition's events in order, ``batch_size`` at a time, each chunk made columns."""
+    return [(partition, raw) for partition, group in group_by_partition(events, partitions).items()
+            for start in range(0, len(group), batch_size)
+            for raw in _encode_chunk(group[start : start + batch_size], max_bytes, "columns")]
+
+
 def _old(client: DriftstreamClient, role: str, events: list[Any], partitions: int) -> Any:
     """What the publisher made before packing: each event validated, then packed."""
     try:
-        return encode_batches(client.prepare(role, events), partitions, client.batch_size, client.settings.max_message_bytes)
+        return _reference(client.prepare(role, events), partitions, client.batch_size, client.settings.max_message_bytes)
     except (PublishError, ValueError, TypeError) as exc:  # orjson.JSONEncodeError is a TypeError
         return type(exc), str(exc)
 
@@ -159,6 +168,7 @@ def test_an_event_over_the_record_limit_is_refused_and_the_others_split() -> Non
     client = DriftstreamClient(Settings(), batch_size=40)
     small = pack("predictions", events, 1, 40, 2000)
     assert small is not None and len(small) > 1 and all(len(raw) <= 2000 for _, raw in small)
+    assert small == _reference(client.prepare("predictions", events), 1, 40, 2000)
     assert small == encode_batches(client.prepare("predictions", events), 1, 40, 2000)
     events[5]["features"]["plan"] = "x" * 3000
     with pytest.raises(PublishError, match=rf"event {events[5]['prediction_id']!r} is \d+ bytes, over the 2000-byte"):
@@ -176,3 +186,21 @@ def test_to_columns_of_dicts_is_to_columns_of_any_mapping() -> None:
         proxies = [MappingProxyType({k: MappingProxyType(v) if type(v) is dict else v for k, v in e.items()})
                    for e in events]
         assert to_columns(events) == to_columns(proxies)
+
+
+def test_encode_batches_packs_any_events_as_before() -> None:
+    """Validated or not (``validate=False``), events of the same fields are packed a column
+    at a time, as each chunk made columns would be; others the general way."""
+    rng = random.Random(6)
+    for _ in range(200):
+        events = [_prediction(i, rng) for i in range(rng.choice([1, 4, 20]))]
+        for _ in range(rng.choice([0, 1, 2])):
+            _mutate(rng.choice(events), rng, "predictions")
+        partitions, size = rng.choice([1, 4]), rng.choice([3, 500])
+        try:
+            expected = _reference(events, partitions, size, 1 << 20)
+        except (KeyError, AttributeError, TypeError) as exc:  # no or no string prediction_id, JSON
+            with pytest.raises(type(exc)):
+                encode_batches(events, partitions, size, 1 << 20)
+            continue
+        assert encode_batches(events, partitions, size, 1 << 20) == expected
