@@ -172,7 +172,9 @@ class DriftstreamClient:
 
     async def publish(self, role: EventRole, events: Iterable[Any]) -> int:
         """Validate and publish events of one topic; returns how many were sent (and acked)."""
-        events = [event if type(event) is dict else _as_mapping(event) for event in events]
+        events = list(events)
+        if set(map(type, events)) != {dict}:  # records with to_dict(), other mappings
+            events = [event if type(event) is dict else _as_mapping(event) for event in events]
         return await self._send(role, events, prepared=False)
 
     async def publish_prepared(self, role: EventRole, prepared: list[dict[str, Any]]) -> int:
