@@ -112,10 +112,15 @@ class DriftstreamClient:
         self._partitions: dict[str, int] = {}
 
     async def start(self) -> DriftstreamClient:
+        request_bytes = max(self.settings.max_message_bytes * 2, 2_097_152)
         producer = AIOKafkaProducer(
             **self.settings.kafka_client_kwargs(),
             linger_ms=self.settings.producer_linger_ms,
-            max_request_size=max(self.settings.max_message_bytes * 2, 2_097_152),
+            max_request_size=request_bytes,
+            # a partition's records of one publish go in one batch: with aiokafka's 16 KB
+            # batches, each record (tens of KB) was a batch of its own, and the next one of its
+            # partition waited for it to be sent, so a publish took one request per record
+            max_batch_size=request_bytes,
             acks="all",
             enable_idempotence=False,
         )
