@@ -1,12 +1,13 @@
 """Events into Kafka records a column at a time: the SDK publisher's fast path.
 
 Validating each event as an object (:func:`schemas.parsing.validate_prediction`) and then
-turning the validated objects into columns cost the publisher about 9 us per prediction,
-all of it Python per event. When a model server sends what it usually sends (``dict``
-events with the same fields and the same feature names), :func:`pack` gathers the fields
-into columns in C (:func:`schemas.columns.gather`), validates them a column at a time with
-the worker's own check (:func:`schemas.columns.fast_columns`), and gathers each record's
-events by an index array. Anything else (an unusual value, a bad event, a numpy scalar,
+turning the validated objects into columns cost the publisher 7 to 9 µs of CPU per
+prediction (12 features), all of it Python per event. When a model server sends what it
+usually sends (``dict`` events with the same fields and the same feature names),
+:func:`pack` gathers the fields into columns in C (:func:`schemas.columns.gather`),
+validates them a column at a time with the worker's own check
+(:func:`schemas.columns.fast_columns`, plus NaN and infinity), and gathers each record's
+events with one ``itemgetter`` per column: about 3.5 µs. Anything else (an unusual value, a bad event, a numpy scalar,
 features that differ between events) returns ``None`` and the caller validates event by
 event, which names the bad event and its fault.
 
