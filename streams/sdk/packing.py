@@ -7,9 +7,9 @@ usually sends (``dict`` events with the same fields and the same feature names),
 :func:`pack` gathers the fields into columns in C (:func:`schemas.columns.gather`),
 validates them a column at a time with the worker's own check
 (:func:`schemas.columns.fast_columns`, plus NaN and infinity), and gathers each record's
-events with one ``itemgetter`` per column: about 3.5 µs. Anything else (an unusual value, a bad event, a numpy scalar,
-features that differ between events) returns ``None`` and the caller validates event by
-event, which names the bad event and its fault.
+events with one ``itemgetter`` per column: about 3.5 µs. Anything else (an unusual value,
+a bad event, a numpy scalar, features that differ between events) returns ``None`` and the
+caller validates event by event, which names the bad event and its fault.
 
 The records are byte for byte those of validating each event and packing the results
 (``tests/unit/sdk/test_packing.py`` checks it on random events), so the worker, the
