@@ -36,13 +36,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from schemas import codec
-from schemas.columns import ColumnsError, is_column_batch, to_columns, to_rows
+from schemas.columns import ColumnsError, gather, is_column_batch, to_columns, to_rows
 from schemas.errors import ContractError
 from schemas.parsing import validate_ground_truth, validate_prediction
 from schemas.partitioning import group_by_partition
 
 from streams.exceptions import PublishError
 from streams.runtime.kafka_connect import start_client
+from streams.sdk.packing import encode_columns, pack
 from streams.settings import Settings
 
 EventRole = Literal["predictions", "ground-truth"]
@@ -63,6 +64,9 @@ def encode_batches(
     """Pack validated events into ``(partition, record bytes)`` records under ``max_bytes``:
     column batches, or JSON arrays of event objects (``record_format="rows"``, and for
     events that cannot be columns)."""
+    columns = gather(events) if record_format == "columns" else None
+    if columns is not None and set(map(type, columns.get("prediction_id", (None,)))) == {str}:
+        return encode_columns(columns, partitions, batch_size, max_bytes)  # the same records, a column at a time
     records: list[tuple[int, bytes]] = []
     for partition, group in group_by_partition(events, partitions).items():
         for start in range(0, len(group), batch_size):
@@ -108,10 +112,15 @@ class DriftstreamClient:
         self._partitions: dict[str, int] = {}
 
     async def start(self) -> DriftstreamClient:
+        request_bytes = max(self.settings.max_message_bytes * 2, 2_097_152)
         producer = AIOKafkaProducer(
             **self.settings.kafka_client_kwargs(),
             linger_ms=self.settings.producer_linger_ms,
-            max_request_size=max(self.settings.max_message_bytes * 2, 2_097_152),
+            max_request_size=request_bytes,
+            # a partition's records of one publish go in one batch: with aiokafka's 16 KB
+            # batches, each record (tens of KB) was a batch of its own, and the next one of its
+            # partition waited for it to be sent, so a publish took one request per record
+            max_batch_size=request_bytes,
             acks="all",
             enable_idempotence=False,
         )
@@ -168,24 +177,42 @@ class DriftstreamClient:
 
     async def publish(self, role: EventRole, events: Iterable[Any]) -> int:
         """Validate and publish events of one topic; returns how many were sent (and acked)."""
-        return await self.publish_prepared(role, self.prepare(role, events))
+        events = list(events)
+        if set(map(type, events)) != {dict}:  # records with to_dict(), other mappings
+            events = [event if type(event) is dict else _as_mapping(event) for event in events]
+        return await self._send(role, events, prepared=False)
 
     async def publish_prepared(self, role: EventRole, prepared: list[dict[str, Any]]) -> int:
         """Publish events :meth:`prepare` returned; returns how many were sent (and acked)."""
-        if not prepared:
+        return await self._send(role, prepared, prepared=True)
+
+    async def _send(self, role: EventRole, events: list[Any], prepared: bool) -> int:
+        if not events:
             return 0
         producer = self._require_producer()
         topic = self.settings.topic(role)
         partitions = await self._partition_count(topic)
-        records = encode_batches(
-            prepared, partitions, self.batch_size, self.settings.max_message_bytes, self.record_format
-        )
+        records = self.records(role, events, partitions, prepared=prepared)
         futures = [await producer.send(topic, raw, partition=p) for p, raw in records]
         try:
             await asyncio.gather(*futures)
         except KafkaError as exc:
             raise PublishError(f"publishing to {topic!r} failed: {exc}") from exc
-        return len(prepared)
+        return len(events)
+
+    def records(self, role: EventRole, events: list[Any], partitions: int, *, prepared: bool = False) -> list[tuple[int, bytes]]:
+        """The ``(partition, bytes)`` records of events: validated and packed a column at a
+        time when they allow it (:func:`streams.sdk.packing.pack`), else validated one by
+        one (:meth:`prepare`) and packed; ``prepared`` events (what :meth:`prepare`
+        returned) are packed as they are. Raises ``PublishError``."""
+        max_bytes = self.settings.max_message_bytes
+        if self.validate and self.record_format == "columns" and not prepared:
+            packed = pack(role, events, partitions, self.batch_size, max_bytes)
+            if packed is not None:
+                return packed
+        if not prepared:
+            events = self.prepare(role, events)
+        return encode_batches(events, partitions, self.batch_size, max_bytes, self.record_format)
 
     async def publish_in_order(
         self, items: Sequence[tuple[EventRole, Any]], chunk: int = 5000, progress: Any = None
@@ -303,7 +330,8 @@ class SyncDriftstreamClient:
         self._max_queued = max_queued
         self._batch_size = batch_size
         # queued events by role, and how many are queued or in flight; guarded by _cond
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()  # entered in C on every call; the condition waits on it
+        self._cond = threading.Condition(self._lock)
         self._queued: dict[EventRole, list[dict[str, Any]]] = {"predictions": [], "ground-truth": []}
         self._unacked = 0
         self._failed: BaseException | None = None
@@ -353,14 +381,21 @@ class SyncDriftstreamClient:
             raise failed if isinstance(failed, PublishError) else PublishError(f"publishing failed: {failed}") from failed
 
     def _enqueue(self, role: EventRole, event: Any) -> int:
-        prepared = self._client.prepare(role, [event])  # a bad event raises here, at the call
-        with self._cond:
-            self._raise_failed()
-            self._cond.wait_for(lambda: self._unacked < self._max_queued or self._failed is not None)
-            self._raise_failed()
-            self._queued[role].extend(prepared)
+        # the validator itself, not prepare() over a list of one: this is the call a model
+        # server pays on every request (the message is prepare()'s)
+        try:
+            prepared = _VALIDATORS[role](event if type(event) is dict else _as_mapping(event))
+        except ContractError as exc:
+            raise PublishError(f"{role} event #0: {exc}") from exc
+        with self._lock:
+            if self._failed is not None or self._unacked >= self._max_queued:
+                self._raise_failed()
+                self._cond.wait_for(lambda: self._unacked < self._max_queued or self._failed is not None)
+                self._raise_failed()
+            queued = self._queued[role]
+            queued.append(prepared)
             self._unacked += 1
-            if len(self._queued[role]) >= self._batch_size:
+            if len(queued) == self._batch_size:  # once per batch: the thread takes all that wait
                 self._loop.call_soon_threadsafe(self._wake.set)
         return 1
 
