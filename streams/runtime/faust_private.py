@@ -18,6 +18,7 @@ from typing import Any, cast
 import aiokafka
 import faust
 from faust.exceptions import ConsumerNotStarted
+from faust.tables import TableManager as FaustTableManager
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, ChannelT, Message
@@ -25,7 +26,8 @@ from mode import Service, ServiceT
 from mode.utils.queues import ThrowableQueue
 
 __all__ = [
-    "TESTED", "TESTED_FAUST", "ConsumerLoop", "ConsumerThread", "RecordBufferTopic", "ThrowingQueue", "channels_of",
+    "TESTED", "TESTED_FAUST", "ConsumerLoop", "ConsumerThread", "RecordBufferTopic", "TableManager", "ThrowingQueue",
+    "channels_of",
     "committed_offset", "consumer_created", "kafka_consumer", "paused_partitions", "read_offsets",
 ]
 
@@ -224,6 +226,22 @@ class ConsumerLoop(aiokafka_driver.Consumer):
             raise
         finally:
             unset_flag(CONSUMER_FETCHING)
+
+
+# -- the table manager ------------------------------------------------------------------------
+class TableManager(FaustTableManager):
+    """Faust's table manager without the second its ``on_start`` sleeps before it starts the
+    tables' changelog channels and the recovery (the consumer joins the group only after
+    that, so every worker start paid it). driftstream declares every table before the app
+    starts (:func:`streams.runtime.app.create_app`), so there is nothing to wait for."""
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
+
+
+TableManager.logger = FaustTableManager.logger  # Faust's logger, as for ConsumerThread
 
 
 # -- channel buffers of our own making -------------------------------------------------------
