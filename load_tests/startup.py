@@ -133,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
     restarts = args.restarts if args.restarts is not None else (1 if args.smoke else 5)
     result = run(restarts, None if args.no_instance_id else "startup-w1", args.seed)
+    result["smoke"] = args.smoke
     result["targets"] = {
         "launch_s": {"target": f"< {TARGET_S:g}", "met": result["launch_s"] < TARGET_S},
         "restart_s": {"target": f"< {TARGET_S:g}", "met": bool(result["restart_s"]) and result["restart_max_s"] < TARGET_S},

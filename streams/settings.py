@@ -398,7 +398,7 @@ class Settings:
         return self.replace(
             broker=url,
             static_membership=False,
-            session_timeout_s=6.0,
+            session_timeout_s=4.0,
             heartbeat_interval_s=1.0,
             rebalance_timeout_s=10.0,
         )

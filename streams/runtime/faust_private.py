@@ -122,6 +122,11 @@ ConsumerThread.logger = aiokafka_driver.AIOKafkaConsumerThread.logger
 
 
 # -- the fetch-and-deliver loop ----------------------------------------------------------------
+#: Longest the loop waits on the partitions it fetches (Faust: 1 s) before it looks at the
+#: active partitions again. A worker's start paid Faust's second: the fetch in flight when the
+#: recovery finished covered the changelogs alone, and the inputs waited for it to time out.
+IDLE_WAIT_S = 0.1
+
 class ConsumerLoop(aiokafka_driver.Consumer):
     """Faust's aiokafka consumer with its private fetch-and-deliver loop overridden, so that
     a subclass decides through public-named hooks: :meth:`already_read` (skip a fetched
@@ -165,7 +170,7 @@ class ConsumerLoop(aiokafka_driver.Consumer):
                 return await self._getmany(active_partitions=None, timeout=timeout), None
             active = frozenset(self._get_active_partitions())
             if not active:
-                await self.sleep(1)  # nothing to fetch: still yield to the event loop
+                await self.sleep(IDLE_WAIT_S)  # nothing to fetch: still yield to the event loop
                 return {}, active
             return await self._getmany(active_partitions=active, timeout=timeout), active
         finally:
@@ -190,7 +195,7 @@ class ConsumerLoop(aiokafka_driver.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(CONSUMER_FETCHING)
-                ait = cast(AsyncIterator[tuple[TP, Any]], getmany(timeout=1.0))
+                ait = cast(AsyncIterator[tuple[TP, Any]], getmany(timeout=IDLE_WAIT_S))
                 await self.sleep(0)
                 if not self.should_stop:
                     fetched_after = self.resets
