@@ -69,6 +69,15 @@ def earlier(artifacts: Path, name: str) -> dict[str, Any]:
     return orjson.loads(path.read_bytes()) if path.exists() else {}
 
 
+def _after(total: float, before: float | None) -> float | None:
+    return None if before is None else round(total - before, 3)
+
+
+def _median_after(totals: list[float], befores: list[float | None]) -> float | None:
+    parts = [t - b for t, b in zip(totals, befores) if b is not None]
+    return round(statistics.median(parts), 3) if parts else None
+
+
 def _row(label: str, value: Any, target: str = "", met: Any = "") -> str:
     cells = (label, fmt(value), target, fmt(met) if met != "" else "")
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
@@ -165,6 +174,9 @@ def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "resul
                        f"(median {fmt(st['restart_median_s'])})", st["restart_max_s"], tg["restart_s"]["target"], tg["restart_s"]["met"]),
                   _row("start-up: s of those before the worker's first log line (loading Python and its modules), launch / "
                        "restarts' median", f"{fmt(loading[0])} / {fmt(statistics.median(relaunched)) if relaunched else '-'}"),
+                  _row("start-up: s from that first log line to the first event applied (the worker's own start), launch / "
+                       "restarts' median", f"{fmt(_after(st['launch_s'], loading[0]))} / "
+                       f"{fmt(_median_after(st['restart_s'], loading[1:]))}"),
                   _row("start-up: the machine's 1-minute load average at the end of the run", st["load_average_1m"])]
     det = results.get("bench_detection", {})
     if det and "error" not in det:

@@ -1,6 +1,6 @@
 """Start-up and restart: seconds from launching ``driftstream worker`` to its first event applied.
 
-    python -m load_tests.startup [--smoke] [--json PATH] [--restarts N] [--no-instance-id]
+    python -m load_tests.startup [--smoke] [--json PATH] [--restarts N] [--no-instance-id] [--production-timings]
 
 On the embedded broker, with the settings the demo and the tests use
 (``Settings.for_embedded_broker``) and an instance id (``DRIFTSTREAM_INSTANCE_ID``):
@@ -13,8 +13,10 @@ On the embedded broker, with the settings the demo and the tests use
   again with the same settings, as a supervisor does, and a new model's prediction and label
   are published just after the launch; timed the same way, from the relaunch.
 
-Target (issue 27): under 5 s for both. ``--no-instance-id`` measures without one (each
-restart then waits out the dead member's session). The machine's load average is in the
+Target (issue 27): under 5 s for both. ``--no-instance-id`` measures without one (a restart
+then waits for the dead member's session to expire, unless loading Python took longer), and
+``--production-timings`` with the group timings ``driftstream worker`` has by default (a 30 s
+session: Tansu's join then takes 15 s). The machine's load average is in the
 summary: the figures are wall-clock times of a process start, and CPU contention stretches
 them.
 """
@@ -88,10 +90,14 @@ def interpreter_s(worker: WorkerProcess, wall: float) -> float | None:
     return round(stamp - wall, 3)
 
 
-def run(restarts: int, instance_id: str | None, seed: int) -> dict[str, Any]:
+def run(restarts: int, instance_id: str | None, seed: int, production_timings: bool = False) -> dict[str, Any]:
     with Harness() as h:
         broker = h.broker()
         settings = namespaced(broker, partitions=4)
+        if production_timings:  # what `driftstream worker` has when only the broker is set
+            defaults = Settings()
+            settings = settings.replace(session_timeout_s=defaults.session_timeout_s, rebalance_timeout_s=defaults.rebalance_timeout_s,
+                                        heartbeat_interval_s=defaults.heartbeat_interval_s)
         if instance_id is not None:
             settings = settings.replace(instance_id=instance_id)
         create_topics(settings)  # as `driftstream topics` or an earlier worker did: not timed
@@ -130,9 +136,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = parser(__doc__)
     p.add_argument("--restarts", type=int, default=None, help="SIGKILL and relaunch this many times (default 5, smoke 1)")
     p.add_argument("--no-instance-id", action="store_true", help="run the worker without DRIFTSTREAM_INSTANCE_ID")
+    p.add_argument("--production-timings", action="store_true",
+                   help="the default group timings (30 s session) instead of the embedded broker's (Settings.for_embedded_broker)")
     args = p.parse_args(argv)
     restarts = args.restarts if args.restarts is not None else (1 if args.smoke else 5)
-    result = run(restarts, None if args.no_instance_id else "startup-w1", args.seed)
+    result = run(restarts, None if args.no_instance_id else "startup-w1", args.seed, args.production_timings)
     result["smoke"] = args.smoke
     result["targets"] = {
         "launch_s": {"target": f"< {TARGET_S:g}", "met": result["launch_s"] < TARGET_S},
