@@ -38,8 +38,6 @@ from aiokafka.protocol.group import LeaveGroupRequest
 from streams.runtime.worker_log import info
 from streams.settings import Settings
 
-log = logging.getLogger(__name__)
-
 #: Longest the removal may take; past it the worker joins anyway (and waits out the old session).
 TIMEOUT_S = 5.0
 
