@@ -14,7 +14,8 @@ from load_tests.startup import applied, pair
 from streams.runtime.topics import ensure_topics
 from streams.runtime.worker_process import WorkerProcess
 from streams.settings import Settings
-from tests.integration.support import publish_events, wait_for
+
+from .support import publish_events, wait_for
 
 pytestmark = pytest.mark.integration
 
