@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -24,7 +25,8 @@ from .common import fmt, machine
 from .throughput import SDK_VS_RAW_TARGET, runs_note
 
 HERE = Path(__file__).parent
-SCRIPTS = ("bench_detectors", "bench_backtest", "bench_detection", "throughput", "latency", "memory", "memory_models", "scaling", "faults")
+SCRIPTS = ("bench_detectors", "bench_backtest", "bench_detection", "throughput", "latency", "memory", "memory_models", "scaling", "faults",
+           "startup")
 
 
 def _available(name: str) -> bool:
@@ -65,6 +67,15 @@ def earlier(artifacts: Path, name: str) -> dict[str, Any]:
     """The summary a previous run of ``name`` left in ``artifacts`` (empty if none)."""
     path = artifacts / f"{name}.json"
     return orjson.loads(path.read_bytes()) if path.exists() else {}
+
+
+def _after(total: float, before: float | None) -> float | None:
+    return None if before is None else round(total - before, 3)
+
+
+def _median_after(totals: list[float], befores: list[float | None]) -> float | None:
+    parts = [t - b for t, b in zip(totals, befores) if b is not None]
+    return round(statistics.median(parts), 3) if parts else None
 
 
 def _row(label: str, value: Any, target: str = "", met: Any = "") -> str:
@@ -152,6 +163,21 @@ def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "resul
             lines += [_row("scaling: events applied again after the rebalance", sc["applied_again"]),
                       _row("scaling: drift events / alerts published more than once",
                            f"{sc['repeated_outputs']['drift-events']} / {sc['repeated_outputs']['alerts']}")]
+    st = results.get("startup", {})
+    if st and "error" not in st:
+        tg, loading = st["targets"], st["until_first_log_line_s"]
+        restarts = len(st["restart_s"])
+        relaunched = [x for x in loading[1:] if x is not None]
+        lines += [_row("start-up: s from launching a worker to its first event applied (embedded broker)", st["launch_s"],
+                       tg["launch_s"]["target"], tg["launch_s"]["met"]),
+                  _row(f"start-up: s from a SIGKILL restart (same instance id) to its first event applied, max of {restarts} "
+                       f"(median {fmt(st['restart_median_s'])})", st["restart_max_s"], tg["restart_s"]["target"], tg["restart_s"]["met"]),
+                  _row("start-up: s of those before the worker's first log line (loading Python and its modules), launch / "
+                       "restarts' median", f"{fmt(loading[0])} / {fmt(statistics.median(relaunched)) if relaunched else '-'}"),
+                  _row("start-up: s from that first log line to the first event applied (the worker's own start), launch / "
+                       "restarts' median", f"{fmt(_after(st['launch_s'], loading[0]))} / "
+                       f"{fmt(_median_after(st['restart_s'], loading[1:]))}"),
+                  _row("start-up: the machine's 1-minute load average at the end of the run", st["load_average_1m"])]
     det = results.get("bench_detection", {})
     if det and "error" not in det:
         lines += ["", f"## Detection quality ({det['seeds']} seeds; delays in predictions, labels {det['label_delay']} late and "

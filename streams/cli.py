@@ -39,7 +39,12 @@ def _cmd_broker(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     with broker:
         print(f"embedded broker (memory-only) ready at {broker.bootstrap_servers}", flush=True)
-        print(f"  export DRIFTSTREAM_BROKER={broker.url}", flush=True)
+        # with the group timings a worker needs to start in seconds there (the defaults are Kafka's)
+        embedded = Settings().for_embedded_broker(broker.url)
+        print(f"  export DRIFTSTREAM_BROKER={broker.url} DRIFTSTREAM_SESSION_TIMEOUT_S={embedded.session_timeout_s:g} "
+              f"DRIFTSTREAM_HEARTBEAT_INTERVAL_S={embedded.heartbeat_interval_s:g} "
+              f"DRIFTSTREAM_REBALANCE_TIMEOUT_S={embedded.rebalance_timeout_s:g} DRIFTSTREAM_STATIC_MEMBERSHIP=false",
+              flush=True)
         print("  Ctrl-C stops it; everything it holds is lost.", flush=True)
         stop.wait()
     print("broker stopped", flush=True)

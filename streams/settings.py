@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,10 @@ ENV_PREFIX = "DRIFTSTREAM_"
 
 #: The topics driftstream reads and writes, by their role (the prefix is prepended).
 TOPIC_ROLES = topics.NAMES
+
+#: What a group instance id may hold (Kafka's rule for names; it also becomes part of the
+#: client id, which the broker puts in front of the member ids it gives out).
+INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -89,6 +94,8 @@ def _coerce(name: str, annotation: str, raw: str) -> Any:
         if annotation == "str | None":
             return raw or None
         return raw
+    except SettingsError:  # a ValueError already naming the variable (a bad boolean)
+        raise
     except ValueError as exc:
         raise SettingsError(
             f"{ENV_PREFIX}{name.upper()}={raw!r}: expected {annotation} ({exc})"
@@ -162,6 +169,17 @@ class Settings:
     #: Models a worker exports per-model Prometheus series for (detector statistics,
     #: coverage, alerts): each has dozens to hundreds; the rest are counted only.
     max_model_series: int = 100
+    #: This worker's name in the consumer group, unique per worker and the same across its
+    #: restarts (e.g. ``worker-1``, a StatefulSet pod name): a restarted worker then takes its
+    #: predecessor's place at once instead of waiting out its session (docs/delivery.md,
+    #: "Restarts"). Unset: a new member per process, as before.
+    instance_id: str | None = None
+    #: With an instance id: use Kafka's static group membership (``group.instance.id``,
+    #: KIP-345), under which a restart moves no partition. Off: the worker removes its
+    #: predecessor's member from the group before it joins (the embedded broker's way: it
+    #: holds every static join and sync 3 s). A static member does not leave the group when
+    #: it stops, so a worker that stops for good keeps its partitions for a session timeout.
+    static_membership: bool = True
     #: Consumer-group timing; short values make the embedded broker start in seconds.
     session_timeout_s: float = 30.0
     heartbeat_interval_s: float = 3.0
@@ -287,6 +305,15 @@ class Settings:
             raise SettingsError(
                 f"{ENV_PREFIX}WEBHOOK_FORMAT={self.webhook_format!r}: expected json or slack"
             )
+        if self.instance_id is not None and not INSTANCE_ID.fullmatch(self.instance_id):
+            raise SettingsError(
+                f"{ENV_PREFIX}INSTANCE_ID={self.instance_id!r}: expected 1-200 of A-Z a-z 0-9 . _ -"
+            )
+        if not 0 < self.heartbeat_interval_s < self.session_timeout_s:
+            raise SettingsError(
+                f"{ENV_PREFIX}HEARTBEAT_INTERVAL_S={self.heartbeat_interval_s}: expected > 0 and below "
+                f"DRIFTSTREAM_SESSION_TIMEOUT_S ({self.session_timeout_s})"
+            )
         if not self.broker.startswith("kafka://"):
             raise SettingsError(
                 f"{ENV_PREFIX}BROKER={self.broker!r}: expected kafka://host:port[,host:port]"
@@ -323,6 +350,12 @@ class Settings:
         """Longest a worker spends handing its partitions over at a rebalance or shutdown
         (:meth:`streams.runtime.checkpoint.Checkpointer.hand_over`): half the session timeout, so a rebalance is not held up."""
         return self.session_timeout_s / 2
+
+    @property
+    def client_id(self) -> str | None:
+        """The Kafka client id of a worker with an instance id (the broker builds the member ids
+        it gives out from it: :mod:`streams.runtime.membership`); ``None``: Faust's own."""
+        return f"driftstream-{self.instance_id}" if self.instance_id else None
 
     def topic(self, role: str) -> str:
         """The full name of a topic by its role (see ``TOPIC_ROLES``)."""
@@ -367,10 +400,13 @@ class Settings:
     def for_embedded_broker(self, url: str) -> Settings:
         """These settings pointed at the embedded broker, with group timings that make a
         worker start processing in seconds there (Tansu's group join takes half the session
-        timeout; production keeps the sane defaults)."""
+        timeout; production keeps the sane defaults), and no static membership (Tansu holds a
+        static member's join and sync 3 s each: a restart replaces its predecessor instead,
+        :mod:`streams.runtime.membership`)."""
         return self.replace(
             broker=url,
-            session_timeout_s=6.0,
+            static_membership=False,
+            session_timeout_s=4.0,
             heartbeat_interval_s=1.0,
             rebalance_timeout_s=10.0,
         )

@@ -52,6 +52,7 @@ from streams.runtime.batching import BatchedTopic, acknowledge, admit
 from streams.runtime.checkpoint import Checkpointer
 from streams.runtime.consumer import install as install_consumer
 from streams.runtime.exporting import Exporter
+from streams.runtime.faust_private import TableManager
 from streams.runtime.gaps import GapGuard
 from streams.runtime.integrity import EXIT_BROKER_LOST_DATA, BrokerIntegrity
 from streams.runtime.join_runner import JoinRunner
@@ -108,7 +109,12 @@ def faust_settings(settings: Settings) -> dict[str, Any]:
         "web_stats_enabled": False,
         "web_metrics_enabled": False,
         "table_standby_replicas": 0,
+        "TableManager": TableManager,  # Faust's, less a second's sleep at every start
     }
+    if settings.client_id is not None:
+        conf["broker_client_id"] = settings.client_id
+    if settings.instance_id is not None and settings.static_membership:
+        conf["consumer_group_instance_id"] = settings.instance_id
     credentials = _credentials(settings)
     if credentials is not None:
         conf["broker_credentials"] = credentials

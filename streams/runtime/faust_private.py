@@ -18,6 +18,7 @@ from typing import Any, cast
 import aiokafka
 import faust
 from faust.exceptions import ConsumerNotStarted
+from faust.tables import TableManager as FaustTableManager
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, ChannelT, Message
@@ -25,7 +26,8 @@ from mode import Service, ServiceT
 from mode.utils.queues import ThrowableQueue
 
 __all__ = [
-    "TESTED", "TESTED_FAUST", "ConsumerLoop", "ConsumerThread", "RecordBufferTopic", "ThrowingQueue", "channels_of",
+    "TESTED", "TESTED_FAUST", "ConsumerLoop", "ConsumerThread", "RecordBufferTopic", "TableManager", "ThrowingQueue",
+    "channels_of",
     "committed_offset", "consumer_created", "kafka_consumer", "paused_partitions", "read_offsets",
 ]
 
@@ -120,6 +122,11 @@ ConsumerThread.logger = aiokafka_driver.AIOKafkaConsumerThread.logger
 
 
 # -- the fetch-and-deliver loop ----------------------------------------------------------------
+#: Longest the loop waits on the partitions it fetches (Faust: 1 s) before it looks at the
+#: active partitions again. A worker's start paid Faust's second: the fetch in flight when the
+#: recovery finished covered the changelogs alone, and the inputs waited for it to time out.
+IDLE_WAIT_S = 0.1
+
 class ConsumerLoop(aiokafka_driver.Consumer):
     """Faust's aiokafka consumer with its private fetch-and-deliver loop overridden, so that
     a subclass decides through public-named hooks: :meth:`already_read` (skip a fetched
@@ -163,7 +170,7 @@ class ConsumerLoop(aiokafka_driver.Consumer):
                 return await self._getmany(active_partitions=None, timeout=timeout), None
             active = frozenset(self._get_active_partitions())
             if not active:
-                await self.sleep(1)  # nothing to fetch: still yield to the event loop
+                await self.sleep(IDLE_WAIT_S)  # nothing to fetch: still yield to the event loop
                 return {}, active
             return await self._getmany(active_partitions=active, timeout=timeout), active
         finally:
@@ -188,7 +195,7 @@ class ConsumerLoop(aiokafka_driver.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(CONSUMER_FETCHING)
-                ait = cast(AsyncIterator[tuple[TP, Any]], getmany(timeout=1.0))
+                ait = cast(AsyncIterator[tuple[TP, Any]], getmany(timeout=IDLE_WAIT_S))
                 await self.sleep(0)
                 if not self.should_stop:
                     fetched_after = self.resets
@@ -224,6 +231,22 @@ class ConsumerLoop(aiokafka_driver.Consumer):
             raise
         finally:
             unset_flag(CONSUMER_FETCHING)
+
+
+# -- the table manager ------------------------------------------------------------------------
+class TableManager(FaustTableManager):
+    """Faust's table manager without the second its ``on_start`` sleeps before it starts the
+    tables' changelog channels and the recovery (the consumer joins the group only after
+    that, so every worker start paid it). driftstream declares every table before the app
+    starts (:func:`streams.runtime.app.create_app`), so there is nothing to wait for."""
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
+
+
+TableManager.logger = FaustTableManager.logger  # Faust's logger, as for ConsumerThread
 
 
 # -- channel buffers of our own making -------------------------------------------------------

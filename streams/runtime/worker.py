@@ -45,9 +45,11 @@ def run_worker(settings: Settings, tasks: Sequence[Callable[..., Awaitable[None]
     import faust
 
     from streams.runtime.app import create_app
+    from streams.runtime.membership import remove_predecessors
     from streams.runtime.topics import ensure_topics
 
     asyncio.run(ensure_topics(settings))
+    asyncio.run(remove_predecessors(settings))  # a restart joins without waiting out its old session
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = create_app(settings, tasks=tasks)
     app.driftstream_log.started = started  # type: ignore[attr-defined]

@@ -66,6 +66,13 @@ def test_broker_address_lives_only_in_the_environment() -> None:
     assert _env("worker-1")["DRIFTSTREAM_BROKER"] == "kafka://kafka:9092"
 
 
+def test_each_worker_has_its_own_instance_id_and_static_membership() -> None:
+    ids = [Settings.from_env(_env(worker)).instance_id for worker in WORKERS]
+    assert ids == list(WORKERS), ids
+    assert all(Settings.from_env(_env(worker)).static_membership for worker in WORKERS)
+    assert "DRIFTSTREAM_INSTANCE_ID" not in _env("demo-producer")
+
+
 def test_workers_share_a_consumer_group_but_not_state() -> None:
     assert _env("worker-1")["DRIFTSTREAM_APP_ID"] == _env("worker-2")["DRIFTSTREAM_APP_ID"]
     volumes = [SERVICES[w]["volumes"][0].split(":")[0] for w in WORKERS]

@@ -56,6 +56,11 @@ def test_broker_command_starts_answers_and_stops_cleanly() -> None:
         first = proc.stdout.readline() if proc.stdout else ""
         assert "embedded broker (memory-only) ready at 127.0.0.1:" in first
         address = first.rsplit(" ", 1)[-1].strip()
+        exports = proc.stdout.readline() if proc.stdout else ""
+        # the variables to export: the broker, and the timings that start a worker in seconds there
+        assert exports.split() == ["export", f"DRIFTSTREAM_BROKER=kafka://{address}", "DRIFTSTREAM_SESSION_TIMEOUT_S=4",
+                                   "DRIFTSTREAM_HEARTBEAT_INTERVAL_S=1", "DRIFTSTREAM_REBALANCE_TIMEOUT_S=10",
+                                   "DRIFTSTREAM_STATIC_MEMBERSHIP=false"], exports
         started = _tansu_pids() - before
         assert len(started) == 1
         settings = Settings.from_env({}).replace(broker=f"kafka://{address}", topic_prefix="clitest.")

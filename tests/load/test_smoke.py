@@ -109,6 +109,15 @@ def test_scaling_smoke(tmp_path: Path) -> None:
     assert s["repeated_outputs"] == {"drift-events": 0, "alerts": 0}
 
 
+def test_startup_smoke(tmp_path: Path) -> None:
+    from load_tests import startup
+
+    s = _run(startup, tmp_path)
+    _positive(s, "launch_s", "restart_max_s")
+    assert len(s["restart_s"]) == 1 and s["instance_id"] == "startup-w1"
+    assert s["targets"]["launch_s"]["target"] == "< 5"
+
+
 @pytest.mark.timeout(450)
 def test_faults_smoke(tmp_path: Path) -> None:
     from load_tests import faults

@@ -242,3 +242,43 @@ def test_an_error_faust_throws_into_a_batch_buffer_is_raised_by_its_next_get() -
             await asyncio.wait_for(queue.get(), timeout=5)
 
     asyncio.run(test())
+
+
+def test_the_table_manager_starts_what_fausts_starts_less_its_second_of_sleep() -> None:
+    from faust.tables import manager as faust_tables
+
+    source = inspect.getsource(faust_tables.TableManager.on_start)
+    # Faust's on_start: sleep(1.0), then the channels and the recovery; faust_private's is the rest
+    assert hashlib.sha256(source.encode()).hexdigest()[:16] == "365dd25fbc0e0684", _changed(
+        "`TableManager.on_start`", "faust_private.TableManager.on_start must be compared with it")
+    app = faust.App("test-faust-private", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
+                    TableManager=faust_private.TableManager)
+    tables = app.tables
+    assert isinstance(tables, faust_private.TableManager)
+    assert inspect.iscoroutinefunction(tables._update_channels), _changed("`TableManager._update_channels`", "gone")
+    assert hasattr(tables.recovery, "start"), _changed("`TableManager.recovery`", "gone")
+    assert faust_private.TableManager.logger is faust_tables.TableManager.logger
+
+
+def test_the_table_manager_starts_the_channels_and_the_recovery_at_once() -> None:
+    started: list[str] = []
+
+    class Recorded(faust_private.TableManager):
+        async def _update_channels(self) -> None:
+            started.append("channels")
+
+    async def test() -> None:
+        app = faust.App("test-faust-private", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
+                        TableManager=Recorded)
+        tables = app.tables
+
+        async def recovery_started() -> None:
+            started.append("recovery")
+
+        tables.recovery.start = recovery_started  # type: ignore[method-assign]
+        began = asyncio.get_running_loop().time()
+        await tables.on_start()
+        assert asyncio.get_running_loop().time() - began < 0.5
+
+    asyncio.run(test())
+    assert started == ["channels", "recovery"]

@@ -83,3 +83,31 @@ def test_embedded_broker_timings_are_short_and_production_defaults_sane() -> Non
     assert dev.session_timeout_s <= 6 and dev.heartbeat_interval_s <= 1 and dev.broker == "kafka://127.0.0.1:1234"
     conf = faust_settings(dev)
     assert conf["web_tables_enabled"] is False and conf["web_bind"] == "127.0.0.1"
+    # Tansu holds a static member's join and sync 3 s each: there, a restart replaces its predecessor
+    assert prod.static_membership is True and dev.static_membership is False
+
+
+def test_an_instance_id_names_the_client_and_with_static_membership_the_group_instance() -> None:
+    plain = Settings.from_env({})
+    assert plain.instance_id is None and plain.client_id is None
+    assert "consumer_group_instance_id" not in faust_settings(plain) and "broker_client_id" not in faust_settings(plain)
+    static = Settings.from_env({"DRIFTSTREAM_INSTANCE_ID": "worker-1"})
+    conf = faust_settings(static)
+    assert (conf["consumer_group_instance_id"], conf["broker_client_id"]) == ("worker-1", "driftstream-worker-1")
+    dynamic = Settings.from_env({"DRIFTSTREAM_INSTANCE_ID": "worker-1", "DRIFTSTREAM_STATIC_MEMBERSHIP": "false"})
+    conf = faust_settings(dynamic)
+    assert "consumer_group_instance_id" not in conf and conf["broker_client_id"] == "driftstream-worker-1"
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"DRIFTSTREAM_INSTANCE_ID": "worker 1"}, "DRIFTSTREAM_INSTANCE_ID='worker 1': expected 1-200 of A-Z a-z 0-9 . _ -"),
+    ({"DRIFTSTREAM_INSTANCE_ID": "w" * 201}, "DRIFTSTREAM_INSTANCE_ID="),
+    ({"DRIFTSTREAM_STATIC_MEMBERSHIP": "maybe"}, "DRIFTSTREAM_STATIC_MEMBERSHIP='maybe': expected a boolean"),
+    ({"DRIFTSTREAM_HEARTBEAT_INTERVAL_S": "30"}, "DRIFTSTREAM_HEARTBEAT_INTERVAL_S=30.0: expected > 0 and below "
+                                                  "DRIFTSTREAM_SESSION_TIMEOUT_S (30.0)"),
+])
+def test_bad_membership_settings_are_refused_naming_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
