@@ -284,7 +284,7 @@ def poison_records(n: int, seed: int) -> list[tuple[bytes, bytes, str]]:
         if kind == 0:
             out.append((key, b'{"prediction_id": "x", not json', "malformed_json"))
         elif kind == 1:
-            out.append((key, codec.dumps({"prediction_id": key.decode(), "model_id": "fault-model", "timestamp": 1.0, "prediction": [1]}), "wrong_type"))
+            out.append((key, codec.dumps({"prediction_id": key.decode(), "model_id": "fault-model", "timestamp": 1.0, "prediction": {"x": 1}}), "wrong_type"))  # an object: no prediction type
         elif kind == 2:
             out.append((key, b'{"prediction_id": "n", "model_id": "fault-model", "timestamp": 1, "prediction": 1, "score": NaN}', "malformed_json"))
         elif kind == 3:
