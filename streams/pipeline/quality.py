@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from itertools import repeat
-from operator import countOf
 from typing import Any
 
 import numpy as np
@@ -157,20 +156,20 @@ class FeatureQuality:
         ``None`` where none is set. A numeric feature's numbers and nulls, and a string
         feature's strings and nulls, take a few whole-column passes; any other mix, one
         value at a time."""
-        if self.numeric and (countOf(map(type, values), float) == len(values)
-                             or set(map(type, values)) <= _NUMERIC_TYPES):
+        x = _plain_numbers(values) if self.numeric else None
+        if x is None and self.numeric and set(map(type, values)) <= _NUMERIC_TYPES:
             try:
                 x = np.asarray(values, dtype=np.float64)  # None -> nan
             except OverflowError:  # an int beyond a float's range
                 pass
-            else:
-                low, high = self.low, self.high
-                if low <= x.min() and x.max() <= high:  # a nan or an infinity fails both sides
-                    return None
-                finite = np.isfinite(x)
-                outside = (x < low) | (x > high)  # an infinity too: not counted as outside below
-                return (outside & finite).view(np.uint8) << 1 | (~finite).view(np.uint8)
-        elif not self.numeric and self.types == ["string"]:
+        if x is not None:
+            low, high = self.low, self.high
+            if low <= x.min() and x.max() <= high:  # a nan or an infinity fails both sides
+                return None
+            finite = np.isfinite(x)
+            outside = (x < low) | (x > high)  # an infinity too: not counted as outside below
+            return (outside & finite).view(np.uint8) << 1 | (~finite).view(np.uint8)
+        if not self.numeric and self.types == ["string"]:
             distinct = _distinct(values)
             if distinct is not None and set(map(type, distinct)) <= _STRING_TYPES:  # a str equals only a str
                 if None not in distinct and distinct <= self._known:
@@ -262,6 +261,19 @@ def _per_bucket(codes: np.ndarray | None, position: int, n: int, bucket: int) ->
     counts = [np.add.reduceat(flagged, at, dtype=np.int64).tolist() if flagged.any() else [0] * len(starts)
               for flagged in (codes & bit != 0 for bit in (1, 2, 4))]
     return [(s, e, *c) for s, e, c in zip(starts, ends, zip(*counts))]
+
+
+def _plain_numbers(values: Sequence[Any]) -> np.ndarray | None:
+    """``values`` as an array where numpy's own pass over them shows ints and floats only
+    (no null, string or list): one pass instead of a type check and a conversion. A bool
+    would pass as a 0 or a 1, so a column holding either is left to the type check."""
+    try:
+        x = np.asarray(values)
+    except (ValueError, TypeError, OverflowError):  # lists of unequal lengths, say
+        return None
+    if x.ndim != 1 or x.dtype.kind not in "fi" or np.count_nonzero((x == 0) | (x == 1)):
+        return None
+    return x
 
 
 def _distinct(values: Sequence[Any]) -> set[Any] | None:

@@ -79,9 +79,11 @@ def test_each_check_fires_on_its_own_breakage_and_nothing_before_it(check: str, 
     assert [(a["status"], a["feature"], a["detector"]) for a in alerts][:1] == [("firing", feature, check)]
 
 
-def test_a_clean_stream_gives_no_quality_event_and_nothing_is_checked_by_default() -> None:
+def test_a_clean_stream_gives_no_quality_event_and_all_four_are_checked_by_default() -> None:
     assert _run(_stream("none"), ALL) == ([], [])
-    assert _run(_stream("missing_rate"), {}) == ([], [])  # data_quality.checks = []: off
+    assert _run(_stream("none"), {}) == ([], [])
+    assert _run(_stream("missing_rate"), {}) == _run(_stream("missing_rate"), ALL)  # on by default
+    assert _run(_stream("missing_rate"), {"defaults": {"data_quality": {"checks": []}}}) == ([], [])  # off
 
 
 def test_quality_results_do_not_depend_on_batching_or_a_state_round_trip() -> None:
@@ -113,6 +115,8 @@ def test_the_topic_contracts_accept_the_data_quality_kind() -> None:
     [1.0, None, 2.5, 99.0, -5, float("nan"), 3],  # numbers and nulls: the numpy path
     [1.0, "x", True, None, 7.0, [1], 10 ** 400],  # any mix: one value at a time
     [0.5, 1.0, 2.0, 3.5],  # all in range: nothing flagged
+    [0.5, True, 2.0, 3, 9],  # a bool among numbers and no null: numpy alone would see a 1.0
+    [2, 3, 4.0, 5],  # ints and floats: numbers
 ])
 def test_the_vectorised_numeric_flags_equal_the_per_value_ones(values: list) -> None:
     q = FeatureQuality.from_reference([0.0, 1.0, 2.0, 4.0], window=100)
