@@ -47,6 +47,8 @@ _COUNT = {"missing_rate": 0, "out_of_range": 1, "unseen_category": 1, "type_chan
 #: Counted values not yet in the window: positions ``[start, end)``, all in one bucket, and
 #: their counts (missing, outside or unseen, of another type).
 Row = tuple[int, int, int, int, int]
+#: Where in a batch each count's values are (offsets), ``None`` where it has none.
+Flagged = tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]
 
 
 def value_type(v: Any) -> str:
@@ -149,13 +151,13 @@ class FeatureQuality:
 
     def _rows(self, values: list[Any], position: int) -> list[Row]:
         """``values``' counts, a row per bucket they touch."""
-        return _per_bucket(self._codes(values), position, len(values), self.bucket)
+        return _per_bucket(self._flagged(values), position, len(values), self.bucket)
 
-    def _codes(self, values: list[Any]) -> np.ndarray | None:
-        """One flag per value (bits 1 missing, 2 outside or unseen, 4 of another type), or
-        ``None`` where none is set. A numeric feature's numbers and nulls, and a string
-        feature's strings and nulls, take a few whole-column passes; any other mix, one
-        value at a time."""
+    def _flagged(self, values: list[Any]) -> Flagged:
+        """Where in ``values`` each count's values are (missing; outside or unseen; of another
+        type); ``None`` for a count that takes none. A numeric feature's numbers and nulls,
+        and a string feature's strings and nulls, take a few whole-column passes; any other
+        mix, one value at a time."""
         x = _plain_numbers(values) if self.numeric else None
         if x is None and self.numeric and set(map(type, values)) <= _NUMERIC_TYPES:
             try:
@@ -164,20 +166,22 @@ class FeatureQuality:
                 pass
         if x is not None:
             low, high = self.low, self.high
-            if low <= x.min() and x.max() <= high:  # a nan or an infinity fails both sides
-                return None
+            lowest, highest = x.min(), x.max()  # a nan or an infinity shows in one of them
+            if low <= lowest and highest <= high:
+                return None, None, None
+            if math.isfinite(lowest) and math.isfinite(highest):  # outliers, nothing missing
+                return None, np.flatnonzero((x < low) | (x > high)), None
             finite = np.isfinite(x)
-            outside = (x < low) | (x > high)  # an infinity too: not counted as outside below
-            return (outside & finite).view(np.uint8) << 1 | (~finite).view(np.uint8)
+            return np.flatnonzero(~finite), np.flatnonzero(finite & ((x < low) | (x > high))), None
         if not self.numeric and self.types == ["string"]:
             distinct = _distinct(values)
             if distinct is not None and set(map(type, distinct)) <= _STRING_TYPES:  # a str equals only a str
                 if None not in distinct and distinct <= self._known:
-                    return None
+                    return None, None, None
                 flag = dict.fromkeys(self._known, 0)
                 flag[None] = 1
-                return np.fromiter(map(flag.get, values, repeat(2)), dtype=np.uint8, count=len(values))
-        return np.fromiter(map(self._flag, values), dtype=np.uint8, count=len(values))
+                return _positions(np.fromiter(map(flag.get, values, repeat(2)), dtype=np.uint8, count=len(values)))
+        return _positions(np.fromiter(map(self._flag, values), dtype=np.uint8, count=len(values)))
 
     def _flag(self, v: Any) -> int:
         """One value's flag, whatever its type."""
@@ -245,22 +249,25 @@ class FeatureQuality:
             return q
         flags = str(state.get("flags") or "")
         codes = np.frombuffer(flags.encode("ascii"), dtype=np.uint8) - ord("0")
-        for row in _per_bucket(codes, end - len(flags), len(flags), q.bucket) if len(flags) else ():
+        for row in _per_bucket(_positions(codes), end - len(flags), len(flags), q.bucket) if len(flags) else ():
             q._add(row)
         return q
 
 
-def _per_bucket(codes: np.ndarray | None, position: int, n: int, bucket: int) -> list[Row]:
-    """The counts of ``n`` values from ``position`` on with flags ``codes`` (``None``: none
-    set), a row per bucket they touch."""
+def _per_bucket(flagged: Flagged, position: int, n: int, bucket: int) -> list[Row]:
+    """The counts of ``n`` values from ``position`` on (``flagged``: where each count's
+    values are), a row per bucket they touch."""
     starts = [position, *range((position // bucket + 1) * bucket, position + n, bucket)]
     ends = [*starts[1:], position + n]
-    if codes is None:
-        return [(s, e, 0, 0, 0) for s, e in zip(starts, ends)]
-    at = np.asarray(starts) - position
-    counts = [np.add.reduceat(flagged, at, dtype=np.int64).tolist() if flagged.any() else [0] * len(starts)
-              for flagged in (codes & bit != 0 for bit in (1, 2, 4))]
+    first = position // bucket
+    counts = [[0] * len(starts) if at is None or not len(at) else
+              np.bincount((at + position) // bucket - first, minlength=len(starts)).tolist() for at in flagged]
     return [(s, e, *c) for s, e, c in zip(starts, ends, zip(*counts))]
+
+
+def _positions(codes: np.ndarray) -> Flagged:
+    """Flag digits (bits 1, 2, 4: one per count) as where each count's values are."""
+    return tuple(np.flatnonzero(codes & bit) for bit in (1, 2, 4))  # type: ignore[return-value]
 
 
 def _plain_numbers(values: Sequence[Any]) -> np.ndarray | None:
