@@ -37,7 +37,7 @@ import numpy as np
 
 #: The checks per kind of feature (numeric: out_of_range; categorical: unseen_category).
 CHECKS = ("missing_rate", "out_of_range", "unseen_category", "type_change")
-#: Value types that take the vectorised paths of FeatureQuality.update.
+#: Value types that take the whole-column paths of FeatureQuality._flagged.
 _NUMERIC_TYPES = frozenset({float, int, type(None)})
 _STRING_TYPES = frozenset({str, type(None)})
 #: Each check's count (out_of_range and unseen_category share one: a feature has one of
