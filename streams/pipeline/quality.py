@@ -232,7 +232,7 @@ class FeatureQuality:
         self.advance(math.inf)
         return {"numeric": self.numeric, "missing": self.missing, "types": self.types, "low": self.low,
                 "high": self.high, "categories": self.categories, "window": self.window, "bucket": self.bucket,
-                "end": self.end, "seen": self.seen, "counts": self._ring}
+                "end": self.end, "seen": self.seen, "counts": [row[:] for row in self._ring]}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], end: int = 0, bucket: int = 1) -> FeatureQuality:
