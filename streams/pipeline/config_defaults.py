@@ -33,9 +33,9 @@ DEFAULTS: dict[str, Any] = {
             "type": "psi_categorical", "window": 1000, "step": 250, "psi_above": 0.1,
         },
     },
-    # per feature, over the last `window` predictions (streams/pipeline/quality.py); no checks: off
+    # per feature, over the last `window` predictions (streams/pipeline/quality.py); [] turns them off
     "data_quality": {
-        "checks": [],  # of: missing_rate, out_of_range, unseen_category, type_change
+        "checks": ["missing_rate", "out_of_range", "unseen_category", "type_change"],
         "window": 1000,
         "max_missing_increase": 0.1,  # above the reference's missing rate
         "max_out_of_range": 0.05,  # share of numbers outside the reference's range

@@ -238,6 +238,7 @@ class ModelMonitor:
         # the batch's observations for the alert policy, with their sequence's rank (0:
         # predictions, 1: pairs), handed over in event-time order at its end
         self._observed: list[tuple[Observation, int]] = []
+        self._drifted: set[str] = set()  # the keys of the checks among them that drifted
         self._pending_requests: list[dict[str, Any]] = []
         # concept drifts whose alert member stays firing while the rolling error is at least this
         self.elevated: dict[str, float] = {}
@@ -293,7 +294,8 @@ class ModelMonitor:
             watched = {w.feature for w in self.watched.values()}
         if self.config.data_quality["checks"]:
             window = int(self.config.data_quality["window"])
-            self.quality = {f: FeatureQuality.from_reference(ref[f"f:{f}"], window) for f in sorted(watched) if f}
+            bucket = math.gcd(window, OBSERVE_EVERY)  # so every checkpoint's window ends on a bucket's edge
+            self.quality = {f: FeatureQuality.from_reference(ref[f"f:{f}"], window, bucket) for f in sorted(watched) if f}
         est = self.config.estimated_performance
         if est["metrics"]:
             self.estimate = EstimatedPerformance.from_reference(
@@ -413,7 +415,7 @@ class ModelMonitor:
         predictions' before the pairs' at equal time (each sequence's own order kept): a
         batch holds both sequences up to one frontier (:mod:`streams.pipeline.event_time`), so
         the policy sees one order however the batches were cut."""
-        observed, self._observed = self._observed, []
+        observed, self._observed, self._drifted = self._observed, [], set()
         observed.sort(key=lambda item: (item[0].timestamp, item[1]))
         for obs, _ in observed:
             result.alerts.extend(self.policy.observe(obs))
@@ -478,6 +480,11 @@ class ModelMonitor:
                 self._fit_reference(float(cols["ts"][take - 1]))
         if start >= n or self.reference is not None:
             return start
+        for feature, quality in self.quality.items():  # counted at the batch's first checkpoint
+            source = cols["features"].get(feature)
+            if source is None:
+                source = [None] * n
+            quality.update(source[start:] if start else source, self.n_predictions)
         for lo, hi in _chunks(self.n_predictions, n - start):
             self._feed_chunk(cols, lo + start, hi + start, result)
         return start
@@ -497,8 +504,8 @@ class ModelMonitor:
                 values = pending["columns"][watched.key]
                 self._run(watched, values[fed:], fed, size, pending, first + fed, result)
                 self.fed[watched.key] = size
-        if self.quality:  # after the detectors: at equal event time, after what they observed in this chunk
-            self._update_quality(cols, lo, hi, end_of_chunk, result)
+        if self.quality and end_of_chunk:  # after the detectors: at equal event time, after what they observed
+            self._check_quality(cols, hi, result)
         if self.estimate is not None:
             self._update_estimate(cols, lo, hi, result)
         if self.latency is not None:
@@ -506,22 +513,15 @@ class ModelMonitor:
         if end_of_chunk:
             self.pending, self.fed = None, {}
 
-    def _update_quality(self, cols: dict[str, Any], lo: int, hi: int, end_of_chunk: bool, result: MonitorResult) -> None:
-        """Flag predictions ``[lo, hi)`` of each feature; at a checkpoint with a full window,
-        check each flag's share."""
-        for feature, quality in self.quality.items():
-            source = cols["features"].get(feature)
-            quality.update(source[lo:hi] if source is not None else [None] * (hi - lo))
-        if not end_of_chunk:
-            return
+    def _check_quality(self, cols: dict[str, Any], hi: int, result: MonitorResult) -> None:
+        """At a checkpoint, each feature's window ends here: with a full one, check each
+        count's share (the values were queued with the batch, :meth:`_process_predictions`)."""
         limits = self.config.data_quality
         for feature, quality in self.quality.items():
-            if len(quality.flags) < quality.window:
-                continue  # a share of a few values says little: judged over full windows only
-            for check, share in quality.shares(quality.checks(limits["checks"])).items():
-                self._emit_check(f"quality:{feature}:{check}", "data_quality", check, feature, share,
-                                 quality.threshold(check, limits), "above", None, hi - 1, self.n_predictions - 1,
-                                 cols, result, quality.window, 0)
+            quality.advance(self.n_predictions)
+            for check, share, threshold in quality.judged(limits):  # none before the window is full
+                self._emit_check(f"quality:{feature}:{check}", "data_quality", check, feature, share, threshold,
+                                 "above", None, hi - 1, self.n_predictions - 1, cols, result, quality.window, 0)
 
     def _update_estimate(self, cols: dict[str, Any], lo: int, hi: int, result: MonitorResult) -> None:
         """Add predictions ``[lo, hi)`` to the label-free estimate; check each window it
@@ -871,9 +871,16 @@ class ModelMonitor:
         if not judged:
             return
         was = self.in_drift.get(key, False) or instance is not None
-        event_id = stable_id(*self._id, key, position, "drift" if drift else "clear",
-                             *(() if instance is None else (instance,)))
+        if drift:
+            self._drifted.add(key)
+        elif not was and key not in self._drifted and not self._firing(key):
+            # no drift event, and nothing for the alert policy to resolve: most checkpoints
+            # of most checks (a dozen features' quality checks are three a feature)
+            return
+        event_id = ""  # an observation without a drift event: the policy reads no id from it
         if drift or was:
+            event_id = stable_id(*self._id, key, position, "drift" if drift else "clear",
+                                 *(() if instance is None else (instance,)))
             self.in_drift[key] = drift
             result.drift_events.append({
                 **self._event_base(event_id, name, kind, feature, drift, ts, position),
@@ -883,6 +890,11 @@ class ModelMonitor:
         obs = Observation(key, kind, name, feature, drift, value, threshold, direction, None, ts,
                           position, str(cols["pid"][i]), event_id, baseline)
         self._observed.append((obs, rank))
+
+    def _firing(self, key: str) -> bool:
+        """Whether the alert policy has ``key`` as a firing member (as of the last batch)."""
+        member = self.policy.members.get(key)
+        return member is not None and member["status"] == "firing"
 
     def _still_elevated(self, value: float, i: int, position: int, cols: dict[str, Any]) -> None:
         """At a performance checkpoint: each held concept drift whose error is still up is
@@ -1006,7 +1018,8 @@ class ModelMonitor:
             m._ensure_metrics()  # the metrics follow from the config; their window from the state
             if m.window is not None and state.get("metrics_window") is not None:
                 m.window.load_state(state["metrics_window"])
-        m.quality = {f: FeatureQuality.from_state(q) for f, q in (state.get("quality") or {}).items()}
+        m.quality = {f: FeatureQuality.from_state(q, m.n_predictions, math.gcd(int(q["window"]), OBSERVE_EVERY))
+                     for f, q in (state.get("quality") or {}).items()}  # the last two: for a state from before buckets
         estimate = state.get("estimate")  # absent from states written before it existed
         m.estimate = EstimatedPerformance.from_state(estimate) if estimate else None
         if m.latency is not None and state.get("latency") is not None:  # absent from older states
