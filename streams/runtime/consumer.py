@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import faust
@@ -45,6 +45,7 @@ from streams.runtime.faust_private import (
     kafka_consumer,
     on_heartbeat_ok,
     paused_partitions,
+    producer_backlog,
     read_offsets,
 )
 
@@ -98,6 +99,8 @@ class Consumer(ConsumerLoop):
         self._resumed_ms: dict[TP, float] = {}
         #: partition -> its :class:`_Route` as last looked up
         self._routes: dict[TP, _Route] = {}
+        #: the producer buffer's backlog and the size at which the conductor waits for it
+        self._producer_backlog: tuple[Callable[[], int], int] | None = None
 
     def _route(self, tp: TP) -> _Route:
         channels = channels_of(self.app, tp)
@@ -128,10 +131,10 @@ class Consumer(ConsumerLoop):
         queues = self._route(tp).queues
         if queues is None or any(queue.full() for queue in queues):
             return None
-        producer_buffer = self.app.producer.buffer
-        if producer_buffer.size > producer_buffer.max_messages:
-            return None
-        return queues
+        if self._producer_backlog is None:
+            self._producer_backlog = producer_backlog(self.app), self.app.producer.buffer.max_messages
+        backlog, most = self._producer_backlog
+        return None if backlog() > most else queues
 
     def _delivers_without_waiting(self, tp: TP) -> bool:
         """Whether a record of ``tp`` would go straight into its buffers (:meth:`_direct_queues`)."""

@@ -242,3 +242,18 @@ def test_an_error_faust_throws_into_a_batch_buffer_is_raised_by_its_next_get() -
             await asyncio.wait_for(queue.get(), timeout=5)
 
     asyncio.run(test())
+
+
+def test_the_producer_backlog_counts_what_the_producer_buffer_size_counts() -> None:
+    """``ProducerBuffer.size`` (what the conductor waits on) reads the app's settings at each
+    call; ``producer_backlog`` counts the same queue, read once."""
+
+    async def test() -> None:
+        app = _app()
+        buffer = app.producer.buffer
+        backlog = faust_private.producer_backlog(app)
+        assert backlog() == buffer.size == 0
+        buffer.pending.put_nowait(object())
+        assert backlog() == buffer.size == 1
+
+    asyncio.run(test())
