@@ -106,7 +106,9 @@ class Consumer(ConsumerLoop):
         channels = channels_of(self.app, tp)
         route = self._routes.get(tp)
         if route is None or route.channels is not channels or route.size != len(channels):
-            route = self._routes[tp] = _Route(self.app, tp, channels)
+            # Faust's own tuple for the callbacks: the fetch loop's is aiokafka's, which
+            # Faust's partition sets refuse (the conductor's callbacks take its index's)
+            route = self._routes[tp] = _Route(self.app, TP(tp.topic, tp.partition), channels)
         return route
 
     def _feeds_batch_buffers(self, tp: TP) -> bool:

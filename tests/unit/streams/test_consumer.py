@@ -303,3 +303,31 @@ def test_a_direct_record_goes_into_the_buffer_as_the_conductor_puts_it_until_the
         assert via_conductor == [8]
 
     asyncio.run(test())
+
+
+def test_the_direct_path_pauses_and_resumes_a_partition_under_pressure_by_fausts_own_partition_tuple() -> None:
+    """The fetch loop names a partition with aiokafka's tuple; the pressure callbacks must pass
+    Faust's ``TP`` (its sets of active partitions assert it), as the conductor's do."""
+    from aiokafka import TopicPartition
+
+    async def test() -> None:
+        app = _app()
+        install(app)
+        consumer = app.consumer
+        app.flow_control.resume()
+        full: list[object] = []
+        dropped: list[object] = []
+        consumer.on_buffer_full = full.append  # type: ignore[method-assign]
+        consumer.on_buffer_drop = dropped.append  # type: ignore[method-assign]
+        channel = BatchedTopic(app, topics=["t"], maxsize=10, max_records=1, within_s=1.0).clone(is_iterator=True)
+        app.topics._tp_index[TP("t", 0)].add(channel)
+        fetched = TopicPartition("t", 0)
+        for offset in range(9):
+            await consumer.deliver(fetched, Message("t", 0, offset, None, None, None, b"k", b"v", None, tp=TP("t", 0)))
+        assert full and all(type(tp) is TP for tp in full)
+        while channel.queue.qsize() > 1:
+            await channel.queue.get()
+        await channel.queue.get()  # below the drop size: the partition is resumed
+        assert dropped and all(type(tp) is TP for tp in dropped)
+
+    asyncio.run(test())
