@@ -95,6 +95,26 @@ def _runs(run: dict[str, Any] | None) -> str:
     return f" ({note})" if note else ""
 
 
+def _peer_rows(t: dict[str, Any]) -> list[str]:
+    """The foreign path's peers (:mod:`load_tests.peers`), measured in the same rounds."""
+    peers = t.get("foreign_peers")
+    if not peers:
+        return []
+    tg, rounds = t["targets"], peers["rounds_per_s"]
+
+    def of(name: str) -> str:
+        return " (median of " + ", ".join(f"{r:,.0f}" for r in rounds[name]) + ")" if len(rounds[name]) > 1 else ""
+
+    return [
+        _row("throughput: Quix Streams app, same job (join in its state store) predictions/s" + of("quix"), peers["quix_per_s"]),
+        _row("throughput: no-op Quix Streams app predictions/s" + of("quix_noop"), peers["quix_noop_per_s"]),
+        _row("throughput: plain aiokafka loop, same job (state in memory) predictions/s" + of("loop"), peers["aiokafka_loop_per_s"]),
+        _row("throughput: foreign / Quix Streams app", t["foreign_vs_quix"], tg["foreign_vs_quix"]["target"], tg["foreign_vs_quix"]["met"]),
+        _row("throughput: foreign / plain aiokafka loop", t["foreign_vs_aiokafka_loop"], tg["foreign_vs_aiokafka_loop"]["target"],
+             tg["foreign_vs_aiokafka_loop"]["met"]),
+    ]
+
+
 def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "results", out_dir: Path = HERE) -> str:
     m = machine()
     lines = [
@@ -130,6 +150,7 @@ def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "resul
             _row("throughput: foreign (kcat) predictions/s per worker" + _runs(t.get("foreign_run")), t["foreign_predictions_per_s"]),
             _row("throughput: no-op Faust agent predictions/s", t["faust_noop_per_s"]),
             _row("throughput: foreign / no-op Faust", t["foreign_vs_faust_noop"], tg["foreign_vs_faust_noop"]["target"], tg["foreign_vs_faust_noop"]["met"]),
+            *_peer_rows(t),
         ]
     lat = results.get("latency", {})
     if lat and "error" not in lat:

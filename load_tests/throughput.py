@@ -14,12 +14,18 @@ time, which is how the kcat figure swung between 0.4 and 0.76 of the no-op agent
 - **SDK**: published with :class:`~streams.sdk.client.DriftstreamClient` (column batches of up to 500 events).
   Baseline: a raw ``AIOKafkaConsumer`` (no group) reading the same predictions topic,
   once decoding nothing and once JSON-decoding every record (orjson).
-- **foreign**: one event per record from kcat, keyed by ``prediction_id``. Baseline: a
-  Faust app whose one agent does ``async for _ in stream: pass`` over the same topic
-  (``load_tests.noop_faust``, a subprocess; its rate comes from its own timestamps).
+- **foreign**: one event per record from kcat, keyed by ``prediction_id`` (100,000
+  predictions and their labels: about 190,000 records). Each round produces fresh topics
+  and runs every contender on them: the worker; a Faust app whose one agent does
+  ``async for _ in stream: pass`` over the predictions topic (``load_tests.noop_faust``, a
+  subprocess; its rate comes from its own timestamps); and the peers doing the same job
+  on both topics (:mod:`load_tests.peers`): a plain aiokafka loop with its state in
+  memory, a Quix Streams app with the join in its state store, and the same Quix app
+  doing nothing. Medians of the rounds, ratios of the medians.
 
 Targets: SDK >= 100,000 predictions/s per worker process and >= 30 % of raw aiokafka;
-foreign >= 70 % of the no-op Faust agent.
+foreign >= 2x the no-op Faust agent, >= 2x the Quix Streams app and >= 30 % of the plain
+aiokafka loop (issue #27).
 
 Two in-process figures on the same SDK records, with no Kafka, put the SDK rate in context:
 the pipeline's stages alone (:func:`stages_rate`: what this code could do with the broker
@@ -37,6 +43,7 @@ fresh worker, and the median run is reported with all of them: one run's rate mo
 to 20 % from run to run here. The baselines read the last run's topics.
 
     python -m load_tests.throughput [--smoke] [--json PATH] [--sdk-events N] [--foreign-events N] [--runs N]
+                                    [--only-foreign]
 """
 
 from __future__ import annotations
@@ -89,6 +96,7 @@ from .common import (
     workload,
 )
 from .kcat import produce_foreign
+from .peers import aiokafka_loop_rate, quix_rate
 
 SDK_TARGET_PER_S = 100_000.0
 #: The SDK publisher never limits a test or a model server (issue #27).
@@ -98,7 +106,11 @@ PUBLISH_TARGET_PER_S = 200_000.0
 PUBLISH_CHUNK = 5000
 SDK_BATCH_SIZE = 500
 SDK_VS_RAW_TARGET = 0.30
-FOREIGN_VS_NOOP_TARGET = 0.70
+#: The foreign path against its peers (issue #27): a no-op Faust agent, a Quix Streams app
+#: doing the job, a plain aiokafka loop doing it in memory.
+FOREIGN_VS_NOOP_TARGET = 2.0
+FOREIGN_VS_QUIX_TARGET = 2.0
+FOREIGN_VS_AIOKAFKA_LOOP_TARGET = 0.30
 #: Every metric, detector and check that fits the simulated churn model (a binary
 #: classifier with a confidence score and latency_ms), for the cost row.
 EVERYTHING_ON: dict[str, Any] = {"defaults": {
@@ -378,6 +390,68 @@ def publisher_rates(settings: Settings, items: Sequence[Item], single: int) -> d
     }
 
 
+def foreign_rates(h: Harness, broker: Any, n_foreign: int, seed: int, partitions: int,
+                  runs: int) -> tuple[dict[str, Any], dict[str, Any], list[tuple[Any, ...]]]:
+    """The foreign path against its peers: ``runs`` rounds, each producing ``n_foreign``
+    predictions and their labels with kcat (one event per record) into fresh topics and
+    running every contender on them, one after the other. Returns the summary's figures
+    (medians of the rounds, every round's rate beside them), the targets and the table's
+    rows; the ratios are of the medians."""
+    items = workload(drifting_config(n_foreign, seed))
+    counts = count_roles(items)
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in ("pipeline", "noop", "raw", "loop", "quix", "quix_noop")}
+    for run in range(1, runs + 1):
+        foreign = namespaced(broker, partitions=partitions)
+        create_topics(foreign)
+        note(f"kcat producing {len(items):,} events, one per record (round {run} of {runs})")
+        for role in ("predictions", "ground-truth"):
+            produce_foreign(broker.bootstrap_servers, foreign.topic(role), [e for r, e in items if r == role])
+        predictions, labels = foreign.topic("predictions"), foreign.topic("ground-truth")
+        rounds["pipeline"].append(run_pipeline(h, foreign, counts, f"foreign events through the pipeline (round {run} of {runs})"))
+        note("no-op Faust agent over the foreign predictions topic")
+        rounds["noop"].append(noop_faust_rate(h, foreign, predictions, counts["predictions"], counts["predictions"]))
+        rounds["raw"].append(raw_aiokafka_rate(foreign, predictions, counts["predictions"], decode=True))
+        note("the peers on both topics: a plain aiokafka loop, a Quix Streams app, a no-op Quix Streams app")
+        rounds["loop"].append(aiokafka_loop_rate(foreign, predictions, labels, counts))
+        rounds["quix"].append(quix_rate(h, foreign, predictions, labels, counts))
+        rounds["quix_noop"].append(quix_rate(h, foreign, predictions, labels, counts, noop=True))
+    median = {name: _median_run(rs) for name, rs in rounds.items()}
+    rate = {name: run["predictions_per_s"] for name, run in median.items()}
+    vs_noop = rate["pipeline"] / rate["noop"]
+    vs_quix = rate["pipeline"] / rate["quix"]
+    vs_loop = rate["pipeline"] / rate["loop"]
+    figures = {
+        "foreign_predictions_per_s": rate["pipeline"],
+        "foreign_run": {**median["pipeline"], "records": counts["predictions"] + counts["ground-truth"]},
+        "faust_noop_per_s": rate["noop"],
+        "raw_aiokafka_foreign_json_per_s": rate["raw"],
+        "foreign_peers": {
+            "job": "join by prediction_id, then per model river ADWIN and DDM on the error and a windowed PSI of the score "
+                   "(10 bins, window 1000, step 250)",
+            "aiokafka_loop_per_s": rate["loop"], "quix_per_s": rate["quix"], "quix_noop_per_s": rate["quix_noop"],
+            "rounds_per_s": {name: [r["predictions_per_s"] for r in rs] for name, rs in rounds.items()},
+        },
+        "foreign_vs_faust_noop": round(vs_noop, 4),
+        "foreign_vs_quix": round(vs_quix, 4),
+        "foreign_vs_aiokafka_loop": round(vs_loop, 4),
+    }
+    targets = {
+        "foreign_vs_faust_noop": {"target": f">= {FOREIGN_VS_NOOP_TARGET:.2f}", "actual": round(vs_noop, 4), "met": vs_noop >= FOREIGN_VS_NOOP_TARGET},
+        "foreign_vs_quix": {"target": f">= {FOREIGN_VS_QUIX_TARGET:.2f}", "actual": round(vs_quix, 4), "met": vs_quix >= FOREIGN_VS_QUIX_TARGET},
+        "foreign_vs_aiokafka_loop": {"target": f">= {FOREIGN_VS_AIOKAFKA_LOOP_TARGET:.2f}", "actual": round(vs_loop, 4),
+                                     "met": vs_loop >= FOREIGN_VS_AIOKAFKA_LOOP_TARGET},
+    }
+    rows = [
+        ("foreign (kcat, 1 event/record), full pipeline", rate["pipeline"], runs_note(median["pipeline"])),
+        ("  no-op Faust agent (predictions topic)", rate["noop"], f"pipeline = {vs_noop:.2f}x"),
+        ("  Quix Streams app, same job, join in its state store", rate["quix"], f"pipeline = {vs_quix:.2f}x"),
+        ("  no-op Quix Streams app (both topics)", rate["quix_noop"], ""),
+        ("  plain aiokafka loop, same job, state in memory", rate["loop"], f"pipeline = {vs_loop:.1%}"),
+        ("  raw aiokafka, orjson-decoding (predictions topic)", rate["raw"], ""),
+    ]
+    return figures, targets, rows
+
+
 async def _record_count(settings: Settings, topic: str) -> int:
     consumer = AIOKafkaConsumer(**settings.kafka_client_kwargs(), group_id=None)
     await consumer.start()
@@ -391,13 +465,22 @@ async def _record_count(settings: Settings, topic: str) -> int:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = parser(__doc__)
     p.add_argument("--sdk-events", type=int, help="predictions published with the SDK (default 500,000; smoke 20,000)")
-    p.add_argument("--foreign-events", type=int, help="predictions published by kcat (default 60,000; smoke 3,000)")
+    p.add_argument("--foreign-events", type=int, help="predictions published by kcat (default 100,000; smoke 3,000)")
+    p.add_argument("--only-foreign", action="store_true", help="only the foreign path and its peers (for iterating on it)")
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--runs", type=int, help="pipeline runs of each kind, the median reported (default 3; smoke 1)")
     args = p.parse_args(argv)
     n_sdk = args.sdk_events or (20_000 if args.smoke else 500_000)
-    n_foreign = args.foreign_events or (3_000 if args.smoke else 60_000)
+    n_foreign = args.foreign_events or (3_000 if args.smoke else 100_000)
     runs = args.runs or (1 if args.smoke else 3)
+
+    if args.only_foreign:
+        with Harness() as h:
+            foreign, targets, rows = foreign_rates(h, h.broker(), n_foreign, args.seed + 1, args.partitions, runs)
+        print_table("Throughput, foreign path (one worker process, predictions/s)", rows, ("run", "predictions/s", "ratio"))
+        print_table("Targets", [(k, t["target"], t["actual"], t["met"]) for k, t in targets.items()], ("figure", "target", "actual", "met"))
+        return finish({"script": "throughput", "smoke": args.smoke, "only_foreign": True, "partitions": args.partitions,
+                       "runs": runs, **foreign, "targets": targets, "targets_met": all(t["met"] for t in targets.values())}, args.json)
 
     with Harness() as h:
         broker = h.broker()
@@ -442,45 +525,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         publisher = publisher_rates(pub, items, 2_000 if args.smoke else 50_000)
         del items
 
-        # -- foreign: one event per record from kcat -------------------------------------
-        items = workload(drifting_config(n_foreign, args.seed + 1))
-        counts = count_roles(items)
-        foreign_runs = []
-        for run in range(1, runs + 1):
-            foreign = namespaced(broker, partitions=args.partitions)
-            create_topics(foreign)
-            note(f"kcat producing {len(items):,} events, one per record (run {run} of {runs})")
-            for role in ("predictions", "ground-truth"):
-                produce_foreign(broker.bootstrap_servers, foreign.topic(role), [e for r, e in items if r == role])
-            foreign_runs.append(run_pipeline(h, foreign, counts, f"foreign events through the pipeline (run {run} of {runs})"))
-        foreign_run = _median_run(foreign_runs)
-        note("no-op Faust agent over the foreign predictions topic")
-        noop = noop_faust_rate(h, foreign, foreign.topic("predictions"), counts["predictions"], counts["predictions"])
-        raw_foreign = raw_aiokafka_rate(foreign, foreign.topic("predictions"), counts["predictions"], decode=True)
+        foreign, foreign_targets, foreign_rows = foreign_rates(h, broker, n_foreign, args.seed + 1, args.partitions, runs)
 
     sdk_rate = sdk_run["predictions_per_s"]
-    foreign_rate = foreign_run["predictions_per_s"]
     sdk_vs_raw = sdk_rate / raw["predictions_per_s"]
     sdk_vs_stages = sdk_rate / stages["predictions_per_s"]
     all_vs_default = all_run["predictions_per_s"] / sdk_rate
     stages_all_vs_default = stages_all["predictions_per_s"] / stages["predictions_per_s"]
     minimum_vs_raw = minimum["predictions_per_s"] / raw["predictions_per_s"]
-    foreign_vs_noop = foreign_rate / noop["predictions_per_s"]
     targets = {
         "sdk_predictions_per_s": {"target": f">= {SDK_TARGET_PER_S:,.0f}", "actual": sdk_rate, "met": sdk_rate >= SDK_TARGET_PER_S},
         "sdk_publish_per_s": {"target": f">= {PUBLISH_TARGET_PER_S:,.0f}", "actual": publisher["async_predictions_per_s"],
                               "met": publisher["async_predictions_per_s"] >= PUBLISH_TARGET_PER_S},
         "sdk_vs_raw_aiokafka": {"target": f">= {SDK_VS_RAW_TARGET:.2f}", "actual": round(sdk_vs_raw, 4), "met": sdk_vs_raw >= SDK_VS_RAW_TARGET},
-        "foreign_vs_faust_noop": {"target": f">= {FOREIGN_VS_NOOP_TARGET:.2f}", "actual": round(foreign_vs_noop, 4), "met": foreign_vs_noop >= FOREIGN_VS_NOOP_TARGET},
+        **foreign_targets,
     }
     summary = {
         "script": "throughput", "smoke": args.smoke, "partitions": args.partitions, "worker_processes": 1, "runs": runs,
         "sdk_predictions_per_s": sdk_rate,
-        "foreign_predictions_per_s": foreign_rate,
         "raw_aiokafka_per_s": raw["predictions_per_s"],
         "raw_aiokafka_json_per_s": raw_json["predictions_per_s"],
-        "raw_aiokafka_foreign_json_per_s": raw_foreign["predictions_per_s"],
-        "faust_noop_per_s": noop["predictions_per_s"],
         "faust_noop_sdk_topic_per_s": noop_sdk["predictions_per_s"],
         "stages_in_process_per_s": stages["predictions_per_s"],
         "stages_us_per_prediction": stages["us_per_prediction"],
@@ -499,10 +563,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "minimum_work": "orjson decoding, numeric feature columns as numpy arrays, categorical ones counted, "
                         "a dict join, river DDM and ADWIN on each pair's error; in process, no Kafka",
         "sdk_vs_raw_aiokafka": round(sdk_vs_raw, 4),
-        "foreign_vs_faust_noop": round(foreign_vs_noop, 4),
         "raw_aiokafka_decoding": "raw_aiokafka_per_s decodes nothing; raw_aiokafka_json_per_s orjson-decodes every record",
         "sdk_run": {**sdk_run, "records": sdk_records, "predictions_per_record": round(sent["predictions"] / max(sdk_records, 1), 1)},
-        "foreign_run": foreign_run,
+        **foreign,
         "sdk_publish_per_s": publisher["async_predictions_per_s"],
         "publisher": publisher,
         "targets": targets,
@@ -517,9 +580,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ("SDK, everything on, full pipeline", all_run["predictions_per_s"], f"= {all_vs_default:.1%} of default"),
         ("  the stages alone, everything on", stages_all["predictions_per_s"], f"= {stages_all_vs_default:.1%} of default"),
         ("  the least any pipeline does, in process", minimum["predictions_per_s"], f"= {minimum_vs_raw:.1%} of raw"),
-        ("foreign (kcat, 1 event/record), full pipeline", foreign_rate, runs_note(foreign_run)),
-        ("  no-op Faust agent", noop["predictions_per_s"], f"pipeline = {foreign_vs_noop:.1%}"),
-        ("  raw aiokafka, orjson-decoding", raw_foreign["predictions_per_s"], ""),
+        *foreign_rows,
         ("publisher: async client, lists of 5,000", publisher["async_predictions_per_s"],
          f"CPU-bound rate {publisher['async_cpu_predictions_per_s']:,.0f}"),
         ("publisher: sync client, one event per call, with the flush", publisher["sync_predictions_per_s_with_flush"],

@@ -25,8 +25,9 @@ model joined anyway. So, before a micro-batch reaches the join (:class:`Identity
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import compress
+from itertools import accumulate, compress
 from operator import itemgetter, not_
 from typing import Any
 
@@ -140,6 +141,29 @@ class IdentityScreen:
         errors = [RecordError(oks[i][0], reason, message, codec.dumps(oks[i][1])) for i, message in sorted(bad.items())]
         return [ok for i, ok in enumerate(oks) if i not in bad], errors
 
+    def screen_records(
+        self, records: Sequence[Sequence[tuple[int | None, dict[str, Any]]]], role: str
+    ) -> dict[int, tuple[list[tuple[int | None, dict[str, Any]]], list[RecordError]]]:
+        """:meth:`screen_events` of each of ``records`` (each a record's validated events,
+        in log order), in one pass over all of them: the checks cost about the same for
+        one event as for a thousand, and a foreign producer sends one event per record.
+        The same outcome as screening the records one by one in order (the checks already
+        take a batch's events in order, each against those before it). Only the records
+        that lose events are in the answer (position -> kept events, errors): the others
+        stand as they are, and a batch of one-event records allocates nothing for them."""
+        flat = [event for oks in records for _, event in oks]
+        bad = self._bad(role, [e["prediction_id"] for e in flat], [e["model_id"] for e in flat])
+        if not bad:
+            return {}
+        reason = PREDICTION_ID_CONFLICT if role == "predictions" else MODEL_MISMATCH
+        starts = list(accumulate((len(oks) for oks in records), initial=0))
+        out: dict[int, tuple[list[tuple[int | None, dict[str, Any]]], list[RecordError]]] = {}
+        for k in sorted({bisect_right(starts, i) - 1 for i in bad}):
+            oks, first = records[k], starts[k]
+            mine = {i - first: bad[i] for i in range(first, first + len(oks)) if i in bad}
+            out[k] = ([ok for i, ok in enumerate(oks) if i not in mine],
+                      [RecordError(oks[i][0], reason, message, codec.dumps(oks[i][1])) for i, message in sorted(mine.items())])
+        return out
 
 def refused_label_error(pid: str, entry: Any, prediction_model: str) -> RecordError:
     """The dead-letter error of a waiting label refused when its prediction came."""

@@ -379,16 +379,20 @@ class JoinStage:
             decoded.append((record, columns, oks, [*errors, *skewed]))
         # identity next: every prediction of the batch (in log order) before any label, so a
         # label is checked against its prediction whichever topic was read first
+        # (a run of records of events, not columns, is screened at once: one-event records)
         screen = IdentityScreen(part.state)
         for role in ("predictions", "ground-truth"):
+            run: list[int] = []
             for k, (record, columns, oks, errors) in enumerate(decoded):
                 if record.role != role:
                     continue
-                if columns is not None:
-                    columns, clashes = screen.screen_columns(columns, role)
-                else:
-                    oks, clashes = screen.screen_events(oks, role)
+                if columns is None:
+                    run.append(k)
+                    continue
+                self._screen_run(screen, decoded, run, role)
+                columns, clashes = screen.screen_columns(columns, role)
                 decoded[k] = (record, columns, oks, [*errors, *clashes])
+            self._screen_run(screen, decoded, run, role)
         for record, columns, oks, errors in decoded:
             half = halves[record.role]
             if columns is not None:
@@ -446,6 +450,18 @@ class JoinStage:
         for record in batch.records:
             outputs.add("join-outcomes", record.prediction_id, record.to_dict())
         return result
+
+    @staticmethod
+    def _screen_run(screen: IdentityScreen, decoded: list[Any], run: list[int], role: str) -> None:
+        """Screen the records of events at ``run`` (positions in ``decoded``, in log order)
+        at once, and empty ``run``."""
+        if not run:
+            return
+        for position, (oks, clashes) in screen.screen_records([decoded[k][2] for k in run], role).items():
+            k = run[position]
+            record, columns, _, errors = decoded[k]
+            decoded[k] = (record, columns, oks, [*errors, *clashes])
+        run.clear()
 
     def _dead_letter(self, record: InputRecord, error: RecordError, now: float, result: JoinResult) -> None:
         result.dead_letters[error.reason] += 1

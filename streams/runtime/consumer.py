@@ -1,9 +1,12 @@
 """The worker's Faust consumer: Faust's aiokafka consumer with two mends to its delivery loop
 and a cheaper path for records that cannot block.
 
-- A record goes to the conductor directly (not through ``Service.wait_first``, four tasks and
-  an ``asyncio.wait`` per record) when the flow is on and every channel of its partition is a
-  micro-batch buffer with room; otherwise Faust's path, unchanged.
+- A record whose partition feeds only micro-batch buffers (the pipeline's input topics) goes
+  straight into them when the flow is on, the producer's buffer needs no wait and every
+  buffer has room: what Faust's conductor would do for it, without its per-record lock, flow
+  and producer waits, decode coroutine and ``Service.wait_first`` (four tasks and an
+  ``asyncio.wait``). Otherwise Faust's path, unchanged. A one-event record costs little
+  more in the pipeline than this hand-over, so it matters (docs/performance.md).
 - A delivery that outlasted a reset of the read offsets (seek, revocation, assignment) leaves
   the read offset where the reset put it, and no input record is dropped for being below it:
   Faust set it back to a stale record and then dropped the re-read backlog.
@@ -23,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import faust
@@ -42,10 +45,38 @@ from streams.runtime.faust_private import (
     kafka_consumer,
     on_heartbeat_ok,
     paused_partitions,
+    producer_backlog,
     read_offsets,
 )
 
 __all__ = ["Consumer", "Transport", "install"]
+
+
+class _Route:
+    """Where a partition's records go on the direct path: its channels' micro-batch buffers
+    (``None`` when any channel is not one), and the pressure callbacks the conductor passes
+    for the partition (held here: a buffer keeps the drop callback it was given until the
+    pressure drops, by identity). Valid while the conductor's channel set for the partition
+    is the same object with the same size (it builds new sets at each assignment)."""
+
+    __slots__ = ("channels", "size", "queues", "on_high", "on_drop")
+
+    def __init__(self, app: faust.App, tp: TP, channels: Any) -> None:
+        self.channels = channels  # held, so its id is not reused while this route lives
+        self.size = len(channels)
+        queues = [channel.queue for channel in channels]
+        self.queues: list[BatchQueue] | None = (
+            queues if queues and all(type(queue) is BatchQueue for queue in queues) else None)
+        buffer_full, consumer = app.sensors.on_topic_buffer_full, app.consumer
+
+        def on_high() -> None:
+            buffer_full(tp)
+            consumer.on_buffer_full(tp)
+
+        def on_drop() -> None:
+            consumer.on_buffer_drop(tp)
+
+        self.on_high, self.on_drop = on_high, on_drop
 
 
 class Consumer(ConsumerLoop):
@@ -66,12 +97,24 @@ class Consumer(ConsumerLoop):
         self._confirmed_at: float | None = None
         #: partition -> when (ms since the epoch) :meth:`resume_partitions` last resumed it
         self._resumed_ms: dict[TP, float] = {}
+        #: partition -> its :class:`_Route` as last looked up
+        self._routes: dict[TP, _Route] = {}
+        #: the producer buffer's backlog and the size at which the conductor waits for it
+        self._producer_backlog: tuple[Callable[[], int], int] | None = None
+
+    def _route(self, tp: TP) -> _Route:
+        channels = channels_of(self.app, tp)
+        route = self._routes.get(tp)
+        if route is None or route.channels is not channels or route.size != len(channels):
+            # Faust's own tuple for the callbacks: the fetch loop's is aiokafka's, which
+            # Faust's partition sets refuse (the conductor's callbacks take its index's)
+            route = self._routes[tp] = _Route(self.app, TP(tp.topic, tp.partition), channels)
+        return route
 
     def _feeds_batch_buffers(self, tp: TP) -> bool:
         """Whether every channel ``tp``'s records go to is a micro-batch buffer (the
         pipeline's input topics; no channel, no answer)."""
-        channels = channels_of(self.app, tp)
-        return bool(channels) and all(type(channel.queue) is BatchQueue for channel in channels)
+        return self._route(tp).queues is not None
 
     def already_read(self, tp: TP, offset: int) -> bool:
         """Whether the loop skips a fetched record as already read: below the read offset,
@@ -79,15 +122,33 @@ class Consumer(ConsumerLoop):
         pipeline has not applied, or skips itself)."""
         return super().already_read(tp, offset) and not self._feeds_batch_buffers(tp)
 
+    def _direct_queues(self, tp: TP) -> list[BatchQueue] | None:
+        """The buffers a record of ``tp`` goes straight into, when the conductor would put
+        it into every one of them at once: the flow is on (the conductor waits for the app's
+        flow control first), the producer's buffer needs no flush (the conductor waits for
+        that too), and every channel is a micro-batch buffer with room. ``None``: Faust's
+        path."""
+        if not self.app.flow_control.is_active():
+            return None
+        queues = self._route(tp).queues
+        if queues is None or any(queue.full() for queue in queues):
+            return None
+        if self._producer_backlog is None:
+            self._producer_backlog = producer_backlog(self.app), self.app.producer.buffer.max_messages
+        backlog, most = self._producer_backlog
+        return None if backlog() > most else queues
+
     def _delivers_without_waiting(self, tp: TP) -> bool:
-        """True when the conductor would put a record of ``tp`` into every subscribed
-        channel's micro-batch buffer at once: the flow is on (the conductor waits for the
-        app's flow control first) and every channel is a micro-batch buffer with room."""
-        return (
-            self.app.flow_control.is_active()
-            and self._feeds_batch_buffers(tp)
-            and not any(channel.queue.full() for channel in channels_of(self.app, tp))
-        )
+        """Whether a record of ``tp`` would go straight into its buffers (:meth:`_direct_queues`)."""
+        return self._direct_queues(tp) is not None
+
+    def _hand_over(self, tp: TP, message: Message, queues: list[BatchQueue]) -> None:
+        """Put ``message`` into each of ``queues`` as the conductor's handler does (a
+        reference per channel, pressure callbacks that pause and resume ``tp``'s fetches)."""
+        route = self._routes[tp]
+        message.incref(len(queues))
+        for queue in queues:
+            queue.put_nowait_enhanced(message, on_pressure_high=route.on_high, on_pressure_drop=route.on_drop)
 
     async def deliver(self, tp: TP, message: Message) -> None:
         """Hand one fetched record to the conductor and move ``tp``'s read offset to it,
@@ -103,8 +164,9 @@ class Consumer(ConsumerLoop):
             # the broker client reset a read position past the log's end: the log lost its
             # tail, and what follows is another log's records
             self.went_back.setdefault(tp, (last[0], message.offset))
-        if not self.suspend_flow.is_set() and self._delivers_without_waiting(tp):
-            await self.callback(message)
+        queues = None if self.suspend_flow.is_set() else self._direct_queues(tp)
+        if queues is not None:
+            self._hand_over(tp, message, queues)
         else:
             await self.wait_first(self.callback(message), self.suspend_flow.wait())
         if self.resets == resets:

@@ -55,6 +55,15 @@ def channels_of(app: faust.App, tp: TP) -> Set[ChannelT]:
     return cast(Set[ChannelT], app.topics._tp_index.get(tp, frozenset()))  # type: ignore[attr-defined]
 
 
+def producer_backlog(app: faust.App) -> Callable[[], int]:
+    """How many messages wait in Faust's producer buffer, as ``ProducerBuffer.size`` counts
+    them, without reading the app's settings at each call (the conductor asks per record)."""
+    buffer = app.producer.buffer
+    if app.conf.producer_threaded:  # its queue comes with the producer's thread
+        return lambda: buffer.size  # type: ignore[no-any-return]
+    return buffer.pending._queue.__len__  # type: ignore[attr-defined, no-any-return]
+
+
 def consumer_created(app: faust.App) -> bool:
     """Whether ``app`` has built its consumer (``app.consumer`` would build it)."""
     return app._consumer is not None

@@ -37,6 +37,7 @@ def _positive(summary: dict[str, Any], *keys: str) -> None:
 
 def test_throughput_smoke(tmp_path: Path) -> None:
     pytest.importorskip("confluent_kafka")
+    pytest.importorskip("quixstreams")
     from load_tests import kcat, throughput
 
     try:
@@ -49,6 +50,9 @@ def test_throughput_smoke(tmp_path: Path) -> None:
               "stages_us_per_prediction", "sdk_vs_stages_in_process", "minimum_in_process_per_s",
               "minimum_us_per_prediction", "minimum_vs_raw_aiokafka", "sdk_publish_per_s")
     _positive(s["publisher"], "sync_us_per_call", "sync_predictions_per_s_with_flush", "async_cpu_predictions_per_s")
+    # the foreign path's peers ran on the same records (they check their own joins)
+    _positive(s["foreign_peers"], "aiokafka_loop_per_s", "quix_per_s", "quix_noop_per_s")
+    _positive(s, "foreign_vs_quix", "foreign_vs_aiokafka_loop")
     # the least work bounds the pipeline: on the same records, in the same process
     assert s["minimum_in_process_per_s"] > s["stages_in_process_per_s"], s
     assert s["sdk_run"]["dead_letters"] == 0 and s["foreign_run"]["dead_letters"] == 0

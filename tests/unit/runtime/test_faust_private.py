@@ -282,3 +282,18 @@ def test_the_table_manager_starts_the_channels_and_the_recovery_at_once() -> Non
 
     asyncio.run(test())
     assert started == ["channels", "recovery"]
+
+
+def test_the_producer_backlog_counts_what_the_producer_buffer_size_counts() -> None:
+    """``ProducerBuffer.size`` (what the conductor waits on) reads the app's settings at each
+    call; ``producer_backlog`` counts the same queue, read once."""
+
+    async def test() -> None:
+        app = _app()
+        buffer = app.producer.buffer
+        backlog = faust_private.producer_backlog(app)
+        assert backlog() == buffer.size == 0
+        buffer.pending.put_nowait(object())
+        assert backlog() == buffer.size == 1
+
+    asyncio.run(test())

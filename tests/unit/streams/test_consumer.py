@@ -7,7 +7,7 @@ import asyncio
 
 import faust
 import pytest
-from faust.types import TP
+from faust.types import TP, Message
 
 from streams.runtime.batching import BatchedTopic
 from streams.runtime.consumer import Consumer, install
@@ -270,5 +270,64 @@ def test_membership_is_in_doubt_while_no_heartbeat_succeeded_for_a_session_timeo
         wrapped = coordinator._do_heartbeat
         consumer._watch_heartbeats()  # a later assignment confirms again, and wraps nothing twice
         assert coordinator._do_heartbeat is wrapped and not consumer.membership_lost()
+
+    asyncio.run(test())
+
+
+def test_a_direct_record_goes_into_the_buffer_as_the_conductor_puts_it_until_the_route_changes() -> None:
+    """The direct path puts the record itself into the partition's micro-batch buffer (one
+    reference per channel, the read offset moved), without the conductor; a new channel set
+    (the conductor builds one at each assignment) is looked up again, and a partition that
+    also feeds a Faust channel goes through the conductor."""
+
+    async def test() -> None:
+        app = _app()
+        install(app)
+        consumer = app.consumer
+        tp = TP("t", 0)
+        app.flow_control.resume()
+        via_conductor: list[int] = []
+
+        async def conductor(message: Message) -> None:
+            via_conductor.append(message.offset)
+
+        consumer.callback = conductor
+        channel = BatchedTopic(app, topics=["t"], within_s=1.0).clone(is_iterator=True)
+        app.topics._tp_index[tp].add(channel)
+        first = Message("t", 0, 7, None, None, None, b"k", b"v", None, tp=tp)
+        await consumer.deliver(tp, first)
+        assert via_conductor == [] and first.refcount == 1 and read_offsets(consumer)[tp] == 7
+        assert channel.queue.get_nowait() == [first]
+        app.topics._tp_index[tp] = {channel, app.topic("t").clone(is_iterator=True)}  # a new assignment
+        await consumer.deliver(tp, Message("t", 0, 8, None, None, None, b"k", b"v", None, tp=tp))
+        assert via_conductor == [8]
+
+    asyncio.run(test())
+
+
+def test_the_direct_path_pauses_and_resumes_a_partition_under_pressure_by_fausts_own_partition_tuple() -> None:
+    """The fetch loop names a partition with aiokafka's tuple; the pressure callbacks must pass
+    Faust's ``TP`` (its sets of active partitions assert it), as the conductor's do."""
+    from aiokafka import TopicPartition
+
+    async def test() -> None:
+        app = _app()
+        install(app)
+        consumer = app.consumer
+        app.flow_control.resume()
+        full: list[object] = []
+        dropped: list[object] = []
+        consumer.on_buffer_full = full.append  # type: ignore[method-assign]
+        consumer.on_buffer_drop = dropped.append  # type: ignore[method-assign]
+        channel = BatchedTopic(app, topics=["t"], maxsize=10, max_records=1, within_s=1.0).clone(is_iterator=True)
+        app.topics._tp_index[TP("t", 0)].add(channel)
+        fetched = TopicPartition("t", 0)
+        for offset in range(9):
+            await consumer.deliver(fetched, Message("t", 0, offset, None, None, None, b"k", b"v", None, tp=TP("t", 0)))
+        assert full and all(type(tp) is TP for tp in full)
+        while channel.queue.qsize() > 1:
+            await channel.queue.get()
+        await channel.queue.get()  # below the drop size: the partition is resumed
+        assert dropped and all(type(tp) is TP for tp in dropped)
 
     asyncio.run(test())

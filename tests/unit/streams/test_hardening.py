@@ -348,6 +348,37 @@ def test_a_skewed_event_and_an_identity_clash_in_one_column_batch_keep_their_pos
         (0, "clock_skew"), (1, "prediction_id_conflict")]
 
 
+def test_one_event_records_screened_at_once_end_as_screened_one_by_one() -> None:
+    """A foreign producer's batch (one event per record) is screened in one pass
+    (``IdentityScreen.screen_records``): the same events kept, the same errors at the same
+    records, the same claims and refused labels as screening the records in order."""
+    import random
+
+    from streams.pipeline.identity import IdentityScreen
+
+    rng = random.Random(7)
+    stage, part = _stage(), PartitionJoin.fresh(0, WINDOW_S)
+    stage.process(part, [_predictions(0, [NOW - 9, NOW - 8, NOW - 7], model="a")])  # p0..p2 held by a
+    stage.process(part, [_labels(0, ["p7", "p8"], ["b", "a"])])  # labels waiting for p7, p8
+    clashed = False
+    for _ in range(20):
+        preds = [[(None, {"prediction_id": f"p{rng.randrange(10)}", "model_id": rng.choice("ab")})]
+                 for _ in range(rng.randrange(1, 12))]
+        labels = [[(None, {"prediction_id": f"p{rng.randrange(10)}", "model_id": rng.choice(["a", "b", None])})]
+                  for _ in range(rng.randrange(1, 12))]
+        at_once, one_by_one = IdentityScreen(part.state), IdentityScreen(part.state)
+        got = []
+        for role, records in (("predictions", preds), ("ground-truth", labels)):
+            changed = at_once.screen_records(records, role)  # only the records that lose events
+            got.append([changed.get(k, (oks, [])) for k, oks in enumerate(records)])
+        want = [[one_by_one.screen_events(oks, "predictions") for oks in preds],
+                [one_by_one.screen_events(oks, "ground-truth") for oks in labels]]
+        assert got == want
+        assert (at_once.claims, at_once.refused_labels) == (one_by_one.claims, one_by_one.refused_labels)
+        clashed = clashed or any(errors for role in got for _, errors in role)
+    assert clashed  # the draws did clash
+
+
 # -- isolation and safe defaults of the model store (items 4 and 7) ----------------------------
 
 
