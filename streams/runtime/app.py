@@ -308,7 +308,9 @@ def create_app(
         partition, so it applies in stream order."""
         async for event in stream.events():
             try:
-                control = MonitorStage.control_for(codec.loads(event.message.value))
+                update = codec.loads(event.message.value)
+                pipeline.exporter.model_update(update)
+                control = MonitorStage.control_for(update)
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue  # not an update event driftstream understands: other teams share the topic
             if control is not None:

@@ -12,6 +12,8 @@ from typing import Any
 import faust
 from faust.types import TP
 
+from schemas.records import ACTIONS
+
 from streams.ops.metrics import Metrics
 from streams.pipeline.cardinality import SeriesCap
 from streams.pipeline.monitor import ModelMonitor
@@ -67,6 +69,16 @@ class Exporter:
         coverage = monitor.label_coverage()
         if coverage is not None:
             m.label_coverage.labels(monitor.model_id).set(coverage)
+
+    def model_update(self, update: Any) -> None:
+        """Count a ``model-updates`` event this worker's partitions carry, by model and action
+        (whoever decided it: the updater, the CLI, a serving hook); other teams' events on the
+        topic, with an action of their own, are not counted."""
+        if not isinstance(update, dict):
+            return
+        model_id, action = update.get("model_id"), update.get("action")
+        if action in ACTIONS and isinstance(model_id, str) and self.series.exports(model_id):
+            self.metrics.model_updates.labels(model_id, action).inc()
 
     def event_time_lag(self, model_id: str, lag_s: float) -> None:
         if self.series.exports(model_id):
