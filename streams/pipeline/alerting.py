@@ -319,7 +319,7 @@ class AlertPolicy:
             message = (
                 f"{' and '.join(_words(k) for k in kinds)} on model {self.model_id}{version}: "
                 f"{what} crossed threshold ({lead['detector']} = "
-                f"{format_number(lead['value'])} {lead['direction']} {format_number(lead['threshold'])})"
+                f"{format_number(lead['value'])}{against(lead['direction'], lead['threshold'], ' {} {}')})"
             )
             if status == "escalated":
                 change = f", now {_words(lead['kind'])} (was {_words(was_kind)})" if was_kind not in (None, lead["kind"]) else ""
@@ -360,6 +360,16 @@ class AlertPolicy:
             ],
             **({} if self.segment is None else {"segment": self.segment}),
         }
+
+
+def against(direction: str, threshold: float | None, form: str) -> str:
+    """``form`` filled with the direction and threshold a value crossed, or nothing for a
+    detector without one (ADWIN and DDM decide by their own test).
+
+    >>> against("above", 0.5, " ({} {})"), against("above", None, " ({} {})")
+    (' (above 0.5)', '')
+    """
+    return "" if threshold is None else form.format(direction, format_number(threshold))
 
 
 def format_number(x: float | None) -> str:

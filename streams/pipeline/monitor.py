@@ -44,6 +44,7 @@ from detectors.metrics import RollingAccuracy, RollingMAE
 from schemas.ids import stable_id
 
 from streams.pipeline.alerting import AlertPolicy, Observation
+from streams.pipeline.alerting import against
 from streams.pipeline.alerting import format_number as _fmt
 from streams.pipeline.estimation import ESTIMATED, EstimatedPerformance
 from streams.pipeline.latency import LatencyWindow, series_name
@@ -443,7 +444,7 @@ class ModelMonitor:
                 "model_version": self.model_version,
                 "action": "update_requested",
                 "reason": "; ".join(
-                    f"{m['kind'].replace('_', ' ')}: {m['detector']} = {_fmt(m['value'])} ({m['direction']} {_fmt(m['threshold'])})"
+                    f"{m['kind'].replace('_', ' ')}: {m['detector']} = {_fmt(m['value'])}{against(m['direction'], m['threshold'], ' ({} {})')}"
                     for m in causes
                 ),
                 "alert_ids": [alert["alert_id"]],
