@@ -134,9 +134,10 @@ def describe_loop(steps: list[LoopStep], config: SimulationConfig) -> str:
 def run_demo(config: SimulationConfig, rate: float, partitions: int = 4) -> int:
     """Run the demo end to end; returns the process exit code (1 if the loop did not close)."""
     print("starting the embedded broker (memory-only) ...", flush=True)
-    with EmbeddedBroker() as broker:
+    # the model store lives as long as the memory-only broker whose events it answers
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="driftstream-models-") as store:
         settings = Settings.from_env().for_embedded_broker(broker.url).replace(
-            partitions=partitions, run_updater=True, model_store_dir=tempfile.mkdtemp(prefix="driftstream-models-"),
+            partitions=partitions, run_updater=True, model_store_dir=store,
             # the worker's updater and the demo's server load each other's artifacts: signed
             model_store_key=settings_key(),
         )
@@ -144,7 +145,7 @@ def run_demo(config: SimulationConfig, rate: float, partitions: int = 4) -> int:
         print(f"broker at {broker.bootstrap_servers}; training the first model ...", flush=True)
         traffic = ServedTraffic.first_model(ModelStore.from_settings(settings), config)
         print(f"model {config.model_id} {traffic.served.version} trained on a drift-free history and stored in "
-              f"{settings.model_store_dir}; starting a worker ...", flush=True)
+              f"{settings.model_store_dir} (removed at the end); starting a worker ...", flush=True)
         with WorkerProcess(settings) as worker:
             took = worker.wait_ready(deadline_s=90)
             print(f"worker ready in {took:.1f} s (metrics at {worker.base_url}/metrics)", flush=True)
@@ -159,7 +160,7 @@ def run_demo(config: SimulationConfig, rate: float, partitions: int = 4) -> int:
             }
         steps = check_loop(config.model_id, "v1", traffic, alerts, updates)
         print(summarize(alerts, config, counts, updates) + describe_loop(steps, config), flush=True)
-    print("worker and broker stopped.", flush=True)
+    print("worker and broker stopped, model store removed.", flush=True)
     return 0 if all(st.ok for st in steps) else 1
 
 

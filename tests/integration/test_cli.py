@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -138,7 +139,9 @@ def test_demo_runs_end_to_end_and_leaves_no_process_behind() -> None:
     detectors = " ".join(line for line in out.splitlines() if "detectors:" in line)
     assert "psi[sessions_7d]" in detectors
     assert any(name in detectors for name in ("adwin", "ddm", "accuracy")), detectors
-    assert "worker and broker stopped." in out
+    assert "worker and broker stopped, model store removed." in out
+    store = out.split("stored in ", 1)[1].split(" (removed at the end)", 1)[0]
+    assert store.startswith(tempfile.gettempdir()) and not os.path.exists(store)
     address = out.split("broker at ", 1)[1].split(";", 1)[0]
     assert _tansu_pids(address) == set()
     assert _workers_on(address) == set()
