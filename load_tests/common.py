@@ -130,6 +130,24 @@ def _interrupts_deferred() -> Any:
 
 
 # -- settings ------------------------------------------------------------------------------
+def await_result(process: subprocess.Popen, out: Path, log_path: Path, what: str, deadline_s: float) -> dict[str, Any]:
+    """The JSON ``out`` that a contender subprocess writes once it has seen every record
+    (atomically, by a rename), read and the process stopped; a :class:`LoadTestError` with
+    the end of its log if it exits first or takes longer than ``deadline_s``."""
+    deadline = time.monotonic() + deadline_s
+    with Progress(f"s waiting for {what}", every_s=2.0) as bar:
+        while not out.exists():
+            if process.poll() is not None:
+                raise LoadTestError(f"{what} exited ({process.returncode}):\n{log_path.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise LoadTestError(f"{what} did not see every record within {deadline_s:.0f} s")
+            time.sleep(0.25)  # a subprocess's file: polled, with a deadline
+            bar.update(0.25)
+    got = orjson.loads(out.read_bytes())
+    terminate_group(process, 5.0)
+    return got
+
+
 def namespaced(broker: EmbeddedBroker, **changes: Any) -> Settings:
     """Settings for ``broker`` with a fresh uuid topic prefix and consumer group."""
     ns = uuid.uuid4().hex[:10]

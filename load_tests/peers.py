@@ -38,12 +38,10 @@ from river.drift import ADWIN
 from river.drift.binary import DDM
 
 from schemas import codec
-from streams.ops.progress import Progress
-from streams.ops.processes import terminate_group
 from streams.runtime.end_offsets import end_offsets
 from streams.settings import Settings
 
-from .common import Harness, LoadTestError
+from .common import Harness, LoadTestError, await_result
 
 __all__ = ["PeerJob", "WindowedPsi", "aiokafka_loop_rate", "quix_rate"]
 
@@ -191,17 +189,7 @@ def quix_rate(h: Harness, settings: Settings, predictions_topic: str, labels_top
     process = h.popen([sys.executable, "-m", "load_tests.peers", "--broker", broker, "--predictions", predictions_topic,
                        "--labels", labels_topic, "--expect", str(expect), "--out", str(out), "--state-dir", str(directory / "state"),
                        *(["--noop"] if noop else [])], stdout=log, stderr=log, stdin=None)
-    deadline = time.monotonic() + deadline_s
-    with Progress(f"s waiting for the {'no-op ' if noop else ''}Quix Streams app", every_s=2.0) as bar:
-        while not out.exists():
-            if process.poll() is not None:
-                raise LoadTestError(f"the Quix Streams app exited ({process.returncode}):\n{log_path.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise LoadTestError(f"the Quix Streams app did not process {expect} records within {deadline_s:.0f} s")
-            time.sleep(0.25)
-            bar.update(0.25)
-    got = codec.loads(out.read_bytes())
-    terminate_group(process, 5.0)
+    got = await_result(process, out, log_path, f"the {'no-op ' if noop else ''}Quix Streams app", deadline_s)
     if not noop:
         _check("the Quix Streams app", got, counts)
     elapsed = max(got["last_s"] - got["first_s"], 1e-9)

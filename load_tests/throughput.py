@@ -81,6 +81,7 @@ from .common import (
     Harness,
     Item,
     LoadTestError,
+    await_result,
     consumed,
     count_roles,
     create_topics,
@@ -221,17 +222,7 @@ def noop_faust_rate(h: Harness, settings: Settings, topic: str, records: int, pr
     process = h.popen([sys.executable, "-m", "load_tests.noop_faust", "--broker", settings.broker,
                        "--topic", topic, "--expect", str(records), "--out", str(out)],
                       stdout=log, stderr=log, stdin=None)
-    deadline = time.monotonic() + 300
-    with Progress("s waiting for the no-op Faust agent", every_s=2.0) as bar:
-        while not out.exists():
-            if process.poll() is not None:
-                raise LoadTestError(f"no-op Faust app exited ({process.returncode}):\n{out.with_name('noop.log').read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise LoadTestError(f"no-op Faust app did not see {records} records of {topic} within 300 s")
-            time.sleep(0.25)
-            bar.update(0.25)
-    got = codec.loads(out.read_bytes())
-    terminate_group(process, 5.0)
+    got = await_result(process, out, out.with_name("noop.log"), "the no-op Faust agent", 300)
     shutil.rmtree(out.parent, ignore_errors=True)
     elapsed = max(got["last_s"] - got["first_s"], 1e-9)
     return {"records": got["records"], "elapsed_s": round(elapsed, 3),

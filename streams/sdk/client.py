@@ -43,7 +43,7 @@ from schemas.partitioning import group_by_partition
 
 from streams.exceptions import PublishError
 from streams.runtime.kafka_connect import start_client
-from streams.sdk.packing import encode_columns, pack
+from streams.sdk.packing import encode_columns, fit, pack
 from streams.settings import Settings
 
 EventRole = Literal["predictions", "ground-truth"]
@@ -76,17 +76,11 @@ def encode_batches(
 
 
 def _encode_chunk(chunk: Sequence[Mapping[str, Any]], max_bytes: int, record_format: RecordFormat) -> list[bytes]:
-    batch = to_columns(chunk) if record_format == "columns" else None
-    raw = codec.dumps(batch if batch is not None else list(chunk))
-    if len(raw) <= max_bytes:
-        return [raw]
-    if len(chunk) == 1:
-        raise PublishError(
-            f"event {chunk[0].get('prediction_id')!r} is {len(raw)} bytes, over the "
-            f"{max_bytes}-byte record limit (DRIFTSTREAM_MAX_MESSAGE_BYTES)"
-        )
-    half = len(chunk) // 2
-    return _encode_chunk(chunk[:half], max_bytes, record_format) + _encode_chunk(chunk[half:], max_bytes, record_format)
+    def encode(events: Sequence[Mapping[str, Any]]) -> bytes:
+        batch = to_columns(events) if record_format == "columns" else None
+        return codec.dumps(batch if batch is not None else list(events))
+
+    return fit(chunk, encode, max_bytes, lambda one: one[0].get("prediction_id"))
 
 
 class DriftstreamClient:

@@ -26,9 +26,9 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import itemgetter
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -44,6 +44,8 @@ from schemas.columns import (
 from schemas.partitioning import partitions_for
 
 from streams.exceptions import PublishError
+
+T = TypeVar("T")
 
 Role = Literal["predictions", "ground-truth"]
 
@@ -95,23 +97,14 @@ def encode_columns(columns: dict[str, Any], partitions: int, batch_size: int, ma
     fields = {name: column for name, column in columns.items() if name != "features"}
     features = columns.get("features")
 
-    def encode(index: list[int]) -> list[bytes]:
+    def encode(index: Sequence[int]) -> bytes:
         # one itemgetter gathers every column's values at ``index`` (in C, one pass each,
         # into tuples, which orjson writes as arrays)
         take = itemgetter(*index) if len(index) > 1 else lambda column: (column[index[0]],)
         chunk: dict[str, Any] = {name: take(column) for name, column in fields.items()}
         if features is not None:
             chunk["features"] = {name: take(column) for name, column in features.items()}
-        raw = codec.dumps(batch_value({name: chunk[name] for name in columns}))
-        if len(raw) <= max_bytes:
-            return [raw]
-        if len(index) == 1:
-            raise PublishError(
-                f"event {chunk['prediction_id'][0]!r} is {len(raw)} bytes, over the "
-                f"{max_bytes}-byte record limit (DRIFTSTREAM_MAX_MESSAGE_BYTES)"
-            )
-        half = len(index) // 2
-        return encode(index[:half]) + encode(index[half:])
+        return codec.dumps(batch_value({name: chunk[name] for name in columns}))
 
     # each partition's events in order, the partitions in the order of their first event
     order = np.argsort(keys, kind="stable")
@@ -121,5 +114,22 @@ def encode_columns(columns: dict[str, Any], partitions: int, batch_size: int, ma
     for group in groups:
         partition = int(keys[group[0]])
         for start in range(0, len(group), batch_size):
-            records.extend((partition, raw) for raw in encode(group[start : start + batch_size].tolist()))
+            index = group[start : start + batch_size].tolist()
+            records.extend((partition, raw) for raw in fit(index, encode, max_bytes, lambda one: columns["prediction_id"][one[0]]))
     return records
+
+
+def fit(events: Sequence[T], encode: Callable[[Sequence[T]], bytes], max_bytes: int,
+        event_id: Callable[[Sequence[T]], Any]) -> list[bytes]:
+    """``events`` encoded as one record, or halved until each record fits ``max_bytes``;
+    :class:`PublishError` names the one event (``event_id`` of it) that cannot fit alone."""
+    raw = encode(events)
+    if len(raw) <= max_bytes:
+        return [raw]
+    if len(events) == 1:
+        raise PublishError(
+            f"event {event_id(events)!r} is {len(raw)} bytes, over the "
+            f"{max_bytes}-byte record limit (DRIFTSTREAM_MAX_MESSAGE_BYTES)"
+        )
+    half = len(events) // 2
+    return fit(events[:half], encode, max_bytes, event_id) + fit(events[half:], encode, max_bytes, event_id)
