@@ -73,7 +73,6 @@ from streams.pipeline.monitor_config import MonitorConfig
 from streams.pipeline.stages import InputRecord
 from streams.runtime.end_offsets import end_offsets
 from streams.runtime.gc_tuning import tune_gc
-from streams.ops.processes import terminate_group
 from streams.sdk.client import DriftstreamClient, SyncDriftstreamClient, encode_batches
 from streams.settings import Settings
 
