@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from streams.pipeline.number_column import NumberColumn
+
 #: The checks per kind of feature (numeric: out_of_range; categorical: unseen_category).
 CHECKS = ("missing_rate", "out_of_range", "unseen_category", "type_change")
 #: Value types that take the whole-column paths of FeatureQuality._flagged.
@@ -90,6 +92,9 @@ class FeatureQuality:
         self.seen = 0  # values in the window (up to ``window``)
         self._queued: list[Any] = []  # values after the counted ones, not counted yet
         self._queued_at = 0  # the position of _queued[0]
+        # the queued values' batches as numbers (NumberColumn.values), while every one came
+        # converted and plain: the whole-column path then takes them without converting
+        self._queued_numbers: list[np.ndarray] | None = []
         self._counted: list[Row] = []  # counted, not in the window yet, in stream order
         self._judging: list[tuple[str, int, float]] | None = None  # by judged(): check, count, threshold
 
@@ -113,19 +118,31 @@ class FeatureQuality:
         """Whether the window holds ``window`` values (a share of a few says little)."""
         return self.seen >= self.window
 
-    def update(self, values: Sequence[Any], position: int) -> None:
+    def update(self, values: Sequence[Any], position: int, column: NumberColumn | None = None) -> None:
         """Queue ``values``, the stream's values from ``position`` on (each call's start where
-        the last one's ended): they are counted when the window next advances."""
+        the last one's ended): they are counted when the window next advances. ``column``:
+        ``values`` as the monitor converted them for its detectors, if it did."""
         if not self._queued:
             self._queued_at = position
+            self._queued_numbers = []
         self._queued.extend(values)
+        if self._queued_numbers is not None:
+            if column is not None and column.plain:
+                self._queued_numbers.append(column.values)
+            else:  # these values take the value-by-value path, and so do all queued with them
+                self._queued_numbers = None
 
     def advance(self, position: float) -> None:
         """Move the window's end up to ``position``: count what is queued, and add the
         counted buckets that end at or before it."""
         if self._queued:
             values, self._queued = self._queued, []
-            self._counted.extend(self._rows(values, self._queued_at))
+            numbers, self._queued_numbers = self._queued_numbers, []
+            if numbers and self.numeric:
+                x = numbers[0] if len(numbers) == 1 else np.concatenate(numbers)
+                self._counted.extend(_per_bucket(self._outside(x), self._queued_at, len(values), self.bucket))
+            else:
+                self._counted.extend(self._rows(values, self._queued_at))
         counted = self._counted
         done = 0
         while done < len(counted) and counted[done][1] <= position:
@@ -165,14 +182,7 @@ class FeatureQuality:
             except OverflowError:  # an int beyond a float's range
                 pass
         if x is not None:
-            low, high = self.low, self.high
-            lowest, highest = x.min(), x.max()  # a nan or an infinity shows in one of them
-            if low <= lowest and highest <= high:
-                return None, None, None
-            if math.isfinite(lowest) and math.isfinite(highest):  # outliers, nothing missing
-                return None, np.flatnonzero((x < low) | (x > high)), None
-            finite = np.isfinite(x)
-            return np.flatnonzero(~finite), np.flatnonzero(finite & ((x < low) | (x > high))), None
+            return self._outside(x)
         if not self.numeric and self.types == ["string"]:
             distinct = _distinct(values)
             if distinct is not None and set(map(type, distinct)) <= _STRING_TYPES:  # a str equals only a str
@@ -182,6 +192,18 @@ class FeatureQuality:
                 flag[None] = 1
                 return _positions(np.fromiter(map(flag.get, values, repeat(2)), dtype=np.uint8, count=len(values)))
         return _positions(np.fromiter(map(self._flag, values), dtype=np.uint8, count=len(values)))
+
+    def _outside(self, x: np.ndarray) -> Flagged:
+        """A numeric feature's plain numbers and nulls (``x``: nan for a null): the missing
+        ones and those outside the reference's range, in a few whole-column passes."""
+        low, high = self.low, self.high
+        lowest, highest = x.min(), x.max()  # a nan or an infinity shows in one of them
+        if low <= lowest and highest <= high:
+            return None, None, None
+        if math.isfinite(lowest) and math.isfinite(highest):  # outliers, nothing missing
+            return None, np.flatnonzero((x < low) | (x > high)), None
+        finite = np.isfinite(x)
+        return np.flatnonzero(~finite), np.flatnonzero(finite & ((x < low) | (x > high))), None
 
     def _flag(self, v: Any) -> int:
         """One value's flag, whatever its type."""
