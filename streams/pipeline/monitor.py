@@ -249,6 +249,8 @@ class ModelMonitor:
         # predictions, 1: pairs), handed over in event-time order at its end
         self._observed: list[tuple[Observation, int]] = []
         self._drifted: set[str] = set()  # the keys of the checks among them that drifted
+        # by feature, its FeatureQuality and each judged check's key and sample template
+        self._quality_plans: dict[str, tuple[FeatureQuality, list[tuple[str, dict[str, Any]]]]] = {}
         self._pending_requests: list[dict[str, Any]] = []
         # concept drifts whose alert member stays firing while the rolling error is at least this
         self.elevated: dict[str, float] = {}
@@ -549,11 +551,37 @@ class ModelMonitor:
         """At a checkpoint, each feature's window ends here: with a full one, check each
         count's share (the values were queued with the batch, :meth:`_process_predictions`)."""
         limits = self.config.data_quality
+        position = self.n_predictions - 1
+        ts: float | None = None
+        in_drift, drifted = self.in_drift, self._drifted
         for feature, quality in self.quality.items():
             quality.advance(self.n_predictions)
-            for check, share, threshold in quality.judged(limits):  # none before the window is full
-                self._emit_check(f"quality:{feature}:{check}", "data_quality", check, feature, share, threshold,
-                                 "above", None, hi - 1, self.n_predictions - 1, cols, result, quality.window, 0)
+            judged = quality.judged(limits)  # none before the window is full
+            if not judged:
+                continue
+            plan = self._quality_plans.get(feature)
+            if plan is None or plan[0] is not quality:
+                plan = self._quality_plans[feature] = (quality, self._quality_samples(feature, quality, judged))
+            if ts is None:
+                ts = float(cols["ts"][hi - 1])
+            for (check, share, threshold), (key, template) in zip(judged, plan[1]):
+                if share > threshold or in_drift.get(key) or key in drifted or self._firing(key):
+                    self._emit_check(key, "data_quality", check, feature, share, threshold, "above", None, hi - 1,
+                                     position, cols, result, quality.window, 0)
+                else:  # most checkpoints: only the sample _emit_check would make, from its template
+                    sample = template.copy()
+                    sample["timestamp"], sample["position"], sample["statistic"] = ts, position, share
+                    result.samples.append(sample)
+
+    def _quality_samples(self, feature: str, quality: FeatureQuality,
+                         judged: list[tuple[str, float, float]]) -> list[tuple[str, dict[str, Any]]]:
+        """Each judged check's key and the sample :meth:`_emit_check` makes for it when it
+        has not drifted, but for its time, position and share (a dozen features make three
+        dozen samples at every checkpoint: a copy and three stores each, not a call)."""
+        return [(key, {"key": key, "kind": "data_quality", "detector": check, "feature": feature, "timestamp": 0.0,
+                       "position": 0, "statistic": 0.0, "threshold": threshold, "direction": "above", "p_value": None,
+                       "drift": False, "window_size": quality.window, **self._segment_field()})
+                for check, _, threshold in judged for key in [f"quality:{feature}:{check}"]]
 
     def _update_estimate(self, cols: dict[str, Any], lo: int, hi: int, result: MonitorResult) -> None:
         """Add predictions ``[lo, hi)`` to the label-free estimate; check each window it

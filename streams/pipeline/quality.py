@@ -144,25 +144,31 @@ class FeatureQuality:
             else:
                 self._counted.extend(self._rows(values, self._queued_at))
         counted = self._counted
+        if not counted or counted[0][1] > position:  # nothing reaches the window yet
+            return
         done = 0
         while done < len(counted) and counted[done][1] <= position:
             self._add(counted[done])
             done += 1
-        if done:
-            del counted[:done]
+        del counted[:done]
 
     def _add(self, row: Row) -> None:
-        start, end, *counts = row
+        start, end, missing, outside, other = row  # three counts, unrolled: once per feature per checkpoint
         b = self.bucket
         ring, totals = self._ring, self._totals
         slot = ring[(end - 1) // b % len(ring)]
         if not self.seen or (self.end - 1) // b != (end - 1) // b:  # a new bucket: the oldest goes
-            for i in range(3):
-                totals[i] -= slot[i]
-                slot[i] = 0
-        for i in range(3):
-            slot[i] += counts[i]
-            totals[i] += counts[i]
+            totals[0] += missing - slot[0]
+            totals[1] += outside - slot[1]
+            totals[2] += other - slot[2]
+            slot[0], slot[1], slot[2] = missing, outside, other
+        else:
+            totals[0] += missing
+            totals[1] += outside
+            totals[2] += other
+            slot[0] += missing
+            slot[1] += outside
+            slot[2] += other
         self.end = end
         self.seen = min(self.window, self.seen + end - start)
 
