@@ -249,8 +249,8 @@ class ModelMonitor:
         # predictions, 1: pairs), handed over in event-time order at its end
         self._observed: list[tuple[Observation, int]] = []
         self._drifted: set[str] = set()  # the keys of the checks among them that drifted
-        # by feature, its FeatureQuality and each judged check's key and sample template
-        self._quality_plans: dict[str, tuple[FeatureQuality, list[tuple[str, dict[str, Any]]]]] = {}
+        # by feature, its FeatureQuality and what _check_quality reads at each checkpoint
+        self._quality_plans: dict[str, tuple[FeatureQuality, list[tuple[str, str, int, float, dict[str, Any]]]]] = {}
         self._pending_requests: list[dict[str, Any]] = []
         # concept drifts whose alert member stays firing while the rolling error is at least this
         self.elevated: dict[str, float] = {}
@@ -550,38 +550,40 @@ class ModelMonitor:
     def _check_quality(self, cols: dict[str, Any], hi: int, result: MonitorResult) -> None:
         """At a checkpoint, each feature's window ends here: with a full one, check each
         count's share (the values were queued with the batch, :meth:`_process_predictions`)."""
-        limits = self.config.data_quality
         position = self.n_predictions - 1
         ts: float | None = None
-        in_drift, drifted = self.in_drift, self._drifted
+        in_drift, drifted, samples = self.in_drift, self._drifted, result.samples
         for feature, quality in self.quality.items():
-            quality.advance(self.n_predictions)
-            judged = quality.judged(limits)  # none before the window is full
-            if not judged:
+            counts = quality.counts_at(self.n_predictions)
+            if counts is None:  # the window is not full yet
                 continue
             plan = self._quality_plans.get(feature)
             if plan is None or plan[0] is not quality:
-                plan = self._quality_plans[feature] = (quality, self._quality_samples(feature, quality, judged))
+                plan = self._quality_plans[feature] = (quality, self._quality_plan(feature, quality))
             if ts is None:
                 ts = float(cols["ts"][hi - 1])
-            for (check, share, threshold), (key, template) in zip(judged, plan[1]):
+            window = quality.window
+            for key, check, count, threshold, template in plan[1]:
+                share = counts[count] / window
                 if share > threshold or in_drift.get(key) or key in drifted or self._firing(key):
                     self._emit_check(key, "data_quality", check, feature, share, threshold, "above", None, hi - 1,
-                                     position, cols, result, quality.window, 0)
+                                     position, cols, result, window, 0)
                 else:  # most checkpoints: only the sample _emit_check would make, from its template
                     sample = template.copy()
                     sample["timestamp"], sample["position"], sample["statistic"] = ts, position, share
-                    result.samples.append(sample)
+                    samples.append(sample)
 
-    def _quality_samples(self, feature: str, quality: FeatureQuality,
-                         judged: list[tuple[str, float, float]]) -> list[tuple[str, dict[str, Any]]]:
-        """Each judged check's key and the sample :meth:`_emit_check` makes for it when it
-        has not drifted, but for its time, position and share (a dozen features make three
-        dozen samples at every checkpoint: a copy and three stores each, not a call)."""
-        return [(key, {"key": key, "kind": "data_quality", "detector": check, "feature": feature, "timestamp": 0.0,
-                       "position": 0, "statistic": 0.0, "threshold": threshold, "direction": "above", "p_value": None,
-                       "drift": False, "window_size": quality.window, **self._segment_field()})
-                for check, _, threshold in judged for key in [f"quality:{feature}:{check}"]]
+    def _quality_plan(self, feature: str, quality: FeatureQuality) -> list[tuple[str, str, int, float, dict[str, Any]]]:
+        """Each check of ``feature``: its key, name, count (:meth:`FeatureQuality.counts_at`),
+        threshold, and the sample :meth:`_emit_check` makes for it when it has not drifted
+        but for its time, position and share (a dozen features make three dozen samples at
+        every checkpoint: a copy and three stores each, not a call)."""
+        return [(key, check, count, threshold,
+                 {"key": key, "kind": "data_quality", "detector": check, "feature": feature, "timestamp": 0.0,
+                  "position": 0, "statistic": 0.0, "threshold": threshold, "direction": "above", "p_value": None,
+                  "drift": False, "window_size": quality.window, **self._segment_field()})
+                for check, count, threshold in quality.judging(self.config.data_quality)
+                for key in [f"quality:{feature}:{check}"]]
 
     def _update_estimate(self, cols: dict[str, Any], lo: int, hi: int, result: MonitorResult) -> None:
         """Add predictions ``[lo, hi)`` to the label-free estimate; check each window it

@@ -96,7 +96,6 @@ class FeatureQuality:
         # converted and plain: the whole-column path then takes them without converting
         self._queued_numbers: list[np.ndarray] | None = []
         self._counted: list[Row] = []  # counted, not in the window yet, in stream order
-        self._judging: list[tuple[str, int, float]] | None = None  # by judged(): check, count, threshold
 
     @classmethod
     def from_reference(cls, values: Sequence[Any], window: int, bucket: int = 1) -> FeatureQuality:
@@ -237,16 +236,19 @@ class FeatureQuality:
         totals, n = self._totals, self.window
         return {check: totals[_COUNT[check]] / n if check in mine else math.nan for check in checks}
 
-    def judged(self, limits: dict[str, Any]) -> list[tuple[str, float, float]]:
-        """``(check, share, threshold)`` of each check of ``limits["checks"]`` that applies,
-        once the window is full (none before). ``limits``: the model's ``data_quality``
-        config, the same at every call (what is judged, and where, is worked out once)."""
-        if not self.full:
-            return []
-        if self._judging is None:
-            self._judging = [(c, _COUNT[c], self.threshold(c, limits)) for c in self.checks(limits["checks"])]
-        totals, n = self._totals, self.window
-        return [(check, totals[count] / n, threshold) for check, count, threshold in self._judging]
+    def judging(self, limits: dict[str, Any]) -> list[tuple[str, int, float]]:
+        """``(check, count, threshold)`` of each check of ``limits["checks"]`` (the model's
+        ``data_quality`` config) that applies: its share at a checkpoint is
+        ``counts_at(position)[count] / window``. The caller works this out once."""
+        return [(c, _COUNT[c], self.threshold(c, limits)) for c in self.checks(limits["checks"])]
+
+    def counts_at(self, position: int) -> list[int] | None:
+        """:meth:`advance` to ``position``; then the window's counts (missing; outside or
+        unseen; of another type) once it is full, ``None`` before. The list is the running
+        totals themselves (read it, do not keep it): a checkpoint of a dozen features reads
+        three dozen shares, so nothing is built for them."""
+        self.advance(position)
+        return self._totals if self.seen >= self.window else None
 
     def threshold(self, check: str, limits: dict[str, Any]) -> float:
         """Drift when the share is above this."""
