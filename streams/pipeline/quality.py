@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.pipeline.number_column import NumberColumn
+from streams.pipeline.number_column import NumberColumn, number_column
 
 #: The checks per kind of feature (numeric: out_of_range; categorical: unseen_category).
 CHECKS = ("missing_rate", "out_of_range", "unseen_category", "type_change")
@@ -99,6 +99,12 @@ class FeatureQuality:
 
     @classmethod
     def from_reference(cls, values: Sequence[Any], window: int, bucket: int = 1) -> FeatureQuality:
+        column = number_column(values)
+        if column is not None and column.plain:  # plain numbers and nulls: the profile in numpy passes
+            finite = column.values[np.isfinite(column.values)]
+            if len(finite):  # float(min(present)) of the values themselves: float() keeps their order
+                missing = 1.0 - len(finite) / len(values)
+                return cls(True, missing, ["number"], float(finite.min()), float(finite.max()), None, window, bucket)
         present = [v for v in values if not _is_missing(v)]
         numeric = bool(present) and all(value_type(v) == "number" for v in present)
         missing = 1.0 - len(present) / len(values) if values else 0.0
