@@ -58,6 +58,7 @@ from streams.pipeline.performance import (
     task_of,
     threshold_key,
 )
+from streams.pipeline.number_column import NumberColumn, number_column
 from streams.pipeline.quality import FeatureQuality
 from streams.pipeline.reference_profile import load_reference_profile
 from streams.pipeline.segments import OTHER, choose, segment_of, split, take_rows
@@ -143,6 +144,11 @@ def _numeric(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     except (TypeError, ValueError):
         idx = [i for i, v in enumerate(values) if is_number(v)]
         return np.fromiter((values[i] for i in idx), dtype=np.float64, count=len(idx)), np.asarray(idx, dtype=np.int64)
+    return _finite(arr)
+
+
+def _finite(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_numeric` of values already converted (``arr``: float64, nan for a null)."""
     finite = np.isfinite(arr)
     if finite.all():
         return arr, np.arange(len(arr), dtype=np.int64)
@@ -234,12 +240,18 @@ class ModelMonitor:
         # each detector has had
         self.pending: dict[str, Any] | None = None
         self.fed: dict[str, int] = {}
+        # by numeric detector key, its pending values not fed yet as converted pieces, one per
+        # _pend (None: that batch's column did not convert); not state: without them (after
+        # a restore) the detector converts its values itself
+        self._pieces: dict[str, list[np.ndarray | None]] = {}
         self.policy = AlertPolicy(model_id, model_version, config, segment)
         self.requested: list[str] = []  # alert ids that already asked for a model update
         # the batch's observations for the alert policy, with their sequence's rank (0:
         # predictions, 1: pairs), handed over in event-time order at its end
         self._observed: list[tuple[Observation, int]] = []
         self._drifted: set[str] = set()  # the keys of the checks among them that drifted
+        # by feature, its FeatureQuality and what _check_quality reads at each checkpoint
+        self._quality_plans: dict[str, tuple[FeatureQuality, list[tuple[str, str, int, float, dict[str, Any]]]]] = {}
         self._pending_requests: list[dict[str, Any]] = []
         # concept drifts whose alert member stays firing while the rolling error is at least this
         self.elevated: dict[str, float] = {}
@@ -481,20 +493,32 @@ class ModelMonitor:
                 self._fit_reference(float(cols["ts"][take - 1]))
         if start >= n or self.reference is not None:
             return start
+        numbers = self._number_columns(cols["features"])
         for feature, quality in self.quality.items():  # counted at the batch's first checkpoint
             source = cols["features"].get(feature)
             if source is None:
                 source = [None] * n
-            quality.update(source[start:] if start else source, self.n_predictions)
+            column = numbers.get(feature)
+            if column is not None and start:
+                column = NumberColumn(column.values[start:], column.plain)
+            quality.update(source[start:] if start else source, self.n_predictions, column)
         for lo, hi in _chunks(self.n_predictions, n - start):
-            self._feed_chunk(cols, lo + start, hi + start, result)
+            self._feed_chunk(cols, lo + start, hi + start, result, numbers)
         return start
 
-    def _feed_chunk(self, cols: dict[str, Any], lo: int, hi: int, result: MonitorResult) -> None:
+    def _number_columns(self, features: dict[str, Any]) -> dict[str, NumberColumn | None]:
+        """The batch's columns of the features a numeric detector or a numeric feature's
+        quality checks read, each converted once for both (:mod:`streams.pipeline.number_column`)."""
+        wanted = {w.feature: False for w in self.watched.values() if w.kind == "data_drift" and not w.categorical}
+        wanted.update((f, True) for f, q in self.quality.items() if q.numeric)
+        return {f: number_column(features[f], with_types) for f, with_types in wanted.items() if f in features}
+
+    def _feed_chunk(self, cols: dict[str, Any], lo: int, hi: int, result: MonitorResult,
+                    numbers: dict[str, NumberColumn | None]) -> None:
         """Predictions ``[lo, hi)`` of ``cols`` (all in one observation chunk) join the
         pending ones; each detector that may signal on what it has not had yet gets it now,
-        and every detector at the end of the chunk."""
-        pending = self._pend(cols, lo, hi)
+        and every detector at the end of the chunk. ``numbers``: the batch's converted columns."""
+        pending = self._pend(cols, lo, hi, numbers)
         self.n_predictions += hi - lo
         size = len(pending["ts"])
         first = self.n_predictions - size  # the position of pending[0]
@@ -503,7 +527,8 @@ class ModelMonitor:
             fed = self.fed.get(watched.key, 0)
             if end_of_chunk or _may_signal(watched.detector, size - fed):
                 values = pending["columns"][watched.key]
-                self._run(watched, values[fed:], fed, size, pending, first + fed, result)
+                converted = self._converted(watched.key, size - fed)
+                self._run(watched, values[fed:], fed, size, pending, first + fed, result, converted)
                 self.fed[watched.key] = size
         if self.quality and end_of_chunk:  # after the detectors: at equal event time, after what they observed
             self._check_quality(cols, hi, result)
@@ -512,17 +537,54 @@ class ModelMonitor:
         if self.latency is not None:
             self._update_latency(cols, lo, hi, end_of_chunk, result)
         if end_of_chunk:
-            self.pending, self.fed = None, {}
+            self.pending, self.fed, self._pieces = None, {}, {}
+
+    def _converted(self, key: str, n: int) -> np.ndarray | None:
+        """The ``n`` values of detector ``key`` not fed yet, as the batches converted them;
+        ``None`` where one did not (or a restore lost them): the detector converts them."""
+        pieces = self._pieces.pop(key, None)
+        if not pieces or any(p is None for p in pieces):
+            return None
+        arr = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        return arr if len(arr) == n else None
 
     def _check_quality(self, cols: dict[str, Any], hi: int, result: MonitorResult) -> None:
         """At a checkpoint, each feature's window ends here: with a full one, check each
         count's share (the values were queued with the batch, :meth:`_process_predictions`)."""
-        limits = self.config.data_quality
+        position = self.n_predictions - 1
+        ts: float | None = None
+        in_drift, drifted, samples = self.in_drift, self._drifted, result.samples
         for feature, quality in self.quality.items():
-            quality.advance(self.n_predictions)
-            for check, share, threshold in quality.judged(limits):  # none before the window is full
-                self._emit_check(f"quality:{feature}:{check}", "data_quality", check, feature, share, threshold,
-                                 "above", None, hi - 1, self.n_predictions - 1, cols, result, quality.window, 0)
+            counts = quality.counts_at(self.n_predictions)
+            if counts is None:  # the window is not full yet
+                continue
+            plan = self._quality_plans.get(feature)
+            if plan is None or plan[0] is not quality:
+                plan = self._quality_plans[feature] = (quality, self._quality_plan(feature, quality))
+            if ts is None:
+                ts = float(cols["ts"][hi - 1])
+            window = quality.window
+            for key, check, count, threshold, template in plan[1]:
+                share = counts[count] / window
+                if share > threshold or in_drift.get(key) or key in drifted or self._firing(key):
+                    self._emit_check(key, "data_quality", check, feature, share, threshold, "above", None, hi - 1,
+                                     position, cols, result, window, 0)
+                else:  # most checkpoints: only the sample _emit_check would make, from its template
+                    sample = template.copy()
+                    sample["timestamp"], sample["position"], sample["statistic"] = ts, position, share
+                    samples.append(sample)
+
+    def _quality_plan(self, feature: str, quality: FeatureQuality) -> list[tuple[str, str, int, float, dict[str, Any]]]:
+        """Each check of ``feature``: its key, name, count (:meth:`FeatureQuality.counts_at`),
+        threshold, and the sample :meth:`_emit_check` makes for it when it has not drifted
+        but for its time, position and share (a dozen features make three dozen samples at
+        every checkpoint: a copy and three stores each, not a call)."""
+        return [(key, check, count, threshold,
+                 {"key": key, "kind": "data_quality", "detector": check, "feature": feature, "timestamp": 0.0,
+                  "position": 0, "statistic": 0.0, "threshold": threshold, "direction": "above", "p_value": None,
+                  "drift": False, "window_size": quality.window, **self._segment_field()})
+                for check, count, threshold in quality.judging(self.config.data_quality)
+                for key in [f"quality:{feature}:{check}"]]
 
     def _update_estimate(self, cols: dict[str, Any], lo: int, hi: int, result: MonitorResult) -> None:
         """Add predictions ``[lo, hi)`` to the label-free estimate; check each window it
@@ -591,9 +653,10 @@ class ModelMonitor:
                          float(detector.threshold), detector.direction, None, i, position, cols, result,
                          window_size, rank, drift=drift)
 
-    def _pend(self, cols: dict[str, Any], lo: int, hi: int) -> dict[str, Any]:
+    def _pend(self, cols: dict[str, Any], lo: int, hi: int, numbers: dict[str, NumberColumn | None]) -> dict[str, Any]:
         """Add predictions ``[lo, hi)`` of ``cols`` to the pending ones (each detector's
-        column; a column absent from ``cols`` is missing values there)."""
+        column; a column absent from ``cols`` is missing values there), and a numeric
+        detector's converted piece of them (``numbers``)."""
         pending = self.pending
         if pending is None:
             pending = self.pending = {"pid": [], "ts": [], "columns": {}}
@@ -607,6 +670,9 @@ class ModelMonitor:
             if column is None:
                 column = columns[watched.key] = [None] * size
             column.extend(source[lo:hi] if source is not None else [None] * (hi - lo))
+            if watched.kind == "data_drift" and not watched.categorical:
+                converted = numbers.get(watched.feature)  # type: ignore[arg-type]  # data_drift: a feature
+                self._pieces.setdefault(watched.key, []).append(None if converted is None else converted.values[lo:hi])
         return pending
 
     def _process_pairs(self, cols: dict[str, Any], result: MonitorResult) -> None:
@@ -643,11 +709,15 @@ class ModelMonitor:
 
     def _run(
         self, watched: _Watched, values: Sequence[Any], lo: int, hi: int,
-        cols: dict[str, Any], base: int, result: MonitorResult,
+        cols: dict[str, Any], base: int, result: MonitorResult, converted: np.ndarray | None = None,
     ) -> None:
+        """Feed ``values`` to ``watched``'s detector (``converted``: them as float64, where
+        the batch converted them already)."""
         detector = watched.detector
         if watched.categorical:
             clean, idx = _categorical(values)
+        elif converted is not None:
+            clean, idx = _finite(converted)
         else:
             clean, idx = _numeric(values)
         signalled = -1  # where the detector last signalled drift in this run
@@ -956,7 +1026,7 @@ class ModelMonitor:
         self.last_performance = None
         self.in_drift = {}
         self.elevated = {}
-        self.pending, self.fed = None, {}
+        self.pending, self.fed, self._pieces = None, {}, {}
         alerts = self.policy.resolve_all(timestamp, reason)
         for sub in (self.segments or {}).values():  # chosen again from the new reference
             alerts.extend(sub.policy.resolve_all(timestamp, reason))

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from streams.pipeline.number_column import NumberColumn, number_column
+
 #: The checks per kind of feature (numeric: out_of_range; categorical: unseen_category).
 CHECKS = ("missing_rate", "out_of_range", "unseen_category", "type_change")
 #: Value types that take the whole-column paths of FeatureQuality._flagged.
@@ -90,11 +92,19 @@ class FeatureQuality:
         self.seen = 0  # values in the window (up to ``window``)
         self._queued: list[Any] = []  # values after the counted ones, not counted yet
         self._queued_at = 0  # the position of _queued[0]
+        # the queued values' batches as numbers (NumberColumn.values), while every one came
+        # converted and plain: the whole-column path then takes them without converting
+        self._queued_numbers: list[np.ndarray] | None = []
         self._counted: list[Row] = []  # counted, not in the window yet, in stream order
-        self._judging: list[tuple[str, int, float]] | None = None  # by judged(): check, count, threshold
 
     @classmethod
     def from_reference(cls, values: Sequence[Any], window: int, bucket: int = 1) -> FeatureQuality:
+        column = number_column(values)
+        if column is not None and column.plain:  # plain numbers and nulls: the profile in numpy passes
+            finite = column.values[np.isfinite(column.values)]
+            if len(finite):  # float(min(present)) of the values themselves: float() keeps their order
+                missing = 1.0 - len(finite) / len(values)
+                return cls(True, missing, ["number"], float(finite.min()), float(finite.max()), None, window, bucket)
         present = [v for v in values if not _is_missing(v)]
         numeric = bool(present) and all(value_type(v) == "number" for v in present)
         missing = 1.0 - len(present) / len(values) if values else 0.0
@@ -113,39 +123,57 @@ class FeatureQuality:
         """Whether the window holds ``window`` values (a share of a few says little)."""
         return self.seen >= self.window
 
-    def update(self, values: Sequence[Any], position: int) -> None:
+    def update(self, values: Sequence[Any], position: int, column: NumberColumn | None = None) -> None:
         """Queue ``values``, the stream's values from ``position`` on (each call's start where
-        the last one's ended): they are counted when the window next advances."""
+        the last one's ended): they are counted when the window next advances. ``column``:
+        ``values`` as the monitor converted them for its detectors, if it did."""
         if not self._queued:
             self._queued_at = position
+            self._queued_numbers = []
         self._queued.extend(values)
+        if self._queued_numbers is not None:
+            if column is not None and column.plain:
+                self._queued_numbers.append(column.values)
+            else:  # these values take the value-by-value path, and so do all queued with them
+                self._queued_numbers = None
 
     def advance(self, position: float) -> None:
         """Move the window's end up to ``position``: count what is queued, and add the
         counted buckets that end at or before it."""
         if self._queued:
             values, self._queued = self._queued, []
-            self._counted.extend(self._rows(values, self._queued_at))
+            numbers, self._queued_numbers = self._queued_numbers, []
+            if numbers and self.numeric:
+                x = numbers[0] if len(numbers) == 1 else np.concatenate(numbers)
+                self._counted.extend(_per_bucket(self._outside(x), self._queued_at, len(values), self.bucket))
+            else:
+                self._counted.extend(self._rows(values, self._queued_at))
         counted = self._counted
+        if not counted or counted[0][1] > position:  # nothing reaches the window yet
+            return
         done = 0
         while done < len(counted) and counted[done][1] <= position:
             self._add(counted[done])
             done += 1
-        if done:
-            del counted[:done]
+        del counted[:done]
 
     def _add(self, row: Row) -> None:
-        start, end, *counts = row
+        start, end, missing, outside, other = row  # three counts, unrolled: once per feature per checkpoint
         b = self.bucket
         ring, totals = self._ring, self._totals
         slot = ring[(end - 1) // b % len(ring)]
         if not self.seen or (self.end - 1) // b != (end - 1) // b:  # a new bucket: the oldest goes
-            for i in range(3):
-                totals[i] -= slot[i]
-                slot[i] = 0
-        for i in range(3):
-            slot[i] += counts[i]
-            totals[i] += counts[i]
+            totals[0] += missing - slot[0]
+            totals[1] += outside - slot[1]
+            totals[2] += other - slot[2]
+            slot[0], slot[1], slot[2] = missing, outside, other
+        else:
+            totals[0] += missing
+            totals[1] += outside
+            totals[2] += other
+            slot[0] += missing
+            slot[1] += outside
+            slot[2] += other
         self.end = end
         self.seen = min(self.window, self.seen + end - start)
 
@@ -165,14 +193,7 @@ class FeatureQuality:
             except OverflowError:  # an int beyond a float's range
                 pass
         if x is not None:
-            low, high = self.low, self.high
-            lowest, highest = x.min(), x.max()  # a nan or an infinity shows in one of them
-            if low <= lowest and highest <= high:
-                return None, None, None
-            if math.isfinite(lowest) and math.isfinite(highest):  # outliers, nothing missing
-                return None, np.flatnonzero((x < low) | (x > high)), None
-            finite = np.isfinite(x)
-            return np.flatnonzero(~finite), np.flatnonzero(finite & ((x < low) | (x > high))), None
+            return self._outside(x)
         if not self.numeric and self.types == ["string"]:
             distinct = _distinct(values)
             if distinct is not None and set(map(type, distinct)) <= _STRING_TYPES:  # a str equals only a str
@@ -182,6 +203,18 @@ class FeatureQuality:
                 flag[None] = 1
                 return _positions(np.fromiter(map(flag.get, values, repeat(2)), dtype=np.uint8, count=len(values)))
         return _positions(np.fromiter(map(self._flag, values), dtype=np.uint8, count=len(values)))
+
+    def _outside(self, x: np.ndarray) -> Flagged:
+        """A numeric feature's plain numbers and nulls (``x``: nan for a null): the missing
+        ones and those outside the reference's range, in a few whole-column passes."""
+        low, high = self.low, self.high
+        lowest, highest = x.min(), x.max()  # a nan or an infinity shows in one of them
+        if low <= lowest and highest <= high:
+            return None, None, None
+        if math.isfinite(lowest) and math.isfinite(highest):  # outliers, nothing missing
+            return None, np.flatnonzero((x < low) | (x > high)), None
+        finite = np.isfinite(x)
+        return np.flatnonzero(~finite), np.flatnonzero(finite & ((x < low) | (x > high))), None
 
     def _flag(self, v: Any) -> int:
         """One value's flag, whatever its type."""
@@ -209,16 +242,19 @@ class FeatureQuality:
         totals, n = self._totals, self.window
         return {check: totals[_COUNT[check]] / n if check in mine else math.nan for check in checks}
 
-    def judged(self, limits: dict[str, Any]) -> list[tuple[str, float, float]]:
-        """``(check, share, threshold)`` of each check of ``limits["checks"]`` that applies,
-        once the window is full (none before). ``limits``: the model's ``data_quality``
-        config, the same at every call (what is judged, and where, is worked out once)."""
-        if not self.full:
-            return []
-        if self._judging is None:
-            self._judging = [(c, _COUNT[c], self.threshold(c, limits)) for c in self.checks(limits["checks"])]
-        totals, n = self._totals, self.window
-        return [(check, totals[count] / n, threshold) for check, count, threshold in self._judging]
+    def judging(self, limits: dict[str, Any]) -> list[tuple[str, int, float]]:
+        """``(check, count, threshold)`` of each check of ``limits["checks"]`` (the model's
+        ``data_quality`` config) that applies: its share at a checkpoint is
+        ``counts_at(position)[count] / window``. The caller works this out once."""
+        return [(c, _COUNT[c], self.threshold(c, limits)) for c in self.checks(limits["checks"])]
+
+    def counts_at(self, position: int) -> list[int] | None:
+        """:meth:`advance` to ``position``; then the window's counts (missing; outside or
+        unseen; of another type) once it is full, ``None`` before. The list is the running
+        totals themselves (read it, do not keep it): a checkpoint of a dozen features reads
+        three dozen shares, so nothing is built for them."""
+        self.advance(position)
+        return self._totals if self.seen >= self.window else None
 
     def threshold(self, check: str, limits: dict[str, Any]) -> float:
         """Drift when the share is above this."""

@@ -13,6 +13,7 @@ from schemas.records import KINDS
 from streams.exceptions import ConfigError
 from streams.pipeline.monitor import ModelMonitor
 from streams.pipeline.monitor_config import MonitorConfig
+from streams.pipeline.number_column import number_column
 from streams.pipeline.quality import CHECKS, FeatureQuality
 
 N = 4_000  # predictions before the change, and after it
@@ -209,7 +210,8 @@ def test_the_batch_counts_equal_a_per_event_reference_at_every_checkpoint(seed: 
     while position < len(stream):  # batches of any size, as the monitor hands them over
         size = int(rng.choice([1, 7, 250, 333, 1000, 2600]))
         batch = stream[position:position + size]
-        fast.update(batch, position)
+        # as the monitor converted the batch for its detectors, or not converted (every path)
+        fast.update(batch, position, number_column(batch) if (position // 7) % 3 else None)
         for i, v in enumerate(batch):
             slow.add(v)
             if (position + i + 1) % every == 0:  # a checkpoint: the window ends here
@@ -243,3 +245,36 @@ def test_the_state_is_a_few_numbers_and_an_old_one_is_counted_again() -> None:
     q.advance(3000)
     again.advance(3000)
     assert again.share("missing_rate") == q.share("missing_rate") == 0.1
+
+
+@pytest.mark.parametrize("batch", [1_000, 333, 2_600])
+def test_the_shared_conversion_changes_no_result(batch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each numeric column converted once per batch for the detectors and the checks gives
+    the same drift events, samples and alerts as each converting on its own, with bools,
+    numeric strings, nulls and lists among the values (they take each one's own path)."""
+    rng = np.random.default_rng(4)
+    stream = _stream("type_change")
+    n = len(stream["ts"])
+    stream["features"]["x"] = _messy(rng, n, True)
+    y = rng.normal(0.0, 1.0, n)
+    y[n // 2:] += 2.0  # a drift for its detector
+    stream["features"]["y"] = y.tolist()  # clean: the shared path throughout
+    stream["features"]["y"][n // 2::97] = [True] * len(range(n // 2, n, 97))  # a bool: 1.0 to a detector
+
+    def results() -> list:
+        m = ModelMonitor("m", None, MonitorConfig.from_mapping({}).for_model("m"))
+        out = []
+        for lo in range(0, n, batch):
+            cols = {k: v[lo:lo + batch] for k, v in stream.items() if k != "features"}
+            cols["features"] = {k: v[lo:lo + batch] for k, v in stream["features"].items()}
+            r = m.process({"pred": cols})
+            out.append((r.drift_events, r.samples, r.alerts))
+        return out
+
+    shared = results()
+    monkeypatch.setattr("streams.pipeline.monitor.number_column", lambda values, with_types=True: None)
+    monkeypatch.setattr("streams.pipeline.quality.number_column", lambda values, with_types=True: None)
+    apart = results()
+    assert orjson.dumps(shared, option=orjson.OPT_SERIALIZE_NUMPY) == orjson.dumps(apart, option=orjson.OPT_SERIALIZE_NUMPY)
+    kinds = {e["kind"] for batch_events, _, _ in shared for e in batch_events}
+    assert {"data_quality", "data_drift"} <= kinds  # both consumers had something to say
