@@ -74,16 +74,17 @@ async def test_the_updater_counts_the_events_it_applied_by_role(tmp_path: Path) 
 
 
 async def test_a_failing_loop_stops_its_sibling_after_the_siblings_current_batch() -> None:
-    stop, halted = asyncio.Event(), asyncio.Event()
+    stop, halted, in_batch = asyncio.Event(), asyncio.Event(), asyncio.Event()
     steps: list[str] = []
 
     async def route(consumer: Any, producer: Any) -> None:
-        await asyncio.sleep(0)
+        await in_batch.wait()  # fails while its sibling is halfway through a batch
         raise ConnectionError("broker gone")
 
     async def decide(consumer: Any, producer: Any) -> None:
         steps.append("decide")
-        await asyncio.sleep(0.05)
+        in_batch.set()
+        await halted.wait()  # the failure is known before this batch ends
         steps.append("decided")  # a batch is applied and published whole
 
     outcomes = await asyncio.wait_for(asyncio.gather(UpdaterService._loop(stop, halted, route, None, None),
