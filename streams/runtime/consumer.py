@@ -138,10 +138,6 @@ class Consumer(ConsumerLoop):
         backlog, most = self._producer_backlog
         return None if backlog() > most else queues
 
-    def _delivers_without_waiting(self, tp: TP) -> bool:
-        """Whether a record of ``tp`` would go straight into its buffers (:meth:`_direct_queues`)."""
-        return self._direct_queues(tp) is not None
-
     def _hand_over(self, tp: TP, message: Message, queues: list[BatchQueue]) -> None:
         """Put ``message`` into each of ``queues`` as the conductor's handler does (a
         reference per channel, pressure callbacks that pause and resume ``tp``'s fetches)."""

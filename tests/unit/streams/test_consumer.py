@@ -39,19 +39,19 @@ def test_a_record_goes_directly_only_while_every_channel_of_its_partition_is_a_b
         consumer = app.consumer
         tp = TP("t", 0)
         app.flow_control.resume()  # suspended until the first recovery ends
-        assert not consumer._delivers_without_waiting(tp)  # no channel: Faust's careful path
+        assert consumer._direct_queues(tp) is None  # no channel: Faust's careful path
         channel = BatchedTopic(app, topics=["t"], maxsize=2, within_s=1.0).clone(is_iterator=True)
         app.topics._tp_index[tp].add(channel)  # as the conductor routes an assigned partition
-        assert consumer._delivers_without_waiting(tp)
+        assert consumer._direct_queues(tp) == [channel.queue]
         app.flow_control.suspend()  # a rebalance: the conductor would wait for the flow
-        assert not consumer._delivers_without_waiting(tp)
+        assert consumer._direct_queues(tp) is None
         app.flow_control.resume()
         channel.queue.put_nowait("a")
         channel.queue.put_nowait("b")  # full: the conductor would wait for room
-        assert not consumer._delivers_without_waiting(tp)
+        assert consumer._direct_queues(tp) is None
         other = TP("changelog", 0)  # a Faust channel (a table's changelog in a recovery, say)
         app.topics._tp_index[other].add(app.topic("changelog").clone(is_iterator=True))
-        assert not consumer._delivers_without_waiting(other)
+        assert consumer._direct_queues(other) is None
 
     asyncio.run(test())
 
