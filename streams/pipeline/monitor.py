@@ -43,8 +43,7 @@ from detectors.base import Detector
 from detectors.metrics import RollingAccuracy, RollingMAE
 from schemas.ids import stable_id
 
-from streams.pipeline.alerting import AlertPolicy, Observation
-from streams.pipeline.alerting import against
+from streams.pipeline.alerting import AlertPolicy, Observation, against
 from streams.pipeline.alerting import format_number as _fmt
 from streams.pipeline.estimation import ESTIMATED, EstimatedPerformance
 from streams.pipeline.latency import LatencyWindow, series_name
