@@ -92,6 +92,10 @@ _GAIN_EXPECTED = "a gain (a finite number >= 0)"
 _FEATURE_VALUE_EXPECTED = "a number, string, boolean or null"
 _FEATURES_EXPECTED = "an object of feature name -> number, string, boolean or null"
 _INF = float("inf")
+#: The integers JSON producers can send us: orjson reads and writes 64-bit integers only (it
+#: reads a longer one as a float, and refuses to write one).
+_INT_MIN, _INT_END = -(1 << 63), 1 << 64
+_INT_EXPECTED = "an integer within 64 bits (-2**63 to 2**64 - 1), or a float"
 _PLAIN_FEATURE_TYPES = frozenset({str, int, bool, type(None)})
 
 
@@ -116,9 +120,11 @@ def _json_type(value: Any) -> str:
 
 
 def _shown(value: Any) -> str:
-    """A short rendering of a bad value (long strings are summarised, not echoed)."""
+    """A short rendering of a bad value (long strings and integers are summarised, not echoed)."""
     if isinstance(value, str) and len(value) > 64:
         return f"a string of {len(value)} characters"
+    if type(value) is int and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
     return repr(value)
 
 
@@ -193,7 +199,10 @@ def _scalar(topic: str, name: str, value: Any, obj: Mapping | None) -> Any:
     if isinstance(value, bool) or _is_numpy_bool(value):
         return bool(value)
     if isinstance(value, numbers.Integral):
-        return int(value)
+        value = int(value)
+        if not _INT_MIN <= value < _INT_END:
+            raise _bad_value("out_of_range", topic, name, _INT_EXPECTED, value)
+        return value
     expected = _SCALAR_EXPECTED if obj is not None else _FEATURE_VALUE_EXPECTED
     if isinstance(value, numbers.Real):
         return _as_real(topic, name, expected, value)
@@ -405,6 +414,9 @@ def validate_prediction(obj: Any) -> dict:
             if kind is float:
                 if value - value != 0.0:  # NaN or inf
                     break
+            elif kind is int:
+                if not _INT_MIN <= value < _INT_END:
+                    break
             elif kind not in _PLAIN_FEATURE_TYPES:
                 break
             if type(key) is not str or not 0 < len(key) <= MAX_ID_LENGTH:
@@ -416,7 +428,8 @@ def validate_prediction(obj: Any) -> dict:
 
     prediction = get("prediction")
     kind = type(prediction)
-    if not (kind is str or kind is int or kind is bool or (kind is float and prediction - prediction == 0.0)):
+    if not (kind is str or (kind is int and _INT_MIN <= prediction < _INT_END) or kind is bool
+            or (kind is float and prediction - prediction == 0.0)):
         prediction = _prediction(prediction, obj)
 
     score = get("score")
@@ -460,7 +473,8 @@ def validate_ground_truth(obj: Any) -> dict:
         prediction_id = _ident(_GT, "prediction_id", prediction_id, obj, True)
     label = get("label")
     kind = type(label)
-    if not (kind is str or kind is int or kind is bool or (kind is float and label - label == 0.0)):
+    if not (kind is str or (kind is int and _INT_MIN <= label < _INT_END) or kind is bool
+            or (kind is float and label - label == 0.0)):
         label = _label(label, obj)
     timestamp = get("timestamp")
     kind = type(timestamp)

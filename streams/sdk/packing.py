@@ -69,7 +69,10 @@ def pack(role: Role, events: Sequence[Any], partitions: int, batch_size: int, ma
     if not checked or not _finite(checked, role):
         return None
     names = PREDICTION_FIELDS if role == "predictions" else GROUND_TRUTH_FIELDS
-    return encode_columns({name: checked[name] for name in names}, partitions, batch_size, max_bytes)
+    try:
+        return encode_columns({name: checked[name] for name in names}, partitions, batch_size, max_bytes)
+    except TypeError:  # orjson's refusal of an integer beyond 64 bits: the validator names it
+        return None
 
 
 def _finite(columns: dict[str, Any], role: Role) -> bool:

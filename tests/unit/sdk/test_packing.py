@@ -132,13 +132,15 @@ def test_random_events_make_the_same_records_or_the_same_error(role: str) -> Non
 
 
 def test_every_refused_value_is_refused_with_the_validators_message() -> None:
-    """Python floats can be NaN or infinite (JSON's cannot): the column path sends them to the
-    validator, which names the event and the field."""
+    """Python floats can be NaN or infinite and Python integers longer than 64 bits (JSON's,
+    as orjson reads and writes them, cannot): the column path sends them to the validator,
+    which names the event and the field."""
     client = DriftstreamClient(Settings())
     rng = random.Random(1)
     for field, value in [("score", math.nan), ("latency_ms", math.inf), ("timestamp", math.nan),
                          ("prediction", -math.inf), ("model_id", "m@v"), ("score", True), ("age", math.nan),
-                         ("plan", math.inf), ("n", -math.inf)]:
+                         ("plan", math.inf), ("n", -math.inf),
+                         ("prediction", 2**64), ("n", -(2**63) - 1)]:  # orjson writes 64-bit integers only
         events = [_prediction(i, rng) for i in range(50)]
         (events[17]["features"] if field in events[17]["features"] else events[17])[field] = value
         with pytest.raises(ContractError) as expected:
