@@ -163,12 +163,7 @@ class ServedModel:
         if version == self.version:
             return False
         try:
-            artifact = self.store.artifact(self.model_id, version)  # type: ignore[arg-type]
-            if artifact.sha256 != update.get("artifact_sha256"):
-                raise ArtifactIntegrityError(
-                    f"model-updates names {self.model_id} {version} with sha256 {update.get('artifact_sha256')}, "
-                    f"the store has {artifact.sha256}; refusing to serve it")
-            model = self.store.load(artifact.path, artifact.sha256)
+            artifact, model = self.store.load_named(self.model_id, version, update.get("artifact_sha256"))  # type: ignore[arg-type]
         except (UnsafeNameError, ArtifactIntegrityError, OSError, ValueError, KeyError) as exc:
             self._dead_letter(update, exc)
             return False

@@ -240,6 +240,19 @@ class ModelStore:
         sidecar = codec.loads((folder / f"{version}.json").read_bytes())
         return Artifact(str(folder / f"{version}.pkl"), sidecar["sha256"], version, sidecar)
 
+    def load_named(self, model_id: str, version: str, sha256: Any) -> tuple[Artifact, Any]:
+        """The stored ``version`` of ``model_id`` and its model, when its sha256 is the one a
+        ``model-updates`` event names (an event's path is never followed): what a serving hook
+        and an updater do with a promotion or a rollback they did not make.
+        :class:`ArtifactIntegrityError` when the hashes differ, else as :meth:`artifact` and
+        :meth:`load`."""
+        artifact = self.artifact(model_id, version)
+        if artifact.sha256 != sha256:
+            raise ArtifactIntegrityError(
+                f"model-updates names {model_id} {version} with sha256 {sha256}, the store has "
+                f"{artifact.sha256}; refusing to load it")
+        return artifact, self.load(artifact.path, artifact.sha256)
+
     def versions(self, model_id: str) -> list[Artifact]:
         """Every stored version of ``model_id``, oldest first."""
         folder = self.folder(model_id)

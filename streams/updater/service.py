@@ -77,7 +77,7 @@ from streams.runtime.kafka_connect import start_client
 from streams.settings import Settings
 from streams.updater.canary import Comparison, ComparisonConfig, SideBySide
 from streams.updater.model_store import (
-    Artifact, ArtifactIntegrityError, ModelStore, UnsafeNameError, UntrustedArtifactError, check_model_id, check_version,
+    Artifact, ArtifactIntegrityError, ModelStore, UnsafeNameError, UntrustedArtifactError, check_model_id,
 )
 from streams.updater.ownership import PartitionUpdater
 from streams.updater.routing import ROLES, Routed, Router
@@ -363,11 +363,7 @@ class Updater:
         if m.artifact is not None and m.artifact.version == version:
             return []
         try:
-            artifact = self.store.artifact(m.key, check_version(str(version)))
-            if artifact.sha256 != event.get("artifact_sha256"):
-                raise ArtifactIntegrityError(f"the store's {version} has sha256 {artifact.sha256}, the event names "
-                                             f"{event.get('artifact_sha256')}")
-            model = self.store.load(artifact.path, artifact.sha256)
+            artifact, model = self.store.load_named(m.key, str(version), event.get("artifact_sha256"))
         except (UnsafeNameError, OSError, ValueError, ArtifactIntegrityError) as exc:
             reason = f"model-updates: {m.key}: rollback to {version!r} not followed: {type(exc).__name__}: {exc}"
             log.error("%s; the updater keeps champion %s", reason, m.artifact.version if m.artifact else None)

@@ -66,7 +66,7 @@ def test_other_models_and_other_actions_are_ignored(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("override", "reason", "text"), [
-    ({"artifact_sha256": "0" * 64}, "model_quarantined", "refusing to serve it"),
+    ({"artifact_sha256": "0" * 64}, "model_quarantined", "refusing to load it"),
     ({"new_version": "../../etc/passwd"}, "unsafe_name", "is not v<number>"),
     ({"new_version": "v9"}, "model_quarantined", "No such file"),
 ])
