@@ -46,14 +46,13 @@ from schemas.ids import stable_id
 
 from streams.settings import ENV_PREFIX, Settings, SettingsError
 from streams.updater.comparison import MetricTest, decide, delong, mean_difference, two_proportions
+from streams.updater.model_store import version_number
 
 __all__ = ["POLICIES", "Comparison", "ComparisonConfig", "SideBySide"]
 
 #: ``publish``: comparison events only; ``auto``: the updater also promotes a significantly
 #: better canary and rolls back a significantly worse one (:class:`~streams.updater.service.Updater`).
 POLICIES = ("publish", "auto")
-
-_VERSION = re.compile(r"v(\d+)")
 
 
 @dataclass(frozen=True)
@@ -171,9 +170,9 @@ class _Model:
 
 def _order(a: _Arm, b: _Arm) -> tuple[_Arm, _Arm]:
     """(baseline, candidate): the lower ``v<n>``, else the one that served first."""
-    ma, mb = _VERSION.fullmatch(a.version or ""), _VERSION.fullmatch(b.version or "")
-    if ma and mb:
-        return (a, b) if int(ma[1]) < int(mb[1]) else (b, a)
+    na, nb = version_number(a.version), version_number(b.version)
+    if na is not None and nb is not None:
+        return (a, b) if na < nb else (b, a)
     return (a, b) if (a.first_ts, str(a.version)) <= (b.first_ts, str(b.version)) else (b, a)
 
 

@@ -74,14 +74,24 @@ from streams.exceptions import DriftstreamError
 from streams.settings import Settings
 from streams.updater import pickling
 
-__all__ = ["Artifact", "ArtifactIntegrityError", "ModelStore", "UnsafeNameError", "check_model_id", "check_version"]
+__all__ = ["Artifact", "ArtifactIntegrityError", "ModelStore", "UnsafeNameError", "check_model_id", "check_version", "version_number"]
 
 #: The serialisation of every artifact (recorded in the sidecar).
 FORMAT = "river-pickle"
 
 _VERSION = re.compile(r"^v([0-9]+)\.pkl$")
 _SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-_VERSION_NAME = re.compile(r"^v[0-9]{1,9}$")
+_VERSION_NAME = re.compile(r"^v([0-9]{1,9})$")
+
+
+def version_number(version: Any) -> int | None:
+    """The number of a store version name (``"v12"`` -> 12), ``None`` for anything else.
+
+    >>> version_number("v12"), version_number("canary-3"), version_number(None)
+    (12, None, None)
+    """
+    match = _VERSION_NAME.match(version) if isinstance(version, str) else None
+    return int(match[1]) if match else None
 
 
 class UnsafeNameError(DriftstreamError, ValueError):
