@@ -65,7 +65,8 @@ def worker_tasks(settings: Settings) -> list[Callable[..., Awaitable[None]]]:
     """What a worker runs beside its agents: the updater, with ``DRIFTSTREAM_RUN_UPDATER``."""
     if not settings.run_updater:
         return []
-    from streams.updater.service import UpdaterConfig, run_updater
+    from streams.updater.decisions import UpdaterConfig
+    from streams.updater.service import run_updater
 
     config = UpdaterConfig.from_settings(settings)  # a bad DRIFTSTREAM_COMPARISON_* stops the worker here
 

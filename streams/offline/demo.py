@@ -103,7 +103,7 @@ def summarize(alerts: list[dict[str, Any]], config: SimulationConfig, counts: di
         lines.append(f"  {alert['severity']} {alert['kind']:<16} first fired at prediction #{index} ({delay}); now {alert['status']}")
         lines.append(f"      detectors: {members}")
     if updates:
-        from streams.updater.service import summary_lines
+        from streams.updater.decisions import summary_lines
 
         lines.append("")
         lines.append("  model updates (drift -> alert -> update request -> challenger -> decision):")

@@ -36,7 +36,7 @@ from typing import Any
 from streams.offline.simulate import Simulation, SimulationConfig, event_time_of
 from streams.sdk.serving import ServedModel
 from streams.updater.model_store import ModelStore
-from streams.updater.service import _features, new_model
+from streams.updater.decisions import _features, new_model
 
 __all__ = ["LoopStep", "ServedTraffic", "check_loop"]
 

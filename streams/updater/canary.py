@@ -51,7 +51,7 @@ from streams.updater.model_store import version_number
 __all__ = ["POLICIES", "Comparison", "ComparisonConfig", "SideBySide"]
 
 #: ``publish``: comparison events only; ``auto``: the updater also promotes a significantly
-#: better canary and rolls back a significantly worse one (:class:`~streams.updater.service.Updater`).
+#: better canary and rolls back a significantly worse one (:class:`~streams.updater.decisions.Updater`).
 POLICIES = ("publish", "auto")
 
 

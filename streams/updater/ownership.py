@@ -2,7 +2,7 @@
 owns the partition, with a checkpoint that a new owner (after a rebalance, a restart or a
 SIGKILL) resumes from.
 
-The checkpoint is the :class:`~streams.updater.service.Updater`'s state, the last
+The checkpoint is the :class:`~streams.updater.decisions.Updater`'s state, the last
 ``updater-input`` offset it covers and, per source partition, the last source offset
 applied (:mod:`streams.updater.routing` may send a record twice; its parts arrive in order). It is written with
 :meth:`ModelStore.save_state` after the decisions it led to were published and before the

@@ -7,7 +7,7 @@ from __future__ import annotations
 from streams.offline.demo_loop import ServedTraffic, check_loop
 from streams.offline.simulate import SimulationConfig, event_time_of
 from streams.updater.model_store import ModelStore
-from streams.updater.service import Updater, UpdaterConfig
+from streams.updater.decisions import Updater, UpdaterConfig
 
 CONFIG = SimulationConfig(events=6000, seed=7, concept_drift_at=2000, feature_drift_at=None)
 

@@ -33,7 +33,7 @@ from streams.settings import Settings, SettingsError
 from streams.sinks.queue import CircuitBreaker, QueuedSink, Undelivered
 from streams.sinks.webhook import WebhookSink
 from streams.updater.model_store import ModelStore, UntrustedArtifactError
-from streams.updater.service import Updater, UpdaterConfig
+from streams.updater.decisions import Updater, UpdaterConfig
 
 WINDOW_S = 100.0
 #: the records' Kafka timestamps, in ms: what the clock-skew check goes by

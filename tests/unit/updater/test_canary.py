@@ -16,7 +16,7 @@ import pytest
 from schemas import schema_path
 from streams.updater.canary import ComparisonConfig
 from streams.updater.model_store import ModelStore
-from streams.updater.service import Updater, UpdaterConfig, new_model, summary_lines
+from streams.updater.decisions import Updater, UpdaterConfig, new_model, summary_lines
 
 VALIDATOR = jsonschema.Draft202012Validator(json.loads(schema_path("model-updates").read_text()))
 KEY = b"k" * 32

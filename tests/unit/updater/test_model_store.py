@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from streams.updater.model_store import UnsafeNameError, ArtifactIntegrityError, ModelStore
-from streams.updater.service import new_model
+from streams.updater.decisions import new_model
 
 
 def _trained() -> object:

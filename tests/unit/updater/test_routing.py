@@ -15,7 +15,7 @@ from schemas.partitioning import partition_for
 from streams.updater.model_store import ModelStore
 from streams.updater.ownership import PartitionUpdater
 from streams.updater.routing import CHUNK_EVENTS, Routed, Router
-from streams.updater.service import Updater, UpdaterConfig
+from streams.updater.decisions import Updater, UpdaterConfig
 
 SIM = SimulationConfig(events=3_000, seed=7, concept_drift_at=1_500, feature_drift_at=None)
 OTHER = SimulationConfig(events=200, seed=8, concept_drift_at=None, feature_drift_at=None, model_id="fraud-model", id_prefix="f")

@@ -14,7 +14,8 @@ from streams.offline.simulate import Simulation, SimulationConfig
 from streams.ops.metrics import create
 from streams.settings import Settings
 from streams.updater.routing import Router
-from streams.updater.service import UpdaterConfig, UpdaterService
+from streams.updater.decisions import UpdaterConfig
+from streams.updater.service import UpdaterService
 
 SIM = SimulationConfig(events=600, seed=3, concept_drift_at=None, feature_drift_at=None)
 

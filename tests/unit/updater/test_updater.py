@@ -17,7 +17,7 @@ from schemas import codec, schema_path
 from schemas.ids import stable_id
 from streams.offline.simulate import Simulation, SimulationConfig, event_time_of
 from streams.updater.model_store import ModelStore
-from streams.updater.service import Updater, UpdaterConfig, new_model, summary_lines
+from streams.updater.decisions import Updater, UpdaterConfig, new_model, summary_lines
 
 DRIFTED = SimulationConfig(events=6_000, seed=7, concept_drift_at=2_500, feature_drift_at=None)
 STATIONARY = SimulationConfig(events=6_000, seed=8, concept_drift_at=None, feature_drift_at=None)
@@ -180,7 +180,7 @@ def test_a_tampered_previous_artifact_is_not_rolled_back_to(tmp_path: Path, capl
     data = bytearray(Path(v1.path).read_bytes())
     data[-10] ^= 0x01
     Path(v1.path).write_bytes(bytes(data))
-    with caplog.at_level(logging.ERROR, logger="streams.updater.service"):
+    with caplog.at_level(logging.ERROR, logger="streams.updater.decisions"):
         assert _feed(updater, rest) == []
     assert "refusing to load a tampered or corrupted file" in caplog.text
     assert updater.store.champion(STATIONARY.model_id).version == "v2"

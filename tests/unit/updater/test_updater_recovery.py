@@ -12,7 +12,7 @@ import pytest
 
 from streams.offline.simulate import Simulation, SimulationConfig, event_time_of
 from streams.updater.model_store import ArtifactIntegrityError, ModelStore
-from streams.updater.service import Updater, UpdaterConfig
+from streams.updater.decisions import Updater, UpdaterConfig
 
 KEY = b"k" * 32
 SIM = SimulationConfig(events=5000, seed=5, concept_drift_at=2000, feature_drift_at=None)
