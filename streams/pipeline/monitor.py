@@ -344,7 +344,9 @@ class ModelMonitor:
             self.segments[name] = sub
 
     def _ensure_concept(self) -> None:
-        if self.concept or self.task is None:
+        # built once the task is known: the detectors, or with none configured the task's own
+        # metric (a ranking's is in its window), whose window must not start over each batch
+        if self.task is None or self.concept or self.performance is not None or isinstance(self.window, RankingWindow):
             return
         specs = self.config.concept_drift[self.task]
         for spec in specs:

@@ -268,3 +268,26 @@ def test_a_confirmed_concept_drift_stays_firing_while_the_error_stays_up() -> No
     resolved = [ts for status, ts in statuses if status == "resolved"]
     assert resolved and resolved[0] >= 20_000  # held through the 15,000 predictions of higher error
     assert sum(1 for status, _ in statuses if status == "firing") == 1
+
+
+def test_without_concept_detectors_the_task_metric_keeps_its_baseline_whatever_the_batching() -> None:
+    """``concept_drift.classification = []`` leaves the rolling accuracy alone to find a
+    concept drift; its window and baseline are built once, not again with every batch (which
+    left the baseline unformed and the result a function of how batches were cut)."""
+    config = MonitorConfig.from_mapping({"defaults": {"concept_drift": {"classification": []}}})
+    items = Simulation(SimulationConfig(events=12_000, seed=5, concept_drift_at=6_000)).in_event_time_order()
+
+    def run(size: int) -> OfflinePipeline:
+        pipe = OfflinePipeline(config, window_s=3600)
+        for lo in range(0, len(items), size):
+            pipe.feed_events(items[lo:lo + size], batch_size=size)
+        pipe.finish()
+        return pipe
+
+    small, large = run(97), run(2_000)
+    assert small.result.alerts == large.result.alerts
+    # the same events; their order within an output batch follows the batching
+    assert sorted(small.result.drift_events, key=lambda e: e["event_id"]) == sorted(large.result.drift_events, key=lambda e: e["event_id"])
+    members = [m for a in large.result.alerts for m in a["members"]]
+    assert {m["detector"] for m in members if m["kind"] == "performance"} == {"accuracy"}
+    assert not [m for m in members if m["kind"] == "concept_drift"]
