@@ -463,7 +463,8 @@ class ModelMonitor:
                 "alert_ids": [alert["alert_id"]],
                 "from_timestamp": float(min(m["fired_at"] for m in causes)),
                 "to_timestamp": float(alert["timestamp"]),  # the detection: a batch's end depends on its cut
-                "metrics": {"accuracy_baseline": self.baseline} if self.baseline is not None else {},
+                # the task's own metric (accuracy, mae, a ranking's map@k, ...) named as it is
+                "metrics": {"metric": self._own(), f"{self._own()}_baseline": self.baseline} if self.baseline is not None else {},
                 "new_version": None,
                 "artifact_path": None,
                 "artifact_sha256": None,

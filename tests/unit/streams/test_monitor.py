@@ -41,6 +41,8 @@ def test_drifts_are_detected_after_they_are_injected_and_not_before() -> None:
     assert "accuracy" in detectors and detectors & {"adwin", "ddm"}
     assert all(a["timestamp"] >= config.start + 8_000 / config.event_rate for a in alerts.values())
     assert len(pipe.result.update_requests) >= 1
+    request = pipe.result.update_requests[0]["metrics"]  # the task's own metric, by its name
+    assert request["metric"] == "accuracy" and 0.5 < request["accuracy_baseline"] < 1.0
 
 
 def test_each_drift_event_is_published_once_and_a_signal_at_a_chunk_end_once_observed() -> None:
