@@ -267,7 +267,8 @@ def create_app(
     app.on_partitions_revoked.connect(pipeline.on_revoked)
     app.on_partitions_assigned.connect(pipeline.on_rebalance)
     app.on_before_shutdown.connect(pipeline.on_shutdown)
-    worker_log = WorkerLog(registry, [settings.topic("predictions"), settings.topic("ground-truth")])
+    worker_log = WorkerLog(registry, [settings.topic("predictions"), settings.topic("ground-truth")],
+                           static_member=settings.instance_id is not None and settings.static_membership)
     app.driftstream_log = worker_log  # type: ignore[attr-defined]
     app.on_partitions_assigned.connect(worker_log.on_assigned)
     app.on_partitions_revoked.connect(worker_log.on_revoked)

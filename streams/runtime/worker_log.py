@@ -163,8 +163,10 @@ class WorkerLog:
 
     def __init__(
         self, registry: CollectorRegistry, input_topics: Iterable[str], *, clock: Callable[[], float] = time.monotonic,
+        static_member: bool = False,
     ) -> None:
         self.registry = registry
+        self.static_member = static_member  # a static member does not leave: its successor takes its place
         self.input_topics = tuple(input_topics)
         self.clock = clock
         #: when the process started (run_worker sets it to the start line's time)
@@ -248,7 +250,11 @@ class WorkerLog:
 
     def stopping(self) -> None:
         self._stopping_at = self.clock()
-        info("stopping", "stopping: handing partitions over, then leaving the group")
+        if self.static_member:  # KIP-345: no LeaveGroup, so a restart within the session moves no partition
+            info("stopping", "stopping: committing, then closing; the group keeps this instance's place "
+                 "(static membership) until its session expires")
+        else:
+            info("stopping", "stopping: handing partitions over, then leaving the group")
 
     def stopped(self) -> None:
         now = self.clock()

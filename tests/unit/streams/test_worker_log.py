@@ -134,3 +134,16 @@ def test_alerts_are_logged_fired_and_resolved(out: io.StringIO) -> None:
     assert [line["event"] for line in lines] == ["alert_fired", "alert_resolved"]
     assert lines[0]["message"] == ("alert fired: P2 data drift on model fraud: psi[amount] crossed threshold "
                                    "(psi = 0.3 above 0.25) (alert a1)")
+
+
+@pytest.mark.parametrize(("static", "says"), [
+    (False, "stopping: handing partitions over, then leaving the group"),
+    (True, "stopping: committing, then closing; the group keeps this instance's place (static membership) "
+           "until its session expires"),
+])
+def test_the_stopping_line_says_whether_the_worker_leaves_its_group(out: io.StringIO, static: bool, says: str) -> None:
+    """A static member (an instance id on Kafka) sends no LeaveGroup: its successor takes its
+    place, so saying it leaves would be wrong."""
+    configure_logging("INFO", "json", out)
+    WorkerLog(CollectorRegistry(), [], clock=Clock(), static_member=static).stopping()
+    assert [(line["event"], line["message"]) for line in _lines(out)] == [("stopping", says)]
