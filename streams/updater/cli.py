@@ -1,11 +1,14 @@
-"""``driftstream model list|show|rollback|rebaseline``: the model store's lineage, by hand.
+"""``driftstream model list|show|promote|rollback|rebaseline``: the model store's lineage, by hand.
 
 ``list`` and ``show`` read the store (``DRIFTSTREAM_MODEL_STORE_DIR``): versions, parents,
 metrics, sha256 and who decided. ``rollback`` makes an earlier version the champion again
 (its artifact checked first) and publishes ``rolled_back`` on ``model-updates``, as the
 updater does, so servers following the topic (:mod:`streams.sdk.serving`) switch to it.
-``rebaseline`` publishes ``rebaseline_requested``: the worker re-baselines that version's
-monitor. Both record ``decided_by: cli:<user>``.
+``promote`` makes a stored version the champion and publishes ``promoted``: servers switch
+to it, and a server serving it as a canary serves it alone (how an operator ends a canary
+that the default ``publish`` comparison policy leaves running). A running updater follows
+both. ``rebaseline`` publishes ``rebaseline_requested``: the worker re-baselines that
+version's monitor. Each records ``decided_by: cli:<user>``.
 
 >>> import tempfile
 >>> from streams.updater.model_store import ModelStore
@@ -18,6 +21,9 @@ monitor. Both record ``decided_by: cli:<user>``.
 ('rolled_back', 'v2', 'v1', 'v1')
 >>> [(r["version"], r["parent"], r["champion"]) for r in lineage(store, "churn")]
 [('v1', None, True), ('v2', 'v1', False)]
+>>> event = promote(store, "churn", "v2", decided_by="cli:ops", timestamp=4.0)
+>>> event["action"], event["model_version"], event["new_version"], store.champion("churn").version
+('promoted', 'v1', 'v2', 'v2')
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from streams.exceptions import DriftstreamError
 from streams.settings import Settings
 from streams.updater.model_store import ModelStore
 
-__all__ = ["add_cli", "lineage", "rebaseline_request", "rollback"]
+__all__ = ["add_cli", "lineage", "promote", "rebaseline_request", "rollback"]
 
 
 def lineage(store: ModelStore, model_id: str) -> list[dict[str, Any]]:
@@ -72,17 +78,33 @@ def rollback(store: ModelStore, model_id: str, to_version: str | None, *, decide
     target = to_version or current.metadata.get("parent_version")
     if not target:
         raise DriftstreamError(f"{model_id} {current.version} has no parent to roll back to; name one with --to")
-    if target == current.version:
-        raise DriftstreamError(f"{model_id} {target} is already the champion")
-    try:
-        artifact = store.artifact(model_id, target)
-    except FileNotFoundError:
-        raise DriftstreamError(f"{model_id} has no version {target} in the model store {store.root}") from None
-    store.load(artifact.path, artifact.sha256)  # refuses a tampered (or, with a key, unsigned) artifact
-    store.set_champion(model_id, artifact)
+    artifact = _make_champion(store, model_id, target, current.version)
     reason = f"rolled back by {decided_by}: {current.version} -> {target}"
     return _update(model_id, current.version, "rolled_back", target, reason, timestamp,
                    {"decided_by": decided_by, "promoted_version": current.version, "previous_version": target}, artifact)
+
+
+def promote(store: ModelStore, model_id: str, version: str, *, decided_by: str, timestamp: float) -> dict[str, Any]:
+    """Make the stored ``version`` the champion, once its artifact passes the store's
+    checks; the ``promoted`` event to publish (``model_version``: the champion before)."""
+    current = store.champion(model_id)
+    previous = current.version if current else None
+    artifact = _make_champion(store, model_id, version, previous)
+    reason = f"promoted by {decided_by}: {previous or 'no champion'} -> {version}"
+    return _update(model_id, previous, "promoted", version, reason, timestamp,
+                   {"decided_by": decided_by, "previous_version": previous}, artifact)
+
+
+def _make_champion(store: ModelStore, model_id: str, version: str, current: str | None) -> Any:
+    if version == current:
+        raise DriftstreamError(f"{model_id} {version} is already the champion")
+    try:
+        artifact = store.artifact(model_id, version)
+    except FileNotFoundError:
+        raise DriftstreamError(f"{model_id} has no version {version} in the model store {store.root}") from None
+    store.load(artifact.path, artifact.sha256)  # refuses a tampered (or, with a key, unsigned) artifact
+    store.set_champion(model_id, artifact)
+    return artifact
 
 
 def rebaseline_request(model_id: str, version: str | None, *, decided_by: str, reason: str, timestamp: float) -> dict[str, Any]:
@@ -119,6 +141,8 @@ def _cmd(args: argparse.Namespace) -> int:
         return 0
     if args.model_command == "rollback":
         event = rollback(store, args.model, args.to, decided_by=decided_by, timestamp=time.time())
+    elif args.model_command == "promote":
+        event = promote(store, args.model, args.version, decided_by=decided_by, timestamp=time.time())
     else:
         event = rebaseline_request(args.model, args.version, decided_by=decided_by, reason=args.reason, timestamp=time.time())
     asyncio.run(_publish(settings, event))
@@ -128,11 +152,15 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def add_cli(subparsers: Any) -> None:
     """Add ``driftstream model ...`` to the command line."""
-    p = subparsers.add_parser("model", help="model versions: list, show, rollback, rebaseline")
+    p = subparsers.add_parser("model", help="model versions: list, show, promote, rollback, rebaseline")
     sub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     sub.add_parser("list", help="every model in DRIFTSTREAM_MODEL_STORE_DIR with its champion").set_defaults(func=_cmd)
     q = sub.add_parser("show", help="a model's versions (JSON lines): parent, metrics, sha256, who decided")
     q.add_argument("model", metavar="MODEL")
+    q.set_defaults(func=_cmd)
+    q = sub.add_parser("promote", help="make a stored version the champion and publish promoted (ends a canary)")
+    q.add_argument("model", metavar="MODEL")
+    q.add_argument("version", metavar="VERSION")
     q.set_defaults(func=_cmd)
     q = sub.add_parser("rollback", help="make an earlier version the champion and publish rolled_back")
     q.add_argument("model", metavar="MODEL")

@@ -327,21 +327,21 @@ class Updater:
         return self._step(m, x, label, timestamp)
 
     def model_update(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        """A ``model-updates`` event routed here: an update request, or a rollback that
-        someone else decided (:meth:`follow_rollback`); others are ignored."""
-        if event["action"] == "rolled_back":
-            return self.follow_rollback(event)
+        """A ``model-updates`` event routed here: an update request, or a promotion or
+        rollback that someone else decided (:meth:`follow`); others are ignored."""
+        if event["action"] in ("promoted", "rolled_back"):
+            return self.follow(event)
         return self.request_update(event)
 
-    def follow_rollback(self, event: dict[str, Any]) -> list[dict[str, Any]]:
-        """A ``rolled_back`` that this updater did not decide (``driftstream model rollback``):
-        its ``new_version`` becomes the champion here too, so later challengers are judged
-        against it and name it as their parent. The artifact is the store's own (looked up by
-        model and version, never by the event's path) and must have the event's sha256.
-        Its own rollbacks come back here as well and are skipped by id: following one late
-        could undo a promotion made since. A rollback ends a rollback watch (the operator
-        judged that promotion) and restarts a challenger's evaluation against the new
-        champion. Nothing is published: the event is the decision."""
+    def follow(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """A ``promoted`` or ``rolled_back`` that this updater did not decide (``driftstream
+        model promote|rollback``): its ``new_version`` becomes the champion here too, so later
+        challengers are judged against it and name it as their parent. The artifact is the
+        store's own (looked up by model and version, never by the event's path) and must have
+        the event's sha256. Its own decisions come back here as well and are skipped by id:
+        following one late could undo a decision made since. Either ends a rollback watch (the
+        operator judged that promotion) and restarts a challenger's evaluation against the
+        new champion. Nothing is published: the event is the decision."""
         m = self._model(event["model_id"], event.get("model_version"))
         if m is None:
             self._quarantined_request(event)
@@ -355,7 +355,8 @@ class Updater:
         try:
             artifact, model = self.store.load_named(m.key, str(version), event.get("artifact_sha256"))
         except (UnsafeNameError, OSError, ValueError, ArtifactIntegrityError) as exc:
-            reason = f"model-updates: {m.key}: rollback to {version!r} not followed: {type(exc).__name__}: {exc}"
+            what = "rollback to" if event["action"] == "rolled_back" else "promotion of"
+            reason = f"model-updates: {m.key}: {what} {version!r} not followed: {type(exc).__name__}: {exc}"
             log.error("%s; the updater keeps champion %s", reason, m.artifact.version if m.artifact else None)
             self._dead_letter(event, "unsafe_name" if isinstance(exc, UnsafeNameError) else "model_quarantined", reason)
             return []
@@ -367,7 +368,8 @@ class Updater:
         current = self.store.champion(m.key)
         if current is None or current.version != artifact.version:  # a promotion of ours raced the operator's pointer
             self.store.set_champion(m.key, artifact)
-        log.info("%s: follows a rollback decided elsewhere (%s): champion %s -> %s", m.key, event.get("reason"), was, version)
+        log.info("%s: follows a %s decided elsewhere (%s): champion %s -> %s", m.key, event["action"].replace("_", " "),
+                 event.get("reason"), was, version)
         return []
 
     def request_update(self, request: dict[str, Any]) -> list[dict[str, Any]]:
@@ -554,6 +556,7 @@ class Updater:
         m.champion = model
         self.store.set_champion(m.key, m.artifact)
         event = self._event(m, "promoted", event_id, reason, request, ts, measured, version, m.artifact)
+        m.seen.append(event_id)  # it comes back through the router: not one to follow
         m.watch = _Watch(event, previous, previous_model, _metric(m.task), _metric(m.task), last_ts=ts)
         log.info("%s: %s", m.key, reason)
         return event

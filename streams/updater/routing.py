@@ -44,9 +44,9 @@ log = logging.getLogger(__name__)
 #: The topics the router reads, in the order a batch's records are sent on.
 ROLES = ("predictions", "ground-truth", "model-updates")
 
-#: The ``model-updates`` actions the updater acts on: requests, and rollbacks decided
-#: elsewhere (``driftstream model rollback``), which it follows.
-FOLLOWED_ACTIONS = ("update_requested", "rolled_back")
+#: The ``model-updates`` actions the updater acts on: requests, and promotions and rollbacks
+#: decided elsewhere (``driftstream model promote|rollback``), which it follows.
+FOLLOWED_ACTIONS = ("update_requested", "promoted", "rolled_back")
 
 #: Events per ``updater-input`` record: decoded events take more room than a column batch.
 CHUNK_EVENTS = 500

@@ -10,7 +10,7 @@ from streams import cli
 from streams.exceptions import DriftstreamError
 from streams.pipeline.stages import MonitorStage
 from streams.sdk.serving import ServedModel
-from streams.updater.cli import lineage, rebaseline_request, rollback
+from streams.updater.cli import lineage, promote, rebaseline_request, rollback
 from streams.updater.model_store import ModelStore
 
 
@@ -55,6 +55,28 @@ def test_rollback_refuses_a_tampered_artifact_and_keeps_the_champion(tmp_path: P
     with pytest.raises(DriftstreamError, match="has sha256"):
         rollback(store, "churn", None, decided_by="cli:ops", timestamp=1.0)
     assert store.champion("churn").version == "v3"
+
+
+def test_promote_checks_the_artifact_moves_the_champion_and_ends_a_canary(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.set_champion("churn", store.artifact("churn", "v2"))
+    served = ServedModel(store, "churn", predict=lambda model, x: model["n"], canary=0.5)
+    served.load()
+    event = promote(store, "churn", "v3", decided_by="cli:ops", timestamp=100.0)
+    assert (event["action"], event["model_version"], event["new_version"]) == ("promoted", "v2", "v3")
+    assert event["metrics"] == {"decided_by": "cli:ops", "previous_version": "v2"} and store.champion("churn").version == "v3"
+    assert served.apply(event) and (served.version, served.canary_version) == ("v2", "v3")  # a canary first
+    again = promote(store, "churn", "v2", decided_by="cli:ops", timestamp=101.0)  # the operator keeps v2 after all
+    assert served.apply(again) and (served.version, served.canary_version) == ("v2", None)
+    with pytest.raises(DriftstreamError, match="v2 is already the champion"):
+        promote(store, "churn", "v2", decided_by="cli:ops", timestamp=102.0)
+    with pytest.raises(DriftstreamError, match="has no version v7"):
+        promote(store, "churn", "v7", decided_by="cli:ops", timestamp=102.0)
+    path = Path(store.artifact("churn", "v1").path)
+    path.write_bytes(path.read_bytes() + b"x")
+    with pytest.raises(DriftstreamError, match="has sha256"):
+        promote(store, "churn", "v1", decided_by="cli:ops", timestamp=103.0)
+    assert store.champion("churn").version == "v2"
 
 
 def test_rebaseline_makes_the_monitors_control() -> None:

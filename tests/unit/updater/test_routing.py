@@ -124,15 +124,16 @@ def test_a_record_the_router_sent_again_is_applied_once(tmp_path: Path) -> None:
     assert owner.updater.models[SIM.model_id].learned == learned and owner.offset == len(stream) + 99
 
 
-def test_requests_and_rollbacks_reach_the_owner_and_other_updates_do_not(tmp_path: Path) -> None:
-    """A rollback decided elsewhere (the CLI) goes to the model's owner, which follows it;
-    the updater's other actions (and ``served``) concern the servers and the monitors."""
+def test_requests_promotions_and_rollbacks_reach_the_owner_and_other_updates_do_not(tmp_path: Path) -> None:
+    """A rollback or promotion decided elsewhere (the CLI) goes to the model's owner, which
+    follows it; the updater's other actions (and ``served``) concern the servers and the monitors."""
     rolled = {**_request(10), "event_id": "cli-1", "action": "rolled_back", "new_version": "v1"}
+    promoted = {**_request(10), "event_id": "cli-2", "action": "promoted", "new_version": "v1"}
     others = [{**_request(10), "event_id": f"e-{action}", "action": action}
-              for action in ("challenger_started", "promoted", "rejected", "served", "rebaseline_requested")]
+              for action in ("challenger_started", "rejected", "served", "rebaseline_requested", "comparison")]
     router = Router(partitions=4, max_bytes=50_000_000)
-    routed = router.route([("model-updates", 0, i, codec.dumps(e)) for i, e in enumerate([_request(10), rolled, *others])])
-    assert [orjson.loads(r.value)["action"] for r in routed] == ["update_requested", "rolled_back"]
+    routed = router.route([("model-updates", 0, i, codec.dumps(e)) for i, e in enumerate([_request(10), rolled, promoted, *others])])
+    assert [orjson.loads(r.value)["action"] for r in routed] == ["update_requested", "rolled_back", "promoted"]
     assert {r.partition for r in routed} == {partition_for(SIM.model_id, 4)} and router.rejected_records == 0
     owner = _owner(ModelStore(tmp_path))
     owner.apply(0, routed[1].origin, routed[1].value)

@@ -346,6 +346,40 @@ def test_its_own_rollback_coming_back_is_not_followed(tmp_path: Path) -> None:
     assert updater.store.champion(STATIONARY.model_id).version == "v3"
 
 
+def test_its_own_promotion_coming_back_after_its_rollback_is_not_followed(tmp_path: Path) -> None:
+    """The router sends the updater's own ``promoted`` back to it too, possibly after the
+    rollback that ended it: following it would serve the rolled-back version again."""
+    updater, rest, promoted = _bad_promotion(tmp_path)
+    [rolled] = _feed(updater, rest[:2_500])
+    assert (rolled["action"], rolled["new_version"]) == ("rolled_back", "v1")
+    assert updater.model_update(promoted) == []
+    assert updater.models[STATIONARY.model_id].artifact.version == "v1"
+    assert updater.store.champion(STATIONARY.model_id).version == "v1"
+
+
+def test_a_promotion_from_the_cli_is_followed_and_a_replay_of_it_changes_nothing(tmp_path: Path) -> None:
+    from streams.updater.cli import promote
+
+    updater, rest, _ = _bad_promotion(tmp_path)
+    [rolled] = _feed(updater, rest[:2_500])
+    assert rolled["new_version"] == "v1"
+    # the operator promotes v2 again, knowingly: the updater follows, and watches nothing
+    event = promote(updater.store, STATIONARY.model_id, "v2", decided_by="cli:ops", timestamp=rest[2_499][1]["timestamp"])
+    assert updater.model_update(event) == []
+    m = updater.models[STATIONARY.model_id]
+    v2 = updater.store.artifact(STATIONARY.model_id, "v2")
+    assert (m.artifact, m.watch) == (v2, None)
+    xs = [e["features"] for r, e in rest[2_500:2_800] if r == "predictions"]
+    disk = updater.store.load(v2.path, v2.sha256)
+    assert [m.champion.predict_one(x) for x in xs] == [disk.predict_one(x) for x in xs]
+    updater.store.set_champion(STATIONARY.model_id, updater.store.artifact(STATIONARY.model_id, "v1"))
+    assert updater.model_update(event) == [] and m.artifact == v2  # a replayed event changes nothing
+    forged = {**event, "event_id": "forged", "new_version": "v1", "artifact_sha256": "0" * 64}
+    assert updater.model_update(forged) == [] and m.artifact == v2
+    [letter] = updater.take_dead_letters()
+    assert letter["reason"] == "model_quarantined" and "promotion of 'v1' not followed" in letter["message"]
+
+
 def test_a_rollback_to_an_artifact_that_does_not_match_is_dead_lettered_not_followed(tmp_path: Path) -> None:
     from streams.updater.cli import rollback
 
