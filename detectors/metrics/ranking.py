@@ -1,9 +1,12 @@
-"""Rolling ranking metrics over the last ``window`` queries: MAP@K and NDCG@K.
+"""Ranking metrics of one query, and rolling ones over the last ``window`` queries.
 
 An event is one query: its relevant item ids (a collection, each of gain 1, or a mapping of
 item id -> graded gain >= 0) and the ranked list of recommended ids. Its score is computed
-on arrival by :func:`average_precision_at_k` or :func:`ndcg_at_k`; the window holds the last
-scores. A query with no relevant item has no score (``nan``) and is skipped.
+on arrival by :func:`average_precision_at_k`, :func:`ndcg_at_k`,
+:func:`reciprocal_rank_at_k`, :func:`precision_at_k`, :func:`recall_at_k` or
+:func:`hit_at_k`; a window holds the last scores (its mean: MAP, NDCG, MRR, precision,
+recall, hit rate at k). A query with no relevant item has no score (``nan``) and is skipped.
+Graded gains count as relevant or not everywhere but in NDCG.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from detectors.base import Domain, require_int
 from detectors.exceptions import InputError
 from detectors.metrics.base import RollingMetric
 
-__all__ = ["RollingMAPAtK", "RollingNDCGAtK", "average_precision_at_k", "gains", "ndcg_at_k"]
+__all__ = [
+    "RollingMAPAtK", "RollingNDCGAtK", "average_precision_at_k", "gains", "hit_at_k", "ndcg_at_k", "precision_at_k",
+    "recall_at_k", "reciprocal_rank_at_k",
+]
 
 
 def gains(relevant: Collection[Any] | Mapping[Any, float]) -> dict[Any, float]:
@@ -93,6 +99,55 @@ def ndcg_at_k(relevance: Mapping[Any, float], ranked: Sequence[Any], k: int) -> 
     dcg = sum(relevance[item] * _discount(i) for i, item in enumerate(_top(ranked, k)) if item in relevance)
     best = sorted(relevance.values(), reverse=True)[:k]
     return dcg / sum(g * _discount(i) for i, g in enumerate(best))
+
+
+def _hits(relevance: Mapping[Any, float], ranked: Sequence[Any], k: int) -> list[int]:
+    """The 1-based ranks <= k of the relevant items."""
+    return [i for i, item in enumerate(_top(ranked, k), start=1) if item in relevance]
+
+
+def reciprocal_rank_at_k(relevance: Mapping[Any, float], ranked: Sequence[Any], k: int) -> float:
+    """1 / the rank of the first relevant item in the top k (0 if none is there); ``nan``
+    with no relevant item. Its mean over queries is MRR@k.
+
+    >>> reciprocal_rank_at_k({"b": 1.0}, ["a", "b"], 2), reciprocal_rank_at_k({"c": 1.0}, ["a", "b"], 2)
+    (0.5, 0.0)
+    """
+    if not relevance:
+        return math.nan
+    hits = _hits(relevance, ranked, k)
+    return 1.0 / hits[0] if hits else 0.0
+
+
+def precision_at_k(relevance: Mapping[Any, float], ranked: Sequence[Any], k: int) -> float:
+    """The share of the k ranks that hold a relevant item (a shorter list counts its missing
+    ranks as misses); ``nan`` with no relevant item.
+
+    >>> precision_at_k({"a": 1.0, "b": 1.0}, ["a", "x", "b", "y"], 4)
+    0.5
+    """
+    return len(_hits(relevance, ranked, k)) / k if relevance else math.nan
+
+
+def recall_at_k(relevance: Mapping[Any, float], ranked: Sequence[Any], k: int) -> float:
+    """The share of the relevant items found in the top k; ``nan`` with none.
+
+    >>> recall_at_k({"a": 1.0, "b": 1.0, "c": 1.0}, ["a", "x", "b"], 2)
+    0.3333333333333333
+    """
+    return len(_hits(relevance, ranked, k)) / len(relevance) if relevance else math.nan
+
+
+def hit_at_k(relevance: Mapping[Any, float], ranked: Sequence[Any], k: int) -> float:
+    """1 if a relevant item is in the top k, else 0; ``nan`` with no relevant item. Its
+    mean over queries is the hit rate at k.
+
+    >>> hit_at_k({"b": 1.0}, ["a", "b"], 1), hit_at_k({"b": 1.0}, ["a", "b"], 2)
+    (0.0, 1.0)
+    """
+    if not relevance:
+        return math.nan
+    return 1.0 if _hits(relevance, ranked, k) else 0.0
 
 
 class _RankingMetric(RollingMetric):

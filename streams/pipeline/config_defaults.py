@@ -72,15 +72,17 @@ DEFAULTS: dict[str, Any] = {
     "performance": {
         "window": 1000,
         # the metrics of each task that are checked; a task none of them is for gets its
-        # default (accuracy, MAE, ndcg@10); ranking metrics name their cutoff: map@K, ndcg@K;
+        # default (accuracy, MAE, ndcg@10); ranking metrics name their cutoff: map@K, ndcg@K,
+        # mrr@K, precision@K, recall@K, hit_rate@K;
         # see streams/pipeline/performance.py
         "metrics": ["accuracy", "mae"],
         "positive_class": None,  # None: 1 when labels are 0/1 or booleans, else macro averages
         "max_accuracy_drop": 0.1,
         "max_mae_increase": 0.5,
         # higher-is-better metrics: drift when the value falls this much below its baseline
-        # (map, ndcg: every cutoff of the ranking metric)
-        "max_drop": {"precision": 0.1, "recall": 0.1, "f1": 0.1, "roc_auc": 0.05, "r2": 0.1, "map": 0.1, "ndcg": 0.1},
+        # (map, ndcg, mrr, hit_rate, and precision and recall for rankings too: every cutoff)
+        "max_drop": {"precision": 0.1, "recall": 0.1, "f1": 0.1, "roc_auc": 0.05, "r2": 0.1, "map": 0.1, "ndcg": 0.1,
+                     "mrr": 0.1, "hit_rate": 0.1},
         # lower-is-better metrics: drift when the value rises this share above its baseline
         "max_increase": {"log_loss": 0.5, "brier": 0.5, "mse": 0.5, "rmse": 0.5},
         # a concept-drift detection alerts only if the error rose at least this much

@@ -21,8 +21,9 @@ that, and are undefined (``nan``, not checked) for a multiclass window.
 0.125
 
 Ranking (a prediction is a ranked list of item ids, its label the relevant ids or item id
--> gain): MAP@k and NDCG@k, named with their cutoff (``map@10``, ``ndcg@5``), so one config
-may watch several cutoffs. Each labelled query is scored once, on arrival
+-> gain): MAP@k, NDCG@k, MRR@k, precision@k, recall@k and the hit rate at k, named with
+their cutoff (``map@10``, ``ndcg@5``, ``mrr@10``, ``precision@5``, ``recall@20``,
+``hit_rate@10``), so one config may watch several cutoffs. Each labelled query is scored once, on arrival
 (:mod:`detectors.metrics.ranking`), and :class:`RankingWindow` keeps the scores of the last
 ``performance.window`` queries that have a relevant item: the metric is their mean.
 
@@ -30,6 +31,10 @@ may watch several cutoffs. Each labelled query is scored once, on arrival
 >>> _ = r.add(r.score([["a", "x", "b"], ["x", "y", "z"]], [["a", "b"], {"z": 2, "q": 0}]))
 >>> round(r.value("map@3"), 4), round(r.value("ndcg@3"), 4)  # (5/6 + 1/3) / 2; (0.9197 + 2/log2(4) / 2) / 2
 (0.5833, 0.7099)
+>>> r = RankingWindow(["mrr@3", "precision@2", "recall@3", "hit_rate@1"], window=2)
+>>> _ = r.add(r.score([["a", "x", "b"], ["x", "y", "z"]], [["a", "b"], {"z": 2, "q": 0}]))
+>>> [round(r.value(name), 4) for name in r.metrics]  # (1 + 1/3) / 2; (1/2 + 0) / 2; (1 + 1) / 2; (1 + 0) / 2
+[0.6667, 0.25, 1.0, 0.5]
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ from typing import Any
 import numpy as np
 
 from detectors.metrics import RollingF1, RollingMSE, RollingPrecision, RollingR2, RollingRecall, RollingROCAUC
-from detectors.metrics.ranking import average_precision_at_k, gains, ndcg_at_k
+from detectors.metrics.ranking import (
+    average_precision_at_k, gains, hit_at_k, ndcg_at_k, precision_at_k, recall_at_k, reciprocal_rank_at_k,
+)
 from schemas.limits import MAX_RANKED_ITEMS
 
 #: The metrics each task may be judged by, in the order they are checked.
@@ -53,8 +60,11 @@ METRICS = {
 ALL_METRICS = tuple(name for names in METRICS.values() for name in names)
 #: Ranking metrics, named ``<family>@<k>`` with 1 <= k <= MAX_RANKED_ITEMS (a longer
 #: cutoff than a ranking may be long would only restate the whole list).
-RANKING = {"map": average_precision_at_k, "ndcg": ndcg_at_k}
-_RANKING_NAME = re.compile(r"(map|ndcg)@([1-9][0-9]*)\Z")
+RANKING = {
+    "map": average_precision_at_k, "ndcg": ndcg_at_k, "mrr": reciprocal_rank_at_k, "precision": precision_at_k,
+    "recall": recall_at_k, "hit_rate": hit_at_k,
+}
+_RANKING_NAME = re.compile(rf"({'|'.join(RANKING)})@([1-9][0-9]*)\Z")
 #: The tasks a model may have (:func:`task_of` infers it from a prediction).
 TASKS = ("classification", "regression", "ranking")
 #: A task's metric when the config lists none of its task's.

@@ -1,4 +1,5 @@
-"""Ranking models: MAP@k and NDCG@k per query, their window, and their drift end to end."""
+"""Ranking models: MAP@k, NDCG@k, MRR@k, precision@k, recall@k and hit rate per query, their
+window, and their drift end to end."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import numpy as np
 import orjson
 import pytest
 
-from detectors.metrics.ranking import average_precision_at_k, gains, ndcg_at_k
+from detectors.metrics.ranking import (
+    average_precision_at_k, gains, hit_at_k, ndcg_at_k, precision_at_k, recall_at_k, reciprocal_rank_at_k,
+)
 from streams.offline.pipeline import OfflinePipeline
 from streams.pipeline.monitor import ModelMonitor
 from streams.pipeline.monitor_config import MonitorConfig
@@ -45,6 +48,41 @@ def test_ndcg_at_k_by_hand_with_binary_and_graded_gains() -> None:
     # a repeated item counts at its first rank only (else a list repeating one hit scores above 1)
     assert ndcg_at_k(gains(["a"]), ["a", "a", "a"], 3) == 1.0
     assert average_precision_at_k(gains(["a", "b"]), ["a", "a", "b"], 3) == pytest.approx((1 + 2 / 2) / 2)
+
+
+def test_reciprocal_rank_precision_recall_and_hits_at_k_by_hand() -> None:
+    relevance = gains({"a": 1, "b": 2, "c": 0})  # c has gain 0: not relevant
+    ranked = ["x", "b", "c", "a", "y"]
+    assert reciprocal_rank_at_k(relevance, ranked, 5) == 0.5 and reciprocal_rank_at_k(relevance, ranked, 1) == 0.0
+    assert precision_at_k(relevance, ranked, 4) == 0.5 and precision_at_k(relevance, ["b"], 4) == 0.25  # short list: misses
+    assert recall_at_k(relevance, ranked, 2) == 0.5 and recall_at_k(relevance, ranked, 4) == 1.0
+    assert (hit_at_k(relevance, ranked, 1), hit_at_k(relevance, ranked, 2)) == (0.0, 1.0)
+    # a repeated item counts once, at its first rank
+    assert precision_at_k(gains(["a"]), ["a", "a"], 2) == 0.5 and recall_at_k(gains(["a", "b"]), ["a", "a", "b"], 2) == 1.0
+    for score in (reciprocal_rank_at_k, precision_at_k, recall_at_k, hit_at_k):
+        assert math.isnan(score(gains([]), ["a"], 3))  # no relevant item: not scored
+
+
+@pytest.mark.parametrize("name", ["mrr@10", "precision@5", "recall@5", "hit_rate@3"])
+def test_every_ranking_family_watches_a_degraded_ranker(name: str) -> None:
+    """Each family is a metric of the config (baseline, max_drop, a performance drift event)
+    as MAP and NDCG are."""
+    cfg = MonitorConfig.from_mapping({"defaults": {"performance": {"metrics": [name]}}})
+    m = ModelMonitor("recs", None, cfg.for_model("recs"))
+    queries = _queries()
+    events = []
+    for lo in range(0, len(queries), 500):
+        ids = range(lo, lo + 500)
+        ts = [float(i) for i in ids]
+        events += m.process({"pairs": {"pid": [f"q{i}" for i in ids], "ts": ts, "pred_ts": ts, "label_ts": ts,
+                                       "prediction": [queries[i][0] for i in ids], "label": [queries[i][1] for i in ids],
+                                       "score": [None] * 500}}).drift_events
+    family, k = name.split("@")
+    score = {"mrr": reciprocal_rank_at_k, "precision": precision_at_k, "recall": recall_at_k, "hit_rate": hit_at_k}[family]
+    scored = [(r, gains(y)) for r, y in queries[:1_100] if gains(y)][:1_000]
+    assert m.checked == [name] and m.baseline == pytest.approx(np.mean([score(g, r, int(k)) for r, g in scored]))
+    drifts = [e for e in events if e["kind"] == "performance" and e["drift"]]
+    assert drifts and {e["detector"] for e in drifts} == {name} and min(e["position"] for e in drifts) >= N
 
 
 def test_the_window_keeps_the_last_scored_queries_and_skips_queries_without_a_relevant_item() -> None:
