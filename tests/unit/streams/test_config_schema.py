@@ -28,7 +28,8 @@ PSI_PARAMS = "bins, window, step, psi_above, warning_psi_above, epsilon"
                                                 "performance.metrics"),
     ("[models.churn.performance]\nmetrics = [\"accuracy\", \"f2\"]\n",
      "models.churn.performance.metrics: expected a non-empty list of distinct metrics from: accuracy, precision, "
-     "recall, f1, roc_auc, log_loss, brier, mae, mse, rmse, r2, map@K, ndcg@K (ranking, K an int from 1 to 1000), "
+     "recall, f1, roc_auc, log_loss, brier, mae, mse, rmse, r2, map@K, ndcg@K, mrr@K, precision@K, recall@K, "
+     "hit_rate@K (ranking, K an int from 1 to 1000), "
      "got ['accuracy', 'f2']"),
     ("[defaults.performance.max_drop]\naccuracy = 0.2\n",
      "defaults.performance.max_drop.accuracy: unknown key; expected one of: precision, recall, f1, roc_auc, r2, map, "
@@ -40,7 +41,9 @@ PSI_PARAMS = "bins, window, step, psi_above, warning_psi_above, epsilon"
      "models.recs.performance.metrics: 'ndcg@ten': K must be an int from 1 to 1000, got 'ten'"),
     ("[models.recs.performance]\nmetrics = [\"ndcg@1001\"]\n",
      "models.recs.performance.metrics: 'ndcg@1001': K must be an int from 1 to 1000, got '1001'"),
-    ("[models.recs.performance]\nmetrics = [\"mrr@10\"]\n",
+    ("[models.recs.performance]\nmetrics = [\"mrr\"]\n",
+     "models.recs.performance.metrics: 'mrr': K must be an int from 1 to 1000, got ''"),
+    ("[models.recs.performance]\nmetrics = [\"top@10\"]\n",
      "models.recs.performance.metrics: expected a non-empty list of distinct metrics from: accuracy"),
     ("[models.recs.performance]\nk = 10\n", "models.recs.performance.k: unknown key; expected one of: window"),
     ("[models.recs.performance.max_drop]\n\"ndcg@5\" = 0.1\n",
