@@ -260,7 +260,7 @@ def _check_cutoffs(value: Any, where: str) -> None:
     """A ranking metric with a bad cutoff is named with what K may be."""
     for name in value if isinstance(value, list) else []:
         family, _, k = name.partition("@") if isinstance(name, str) else ("", "", "")
-        if family in RANKING and ranking_metric(name) is None:
+        if family in RANKING and not is_metric(name):  # precision, recall: classification's too
             raise ValueError(f"{where}: {name!r}: K must be an int from 1 to {MAX_RANKED_ITEMS}, got {k!r}")
 
 

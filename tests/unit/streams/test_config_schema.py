@@ -43,6 +43,8 @@ PSI_PARAMS = "bins, window, step, psi_above, warning_psi_above, epsilon"
      "models.recs.performance.metrics: 'ndcg@1001': K must be an int from 1 to 1000, got '1001'"),
     ("[models.recs.performance]\nmetrics = [\"mrr\"]\n",
      "models.recs.performance.metrics: 'mrr': K must be an int from 1 to 1000, got ''"),
+    ("[models.recs.performance]\nmetrics = [\"precision\", \"recall@0\"]\n",  # precision: classification's
+     "models.recs.performance.metrics: 'recall@0': K must be an int from 1 to 1000, got '0'"),
     ("[models.recs.performance]\nmetrics = [\"top@10\"]\n",
      "models.recs.performance.metrics: expected a non-empty list of distinct metrics from: accuracy"),
     ("[models.recs.performance]\nk = 10\n", "models.recs.performance.k: unknown key; expected one of: window"),
