@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from .common import fmt, machine
-from .throughput import SDK_VS_RAW_TARGET, runs_note
+from .throughput import runs_note
 
 HERE = Path(__file__).parent
 SCRIPTS = ("bench_detectors", "bench_backtest", "bench_detection", "throughput", "latency", "memory", "memory_models", "scaling", "faults",
@@ -76,6 +76,13 @@ def _after(total: float, before: float | None) -> float | None:
 def _median_after(totals: list[float], befores: list[float | None]) -> float | None:
     parts = [t - b for t, b in zip(totals, befores) if b is not None]
     return round(statistics.median(parts), 3) if parts else None
+
+
+def _target(targets: dict[str, Any], name: str) -> tuple[str, Any]:
+    """A figure's target and whether it was met, blank where the summary has none (an
+    older run's)."""
+    t = targets.get(name)
+    return (t["target"], t["met"]) if t else ("", "")
 
 
 def _row(label: str, value: Any, target: str = "", met: Any = "") -> str:
@@ -146,14 +153,15 @@ def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "resul
             _row("throughput: SDK predictions/s per worker" + _runs(t.get("sdk_run")), t["sdk_predictions_per_s"], tg["sdk_predictions_per_s"]["target"], tg["sdk_predictions_per_s"]["met"]),
             _row("throughput: raw aiokafka predictions/s (no decoding)", t["raw_aiokafka_per_s"]),
             _row("throughput: raw aiokafka predictions/s (orjson)", t["raw_aiokafka_json_per_s"]),
-            _row("throughput: SDK / raw aiokafka", t["sdk_vs_raw_aiokafka"], tg["sdk_vs_raw_aiokafka"]["target"], tg["sdk_vs_raw_aiokafka"]["met"]),
-            *([_row("throughput: the stages alone (in process, no Kafka) predictions/s", t["stages_in_process_per_s"]),
+            # its target of 0.30 was retired by #27: no pipeline's least work reaches it (below)
+            _row("throughput: SDK / raw aiokafka", t["sdk_vs_raw_aiokafka"]),
+            *([_row("throughput: the stages alone (in process, no Kafka) predictions/s", t["stages_in_process_per_s"], *_target(tg, "stages_in_process_per_s")),
                _row("throughput: the stages alone, microseconds per prediction", t["stages_us_per_prediction"]),
-               _row("throughput: SDK / the stages alone", t["sdk_vs_stages_in_process"])] if "stages_in_process_per_s" in t else []),
+               _row("throughput: SDK / the stages alone (the same run)", t["sdk_vs_stages_in_process"], *_target(tg, "sdk_vs_stages_in_process"))]
+              if "stages_in_process_per_s" in t else []),
             *([_row("throughput: the least work any pipeline does (orjson, a dict join, river DDM and ADWIN; in process, no Kafka) predictions/s",
                     t["minimum_in_process_per_s"]),
-               _row("throughput: that least work / raw aiokafka (an upper bound of SDK / raw aiokafka)", t["minimum_vs_raw_aiokafka"],
-                    tg["sdk_vs_raw_aiokafka"]["target"], t["minimum_vs_raw_aiokafka"] >= SDK_VS_RAW_TARGET)]
+               _row("throughput: that least work / raw aiokafka (an upper bound of SDK / raw aiokafka)", t["minimum_vs_raw_aiokafka"])]
               if "minimum_in_process_per_s" in t else []),
             *([_row("throughput: SDK publisher, async client over lists, predictions/s", t["sdk_publish_per_s"],
                     tg["sdk_publish_per_s"]["target"], tg["sdk_publish_per_s"]["met"]),
@@ -170,7 +178,7 @@ def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "resul
         for run in lat.get("runs", [lat]):
             where = f", {run.get('partitions', '?')} partitions, {run.get('idle_partitions', 0)} idle"
             lines += [_row(f"latency: alerts measured at {fmt(lat['rate_per_s'])}/s, {lat['models']} models{where}", run["alerts"], run["target"].get("alerts", "")),
-                      _row(f"latency: p50 s{where}", run["p50_s"]), _row(f"latency: p99 s{where}", run["p99_s"], "< 1", run["target"]["met"])]
+                      _row(f"latency: p50 s{where}", run["p50_s"]), _row(f"latency: p99 s{where}", run["p99_s"], run["target"]["p99_s"], run["target"]["met"])]
     mem = results.get("memory", {})
     if mem and "error" not in mem:
         tg = mem["targets"]
