@@ -122,6 +122,28 @@ def _peer_rows(t: dict[str, Any]) -> list[str]:
     ]
 
 
+def _scaling_rows(sc: dict[str, Any]) -> list[str]:
+    """Per number of workers: the rate, its ratio to one worker's in the same run against
+    0.9 x N (noted where the machine had fewer cores than N workers and the broker need),
+    the split of the input partitions; then state intact and repeats over all runs."""
+    rows = []
+    for r in sc["runs"]:
+        n, where = r["workers"], f"{r['workers']} worker{'s' if r['workers'] > 1 else ''} in one group"
+        rows.append(_row(f"scaling: {where}, predictions/s (the same pre-published backlog)", r["predictions_per_s"]))
+        if "target" in r:
+            cores = "" if r["enough_cores"] else f"; this machine has {sc['cores']} cores, {n} workers and the broker want {n + 1}: as it is"
+            rows += [_row(f"scaling: {where} / one worker (the same run{cores})", r["vs_one_worker"], r["target"], r["met"]),
+                     _row(f"scaling: {where}, input partitions per worker",
+                          " / ".join(",".join(x.rsplit(".", 1)[-1] for x in a if ".predictions[" in x) for a in r["assigned"]))]
+    repeats = [r["repeated_outputs"] for r in sc["runs"]]
+    return rows + [
+        _row("scaling: every model's state intact, every run", sc["models_intact"], "yes", sc["models_intact"]),
+        _row("scaling: events applied again (all runs)", sc["applied_again"]),
+        _row("scaling: drift events / alerts published more than once (all runs)",
+             f"{sum(x['drift-events'] for x in repeats)} / {sum(x['alerts'] for x in repeats)}"),
+    ]
+
+
 def _memory_slope_rows(mem: dict[str, Any]) -> list[str]:
     """The headline slope with the target (the median slope of several windows in a summary
     that has it), the others beside it."""
@@ -192,7 +214,9 @@ def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "resul
         lines.append(_row(f"memory: RSS bytes per model ({per_model['models']:,} models held, "
                           f"{per_model['events_per_model']} predictions each)", per_model["rss_bytes_per_model"]))
     sc = results.get("scaling", {})
-    if sc and "error" not in sc:
+    if sc and "error" not in sc and "runs" in sc:
+        lines += _scaling_rows(sc)
+    elif sc and "error" not in sc:  # a summary from before --workers (one worker, then a second joining)
         lines += [_row("scaling: one worker predictions/s", sc["one_worker_predictions_per_s"]),
                   _row("scaling: two workers predictions/s", sc["two_workers_predictions_per_s"]),
                   _row("scaling: partitions split", " / ".join(",".join(x for x in a if "predictions" in x) for a in sc["assigned_two_workers"])),
