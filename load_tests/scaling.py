@@ -1,8 +1,10 @@
 """N workers in one consumer group draining the same backlog: the rate for each N, its ratio
 to one worker's in the same run, the split of partitions, and every model's state intact.
 
-Several simulated models (different ``model_id``) share topics of 4 partitions. For each N of
-``--workers`` (default 1 and 2), in that order:
+Several simulated models (different ``model_id``) share topics of 4 partitions; the monitors'
+topic is partitioned by model, so the models' ids are picked to fall evenly on its partitions
+(six ids in a row put three models on one partition, which held four workers to 2x one). For
+each N of ``--workers`` (default 1 and 2), in that order:
 
 1. The backlog, the same events for every N, is published into fresh topics *before* any
    worker starts, so the publisher cannot be what limits the rate.
@@ -30,6 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from schemas import codec
+from schemas.partitioning import partition_for
 from streams.exceptions import DriftstreamError
 from streams.offline.simulate import SimulationConfig
 from streams.pipeline.monitor import model_key
@@ -82,6 +85,26 @@ def _model_states(settings: Settings, configs: Sequence[SimulationConfig], expec
 def _repeated_outputs(settings: Settings) -> dict[str, int]:
     """Per output topic role, the records beyond the first with the same ``event_id``."""
     return {role: sum(n - 1 for n in repeated_event_ids(settings, role).values()) for role in ("drift-events", "alerts")}
+
+
+def balanced_model_ids(models: int, partitions: int) -> list[str]:
+    """``models`` ids ``scale-<j>`` whose monitor keys fall on the ``partitions`` as evenly as
+    they can (counts differ by at most one), so no worker gets more models than another.
+
+    >>> ids = balanced_model_ids(8, 4)
+    >>> sorted(partition_for(model_key(i, None), 4) for i in ids)
+    [0, 0, 1, 1, 2, 2, 3, 3]
+    """
+    counts = [0] * partitions
+    ids: list[str] = []
+    j = 0
+    while len(ids) < models:
+        p = partition_for(model_key(f"scale-{j}", None), partitions)
+        if counts[p] == min(counts):  # a partition takes its next model once every one has as many
+            counts[p] += 1
+            ids.append(f"scale-{j}")
+        j += 1
+    return ids
 
 
 #: N workers against one: the least ratio that counts as adding up (issue #27)
@@ -174,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = parser(__doc__)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="numbers of workers, one run each (default 1 2)")
     p.add_argument("--events", type=int, help="predictions per model in the backlog (default 100,000; smoke 5,000)")
-    p.add_argument("--models", type=int, default=6)
+    p.add_argument("--models", type=int, default=8, help="models, spread evenly over the partitions (default 8)")
     p.add_argument("--partitions", type=int, default=4)
     args = p.parse_args(argv)
     counts = sorted(set(args.workers))
@@ -182,9 +205,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         p.error(f"--workers: each between 1 and --partitions ({args.partitions}), got {args.workers}")
     per_model = args.events or (5_000 if args.smoke else 100_000)
     configs = [
-        SimulationConfig(events=per_model, seed=args.seed + i, model_id=f"scale-{i}", id_prefix=f"s{i}-",
+        SimulationConfig(events=per_model, seed=args.seed + i, model_id=model_id, id_prefix=f"s{i}-",
                          feature_drift_at=int(per_model * 0.6), concept_drift_at=int(per_model * 0.75))
-        for i in range(args.models)
+        for i, model_id in enumerate(balanced_model_ids(args.models, args.partitions))
     ]
     backlog = _merged(configs, 0, per_model)
     expected: dict[str, list[int]] = {}
