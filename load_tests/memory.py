@@ -19,7 +19,7 @@ median of the slopes between every two samples, which a step half-way through do
 the least-squares slope, and the least-squares slope after the first fifth; and whether the
 join table's entries in the last quarter of the run stay within 1.5x of the second
 quarter's. A plot of both over events is written to ``--plot`` (default: next to
-``--json``), and the samples go into the summary so another method can be tried on them.
+``--json``), and the samples to a CSV beside it, so another method can be tried on them.
 
     python -m load_tests.memory [--smoke] [--json PATH] [--plot PATH] [--events N]
 """
@@ -177,6 +177,14 @@ def window_median_slope_mb_per_million(samples: list[tuple[float, float, float, 
     return float(np.median(slopes)) if slopes else float("nan")
 
 
+def write_samples(samples: list[tuple[float, float, float, float]], path: Path) -> None:
+    """The samples as CSV (events applied, RSS MB, join-state and monitor-state entries), so
+    another slope can be tried on a run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = (f"{e:.0f},{r:.1f},{j:.0f},{m:.0f}" for e, r, j, m in samples)
+    path.write_text("\n".join(["events_applied,rss_mb,join_entries,monitor_entries", *rows]) + "\n")
+
+
 def plot(samples: list[tuple[float, float, float, float]], warmup_events: float, path: Path) -> None:
     import matplotlib
 
@@ -273,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     last_q = [s[2] for s in samples[3 * n // 4 :]] or [0.0]
     bounded = max(last_q) <= 1.5 * max(max(second_q), 1.0)
     plot(samples, warmup, plot_path)
+    samples_path = plot_path.with_suffix(".csv")
+    write_samples(samples, samples_path)
     summary = {
         "script": "memory", "smoke": args.smoke, "predictions": sent["predictions"], "labels": sent["ground-truth"],
         "events_applied": int(samples[-1][0]), "join_window_s": WINDOW_S, "event_rate_per_event_s": config.event_rate,
@@ -290,9 +300,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "monitor_entries_end": int(samples[-1][3]),
         "monitor_held_events_max": int(max(held, default=0)), "monitor_held_events_end": int(held[-1]) if held else 0,
         "join_expired": int(expired), "join_matched": int(matched),
-        "plot": str(plot_path),
-        # (events applied, RSS MB) as sampled, so another slope can be tried on this run
-        "rss_samples": [[int(e), round(r, 1)] for e, r, _, _ in samples],
+        "plot": str(plot_path), "samples_csv": str(samples_path),
         "targets": {
             "rss_flat": {"target": f"|MB per million events| <= {SLOPE_TARGET_MB_PER_M} (median slope of {SLOPE_WINDOWS} windows)",
                          "actual": round(windowed, 3), "met": abs(windowed) <= SLOPE_TARGET_MB_PER_M},

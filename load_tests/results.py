@@ -54,8 +54,9 @@ def run_all(names: Sequence[str], smoke: bool, artifacts: Path, timeout_s: float
         summary = orjson.loads(out.read_bytes()) if out.exists() else {}
         if error:
             summary["error"] = error
-        if summary.get("plot"):  # the committed summary names no machine's folders
-            summary["plot"] = os.path.relpath(summary["plot"], artifacts)
+        for key in ("plot", "samples_csv"):  # the committed summary names no machine's folders
+            if summary.get(key):
+                summary[key] = os.path.relpath(summary[key], artifacts)
         summary["wall_s"] = round(time.monotonic() - started, 1)
         summary["ran_at"] = time.strftime("%Y-%m-%d %H:%M %Z")
         out.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))

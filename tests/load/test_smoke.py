@@ -98,6 +98,7 @@ def test_memory_smoke(tmp_path: Path) -> None:
     _positive(s, "rss_start_mb", "rss_end_mb", "join_windows")
     assert s["join_expired"] > 0  # the short window expired the unlabelled predictions
     assert Path(s["plot"]).stat().st_size > 0
+    assert len(Path(s["samples_csv"]).read_text().splitlines()) == s["samples"] + 1  # a header, then every sample
 
 
 def test_scaling_smoke(tmp_path: Path) -> None:
