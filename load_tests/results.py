@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from .common import fmt, machine
-from .throughput import SDK_VS_RAW_TARGET, runs_note
+from .throughput import runs_note
 
 HERE = Path(__file__).parent
 SCRIPTS = ("bench_detectors", "bench_backtest", "bench_detection", "throughput", "latency", "memory", "memory_models", "scaling", "faults",
@@ -54,8 +54,9 @@ def run_all(names: Sequence[str], smoke: bool, artifacts: Path, timeout_s: float
         summary = orjson.loads(out.read_bytes()) if out.exists() else {}
         if error:
             summary["error"] = error
-        if summary.get("plot"):  # the committed summary names no machine's folders
-            summary["plot"] = os.path.relpath(summary["plot"], artifacts)
+        for key in ("plot", "samples_csv"):  # the committed summary names no machine's folders
+            if summary.get(key):
+                summary[key] = os.path.relpath(summary[key], artifacts)
         summary["wall_s"] = round(time.monotonic() - started, 1)
         summary["ran_at"] = time.strftime("%Y-%m-%d %H:%M %Z")
         out.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
@@ -76,6 +77,13 @@ def _after(total: float, before: float | None) -> float | None:
 def _median_after(totals: list[float], befores: list[float | None]) -> float | None:
     parts = [t - b for t, b in zip(totals, befores) if b is not None]
     return round(statistics.median(parts), 3) if parts else None
+
+
+def _target(targets: dict[str, Any], name: str) -> tuple[str, Any]:
+    """A figure's target and whether it was met, blank where the summary has none (an
+    older run's)."""
+    t = targets.get(name)
+    return (t["target"], t["met"]) if t else ("", "")
 
 
 def _row(label: str, value: Any, target: str = "", met: Any = "") -> str:
@@ -115,6 +123,41 @@ def _peer_rows(t: dict[str, Any]) -> list[str]:
     ]
 
 
+def _scaling_rows(sc: dict[str, Any]) -> list[str]:
+    """Per number of workers: the rate, its ratio to one worker's in the same run against
+    0.9 x N (noted where the machine had fewer cores than N workers and the broker need),
+    the split of the input partitions; then state intact and repeats over all runs."""
+    rows = []
+    for r in sc["runs"]:
+        n, where = r["workers"], f"{r['workers']} worker{'s' if r['workers'] > 1 else ''} in one group"
+        rows.append(_row(f"scaling: {where}, predictions/s (the same pre-published backlog)", r["predictions_per_s"]))
+        if "target" in r:
+            cores = "" if r["enough_cores"] else f"; this machine has {sc['cores']} cores, {n} workers and the broker want {n + 1}: as it is"
+            rows += [_row(f"scaling: {where} / one worker (the same run{cores})", r["vs_one_worker"], r["target"], r["met"]),
+                     _row(f"scaling: {where}, input partitions per worker",
+                          " / ".join(",".join(x.rsplit(".", 1)[-1] for x in a if ".predictions[" in x) for a in r["assigned"]))]
+    repeats = [r["repeated_outputs"] for r in sc["runs"]]
+    return rows + [
+        _row("scaling: every model's state intact, every run", sc["models_intact"], "yes", sc["models_intact"]),
+        _row("scaling: events applied again (all runs)", sc["applied_again"]),
+        _row("scaling: drift events / alerts published more than once (all runs)",
+             f"{sum(x['drift-events'] for x in repeats)} / {sum(x['alerts'] for x in repeats)}"),
+    ]
+
+
+def _memory_slope_rows(mem: dict[str, Any]) -> list[str]:
+    """The headline slope with the target (the median slope of several windows in a summary
+    that has it), the others beside it."""
+    tg = mem["targets"]["rss_flat"]
+    if "rss_mb_per_million_events_windows" in mem:
+        return [_row(f"memory: RSS MB per million events after warm-up (median slope of {mem['rss_slope_windows']} windows)",
+                     mem["rss_mb_per_million_events_windows"], tg["target"], tg["met"]),
+                _row("memory: RSS MB per million events after warm-up (Theil-Sen)", mem["rss_mb_per_million_events_theil_sen"]),
+                _row("memory: RSS MB per million events after warm-up (least squares)", mem["rss_mb_per_million_events"])]
+    return [_row("memory: RSS MB per million events after warm-up (Theil-Sen)", mem["rss_mb_per_million_events_theil_sen"], tg["target"], tg["met"]),
+            _row("memory: RSS MB per million events after warm-up (least squares)", mem["rss_mb_per_million_events"])]
+
+
 def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "results", out_dir: Path = HERE) -> str:
     m = machine()
     lines = [
@@ -133,14 +176,15 @@ def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "resul
             _row("throughput: SDK predictions/s per worker" + _runs(t.get("sdk_run")), t["sdk_predictions_per_s"], tg["sdk_predictions_per_s"]["target"], tg["sdk_predictions_per_s"]["met"]),
             _row("throughput: raw aiokafka predictions/s (no decoding)", t["raw_aiokafka_per_s"]),
             _row("throughput: raw aiokafka predictions/s (orjson)", t["raw_aiokafka_json_per_s"]),
-            _row("throughput: SDK / raw aiokafka", t["sdk_vs_raw_aiokafka"], tg["sdk_vs_raw_aiokafka"]["target"], tg["sdk_vs_raw_aiokafka"]["met"]),
-            *([_row("throughput: the stages alone (in process, no Kafka) predictions/s", t["stages_in_process_per_s"]),
+            # its target of 0.30 was retired by #27: no pipeline's least work reaches it (below)
+            _row("throughput: SDK / raw aiokafka", t["sdk_vs_raw_aiokafka"]),
+            *([_row("throughput: the stages alone (in process, no Kafka) predictions/s", t["stages_in_process_per_s"], *_target(tg, "stages_in_process_per_s")),
                _row("throughput: the stages alone, microseconds per prediction", t["stages_us_per_prediction"]),
-               _row("throughput: SDK / the stages alone", t["sdk_vs_stages_in_process"])] if "stages_in_process_per_s" in t else []),
+               _row("throughput: SDK / the stages alone (the same run)", t["sdk_vs_stages_in_process"], *_target(tg, "sdk_vs_stages_in_process"))]
+              if "stages_in_process_per_s" in t else []),
             *([_row("throughput: the least work any pipeline does (orjson, a dict join, river DDM and ADWIN; in process, no Kafka) predictions/s",
                     t["minimum_in_process_per_s"]),
-               _row("throughput: that least work / raw aiokafka (an upper bound of SDK / raw aiokafka)", t["minimum_vs_raw_aiokafka"],
-                    tg["sdk_vs_raw_aiokafka"]["target"], t["minimum_vs_raw_aiokafka"] >= SDK_VS_RAW_TARGET)]
+               _row("throughput: that least work / raw aiokafka (an upper bound of SDK / raw aiokafka)", t["minimum_vs_raw_aiokafka"])]
               if "minimum_in_process_per_s" in t else []),
             *([_row("throughput: SDK publisher, async client over lists, predictions/s", t["sdk_publish_per_s"],
                     tg["sdk_publish_per_s"]["target"], tg["sdk_publish_per_s"]["met"]),
@@ -157,16 +201,12 @@ def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "resul
         for run in lat.get("runs", [lat]):
             where = f", {run.get('partitions', '?')} partitions, {run.get('idle_partitions', 0)} idle"
             lines += [_row(f"latency: alerts measured at {fmt(lat['rate_per_s'])}/s, {lat['models']} models{where}", run["alerts"], run["target"].get("alerts", "")),
-                      _row(f"latency: p50 s{where}", run["p50_s"]), _row(f"latency: p99 s{where}", run["p99_s"], "< 1", run["target"]["met"])]
+                      _row(f"latency: p50 s{where}", run["p50_s"]), _row(f"latency: p99 s{where}", run["p99_s"], run["target"]["p99_s"], run["target"]["met"])]
     mem = results.get("memory", {})
     if mem and "error" not in mem:
         tg = mem["targets"]
         lines += [_row("memory: events applied", mem["events_applied"]),
-                  *([_row("memory: RSS MB per million events after warm-up (Theil-Sen)", mem["rss_mb_per_million_events_theil_sen"],
-                          tg["rss_flat"]["target"], tg["rss_flat"]["met"]),
-                     _row("memory: RSS MB per million events after warm-up (least squares)", mem["rss_mb_per_million_events"])]
-                    if "rss_mb_per_million_events_theil_sen" in mem else
-                    [_row("memory: RSS MB per million events after warm-up", mem["rss_mb_per_million_events"], tg["rss_flat"]["target"], tg["rss_flat"]["met"])]),
+                  *_memory_slope_rows(mem),
                   _row("memory: join-state entries (max / end)", f"{mem['join_entries_max']} / {mem['join_entries_end']}", tg["join_state_bounded"]["target"], tg["join_state_bounded"]["met"])]
         if mem.get("plot"):
             lines.append(_row("memory: plot", _plot_link(mem["plot"], artifacts, out_dir)))
@@ -175,7 +215,9 @@ def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "resul
         lines.append(_row(f"memory: RSS bytes per model ({per_model['models']:,} models held, "
                           f"{per_model['events_per_model']} predictions each)", per_model["rss_bytes_per_model"]))
     sc = results.get("scaling", {})
-    if sc and "error" not in sc:
+    if sc and "error" not in sc and "runs" in sc:
+        lines += _scaling_rows(sc)
+    elif sc and "error" not in sc:  # a summary from before --workers (one worker, then a second joining)
         lines += [_row("scaling: one worker predictions/s", sc["one_worker_predictions_per_s"]),
                   _row("scaling: two workers predictions/s", sc["two_workers_predictions_per_s"]),
                   _row("scaling: partitions split", " / ".join(",".join(x for x in a if "predictions" in x) for a in sc["assigned_two_workers"])),

@@ -23,9 +23,11 @@ time, which is how the kcat figure swung between 0.4 and 0.76 of the no-op agent
   memory, a Quix Streams app with the join in its state store, and the same Quix app
   doing nothing. Medians of the rounds, ratios of the medians.
 
-Targets: SDK >= 100,000 predictions/s per worker process and >= 30 % of raw aiokafka;
+Targets (issue #27): SDK >= 100,000 predictions/s per worker process and >= 70 % of the
+stages alone measured in the same run, the stages alone >= 200,000; the publisher >= 200,000;
 foreign >= 2x the no-op Faust agent, >= 2x the Quix Streams app and >= 30 % of the plain
-aiokafka loop (issue #27).
+aiokafka loop. SDK / raw aiokafka is reported without a target (#27 retired its 30 %: the
+least work any pipeline does reaches about 20-24 % of it).
 
 Two in-process figures on the same SDK records, with no Kafka, put the SDK rate in context:
 the pipeline's stages alone (:func:`stages_rate`: what this code could do with the broker
@@ -99,13 +101,16 @@ from .kcat import produce_foreign
 from .peers import aiokafka_loop_rate, quix_rate
 
 SDK_TARGET_PER_S = 100_000.0
+#: The worker around the stages (consuming, producing, checkpoints) costs at most 30 % of
+#: their rate, and the stages alone have room for the SDK target (issue #27).
+SDK_VS_STAGES_TARGET = 0.70
+STAGES_TARGET_PER_S = 200_000.0
 #: The SDK publisher never limits a test or a model server (issue #27).
 PUBLISH_TARGET_PER_S = 200_000.0
 #: How :func:`load_tests.common.publish` publishes: events per ``publish_in_order`` chunk,
 #: and the SDK's events per record.
 PUBLISH_CHUNK = 5000
 SDK_BATCH_SIZE = 500
-SDK_VS_RAW_TARGET = 0.30
 #: The foreign path against its peers (issue #27): a no-op Faust agent, a Quix Streams app
 #: doing the job, a plain aiokafka loop doing it in memory.
 FOREIGN_VS_NOOP_TARGET = 2.0
@@ -527,7 +532,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "sdk_predictions_per_s": {"target": f">= {SDK_TARGET_PER_S:,.0f}", "actual": sdk_rate, "met": sdk_rate >= SDK_TARGET_PER_S},
         "sdk_publish_per_s": {"target": f">= {PUBLISH_TARGET_PER_S:,.0f}", "actual": publisher["async_predictions_per_s"],
                               "met": publisher["async_predictions_per_s"] >= PUBLISH_TARGET_PER_S},
-        "sdk_vs_raw_aiokafka": {"target": f">= {SDK_VS_RAW_TARGET:.2f}", "actual": round(sdk_vs_raw, 4), "met": sdk_vs_raw >= SDK_VS_RAW_TARGET},
+        "sdk_vs_stages_in_process": {"target": f">= {SDK_VS_STAGES_TARGET:.2f}", "actual": round(sdk_vs_stages, 4),
+                                     "met": sdk_vs_stages >= SDK_VS_STAGES_TARGET},
+        "stages_in_process_per_s": {"target": f">= {STAGES_TARGET_PER_S:,.0f}", "actual": stages["predictions_per_s"],
+                                    "met": stages["predictions_per_s"] >= STAGES_TARGET_PER_S},
         **foreign_targets,
     }
     summary = {
