@@ -6,8 +6,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from river import drift
-
 from detectors._river import RiverDetector, dump_bytes, load_bytes
 from detectors._river_private import private
 from detectors.base import require_int, require_probability
@@ -68,7 +66,7 @@ class ADWIN(RiverDetector):
 
     name: ClassVar[str] = "adwin"
     direction: ClassVar[str] = "above"  # type: ignore[assignment]
-    _river_cls: ClassVar[type] = drift.ADWIN
+    _river_class: ClassVar[str] = "drift.ADWIN"
 
     def __init__(
         self,

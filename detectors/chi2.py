@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import special
 
 from detectors._categorical import CategoricalWindowedDetector
 from detectors.base import NamedThresholds
@@ -84,6 +83,8 @@ class ChiSquared(NamedThresholds, CategoricalWindowedDetector):
         self._start(reference)
 
     def _test(self, window: np.ndarray) -> tuple[float, float | None]:
+        from scipy import special  # on first use (detectors.deferred)
+
         table = np.vstack([self._require_reference()["counts"], self._window_counts(window)])
         table = table[:, table.sum(axis=0) > 0].astype(np.float64)
         if table.shape[1] < 2:

@@ -6,8 +6,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from river import drift
-
 from detectors._river import RiverDetector
 from detectors._river_private import dump_mean, load_mean, private, set_private
 from detectors._state import decode_float, encode_float
@@ -65,7 +63,7 @@ class DDM(RiverDetector):
     name: ClassVar[str] = "ddm"
     direction: ClassVar[str] = "above"  # type: ignore[assignment]
     domain: ClassVar[str] = "binary"  # type: ignore[assignment]
-    _river_cls: ClassVar[type] = drift.binary.DDM
+    _river_class: ClassVar[str] = "drift.binary.DDM"
 
     def __init__(
         self, warm_start: int = 30, warning_threshold: float = 2.0, drift_threshold: float = 3.0

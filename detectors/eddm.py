@@ -6,8 +6,6 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from river import drift
-
 from detectors._river import RiverDetector
 from detectors._river_private import dump_var, load_var, private, set_private
 from detectors.base import require, require_int
@@ -54,7 +52,7 @@ class EDDM(RiverDetector):
     name: ClassVar[str] = "eddm"
     direction: ClassVar[str] = "below"  # type: ignore[assignment]
     domain: ClassVar[str] = "binary"  # type: ignore[assignment]
-    _river_cls: ClassVar[type] = drift.binary.EDDM
+    _river_class: ClassVar[str] = "drift.binary.EDDM"
 
     def __init__(self, warm_start: int = 30, alpha: float = 0.95, beta: float = 0.9) -> None:
         self.warm_start = warm_start

@@ -6,8 +6,6 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from river import drift
-
 from detectors._river import RiverDetector
 from detectors._river_private import dump_mean, load_mean, private, set_private
 from detectors.base import require, require_probability
@@ -64,7 +62,7 @@ class HDDM_A(RiverDetector):  # noqa: N801 - the algorithm's published name
     name: ClassVar[str] = "hddm_a"
     direction: ClassVar[str] = "above"  # type: ignore[assignment]
     domain: ClassVar[str] = "unit_interval"  # type: ignore[assignment]
-    _river_cls: ClassVar[type] = drift.binary.HDDMA
+    _river_class: ClassVar[str] = "drift.binary.HDDMA"
 
     def __init__(
         self,

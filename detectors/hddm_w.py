@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
-
-from river import drift
-from river.drift.binary.hddm_w import SampleInfo
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from detectors._river import RiverDetector, dump_bytes, load_bytes
 from detectors._river_private import mcdiarmid_bound, private, set_private
@@ -16,6 +13,9 @@ from detectors.base import require_probability
 from detectors.hddm_a import check_hddm_params
 
 __all__ = ["HDDM_W"]
+
+if TYPE_CHECKING:
+    from river.drift.binary.hddm_w import SampleInfo
 
 _SAMPLES = ("total", "s1_decr", "s1_incr", "s2_decr", "s2_incr")
 
@@ -29,6 +29,8 @@ def _dump_sample(sample: SampleInfo) -> dict[str, Any]:
 
 
 def _load_sample(lambda_val: float, state: Mapping[str, Any]) -> SampleInfo:
+    from river.drift.binary.hddm_w import SampleInfo  # with river, on first use (detectors._river)
+
     sample = SampleInfo(lambda_val)
     private(private(sample, "_ewma"), "_ewmean").__setstate__(load_bytes(state["ewma"]))
     set_private(sample, "_is_init", bool(state["is_init"]))
@@ -76,7 +78,7 @@ class HDDM_W(RiverDetector):  # noqa: N801 - the algorithm's published name
     name: ClassVar[str] = "hddm_w"
     direction: ClassVar[str] = "above"  # type: ignore[assignment]
     domain: ClassVar[str] = "unit_interval"  # type: ignore[assignment]
-    _river_cls: ClassVar[type] = drift.binary.HDDMW
+    _river_class: ClassVar[str] = "drift.binary.HDDMW"
 
     def __init__(
         self,

@@ -6,7 +6,6 @@ import math
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import special
 
 from detectors._windowed import SampleWindowedDetector
 from detectors.base import NamedThresholds
@@ -84,6 +83,8 @@ class KolmogorovSmirnov(NamedThresholds, SampleWindowedDetector):
         self._start(reference)
 
     def _test(self, window: np.ndarray) -> tuple[float, float | None]:
+        from scipy import special  # on first use (detectors.deferred)
+
         reference = self._require_reference()["sample"]  # already sorted
         ordered = np.sort(window)
         points = np.concatenate([reference, ordered])

@@ -7,8 +7,6 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from river import drift
-
 from detectors._river import RiverDetector
 from detectors._river_private import private
 from detectors.base import require, require_int, require_probability
@@ -57,7 +55,7 @@ class KSWIN(RiverDetector):
 
     name: ClassVar[str] = "kswin"
     direction: ClassVar[str] = "below"  # type: ignore[assignment]
-    _river_cls: ClassVar[type] = drift.KSWIN
+    _river_class: ClassVar[str] = "drift.KSWIN"
 
     def __init__(
         self, alpha: float = 0.005, window: int = 100, stat_size: int = 30, seed: int = 42

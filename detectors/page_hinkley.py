@@ -6,8 +6,6 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from river import drift
-
 from detectors._river import RiverDetector
 from detectors._river_private import dump_mean, load_mean, private, set_private
 from detectors._state import decode_float, encode_float
@@ -61,7 +59,7 @@ class PageHinkley(RiverDetector):
 
     name: ClassVar[str] = "page_hinkley"
     direction: ClassVar[str] = "above"  # type: ignore[assignment]
-    _river_cls: ClassVar[type] = drift.PageHinkley
+    _river_class: ClassVar[str] = "drift.PageHinkley"
 
     def __init__(
         self,

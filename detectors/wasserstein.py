@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import stats
 
 from detectors._windowed import SampleWindowedDetector
 from detectors.base import NamedThresholds
@@ -85,6 +84,8 @@ class Wasserstein(NamedThresholds, SampleWindowedDetector):
         self._start(reference)
 
     def _test(self, window: np.ndarray) -> tuple[float, float | None]:
+        from scipy import stats  # on first use (detectors.deferred)
+
         reference = self._require_reference()
         distance = stats.wasserstein_distance(reference["sample"], window)
         return float(distance) / reference["scale"], None

@@ -255,7 +255,30 @@ def _add_simulation_options(parser: argparse.ArgumentParser, events: int) -> Non
     parser.add_argument("--no-drift", action="store_true", help="inject no drift at all")
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: The commands this module defines. A command line that names one of them gets a parser
+#: without the commands defined elsewhere: their modules load river, scipy and the offline
+#: pipeline, over a second of CPU that ``driftstream worker`` paid before its first log line.
+OWN_COMMANDS = frozenset({"demo", "broker", "worker", "config", "topics", "publish", "alerts", "simulate"})
+
+
+def _add_commands_defined_elsewhere(sub: Any) -> None:
+    """The commands that live with their subject: the offline tools and the model updater."""
+    from streams.offline import backtest_cli, calibrate, replay
+    from streams.updater import cli as model_cli
+    from streams.updater import service as updater
+
+    for module in (backtest_cli, calibrate, model_cli, replay, updater):
+        module.add_cli(sub)
+
+
+def command_named(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names (its first argument, unless that is an option such as ``--help``)."""
+    return argv[0] if argv and not argv[0].startswith("-") else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; with ``command``, one of :data:`OWN_COMMANDS`, only this
+    module's commands (enough to parse a command line that names it)."""
     parser = argparse.ArgumentParser(
         prog="driftstream", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -304,26 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--broker", default=None, help="override DRIFTSTREAM_BROKER")
     p.set_defaults(func=_cmd_simulate)
 
-    from streams.offline import backtest_cli
-
-    from streams.offline import calibrate
-
-    from streams.updater import cli as model_cli
-
-    from streams.offline import replay
-
-    from streams.updater import service as updater
-
-    backtest_cli.add_cli(sub)
-    calibrate.add_cli(sub)
-    model_cli.add_cli(sub)
-    replay.add_cli(sub)
-    updater.add_cli(sub)
+    if command not in OWN_COMMANDS:
+        _add_commands_defined_elsewhere(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(command_named(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -6,7 +6,6 @@ import math
 from typing import ClassVar
 
 import numpy as np
-from scipy import stats
 
 from detectors.base import Domain
 from detectors.metrics.base import RollingMetric
@@ -119,6 +118,8 @@ class RollingROCAUC(RollingMetric):
     _domains: ClassVar[tuple[Domain, ...]] = ("binary", "real")
 
     def _compute(self, window: np.ndarray) -> float:
+        from scipy import stats  # on first use (detectors.deferred)
+
         positive = window[:, 0] == 1
         n_pos = int(positive.sum())
         n_neg = len(window) - n_pos

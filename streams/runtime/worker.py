@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from detectors import deferred
 
 from streams.runtime.gc_tuning import tune_gc
 from streams.runtime.malloc_arenas import limit_malloc_arenas
@@ -35,6 +39,23 @@ def worker_class(base: type, watchdog: ShutdownWatchdog) -> type:
     return Worker
 
 
+def import_deferred_while_joining(app: Any) -> threading.Thread:
+    """Import what the detectors defer (:mod:`detectors.deferred`: river, scipy) in a thread
+    that starts when ``app``'s consumer first joins its group (Faust revokes the empty
+    assignment just before its JoinGroup). The join then waits on the broker (on Tansu, half the
+    session timeout), so the imports, about a second of CPU, take none of the start's
+    wall-clock time; started earlier, they would take the GIL from the start-up work that
+    precedes the join."""
+    thread = threading.Thread(target=deferred.import_now, name="driftstream-imports", daemon=True)
+
+    async def joining(*_: Any, **__: Any) -> None:
+        if thread.ident is None:  # the first rebalance only
+            thread.start()
+
+    app.on_partitions_revoked.connect(joining)
+    return thread
+
+
 def run_worker(settings: Settings, tasks: Sequence[Callable[..., Awaitable[None]]] = ()) -> None:
     """Create the topics, build the app (with ``tasks`` beside it) and run it until SIGTERM/SIGINT."""
     limit_malloc_arenas(settings.malloc_arena_max)  # before any thread starts
@@ -60,6 +81,7 @@ def run_worker(settings: Settings, tasks: Sequence[Callable[..., Awaitable[None]
         app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False, override_logging=False,
     )
     worker.spinner = None
+    import_deferred_while_joining(app)
     try:
         worker.execute_from_commandline()
     finally:

@@ -17,7 +17,7 @@ import pytest
 from river import drift, stats
 
 from detectors import _river_private
-from detectors._river_private import PRIVATE, private, set_private
+from detectors._river_private import listed, private, set_private
 
 try:
     import tomllib
@@ -25,6 +25,7 @@ except ImportError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 ROOT = Path(__file__).resolve().parents[3]
+PRIVATE = listed()
 DETECTORS = [cls for cls in PRIVATE if hasattr(cls, "drift_detected")]
 
 
