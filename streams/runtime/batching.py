@@ -110,6 +110,27 @@ class BatchQueue(ThrowingQueue):
             self._arrived.clear()
         return batch.items
 
+    def put_run(self, messages: list[Message], *, on_pressure_high: Callable[[], None],
+                on_pressure_drop: Callable[[], None]) -> int:
+        """Put ``messages`` (records held by nothing else yet) in order as long as the buffer
+        has room, each as ``put_nowait_enhanced`` puts an item (the pressure callbacks
+        included) with one reference taken for this buffer; how many went. The getters are
+        woken once."""
+        done = 0
+        for message in messages:
+            if self.full():
+                break
+            if self.in_pressure_high_state(on_pressure_drop):
+                on_pressure_high()
+            message.refcount = 1  # incref without its lock: no other thread holds it yet
+            self._put(message)
+            done += 1
+        if done:
+            self._unfinished_tasks += done
+            self._finished.clear()
+            self._wakeup_next(self._getters)  # type: ignore[attr-defined]
+        return done
+
     def qsize(self) -> int:
         return self._size
 

@@ -185,10 +185,36 @@ class ConsumerLoop(aiokafka_driver.Consumer):
         finally:
             self.not_waiting_next_records.set()
 
+    def deliver_run(self, tp: TP, messages: list[Message]) -> int:
+        """Hand over at once, without waiting, as many of ``messages`` (the start of what a
+        fetch returned for ``tp``, in offset order) as can go so; how many. The rest go one at
+        a time through :meth:`deliver`. Only records :meth:`already_read` never skips may go
+        this way. Faust's loop: none."""
+        return 0
+
+    async def _fetch(self) -> tuple[Any, frozenset[TP] | None, int | None]:
+        """Faust's ``getmany`` up to its per-record loop: one fetch (``None`` when there is
+        nothing to deliver), the partitions it covered and the consumer generation it was
+        made in; with the flow suspended, Faust's seek back to the committed offsets."""
+        records, active = await self._wait_next_records(IDLE_WAIT_S)
+        generation = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return None, active, generation
+        if not self.flow_active:
+            try:
+                await self.perform_seek()
+            except Exception as ex:
+                self.log.warning(f"exception performing seek when flow not active {ex}")
+            return None, active, generation
+        return records, active, generation
+
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover (Faust's loop)
-        """Faust's loop, with the skip and the delivery through :meth:`already_read` and
-        :meth:`deliver`, and no gap marked by a fetch that a reset overtook."""
-        getmany = self.getmany
+        """Faust's loop, a partition's records at a time: what a fetch returned for a
+        partition is made into Faust's messages at once, and as many as can go are handed
+        over at once (:meth:`deliver_run`); the rest one at a time, skipped and delivered
+        through :meth:`already_read` and :meth:`deliver`. No gap is marked by a fetch that a
+        reset overtook. As Faust's, it stops delivering a fetch when the flow stops or the
+        consumer generation changes."""
         consumer_should_stop = _stop_requested(self)
         fetcher_should_stop = _stop_requested(fetcher)
         get_read_offset = read_offsets(self).__getitem__
@@ -196,34 +222,54 @@ class ConsumerLoop(aiokafka_driver.Consumer):
         unset_flag = self.diag.unset_flag
         commit_every = self._commit_every
         acks_enabled_for = self.app.topics.acks_enabled_for
+        track_end_offset = self.app.monitor.track_tp_end_offset
+        to_message = self._to_message
         already_read = self.already_read
         deliver = self.deliver
+        deliver_run = self.deliver_run
+        app = self.app
         yield_every = 100
         num_since_yield = 0
         sleep = asyncio.sleep
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(CONSUMER_FETCHING)
-                ait = cast(AsyncIterator[tuple[TP, Any]], getmany(timeout=IDLE_WAIT_S))
                 await self.sleep(0)
                 if not self.should_stop:
+                    records, active, generation = await self._fetch()
                     fetched_after = self.resets
-                    async for tp, message in ait:
-                        num_since_yield += 1
-                        if num_since_yield > yield_every:
-                            await sleep(0)
-                            num_since_yield = 0
-                        offset = message.offset
-                        r_offset = get_read_offset(tp)
-                        if already_read(tp, offset):
+                    for tp, fetched in (records or {}).items():
+                        if not self.flow_active or app.consumer_generation_id != generation:
+                            break
+                        if not (active is None or tp in active or tp in self._buffered_partitions) or not fetched:
                             continue
-                        gap = offset - (r_offset or 0)
-                        if gap > 1 and r_offset and self.resets == fetched_after and acks_enabled_for(message.topic):
-                            await self._add_gap(tp, r_offset + 1, offset)
+                        track_end_offset(tp, self.highwater(tp))
+                        messages = [to_message(tp, record) for record in fetched]
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
                             await self.commit()
-                        await deliver(tp, message)
+                        # the gaps Faust's loop marks record by record, before any delivery
+                        if self.resets == fetched_after and acks_enabled_for(tp.topic):
+                            for gap_from, gap_to in offset_gaps(get_read_offset(tp), messages):
+                                await self._add_gap(tp, gap_from, gap_to)
+                        done = deliver_run(tp, messages) if self.flow_active else 0
+                        num_since_yield += done
+                        for message in messages[done:]:
+                            if not self.flow_active or app.consumer_generation_id != generation:
+                                break
+                            num_since_yield += 1
+                            if num_since_yield > yield_every:
+                                await sleep(0)
+                                num_since_yield = 0
+                            if already_read(tp, message.offset):
+                                continue
+                            if commit_every is not None and self._n_acked >= commit_every:
+                                self._n_acked = 0
+                                await self.commit()
+                            await deliver(tp, message)
+                        if num_since_yield > yield_every:
+                            await sleep(0)
+                            num_since_yield = 0
                     unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -240,6 +286,24 @@ class ConsumerLoop(aiokafka_driver.Consumer):
             raise
         finally:
             unset_flag(CONSUMER_FETCHING)
+
+
+def offset_gaps(read_offset: int | None, messages: list[Message]) -> list[tuple[int, int]]:
+    """The gaps Faust's loop marks while it delivers ``messages`` (one fetch of a partition,
+    in offset order) after ``read_offset``: for each record more than one past the read
+    offset (which each record moves up to itself), from the one after it through the record's
+    own offset (Faust's bounds); none while the read offset is unknown or 0 (Faust's rule)."""
+    first, last = messages[0].offset, messages[-1].offset
+    if (not read_offset or first - read_offset <= 1) and last - first == len(messages) - 1:
+        return []  # consecutive: the usual case, without a loop
+    gaps = []
+    previous = read_offset
+    for message in messages:
+        offset = message.offset
+        if previous and offset - previous > 1:
+            gaps.append((previous + 1, offset))
+        previous = offset if previous is None else max(previous, offset)
+    return gaps
 
 
 # -- the table manager ------------------------------------------------------------------------

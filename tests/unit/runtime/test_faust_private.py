@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[3]
 COPIED = {
     "faust.transport.consumer.Consumer._drain_messages": "44a2500309e83c63",
     "faust.transport.consumer.Consumer._wait_next_records": "6218e1969a636b3f",
+    "faust.transport.consumer.Consumer.getmany": "4b168d84882a70d6",
 }
 
 
@@ -297,3 +298,32 @@ def test_the_producer_backlog_counts_what_the_producer_buffer_size_counts() -> N
         assert backlog() == buffer.size == 1
 
     asyncio.run(test())
+
+
+def _fausts_gaps(read_offset: int | None, offsets: list[int]) -> list[tuple[int, int]]:
+    """The gaps Faust's own loop marks record by record (``_drain_messages``): a record
+    below the read offset is skipped, any other moves the read offset to itself."""
+    gaps = []
+    for offset in offsets:
+        if read_offset is not None and offset < read_offset:
+            continue
+        if offset - (read_offset or 0) > 1 and read_offset:
+            gaps.append((read_offset + 1, offset))
+        read_offset = offset
+    return gaps
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_the_gaps_of_a_fetch_taken_at_once_are_the_ones_fausts_loop_marks_record_by_record(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    start = rng.choice([0, 1, rng.randrange(2, 50)])
+    span = rng.randrange(1, 40)
+    offsets = sorted(rng.sample(range(start, start + span), rng.randrange(1, span + 1))
+                     if rng.random() < 0.7 else range(start, start + span))
+    read = rng.choice([None, 0, start - 1, start - 3, start + 2, offsets[-1] + 1])
+    if read is not None and read < 0:
+        read = None
+    messages = [faust.types.Message("t", 0, o, None, None, None, b"k", b"v", None) for o in offsets]
+    assert faust_private.offset_gaps(read, messages) == _fausts_gaps(read, offsets)
