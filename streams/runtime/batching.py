@@ -37,7 +37,7 @@ import faust
 from faust.types import Message
 from mode.utils.queues import FlowControlEvent
 
-from streams.runtime.faust_private import RecordBufferTopic, ThrowingQueue
+from streams.runtime.faust_private import RecordBufferTopic, ThrowingQueue, ack_messages
 
 __all__ = ["BatchQueue", "BatchedTopic", "acknowledge", "admit", "current_generation", "record_bytes"]
 
@@ -243,6 +243,4 @@ def admit(app: faust.App, batch: Sequence[Message]) -> list[Message]:
 
 def acknowledge(app: faust.App, records: Sequence[Message]) -> None:
     """Ack records the agent is done with: Faust may then commit their offsets."""
-    consumer = app.consumer
-    for message in records:
-        message.ack(consumer)
+    ack_messages(app.consumer, records)

@@ -5,14 +5,15 @@ public API. Each is tied to the minor versions of faust-streaming, mode-streamin
 aiokafka that pyproject.toml pins (:data:`TESTED`), and
 ``tests/unit/runtime/test_faust_private.py`` fails, naming the attribute, if an upgrade
 changes one. On an upgrade, re-read Faust's
-``faust/transport/consumer.py`` and ``faust/transport/drivers/aiokafka.py`` against the
-copies below (:meth:`ConsumerLoop._drain_messages`, :meth:`ConsumerLoop._wait_next_records`).
+``faust/transport/consumer.py``, ``faust/transport/drivers/aiokafka.py`` and
+``faust/types/tuples.py`` against the copies below (:meth:`ConsumerLoop._drain_messages`
+with ``Consumer.getmany``, :meth:`ConsumerLoop._wait_next_records`, :func:`ack_messages`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping, Set
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Set
 from typing import Any, cast
 
 import aiokafka
@@ -22,12 +23,13 @@ from faust.tables import TableManager as FaustTableManager
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, ChannelT, Message
+from faust.types.tuples import ack_lock
 from mode import Service, ServiceT
 from mode.utils.queues import ThrowableQueue
 
 __all__ = [
     "TESTED", "TESTED_FAUST", "ConsumerLoop", "ConsumerThread", "RecordBufferTopic", "TableManager", "ThrowingQueue",
-    "channels_of",
+    "ack_messages", "channels_of",
     "committed_offset", "consumer_created", "kafka_consumer", "paused_partitions", "read_offsets",
 ]
 
@@ -104,6 +106,17 @@ def on_heartbeat_ok(coordinator: Any, callback: Callable[[], None]) -> None:
 
     coordinator._do_heartbeat = do_heartbeat
     coordinator._driftstream_watched = True
+
+
+def ack_messages(consumer: faust.types.ConsumerT, messages: Iterable[Message]) -> None:
+    """``message.ack(consumer)`` for each of ``messages``, under one hold of Faust's ack lock
+    (``Message.ack`` takes it three times per record, through ``decref`` and the final ack)."""
+    with ack_lock:
+        for message in messages:
+            if not message.acked:
+                message.refcount = refcount = max(message.refcount - 1, 0)
+                if not refcount:
+                    message.on_final_ack(consumer)
 
 
 def _stop_requested(service: ServiceT) -> Callable[[], bool]:
