@@ -29,6 +29,7 @@ waits). An idle topic still batches records for up to ``within_s``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -110,14 +111,14 @@ class BatchQueue(ThrowingQueue):
             self._arrived.clear()
         return batch.items
 
-    def put_run(self, messages: list[Message], *, on_pressure_high: Callable[[], None],
+    def put_run(self, messages: list[Message], start: int = 0, *, on_pressure_high: Callable[[], None],
                 on_pressure_drop: Callable[[], None]) -> int:
-        """Put ``messages`` (records held by nothing else yet) in order as long as the buffer
+        """Put ``messages[start:]`` (records held by nothing else yet) in order as long as the buffer
         has room, each as ``put_nowait_enhanced`` puts an item (the pressure callbacks
         included) with one reference taken for this buffer; how many went. The getters are
         woken once."""
         done = 0
-        for message in messages:
+        for message in itertools.islice(messages, start, None):
             if self.full():
                 break
             if self.in_pressure_high_state(on_pressure_drop):

@@ -198,11 +198,11 @@ class ConsumerLoop(aiokafka_driver.Consumer):
         finally:
             self.not_waiting_next_records.set()
 
-    def deliver_run(self, tp: TP, messages: list[Message]) -> int:
-        """Hand over at once, without waiting, as many of ``messages`` (the start of what a
-        fetch returned for ``tp``, in offset order) as can go so; how many. The rest go one at
-        a time through :meth:`deliver`. Only records :meth:`already_read` never skips may go
-        this way. Faust's loop: none."""
+    def deliver_run(self, tp: TP, messages: list[Message], start: int = 0) -> int:
+        """Hand over at once, without waiting, as many of ``messages[start:]`` (what a fetch
+        returned for ``tp``, in offset order) as can go so; how many. The next goes through
+        :meth:`deliver`, then the rest are offered here again. Only records
+        :meth:`already_read` never skips may go this way. Faust's loop: none."""
         return 0
 
     async def _fetch(self) -> tuple[Any, frozenset[TP] | None, int | None]:
@@ -265,11 +265,19 @@ class ConsumerLoop(aiokafka_driver.Consumer):
                         if self.resets == fetched_after and acks_enabled_for(tp.topic):
                             for gap_from, gap_to in offset_gaps(get_read_offset(tp), messages):
                                 await self._add_gap(tp, gap_from, gap_to)
-                        done = deliver_run(tp, messages) if self.flow_active else 0
-                        num_since_yield += done
-                        for message in messages[done:]:
+                        i, n = 0, len(messages)
+                        while i < n:
                             if not self.flow_active or app.consumer_generation_id != generation:
                                 break
+                            done = deliver_run(tp, messages, i)
+                            if done:
+                                i += done
+                                num_since_yield += done
+                                continue
+                            # one record Faust's way (it waits for room, the flow, the
+                            # producer), then the rest at once again if they can go so
+                            message = messages[i]
+                            i += 1
                             num_since_yield += 1
                             if num_since_yield > yield_every:
                                 await sleep(0)
@@ -280,9 +288,12 @@ class ConsumerLoop(aiokafka_driver.Consumer):
                                 self._n_acked = 0
                                 await self.commit()
                             await deliver(tp, message)
-                        if num_since_yield > yield_every:
-                            await sleep(0)
-                            num_since_yield = 0
+                        else:
+                            if num_since_yield > yield_every:
+                                await sleep(0)
+                                num_since_yield = 0
+                            continue
+                        break  # the flow stopped or the generation changed: as Faust's getmany
                     unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:

@@ -398,5 +398,8 @@ def test_a_fetch_goes_at_once_only_on_the_direct_path_and_a_log_that_went_back_i
         other = TP("t", 1)  # a partition that also feeds a Faust channel
         app.topics._tp_index[other] = {channel, app.topic("t").clone(is_iterator=True)}
         assert consumer.deliver_run(other, _messages(other, range(3))) == 0
+        rest = _messages(tp, range(10, 15))
+        assert consumer.deliver_run(tp, rest, 3) == 2 and read_offsets(consumer)[tp] == 14  # the rest of a fetch
+        assert [m.refcount for m in rest] == [0, 0, 0, 1, 1]
 
     asyncio.run(test())
