@@ -152,8 +152,9 @@ IDLE_WAIT_S = 0.1
 class ConsumerLoop(aiokafka_driver.Consumer):
     """Faust's aiokafka consumer with its private fetch-and-deliver loop overridden, so that
     a subclass decides through public-named hooks: :meth:`already_read` (skip a fetched
-    record), :meth:`deliver` (hand it over) and :attr:`resets` (how many resets of the read
-    offsets began or ended; a fetch that one overtook marks no gap)."""
+    record), :meth:`deliver` (hand it over), :meth:`deliver_run` (hand over many of a fetch
+    at once) and :attr:`resets` (how many resets of the read offsets began or ended; a fetch
+    that one overtook marks no gap)."""
 
     #: moved by the subclass around every reset of the read offsets
     resets: int = 0
