@@ -222,6 +222,38 @@ class ConsumerLoop(aiokafka_driver.Consumer):
             return None, active, generation
         return records, active, generation
 
+    #: records handed over since the loop last yielded to the event loop (Faust's: every 100)
+    _since_yield: int = 0
+
+    async def _deliver_fetched(self, tp: TP, messages: list[Message], generation: int | None) -> bool:
+        """Hand over what a fetch returned for ``tp``: as many at once as can go so
+        (:meth:`deliver_run`), then one Faust's way (it waits for room, the flow, the
+        producer), then the rest at once again. False when the flow stopped or the consumer
+        generation changed before all went (Faust's ``getmany`` stops the whole fetch then)."""
+        app = self.app
+        i, n = 0, len(messages)
+        while i < n:
+            if not self.flow_active or app.consumer_generation_id != generation:
+                return False
+            done = self.deliver_run(tp, messages, i)
+            if done:
+                i += done
+                self._since_yield += done
+            else:
+                message = messages[i]
+                i += 1
+                self._since_yield += 1
+                if self.already_read(tp, message.offset):
+                    continue
+                if self._commit_every is not None and self._n_acked >= self._commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+                await self.deliver(tp, message)
+            if self._since_yield > 100:
+                self._since_yield = 0
+                await asyncio.sleep(0)
+        return True
+
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover (Faust's loop)
         """Faust's loop, a partition's records at a time: what a fetch returned for a
         partition is made into Faust's messages at once, and as many as can go are handed
@@ -238,13 +270,7 @@ class ConsumerLoop(aiokafka_driver.Consumer):
         acks_enabled_for = self.app.topics.acks_enabled_for
         track_end_offset = self.app.monitor.track_tp_end_offset
         to_message = self._to_message
-        already_read = self.already_read
-        deliver = self.deliver
-        deliver_run = self.deliver_run
         app = self.app
-        yield_every = 100
-        num_since_yield = 0
-        sleep = asyncio.sleep
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(CONSUMER_FETCHING)
@@ -266,35 +292,8 @@ class ConsumerLoop(aiokafka_driver.Consumer):
                         if self.resets == fetched_after and acks_enabled_for(tp.topic):
                             for gap_from, gap_to in offset_gaps(get_read_offset(tp), messages):
                                 await self._add_gap(tp, gap_from, gap_to)
-                        i, n = 0, len(messages)
-                        while i < n:
-                            if not self.flow_active or app.consumer_generation_id != generation:
-                                break
-                            done = deliver_run(tp, messages, i)
-                            if done:
-                                i += done
-                                num_since_yield += done
-                                continue
-                            # one record Faust's way (it waits for room, the flow, the
-                            # producer), then the rest at once again if they can go so
-                            message = messages[i]
-                            i += 1
-                            num_since_yield += 1
-                            if num_since_yield > yield_every:
-                                await sleep(0)
-                                num_since_yield = 0
-                            if already_read(tp, message.offset):
-                                continue
-                            if commit_every is not None and self._n_acked >= commit_every:
-                                self._n_acked = 0
-                                await self.commit()
-                            await deliver(tp, message)
-                        else:
-                            if num_since_yield > yield_every:
-                                await sleep(0)
-                                num_since_yield = 0
-                            continue
-                        break  # the flow stopped or the generation changed: as Faust's getmany
+                        if not await self._deliver_fetched(tp, messages, generation):
+                            break  # the flow stopped or the generation changed: as Faust's getmany
                     unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:

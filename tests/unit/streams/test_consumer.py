@@ -403,3 +403,34 @@ def test_a_fetch_goes_at_once_only_on_the_direct_path_and_a_log_that_went_back_i
         assert [m.refcount for m in rest] == [0, 0, 0, 1, 1]
 
     asyncio.run(test())
+
+
+def test_a_fetch_goes_at_once_a_record_that_must_wait_goes_faust_s_way_and_the_rest_at_once_again() -> None:
+    async def test() -> None:
+        app = _app()
+        install(app)
+        consumer = app.consumer
+        tp = TP("t", 0)
+        app.flow_control.resume()
+        consumer.flow_active = True
+        channel = BatchedTopic(app, topics=["t"], maxsize=3, max_records=100, within_s=1.0).clone(is_iterator=True)
+        app.topics._tp_index[tp].add(channel)
+        via_conductor: list[int] = []
+
+        async def conductor(message: Message) -> None:  # waits for room, as Faust's handler
+            via_conductor.append(message.offset)
+            taken.extend(m.offset for m in channel.queue.get_nowait())
+            channel.queue.put_nowait(message)
+
+        taken: list[int] = []
+        consumer.callback = conductor
+        generation = app.consumer_generation_id
+        assert await consumer._deliver_fetched(tp, _messages(tp, range(5), generation), generation)
+        assert taken == [0, 1, 2] and via_conductor == [3]  # three went at once, then the buffer was full
+        assert [m.offset for m in channel.queue.get_nowait()] == [3, 4]  # the rest at once again
+        assert read_offsets(consumer)[tp] == 4
+        app.consumer_generation_id = generation + 1  # a rebalance: the rest of the fetch is dropped
+        assert not await consumer._deliver_fetched(tp, _messages(tp, range(5, 7), generation), generation)
+        assert channel.queue.qsize() == 0
+
+    asyncio.run(test())
