@@ -29,6 +29,7 @@ waits). An idle topic still batches records for up to ``within_s``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -37,7 +38,7 @@ import faust
 from faust.types import Message
 from mode.utils.queues import FlowControlEvent
 
-from streams.runtime.faust_private import RecordBufferTopic, ThrowingQueue
+from streams.runtime.faust_private import RecordBufferTopic, ThrowingQueue, ack_messages
 
 __all__ = ["BatchQueue", "BatchedTopic", "acknowledge", "admit", "current_generation", "record_bytes"]
 
@@ -109,6 +110,27 @@ class BatchQueue(ThrowingQueue):
         if not self._queue:
             self._arrived.clear()
         return batch.items
+
+    def put_run(self, messages: list[Message], start: int = 0, *, on_pressure_high: Callable[[], None],
+                on_pressure_drop: Callable[[], None]) -> int:
+        """Put ``messages[start:]`` (records held by nothing else yet) in order as long as the buffer
+        has room, each as ``put_nowait_enhanced`` puts an item (the pressure callbacks
+        included) with one reference taken for this buffer; how many went. The getters are
+        woken once."""
+        done = 0
+        for message in itertools.islice(messages, start, None):
+            if self.full():
+                break
+            if self.in_pressure_high_state(on_pressure_drop):
+                on_pressure_high()
+            message.refcount = 1  # incref without its lock: no other thread holds it yet
+            self._put(message)
+            done += 1
+        if done:
+            self._unfinished_tasks += done
+            self._finished.clear()
+            self._wakeup_next(self._getters)  # type: ignore[attr-defined]
+        return done
 
     def qsize(self) -> int:
         return self._size
@@ -222,6 +244,4 @@ def admit(app: faust.App, batch: Sequence[Message]) -> list[Message]:
 
 def acknowledge(app: faust.App, records: Sequence[Message]) -> None:
     """Ack records the agent is done with: Faust may then commit their offsets."""
-    consumer = app.consumer
-    for message in records:
-        message.ack(consumer)
+    ack_messages(app.consumer, records)

@@ -146,6 +146,31 @@ class Consumer(ConsumerLoop):
         for queue in queues:
             queue.put_nowait_enhanced(message, on_pressure_high=route.on_high, on_pressure_drop=route.on_drop)
 
+    def deliver_run(self, tp: TP, messages: list[Message], start: int = 0) -> int:
+        """Put ``messages[start:]``, of a fetch of ``tp``, into its micro-batch buffer at once
+        while the direct path is open (:meth:`_direct_queues`, one buffer), up to where the
+        buffer is full, as :meth:`deliver` would record by record; how many went. The read offset moves
+        to the last of them, and a first record at or below one already delivered with no
+        reset in between is recorded in :attr:`went_back`."""
+        if self.suspend_flow.is_set():
+            return 0
+        queues = self._direct_queues(tp)
+        if queues is None or len(queues) != 1:
+            return 0
+        route = self._routes[tp]
+        resets = self.resets
+        first = messages[start]
+        generation = first.generation_id
+        last = self._delivered.get(tp)
+        if last is not None and last[1] == resets and last[2] == generation and first.offset <= last[0]:
+            self.went_back.setdefault(tp, (last[0], first.offset))
+        done = queues[0].put_run(messages, start, on_pressure_high=route.on_high, on_pressure_drop=route.on_drop)
+        if done:
+            offset = messages[start + done - 1].offset
+            read_offsets(self)[tp] = offset
+            self._delivered[tp] = (offset, resets, generation)
+        return done
+
     async def deliver(self, tp: TP, message: Message) -> None:
         """Hand one fetched record to the conductor and move ``tp``'s read offset to it,
         unless the read offsets were reset meanwhile (then it stays where the reset put it).

@@ -5,14 +5,15 @@ public API. Each is tied to the minor versions of faust-streaming, mode-streamin
 aiokafka that pyproject.toml pins (:data:`TESTED`), and
 ``tests/unit/runtime/test_faust_private.py`` fails, naming the attribute, if an upgrade
 changes one. On an upgrade, re-read Faust's
-``faust/transport/consumer.py`` and ``faust/transport/drivers/aiokafka.py`` against the
-copies below (:meth:`ConsumerLoop._drain_messages`, :meth:`ConsumerLoop._wait_next_records`).
+``faust/transport/consumer.py``, ``faust/transport/drivers/aiokafka.py`` and
+``faust/types/tuples.py`` against the copies below (:meth:`ConsumerLoop._drain_messages`
+with ``Consumer.getmany``, :meth:`ConsumerLoop._wait_next_records`, :func:`ack_messages`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping, Set
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Set
 from typing import Any, cast
 
 import aiokafka
@@ -22,12 +23,13 @@ from faust.tables import TableManager as FaustTableManager
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, ChannelT, Message
+from faust.types.tuples import ack_lock
 from mode import Service, ServiceT
 from mode.utils.queues import ThrowableQueue
 
 __all__ = [
     "TESTED", "TESTED_FAUST", "ConsumerLoop", "ConsumerThread", "RecordBufferTopic", "TableManager", "ThrowingQueue",
-    "channels_of",
+    "ack_messages", "channels_of",
     "committed_offset", "consumer_created", "kafka_consumer", "paused_partitions", "read_offsets",
 ]
 
@@ -106,6 +108,17 @@ def on_heartbeat_ok(coordinator: Any, callback: Callable[[], None]) -> None:
     coordinator._driftstream_watched = True
 
 
+def ack_messages(consumer: faust.types.ConsumerT, messages: Iterable[Message]) -> None:
+    """``message.ack(consumer)`` for each of ``messages``, under one hold of Faust's ack lock
+    (``Message.ack`` takes it three times per record, through ``decref`` and the final ack)."""
+    with ack_lock:
+        for message in messages:
+            if not message.acked:
+                message.refcount = refcount = max(message.refcount - 1, 0)
+                if not refcount:
+                    message.on_final_ack(consumer)
+
+
 def _stop_requested(service: ServiceT) -> Callable[[], bool]:
     """mode's "stop was requested" flag of ``service`` (Faust's own loop polls it)."""
     return cast(Service, service)._stopped.is_set
@@ -139,8 +152,9 @@ IDLE_WAIT_S = 0.1
 class ConsumerLoop(aiokafka_driver.Consumer):
     """Faust's aiokafka consumer with its private fetch-and-deliver loop overridden, so that
     a subclass decides through public-named hooks: :meth:`already_read` (skip a fetched
-    record), :meth:`deliver` (hand it over) and :attr:`resets` (how many resets of the read
-    offsets began or ended; a fetch that one overtook marks no gap)."""
+    record), :meth:`deliver` (hand it over), :meth:`deliver_run` (hand over many of a fetch
+    at once) and :attr:`resets` (how many resets of the read offsets began or ended; a fetch
+    that one overtook marks no gap)."""
 
     #: moved by the subclass around every reset of the read offsets
     resets: int = 0
@@ -185,10 +199,68 @@ class ConsumerLoop(aiokafka_driver.Consumer):
         finally:
             self.not_waiting_next_records.set()
 
+    def deliver_run(self, tp: TP, messages: list[Message], start: int = 0) -> int:
+        """Hand over at once, without waiting, as many of ``messages[start:]`` (what a fetch
+        returned for ``tp``, in offset order) as can go so; how many. The next goes through
+        :meth:`deliver`, then the rest are offered here again. Only records
+        :meth:`already_read` never skips may go this way. Faust's loop: none."""
+        return 0
+
+    async def _fetch(self) -> tuple[Any, frozenset[TP] | None, int | None]:
+        """Faust's ``getmany`` up to its per-record loop: one fetch (``None`` when there is
+        nothing to deliver), the partitions it covered and the consumer generation it was
+        made in; with the flow suspended, Faust's seek back to the committed offsets."""
+        records, active = await self._wait_next_records(IDLE_WAIT_S)
+        generation = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return None, active, generation
+        if not self.flow_active:
+            try:
+                await self.perform_seek()
+            except Exception as ex:
+                self.log.warning(f"exception performing seek when flow not active {ex}")
+            return None, active, generation
+        return records, active, generation
+
+    #: records handed over since the loop last yielded to the event loop (Faust's: every 100)
+    _since_yield: int = 0
+
+    async def _deliver_fetched(self, tp: TP, messages: list[Message], generation: int | None) -> bool:
+        """Hand over what a fetch returned for ``tp``: as many at once as can go so
+        (:meth:`deliver_run`), then one Faust's way (it waits for room, the flow, the
+        producer), then the rest at once again. False when the flow stopped or the consumer
+        generation changed before all went (Faust's ``getmany`` stops the whole fetch then)."""
+        app = self.app
+        i, n = 0, len(messages)
+        while i < n:
+            if not self.flow_active or app.consumer_generation_id != generation:
+                return False
+            done = self.deliver_run(tp, messages, i)
+            if done:
+                i += done
+                self._since_yield += done
+            else:
+                message = messages[i]
+                i += 1
+                self._since_yield += 1
+                if self.already_read(tp, message.offset):
+                    continue
+                if self._commit_every is not None and self._n_acked >= self._commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+                await self.deliver(tp, message)
+            if self._since_yield > 100:
+                self._since_yield = 0
+                await asyncio.sleep(0)
+        return True
+
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover (Faust's loop)
-        """Faust's loop, with the skip and the delivery through :meth:`already_read` and
-        :meth:`deliver`, and no gap marked by a fetch that a reset overtook."""
-        getmany = self.getmany
+        """Faust's loop, a partition's records at a time: what a fetch returned for a
+        partition is made into Faust's messages at once, and as many as can go are handed
+        over at once (:meth:`deliver_run`); the rest one at a time, skipped and delivered
+        through :meth:`already_read` and :meth:`deliver`. No gap is marked by a fetch that a
+        reset overtook. As Faust's, it stops delivering a fetch when the flow stops or the
+        consumer generation changes."""
         consumer_should_stop = _stop_requested(self)
         fetcher_should_stop = _stop_requested(fetcher)
         get_read_offset = read_offsets(self).__getitem__
@@ -196,34 +268,32 @@ class ConsumerLoop(aiokafka_driver.Consumer):
         unset_flag = self.diag.unset_flag
         commit_every = self._commit_every
         acks_enabled_for = self.app.topics.acks_enabled_for
-        already_read = self.already_read
-        deliver = self.deliver
-        yield_every = 100
-        num_since_yield = 0
-        sleep = asyncio.sleep
+        track_end_offset = self.app.monitor.track_tp_end_offset
+        to_message = self._to_message
+        app = self.app
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(CONSUMER_FETCHING)
-                ait = cast(AsyncIterator[tuple[TP, Any]], getmany(timeout=IDLE_WAIT_S))
                 await self.sleep(0)
                 if not self.should_stop:
+                    records, active, generation = await self._fetch()
                     fetched_after = self.resets
-                    async for tp, message in ait:
-                        num_since_yield += 1
-                        if num_since_yield > yield_every:
-                            await sleep(0)
-                            num_since_yield = 0
-                        offset = message.offset
-                        r_offset = get_read_offset(tp)
-                        if already_read(tp, offset):
+                    for tp, fetched in (records or {}).items():
+                        if not self.flow_active or app.consumer_generation_id != generation:
+                            break
+                        if not (active is None or tp in active or tp in self._buffered_partitions) or not fetched:
                             continue
-                        gap = offset - (r_offset or 0)
-                        if gap > 1 and r_offset and self.resets == fetched_after and acks_enabled_for(message.topic):
-                            await self._add_gap(tp, r_offset + 1, offset)
+                        track_end_offset(tp, self.highwater(tp))
+                        messages = [to_message(tp, record) for record in fetched]
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
                             await self.commit()
-                        await deliver(tp, message)
+                        # the gaps Faust's loop marks record by record, before any delivery
+                        if self.resets == fetched_after and acks_enabled_for(tp.topic):
+                            for gap_from, gap_to in offset_gaps(get_read_offset(tp), messages):
+                                await self._add_gap(tp, gap_from, gap_to)
+                        if not await self._deliver_fetched(tp, messages, generation):
+                            break  # the flow stopped or the generation changed: as Faust's getmany
                     unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -240,6 +310,24 @@ class ConsumerLoop(aiokafka_driver.Consumer):
             raise
         finally:
             unset_flag(CONSUMER_FETCHING)
+
+
+def offset_gaps(read_offset: int | None, messages: list[Message]) -> list[tuple[int, int]]:
+    """The gaps Faust's loop marks while it delivers ``messages`` (one fetch of a partition,
+    in offset order) after ``read_offset``: for each record more than one past the read
+    offset (which each record moves up to itself), from the one after it through the record's
+    own offset (Faust's bounds); none while the read offset is unknown or 0 (Faust's rule)."""
+    first, last = messages[0].offset, messages[-1].offset
+    if (not read_offset or first - read_offset <= 1) and last - first == len(messages) - 1:
+        return []  # consecutive: the usual case, without a loop
+    gaps = []
+    previous = read_offset
+    for message in messages:
+        offset = message.offset
+        if previous and offset - previous > 1:
+            gaps.append((previous + 1, offset))
+        previous = offset if previous is None else max(previous, offset)
+    return gaps
 
 
 # -- the table manager ------------------------------------------------------------------------

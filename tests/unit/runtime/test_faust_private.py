@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import inspect
 import re
 from collections.abc import MutableMapping
@@ -40,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[3]
 COPIED = {
     "faust.transport.consumer.Consumer._drain_messages": "44a2500309e83c63",
     "faust.transport.consumer.Consumer._wait_next_records": "6218e1969a636b3f",
+    "faust.transport.consumer.Consumer.getmany": "4b168d84882a70d6",
+    "faust.types.tuples.Message.ack": "4751b72c4ed84153",
 }
 
 
@@ -70,8 +73,7 @@ def test_the_installed_versions_are_the_minor_versions_checked_and_pinned(packag
 @pytest.mark.parametrize("name", sorted(COPIED))
 def test_the_faust_methods_copied_into_faust_private_are_unchanged(name: str) -> None:
     module, cls, method = name.rsplit(".", 2)
-    assert module == faust_consumer.__name__
-    source = inspect.getsource(getattr(getattr(faust_consumer, cls), method))
+    source = inspect.getsource(getattr(getattr(importlib.import_module(module), cls), method))
     assert hashlib.sha256(source.encode()).hexdigest()[:16] == COPIED[name], _changed(
         f"`{cls}.{method}`", "faust_private's copy must be compared with it")
 
@@ -297,3 +299,58 @@ def test_the_producer_backlog_counts_what_the_producer_buffer_size_counts() -> N
         assert backlog() == buffer.size == 1
 
     asyncio.run(test())
+
+
+def _fausts_gaps(read_offset: int | None, offsets: list[int]) -> list[tuple[int, int]]:
+    """The gaps Faust's own loop marks record by record (``_drain_messages``): a record
+    below the read offset is skipped, any other moves the read offset to itself."""
+    gaps = []
+    for offset in offsets:
+        if read_offset is not None and offset < read_offset:
+            continue
+        if offset - (read_offset or 0) > 1 and read_offset:
+            gaps.append((read_offset + 1, offset))
+        read_offset = offset
+    return gaps
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_the_gaps_of_a_fetch_taken_at_once_are_the_ones_fausts_loop_marks_record_by_record(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    start = rng.choice([0, 1, rng.randrange(2, 50)])
+    span = rng.randrange(1, 40)
+    offsets = sorted(rng.sample(range(start, start + span), rng.randrange(1, span + 1))
+                     if rng.random() < 0.7 else range(start, start + span))
+    read = rng.choice([None, 0, start - 1, start - 3, start + 2, offsets[-1] + 1])
+    if read is not None and read < 0:
+        read = None
+    messages = [faust.types.Message("t", 0, o, None, None, None, b"k", b"v", None) for o in offsets]
+    assert faust_private.offset_gaps(read, messages) == _fausts_gaps(read, offsets)
+
+
+def test_acking_many_messages_at_once_is_acking_each() -> None:
+    """:func:`ack_messages` against ``Message.ack`` one by one: the same acked flags,
+    reference counts, and Faust's books of acked offsets."""
+    from faust.types.tuples import ConsumerMessage
+
+    def acked(at_once: bool) -> tuple[list[tuple[bool, int]], list[int], int]:
+        app = _app()
+        consumer = app.consumer
+        tp = TP("t", 0)
+        consumer._committed_offset[tp] = 3
+        app.topics.acks_enabled_for = lambda topic: True  # type: ignore[method-assign]
+        messages = [ConsumerMessage("t", 0, o, None, None, None, b"k", b"v", None, tp=tp) for o in range(8)]
+        for message, refs in zip(messages, [1, 2, 0, 1, 1, 3, 1, 1]):
+            message.refcount = refs
+        messages[6].acked = True
+        if at_once:
+            faust_private.ack_messages(consumer, messages)
+        else:
+            for message in messages:
+                message.ack(consumer)
+        return [(m.acked, m.refcount) for m in messages], list(consumer._acked[tp]), consumer._n_acked
+
+    assert acked(True) == acked(False)
+    assert acked(True)[1] == [3, 4, 7]  # at or past the committed offset, one reference left to drop

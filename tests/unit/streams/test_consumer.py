@@ -331,3 +331,106 @@ def test_the_direct_path_pauses_and_resumes_a_partition_under_pressure_by_fausts
         assert dropped and all(type(tp) is TP for tp in dropped)
 
     asyncio.run(test())
+
+
+def _messages(tp: TP, offsets: range, generation: int | None = None) -> list[Message]:
+    return [Message(tp.topic, tp.partition, o, None, None, None, b"k", b"v" * 10, None, tp=tp, generation_id=generation)
+            for o in offsets]
+
+
+def test_a_fetch_goes_into_the_buffer_at_once_as_record_by_record_delivery_puts_it() -> None:
+    """The run path puts a fetch's records into the micro-batch buffer as :meth:`deliver`
+    would one at a time: the same batches, one reference each, the read offset at the last;
+    it stops where the buffer is full (the rest wait for room record by record)."""
+
+    async def delivered(run: bool, maxsize: int) -> tuple[list[list[int]], int, int | None, list[int]]:
+        app = _app()
+        install(app)
+        consumer = app.consumer
+        tp = TP("t", 0)
+        app.flow_control.resume()
+        channel = BatchedTopic(app, topics=["t"], maxsize=maxsize, max_records=4, within_s=1.0).clone(is_iterator=True)
+        app.topics._tp_index[tp].add(channel)
+        messages = _messages(tp, range(10, 20))
+        if run:
+            done = consumer.deliver_run(tp, messages)
+        else:
+            done = 0
+            while consumer._direct_queues(tp) is not None and done < len(messages):
+                await consumer.deliver(tp, messages[done])
+                done += 1
+        batches = []
+        while channel.queue.qsize():
+            batches.append([m.offset for m in channel.queue.get_nowait()])
+        return batches, done, read_offsets(consumer).get(tp), [m.refcount for m in messages]
+
+    async def test() -> None:
+        for maxsize in (1000, 3):  # room for all, room for three records
+            assert await delivered(True, maxsize) == await delivered(False, maxsize)
+        batches, done, read, refs = await delivered(True, 1000)
+        assert batches == [[10, 11, 12, 13], [14, 15, 16, 17], [18, 19]] and done == 10 and read == 19
+        assert refs == [1] * 10
+        assert (await delivered(True, 3))[1] == 3
+
+    asyncio.run(test())
+
+
+def test_a_fetch_goes_at_once_only_on_the_direct_path_and_a_log_that_went_back_is_recorded() -> None:
+    async def test() -> None:
+        app = _app()
+        install(app)
+        consumer = app.consumer
+        tp = TP("t", 0)
+        app.flow_control.resume()
+        assert consumer.deliver_run(tp, _messages(tp, range(3))) == 0  # no channel: Faust's path
+        channel = BatchedTopic(app, topics=["t"], within_s=1.0).clone(is_iterator=True)
+        app.topics._tp_index[tp].add(channel)
+        app.flow_control.suspend()
+        assert consumer.deliver_run(tp, _messages(tp, range(3))) == 0
+        app.flow_control.resume()
+        consumer.suspend_flow.set()
+        assert consumer.deliver_run(tp, _messages(tp, range(3))) == 0
+        consumer.suspend_flow.clear()
+        assert consumer.deliver_run(tp, _messages(tp, range(3))) == 3
+        assert consumer.went_back == {}
+        assert consumer.deliver_run(tp, _messages(tp, range(1, 4))) == 3  # served again, no reset
+        assert consumer.went_back == {tp: (2, 1)}
+        other = TP("t", 1)  # a partition that also feeds a Faust channel
+        app.topics._tp_index[other] = {channel, app.topic("t").clone(is_iterator=True)}
+        assert consumer.deliver_run(other, _messages(other, range(3))) == 0
+        rest = _messages(tp, range(10, 15))
+        assert consumer.deliver_run(tp, rest, 3) == 2 and read_offsets(consumer)[tp] == 14  # the rest of a fetch
+        assert [m.refcount for m in rest] == [0, 0, 0, 1, 1]
+
+    asyncio.run(test())
+
+
+def test_a_fetch_goes_at_once_a_record_that_must_wait_goes_faust_s_way_and_the_rest_at_once_again() -> None:
+    async def test() -> None:
+        app = _app()
+        install(app)
+        consumer = app.consumer
+        tp = TP("t", 0)
+        app.flow_control.resume()
+        consumer.flow_active = True
+        channel = BatchedTopic(app, topics=["t"], maxsize=3, max_records=100, within_s=1.0).clone(is_iterator=True)
+        app.topics._tp_index[tp].add(channel)
+        via_conductor: list[int] = []
+
+        async def conductor(message: Message) -> None:  # waits for room, as Faust's handler
+            via_conductor.append(message.offset)
+            taken.extend(m.offset for m in channel.queue.get_nowait())
+            channel.queue.put_nowait(message)
+
+        taken: list[int] = []
+        consumer.callback = conductor
+        generation = app.consumer_generation_id
+        assert await consumer._deliver_fetched(tp, _messages(tp, range(5), generation), generation)
+        assert taken == [0, 1, 2] and via_conductor == [3]  # three went at once, then the buffer was full
+        assert [m.offset for m in channel.queue.get_nowait()] == [3, 4]  # the rest at once again
+        assert read_offsets(consumer)[tp] == 4
+        app.consumer_generation_id = generation + 1  # a rebalance: the rest of the fetch is dropped
+        assert not await consumer._deliver_fetched(tp, _messages(tp, range(5, 7), generation), generation)
+        assert channel.queue.qsize() == 0
+
+    asyncio.run(test())
