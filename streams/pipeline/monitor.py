@@ -417,12 +417,12 @@ class ModelMonitor:
                 self._fit_reference(float(cols["ts"][take - 1]))
         if start >= n or self.reference is not None:
             return start
-        numbers = self._number_columns(cols["features"])
+        numbers = self._number_columns(cols)
         for feature, quality in self.quality.items():  # counted at the batch's first checkpoint
             source = cols["features"].get(feature)
             if source is None:
                 source = [None] * n
-            column = numbers.get(feature)
+            column = numbers.get(f"f:{feature}")
             if column is not None and start:
                 column = NumberColumn(column.values[start:], column.plain)
             quality.update(source[start:] if start else source, self.n_predictions, column)
@@ -430,12 +430,14 @@ class ModelMonitor:
             self._feed_chunk(cols, lo + start, hi + start, result, numbers)
         return start
 
-    def _number_columns(self, features: dict[str, Any]) -> dict[str, NumberColumn | None]:
-        """The batch's columns of the features a numeric detector or a numeric feature's
-        quality checks read, each converted once for both (:mod:`streams.pipeline.number_column`)."""
-        wanted = {w.feature: False for w in self.watched.values() if w.kind == "data_drift" and not w.categorical}
-        wanted.update((f, True) for f, q in self.quality.items() if q.numeric)
-        return {f: number_column(features[f], with_types) for f, with_types in wanted.items() if f in features}
+    def _number_columns(self, cols: dict[str, Any]) -> dict[str, NumberColumn | None]:
+        """The batch's columns a numeric detector or a numeric feature's quality checks read,
+        each converted once for both (:mod:`streams.pipeline.number_column`), by their name in
+        the reference (``f:<feature>``, ``prediction``, ``score``)."""
+        wanted = {w.column: False for w in self.watched.values() if not w.categorical}
+        wanted.update((f"f:{f}", True) for f, q in self.quality.items() if q.numeric)
+        sources = {c: cols["features"].get(c[2:]) if c.startswith("f:") else cols.get(c) for c in wanted}
+        return {c: number_column(sources[c], with_types) for c, with_types in wanted.items() if sources[c] is not None}
 
     def _feed_chunk(self, cols: dict[str, Any], lo: int, hi: int, result: MonitorResult,
                     numbers: dict[str, NumberColumn | None]) -> None:
@@ -597,8 +599,8 @@ class ModelMonitor:
             if column is None:
                 column = columns[watched.key] = [None] * size
             column.extend(source[lo:hi] if source is not None else [None] * (hi - lo))
-            if watched.kind == "data_drift" and not watched.categorical:
-                converted = numbers.get(watched.feature)  # type: ignore[arg-type]  # data_drift: a feature
+            if not watched.categorical:
+                converted = numbers.get(watched.column)
                 self._pieces.setdefault(watched.key, []).append(None if converted is None else converted.values[lo:hi])
         return pending
 
