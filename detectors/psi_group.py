@@ -9,6 +9,9 @@ range of its own) and one PSI over the rows. Each row gets exactly what the dete
 ``update_many`` computes (the same element-wise operations, and numpy sums each row of a
 C-ordered array as it sums a 1-D one), so results and state do not depend on which path a
 detector took; ``tests/unit/detectors/test_psi_group.py`` checks it bit for bit.
+A categorical feature's :class:`~detectors.psi_categorical.CategoricalPSI` groups with the
+others of its class the same way: its codes come from its own category index, its expected
+proportions from its reference counts, as its ``update_many`` takes them.
 
 >>> import numpy as np
 >>> from detectors.psi import PSI
@@ -26,39 +29,62 @@ True
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from typing import Any, Union
 
 import numpy as np
 
 from detectors.base import crosses
 from detectors.psi import PSI
+from detectors.psi_categorical import CategoricalPSI
 
-__all__ = ["group_key", "update_together"]
+__all__ = ["Groupable", "group_key", "update_together"]
+
+#: The detectors that go in groups (their exact classes: a subclass may test otherwise).
+Groupable = Union[PSI, CategoricalPSI]
 
 
 def group_key(detector: object) -> Hashable | None:
     """What detectors must share to be advanced together (``None``: not a plain
-    :class:`PSI` with a reference, so it advances alone)."""
-    if type(detector) is not PSI or detector.reference_summary is None:
+    :class:`PSI` or :class:`CategoricalPSI` with a reference, so it advances alone)."""
+    kind = type(detector)
+    if (kind is not PSI and kind is not CategoricalPSI) or detector.reference_summary is None:  # type: ignore[attr-defined]
         return None
-    return (detector.n_seen, detector.window, detector.step, detector.epsilon, len(detector.reference_summary["expected"]))
+    d: Any = detector
+    return (kind, d.n_seen, d.window, d.step, d.epsilon, len(_expected(d)))
 
 
-def update_together(detectors: Sequence[PSI], values: np.ndarray) -> list[np.ndarray]:
+def _expected(detector: Groupable) -> np.ndarray:
+    """The reference's proportions per bucket, as the detector's own ``_test`` takes them."""
+    summary: Any = detector.reference_summary
+    if type(detector) is PSI:
+        return summary["expected"]
+    counts = summary["counts"]
+    return counts / counts.sum()
+
+
+def _codes(detector: Groupable, values: Any) -> np.ndarray:
+    """Each value's bucket, as the detector's ``update_many`` finds it (``values`` checked)."""
+    if type(detector) is PSI:
+        return detector.reference_summary["edges"].searchsorted(values, side="right")  # type: ignore[index]
+    return detector._check_many(values)
+
+
+def update_together(detectors: Sequence[Groupable], values: Sequence[Any]) -> list[np.ndarray]:
     """``[d.update_many(row) for d, row in zip(detectors, values)]`` for detectors of one
-    :func:`group_key`: ``values`` holds one row of finite float64 values per detector (the
-    caller has checked them, as ``update_many`` would). Each detector's hits, its flags,
-    statistic and window end as its own ``update_many`` leaves them."""
+    :func:`group_key`, each given as many values: a :class:`PSI` finite float64 values, a
+    :class:`CategoricalPSI` category keys (the caller has checked them, as ``update_many``
+    would). Each detector's hits, its flags, statistic and window end as its own
+    ``update_many`` leaves them."""
     first = detectors[0]
-    k, n = values.shape
+    k, n = len(detectors), len(values[0])
     n0, window, step = first.n_seen, first.window, first.step
     hits: list[list[int]] = [[] for _ in range(k)]
-    codes = np.vstack([d.reference_summary["edges"].searchsorted(row, side="right")  # type: ignore[index]
-                       for d, row in zip(detectors, values)])
+    codes = np.vstack([_codes(d, row) for d, row in zip(detectors, values)])
     start = max(n0 + 1, window)
     positions = range(-(-start // step) * step, n0 + n + 1, step)
     if positions:
-        buckets = len(first.reference_summary["expected"])  # type: ignore[index]
-        expected = np.maximum(np.vstack([d.reference_summary["expected"] for d in detectors]), first.epsilon)  # type: ignore[index]
+        expected = np.maximum(np.vstack([_expected(d) for d in detectors]), first.epsilon)
+        buckets = expected.shape[1]
         # the windows' history: the rings (their oldest values are of no window here), then the codes
         keep = min(len(first._ring), window - 1)
         history = np.hstack([_newest(detectors, keep), codes]) + (np.arange(k, dtype=np.int64) * buckets)[:, None]
@@ -82,7 +108,7 @@ def update_together(detectors: Sequence[PSI], values: np.ndarray) -> list[np.nda
     return [np.asarray(h, dtype=np.int64) for h in hits]
 
 
-def _newest(detectors: Sequence[PSI], keep: int) -> np.ndarray:
+def _newest(detectors: Sequence[Groupable], keep: int) -> np.ndarray:
     """The ``keep`` newest values of each detector's window, a row each, oldest first."""
     rings = [d._ring for d in detectors]
     first = rings[0]

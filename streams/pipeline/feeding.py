@@ -5,9 +5,9 @@ its sequence (every ``OBSERVE_EVERY`` events) and feeds a windowed detector only
 its evaluations falls within what it is given; these helpers say where those positions are
 and turn a column into the finite numbers a detector takes.
 
-:func:`advance_together` feeds the numeric PSI detectors that are due at once (a model's
-features, at the end of an observation chunk) as one group (:mod:`detectors.psi_group`):
-a dozen features' detectors cost about what two did one by one, with the same results.
+:func:`advance_together` feeds the PSI detectors that are due at once (a model's features,
+at the end of an observation chunk) in groups (:mod:`detectors.psi_group`): a dozen
+features' detectors cost about what a few did one by one, with the same results.
 
 >>> chunks(240, 30)
 [(0, 10), (10, 30)]
@@ -110,13 +110,14 @@ def categorical(values: Sequence[Any]) -> tuple[list[str], np.ndarray]:
     return ["null" if v is None else str(v) for v in values], np.arange(len(values), dtype=np.int64)
 
 
-def advance_together(due: Sequence[tuple[Detector, np.ndarray | None]]) -> list[np.ndarray | None]:
-    """Feed the detectors of ``due`` (each with its values as the batch converted them,
-    ``None``: not converted) that can go as a group: by :func:`detectors.psi_group.group_key`
-    and number of values, at least two, each with every value finite and no evaluation
-    before its last value (so the one ``update_many`` the monitor would make is the whole
-    of it). Their drift hits, each where its detector was fed here; ``None`` where the
-    monitor still feeds it itself."""
+def advance_together(due: Sequence[tuple[Detector, np.ndarray | list[str] | None]]) -> list[np.ndarray | None]:
+    """Feed the detectors of ``due`` (each with what it takes: a numeric one its values as
+    the batch converted them, ``None`` where they were not; a categorical one its category
+    keys) that can go as a group: by :func:`detectors.psi_group.group_key` and number of
+    values, at least two, a numeric one's values all finite, and no evaluation before the
+    last value (so the one ``update_many`` the monitor would make is the whole of it).
+    Their drift hits, each where its detector was fed here; ``None`` where the monitor
+    still feeds it itself."""
     groups: dict[tuple[Hashable, int], list[int]] = {}
     for i, (detector, values) in enumerate(due):
         key = group_key(detector) if values is not None and len(values) else None
@@ -124,15 +125,15 @@ def advance_together(due: Sequence[tuple[Detector, np.ndarray | None]]) -> list[
             groups.setdefault((key, len(values)), []).append(i)  # type: ignore[arg-type]
     advanced: list[np.ndarray | None] = [None] * len(due)
     for members in groups.values():
+        rows: Any = [due[i][1] for i in members]
+        if len(members) > 1 and due[members[0]][0].kind == "numeric":
+            rows = np.vstack(rows)
+            ok = np.isfinite(rows).all(axis=1)
+            if not ok.all():  # a row with a missing value: its detector takes the monitor's own path
+                members = [i for i, keep in zip(members, ok.tolist()) if keep]
+                rows = rows[ok]
         if len(members) < 2:
             continue
-        rows = np.vstack([due[i][1] for i in members])  # type: ignore[misc]
-        ok = np.isfinite(rows).all(axis=1)
-        if not ok.all():  # a row with a missing value: its detector takes the monitor's own path
-            members = [i for i, keep in zip(members, ok.tolist()) if keep]
-            rows = rows[ok]
-            if len(members) < 2:
-                continue
         for i, hits in zip(members, update_together([due[i][0] for i in members], rows)):  # type: ignore[misc]
             advanced[i] = hits
     return advanced

@@ -449,15 +449,16 @@ class ModelMonitor:
         size = len(pending["ts"])
         first = self.n_predictions - size  # the position of pending[0]
         end_of_chunk = self.n_predictions % OBSERVE_EVERY == 0
-        fed = self.fed
+        fed, columns = self.fed, pending["columns"]
         due = [w for w in self.watched.values() if end_of_chunk or may_signal(w.detector, size - fed.get(w.key, 0))]
-        converted = [self._converted(w.key, size - fed.get(w.key, 0)) for w in due]
-        # the numeric PSI detectors advance as one group, then each is observed in its turn
-        advanced = advance_together([(w.detector, c) for w, c in zip(due, converted)])
-        for watched, values, hits in zip(due, converted, advanced):
-            start = fed.get(watched.key, 0)
-            self._run(watched, pending["columns"][watched.key][start:], start, size, pending, first + start, result,
-                      values, hits)
+        starts = [fed.get(w.key, 0) for w in due]
+        # what each takes: a categorical one its keys, a numeric one its converted values
+        inputs = [categorical(columns[w.key][s:])[0] if w.categorical else self._converted(w.key, size - s)
+                  for w, s in zip(due, starts)]
+        # the PSI detectors advance in groups (streams/pipeline/feeding.py), then each is observed in its turn
+        advanced = advance_together([(w.detector, x) for w, x in zip(due, inputs)])
+        for watched, start, values, hits in zip(due, starts, inputs, advanced):
+            self._run(watched, columns[watched.key][start:], start, size, pending, first + start, result, values, hits)
             fed[watched.key] = size
         if self.quality and end_of_chunk:  # after the detectors: at equal event time, after what they observed
             self._check_quality(cols, hi, result)
@@ -638,12 +639,12 @@ class ModelMonitor:
 
     def _run(
         self, watched: _Watched, values: Sequence[Any], lo: int, hi: int,
-        cols: dict[str, Any], base: int, result: MonitorResult, converted: np.ndarray | None = None,
+        cols: dict[str, Any], base: int, result: MonitorResult, converted: np.ndarray | list[str] | None = None,
         hits: np.ndarray | None = None,
     ) -> None:
-        """Feed ``values`` to ``watched``'s detector (``converted``: them as float64, where
-        the batch converted them already), or observe what feeding them did (``hits``: the
-        detector was fed every one of them, all finite, in one piece, by advance_together)."""
+        """Feed ``values`` to ``watched``'s detector (``converted``: them as float64, or as
+        category keys, where that was done already), or observe what feeding them did
+        (``hits``: the detector was fed every one of them in one piece, by advance_together)."""
         detector = watched.detector
         if hits is None:
             signalled = self._feed(watched, values, lo, cols, base, result, converted)
@@ -661,14 +662,14 @@ class ModelMonitor:
                           event=not just_signalled)
 
     def _feed(self, watched: _Watched, values: Sequence[Any], lo: int, cols: dict[str, Any], base: int,
-              result: MonitorResult, converted: np.ndarray | None) -> int:
+              result: MonitorResult, converted: np.ndarray | list[str] | None) -> int:
         """:meth:`_run`'s feeding of ``values``, each drift observed; the offset of the
         detector's last signal (-1: none)."""
         detector = watched.detector
         if watched.categorical:
-            clean, idx = categorical(values)
+            clean, idx = categorical(values) if converted is None else (converted, np.arange(len(converted)))
         elif converted is not None:
-            clean, idx = finite(converted)
+            clean, idx = finite(converted)  # type: ignore[arg-type]  # numeric: an array
         else:
             clean, idx = numeric(values)
         signalled = -1  # where the detector last signalled drift in this run

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from detectors.psi import PSI
+from detectors.psi_categorical import CategoricalPSI
 from detectors.psi_group import group_key, update_together
 
 
@@ -66,3 +67,25 @@ def test_group_key_keeps_apart_what_cannot_go_together() -> None:
     assert group_key(PSI()) is None  # no reference yet
     plain.update_many(rng.normal(0, 1, 3))
     assert group_key(plain) != group_key(PSI(reference=rng.normal(0, 1, 300)))  # another position
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_categorical_together_equals_one_by_one(seed: int) -> None:
+    """Category keys, unseen ones among them (the "other" bucket), references of as many
+    categories (one bucket count) but different proportions."""
+    rng = np.random.default_rng(seed)
+    names = np.array(["a", "b", "c", "d", "e"])
+    references = [list(rng.choice(names[:4], 300, p=p)) for p in ([0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.3, 0.4])]
+    alone = [CategoricalPSI(reference=r, window=150, step=50) for r in references]
+    together = [CategoricalPSI(reference=r, window=150, step=50) for r in references]
+    assert group_key(together[0]) == group_key(together[1]) != group_key(PSI(reference=rng.normal(0, 1, 50), window=150, step=50))
+    drifts = 0
+    for i in range(40):
+        n = int(rng.choice([3, 50, 77, 200]))
+        p = [0.25, 0.25, 0.25, 0.25 - 0.005 * i, 0.005 * i]
+        values = [list(rng.choice(names, n, p=p)) for _ in range(2)]
+        expected = [a.update_many(row) for a, row in zip(alone, values)]
+        assert [h.tolist() for h in update_together(together, values)] == [e.tolist() for e in expected]
+        _same(alone, together)  # type: ignore[arg-type]
+        drifts += sum(map(len, expected))
+    assert drifts > 0
