@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import countOf
 from typing import Any
 
 import numpy as np
@@ -46,6 +45,18 @@ from schemas.ids import stable_id
 from streams.pipeline.alerting import AlertPolicy, Observation, against
 from streams.pipeline.alerting import format_number as _fmt
 from streams.pipeline.estimation import ESTIMATED, EstimatedPerformance
+from streams.pipeline.feeding import (
+    OBSERVE_EVERY,
+    advance_together,
+    all_numbers,
+    categorical,
+    chunks,
+    evaluation_cuts,
+    finite,
+    is_number,
+    may_signal,
+    numeric,
+)
 from streams.pipeline.latency import LatencyWindow, series_name
 from streams.pipeline.monitor_config import ModelConfig, MonitorConfig
 from streams.pipeline.performance import (
@@ -65,98 +76,12 @@ from streams.pipeline.series import SeriesWatch
 
 #: Values handed to an error-stream detector per call (see ModelMonitor._run).
 FEED_PIECE = 4096
-#: Detectors are observed every this many events of their sequence (and at first drift).
-OBSERVE_EVERY = 250
-
 STATE_VERSION = 1
 
 
 def model_key(model_id: str, model_version: str | None) -> str:
     """The key of a monitored model: ``model_id`` or ``model_id@version``."""
     return model_id if not model_version else f"{model_id}@{model_version}"
-
-
-def is_number(v: Any) -> bool:
-    """A finite int or float (a bool is not a number here)."""
-    return (type(v) is float or type(v) is int) and math.isfinite(v)
-
-
-_NUMBER_TYPES = frozenset((int, float, type(None)))
-
-
-def all_numbers(values: Sequence[Any]) -> bool:
-    """Whether every value but ``None`` :func:`is_number`: in C-level passes, since it runs
-    over every reference value of every feature of every model (50 models fitting their
-    references in one batch took 0.85 s in a call per value).
-
-    >>> all_numbers([1, 2.5, None]), all_numbers([1, float("nan")]), all_numbers([1, True]), all_numbers(["a"])
-    (True, False, False, False)
-    """
-    if not set(map(type, values)) <= _NUMBER_TYPES:
-        return False
-    try:
-        finite = int(np.isfinite(np.asarray(values, dtype=np.float64)).sum())  # None -> nan
-    except OverflowError:  # an int beyond a float's range
-        return all(is_number(v) for v in values if v is not None)
-    return finite == len(values) - countOf(values, None)
-
-
-def _chunks(start: int, count: int) -> list[tuple[int, int]]:
-    """Cut positions [start, start+count) at multiples of OBSERVE_EVERY; (lo, hi) offsets."""
-    cuts = []
-    lo = 0
-    while lo < count:
-        pos = start + lo
-        hi = min(count, lo + OBSERVE_EVERY - pos % OBSERVE_EVERY)
-        cuts.append((lo, hi))
-        lo = hi
-    return cuts
-
-
-def _until_evaluation(detector: Detector) -> int | None:
-    """How many more values ``detector`` takes up to its next evaluation, where a windowed
-    detector (one with a ``step``) can signal drift; ``None``: it can at any value."""
-    step = getattr(detector, "step", None)
-    return step - detector.n_seen % step if isinstance(step, int) else None
-
-
-def _evaluation_cuts(detector: Detector, n: int) -> list[int]:
-    """End offsets splitting ``n`` values so that any drift can only be signalled by the
-    last value of a piece: at every ``step`` of a windowed detector (one piece otherwise)."""
-    first = _until_evaluation(detector)
-    if first is None or first >= n:
-        return [n]
-    return [*range(first, n, detector.step), n]  # type: ignore[attr-defined]  # windowed: it has one
-
-
-def _may_signal(detector: Detector, more: int) -> bool:
-    """Whether ``more`` new values could make ``detector`` signal drift: a windowed one
-    only at an evaluation, any other at any value."""
-    first = _until_evaluation(detector)
-    return detector.kind == "error_stream" or first is None or more >= first
-
-
-def _numeric(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Finite numbers of ``values`` and their indices (others are missing, not errors)."""
-    try:
-        arr = np.asarray(values, dtype=np.float64)  # None -> nan; a string raises
-    except (TypeError, ValueError):
-        idx = [i for i, v in enumerate(values) if is_number(v)]
-        return np.fromiter((values[i] for i in idx), dtype=np.float64, count=len(idx)), np.asarray(idx, dtype=np.int64)
-    return _finite(arr)
-
-
-def _finite(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_numeric` of values already converted (``arr``: float64, nan for a null)."""
-    finite = np.isfinite(arr)
-    if finite.all():
-        return arr, np.arange(len(arr), dtype=np.int64)
-    idx = np.flatnonzero(finite)
-    return arr[idx], idx
-
-
-def _categorical(values: Sequence[Any]) -> tuple[list[str], np.ndarray]:
-    return ["null" if v is None else str(v) for v in values], np.arange(len(values), dtype=np.int64)
 
 
 @dataclass
@@ -277,15 +202,15 @@ class ModelMonitor:
         """Watch ``column`` with the detector ``spec`` names (by its values' kind, where it
         names one of each), or each of a list of them: keyed ``key:<detector>`` then, so
         each has its own drift events, and the key of a single one stays ``key``."""
-        categorical = not all_numbers(values)
-        chosen = spec["categorical" if categorical else "numeric"] if isinstance(spec, dict) and "numeric" in spec else spec
-        reference = _categorical(values)[0] if categorical else _numeric(values)[0]
+        is_categorical = not all_numbers(values)
+        chosen = spec["categorical" if is_categorical else "numeric"] if isinstance(spec, dict) and "numeric" in spec else spec
+        reference = categorical(values)[0] if is_categorical else numeric(values)[0]
         if len(reference) < 2:
             return
         for cfg in chosen if isinstance(chosen, list) else [chosen]:
-            detector = registry.build({**cfg, "reference": list(reference) if categorical else reference})
+            detector = registry.build({**cfg, "reference": list(reference) if is_categorical else reference})
             at = f"{key}:{detector.name}" if isinstance(chosen, list) else key
-            self.watched[at] = _Watched(at, kind, feature, column, categorical, detector)
+            self.watched[at] = _Watched(at, kind, feature, column, is_categorical, detector)
 
     def _fit_reference(self, since: float = -math.inf) -> None:
         """Build the detectors from the reference, whose last prediction has event time
@@ -495,25 +420,27 @@ class ModelMonitor:
                 self._fit_reference(float(cols["ts"][take - 1]))
         if start >= n or self.reference is not None:
             return start
-        numbers = self._number_columns(cols["features"])
+        numbers = self._number_columns(cols)
         for feature, quality in self.quality.items():  # counted at the batch's first checkpoint
             source = cols["features"].get(feature)
             if source is None:
                 source = [None] * n
-            column = numbers.get(feature)
+            column = numbers.get(f"f:{feature}")
             if column is not None and start:
                 column = NumberColumn(column.values[start:], column.plain)
             quality.update(source[start:] if start else source, self.n_predictions, column)
-        for lo, hi in _chunks(self.n_predictions, n - start):
+        for lo, hi in chunks(self.n_predictions, n - start):
             self._feed_chunk(cols, lo + start, hi + start, result, numbers)
         return start
 
-    def _number_columns(self, features: dict[str, Any]) -> dict[str, NumberColumn | None]:
-        """The batch's columns of the features a numeric detector or a numeric feature's
-        quality checks read, each converted once for both (:mod:`streams.pipeline.number_column`)."""
-        wanted = {w.feature: False for w in self.watched.values() if w.kind == "data_drift" and not w.categorical}
-        wanted.update((f, True) for f, q in self.quality.items() if q.numeric)
-        return {f: number_column(features[f], with_types) for f, with_types in wanted.items() if f in features}
+    def _number_columns(self, cols: dict[str, Any]) -> dict[str, NumberColumn | None]:
+        """The batch's columns a numeric detector or a numeric feature's quality checks read,
+        each converted once for both (:mod:`streams.pipeline.number_column`), by their name in
+        the reference (``f:<feature>``, ``prediction``, ``score``)."""
+        wanted = {w.column: False for w in self.watched.values() if not w.categorical}
+        wanted.update((f"f:{f}", True) for f, q in self.quality.items() if q.numeric)
+        sources = {c: cols["features"].get(c[2:]) if c.startswith("f:") else cols.get(c) for c in wanted}
+        return {c: number_column(sources[c], with_types) for c, with_types in wanted.items() if sources[c] is not None}
 
     def _feed_chunk(self, cols: dict[str, Any], lo: int, hi: int, result: MonitorResult,
                     numbers: dict[str, NumberColumn | None]) -> None:
@@ -525,13 +452,17 @@ class ModelMonitor:
         size = len(pending["ts"])
         first = self.n_predictions - size  # the position of pending[0]
         end_of_chunk = self.n_predictions % OBSERVE_EVERY == 0
-        for watched in self.watched.values():
-            fed = self.fed.get(watched.key, 0)
-            if end_of_chunk or _may_signal(watched.detector, size - fed):
-                values = pending["columns"][watched.key]
-                converted = self._converted(watched.key, size - fed)
-                self._run(watched, values[fed:], fed, size, pending, first + fed, result, converted)
-                self.fed[watched.key] = size
+        fed, columns = self.fed, pending["columns"]
+        due = [w for w in self.watched.values() if end_of_chunk or may_signal(w.detector, size - fed.get(w.key, 0))]
+        starts = [fed.get(w.key, 0) for w in due]
+        # what each takes: a categorical one its keys, a numeric one its converted values
+        inputs = [categorical(columns[w.key][s:])[0] if w.categorical else self._converted(w.key, size - s)
+                  for w, s in zip(due, starts)]
+        # the PSI detectors advance in groups (streams/pipeline/feeding.py), then each is observed in its turn
+        advanced = advance_together([(w.detector, x) for w, x in zip(due, inputs)])
+        for watched, start, values, hits in zip(due, starts, inputs, advanced):
+            self._run(watched, columns[watched.key][start:], start, size, pending, first + start, result, values, hits)
+            fed[watched.key] = size
         if self.quality and end_of_chunk:  # after the detectors: at equal event time, after what they observed
             self._check_quality(cols, hi, result)
         if self.estimate is not None:
@@ -672,8 +603,8 @@ class ModelMonitor:
             if column is None:
                 column = columns[watched.key] = [None] * size
             column.extend(source[lo:hi] if source is not None else [None] * (hi - lo))
-            if watched.kind == "data_drift" and not watched.categorical:
-                converted = numbers.get(watched.feature)  # type: ignore[arg-type]  # data_drift: a feature
+            if not watched.categorical:
+                converted = numbers.get(watched.column)
                 self._pieces.setdefault(watched.key, []).append(None if converted is None else converted.values[lo:hi])
         return pending
 
@@ -694,7 +625,7 @@ class ModelMonitor:
                 for p, y in zip(predictions, labels)
             ]
         scores = cols.get("score") or [None] * n
-        for lo, hi in _chunks(self.n_pairs, n):
+        for lo, hi in chunks(self.n_pairs, n):
             for watched in self.concept.values():
                 self._run(watched, errors[lo:hi], lo, hi, cols, self.n_pairs, result)
             if ranked is not None:
@@ -711,17 +642,39 @@ class ModelMonitor:
 
     def _run(
         self, watched: _Watched, values: Sequence[Any], lo: int, hi: int,
-        cols: dict[str, Any], base: int, result: MonitorResult, converted: np.ndarray | None = None,
+        cols: dict[str, Any], base: int, result: MonitorResult, converted: np.ndarray | list[str] | None = None,
+        hits: np.ndarray | None = None,
     ) -> None:
-        """Feed ``values`` to ``watched``'s detector (``converted``: them as float64, where
-        the batch converted them already)."""
+        """Feed ``values`` to ``watched``'s detector (``converted``: them as float64, or as
+        category keys, where that was done already), or observe what feeding them did
+        (``hits``: the detector was fed every one of them in one piece, by advance_together)."""
+        detector = watched.detector
+        if hits is None:
+            signalled = self._feed(watched, values, lo, cols, base, result, converted)
+        else:  # a windowed detector's only evaluation was at the last value
+            signalled = hi - 1 if len(hits) else -1
+            if len(hits):
+                self._observe(watched, True, signalled, base + (signalled - lo), cols, result)
+        if (base + hi - lo) % OBSERVE_EVERY == 0:  # a chunk completed: observe the detector's state
+            # a signal at the chunk's last value was observed just now: only its sample is new
+            # (an error-stream detector's state is not latched: without this its sample would
+            # say no drift, and a "clear" event would follow the drift at the same position)
+            just_signalled = signalled == hi - 1
+            latched = just_signalled or (detector.kind != "error_stream" and _crossed(detector))
+            self._observe(watched, latched, hi - 1, base + (hi - 1 - lo), cols, result, sample=True,
+                          event=not just_signalled)
+
+    def _feed(self, watched: _Watched, values: Sequence[Any], lo: int, cols: dict[str, Any], base: int,
+              result: MonitorResult, converted: np.ndarray | list[str] | None) -> int:
+        """:meth:`_run`'s feeding of ``values``, each drift observed; the offset of the
+        detector's last signal (-1: none)."""
         detector = watched.detector
         if watched.categorical:
-            clean, idx = _categorical(values)
+            clean, idx = categorical(values) if converted is None else (converted, np.arange(len(converted)))
         elif converted is not None:
-            clean, idx = _finite(converted)
+            clean, idx = finite(converted)  # type: ignore[arg-type]  # numeric: an array
         else:
-            clean, idx = _numeric(values)
+            clean, idx = numeric(values)
         signalled = -1  # where the detector last signalled drift in this run
         if detector.kind == "error_stream":
             # up to each detection (these detectors are per-event anyway): a hit is observed
@@ -739,19 +692,12 @@ class ModelMonitor:
                     self._observe(watched, True, signalled, base + (signalled - lo), cols, result, alert=confirmed)
         else:
             start = 0
-            for end in _evaluation_cuts(detector, len(idx)):  # each piece ends at an evaluation
+            for end in evaluation_cuts(detector, len(idx)):  # each piece ends at an evaluation
                 if len(detector.update_many(clean[start:end])):
                     signalled = lo + int(idx[end - 1])
                     self._observe(watched, True, signalled, base + (signalled - lo), cols, result)
                 start = end
-        if (base + hi - lo) % OBSERVE_EVERY == 0:  # a chunk completed: observe the detector's state
-            # a signal at the chunk's last value was observed just now: only its sample is new
-            # (an error-stream detector's state is not latched: without this its sample would
-            # say no drift, and a "clear" event would follow the drift at the same position)
-            just_signalled = signalled == hi - 1
-            latched = just_signalled or (detector.kind != "error_stream" and _crossed(detector))
-            self._observe(watched, latched, hi - 1, base + (hi - 1 - lo), cols, result, sample=True,
-                          event=not just_signalled)
+        return signalled
 
     def _confirmed(self, watched: _Watched) -> bool:
         """Whether a concept-drift detection is worth an alert: the error got worse.

@@ -1,6 +1,6 @@
 """A feature column of one batch as numbers, converted once for every consumer.
 
-The drift detectors (:func:`streams.pipeline.monitor._numeric`) and the data-quality checks
+The drift detectors (:func:`streams.pipeline.feeding.numeric`) and the data-quality checks
 (:class:`streams.pipeline.quality.FeatureQuality`) both read a numeric feature's values as
 a float64 array. Converting the column once per batch and handing both the same array
 removes what was most of the checks' cost: numpy's own pass over the values, made twice

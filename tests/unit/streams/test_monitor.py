@@ -137,7 +137,7 @@ def test_detectors_fed_only_when_they_may_signal_give_what_feeding_every_batch_g
         return pipe, runs
 
     deferred, deferred_runs = run()
-    monkeypatch.setattr(monitor_module, "_may_signal", lambda detector, more: True)
+    monkeypatch.setattr(monitor_module, "may_signal", lambda detector, more: True)
     every_batch, every_batch_runs = run()
     assert deferred.result.samples == every_batch.result.samples
     assert deferred.result.drift_events == every_batch.result.drift_events
