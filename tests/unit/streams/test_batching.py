@@ -278,3 +278,23 @@ def test_input_caught_up_asks_every_unpaused_partition_of_its_topics(monkeypatch
     assert caught_up() is False  # not fetched yet
     consumer._paused_partitions.add(TP("in", 2))
     assert caught_up() is True  # paused: nothing comes from it until it resumes
+
+
+def test_a_caught_up_batch_goes_no_sooner_than_min_interval_after_the_last() -> None:
+    """A trickle of records is not a batch each: every batch costs the pipeline a fixed amount."""
+    async def test() -> None:
+        flow = FlowControlEvent(initially_suspended=False)
+        queue = BatchQueue(1_000, flow_control=flow, max_items=100, within_s=30.0, caught_up=lambda: True,
+                           min_interval_s=0.3)
+        loop = asyncio.get_running_loop()
+        queue.put_nowait("a")
+        assert await asyncio.wait_for(queue.get(), timeout=5) == ["a"]  # the first goes at once
+        handed = loop.time()
+        queue.put_nowait("b")
+        later = asyncio.ensure_future(queue.get())
+        await asyncio.sleep(0.1)
+        queue.put_nowait("c")
+        assert await asyncio.wait_for(later, timeout=5) == ["b", "c"]
+        assert 0.29 <= loop.time() - handed < 1.0
+
+    _run(test)
