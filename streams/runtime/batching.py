@@ -12,8 +12,9 @@ acks): :func:`admit` tracks a batch's records as Faust's stream would, and
 
 A batch is handed over at once when the topic is caught up (:func:`input_caught_up`: the
 consumer has delivered every record the broker held for the topic's partitions as of its
-last fetch, so nothing more is on its way), at once when it holds ``max_records``, and
-otherwise once ``within_s`` has passed since its first record arrived. Batches therefore come
+last fetch, so nothing more is on its way; but no sooner than ``within_s / 2`` after the
+previous batch, since every batch has a fixed cost), at once when it holds ``max_records``,
+and otherwise once ``within_s`` has passed since its first record arrived. Batches therefore come
 from backlog, as in Kafka Streams: a worker that keeps up hands each fetch over as it comes
 (no wait added to the latency), and one that falls behind gets records faster than it takes
 them, so its batches fill. Records that arrive while one batch is being processed gather in
