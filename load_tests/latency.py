@@ -17,7 +17,7 @@ By default it runs twice, each on its own worker and topics: with one of the 4 i
 partitions idle (no event hashes there: the monitors' event-time frontier must not wait
 for it), then with all 4 busy. The first run's figures are the summary's.
 
-Target: p99 < 1 s.
+Target: p99 < 0.5 s (issue #27), in each run.
 
 With ``--slow-sink S`` the worker's alert webhook points at a local receiver that answers
 each request only after S seconds (the worker's webhook timeout is raised past S, so it
@@ -60,7 +60,7 @@ from .common import (
     print_table,
 )
 
-P99_TARGET_S = 1.0
+P99_TARGET_S = 0.5
 TICK_S = 0.05
 #: Alerts a p99 needs to be more than the slowest one.
 MIN_ALERTS_FOR_P99 = 100
@@ -253,7 +253,7 @@ def run_case(args: Any, items: list[Item], seconds: float, models: int, idle_par
                 [(kind, k["alerts"], k["p50_s"], k["max_s"]) for kind, k in summary["by_kind"].items()],
                 ("kind", "alerts", "p50 s", "max s"))
     print_table(f"Latency ({where})", [("alerts", len(latencies)), ("p50 s", p50), ("p99 s", p99),
-                                       (f"target p99 < 1 s over >= {MIN_ALERTS_FOR_P99} alerts met", summary["target"]["met"])],
+                                       (f"target p99 < {P99_TARGET_S} s over >= {MIN_ALERTS_FOR_P99} alerts met", summary["target"]["met"])],
                 ("figure", "value"))
     return summary
 

@@ -201,7 +201,7 @@ def render(results: dict[str, Any], smoke: bool, artifacts: Path = HERE / "resul
         for run in lat.get("runs", [lat]):
             where = f", {run.get('partitions', '?')} partitions, {run.get('idle_partitions', 0)} idle"
             lines += [_row(f"latency: alerts measured at {fmt(lat['rate_per_s'])}/s, {lat['models']} models{where}", run["alerts"], run["target"].get("alerts", "")),
-                      _row(f"latency: p50 s{where}", run["p50_s"]), _row(f"latency: p99 s{where}", run["p99_s"], run["target"]["p99_s"], run["target"]["met"])]
+                      _row(f"latency: p50 s{where}", run["p50_s"]), _row(f"latency: p99 s{where}", run["p99_s"], run["target"].get("p99_s", "< 0.5"), run["target"]["met"])]
     mem = results.get("memory", {})
     if mem and "error" not in mem:
         tg = mem["targets"]

@@ -116,6 +116,17 @@ class Frontier:
             return math.inf  # each waited idle_after_s with nothing unread before saying so
         return min(marks)
 
+    def due(self, now: float) -> float | None:
+        """When :meth:`value` may next move with time alone (an idle join partition vouching
+        for a watermark once ``idle_after_s`` has passed since it was seen): later than
+        ``now``; ``None`` when only more progress can move it (no partition is idle)."""
+        if not any(idle for _, idle in self.progress.values()):
+            return None
+        for when, _ in self._history:
+            if when > now - self.idle_after_s:
+                return when + self.idle_after_s
+        return None
+
     def to_state(self) -> dict[str, Any]:
         return {"sources": self.sources, "progress": {str(source): [None if not math.isfinite(wm) else wm, idle]
                                                       for source, (wm, idle) in self.progress.items()}}

@@ -339,9 +339,12 @@ def create_app(
         """A join partition whose input went idle has no batch to report it: this does."""
         await pipeline.joins.report_idle_progress()
 
-    @app.timer(0.1)
+    @app.task
     async def monitor_release() -> None:
-        await pipeline.monitors.release_due()
+        """What the frontiers release as time passes, as soon as it is due."""
+        while not app.should_stop:
+            await pipeline.monitors.wait_for_release(longest_s=0.1)
+            await pipeline.monitors.release_due()
 
     @app.timer(1.0)
     async def lifecycle() -> None:

@@ -89,6 +89,7 @@ class MonitorRunner:
         # partition (the table write's partition), and partition -> its last record applied
         self.unsaved_monitors: dict[str, Message] = {}
         self.unsaved_offsets: dict[int, Message] = {}
+        self._looked_again = asyncio.Event()  # a batch ran: when a release is due may have changed
 
     def reset(self) -> None:
         """A rebalance: the caches are rebuilt from the tables, and what the last checkpoint
@@ -215,6 +216,7 @@ class MonitorRunner:
             self.offsets[partition] = max(self.offset(partition), max(msg.offset for msg in group))
             self.unsaved_offsets[partition] = group[-1]
         await delivered(sent)
+        self._looked_again.set()
         # predictions plus joined pairs the monitors applied (tests wait on this)
         m.events_consumed.labels(self.settings.topic("monitor-input")).inc(applied_events)
         self.on_progress()
@@ -277,9 +279,30 @@ class MonitorRunner:
             self.exporter.event_time_lag(slot.monitor.model_id, time.time() - newest)
         return await self.publisher.send(self.stage.outputs(slot.monitor, run.result), since)
 
+    def next_release(self, now: float) -> float | None:
+        """When time alone may next let a frontier release events a model here holds
+        (:meth:`Frontier.due`); ``None``: only more input can."""
+        due = [self.frontiers[p].due(now) for p, keys in self.waiting.items() if keys and p in self._messages]
+        return min((when for when in due if when is not None), default=None)
+
+    async def wait_for_release(self, longest_s: float) -> None:
+        """Wait until :meth:`next_release`, a batch has run (what is due may have changed), or
+        ``longest_s`` has passed: an idle join partition's wait is over when it is, not at a
+        timer's next tick (up to a tenth of a second later, on the latency of every alert)."""
+        now = time.monotonic()
+        due = self.next_release(now)
+        # a millisecond past it: the event loop may wake a timer a hair early
+        timeout = longest_s if due is None else min(longest_s, max(0.0, due - now) + 0.001)
+        self._looked_again.clear()
+        try:
+            await asyncio.wait_for(self._looked_again.wait(), timeout=timeout)
+        except asyncio.TimeoutError:
+            pass
+
     async def release_due(self) -> None:
         """Apply what the frontiers release as time passes (an idle join partition vouches
-        for more once ``idle_after_s`` has passed, with no record to show it): from a timer."""
+        for more once ``idle_after_s`` has passed, with no record to show it): when
+        :meth:`wait_for_release` returns."""
         if not self.waiting or self.lock.locked() or not await self.integrity.verified():
             return
         async with self.lock:

@@ -11,7 +11,7 @@ import pytest
 from faust.types import ConsumerMessage
 from mode.utils.queues import FlowControlEvent
 
-from streams.runtime.batching import BatchedTopic, BatchQueue, acknowledge, admit, record_bytes
+from streams.runtime.batching import BatchedTopic, BatchQueue, acknowledge, admit, input_caught_up, record_bytes
 
 
 def _queue(max_items: int = 100, within_s: float = 0.5, maxsize: int = 1_000) -> BatchQueue:
@@ -213,5 +213,88 @@ def test_the_topics_wake_reaches_the_buffer_its_agent_reads() -> None:
         await asyncio.sleep(0)
         topic.wake()
         assert await asyncio.wait_for(waiting, timeout=5) == []
+
+    _run(test)
+
+
+def test_a_caught_up_input_hands_its_batch_over_at_once() -> None:
+    """Batches come from backlog: with nothing more on its way, waiting out ``within_s``
+    only adds latency."""
+    async def test() -> None:
+        flow = FlowControlEvent(initially_suspended=False)
+        caught_up = [True]
+        queue = BatchQueue(1_000, flow_control=flow, max_items=100, within_s=30.0, caught_up=lambda: caught_up[0])
+        queue.put_nowait("a")
+        queue.put_nowait("b")
+        assert await asyncio.wait_for(queue.get(), timeout=5) == ["a", "b"]  # long before 30 s
+        caught_up[0] = False  # more fetched than delivered: the batch waits for it
+        queue.put_nowait("c")
+        waiting = asyncio.ensure_future(queue.get())
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        queue.put_nowait("d")
+        await asyncio.sleep(0.02)
+        assert not waiting.done()
+        caught_up[0] = True  # the fetch delivered, with no record after it to say so
+        assert await asyncio.wait_for(waiting, timeout=1) == ["c", "d"]
+
+    _run(test)
+
+
+class _Kafka:
+    """The aiokafka consumer's fetch state that :func:`input_caught_up` reads."""
+
+    def __init__(self, ends: dict[tuple[str, int], int | None]) -> None:
+        self.ends = ends
+
+    def assignment(self) -> set[tuple[str, int]]:
+        return set(self.ends)
+
+    def highwater(self, tp: tuple[str, int]) -> int | None:
+        return self.ends[tp]
+
+
+def test_input_caught_up_asks_every_unpaused_partition_of_its_topics(monkeypatch: pytest.MonkeyPatch) -> None:
+    from faust.types import TP
+
+    from streams.runtime import batching
+    from streams.runtime.consumer import install
+
+    app = _app()
+    caught_up = input_caught_up(app, ["in"])
+    assert caught_up() is False  # no consumer yet (and asking made none)
+    assert not batching.consumer_created(app)
+    install(app)
+    consumer = app.consumer
+    assert caught_up() is False  # not started
+    ends: dict[tuple[str, int], int | None] = {TP("in", 0): 5, TP("in", 1): 0, TP("other", 0): 9}
+    monkeypatch.setattr(batching, "kafka_consumer", lambda c: _Kafka(ends))
+    assert caught_up() is False  # nothing of in[0] delivered
+    consumer._read_offset[TP("in", 0)] = 3
+    assert caught_up() is False  # offset 4 is fetched or on the broker
+    consumer._read_offset[TP("in", 0)] = 4
+    assert caught_up() is True  # in[1] is empty; another topic's lag is not this input's
+    ends[TP("in", 2)] = None
+    assert caught_up() is False  # not fetched yet
+    consumer._paused_partitions.add(TP("in", 2))
+    assert caught_up() is True  # paused: nothing comes from it until it resumes
+
+
+def test_a_caught_up_batch_goes_no_sooner_than_min_interval_after_the_last() -> None:
+    """A trickle of records is not a batch each: every batch costs the pipeline a fixed amount."""
+    async def test() -> None:
+        flow = FlowControlEvent(initially_suspended=False)
+        queue = BatchQueue(1_000, flow_control=flow, max_items=100, within_s=30.0, caught_up=lambda: True,
+                           min_interval_s=0.3)
+        loop = asyncio.get_running_loop()
+        queue.put_nowait("a")
+        assert await asyncio.wait_for(queue.get(), timeout=5) == ["a"]  # the first goes at once
+        handed = loop.time()
+        queue.put_nowait("b")
+        later = asyncio.ensure_future(queue.get())
+        await asyncio.sleep(0.1)
+        queue.put_nowait("c")
+        assert await asyncio.wait_for(later, timeout=5) == ["b", "c"]
+        assert 0.29 <= loop.time() - handed < 1.0
 
     _run(test)

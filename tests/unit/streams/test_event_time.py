@@ -174,6 +174,23 @@ def test_an_idle_partition_vouches_only_for_what_the_others_had_reached_a_while_
     assert frontier.value(now=1.4) == math.inf  # each waited with nothing unread before it said so
 
 
+def test_a_frontier_says_when_time_alone_moves_it() -> None:
+    """The monitors release what an idle partition's wait frees at that moment, not at the
+    next tick of a timer."""
+    frontier = Frontier(idle_after_s=0.25)
+    frontier.update(progress_payload(0, 2, 50.0, False), now=0.0)
+    frontier.update(progress_payload(1, 2, 40.0, False), now=0.0)
+    assert frontier.due(now=0.1) is None  # none idle: only progress moves it
+    frontier.update(progress_payload(1, 2, 40.0, True), now=0.0)
+    frontier.update(progress_payload(0, 2, 100.0, False), now=1.0)
+    frontier.update(progress_payload(0, 2, 120.0, False), now=1.1)
+    assert frontier.due(now=1.2) == 1.25
+    assert frontier.value(now=1.2499) == 50.0 and frontier.value(now=1.25) == 100.0
+    assert frontier.due(now=1.25) == pytest.approx(1.35)
+    assert frontier.value(now=1.35) == 120.0
+    assert frontier.due(now=1.35) is None  # all it has seen counts already
+
+
 def test_an_incidents_later_publications_never_move_its_start_back_and_only_escalate() -> None:
     pipe = OfflinePipeline(window_s=86_400.0, partitions=4)
     pipe.feed_events(_interleaved(_models(), random.Random(3)), batch_size=500)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -106,3 +107,31 @@ def test_a_version_retired_once_the_frontier_passes_its_switch_resolves_its_aler
     resolved = {a["alert_id"] for a in publisher.alerts if a["status"] == "resolved" and "version retired: v2" in a["message"]}
     assert resolved == open_alerts
     assert KEY in runner.unsaved_monitors  # the next checkpoint saves the retirement
+
+
+def test_what_an_idle_partitions_wait_frees_is_due_when_the_wait_is_over() -> None:
+    """An idle join partition vouches for what the others had reached idle_after_s ago: the
+    release task wakes then, not at a timer's next tick, and again after any batch (what is
+    due may have changed)."""
+    runner, _ = _runner(OfflinePipeline(window_s=3600).monitor_stage, {})
+    idle_after = runner.settings.idle_after_s
+
+    async def test() -> None:
+        now = time.monotonic()
+        frontier = runner.frontier(0)
+        frontier.update(progress_payload(0, 2, 50.0, False), now)
+        frontier.update(progress_payload(1, 2, None, True), now)  # join partition 1 has nothing to read
+        runner.waiting[0].add(KEY)  # a model holds events above the frontier
+        runner._messages[0] = _record(0, KEY, progress_payload(0, 2, 50.0, False))
+        assert runner.next_release(now) == now + idle_after
+        await runner.wait_for_release(longest_s=5.0)
+        waited = time.monotonic() - now
+        assert idle_after <= waited < idle_after + 0.5
+        assert frontier.value(time.monotonic()) == 50.0 and runner.next_release(time.monotonic()) is None
+        waiting = asyncio.ensure_future(runner.wait_for_release(longest_s=5.0))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # nothing due: it would wait its longest
+        await runner.apply([_record(1, "progress", progress_payload(0, 2, 60.0, False))])
+        await asyncio.wait_for(waiting, timeout=1.0)
+
+    asyncio.run(test())
