@@ -134,6 +134,11 @@ class Settings:
     batch_within_s: float = 0.1
     #: ... a monitor batch this long after its first event.
     monitor_batch_within_s: float = 0.1
+    #: Hand a batch over as soon as its input is caught up (no sooner than half of its
+    #: ``within_s`` after the previous one) instead of always waiting ``within_s``: lower
+    #: alert latency, at the price of more batches, so more CPU, at moderate rates
+    #: (docs/performance.md); a saturated worker's batches fill from its backlog either way.
+    batch_when_caught_up: bool = True
     #: How often the monitor agent writes the state of each model it changed (a checkpoint,
     #: with the monitor-input offset it covers): a crashed or rebalanced worker resumes
     #: from it and applies what came after again. Writing the states after every batch

@@ -276,11 +276,13 @@ def create_app(
     inputs = BatchedTopic(
         app, topics=[settings.topic("predictions"), settings.topic("ground-truth")],
         max_records=settings.batch_max_records, within_s=settings.batch_within_s,
+        when_caught_up=settings.batch_when_caught_up,
         max_bytes=settings.input_buffer_bytes, key_serializer="raw", value_serializer="raw",
     )
     monitor_batches = BatchedTopic(
         app, topics=[settings.topic("monitor-input")],
         max_records=settings.batch_max_records, within_s=settings.monitor_batch_within_s,
+        when_caught_up=settings.batch_when_caught_up,
         max_bytes=settings.input_buffer_bytes, key_serializer="raw", value_serializer="raw",
     )
     model_updates = app.topic(settings.topic("model-updates"), key_serializer="raw", value_serializer="raw")

@@ -217,17 +217,18 @@ class BatchQueue(ThrowingQueue):
 class BatchedTopic(RecordBufferTopic):
     """A Faust topic whose stream yields lists of its records (:class:`~faust.types.Message`),
     up to ``max_records`` each, handed over once the topic is caught up (but no sooner than
-    ``within_s / 2`` after the previous batch), and at the latest ``within_s`` after their
-    first record arrived."""
+    ``within_s / 2`` after the previous batch; ``when_caught_up=False``: never early), and
+    at the latest ``within_s`` after their first record arrived."""
 
     def __init__(
         self, *args: Any, max_records: int = 2_000, within_s: float = 0.1, max_bytes: int | None = None,
-        buffers: list[BatchQueue] | None = None, **kwargs: Any,
+        buffers: list[BatchQueue] | None = None, when_caught_up: bool = True, **kwargs: Any,
     ) -> None:
         if max_records < 1 or not within_s > 0:
             raise ValueError(f"max_records must be >= 1 and within_s > 0, got {max_records} and {within_s}")
         self.max_records = max_records
         self.within_s = within_s
+        self.when_caught_up = when_caught_up
         #: the buffer's bound in record bytes (``None``: Faust's, in records)
         self.max_bytes = max_bytes
         #: the buffers of this topic and of its clones (an agent reads a clone's)
@@ -236,7 +237,7 @@ class BatchedTopic(RecordBufferTopic):
 
     def clone_kwargs(self) -> dict[str, Any]:
         return {"max_records": self.max_records, "within_s": self.within_s, "max_bytes": self.max_bytes,
-                "buffers": self.buffers}
+                "buffers": self.buffers, "when_caught_up": self.when_caught_up}
 
     def wake(self) -> None:
         """Make the agents reading this topic take an empty batch if they wait on an empty
@@ -251,7 +252,8 @@ class BatchedTopic(RecordBufferTopic):
             self.max_bytes or self.maxsize or self.app.conf.stream_buffer_maxsize,
             flow_control=self.app.flow_control, max_items=self.max_records, within_s=self.within_s,
             weigh=None if self.max_bytes is None else record_bytes,
-            caught_up=input_caught_up(self.app, self.topics), min_interval_s=self.within_s / 2,
+            caught_up=input_caught_up(self.app, self.topics) if self.when_caught_up else None,
+            min_interval_s=self.within_s / 2,
         )
         self.buffers.append(buffer)
         return buffer

@@ -164,6 +164,19 @@ def test_a_batched_topic_buffers_its_records_themselves() -> None:
     _run(test)
 
 
+@pytest.mark.parametrize("when_caught_up", [True, False])
+def test_a_batched_topic_hands_over_early_only_when_asked(when_caught_up: bool) -> None:
+    """``DRIFTSTREAM_BATCH_WHEN_CAUGHT_UP=false`` keeps the buffers of the topic and its
+    clones waiting ``within_s`` (no caught-up check), with the same minimum interval."""
+    async def test() -> None:
+        topic = BatchedTopic(_app(), topics=["t"], within_s=0.2, when_caught_up=when_caught_up)
+        channel = topic.clone(is_iterator=True)
+        assert channel.when_caught_up is when_caught_up
+        assert (channel.queue.caught_up is not None) is when_caught_up and channel.queue.min_interval_s == 0.1
+
+    _run(test)
+
+
 def test_admit_skips_a_past_generation_tracks_the_rest_and_acknowledge_acks_them() -> None:
     async def test() -> None:
         app = _app()
