@@ -154,9 +154,10 @@ def namespaced(broker: EmbeddedBroker, **changes: Any) -> Settings:
     # only these come from the environment: DRIFTSTREAM_LOG_LEVEL=INFO shows recoveries,
     # DRIFTSTREAM_GC_THRESHOLD=700 (CPython's default) and DRIFTSTREAM_MALLOC_ARENA_MAX=0
     # (glibc's) measure what the tunings gain, and the micro-batch and checkpoint timings compare
-    # batch lengths and checkpoint intervals
+    # batch lengths, hand-over policies, fetch waits and checkpoint intervals
     passed = ("DRIFTSTREAM_LOG_LEVEL", "DRIFTSTREAM_GC_THRESHOLD", "DRIFTSTREAM_MALLOC_ARENA_MAX",
-              "DRIFTSTREAM_BATCH_WITHIN_S", "DRIFTSTREAM_MONITOR_BATCH_WITHIN_S", "DRIFTSTREAM_MONITOR_CHECKPOINT_S")
+              "DRIFTSTREAM_BATCH_WITHIN_S", "DRIFTSTREAM_MONITOR_BATCH_WITHIN_S", "DRIFTSTREAM_MONITOR_CHECKPOINT_S",
+              "DRIFTSTREAM_BATCH_WHEN_CAUGHT_UP", "DRIFTSTREAM_FETCH_MAX_WAIT_MS")
     settings = Settings.from_env({k: v for k, v in os.environ.items() if k in passed}).for_embedded_broker(broker.url)
     return settings.replace(topic_prefix=f"lt{ns}.", app_id=f"lt-{ns}", **changes)
 
