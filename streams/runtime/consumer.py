@@ -161,15 +161,26 @@ class Consumer(ConsumerLoop):
         resets = self.resets
         first = messages[start]
         generation = first.generation_id
-        last = self._delivered.get(tp)
-        if last is not None and last[1] == resets and last[2] == generation and first.offset <= last[0]:
-            self.went_back.setdefault(tp, (last[0], first.offset))
+        self._check_went_back(tp, first.offset, resets, generation)
         done = queues[0].put_run(messages, start, on_pressure_high=route.on_high, on_pressure_drop=route.on_drop)
         if done:
-            offset = messages[start + done - 1].offset
-            read_offsets(self)[tp] = offset
-            self._delivered[tp] = (offset, resets, generation)
+            self._read_up_to(tp, messages[start + done - 1].offset, resets, generation)
         return done
+
+    def _check_went_back(self, tp: TP, offset: int, resets: int, generation: int | None) -> None:
+        """Record in :attr:`went_back` a record served at or below one already delivered of
+        ``tp`` with no reset of the read offsets and no rebalance in between (a rebalance
+        re-reads from the committed offsets, even when no reset was seen here): the broker
+        client reset a read position past the log's end, so the log lost its tail, and what
+        follows is another log's records."""
+        last = self._delivered.get(tp)
+        if last is not None and last[1] == resets and last[2] == generation and offset <= last[0]:
+            self.went_back.setdefault(tp, (last[0], offset))
+
+    def _read_up_to(self, tp: TP, offset: int, resets: int, generation: int | None) -> None:
+        """``tp``'s read offset moves to ``offset``, delivered in ``resets`` and ``generation``."""
+        read_offsets(self)[tp] = offset
+        self._delivered[tp] = (offset, resets, generation)
 
     async def deliver(self, tp: TP, message: Message) -> None:
         """Hand one fetched record to the conductor and move ``tp``'s read offset to it,
@@ -177,22 +188,15 @@ class Consumer(ConsumerLoop):
         A record served at or below one already delivered with no reset in between is
         recorded in :attr:`went_back` first."""
         resets = self.resets
-        last = self._delivered.get(tp)
         generation = getattr(message, "generation_id", None)
-        # a rebalance in between (another generation) re-reads from the committed offsets,
-        # even when no reset of the read offsets was seen here
-        if last is not None and last[1] == resets and last[2] == generation and message.offset <= last[0]:
-            # the broker client reset a read position past the log's end: the log lost its
-            # tail, and what follows is another log's records
-            self.went_back.setdefault(tp, (last[0], message.offset))
+        self._check_went_back(tp, message.offset, resets, generation)
         queues = None if self.suspend_flow.is_set() else self._direct_queues(tp)
         if queues is not None:
             self._hand_over(tp, message, queues)
         else:
             await self.wait_first(self.callback(message), self.suspend_flow.wait())
         if self.resets == resets:
-            read_offsets(self)[tp] = message.offset
-            self._delivered[tp] = (message.offset, resets, generation)
+            self._read_up_to(tp, message.offset, resets, generation)
         else:  # stale: the reset decides where reading goes on
             self._delivered.pop(tp, None)
 

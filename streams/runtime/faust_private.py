@@ -245,14 +245,18 @@ class ConsumerLoop(aiokafka_driver.Consumer):
                 self._since_yield += 1
                 if self.already_read(tp, message.offset):
                     continue
-                if self._commit_every is not None and self._n_acked >= self._commit_every:
-                    self._n_acked = 0
-                    await self.commit()
+                await self._commit_if_due()
                 await self.deliver(tp, message)
             if self._since_yield > 100:
                 self._since_yield = 0
                 await asyncio.sleep(0)
         return True
+
+    async def _commit_if_due(self) -> None:
+        """Faust's commit every ``broker_commit_every`` acks, checked before a delivery."""
+        if self._commit_every is not None and self._n_acked >= self._commit_every:
+            self._n_acked = 0
+            await self.commit()
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover (Faust's loop)
         """Faust's loop, a partition's records at a time: what a fetch returned for a
@@ -266,7 +270,6 @@ class ConsumerLoop(aiokafka_driver.Consumer):
         get_read_offset = read_offsets(self).__getitem__
         set_flag = self.diag.set_flag
         unset_flag = self.diag.unset_flag
-        commit_every = self._commit_every
         acks_enabled_for = self.app.topics.acks_enabled_for
         track_end_offset = self.app.monitor.track_tp_end_offset
         to_message = self._to_message
@@ -285,9 +288,7 @@ class ConsumerLoop(aiokafka_driver.Consumer):
                             continue
                         track_end_offset(tp, self.highwater(tp))
                         messages = [to_message(tp, record) for record in fetched]
-                        if commit_every is not None and self._n_acked >= commit_every:
-                            self._n_acked = 0
-                            await self.commit()
+                        await self._commit_if_due()
                         # the gaps Faust's loop marks record by record, before any delivery
                         if self.resets == fetched_after and acks_enabled_for(tp.topic):
                             for gap_from, gap_to in offset_gaps(get_read_offset(tp), messages):
