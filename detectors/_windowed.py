@@ -75,11 +75,20 @@ class WindowedDetector(ReferenceDetector):
         """The statistic and p-value (or ``None``) of one full window, oldest value first."""
 
     def _evaluate(self, window: np.ndarray) -> None:
-        self._statistic, self._p_value = self._test(window)
+        self._judge(*self._test(window))
+
+    def _judge(self, statistic: float, p_value: float | None) -> None:
+        """Take one evaluation's statistic and p-value, and set the flags from them."""
+        self._statistic, self._p_value = statistic, p_value
         self._drift = crosses(self._statistic, self.threshold, self.direction)
         self._warning = not self._drift and crosses(
             self._statistic, self.warning_threshold, self.direction
         )
+
+    def _evaluations(self, n: int) -> range:
+        """The positions at which this detector evaluates among its next ``n`` values."""
+        start = max(self._n_seen + 1, self.window)
+        return range(-(-start // self.step) * self.step, self._n_seen + n + 1, self.step)
 
     def _due(self, position: int) -> bool:
         return position % self.step == 0 and position >= self.window
@@ -96,8 +105,7 @@ class WindowedDetector(ReferenceDetector):
         n0, n = self._n_seen, len(values)
         if n == 0:
             return np.empty(0, dtype=np.int64)
-        start = max(n0 + 1, self.window)
-        positions = range(-(-start // self.step) * self.step, n0 + n + 1, self.step)
+        positions = self._evaluations(n)
         hits = []
         if positions:
             history = np.concatenate([self._ring.ordered(), values])

@@ -33,7 +33,6 @@ from typing import Any, Union
 
 import numpy as np
 
-from detectors.base import crosses
 from detectors.psi import PSI
 from detectors.psi_categorical import CategoricalPSI
 
@@ -77,11 +76,10 @@ def update_together(detectors: Sequence[Groupable], values: Sequence[Any]) -> li
     ``update_many`` leaves them."""
     first = detectors[0]
     k, n = len(detectors), len(values[0])
-    n0, window, step = first.n_seen, first.window, first.step
+    n0, window = first.n_seen, first.window
     hits: list[list[int]] = [[] for _ in range(k)]
     codes = np.vstack([_codes(d, row) for d, row in zip(detectors, values)])
-    start = max(n0 + 1, window)
-    positions = range(-(-start // step) * step, n0 + n + 1, step)
+    positions = first._evaluations(n)  # the group's: they share position, window and step
     if positions:
         expected = np.maximum(np.vstack([_expected(d) for d in detectors]), first.epsilon)
         buckets = expected.shape[1]
@@ -95,9 +93,7 @@ def update_together(detectors: Sequence[Groupable], values: Sequence[Any]) -> li
             actual = np.maximum(counts / counts.sum(axis=1, keepdims=True), first.epsilon)
             statistics = np.sum((actual - expected) * np.log(actual / expected), axis=1).tolist()
             for r, d in enumerate(detectors):
-                d._statistic, d._p_value = float(statistics[r]), None
-                d._drift = crosses(d._statistic, d.threshold, d.direction)
-                d._warning = not d._drift and crosses(d._statistic, d.warning_threshold, d.direction)
+                d._judge(float(statistics[r]), None)
                 if d._drift:
                     hits[r].append(position - n0 - 1)
     for d, row in zip(detectors, codes):
