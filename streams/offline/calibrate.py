@@ -38,7 +38,7 @@ from detectors.error_calibration import calibrate_error_stream, count_false_alar
 
 from streams.exceptions import ConfigError
 from streams.offline.backtest import read_events
-from streams.pipeline.monitor import all_numbers, is_number
+from streams.pipeline.feeding import all_numbers, is_number
 from streams.pipeline.monitor_config import MonitorConfig
 
 __all__ = ["calibrate_models", "error_streams", "to_toml"]

@@ -26,7 +26,7 @@ from typing import Any
 from river import drift
 
 from streams.offline.scoring import Detection
-from streams.pipeline.monitor import is_number
+from streams.pipeline.feeding import is_number
 
 ADWIN_ALONE = "baseline: river ADWIN alone"
 DDM_ALONE = "baseline: river DDM alone"
