@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,8 @@ from pathlib import Path
 from streams.ops.broker import free_port
 from streams.runtime.worker import install_uvloop
 from streams.settings import Settings
+
+from .arrivals import Arrivals
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -43,20 +44,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = faust.App(settings.app_id, **conf)
     topic = app.topic(args.topic, key_serializer="raw", value_serializer="raw")
-    seen = {"records": 0, "first_s": 0.0, "last_s": 0.0}
+    arrivals = Arrivals(args.expect, args.out)
 
     @app.agent(topic, name="noop")
     async def noop(stream: faust.StreamT) -> None:
         async for _ in stream:
-            now = time.time()
-            if not seen["records"]:
-                seen["first_s"] = now
-            seen["records"] += 1
-            seen["last_s"] = now
-            if seen["records"] == args.expect:
-                tmp = args.out.with_suffix(".tmp")
-                tmp.write_text(f'{{"records": {seen["records"]}, "first_s": {seen["first_s"]}, "last_s": {seen["last_s"]}}}')
-                tmp.rename(args.out)
+            arrivals.count()
 
     worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
     logging.getLogger().setLevel(logging.WARNING)  # Faust leaves the root logger at DEBUG

@@ -41,6 +41,7 @@ from schemas import codec
 from streams.runtime.end_offsets import end_offsets
 from streams.settings import Settings
 
+from .arrivals import Arrivals
 from .common import Harness, LoadTestError, await_result
 
 __all__ = ["PeerJob", "WindowedPsi", "aiokafka_loop_rate", "quix_rate"]
@@ -218,18 +219,10 @@ def quix_main(argv: Sequence[str] | None = None) -> None:
     app = Application(broker_address=args.broker, consumer_group=f"quix-peer-{uuid.uuid4().hex[:8]}",
                       auto_offset_reset="earliest", state_dir=str(args.state_dir), loglevel="WARNING")
     job = PeerJob()
-    seen = {"records": 0, "first_s": 0.0, "last_s": 0.0}
+    arrivals = Arrivals(args.expect, args.out)
 
     def count(_: Any) -> None:
-        now = time.time()
-        if not seen["records"]:
-            seen["first_s"] = now
-        seen["records"] += 1
-        seen["last_s"] = now
-        if seen["records"] == args.expect:
-            tmp = args.out.with_suffix(".tmp")
-            tmp.write_bytes(codec.dumps({**seen, "predictions": job.predictions, "pairs": job.pairs}))
-            tmp.rename(args.out)
+        if arrivals.count(lambda: {"predictions": job.predictions, "pairs": job.pairs}):
             app.stop()
 
     def join(event: dict[str, Any], state: Any) -> None:
